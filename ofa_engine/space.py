@@ -1,0 +1,344 @@
+"""The search space and the subnet config: defined once, used by every other module.
+
+A `SubnetConfig` is a plain immutable value in the MIT lab's JSON form::
+
+    {"wid": 0, "ks": [7, 5, ...], "e": [6, 4, ...], "d": [4, 2, ...], "image_size": 224}
+
+`wid` indexes the space's width-multiplier list, `ks` / `e` hold one entry per block slot
+(stages x max depth, including slots that the depth leaves out) and `d` is the number of
+active blocks per stage.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+__all__ = ["SubnetConfig", "SearchSpace", "ChannelPlan", "make_divisible", "list_presets"]
+
+
+def make_divisible(value: float, divisor: int = 8, min_value: int | None = None) -> int:
+    """Round `value` to the nearest multiple of `divisor`, never more than 10% below it.
+
+    Same rule as the official OFA / MobileNet code, so that channel counts match theirs.
+    """
+    min_value = divisor if min_value is None else min_value
+    rounded = max(min_value, int(value + divisor / 2) // divisor * divisor)
+    if rounded < 0.9 * value:
+        rounded += divisor
+    return rounded
+
+
+@dataclass(frozen=True)
+class SubnetConfig:
+    """One subnet of a search space. Immutable, hashable and JSON-serialisable."""
+
+    wid: int
+    ks: tuple[int, ...]
+    e: tuple[int, ...]
+    d: tuple[int, ...]
+    image_size: int
+
+    def __post_init__(self) -> None:
+        # Accept lists (e.g. straight from JSON) but store tuples so the value stays immutable.
+        for name in ("ks", "e", "d"):
+            value = getattr(self, name)
+            if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+                raise ValueError(f"config field '{name}' must be a list of integers, got {value!r}")
+            object.__setattr__(self, name, tuple(_as_int(v, name) for v in value))
+        object.__setattr__(self, "wid", _as_int(self.wid, "wid"))
+        object.__setattr__(self, "image_size", _as_int(self.image_size, "image_size"))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"wid": self.wid, "ks": list(self.ks), "e": list(self.e), "d": list(self.d),
+                "image_size": self.image_size}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "SubnetConfig":
+        if not isinstance(data, Mapping):
+            raise ValueError(f"a subnet config must be a JSON object, got {type(data).__name__}")
+        fields = ("wid", "ks", "e", "d", "image_size")
+        missing = [f for f in fields if f not in data]
+        extra = sorted(set(data) - set(fields))
+        if missing or extra:
+            raise ValueError(
+                f"subnet config must have exactly the fields {list(fields)}; "
+                f"missing {missing}, unexpected {extra}")
+        return cls(**{f: data[f] for f in fields})
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> "SubnetConfig":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"subnet config is not valid JSON: {exc}") from None
+        return cls.from_dict(data)
+
+
+def _as_int(value: Any, field: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise ValueError(f"config field '{field}' must hold integers, got {value!r}")
+    return int(value)
+
+
+@dataclass(frozen=True)
+class ChannelPlan:
+    """Channel counts of every layer of a network at one width multiplier."""
+
+    first_conv: int
+    first_block: int
+    stages: tuple[int, ...]
+    final_expand: int
+    feature_mix: int
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """The choices of an OFA MobileNetV3-style space and the fixed layout around them.
+
+    Layout: first conv (3x3) -> first block (depthwise-separable, expand 1) -> `num_stages`
+    elastic stages of up to `max(depths)` inverted-bottleneck blocks -> final 1x1 expand ->
+    global pool -> feature-mix 1x1 -> classifier.
+    """
+
+    name: str
+    in_channels: int
+    num_classes: int
+    width_mults: tuple[float, ...]
+    # Base widths before the multiplier: first_conv, first_block, one per stage, final_expand, feature_mix.
+    base_widths: tuple[int, ...]
+    first_conv_stride: int
+    first_block_stride: int
+    first_block_act: str
+    first_block_se: bool
+    stage_strides: tuple[int, ...]
+    stage_acts: tuple[str, ...]
+    stage_se: tuple[bool, ...]
+    kernel_sizes: tuple[int, ...]
+    expand_ratios: tuple[int, ...]
+    depths: tuple[int, ...]
+    resolutions: tuple[int, ...]
+    channel_divisor: int = 8
+    se_reduction: int = 4
+    dropout: float = 0.1
+    # Preprocessing of raw images, owned here so that training, evaluation and export agree.
+    mean: tuple[float, ...] = (0.485, 0.456, 0.406)
+    std: tuple[float, ...] = (0.229, 0.224, 0.225)
+    labels: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        n = len(self.stage_strides)
+        if not (len(self.stage_acts) == len(self.stage_se) == n and len(self.base_widths) == n + 4):
+            raise ValueError(f"search space '{self.name}': stage lists disagree in length")
+
+    # ----------------------------------------------------------------- presets
+    @staticmethod
+    def preset(name: str) -> "SearchSpace":
+        """A named space: 'ofa-mbv3-w1.0', 'ofa-mbv3-w1.2' or 'tiny-fmnist'."""
+        try:
+            return _PRESETS[name]
+        except KeyError:
+            raise ValueError(f"unknown search space '{name}'; known: {sorted(_PRESETS)}") from None
+
+    # ----------------------------------------------------------------- layout
+    @property
+    def num_stages(self) -> int:
+        return len(self.stage_strides)
+
+    @property
+    def max_depth(self) -> int:
+        return max(self.depths)
+
+    @property
+    def num_slots(self) -> int:
+        return self.num_stages * self.max_depth
+
+    def channels(self, wid: int) -> ChannelPlan:
+        mult = self.width_mults[wid]
+        w = [make_divisible(b * mult, self.channel_divisor) for b in self.base_widths]
+        return ChannelPlan(w[0], w[1], tuple(w[2:-2]), w[-2], w[-1])
+
+    def middle_channels(self, in_channels: int, expand_ratio: int) -> int:
+        return make_divisible(round(in_channels * expand_ratio), self.channel_divisor)
+
+    def se_channels(self, middle_channels: int) -> int:
+        return make_divisible(middle_channels // self.se_reduction, self.channel_divisor)
+
+    def slot_stride(self, slot: int) -> int:
+        stage, index = divmod(slot, self.max_depth)
+        return self.stage_strides[stage] if index == 0 else 1
+
+    # ----------------------------------------------------------------- configs
+    def validate(self, cfg: SubnetConfig | Mapping[str, Any]) -> SubnetConfig:
+        """Return `cfg` as a `SubnetConfig` of this space, or raise `ValueError` naming the problem."""
+        if not isinstance(cfg, SubnetConfig):
+            cfg = SubnetConfig.from_dict(cfg)
+        if not 0 <= cfg.wid < len(self.width_mults):
+            raise ValueError(f"config field 'wid' = {cfg.wid} is not an index into the width "
+                             f"multipliers {list(self.width_mults)}; allowed: 0..{len(self.width_mults) - 1}")
+        for field, allowed, length in (("ks", self.kernel_sizes, self.num_slots),
+                                       ("e", self.expand_ratios, self.num_slots),
+                                       ("d", self.depths, self.num_stages)):
+            values = getattr(cfg, field)
+            if len(values) != length:
+                raise ValueError(f"config field '{field}' has {len(values)} entries; space "
+                                 f"'{self.name}' needs {length} (one per "
+                                 f"{'stage' if field == 'd' else 'block slot'})")
+            bad = [v for v in values if v not in allowed]
+            if bad:
+                raise ValueError(f"config field '{field}' has value {bad[0]}; allowed: {list(allowed)}")
+        if cfg.image_size not in self.resolutions:
+            raise ValueError(f"config field 'image_size' = {cfg.image_size}; allowed: "
+                             f"{_describe_range(self.resolutions)}")
+        return cfg
+
+    def _uniform(self, pick) -> SubnetConfig:
+        return SubnetConfig(wid=pick(range(len(self.width_mults))),
+                            ks=[pick(self.kernel_sizes)] * self.num_slots,
+                            e=[pick(self.expand_ratios)] * self.num_slots,
+                            d=[pick(self.depths)] * self.num_stages,
+                            image_size=pick(self.resolutions))
+
+    def largest(self) -> SubnetConfig:
+        return self._uniform(max)
+
+    def smallest(self) -> SubnetConfig:
+        return self._uniform(min)
+
+    def sample(self, rng: np.random.Generator | int | None = None) -> SubnetConfig:
+        """A uniformly random config (each choice drawn independently, as OFA samples)."""
+        rng = np.random.default_rng(rng)
+        return SubnetConfig(
+            wid=int(rng.integers(len(self.width_mults))),
+            ks=rng.choice(self.kernel_sizes, self.num_slots).tolist(),
+            e=rng.choice(self.expand_ratios, self.num_slots).tolist(),
+            d=rng.choice(self.depths, self.num_stages).tolist(),
+            image_size=int(rng.choice(self.resolutions)))
+
+    def active_slots(self, cfg: SubnetConfig) -> list[int]:
+        return [stage * self.max_depth + i for stage, depth in enumerate(cfg.d) for i in range(depth)]
+
+    def parse_config(self, text: str) -> SubnetConfig:
+        """Parse 'largest', 'smallest', 'random:SEED', a JSON object or a path to a JSON file."""
+        text = text.strip()
+        if text == "largest":
+            return self.largest()
+        if text == "smallest":
+            return self.smallest()
+        if text.startswith("random:"):
+            seed = text.split(":", 1)[1]
+            if not seed.isdigit():
+                raise ValueError(f"'random:SEED' needs a non-negative integer seed, got '{seed}'")
+            return self.sample(int(seed))
+        if text.startswith("{"):
+            return self.validate(SubnetConfig.from_json(text))
+        try:
+            with open(text, encoding="utf-8") as fh:
+                content = fh.read(1 << 20)
+        except OSError as exc:
+            raise ValueError(f"config '{text}' is neither largest, smallest, random:SEED, a JSON "
+                             f"object nor a readable file ({exc.strerror})") from None
+        return self.validate(SubnetConfig.from_json(content))
+
+    # ----------------------------------------------------------------- encoding
+    @property
+    def encoding_size(self) -> int:
+        return (len(self.resolutions) + len(self.width_mults)
+                + self.num_slots * (len(self.kernel_sizes) + len(self.expand_ratios)))
+
+    def encode(self, configs: SubnetConfig | Sequence[SubnetConfig]) -> np.ndarray:
+        """OFA-style one-hot features, shape (N, encoding_size), float32.
+
+        Layout: [resolution | width | per slot: ks one-hot, e one-hot]; slots the depth
+        leaves out are all zeros.
+        """
+        arrays = self.to_arrays(configs)
+        n = arrays["wid"].shape[0]
+        n_res, n_wid = len(self.resolutions), len(self.width_mults)
+        n_k, n_e = len(self.kernel_sizes), len(self.expand_ratios)
+        out = np.zeros((n, self.encoding_size), dtype=np.float32)
+        rows = np.arange(n)
+        out[rows, arrays["res_index"]] = 1.0
+        out[rows, n_res + arrays["wid"]] = 1.0
+        base = n_res + n_wid + np.arange(self.num_slots) * (n_k + n_e)   # (slots,)
+        active = arrays["active"]                                        # (N, slots)
+        r, s = np.nonzero(active)
+        out[r, base[s] + arrays["ks_index"][r, s]] = 1.0
+        out[r, base[s] + n_k + arrays["e_index"][r, s]] = 1.0
+        return out
+
+    def to_arrays(self, configs: SubnetConfig | Sequence[SubnetConfig]) -> dict[str, np.ndarray]:
+        """Validated configs as integer arrays (values and choice indices), for vectorised code."""
+        if isinstance(configs, (SubnetConfig, Mapping)):
+            configs = [configs]
+        configs = [self.validate(c) for c in configs]
+        ks = np.array([c.ks for c in configs], dtype=np.int64).reshape(len(configs), self.num_slots)
+        e = np.array([c.e for c in configs], dtype=np.int64).reshape(len(configs), self.num_slots)
+        d = np.array([c.d for c in configs], dtype=np.int64).reshape(len(configs), self.num_stages)
+        res = np.array([c.image_size for c in configs], dtype=np.int64)
+        wid = np.array([c.wid for c in configs], dtype=np.int64)
+        slot_index = np.arange(self.max_depth)
+        active = (slot_index[None, None, :] < d[:, :, None]).reshape(len(configs), self.num_slots)
+        return {
+            "wid": wid, "ks": ks, "e": e, "d": d, "image_size": res, "active": active,
+            "ks_index": np.searchsorted(self.kernel_sizes, ks),
+            "e_index": np.searchsorted(self.expand_ratios, e),
+            "res_index": np.searchsorted(self.resolutions, res),
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _describe_range(values: Sequence[int]) -> str:
+    steps = {b - a for a, b in zip(values, values[1:])}
+    if len(values) > 6 and len(steps) == 1:
+        return f"{values[0]}..{values[-1]} step {steps.pop()}"
+    return str(list(values))
+
+
+_OFA_MBV3 = dict(
+    in_channels=3, num_classes=1000,
+    base_widths=(16, 16, 24, 40, 80, 112, 160, 960, 1280),
+    first_conv_stride=2, first_block_stride=1, first_block_act="relu", first_block_se=False,
+    stage_strides=(2, 2, 2, 1, 2),
+    stage_acts=("relu", "relu", "h_swish", "h_swish", "h_swish"),
+    stage_se=(False, True, False, True, True),
+    kernel_sizes=(3, 5, 7), expand_ratios=(3, 4, 6), depths=(2, 3, 4),
+)
+
+FASHION_MNIST_LABELS = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                        "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+
+_PRESETS: dict[str, SearchSpace] = {
+    "ofa-mbv3-w1.0": SearchSpace(name="ofa-mbv3-w1.0", width_mults=(1.0,),
+                                 resolutions=tuple(range(128, 225, 4)), **_OFA_MBV3),
+    "ofa-mbv3-w1.2": SearchSpace(name="ofa-mbv3-w1.2", width_mults=(1.2,),
+                                 resolutions=tuple(range(160, 225, 4)), **_OFA_MBV3),
+    # Our bundled Fashion-MNIST supernet: the same family, scaled down (sized in docs/core.md).
+    "tiny-fmnist": SearchSpace(
+        name="tiny-fmnist", in_channels=1, num_classes=10,
+        width_mults=(0.5, 0.75, 1.0),
+        base_widths=(16, 16, 24, 32, 48, 72, 96, 256, 512),
+        first_conv_stride=2, first_block_stride=1, first_block_act="relu", first_block_se=False,
+        stage_strides=(2, 2, 1, 2, 1),
+        stage_acts=("relu", "relu", "h_swish", "h_swish", "h_swish"),
+        stage_se=(False, True, False, True, True),
+        kernel_sizes=(3, 5, 7), expand_ratios=(3, 4, 6), depths=(2, 3),
+        resolutions=(20, 24, 28, 32),
+        mean=(0.2860,), std=(0.3530,), labels=FASHION_MNIST_LABELS,
+    ),
+}
+
+
+def list_presets() -> list[str]:
+    return sorted(_PRESETS)
