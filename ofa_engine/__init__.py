@@ -1,6 +1,10 @@
 """ofa_engine: train an OFA supernet once, specialise it for any device in seconds."""
 
+from .analytics import analyze
+from .export import export_onnx
+from .official import import_official_ofa
 from .space import SearchSpace, SubnetConfig, list_presets
 from .supernet import Supernet, build_supernet
 
-__all__ = ["SearchSpace", "SubnetConfig", "Supernet", "build_supernet", "list_presets"]
+__all__ = ["SearchSpace", "SubnetConfig", "Supernet", "analyze", "build_supernet", "export_onnx",
+           "list_presets"]

@@ -1,0 +1,64 @@
+"""BN recalibration and accuracy of extracted subnets."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from .preprocess import preprocess
+from .space import SearchSpace
+
+__all__ = ["calibrate_bn", "accuracy", "predict_logits"]
+
+
+def _inputs(images, space: SearchSpace | None, image_size: int | None, model: nn.Module) -> torch.Tensor:
+    if isinstance(images, torch.Tensor) and images.dtype.is_floating_point:
+        return images
+    if space is None:
+        raise ValueError("uint8 images need the search space to be preprocessed")
+    size = image_size if image_size is not None else model.config.image_size
+    return preprocess(images, space, size)
+
+
+@torch.no_grad()
+def calibrate_bn(model: nn.Module, images, space: SearchSpace | None = None,
+                 image_size: int | None = None, batch_size: int = 200) -> nn.Module:
+    """Re-estimate every BatchNorm's running mean/var on `images`, as OFA does for a subnet
+    whose shared statistics no longer fit it: average the batch statistics over one pass.
+
+    `images`: float input already preprocessed, or uint8 images (then `space` is needed; the
+    size defaults to `model.config.image_size`). Returns the model, in eval mode.
+    """
+    x = _inputs(images, space, image_size, model)
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [(bn.momentum, bn.training) for bn in bns]
+    model.eval()
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None  # cumulative average over the pass
+        bn.train()
+    try:
+        for start in range(0, len(x), batch_size):
+            model(x[start:start + batch_size])
+    finally:
+        for bn, (momentum, _) in zip(bns, saved):
+            bn.momentum = momentum
+        model.eval()
+    return model
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, images, space: SearchSpace | None = None,
+                   image_size: int | None = None, batch_size: int = 500) -> torch.Tensor:
+    x = _inputs(images, space, image_size, model)
+    model.eval()
+    return torch.cat([model(x[s:s + batch_size]) for s in range(0, len(x), batch_size)])
+
+
+def accuracy(model: nn.Module, images, labels, space: SearchSpace | None = None,
+             image_size: int | None = None) -> float:
+    """Top-1 accuracy (0..1) of `model` on `images`."""
+    logits = predict_logits(model, images, space, image_size)
+    labels = torch.as_tensor(np.asarray(labels))
+    return float((logits.argmax(1) == labels).float().mean())

@@ -1,0 +1,170 @@
+"""ONNX export of an extracted subnet, verified against PyTorch before it reaches its path.
+
+The file carries everything a third party needs to run it: the subnet config, the space,
+the preprocessing (`preprocessing_spec`) and the class labels, as ONNX metadata_props.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import warnings
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+
+from .preprocess import preprocessing_spec
+from .space import SearchSpace, SubnetConfig
+from .static import StaticNet
+
+__all__ = ["export_onnx", "verify_onnx", "read_metadata", "ExportVerificationError",
+           "MIN_OPSET", "TOLERANCE"]
+
+MIN_OPSET = 17
+# Largest |ORT - torch| allowed on any logit of the verification batch.
+TOLERANCE = 1e-4
+INPUT_NAME, OUTPUT_NAME = "input", "logits"
+
+
+class ExportVerificationError(RuntimeError):
+    """The exported file does not reproduce the PyTorch model (or onnxruntime cannot run it)."""
+
+
+def export_onnx(model: StaticNet, cfg: SubnetConfig | Mapping[str, Any], path: str | os.PathLike, *,
+                space: SearchSpace | str | None = None, opset: int = MIN_OPSET) -> Path:
+    """Write `model` (from `Supernet.extract(cfg)`) to `path` as a verified ONNX file.
+
+    Input "input" (batch, C, S, S) float32 with a dynamic batch axis; output "logits"
+    (batch, num_classes). Metadata: `config`, `space`, `preprocessing`, `labels`, `producer`.
+
+    The model is exported in eval mode into a temporary file next to `path`, checked with
+    `onnx.checker`, run in onnxruntime on a seeded random batch and compared with PyTorch;
+    only a file within `TOLERANCE` replaces `path` (atomically). On any failure nothing is
+    left behind and an existing file at `path` is untouched.
+
+    Raises `ValueError` for a model that is not an extracted static net, a `cfg` that is not
+    the model's config or an unsupported opset, and `ExportVerificationError` when the file
+    does not match PyTorch.
+    """
+    space, cfg = _check_inputs(model, cfg, space, opset)
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"cannot write '{path}': directory '{path.parent}' does not exist")
+    # Not mkstemp: its 0600 mode would survive os.replace; a random name is enough here.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+    try:
+        _write_onnx(model, space, cfg, tmp, opset)
+        max_abs_diff = verify_onnx(tmp, model)
+        if not max_abs_diff <= TOLERANCE:   # also catches NaN
+            raise ExportVerificationError(
+                f"ONNX output differs from PyTorch by {max_abs_diff:.3g} (allowed {TOLERANCE:g}); "
+                f"nothing was written to '{path}'")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def verify_onnx(path: str | os.PathLike, model: StaticNet, *, batch_size: int = 2, seed: int = 0) -> float:
+    """Largest |onnxruntime - PyTorch| over the logits of a seeded random batch.
+
+    `batch_size` 2 differs from the traced batch (1), so this also checks the dynamic batch axis.
+    """
+    cfg = model.config
+    shape = (batch_size, model.first_conv.conv.in_channels, cfg.image_size, cfg.image_size)
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(seed))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            expected = model(x).numpy()
+    finally:
+        model.train(was_training)
+    try:
+        options = ort.SessionOptions()
+        # One thread: a batch of 2 needs no more, and spinning worker threads slow a shared CPU.
+        options.intra_op_num_threads = options.inter_op_num_threads = 1
+        session = ort.InferenceSession(os.fspath(path), options, providers=["CPUExecutionProvider"])
+        (actual,) = session.run([OUTPUT_NAME], {INPUT_NAME: x.numpy()})
+    except Exception as exc:  # onnxruntime raises its own exception types
+        raise ExportVerificationError(f"onnxruntime cannot run '{path}': {exc}") from exc
+    if actual.shape != expected.shape:
+        raise ExportVerificationError(
+            f"onnxruntime output shape {actual.shape} != PyTorch output shape {expected.shape}")
+    return float(np.max(np.abs(actual.astype(np.float64) - expected.astype(np.float64))))
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """The metadata of an exported file, JSON values decoded (weights are not loaded)."""
+    model = onnx.load(os.fspath(path), load_external_data=False)
+    out: dict[str, Any] = {}
+    for prop in model.metadata_props:
+        try:
+            out[prop.key] = json.loads(prop.value)
+        except json.JSONDecodeError:
+            out[prop.key] = prop.value
+    return out
+
+
+def _check_inputs(model: Any, cfg: Any, space: SearchSpace | str | None, opset: int
+                  ) -> tuple[SearchSpace, SubnetConfig]:
+    if not isinstance(model, StaticNet):
+        raise ValueError(f"export_onnx needs a static subnet from Supernet.extract(cfg), got "
+                         f"{type(model).__name__}; extract the subnet first")
+    if isinstance(opset, bool) or not isinstance(opset, int) or opset < MIN_OPSET:
+        raise ValueError(f"opset = {opset!r}; allowed: an integer >= {MIN_OPSET}")
+    if space is None:
+        space = SearchSpace.preset(model.space_name)
+    elif isinstance(space, str):
+        space = SearchSpace.preset(space)
+    if space.name != model.space_name:
+        raise ValueError(f"space '{space.name}' does not match the model, which was extracted "
+                         f"from space '{model.space_name}'")
+    cfg = space.validate(cfg)
+    if cfg != model.config:
+        fields = [f for f in ("wid", "ks", "e", "d", "image_size")
+                  if getattr(cfg, f) != getattr(model.config, f)]
+        raise ValueError(f"config does not match the extracted model: field(s) {fields} differ "
+                         f"(model was extracted with {model.config.to_json()})")
+    return space, cfg
+
+
+def _write_onnx(model: StaticNet, space: SearchSpace, cfg: SubnetConfig, path: Path, opset: int) -> None:
+    dummy = torch.zeros(1, space.in_channels, cfg.image_size, cfg.image_size)
+    was_training = model.training
+    model.eval()
+    try:
+        with warnings.catch_warnings():
+            # torch 2.14 flags the TorchScript exporter as legacy; the dynamo exporter needs
+            # onnxscript, which we do not depend on.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            torch.onnx.export(
+                model, (dummy,), os.fspath(path), dynamo=False, opset_version=opset,
+                input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+                do_constant_folding=True)
+    finally:
+        model.train(was_training)
+
+    proto = onnx.load(os.fspath(path))
+    proto.producer_name = "ofa_engine"
+    proto.doc_string = f"Subnet of the OFA search space '{space.name}' exported by ofa_engine."
+    labels = list(space.labels) or [f"class_{i}" for i in range(space.num_classes)]
+    metadata = {
+        "config": cfg.to_json(),
+        "space": space.name,
+        "preprocessing": json.dumps(preprocessing_spec(space, cfg.image_size)),
+        "labels": json.dumps(labels),
+        "producer": json.dumps({"name": "ofa_engine", "torch": torch.__version__, "onnx": onnx.__version__,
+                                "exporter": "torch.onnx.export (TorchScript)", "opset": opset}),
+    }
+    del proto.metadata_props[:]
+    for key, value in metadata.items():
+        proto.metadata_props.add(key=key, value=value)
+    onnx.checker.check_model(proto, full_check=True)
+    onnx.save(proto, os.fspath(path))

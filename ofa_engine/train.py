@@ -1,0 +1,548 @@
+"""Progressive shrinking with knowledge distillation: resumable, and DDP under torchrun.
+
+Phases run in order, each starting from the previous one's weights: the full network (which
+then becomes the frozen teacher), then elastic kernel, depth, expand ratio and width.
+Every step draws one resolution for the batch and several subnets from the phase's choices;
+their losses are summed into one backward pass, which equals accumulating their gradients.
+
+Checkpoints (atomic: temp file + rename) hold weights, optimizer, phase, epoch, step and every
+RNG state, so `resume=True` continues exactly where the last checkpoint left off; they hold only
+tensors and plain values and load with `torch.load(..., weights_only=True)`.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from .data import ImageSet
+from .evaluation import accuracy, calibrate_bn
+from .preprocess import preprocess
+from .space import SearchSpace, SubnetConfig
+from .supernet import Supernet
+
+__all__ = ["Phase", "Recipe", "default_recipe", "twin_recipe", "train", "save_supernet", "load_supernet_file",
+           "space_from_dict"]
+
+CHECKPOINT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One progressive-shrinking phase. A choice list left as None means 'largest only'."""
+
+    name: str
+    epochs: float
+    lr: float
+    kernel_sizes: tuple[int, ...] | None = None
+    depths: tuple[int, ...] | None = None
+    expand_ratios: tuple[int, ...] | None = None
+    widths: tuple[int, ...] | None = None       # indices into the space's width multipliers
+    subnets_per_step: int = 1
+    distill: bool = True
+    sort_channels: str | None = None            # None, "middle:<expand_stage>" or "stage"
+    warmup_epochs: float = 0.0
+    # Train only this architecture (a config dict; the resolution is still drawn per batch, as
+    # in the full phase): the from-scratch twin of an extracted subnet.
+    fixed_config: dict | None = None
+
+
+@dataclass(frozen=True)
+class Recipe:
+    phases: tuple[Phase, ...]
+    batch_size: int = 256
+    momentum: float = 0.9
+    weight_decay: float = 3e-5
+    label_smoothing: float = 0.1
+    kd_ratio: float = 1.0
+    sandwich: bool = True          # the smallest subnet of the phase is one of each step's subnets
+    augment: bool = True           # random 2-pixel shifts and horizontal flips
+    seed: int = 0
+    eval_images: int = 2000        # validation images for the per-epoch log
+    checkpoint_every: int = 50     # steps between mid-epoch checkpoints
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Recipe":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown recipe fields {unknown}; allowed: {sorted(known)}")
+        phase_fields = {f.name for f in dataclasses.fields(Phase)}
+        phases = []
+        for p in data.get("phases", []):
+            bad = sorted(set(p) - phase_fields)
+            if bad:
+                raise ValueError(f"unknown phase fields {bad}; allowed: {sorted(phase_fields)}")
+            p = {k: tuple(v) if isinstance(v, list) else v for k, v in p.items()}
+            if p.get("fixed_config") is not None:
+                p["fixed_config"] = SubnetConfig.from_dict(p["fixed_config"]).to_dict()
+            phases.append(Phase(**p))
+        if not phases:
+            raise ValueError("a recipe needs at least one phase")
+        return cls(**{**data, "phases": tuple(phases)})
+
+    def scaled(self, epoch_scale: float) -> "Recipe":
+        return dataclasses.replace(self, phases=tuple(
+            dataclasses.replace(p, epochs=p.epochs * epoch_scale) for p in self.phases))
+
+
+def twin_recipe(space: SearchSpace, cfg: SubnetConfig, base: Recipe | None = None) -> Recipe:
+    """The from-scratch baseline for `cfg`: the full-network phase of `base` (same epochs, LR,
+    schedule, augmentation, resolution drawn per batch) training only `cfg`'s architecture."""
+    base = base or default_recipe(space)
+    full = base.phases[0]
+    return dataclasses.replace(base, phases=(dataclasses.replace(
+        full, name="scratch", distill=False, fixed_config=space.validate(cfg).to_dict()),))
+
+
+def default_recipe(space: SearchSpace) -> Recipe:
+    """Our recipe for the bundled supernet (ANCHORS.md's schedule, shortened to fit 2 cores)."""
+    ks, ds, es = space.kernel_sizes, space.depths, space.expand_ratios
+    es_desc = sorted(es, reverse=True)
+    all_w = tuple(range(len(space.width_mults)))
+    full = dict(kernel_sizes=ks, depths=ds)
+    phases = [
+        Phase("full", epochs=10, lr=0.1, distill=False, warmup_epochs=0.5),
+        Phase("kernel", epochs=3, lr=0.03, kernel_sizes=ks),
+        Phase("depth", epochs=3, lr=0.02, subnets_per_step=2, **full),
+    ]
+    for stage in range(1, len(es)):
+        phases.append(Phase(f"expand-{stage}", epochs=2 if stage < len(es) - 1 else 3, lr=0.02,
+                            expand_ratios=tuple(sorted(es_desc[:stage + 1])), subnets_per_step=3,
+                            sort_channels=f"middle:{stage - 1}", **full))
+    if len(all_w) > 1:
+        phases.append(Phase("width", epochs=3, lr=0.02, expand_ratios=es, widths=all_w,
+                            subnets_per_step=3, sort_channels="stage", **full))
+    return Recipe(phases=tuple(phases))
+
+
+# ---------------------------------------------------------------------- supernet files
+def space_from_dict(data: dict[str, Any]) -> SearchSpace:
+    return SearchSpace(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+
+def save_supernet(supernet: Supernet, path: str | Path, half: bool = False,
+                  extra: dict[str, Any] | None = None) -> Path:
+    """Weights + the space definition, atomically; loads with weights_only=True."""
+    state = {k: (v.half() if half and v.is_floating_point() else v).clone()
+             for k, v in supernet.state_dict().items()}
+    payload = {"format": "ofa_engine.supernet", "version": 1, "space": supernet.space.to_dict(),
+               "state_dict": state, "extra": extra or {}}
+    return _atomic_save(payload, Path(path))
+
+
+def load_supernet_file(path: str | Path) -> Supernet:
+    path = Path(path)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"supernet file {path} does not exist") from None
+    except Exception as exc:  # corrupt or hostile files never execute: weights_only refuses code
+        raise ValueError(f"{path} is not a readable supernet file ({type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0][:200]})") from None
+    if not isinstance(payload, dict) or "state_dict" not in payload or "space" not in payload:
+        raise ValueError(f"{path} is not an ofa_engine supernet file (expected keys 'space' and 'state_dict')")
+    net = Supernet(space_from_dict(payload["space"]))
+    state = {k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()}
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as exc:
+        raise ValueError(f"{path}: weights do not fit space '{net.space.name}': "
+                         f"{str(exc).splitlines()[0][:300]}") from None
+    return net.eval()
+
+
+def _atomic_save(obj: Any, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    torch.save(obj, tmp)
+    with open(tmp, "rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    return path
+
+
+# ---------------------------------------------------------------------- distributed
+@dataclass
+class _Dist:
+    rank: int = 0
+    world: int = 1
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def _init_distributed() -> _Dist:
+    if "RANK" not in os.environ or int(os.environ.get("WORLD_SIZE", "1")) < 2:
+        return _Dist(device=torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+    use_cuda = torch.cuda.is_available()
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+    rank, world = dist.get_rank(), dist.get_world_size()
+    device = torch.device("cpu")
+    if use_cuda:
+        local = int(os.environ.get("LOCAL_RANK", 0))
+        torch.cuda.set_device(local)
+        device = torch.device("cuda", local)
+    return _Dist(rank, world, device)
+
+
+class _SubnetsLoss(nn.Module):
+    """Summed loss of several subnets on one batch: a single forward for DDP."""
+
+    def __init__(self, supernet: Supernet, label_smoothing: float, kd_ratio: float):
+        super().__init__()
+        self.supernet = supernet
+        self.label_smoothing, self.kd_ratio = label_smoothing, kd_ratio
+
+    def forward(self, x, y, configs: list[SubnetConfig], soft_targets: torch.Tensor | None):
+        total = x.new_zeros(())
+        for cfg in configs:
+            logits = self.supernet(x, cfg)
+            loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
+            if soft_targets is not None:
+                loss = loss + self.kd_ratio * torch.sum(-soft_targets * F.log_softmax(logits, 1), 1).mean()
+            total = total + loss
+        return total
+
+
+# ---------------------------------------------------------------------- training
+def _phase_choices(space: SearchSpace, phase: Phase) -> dict[str, tuple[int, ...]]:
+    return {"ks": phase.kernel_sizes or (max(space.kernel_sizes),),
+            "e": phase.expand_ratios or (max(space.expand_ratios),),
+            "d": phase.depths or (max(space.depths),),
+            "wid": phase.widths or (len(space.width_mults) - 1,)}
+
+
+def _sample(space: SearchSpace, choices, rng: np.random.Generator, image_size: int,
+            smallest: bool = False) -> SubnetConfig:
+    if smallest:
+        pick = {k: min(v) for k, v in choices.items()}
+        return SubnetConfig(pick["wid"], [pick["ks"]] * space.num_slots, [pick["e"]] * space.num_slots,
+                            [pick["d"]] * space.num_stages, image_size)
+    return SubnetConfig(int(rng.choice(choices["wid"])), rng.choice(choices["ks"], space.num_slots).tolist(),
+                        rng.choice(choices["e"], space.num_slots).tolist(),
+                        rng.choice(choices["d"], space.num_stages).tolist(), image_size)
+
+
+def _augment(images: torch.Tensor, gen: torch.Generator, pad: int = 2) -> torch.Tensor:
+    """Random shifts up to `pad` pixels (zero padding) and horizontal flips, uint8 (N,C,H,W)."""
+    n, _, h, w = images.shape
+    padded = F.pad(images, (pad, pad, pad, pad))
+    oy = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
+    ox = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
+    rows = (oy[:, None] + torch.arange(h))[:, None, :, None]
+    cols = (ox[:, None] + torch.arange(w))[:, None, None, :]
+    out = padded[torch.arange(n)[:, None, None, None], torch.arange(images.shape[1])[None, :, None, None],
+                 rows, cols]
+    flip = torch.rand(n, generator=gen) < 0.5
+    out[flip] = out[flip].flip(-1)
+    return out
+
+
+def _param_groups(model: nn.Module, weight_decay: float):
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        (no_decay if p.dim() == 1 else decay).append(p)  # no decay on BN and biases, as OFA
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def _lr(phase: Phase, step: int, total: int, steps_per_epoch: int) -> float:
+    warm = int(phase.warmup_epochs * steps_per_epoch)
+    if step < warm:
+        return phase.lr * (step + 1) / warm
+    t = (step - warm) / max(1, total - warm)
+    return 0.5 * phase.lr * (1 + math.cos(math.pi * t))
+
+
+def _evaluate(model: Supernet, space: SearchSpace, cfg: SubnetConfig, calib: ImageSet, val: ImageSet) -> float:
+    sub = model.extract(cfg)
+    calibrate_bn(sub, calib.images, space)
+    return accuracy(sub, val.images, val.labels, space)
+
+
+def train(space: SearchSpace, recipe: Recipe, train_set: ImageSet, val_set: ImageSet, calib_set: ImageSet,
+          out_dir: str | Path, resume: bool = False, max_steps: int | None = None,
+          progress: bool = True) -> Path:
+    """Run (or resume) the recipe; returns the path of the final supernet file.
+
+    `max_steps` stops after that many optimizer steps in this call (for tests and time-boxed runs)
+    after writing a checkpoint.
+    """
+    out_dir = Path(out_dir)
+    env = _init_distributed()
+    ckpt_path = out_dir / "checkpoint.pt"
+    log_path = out_dir / "log.jsonl"
+    torch.manual_seed(recipe.seed)
+
+    model = Supernet(space)
+    model.to(env.device, memory_format=torch.channels_last)
+    teacher_state = None
+    state: dict[str, Any] = {"phase": 0, "epoch": 0, "step": 0, "elapsed_s": 0.0}
+    arch_rng = np.random.default_rng(recipe.seed)
+    aug_gen = torch.Generator().manual_seed(recipe.seed * 1009 + env.rank)
+    optimizer_state = None
+
+    if resume and ckpt_path.exists():
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        if Recipe.from_dict(ckpt["recipe"]) != Recipe.from_dict(recipe.to_dict()):
+            raise ValueError(f"{ckpt_path} was written by a different recipe; resume with the same one "
+                             f"or start a new --out folder")
+        model.load_state_dict(ckpt["model"])
+        teacher_state = ckpt["teacher"]
+        state = ckpt["state"]
+        arch_rng.bit_generator.state = ckpt["arch_rng"]
+        aug_gen.set_state(ckpt["aug_rng"][env.rank] if env.rank < len(ckpt["aug_rng"]) else ckpt["aug_rng"][0])
+        torch.set_rng_state(ckpt["torch_rng"])
+        optimizer_state = ckpt["optimizer"]
+    elif env.main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if log_path.exists():
+            log_path.unlink()
+
+    n = len(train_set)
+    steps_per_epoch = n // env.world // recipe.batch_size
+    if steps_per_epoch < 1:
+        raise ValueError(f"{n} training images are too few for batch size {recipe.batch_size} "
+                         f"on {env.world} process(es)")
+    images_all = torch.from_numpy(train_set.images)
+    if images_all.dim() == 3:
+        images_all = images_all.unsqueeze(1)
+    labels_all = torch.from_numpy(train_set.labels)
+    val_eval = val_set.subset(np.arange(min(len(val_set), recipe.eval_images)))
+    steps_done = 0
+    t_start = time.time() - state["elapsed_s"]
+
+    def checkpoint(optimizer: torch.optim.Optimizer | None) -> None:
+        rng_states = [aug_gen.get_state()]
+        if env.world > 1:
+            gathered = [torch.zeros_like(rng_states[0]) for _ in range(env.world)]
+            dist.all_gather(gathered, rng_states[0])
+            rng_states = gathered
+        if env.main:
+            state["elapsed_s"] = time.time() - t_start
+            _atomic_save({"version": CHECKPOINT_VERSION, "recipe": recipe.to_dict(), "space": space.to_dict(),
+                          "model": model.state_dict(), "teacher": teacher_state,
+                          "optimizer": optimizer.state_dict() if optimizer is not None else None,
+                          "state": dict(state),
+                          "scheduler": {"step": state["epoch"] * steps_per_epoch + state["step"]},
+                          "arch_rng": arch_rng.bit_generator.state, "aug_rng": rng_states,
+                          "torch_rng": torch.get_rng_state()}, ckpt_path)
+
+    while state["phase"] < len(recipe.phases):
+        phase = recipe.phases[state["phase"]]
+        choices = _phase_choices(space, phase)
+        total_steps = max(1, round(phase.epochs * steps_per_epoch))
+        n_epochs = math.ceil(total_steps / steps_per_epoch)
+        fresh_phase = state["epoch"] == 0 and state["step"] == 0
+        if fresh_phase and phase.sort_channels:
+            kind, _, arg = phase.sort_channels.partition(":")
+            if kind == "middle":
+                model.reorganize_channels(expand_stage=int(arg or 0), middle=True, stage=False)
+            elif kind == "stage":
+                model.reorganize_channels(middle=False, stage=True)
+            else:
+                raise ValueError(f"phase '{phase.name}': sort_channels must be 'middle:<stage>' or "
+                                 f"'stage', got '{phase.sort_channels}'")
+        teacher = None
+        if phase.distill:
+            if teacher_state is None:
+                raise ValueError(f"phase '{phase.name}' distils from the full network, but no earlier "
+                                 f"phase trained it; put a phase with distill=false first")
+            t_net = Supernet(space)
+            t_net.load_state_dict(teacher_state)
+            teacher = t_net.extract(space.largest()).to(env.device, memory_format=torch.channels_last).eval()
+
+        loss_module = _SubnetsLoss(model, recipe.label_smoothing, recipe.kd_ratio)
+        runner = loss_module
+        if env.world > 1:
+            runner = nn.parallel.DistributedDataParallel(loss_module, find_unused_parameters=True)
+        optimizer = torch.optim.SGD(_param_groups(model, recipe.weight_decay), lr=phase.lr,
+                                    momentum=recipe.momentum, nesterov=True)
+        if optimizer_state is not None:
+            optimizer.load_state_dict(optimizer_state)
+            optimizer_state = None
+        model.train()
+        lr = phase.lr
+
+        while state["epoch"] < n_epochs:
+            epoch = state["epoch"]
+            perm = torch.from_numpy(np.random.default_rng([recipe.seed, state["phase"], epoch]).permutation(n))
+            shard = perm[env.rank::env.world]
+            last_step = min(steps_per_epoch, total_steps - epoch * steps_per_epoch)
+            losses, seen, t_epoch = [], 0, time.time()
+            bar = tqdm(total=last_step, initial=state["step"], desc=f"{phase.name} {epoch + 1}/{n_epochs}",
+                       disable=not (progress and env.main), mininterval=5, leave=False)
+            while state["step"] < last_step:
+                step = state["step"]
+                idx = shard[step * recipe.batch_size:(step + 1) * recipe.batch_size]
+                x = images_all[idx]
+                if recipe.augment:
+                    x = _augment(x, aug_gen)
+                fixed = space.validate(phase.fixed_config) if phase.fixed_config else None
+                image_size = int(arch_rng.choice(space.resolutions))
+                x = preprocess(x, space, image_size).to(env.device, memory_format=torch.channels_last)
+                y = labels_all[idx].to(env.device)
+                configs = [dataclasses.replace(fixed, image_size=image_size)] if fixed else [
+                    _sample(space, choices, arch_rng, image_size,
+                            smallest=recipe.sandwich and i == 0 and phase.subnets_per_step > 1)
+                    for i in range(phase.subnets_per_step)]
+                soft = None
+                if teacher is not None:
+                    with torch.no_grad():
+                        soft = F.softmax(teacher(x), 1)
+                lr = _lr(phase, epoch * steps_per_epoch + step, total_steps, steps_per_epoch)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                loss = runner(x, y, configs, soft)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                losses.append(float(loss.detach()) / len(configs))
+                seen += len(idx)
+                state["step"] += 1
+                steps_done += 1
+                bar.update(1)
+                stop = max_steps is not None and steps_done >= max_steps
+                if stop or state["step"] % recipe.checkpoint_every == 0:
+                    checkpoint(optimizer)
+                if stop:
+                    bar.close()
+                    return out_dir / "supernet.pt"
+            bar.close()
+            images_per_s = seen * env.world / max(1e-9, time.time() - t_epoch)
+            state["epoch"] += 1
+            state["step"] = 0
+            if env.main:
+                model.eval()
+                record = {"phase": phase.name, "epoch": epoch + 1, "epochs": n_epochs,
+                          "loss": float(np.mean(losses)) if losses else None, "lr": lr,
+                          **({"acc_config": _evaluate(model, space, space.validate(phase.fixed_config),
+                                                      calib_set, val_eval)} if phase.fixed_config else
+                             {"acc_largest": _evaluate(model, space, space.largest(), calib_set, val_eval),
+                              "acc_smallest": _evaluate(model, space, space.smallest(), calib_set, val_eval)}),
+                          "images_per_s": round(images_per_s, 1),
+                          "elapsed_s": round(time.time() - t_start, 1)}
+                model.train()
+                with open(log_path, "a", encoding="utf-8") as fh:
+                    fh.write(json.dumps(record) + "\n")
+                if progress:
+                    tqdm.write(json.dumps(record))
+            checkpoint(optimizer)
+
+        # phase done
+        if phase.name == "full" or teacher_state is None:
+            teacher_state = copy.deepcopy(model.state_dict())
+        if env.main:
+            save_supernet(model, out_dir / f"phase-{state['phase']:02d}-{phase.name}.pt")
+        state["phase"] += 1
+        state["epoch"] = 0
+        state["step"] = 0
+        checkpoint(None)  # the next phase starts with a fresh optimizer
+
+    final = out_dir / "supernet.pt"
+    _record_rank_weights(model, env, out_dir)
+    if env.main:
+        save_supernet(model, final, extra={"recipe": recipe.to_dict(),
+                                           "train_seconds": round(time.time() - t_start, 1)})
+    if env.world > 1:
+        dist.barrier()
+    return final
+
+
+def _record_rank_weights(model: nn.Module, env: _Dist, out_dir: Path) -> None:
+    """Write every rank's weight digest to ranks.json (DDP keeps the replicas identical)."""
+    import hashlib
+    digest = hashlib.sha256()
+    for key, value in sorted(model.state_dict().items()):
+        digest.update(key.encode())
+        digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+    mine = torch.tensor(list(digest.digest()), dtype=torch.int64)
+    digests = [mine]
+    if env.world > 1:
+        digests = [torch.zeros_like(mine) for _ in range(env.world)]
+        dist.all_gather(digests, mine)
+    if env.main:
+        hexes = [bytes(d.tolist()).hex() for d in digests]
+        (out_dir / "ranks.json").write_text(json.dumps({"world_size": env.world, "sha256": hexes}))
+
+
+# ---------------------------------------------------------------------- command line
+def add_arguments(parser) -> None:
+    parser.add_argument("--space", default="tiny-fmnist", help="search space preset (default tiny-fmnist)")
+    parser.add_argument("--out", required=True, help="run folder: checkpoint.pt, log.jsonl, supernet.pt")
+    parser.add_argument("--recipe", help="JSON file with a recipe (see docs/training.md); default: our recipe")
+    parser.add_argument("--scratch-config", metavar="C",
+                        help="train only this subnet from scratch with the full-network phase "
+                             "(the from-scratch twin): largest, smallest, random:SEED or JSON")
+    parser.add_argument("--epoch-scale", type=float, default=1.0, help="multiply every phase's epochs")
+    parser.add_argument("--data", default="fashion-mnist",
+                        help="'fashion-mnist' (Debian package) or 'folder:PATH' (ImageFolder, one sub-folder per class)")
+    parser.add_argument("--image-size", type=int, default=28, help="stored size of ImageFolder images")
+    parser.add_argument("--max-train-images", type=int, help="use only the first N training images")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    parser.add_argument("--max-steps", type=int, help="stop (after a checkpoint) once this call ran N steps")
+    parser.add_argument("--threads", type=int, help="torch intra-op threads")
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def run(args) -> int:
+    from .data import load_image_folder, load_split
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    space = SearchSpace.preset(args.space)
+    if args.data == "fashion-mnist":
+        train_set, val_set = load_split("train"), load_split("holdout")
+        calib = train_set.subset(np.random.default_rng(1).choice(len(train_set), 2000, replace=False))
+    elif args.data.startswith("folder:"):
+        data = load_image_folder(args.data.split(":", 1)[1], args.image_size, space.in_channels)
+        order = np.random.default_rng(0).permutation(len(data))
+        n_val = max(1, len(data) // 10)
+        train_set, val_set = data.subset(order[n_val:]), data.subset(order[:n_val])
+        calib = train_set.subset(np.arange(min(2000, len(train_set))))
+        space = dataclasses.replace(space, name=f"{space.name}-custom", num_classes=len(data.classes),
+                                    labels=tuple(data.classes))
+    else:
+        raise ValueError(f"--data must be 'fashion-mnist' or 'folder:PATH', got '{args.data}'")
+    if args.max_train_images:
+        train_set = train_set.subset(np.arange(min(args.max_train_images, len(train_set))))
+    if args.recipe:
+        with open(args.recipe, encoding="utf-8") as fh:
+            recipe = Recipe.from_dict(json.load(fh))
+    else:
+        recipe = default_recipe(space)
+    if args.scratch_config:
+        recipe = twin_recipe(space, space.parse_config(args.scratch_config), recipe)
+    recipe = recipe.scaled(args.epoch_scale) if args.epoch_scale != 1.0 else recipe
+    final = train(space, recipe, train_set, val_set, calib, args.out, resume=args.resume,
+                  max_steps=args.max_steps, progress=not args.no_progress)
+    if final.exists():
+        print(json.dumps({"supernet": str(final)}))
+    return 0
+
+
+if __name__ == "__main__":
+    import argparse
+    p = argparse.ArgumentParser(prog="python -m ofa_engine.train")
+    add_arguments(p)
+    raise SystemExit(run(p.parse_args()))

@@ -1,0 +1,47 @@
+import numpy as np
+import pytest
+import torch
+
+from ofa_engine import SearchSpace, build_supernet
+
+# One thread: the suite runs beside other work on 2-core machines, where two OpenMP threads
+# mostly wait on each other.
+torch.set_num_threads(1)
+
+PRESETS = ["tiny-fmnist", "ofa-mbv3-w1.0", "ofa-mbv3-w1.2"]
+
+
+def calibrated_supernet(name: str, seed: int = 0):
+    """A seeded supernet whose BN statistics come from real forward passes, so that outputs
+    are O(1) and comparisons are meaningful (fresh init gives near-zero logits)."""
+    torch.manual_seed(seed)
+    space = SearchSpace.preset(name)
+    net = build_supernet(name)
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.momentum = 1.0
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.2, 0.2)
+            if m.__class__.__name__ == "ElasticDepthwiseConv2d":
+                for _, p in m.named_parameters():
+                    if p.dim() == 2:
+                        p.add_(0.05 * torch.randn_like(p))
+        net.train()
+        size = space.resolutions[0]
+        net(torch.randn(4, space.in_channels, size, size), space.largest().__class__(
+            **{**space.largest().to_dict(), "image_size": size}))
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.momentum = 0.1
+    return net.eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_net():
+    return calibrated_supernet("tiny-fmnist")
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)

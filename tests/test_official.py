@@ -1,0 +1,298 @@
+"""`import_official_ofa`: official OFA MobileNetV3 state dicts -> our `Supernet`.
+
+The equivalence tests run the official implementation (PyPI package `ofa`, a test-only
+dependency: `pip install --no-deps ofa==0.1.0.post202307202001`; it also needs numpy,
+Pillow and torchvision to import) with random weights, and are skipped where it is absent.
+The key-mapping and error tests need only torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+import torch
+
+from ofa_engine.official import _key_map, import_official_ofa
+from ofa_engine.space import SearchSpace
+from ofa_engine.supernet import build_supernet
+
+PRESETS = {1.0: "ofa-mbv3-w1.0", 1.2: "ofa-mbv3-w1.2"}
+TOL = 1e-4
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@torch.no_grad()
+def _randomise(module: torch.nn.Module, seed: int) -> None:
+    """Random weights that keep activations O(1) through 20 blocks, BN statistics included,
+    and kernel-transform matrices away from the identity (else the transform is untested)."""
+    gen = torch.Generator().manual_seed(seed)
+
+    def rand(*shape):
+        return torch.rand(*shape, generator=gen)
+
+    def randn(*shape):
+        return torch.randn(*shape, generator=gen)
+
+    for name, p in module.named_parameters():
+        leaf = name.rsplit(".", 1)[-1]
+        if leaf.endswith("_matrix") or leaf.startswith("transform_"):
+            n = p.shape[0]
+            p.copy_(torch.eye(n) + 0.15 * randn(n, n))
+        elif p.dim() >= 2:
+            fan_in = p[0].numel()
+            p.copy_(randn(*p.shape) / math.sqrt(fan_in))
+        elif ".bn." in name and leaf == "weight":
+            # Small scale at the end of residual branches, so that sums of branches stay O(1).
+            low, span = (0.05, 0.25) if "point_linear" in name else (0.5, 0.5)
+            p.copy_(low + span * rand(*p.shape))
+        else:  # BN shift, SE and classifier biases
+            p.copy_(0.2 * randn(*p.shape))
+    for name, b in module.named_buffers():
+        if name.endswith("running_mean"):
+            b.copy_(0.2 * randn(*b.shape))
+        elif name.endswith("running_var"):
+            b.copy_(0.5 + 1.5 * rand(*b.shape))
+        elif name.endswith("num_batches_tracked"):
+            b.fill_(int(torch.randint(1, 10_000, (), generator=gen)))
+
+
+@torch.no_grad()
+def _calibrate_bn(net: torch.nn.Module, x: torch.Tensor, seed: int) -> None:
+    """Set the BN statistics to those of the largest subnet on `x`, then eval mode.
+
+    With purely random statistics the signal fades through the 40-odd BN layers and the
+    output hardly depends on the input, which would make the comparison weak; and this
+    random deep network is chaotic enough that statistics from other images (or perturbed
+    ones) blow the largest subnet's activations up to where float32 rounding exceeds TOL.
+    Smaller subnets read slices of these statistics, which do not match their activations.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    bns = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None  # cumulative average: exactly the statistics of `x`
+    net.set_max_net()
+    net.train()
+    net(x)
+    net.eval()
+    for bn in bns:
+        bn.momentum = 0.1
+        bn.num_batches_tracked.fill_(int(torch.randint(1, 10_000, (), generator=gen)))
+
+
+def _official_state(supernet) -> dict[str, torch.Tensor]:
+    """Our supernet's state under the official names (the inverse of the import)."""
+    ours = supernet.state_dict()
+    return {official: ours[key].clone() for official, key, _, _ in _key_map(supernet.space.name)}
+
+
+def _image_size(width: float) -> int:
+    return 128 if width == 1.0 else 160  # the smallest resolution of each space
+
+
+def _configs(space: SearchSpace, image_size: int) -> list:
+    configs = [space.largest(), space.smallest()] + [space.sample(seed) for seed in range(5)]
+    # Mixed kernels in one block sequence, including 3 after 7 (the two-step transform).
+    mixed = space.largest()
+    configs.append(dataclasses.replace(
+        mixed, ks=tuple((3, 5, 7)[i % 3] for i in range(space.num_slots)),
+        e=tuple((6, 3, 4)[i % 3] for i in range(space.num_slots)), d=(4, 2, 3, 4, 2)))
+    configs = [dataclasses.replace(c, image_size=image_size) for c in configs]
+    # An odd feature-map size after every stride-2 layer (132 -> 66, 33, 17, 9, 5), where a
+    # padding that differed from the official one would show.
+    return configs + [dataclasses.replace(space.sample(10), image_size=image_size + 4)]
+
+
+def _input(image_size: int, batch: int = 2, seed: int = 0) -> torch.Tensor:
+    # Images of different statistics: with i.i.d. noise alone, the globally pooled features
+    # of a random network hardly depend on the input.
+    gen = torch.Generator().manual_seed(seed)
+    ramp = torch.linspace(-2, 2, image_size)
+    x = torch.randn(batch, 3, image_size, image_size, generator=gen)
+    x[1::2] = 1.5 * x[1::2] + 0.5 * (ramp + ramp[:, None])
+    return x
+
+
+def _run(model, final_expand, x):
+    """(logits, final-expand feature map): the feature map, before global pooling, shows
+    spatial and input-dependent errors that the pooled logits could average away."""
+    seen = []
+    handle = final_expand.register_forward_hook(lambda module, args, out: seen.append(out))
+    try:
+        logits = model(x)
+    finally:
+        handle.remove()
+    return logits, seen[-1]
+
+
+# ---------------------------------------------------------------- against the official code
+@pytest.fixture(scope="module", params=[1.0, 1.2], ids=["w1.0", "w1.2"])
+def official_pair(request):
+    pytest.importorskip("ofa")
+    from ofa.imagenet_classification.elastic_nn.networks import OFAMobileNetV3
+
+    width = request.param
+    net = OFAMobileNetV3(n_classes=1000, dropout_rate=0, width_mult=width, ks_list=[3, 5, 7],
+                         expand_ratio_list=[3, 4, 6], depth_list=[2, 3, 4])
+    _randomise(net, seed=int(width * 10))
+    _calibrate_bn(net, _input(_image_size(width)), seed=int(width * 10))
+    supernet = import_official_ofa({"state_dict": net.state_dict()}).eval()
+    return width, net, supernet
+
+
+def test_detects_width_and_loads_every_tensor(official_pair):
+    width, net, supernet = official_pair
+    assert supernet.space.name == PRESETS[width]
+    theirs = net.state_dict()
+    ours = supernet.state_dict()
+    assert len(theirs) == len(ours) == 475
+    for official, key, _, _ in _key_map(supernet.space.name):
+        assert torch.equal(ours[key], theirs[official]), key
+
+
+def test_matches_official_outputs(official_pair):
+    width, net, supernet = official_pair
+    results, worst = [], 0.0
+    with torch.no_grad():
+        for cfg in _configs(supernet.space, _image_size(width)):
+            x = _input(cfg.image_size)
+            net.set_active_subnet(ks=list(cfg.ks), e=list(cfg.e), d=list(cfg.d))
+            expected = _run(net, net.final_expand_layer, x)
+            static = net.get_active_subnet(preserve_weight=True).eval()
+            extracted = supernet.extract(cfg)
+            for name, got in (
+                    ("supernet", _run(lambda t: supernet(t, cfg), supernet.final_expand, x)),
+                    ("extract", _run(extracted, extracted.final_expand, x)),
+                    ("official get_active_subnet", _run(static, static.final_expand_layer, x))):
+                for what, a, b in zip(("logits", "features"), got, expected):
+                    diff = (a - b).abs().max().item()
+                    worst = max(worst, diff)
+                    assert diff <= TOL, (f"{name} {what} differ from official by {diff:.3g} "
+                                         f"at {cfg.to_json()}")
+            results.append(expected)
+    # The comparison is meaningful: outputs are O(1), and an error of a few times TOL in a
+    # weight would show, since the features depend on the input and all outputs on the config.
+    for logits, features in results:
+        assert 0.05 < features.std().item() < 100 and 0.05 < logits.std().item() < 100
+        assert (features[0] - features[1]).abs().max() > 20 * TOL
+    for i, (logits, features) in enumerate(results):
+        for other, _ in results[i + 1:]:
+            assert (logits - other).abs().max() > 100 * TOL
+    print(f"w{width}: max |ours - official| = {worst:.3g} over {len(results)} configs x 3 paths")
+
+
+def test_kernel_transform_is_exercised(official_pair):
+    # Ignoring the learned 7to5 / 5to3 transforms (plain centre crop) must break agreement.
+    width, net, supernet = official_pair
+    cfg = dataclasses.replace(supernet.space.smallest(), image_size=_image_size(width))
+    x = _input(cfg.image_size, seed=1)
+    plain = import_official_ofa({k: (torch.eye(v.shape[0]) if k.endswith("_matrix") else v)
+                                 for k, v in net.state_dict().items()}).eval()
+    with torch.no_grad():
+        net.set_active_subnet(ks=list(cfg.ks), e=list(cfg.e), d=list(cfg.d))
+        _, expected = _run(net, net.final_expand_layer, x)
+        _, ours = _run(lambda t: supernet(t, cfg), supernet.final_expand, x)
+        _, wrong = _run(lambda t: plain(t, cfg), plain.final_expand, x)
+    assert (ours - expected).abs().max() <= TOL
+    assert (wrong - expected).abs().max() > 1000 * TOL
+
+
+# ---------------------------------------------------------------- mapping and errors (torch only)
+@pytest.fixture(scope="module")
+def random_official():
+    supernet = build_supernet("ofa-mbv3-w1.0")
+    _randomise(supernet, seed=3)
+    return supernet.state_dict(), _official_state(supernet)
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS.values()))
+def test_round_trip_both_widths(preset):
+    supernet = build_supernet(preset)
+    _randomise(supernet, seed=4)
+    official = _official_state(supernet)
+    assert len(official) == 475
+    assert "blocks.1.conv.depth_conv.conv.7to5_matrix" in official
+    assert "blocks.20.conv.depth_conv.se.fc.expand.bias" in official
+    imported = import_official_ofa(official)
+    assert imported.space.name == preset
+    imported_state = imported.state_dict()
+    for key, value in supernet.state_dict().items():
+        assert torch.equal(imported_state[key], value), key
+
+
+def test_accepts_checkpoint_wrapper_module_prefix_and_legacy_names(random_official):
+    ours, official = random_official
+    # Older releases: `mobile_inverted_conv` for `conv`, static-layer `.bn.` for `.bn.bn.`.
+    legacy = {k.replace("blocks.5.conv.", "blocks.5.mobile_inverted_conv.")
+              .replace("blocks.6.conv.inverted_bottleneck.bn.bn.", "blocks.6.conv.inverted_bottleneck.bn."): v
+              for k, v in official.items()}
+    assert "blocks.5.mobile_inverted_conv.depth_conv.se.fc.reduce.weight" in legacy
+    for variant in ({"state_dict": official, "epoch": 3},
+                    {"module." + k: v for k, v in official.items()},
+                    legacy):
+        imported = import_official_ofa(variant).state_dict()
+        assert all(torch.equal(imported[k], v) for k, v in ours.items())
+
+
+def _error(state) -> str:
+    with pytest.raises(ValueError) as info:
+        import_official_ofa(state)
+    return str(info.value)
+
+
+def test_missing_key(random_official):
+    _, official = random_official
+    state = dict(official)
+    del state["blocks.7.conv.point_linear.bn.bn.running_var"]
+    message = _error(state)
+    assert "missing key 'blocks.7.conv.point_linear.bn.bn.running_var'" in message
+    assert "(40,)" in message
+
+
+def test_unexpected_key(random_official):
+    _, official = random_official
+    extra = "blocks.21.conv.point_linear.conv.conv.weight"
+    message = _error({**official, extra: torch.zeros(3, 4, 1, 1)})
+    assert "unexpected key 'blocks.21.conv.point_linear.conv.conv.weight'" in message
+    assert "(3, 4, 1, 1)" in message
+
+
+def test_wrong_shape(random_official):
+    _, official = random_official
+    key = "blocks.3.conv.inverted_bottleneck.conv.conv.weight"
+    message = _error({**official, key: torch.zeros(144, 24, 3, 3)})
+    assert f"key '{key}' has shape (144, 24, 3, 3), expected shape (144, 24, 1, 1)" in message
+
+
+def test_mixed_widths_rejected():
+    w10 = _official_state(build_supernet("ofa-mbv3-w1.0"))
+    w12 = _official_state(build_supernet("ofa-mbv3-w1.2"))
+    message = _error({**w10, "classifier.linear.weight": w12["classifier.linear.weight"]})
+    assert "'classifier.linear.weight' has shape (1000, 1536), expected shape (1000, 1280)" in message
+
+
+def test_non_tensor_and_bad_dtype(random_official):
+    _, official = random_official
+    message = _error({**official, "first_conv.conv.weight": [[0.0]]})
+    assert "'first_conv.conv.weight' holds a list" in message and "(16, 3, 3, 3)" in message
+    message = _error({**official, "first_conv.conv.weight": torch.zeros(16, 3, 3, 3, dtype=torch.long)})
+    assert "'first_conv.conv.weight'" in message and "dtype torch.int64" in message
+
+
+def test_duplicate_spelling_and_garbage():
+    official = _official_state(build_supernet("ofa-mbv3-w1.0"))
+    key = "blocks.2.conv.depth_conv.bn.bn.weight"
+    message = _error({**official, key.replace(".bn.bn.", ".bn."): official[key]})
+    assert "names the same entry" in message
+    assert "empty" in _error({}) and "unexpected key 'fc.weight'" in _error({"fc.weight": torch.zeros(2)})
+    with pytest.raises(ValueError):
+        import_official_ofa([("first_conv.conv.weight", torch.zeros(1))])
