@@ -19,6 +19,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from .analytics import analyze
+from .bundled import extract_calibrated, load_supernet
 from .export import ExportVerificationError, export_onnx, verify_onnx
 from .space import SearchSpace, SubnetConfig, list_presets
 from .supernet import Supernet, build_supernet
@@ -177,9 +178,14 @@ def run_analyze(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------- export
 def _export_arguments(parser: argparse.ArgumentParser) -> None:
-    space_argument(parser)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--space", metavar="NAME",
+                        help=f"search space (fresh or --weights), one of {', '.join(list_presets())}")
+    source.add_argument("--supernet", metavar="NAME|FILE",
+                        help="trained supernet ('tiny-fmnist' = bundled, or a file from training); "
+                             "the subnet's BN statistics are recalibrated")
     parser.add_argument("--weights", metavar="FILE",
-                        help="supernet state dict (torch.save or .safetensors); "
+                        help="with --space: supernet state dict (torch.save or .safetensors); "
                              "without it the weights are freshly initialised (seed 0)")
     config_argument(parser)
     parser.add_argument("--out", required=True, metavar="PATH", help="ONNX file to write")
@@ -188,18 +194,26 @@ def _export_arguments(parser: argparse.ArgumentParser) -> None:
 
 @register("export", "extract a subnet and write it as a verified ONNX file", _export_arguments)
 def run_export(args: argparse.Namespace) -> int:
-    space = load_space(args.space)
-    cfg = load_config(space, args.config)
-    # A fixed seed makes an export without --weights reproducible, without touching the
-    # caller's global RNG.
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        supernet = build_supernet(space)
-    if args.weights is not None:
-        load_weights(supernet, args.weights)
+    if args.supernet is not None:
+        if args.weights is not None:
+            raise UsageError("--weights goes with --space, not with --supernet")
+        supernet = load_trained(args.supernet)
+        space = supernet.space
+        cfg = load_config(space, args.config)
+        net = extract_calibrated(supernet, cfg)
     else:
-        print("warning: no --weights given; exporting freshly initialised weights", file=sys.stderr)
-    net = supernet.extract(cfg)
+        space = load_space(args.space)
+        cfg = load_config(space, args.config)
+        # A fixed seed makes an export without --weights reproducible, without touching the
+        # caller's global RNG.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            supernet = build_supernet(space)
+        if args.weights is not None:
+            load_weights(supernet, args.weights)
+        else:
+            print("warning: no --weights given; exporting freshly initialised weights", file=sys.stderr)
+        net = supernet.extract(cfg)
     path = export_onnx(net, cfg, args.out, space=space, opset=args.opset)
     _print_json({
         "path": str(path),
@@ -211,4 +225,58 @@ def run_export(args: argparse.Namespace) -> int:
         # Re-measured on the file at its final path (export_onnx already checked it).
         "max_abs_diff": verify_onnx(path, net),
     })
+    return EXIT_OK
+
+
+def load_trained(name_or_path: str) -> Supernet:
+    try:
+        return load_supernet(name_or_path)
+    except (ValueError, FileNotFoundError) as exc:
+        raise ValueError(f"--supernet: {exc}") from None
+
+
+# ---------------------------------------------------------------------- evaluate
+def _evaluate_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--supernet", required=True, metavar="NAME|FILE",
+                        help="'tiny-fmnist' (bundled) or a supernet file from training")
+    config_argument(parser)
+    parser.add_argument("--split", default="test", choices=["test", "holdout", "test2k"],
+                        help="test: 10k official test set; holdout: the 5k held out of training; "
+                             "test2k: the bundled 2k test images (no download)")
+
+
+@register("evaluate", "accuracy of a subnet (BN recalibrated) and its MACs, as JSON", _evaluate_arguments)
+def run_evaluate(args: argparse.Namespace) -> int:
+    from .data import load_split
+    from .evaluation import accuracy
+
+    supernet = load_trained(args.supernet)
+    space = supernet.space
+    cfg = load_config(space, args.config)
+    data = load_split(args.split)
+    net = extract_calibrated(supernet, cfg)
+    _print_json({"supernet": str(args.supernet), "config": cfg.to_dict(), "split": args.split,
+                 "images": len(data), "accuracy": accuracy(net, data.images, data.labels, space),
+                 "macs": analyze(space, cfg)["macs"]})
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------- train
+def _train_arguments(parser: argparse.ArgumentParser) -> None:
+    from . import train
+    train.add_arguments(parser)
+
+
+@register("train", "progressive-shrinking training (resumable; runs under torchrun too)", _train_arguments)
+def run_train(args: argparse.Namespace) -> int:
+    from . import train
+    return train.run(args)
+
+
+# ---------------------------------------------------------------------- bundled data
+@register("make-subsets", "write the bundled 2k calibration / 2k test subsets from the Debian package",
+          lambda parser: None)
+def run_make_subsets(args: argparse.Namespace) -> int:
+    from .data import make_bundled_subsets
+    _print_json({name: str(path) for name, path in make_bundled_subsets().items()})
     return EXIT_OK

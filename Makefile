@@ -1,0 +1,20 @@
+PYTHON ?= python3
+PIP := $(PYTHON) -m pip
+
+.PHONY: install test test-fast bench
+
+# Everything the engine and its tests need (idempotent; torch comes from the local wheel cache).
+install:
+	$(PIP) install -q -r requirements-test.txt
+	$(PIP) install -q --no-deps ofa==0.1.0.post202307202001
+
+# The README's test command: set up, then run the whole suite.
+test: install
+	$(PYTHON) -m pytest -q
+
+# Without the few slow tests (marked slow).
+test-fast:
+	$(PYTHON) -m pytest -q -m "not slow"
+
+bench:
+	$(PYTHON) benchmarks/bench_core.py --threads 1

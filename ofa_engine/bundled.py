@@ -1,0 +1,41 @@
+"""The bundled, trained supernet and the one way to get a deployable subnet out of it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .data import ASSETS_DIR, ImageSet, load_split
+from .evaluation import calibrate_bn
+from .space import SubnetConfig
+from .static import StaticNet
+from .supernet import Supernet
+from .train import load_supernet_file
+
+__all__ = ["load_supernet", "extract_calibrated", "BUNDLED_SUPERNETS"]
+
+BUNDLED_SUPERNETS = {"tiny-fmnist": ASSETS_DIR / "supernet" / "tiny-fmnist.pt"}
+
+
+def load_supernet(name_or_path: str | Path) -> Supernet:
+    """A trained supernet: a bundled name ('tiny-fmnist') or a file written by training
+    (`save_supernet`). Loading never executes code (weights_only)."""
+    if str(name_or_path) in BUNDLED_SUPERNETS:
+        path = BUNDLED_SUPERNETS[str(name_or_path)]
+        if not path.exists():
+            raise FileNotFoundError(f"bundled supernet {path} is missing; see assets/README.md for "
+                                    f"the command that trains it")
+        return load_supernet_file(path)
+    path = Path(name_or_path)
+    if not path.exists():
+        raise ValueError(f"supernet '{name_or_path}' is neither a bundled name "
+                         f"({', '.join(BUNDLED_SUPERNETS)}) nor an existing file")
+    return load_supernet_file(path)
+
+
+def extract_calibrated(supernet: Supernet, cfg: SubnetConfig, calib: ImageSet | None = None) -> StaticNet:
+    """Extract `cfg` and recalibrate its BN statistics (2,000 training images by default,
+    the bundled subset), as OFA does before evaluating or deploying a subnet."""
+    cfg = supernet.space.validate(cfg)
+    calib = calib if calib is not None else load_split("calib")
+    net = supernet.extract(cfg)
+    return calibrate_bn(net, calib.images, supernet.space)
