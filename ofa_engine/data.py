@@ -130,8 +130,12 @@ def load_image_folder(root: str | Path, image_size: int, channels: int = 1) -> I
     if not root.is_dir():
         raise DataMissingError(f"image folder {root} does not exist; expected one sub-folder per class")
     convert = [transforms.Grayscale(1)] if channels == 1 else [transforms.Lambda(lambda im: im.convert("RGB"))]
-    folder = ImageFolder(str(root), transform=transforms.Compose(
-        convert + [transforms.Resize((image_size, image_size)), transforms.PILToTensor()]))
+    try:
+        folder = ImageFolder(str(root), transform=transforms.Compose(
+            convert + [transforms.Resize((image_size, image_size)), transforms.PILToTensor()]))
+    except FileNotFoundError as exc:  # torchvision: no class folder, or no image in them
+        raise DataMissingError(f"image folder {root} holds no images ({exc}); expected one "
+                               f"sub-folder per class") from None
     if len(folder) == 0:
         raise DataMissingError(f"image folder {root} holds no images")
     images = np.stack([folder[i][0].numpy() for i in range(len(folder))])

@@ -93,7 +93,10 @@ class Recipe:
             p = {k: tuple(v) if isinstance(v, list) else v for k, v in p.items()}
             if p.get("fixed_config") is not None:
                 p["fixed_config"] = SubnetConfig.from_dict(p["fixed_config"]).to_dict()
-            phases.append(Phase(**p))
+            try:
+                phases.append(Phase(**p))
+            except TypeError as exc:  # a required field (name, epochs, lr) is missing
+                raise ValueError(f"phase {p.get('name', len(phases))!r}: {exc}; required: name, epochs, lr") from None
         if not phases:
             raise ValueError("a recipe needs at least one phase")
         return cls(**{**data, "phases": tuple(phases)})
@@ -155,8 +158,8 @@ def load_supernet_file(path: str | Path) -> Supernet:
     except FileNotFoundError:
         raise FileNotFoundError(f"supernet file {path} does not exist") from None
     except Exception as exc:  # corrupt or hostile files never execute: weights_only refuses code
-        raise ValueError(f"{path} is not a readable supernet file ({type(exc).__name__}: "
-                         f"{str(exc).splitlines()[0][:200]})") from None
+        first_line = (str(exc).splitlines() or ["(no message)"])[0][:200]  # EOFError of an empty file has none
+        raise ValueError(f"{path} is not a readable supernet file ({type(exc).__name__}: {first_line})") from None
     if not isinstance(payload, dict) or "state_dict" not in payload or "space" not in payload:
         raise ValueError(f"{path} is not an ofa_engine supernet file (expected keys 'space' and 'state_dict')")
     net = Supernet(space_from_dict(payload["space"]))
@@ -275,7 +278,8 @@ def _lr(phase: Phase, step: int, total: int, steps_per_epoch: int) -> float:
 
 
 def _evaluate(model: Supernet, space: SearchSpace, cfg: SubnetConfig, calib: ImageSet, val: ImageSet) -> float:
-    sub = model.extract(cfg)
+    with torch.random.fork_rng(devices=[]):  # only rank 0 evaluates: keep every rank's RNG in step
+        sub = model.extract(cfg)
     calibrate_bn(sub, calib.images, space)
     return accuracy(sub, val.images, val.labels, space)
 
@@ -313,6 +317,8 @@ def train(space: SearchSpace, recipe: Recipe, train_set: ImageSet, val_set: Imag
         arch_rng.bit_generator.state = ckpt["arch_rng"]
         aug_gen.set_state(ckpt["aug_rng"][env.rank] if env.rank < len(ckpt["aug_rng"]) else ckpt["aug_rng"][0])
         torch.set_rng_state(ckpt["torch_rng"])
+        if ckpt.get("cuda_rng") is not None and env.device.type == "cuda":
+            torch.cuda.set_rng_state(ckpt["cuda_rng"], env.device)
         optimizer_state = ckpt["optimizer"]
     elif env.main:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -346,7 +352,9 @@ def train(space: SearchSpace, recipe: Recipe, train_set: ImageSet, val_set: Imag
                           "state": dict(state),
                           "scheduler": {"step": state["epoch"] * steps_per_epoch + state["step"]},
                           "arch_rng": arch_rng.bit_generator.state, "aug_rng": rng_states,
-                          "torch_rng": torch.get_rng_state()}, ckpt_path)
+                          "torch_rng": torch.get_rng_state(),
+                          "cuda_rng": (torch.cuda.get_rng_state(env.device)
+                                       if env.device.type == "cuda" else None)}, ckpt_path)
 
     while state["phase"] < len(recipe.phases):
         phase = recipe.phases[state["phase"]]
@@ -368,9 +376,12 @@ def train(space: SearchSpace, recipe: Recipe, train_set: ImageSet, val_set: Imag
             if teacher_state is None:
                 raise ValueError(f"phase '{phase.name}' distils from the full network, but no earlier "
                                  f"phase trained it; put a phase with distill=false first")
-            t_net = Supernet(space)
-            t_net.load_state_dict(teacher_state)
-            teacher = t_net.extract(space.largest()).to(env.device, memory_format=torch.channels_last).eval()
+            # Building modules draws initial weights from the global RNG, which also drives
+            # dropout: fork it so that a resumed phase sees the same random stream.
+            with torch.random.fork_rng(devices=[]):
+                t_net = Supernet(space)
+                t_net.load_state_dict(teacher_state)
+                teacher = t_net.extract(space.largest()).to(env.device, memory_format=torch.channels_last).eval()
 
         loss_module = _SubnetsLoss(model, recipe.label_smoothing, recipe.kd_ratio)
         runner = loss_module
@@ -450,6 +461,11 @@ def train(space: SearchSpace, recipe: Recipe, train_set: ImageSet, val_set: Imag
             checkpoint(optimizer)
 
         # phase done
+        if env.world > 1:
+            # DDP keeps the parameters in sync, but each rank's BN running statistics follow its
+            # own batches: take rank 0's (what gets saved), so that the teacher and the replicas agree.
+            for buf in model.buffers():
+                dist.broadcast(buf, 0)
         if phase.name == "full" or teacher_state is None:
             teacher_state = copy.deepcopy(model.state_dict())
         if env.main:

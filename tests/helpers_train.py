@@ -1,0 +1,63 @@
+"""Shared tiny training setup for tests/test_train.py, also runnable as a script.
+
+    python tests/helpers_train.py OUT [--resume] [--max-steps N]
+
+trains the tiny recipe below on synthetic data into OUT (one torch thread, seeded), so that a
+test can SIGKILL it mid-run and resume it. Used by helpers_ddp.py under torchrun as well.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from ofa_engine.data import ImageSet  # noqa: E402
+from ofa_engine.space import SearchSpace  # noqa: E402
+from ofa_engine.train import Phase, Recipe  # noqa: E402
+
+SPACE = "tiny-fmnist"
+N_TRAIN = 128
+BATCH = 16          # 8 steps per epoch in one process, 4 per rank under 2-process DDP
+
+
+def synthetic_sets(n: int = N_TRAIN, seed: int = 0):
+    """(train, val, calib): random 28x28 uint8 images with 10 classes."""
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+    labels = rng.integers(0, 10, n).astype(np.int64)
+    data = ImageSet(images, labels, tuple(f"c{i}" for i in range(10)))
+    small = data.subset(np.arange(16))
+    return data, small, small
+
+
+def tiny_recipe(**overrides) -> Recipe:
+    """full (4 steps, no distillation) then elastic kernel (6 steps, 2 subnets, distils)."""
+    base = dict(
+        phases=(Phase("full", epochs=0.5, lr=0.05, distill=False),
+                Phase("kernel", epochs=0.75, lr=0.02, kernel_sizes=(3, 5, 7), subnets_per_step=2)),
+        batch_size=BATCH, eval_images=16, checkpoint_every=2, seed=0)
+    base.update(overrides)
+    return Recipe(**base)
+
+
+def main(argv: list[str]) -> int:
+    from ofa_engine.train import train
+
+    torch.set_num_threads(1)
+    out = argv[0]
+    resume = "--resume" in argv
+    max_steps = int(argv[argv.index("--max-steps") + 1]) if "--max-steps" in argv else None
+    train_set, val_set, calib = synthetic_sets()
+    final = train(SearchSpace.preset(SPACE), tiny_recipe(), train_set, val_set, calib, out,
+                  resume=resume, max_steps=max_steps, progress=False)
+    print(f"DONE {final}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

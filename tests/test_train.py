@@ -1,0 +1,513 @@
+"""ofa_engine.train (progressive shrinking, checkpoints, resume, DDP) and ofa_engine.evaluation.
+
+Everything trains the tiny recipe of helpers_train.py on 128 random 28x28 images (batch 16,
+one torch thread): a 'full' phase of 4 steps then an elastic-kernel phase of 6 steps that
+distils. The two subprocess tests (SIGKILL + resume, 2-process DDP) are marked slow.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import pickle
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import ofa_engine.train as T
+from ofa_engine.evaluation import accuracy, calibrate_bn
+from ofa_engine.preprocess import preprocess
+from ofa_engine.space import SearchSpace, SubnetConfig
+from ofa_engine.supernet import Supernet
+from ofa_engine.train import (Phase, Recipe, default_recipe, load_supernet_file, save_supernet, train,
+                              twin_recipe)
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import helpers_train as H  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+SPACE = SearchSpace.preset("tiny-fmnist")
+STOP_AT = 6   # optimizer steps before the interruption: 2 steps into the (distilling) kernel phase
+
+
+def subprocess_env() -> dict[str, str]:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
+
+
+def run_tiny(out: Path, **kwargs) -> Path:
+    train_set, val_set, calib = H.synthetic_sets()
+    return train(SPACE, kwargs.pop("recipe", H.tiny_recipe()), train_set, val_set, calib, out,
+                 progress=False, **kwargs)
+
+
+def weights(path: Path) -> dict[str, torch.Tensor]:
+    return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+
+
+def assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    different = [k for k in a if not torch.equal(a[k], b[k])]
+    assert not different, f"{len(different)} of {len(a)} tensors differ, e.g. {different[:3]}"
+
+
+def digest(state: dict[str, torch.Tensor]) -> str:
+    """The digest ranks.json records (train._record_rank_weights)."""
+    h = hashlib.sha256()
+    for key, value in sorted(state.items()):
+        h.update(key.encode())
+        h.update(value.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> Path:
+    """An uninterrupted run of the tiny recipe; its folder."""
+    out = tmp_path_factory.mktemp("reference")
+    final = run_tiny(out)
+    assert final == out / "supernet.pt" and final.exists()
+    return out
+
+
+@pytest.fixture(scope="module")
+def stopped(tmp_path_factory) -> Path:
+    """The same run stopped by max_steps after STOP_AT steps (mid kernel phase); its folder."""
+    out = tmp_path_factory.mktemp("stopped")
+    final = run_tiny(out, max_steps=STOP_AT)
+    assert not final.exists()
+    return out
+
+
+# ---------------------------------------------------------------------- recipes
+def test_recipe_round_trips_through_dict_and_json():
+    recipes = [H.tiny_recipe(), default_recipe(SPACE), twin_recipe(SPACE, SPACE.smallest()),
+               default_recipe(SPACE).scaled(0.25)]
+    for recipe in recipes:
+        assert Recipe.from_dict(recipe.to_dict()) == recipe
+        assert Recipe.from_dict(json.loads(json.dumps(recipe.to_dict()))) == recipe
+    twin = Recipe.from_dict(json.loads(json.dumps(recipes[2].to_dict())))
+    assert SPACE.validate(twin.phases[0].fixed_config) == SPACE.smallest()
+    assert isinstance(twin.phases[0].fixed_config["ks"], list)
+
+
+def test_recipe_unknown_fields_are_named():
+    data = H.tiny_recipe().to_dict()
+    with pytest.raises(ValueError, match="unknown recipe fields.*'batchsize'"):
+        Recipe.from_dict({**data, "batchsize": 8})
+    data["phases"][1]["kernel_size"] = [3]
+    with pytest.raises(ValueError, match="unknown phase fields.*'kernel_size'"):
+        Recipe.from_dict(data)
+    with pytest.raises(ValueError, match="at least one phase"):
+        Recipe.from_dict({"phases": []})
+
+
+def test_default_recipe_of_tiny_fmnist():
+    recipe = default_recipe(SPACE)
+    names = [p.name for p in recipe.phases]
+    assert names == ["full", "kernel", "depth", "expand-1", "expand-2", "width"]
+    full, kernel, depth, expand1, expand2, width = recipe.phases
+    assert full.distill is False and full.kernel_sizes is full.depths is full.expand_ratios is None
+    assert all(p.distill for p in recipe.phases[1:])
+    assert kernel.kernel_sizes == SPACE.kernel_sizes and kernel.depths is None
+    assert depth.depths == SPACE.depths and depth.kernel_sizes == SPACE.kernel_sizes
+    assert depth.expand_ratios is None
+    assert expand1.expand_ratios == (4, 6) and expand1.sort_channels == "middle:0"
+    assert expand2.expand_ratios == (3, 4, 6) and expand2.sort_channels == "middle:1"
+    assert width.widths == (0, 1, 2) and width.sort_channels == "stage"
+    assert width.expand_ratios == SPACE.expand_ratios
+    assert max(p.subnets_per_step for p in recipe.phases) > 1
+
+
+def test_lr_schedule_warms_up_then_decays():
+    phase = Phase("full", epochs=2, lr=0.1, distill=False, warmup_epochs=0.5)
+    lrs = [T._lr(phase, s, total=20, steps_per_epoch=10) for s in range(20)]
+    assert lrs[:5] == pytest.approx([0.02, 0.04, 0.06, 0.08, 0.1])
+    assert all(a >= b for a, b in zip(lrs[5:], lrs[6:])) and 0 < lrs[-1] < 0.01
+
+
+# ---------------------------------------------------------------------- sampling and augmentation
+def test_sample_respects_the_kernel_phase():
+    choices = T._phase_choices(SPACE, Phase("kernel", 1, 0.1, kernel_sizes=SPACE.kernel_sizes))
+    rng = np.random.default_rng(0)
+    seen = set()
+    for _ in range(50):
+        cfg = SPACE.validate(T._sample(SPACE, choices, rng, 24))
+        assert cfg.image_size == 24
+        assert set(cfg.e) == {max(SPACE.expand_ratios)}
+        assert set(cfg.d) == {max(SPACE.depths)}
+        assert cfg.wid == len(SPACE.width_mults) - 1
+        seen.update(cfg.ks)
+    assert seen == set(SPACE.kernel_sizes)
+
+
+def test_sample_respects_depth_expand_and_width_phases():
+    rng = np.random.default_rng(1)
+    depth = T._phase_choices(SPACE, Phase("depth", 1, 0.1, kernel_sizes=(3, 5, 7), depths=(2, 3)))
+    expand = T._phase_choices(SPACE, Phase("expand-1", 1, 0.1, expand_ratios=(4, 6)))
+    width = T._phase_choices(SPACE, Phase("width", 1, 0.1, widths=(0, 1)))
+    d_seen, e_seen, w_seen = set(), set(), set()
+    for _ in range(50):
+        cfg = T._sample(SPACE, depth, rng, 20)
+        d_seen.update(cfg.d)
+        assert set(cfg.e) == {6}
+        cfg = T._sample(SPACE, expand, rng, 20)
+        e_seen.update(cfg.e)
+        assert set(cfg.d) == {3} and set(cfg.ks) == {7}
+        w_seen.add(T._sample(SPACE, width, rng, 20).wid)
+    assert d_seen == {2, 3} and e_seen == {4, 6} and w_seen == {0, 1}
+
+
+def test_sample_smallest_is_the_phase_minimum():
+    choices = T._phase_choices(SPACE, Phase("depth", 1, 0.1, kernel_sizes=(3, 5, 7), depths=(2, 3)))
+    state = np.random.default_rng(0).bit_generator.state
+    rng = np.random.default_rng(0)
+    cfg = T._sample(SPACE, choices, rng, 28, smallest=True)
+    assert cfg == SubnetConfig(2, [3] * SPACE.num_slots, [6] * SPACE.num_slots, [2] * SPACE.num_stages, 28)
+    assert rng.bit_generator.state == state  # draws nothing
+
+
+@pytest.fixture
+def recorded_configs(monkeypatch):
+    """Replace the subnets' forward by a cheap loss and record the configs of every step."""
+    steps: list[tuple[int, list[SubnetConfig]]] = []
+
+    def forward(self, x, y, configs, soft_targets):
+        steps.append((x.shape[-1], list(configs)))
+        return self.supernet.classifier.bias.sum() * 0.0
+
+    monkeypatch.setattr(T._SubnetsLoss, "forward", forward)
+    return steps
+
+
+@pytest.mark.parametrize("sandwich", [True, False])
+def test_sandwich_puts_the_smallest_subnet_first(tmp_path, recorded_configs, sandwich):
+    phase = Phase("full", epochs=1, lr=0.05, distill=False, kernel_sizes=(3, 5, 7), depths=(2, 3),
+                  subnets_per_step=3)
+    run_tiny(tmp_path, recipe=H.tiny_recipe(phases=(phase,), sandwich=sandwich), max_steps=4)
+    smallest = SubnetConfig(2, [3] * SPACE.num_slots, [6] * SPACE.num_slots, [2] * SPACE.num_stages, 20)
+    assert len(recorded_configs) == 4
+    for size, configs in recorded_configs:
+        assert len(configs) == 3
+        assert all(c.image_size == size for c in configs)   # one resolution per batch
+        assert size in SPACE.resolutions
+    firsts = [dataclasses.replace(c[0], image_size=20) for _, c in recorded_configs]
+    if sandwich:
+        assert all(f == smallest for f in firsts)
+    else:
+        assert any(f != smallest for f in firsts)
+
+
+def test_training_samples_only_each_phases_choices(tmp_path, recorded_configs):
+    run_tiny(tmp_path, max_steps=8)
+    full, kernel = recorded_configs[:4], recorded_configs[4:]
+    assert len(full) == 4 and len(kernel) == 4
+    largest = dataclasses.replace(SPACE.largest(), image_size=20)
+    for _, configs in full:
+        assert [dataclasses.replace(c, image_size=20) for c in configs] == [largest]
+    kernel_sizes = set()
+    for _, configs in kernel:
+        assert len(configs) == 2
+        assert configs[0].ks == (3,) * SPACE.num_slots   # sandwich: smallest kernel first
+        for c in configs:
+            assert set(c.e) == {6} and set(c.d) == {3} and c.wid == 2
+            kernel_sizes.update(c.ks)
+    assert kernel_sizes == {3, 5, 7}
+
+
+def test_augment_keeps_shape_dtype_and_is_seeded():
+    images = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (64, 1, 28, 28), dtype=np.uint8))
+    a = T._augment(images, torch.Generator().manual_seed(5))
+    b = T._augment(images, torch.Generator().manual_seed(5))
+    c = T._augment(images, torch.Generator().manual_seed(6))
+    assert a.shape == images.shape and a.dtype == torch.uint8
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    rgb = torch.zeros(3, 3, 8, 8, dtype=torch.uint8)
+    assert T._augment(rgb, torch.Generator().manual_seed(0)).shape == rgb.shape
+
+
+def test_augment_is_a_shift_with_zero_padding_and_maybe_a_flip():
+    images = torch.from_numpy(np.random.default_rng(1).integers(1, 256, (64, 1, 12, 12), dtype=np.uint8))
+    out = T._augment(images, torch.Generator().manual_seed(0), pad=2)
+    padded = F.pad(images, (2, 2, 2, 2))
+    kinds = set()
+    for i in range(len(images)):
+        matches = [(oy, ox, flip) for oy in range(5) for ox in range(5) for flip in (False, True)
+                   if torch.equal(out[i], (lambda c: c.flip(-1) if flip else c)(
+                       padded[i, :, oy:oy + 12, ox:ox + 12]))]
+        assert matches, f"image {i} is not a shifted/flipped copy"
+        kinds.update(matches)
+    assert {k[2] for k in kinds} == {False, True}
+    assert len({k[:2] for k in kinds}) > 5
+
+
+# ---------------------------------------------------------------------- runs, logs, files
+def test_log_records_per_epoch(reference):
+    records = [json.loads(line) for line in (reference / "log.jsonl").read_text().splitlines()]
+    assert [(r["phase"], r["epoch"], r["epochs"]) for r in records] == [("full", 1, 1), ("kernel", 1, 1)]
+    for r in records:
+        for key in ("loss", "lr", "acc_largest", "acc_smallest", "images_per_s", "elapsed_s"):
+            assert isinstance(r[key], float | int), key
+        assert math.isfinite(r["loss"]) and r["loss"] > 0
+        assert 0 < r["lr"] <= 0.05
+        assert 0.0 <= r["acc_largest"] <= 1.0 and 0.0 <= r["acc_smallest"] <= 1.0
+        assert r["images_per_s"] > 0
+
+
+def test_run_writes_loadable_files_and_no_temp_files(reference):
+    names = sorted(p.name for p in reference.iterdir())
+    assert names == ["checkpoint.pt", "log.jsonl", "phase-00-full.pt", "phase-01-kernel.pt", "ranks.json",
+                     "supernet.pt"]
+    assert not list(reference.glob(".*.tmp*")) and not list(reference.glob("*.tmp*"))
+    payload = torch.load(reference / "supernet.pt", map_location="cpu", weights_only=True)
+    assert payload["format"] == "ofa_engine.supernet"
+    assert payload["extra"]["recipe"] == H.tiny_recipe().to_dict()
+    net = load_supernet_file(reference / "supernet.pt")
+    assert isinstance(net, Supernet) and not net.training and net.space == SPACE
+    ranks = json.loads((reference / "ranks.json").read_text())
+    assert ranks == {"world_size": 1, "sha256": [digest(net.state_dict())]}
+    # the last phase's file is the final network
+    assert_same_weights(weights(reference / "phase-01-kernel.pt"), payload["state_dict"])
+    final_ckpt = torch.load(reference / "checkpoint.pt", map_location="cpu", weights_only=True)
+    assert final_ckpt["state"]["phase"] == 2 and final_ckpt["optimizer"] is None
+
+
+def test_checkpoint_is_weights_only_and_complete(stopped):
+    ckpt = torch.load(stopped / "checkpoint.pt", map_location="cpu", weights_only=True)
+    for key in ("model", "optimizer", "state", "arch_rng", "aug_rng", "torch_rng", "recipe", "teacher"):
+        assert key in ckpt, key
+    assert {k: ckpt["state"][k] for k in ("phase", "epoch", "step")} == {"phase": 1, "epoch": 0,
+                                                                         "step": STOP_AT - 4}
+    assert Recipe.from_dict(ckpt["recipe"]) == H.tiny_recipe()
+    assert ckpt["optimizer"]["state"], "the kernel phase's momentum buffers are saved"
+    assert ckpt["arch_rng"]["bit_generator"] == "PCG64"
+    assert len(ckpt["aug_rng"]) == 1 and ckpt["aug_rng"][0].dtype == torch.uint8
+    assert ckpt["torch_rng"].dtype == torch.uint8
+    assert ckpt["teacher"] is not None and ckpt["teacher"].keys() == ckpt["model"].keys()
+    assert SearchSpace(**{k: tuple(v) if isinstance(v, list) else v for k, v in ckpt["space"].items()}) == SPACE
+    assert not list(stopped.glob(".*.tmp*"))
+
+
+def test_resume_after_max_steps_is_exact(stopped, reference, tmp_path):
+    """Stopped 2 steps into the distilling kernel phase, then resumed: bit-identical weights."""
+    shutil.copy(stopped / "checkpoint.pt", tmp_path / "checkpoint.pt")
+    final = run_tiny(tmp_path, resume=True)
+    assert_same_weights(weights(final), weights(reference / "supernet.pt"))
+    records = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [r["phase"] for r in records] == ["kernel"]   # the full phase's record was not copied
+
+
+def test_resume_of_a_finished_run_rewrites_the_same_network(reference, tmp_path):
+    shutil.copy(reference / "checkpoint.pt", tmp_path / "checkpoint.pt")
+    final = run_tiny(tmp_path, resume=True)
+    assert_same_weights(weights(final), weights(reference / "supernet.pt"))
+
+
+def test_resume_with_a_different_recipe_is_refused(stopped, tmp_path):
+    shutil.copy(stopped / "checkpoint.pt", tmp_path / "checkpoint.pt")
+    before = (tmp_path / "checkpoint.pt").read_bytes()
+    with pytest.raises(ValueError, match="different recipe"):
+        run_tiny(tmp_path, recipe=H.tiny_recipe(seed=1), resume=True)
+    with pytest.raises(ValueError, match="different recipe"):
+        run_tiny(tmp_path, recipe=H.tiny_recipe().scaled(2.0), resume=True)
+    assert (tmp_path / "checkpoint.pt").read_bytes() == before
+
+
+def test_too_few_images_for_the_batch_size(tmp_path):
+    with pytest.raises(ValueError, match="too few"):
+        run_tiny(tmp_path, recipe=H.tiny_recipe(batch_size=256))
+
+
+def test_distilling_first_phase_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="distils from the full network"):
+        run_tiny(tmp_path, recipe=H.tiny_recipe(phases=(Phase("kernel", 1, 0.1, kernel_sizes=(3, 5, 7)),)))
+
+
+@pytest.mark.slow
+def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(reference, tmp_path):
+    """SIGKILL a training process mid-way through the kernel phase, resume: same final weights."""
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, str(REPO / "tests" / "helpers_train.py"), str(out)],
+                            env=subprocess_env(), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    killed_at = None
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline and proc.poll() is None:
+            try:
+                state = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=True,
+                                   mmap=True)["state"]
+            except (FileNotFoundError, RuntimeError, EOFError, pickle.UnpicklingError):
+                state = None
+            if state is not None and state["phase"] == 1 and state["step"] > 0:
+                os.kill(proc.pid, signal.SIGKILL)
+                killed_at = dict(state)
+                break
+            time.sleep(0.05)
+    finally:
+        if proc.poll() is None and killed_at is None:
+            proc.kill()
+        output = proc.communicate(timeout=60)[0].decode(errors="replace")
+    assert killed_at is not None, f"never saw a mid-phase checkpoint (rc {proc.returncode}):\n{output[-3000:]}"
+    assert proc.returncode == -signal.SIGKILL
+    assert not (out / "supernet.pt").exists()
+    final = run_tiny(out, resume=True)
+    assert_same_weights(weights(final), weights(reference / "supernet.pt"))
+
+
+@pytest.mark.slow
+def test_ddp_two_processes(reference, tmp_path):
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           str(REPO / "tests" / "helpers_ddp.py"), str(out)]
+    result = subprocess.run(cmd, env=subprocess_env(), cwd=REPO, capture_output=True, text=True, timeout=400)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    assert result.stdout.count("DONE") == 2
+    ranks = json.loads((out / "ranks.json").read_text())
+    assert ranks["world_size"] == 2 and len(ranks["sha256"]) == 2
+    assert ranks["sha256"][0] == ranks["sha256"][1], "the replicas differ at the end of training"
+    net = load_supernet_file(out / "supernet.pt")
+    assert digest(net.state_dict()) == ranks["sha256"][0]
+    # 128 images / 2 ranks / batch 16 = 4 steps per epoch and rank: 2 (full) + 3 (kernel)
+    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["phase"] for r in records] == ["full", "kernel"]
+    batches = [json.loads((out / f"batches-rank{r}.json").read_text()) for r in (0, 1)]
+    assert [len(b) for b in batches] == [5, 5]
+    for step0, step1 in zip(*batches):
+        assert len(step0) == len(step1) == 16 and not set(step0) & set(step1)
+    epoch0 = set().union(*batches[0][:2], *batches[1][:2])
+    assert len(epoch0) == 64   # one epoch's shards: 2 steps x 2 ranks x 16 distinct images
+    # and the result is not what one process makes of the same recipe
+    single = weights(reference / "supernet.pt")
+    ddp = weights(out / "supernet.pt")
+    assert any(not torch.equal(single[k], ddp[k]) for k in single if k.endswith("weight"))
+
+
+# ---------------------------------------------------------------------- supernet files
+class _Payload:
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))   # creates the marker file when unpickled
+
+
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol:UserWarning")
+def test_load_supernet_file_refuses_pickled_code(tmp_path):
+    marker = tmp_path / "executed"
+    hostile = [tmp_path / "zip.pt", tmp_path / "legacy.pt", tmp_path / "plain.pkl"]
+    torch.save({"space": {}, "state_dict": {}, "evil": _Payload(marker)}, hostile[0])
+    torch.save({"state_dict": _Payload(marker)}, hostile[1], _use_new_zipfile_serialization=False)
+    hostile[2].write_bytes(pickle.dumps({"state_dict": _Payload(marker), "space": {}}))
+    for path in hostile:
+        with pytest.raises(ValueError, match=str(path.name)):
+            load_supernet_file(path)
+        assert not marker.exists(), f"{path.name} executed code"
+    # sanity: the payload does execute when unpickled without restrictions
+    pickle.loads(hostile[2].read_bytes())
+    assert marker.exists()
+
+
+def test_load_supernet_file_rejects_corrupt_files(tmp_path):
+    torch.manual_seed(0)
+    good = save_supernet(Supernet(SPACE), tmp_path / "good.pt")
+    data = good.read_bytes()
+    (tmp_path / "truncated.pt").write_bytes(data[: len(data) // 2])
+    (tmp_path / "garbage.pt").write_bytes(os.urandom(4096))
+    (tmp_path / "empty.pt").write_bytes(b"")
+    for name in ("truncated.pt", "garbage.pt", "empty.pt"):
+        with pytest.raises(ValueError, match=f"{name}.* not a readable supernet file"):
+            load_supernet_file(tmp_path / name)
+    torch.save({"weights": {}}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="other.pt is not an ofa_engine supernet file"):
+        load_supernet_file(tmp_path / "other.pt")
+    payload = torch.load(good, weights_only=True)
+    payload["state_dict"]["classifier.weight"] = torch.zeros(3, 3)
+    torch.save(payload, tmp_path / "misfit.pt")
+    with pytest.raises(ValueError, match="misfit.pt: weights do not fit space 'tiny-fmnist'"):
+        load_supernet_file(tmp_path / "misfit.pt")
+    with pytest.raises(FileNotFoundError, match="missing.pt does not exist"):
+        load_supernet_file(tmp_path / "missing.pt")
+    assert not list(tmp_path.glob(".*.tmp*"))
+
+
+def test_save_supernet_half_round_trip(tmp_path):
+    torch.manual_seed(0)
+    net = Supernet(SPACE)
+    path = save_supernet(net, tmp_path / "half.pt", half=True, extra={"note": "x"})
+    payload = torch.load(path, weights_only=True)
+    assert payload["state_dict"]["classifier.weight"].dtype == torch.float16
+    assert payload["extra"] == {"note": "x"}
+    loaded = load_supernet_file(path)
+    for key, value in net.state_dict().items():
+        other = loaded.state_dict()[key]
+        assert other.dtype == value.dtype
+        assert torch.allclose(other, value, rtol=1e-3, atol=1e-4), key
+
+
+# ---------------------------------------------------------------------- evaluation
+@pytest.fixture
+def subnet(tiny_net):
+    """The smallest subnet (cheapest) of the calibrated conftest supernet, at 28x28."""
+    return tiny_net.extract(dataclasses.replace(SPACE.smallest(), image_size=28))
+
+
+def test_calibrate_bn_uses_the_statistics_of_all_images(subnet):
+    images = np.random.default_rng(0).integers(0, 256, (400, 28, 28), dtype=np.uint8)
+    bn = subnet.first_conv.bn
+    bn.momentum = 0.37
+    seen_dropout_training = []
+    handle = subnet.dropout.register_forward_pre_hook(
+        lambda module, args: seen_dropout_training.append(module.training))
+    try:
+        subnet.train()
+        assert calibrate_bn(subnet, images, SPACE, batch_size=200) is subnet
+    finally:
+        handle.remove()
+    assert seen_dropout_training == [False, False]   # two batches of 200, dropout off
+    assert not subnet.training and not any(m.training for m in subnet.modules())
+    assert bn.momentum == 0.37
+    assert all(m.momentum == 0.1 for m in subnet.modules()
+               if isinstance(m, torch.nn.BatchNorm2d) and m is not bn)
+    with torch.no_grad():
+        x = preprocess(images, SPACE, 28)
+        y = subnet.first_conv.conv(x).double()
+    mean = y.mean((0, 2, 3))
+    var = torch.stack([y[s:s + 200].var((0, 2, 3), unbiased=True) for s in (0, 200)]).mean(0)
+    assert torch.allclose(bn.running_mean.double(), mean, rtol=1e-5, atol=1e-6)
+    assert torch.allclose(bn.running_var.double(), var, rtol=1e-5, atol=1e-6)
+    assert int(bn.num_batches_tracked) == 2
+
+
+def test_calibrate_bn_accepts_preprocessed_input_and_needs_space_for_uint8(subnet):
+    images = np.random.default_rng(1).integers(0, 256, (50, 28, 28), dtype=np.uint8)
+    calibrate_bn(subnet, images, SPACE)
+    expected = subnet.first_conv.bn.running_mean.clone()
+    calibrate_bn(subnet, preprocess(images, SPACE, 28))
+    assert torch.allclose(subnet.first_conv.bn.running_mean, expected, atol=1e-6)
+    with pytest.raises(ValueError, match="need the search space"):
+        calibrate_bn(subnet, images)
+
+
+def test_accuracy_equals_hand_computation(subnet):
+    images = np.random.default_rng(2).integers(0, 256, (120, 28, 28), dtype=np.uint8)
+    calibrate_bn(subnet, images, SPACE)
+    with torch.no_grad():
+        predicted = subnet(preprocess(images, SPACE, 28)).argmax(1).numpy()
+    labels = predicted.copy()
+    labels[::2] = (labels[::2] + 1) % 10   # every other one wrong
+    assert accuracy(subnet, images, labels, SPACE) == pytest.approx(0.5)
+    assert accuracy(subnet, images, predicted, SPACE) == 1.0
+    assert accuracy(subnet, images, (predicted + 1) % 10, SPACE) == 0.0
+    random_labels = np.random.default_rng(3).integers(0, 10, 120)
+    acc = accuracy(subnet, preprocess(images, SPACE, 28), random_labels)
+    assert 0.0 <= acc <= 1.0 and acc == pytest.approx(float((predicted == random_labels).mean()))
