@@ -1,0 +1,114 @@
+"""Trained supernets: files, load_supernet, BN-recalibrated extraction, evaluate / export --supernet."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from ofa_engine import SearchSpace, build_supernet, extract_calibrated, load_supernet
+from ofa_engine.bundled import BUNDLED_SUPERNETS
+from ofa_engine.cli import main
+from ofa_engine.data import load_split
+from ofa_engine.evaluation import accuracy
+from ofa_engine.export import read_metadata
+from ofa_engine.preprocess import preprocess, preprocessing_spec
+from ofa_engine.train import save_supernet
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    torch.manual_seed(7)
+    net = build_supernet("tiny-fmnist")
+    path = save_supernet(net, tmp_path_factory.mktemp("sn") / "supernet.pt", half=True)
+    return net, path
+
+
+def test_save_and_load_roundtrip_half_precision(saved):
+    net, path = saved
+    loaded = load_supernet(path)
+    assert loaded.space == net.space and not loaded.training
+    for key, value in net.state_dict().items():
+        other = loaded.state_dict()[key]
+        assert other.dtype == value.dtype
+        assert torch.allclose(other.float(), value.float(), rtol=1e-3, atol=1e-4)
+
+
+def test_load_supernet_errors(tmp_path):
+    with pytest.raises(ValueError, match="neither a bundled name"):
+        load_supernet(tmp_path / "nope.pt")
+    bad = tmp_path / "bad.pt"
+    torch.save({"something": torch.zeros(2)}, bad)
+    with pytest.raises(ValueError, match="not an ofa_engine supernet file"):
+        load_supernet(bad)
+
+
+def test_extract_calibrated_recalibrates_bn(saved):
+    net, _ = saved
+    space = net.space
+    cfg = space.sample(3)
+    plain = net.extract(cfg)
+    calibrated = extract_calibrated(net, cfg)
+    bn_plain = plain.first_conv.bn
+    bn_cal = calibrated.first_conv.bn
+    assert not torch.allclose(bn_plain.running_mean, bn_cal.running_mean)
+    x = preprocess(load_split("calib").images, space, cfg.image_size)
+    with torch.no_grad():
+        first = calibrated.first_conv.conv(x)
+    assert torch.allclose(bn_cal.running_mean, first.mean((0, 2, 3)), atol=1e-4)
+
+
+def test_cli_export_from_trained_file_carries_metadata(saved, tmp_path, capsys):
+    net, path = saved
+    out = tmp_path / "m.onnx"
+    code = main(["export", "--supernet", str(path), "--config", "random:4", "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    meta = read_metadata(out)
+    space = net.space
+    cfg = space.sample(4)
+    assert meta["config"] == cfg.to_dict()
+    assert meta["preprocessing"] == json.loads(json.dumps(preprocessing_spec(space, cfg.image_size)))
+    assert meta["labels"] == list(space.labels)
+    # A third party following the metadata gets the same logits as our own pipeline.
+    images = load_split("test2k").images[:8]
+    x = preprocess(images, space, meta["preprocessing"]["resize"][0]).numpy()
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    logits = session.run(None, {"input": x})[0]
+    ours = extract_calibrated(load_supernet(path), cfg)  # the file holds fp16 weights
+    with torch.no_grad():
+        assert np.allclose(logits, ours(torch.from_numpy(x)).numpy(), atol=1e-4)
+
+
+def test_cli_evaluate_bundled_split(saved, capsys):
+    _, path = saved
+    code = main(["evaluate", "--supernet", str(path), "--config", "smallest", "--split", "test2k"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["images"] == 2000 and 0.0 <= result["accuracy"] <= 1.0
+    assert result["macs"] == 482752
+
+
+def test_cli_errors_name_the_problem(saved, capsys, tmp_path):
+    _, path = saved
+    assert main(["evaluate", "--supernet", str(tmp_path / "x.pt"), "--config", "largest"]) == 2
+    assert "--supernet" in capsys.readouterr().err
+    assert main(["export", "--supernet", str(path), "--weights", str(path), "--config", "largest",
+                 "--out", str(tmp_path / "a.onnx")]) == 2
+    assert "--weights goes with --space" in capsys.readouterr().err
+    assert not (tmp_path / "a.onnx").exists()
+
+
+@pytest.mark.skipif(not BUNDLED_SUPERNETS["tiny-fmnist"].exists(), reason="bundled supernet not trained yet")
+def test_bundled_supernet_is_trained():
+    """The shipped weights really are trained: subnets are accurate on the bundled test images."""
+    supernet = load_supernet("tiny-fmnist")
+    space = supernet.space
+    assert space == SearchSpace.preset("tiny-fmnist")
+    test = load_split("test2k")
+    for cfg, floor in ((space.largest(), 0.90), (space.smallest(), 0.80)):
+        acc = accuracy(extract_calibrated(supernet, cfg), test.images, test.labels, space)
+        assert acc >= floor, f"{cfg} reaches only {acc:.3f}"
