@@ -22,14 +22,6 @@ from ofa_engine.export import read_metadata
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny nets on a CPU shared by other jobs: more OpenMP threads only wait on each other.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:
     code = main(list(argv))

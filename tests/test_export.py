@@ -17,14 +17,6 @@ from ofa_engine.export import ExportVerificationError, read_metadata, verify_onn
 from ofa_engine.preprocess import preprocessing_spec
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # These nets are tiny; with a CPU shared by other jobs, 2+ OpenMP threads only wait on each other.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def _give_weights_scale(supernet, seed: int) -> None:
     """Replace the fresh init (whose logits are ~1e-10, so any export would "match") with

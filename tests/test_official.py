@@ -22,13 +22,6 @@ PRESETS = {1.0: "ofa-mbv3-w1.0", 1.2: "ofa-mbv3-w1.2"}
 TOL = 1e-4
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @torch.no_grad()
 def _randomise(module: torch.nn.Module, seed: int) -> None:
