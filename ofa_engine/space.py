@@ -12,6 +12,7 @@ active blocks per stage.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
@@ -277,23 +278,45 @@ class SearchSpace:
         return out
 
     def to_arrays(self, configs: SubnetConfig | Sequence[SubnetConfig]) -> dict[str, np.ndarray]:
-        """Validated configs as integer arrays (values and choice indices), for vectorised code."""
+        """Validated configs as integer arrays (values and choice indices), for vectorised code.
+
+        Validation runs on the arrays; only when something is wrong are the configs checked one
+        by one, to raise `validate`'s message for the first bad one.
+        """
         if isinstance(configs, (SubnetConfig, Mapping)):
             configs = [configs]
-        configs = [self.validate(c) for c in configs]
-        ks = np.array([c.ks for c in configs], dtype=np.int64).reshape(len(configs), self.num_slots)
-        e = np.array([c.e for c in configs], dtype=np.int64).reshape(len(configs), self.num_slots)
-        d = np.array([c.d for c in configs], dtype=np.int64).reshape(len(configs), self.num_stages)
-        res = np.array([c.image_size for c in configs], dtype=np.int64)
-        wid = np.array([c.wid for c in configs], dtype=np.int64)
+        configs = [c if isinstance(c, SubnetConfig) else SubnetConfig.from_dict(c) for c in configs]
+        n = len(configs)
+        arrays = self._stack(configs, n)
+        if arrays is None:
+            for c in configs:
+                self.validate(c)
+            raise AssertionError("unreachable: a config failed the array check but passed validate()")
+        ks, e, d, res, wid = arrays
         slot_index = np.arange(self.max_depth)
-        active = (slot_index[None, None, :] < d[:, :, None]).reshape(len(configs), self.num_slots)
+        active = (slot_index[None, None, :] < d[:, :, None]).reshape(n, self.num_slots)
         return {
             "wid": wid, "ks": ks, "e": e, "d": d, "image_size": res, "active": active,
             "ks_index": np.searchsorted(self.kernel_sizes, ks),
             "e_index": np.searchsorted(self.expand_ratios, e),
             "res_index": np.searchsorted(self.resolutions, res),
         }
+
+    def _stack(self, configs: list[SubnetConfig], n: int):
+        """(ks, e, d, image_size, wid) arrays if every config is valid, else None."""
+        slots, stages = self.num_slots, self.num_stages
+        if not all(len(c.ks) == slots and len(c.e) == slots and len(c.d) == stages for c in configs):
+            return None
+        chain = itertools.chain.from_iterable
+        ks = np.fromiter(chain(c.ks for c in configs), np.int64, n * slots).reshape(n, slots)
+        e = np.fromiter(chain(c.e for c in configs), np.int64, n * slots).reshape(n, slots)
+        d = np.fromiter(chain(c.d for c in configs), np.int64, n * stages).reshape(n, stages)
+        res = np.fromiter((c.image_size for c in configs), np.int64, n)
+        wid = np.fromiter((c.wid for c in configs), np.int64, n)
+        valid = (np.isin(ks, self.kernel_sizes).all() and np.isin(e, self.expand_ratios).all()
+                 and np.isin(d, self.depths).all() and np.isin(res, self.resolutions).all()
+                 and ((wid >= 0) & (wid < len(self.width_mults))).all())
+        return (ks, e, d, res, wid) if valid else None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
