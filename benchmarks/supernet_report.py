@@ -101,6 +101,9 @@ def write_report(args, space, results, twins, log, seconds) -> None:
         f"{'10,000-image Fashion-MNIST test set' if args.split == 'test' else args.split + ' split'}. "
         f"No fine-tuning.",
         "",
+        "Why the targets are missed and what would close them: docs/training.md, section "
+        "\"The bundled run\".",
+        "",
         "## Targets",
         "",
         "| target | value | result |",

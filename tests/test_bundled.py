@@ -109,6 +109,8 @@ def test_bundled_supernet_is_trained():
     space = supernet.space
     assert space == SearchSpace.preset("tiny-fmnist")
     test = load_split("test2k")
-    for cfg, floor in ((space.largest(), 0.90), (space.smallest(), 0.80)):
+    # Floors well above chance (10%) and a little under the measured 10k-test accuracy
+    # (89.2% / 82.4%, docs/supernet-report.md), as the 2k subset is noisier.
+    for cfg, floor in ((space.largest(), 0.87), (space.smallest(), 0.79)):
         acc = accuracy(extract_calibrated(supernet, cfg), test.images, test.labels, space)
         assert acc >= floor, f"{cfg} reaches only {acc:.3f}"
