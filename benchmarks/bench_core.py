@@ -14,6 +14,7 @@ import datetime
 import os
 import platform
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -23,8 +24,10 @@ import numpy as np
 import onnxruntime
 import torch
 
-from ofa_engine import SearchSpace, SubnetConfig, analyze, build_supernet, export_onnx
-from ofa_engine import export as export_module
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout, no install
+
+from ofa_engine import SearchSpace, SubnetConfig, analyze, build_supernet, export_onnx  # noqa: E402
+from ofa_engine import export as export_module  # noqa: E402
 
 SPACES = ("tiny-fmnist", "ofa-mbv3-w1.0")
 
