@@ -307,7 +307,13 @@ def train(space: SearchSpace, recipe: Recipe, train_set: ImageSet, val_set: Imag
     optimizer_state = None
 
     if resume and ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        try:
+            ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # truncated, corrupt or not ours; weights_only never runs code
+            raise ValueError(f"{ckpt_path} cannot be resumed from ({type(exc).__name__}); delete it to "
+                             f"restart the run, or train into a new --out folder") from None
+        if not isinstance(ckpt, dict) or "recipe" not in ckpt or "state" not in ckpt:
+            raise ValueError(f"{ckpt_path} is not a training checkpoint of ofa_engine")
         if Recipe.from_dict(ckpt["recipe"]) != Recipe.from_dict(recipe.to_dict()):
             raise ValueError(f"{ckpt_path} was written by a different recipe; resume with the same one "
                              f"or start a new --out folder")
@@ -320,6 +326,8 @@ def train(space: SearchSpace, recipe: Recipe, train_set: ImageSet, val_set: Imag
         if ckpt.get("cuda_rng") is not None and env.device.type == "cuda":
             torch.cuda.set_rng_state(ckpt["cuda_rng"], env.device)
         optimizer_state = ckpt["optimizer"]
+        if env.main:
+            _trim_log(log_path, recipe, state)
     elif env.main:
         out_dir.mkdir(parents=True, exist_ok=True)
         if log_path.exists():
@@ -483,6 +491,23 @@ def train(space: SearchSpace, recipe: Recipe, train_set: ImageSet, val_set: Imag
     if env.world > 1:
         dist.barrier()
     return final
+
+
+def _trim_log(log_path: Path, recipe: Recipe, state: dict[str, Any]) -> None:
+    """Drop log records of epochs the checkpoint does not include (written after it, before a
+    kill): the resumed run writes them again."""
+    if not log_path.exists():
+        return
+    order = {p.name: i for i, p in enumerate(recipe.phases)}
+    kept = []
+    for line in log_path.read_text(encoding="utf-8").splitlines():
+        record = json.loads(line)
+        position = (order.get(record.get("phase"), len(order)), record.get("epoch", 0))
+        if position <= (state["phase"], state["epoch"]):
+            kept.append(line)
+    tmp = log_path.with_name(f".{log_path.name}.tmp{os.getpid()}")
+    tmp.write_text("".join(k + "\n" for k in kept), encoding="utf-8")
+    os.replace(tmp, log_path)
 
 
 def _record_rank_weights(model: nn.Module, env: _Dist, out_dir: Path) -> None:

@@ -511,3 +511,25 @@ def test_accuracy_equals_hand_computation(subnet):
     random_labels = np.random.default_rng(3).integers(0, 10, 120)
     acc = accuracy(subnet, preprocess(images, SPACE, 28), random_labels)
     assert 0.0 <= acc <= 1.0 and acc == pytest.approx(float((predicted == random_labels).mean()))
+
+
+def test_resume_trims_log_records_written_after_the_checkpoint(tmp_path):
+    from ofa_engine.train import _trim_log
+
+    recipe = Recipe(phases=(Phase("full", 2, 0.1, distill=False), Phase("kernel", 2, 0.03)))
+    log = tmp_path / "log.jsonl"
+    records = [{"phase": "full", "epoch": 1}, {"phase": "full", "epoch": 2},
+               {"phase": "kernel", "epoch": 1}, {"phase": "kernel", "epoch": 2}]
+    log.write_text("".join(json.dumps(r) + "\n" for r in records))
+    # Checkpoint taken mid-way through kernel epoch 2: its record was written after it.
+    _trim_log(log, recipe, {"phase": 1, "epoch": 1, "step": 3})
+    assert [json.loads(line) for line in log.read_text().splitlines()] == records[:3]
+    _trim_log(log, recipe, {"phase": 1, "epoch": 0, "step": 0})
+    assert [json.loads(line) for line in log.read_text().splitlines()] == records[:2]
+
+
+def test_resume_from_corrupt_checkpoint_names_the_file(tmp_path):
+    (tmp_path / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    space = SearchSpace.preset("tiny-fmnist")
+    with pytest.raises(ValueError, match="checkpoint.pt cannot be resumed from"):
+        train(space, default_recipe(space), None, None, None, tmp_path, resume=True)
