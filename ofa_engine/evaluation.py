@@ -32,7 +32,7 @@ def calibrate_bn(model: nn.Module, images, space: SearchSpace | None = None,
     """
     x = _inputs(images, space, image_size, model)
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    saved = [(bn.momentum, bn.training) for bn in bns]
+    momenta = [bn.momentum for bn in bns]
     model.eval()
     for bn in bns:
         bn.reset_running_stats()
@@ -42,7 +42,7 @@ def calibrate_bn(model: nn.Module, images, space: SearchSpace | None = None,
         for start in range(0, len(x), batch_size):
             model(x[start:start + batch_size])
     finally:
-        for bn, (momentum, _) in zip(bns, saved):
+        for bn, momentum in zip(bns, momenta):
             bn.momentum = momentum
         model.eval()
     return model
