@@ -18,3 +18,4 @@ test-fast:
 
 bench:
 	$(PYTHON) benchmarks/bench_core.py --threads 1
+	$(PYTHON) benchmarks/bench_blocks.py --runs 50 --warmup 5
