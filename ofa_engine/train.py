@@ -70,6 +70,7 @@ class Recipe:
     label_smoothing: float = 0.1
     kd_ratio: float = 1.0
     sandwich: bool = True          # the smallest subnet of the phase is one of each step's subnets
+    sandwich_largest: bool = False  # ... and the largest too (BigNAS's full sandwich rule)
     augment: bool = True           # random 2-pixel shifts and horizontal flips
     seed: int = 0
     eval_images: int = 2000        # validation images for the per-epoch log
@@ -237,14 +238,27 @@ def _phase_choices(space: SearchSpace, phase: Phase) -> dict[str, tuple[int, ...
 
 
 def _sample(space: SearchSpace, choices, rng: np.random.Generator, image_size: int,
-            smallest: bool = False) -> SubnetConfig:
-    if smallest:
-        pick = {k: min(v) for k, v in choices.items()}
+            smallest: bool = False, largest: bool = False) -> SubnetConfig:
+    if smallest or largest:
+        pick = {k: (min if smallest else max)(v) for k, v in choices.items()}
         return SubnetConfig(pick["wid"], [pick["ks"]] * space.num_slots, [pick["e"]] * space.num_slots,
                             [pick["d"]] * space.num_stages, image_size)
     return SubnetConfig(int(rng.choice(choices["wid"])), rng.choice(choices["ks"], space.num_slots).tolist(),
                         rng.choice(choices["e"], space.num_slots).tolist(),
                         rng.choice(choices["d"], space.num_stages).tolist(), image_size)
+
+
+def _step_configs(space: SearchSpace, recipe: Recipe, phase: Phase, choices,
+                  rng: np.random.Generator, image_size: int) -> list[SubnetConfig]:
+    """The subnets of one step: the phase's smallest (and largest) first when the recipe's
+    sandwich rule asks for them and the step has room, the rest drawn at random."""
+    n = phase.subnets_per_step
+    fixed = []
+    if recipe.sandwich and n > 1:
+        fixed.append(_sample(space, choices, rng, image_size, smallest=True))
+    if recipe.sandwich_largest and n > 1 and n > len(fixed) + (1 if n > 2 else 0):
+        fixed.append(_sample(space, choices, rng, image_size, largest=True))
+    return fixed + [_sample(space, choices, rng, image_size) for _ in range(n - len(fixed))]
 
 
 def _augment(images: torch.Tensor, gen: torch.Generator, pad: int = 2) -> torch.Tensor:
@@ -421,10 +435,8 @@ def train(space: SearchSpace, recipe: Recipe, train_set: ImageSet, val_set: Imag
                 image_size = int(arch_rng.choice(space.resolutions))
                 x = preprocess(x, space, image_size).to(env.device, memory_format=torch.channels_last)
                 y = labels_all[idx].to(env.device)
-                configs = [dataclasses.replace(fixed, image_size=image_size)] if fixed else [
-                    _sample(space, choices, arch_rng, image_size,
-                            smallest=recipe.sandwich and i == 0 and phase.subnets_per_step > 1)
-                    for i in range(phase.subnets_per_step)]
+                configs = ([dataclasses.replace(fixed, image_size=image_size)] if fixed else
+                           _step_configs(space, recipe, phase, choices, arch_rng, image_size))
                 soft = None
                 if teacher is not None:
                     with torch.no_grad():

@@ -533,3 +533,23 @@ def test_resume_from_corrupt_checkpoint_names_the_file(tmp_path):
     space = SearchSpace.preset("tiny-fmnist")
     with pytest.raises(ValueError, match="checkpoint.pt cannot be resumed from"):
         train(space, default_recipe(space), None, None, None, tmp_path, resume=True)
+
+
+@pytest.mark.parametrize("n,largest,expected", [
+    (1, True, ["random"]),
+    (2, False, ["smallest", "random"]),
+    (2, True, ["smallest", "largest"]),
+    (3, True, ["smallest", "largest", "random"]),
+    (3, False, ["smallest", "random", "random"]),
+])
+def test_step_configs_sandwich(n, largest, expected):
+    choices = T._phase_choices(SPACE, Phase("x", 1, 0.1, kernel_sizes=(3, 5, 7), expand_ratios=(3, 4, 6),
+                                             depths=(2, 3)))
+    recipe = dataclasses.replace(default_recipe(SPACE), sandwich_largest=largest)
+    phase = Phase("x", 1, 0.1, subnets_per_step=n)
+    configs = T._step_configs(SPACE, recipe, phase, choices, np.random.default_rng(0), 24)
+    smallest = T._sample(SPACE, choices, None, 24, smallest=True)
+    biggest = T._sample(SPACE, choices, None, 24, largest=True)
+    kinds = ["smallest" if c == smallest else "largest" if c == biggest else "random" for c in configs]
+    assert kinds == expected
+    assert biggest.ks == (7,) * SPACE.num_slots and biggest.d == (3,) * SPACE.num_stages
