@@ -126,13 +126,9 @@ class ElasticConvBN(nn.Module):
         return _apply_act(x, self.act)
 
     def extract(self, in_channels: int, conv_arg: int) -> ConvBNAct:
-        if isinstance(self.conv, ElasticDepthwiseConv2d):
-            conv = self.conv.extract(in_channels, conv_arg)
-            out_channels = in_channels
-        else:
-            conv = self.conv.extract(in_channels, conv_arg)
-            out_channels = conv_arg
-        bn = self.bn.extract(out_channels) if self.bn is not None else None
+        # conv_arg is the kernel size of a depthwise conv, else the output channels.
+        conv = self.conv.extract(in_channels, conv_arg)
+        bn = self.bn.extract(conv.out_channels) if self.bn is not None else None
         return ConvBNAct(conv, bn, self.act)
 
 
