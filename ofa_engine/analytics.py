@@ -18,7 +18,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .space import SearchSpace, SubnetConfig
+from .space import SearchSpace, SubnetConfig, is_population
 
 __all__ = ["analyze", "METRICS"]
 
@@ -56,9 +56,9 @@ class _Tally:
 def analyze(space: SearchSpace | str, cfg: SubnetConfig | Mapping[str, Any] | Sequence[SubnetConfig]
             ) -> dict[str, Any]:
     """`macs`, `params`, `peak_activation_bytes` and `flash_bytes` of one config (ints) or of a
-    list of configs (int64 arrays), without building any network."""
+    list of configs or a population (int64 arrays), without building any network."""
     space = SearchSpace.preset(space) if isinstance(space, str) else space
-    single = isinstance(cfg, (SubnetConfig, Mapping))
+    single = isinstance(cfg, SubnetConfig) or (isinstance(cfg, Mapping) and not is_population(cfg))
     a = space.to_arrays(cfg)
     n = a["wid"].shape[0]
     plans = [space.channels(w) for w in range(len(space.width_mults))]

@@ -19,7 +19,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["SubnetConfig", "SearchSpace", "ChannelPlan", "make_divisible", "list_presets"]
+__all__ = ["SubnetConfig", "SearchSpace", "ChannelPlan", "make_divisible", "list_presets", "is_population"]
 
 
 def make_divisible(value: float, divisor: int = 8, min_value: int | None = None) -> int:
@@ -225,6 +225,16 @@ class SearchSpace:
             d=rng.choice(self.depths, self.num_stages).tolist(),
             image_size=int(rng.choice(self.resolutions)))
 
+    def sample_population(self, n: int, rng: np.random.Generator | int | None = None
+                          ) -> dict[str, np.ndarray]:
+        """`n` uniformly random configs as a population (see `is_population`), vectorised."""
+        rng = np.random.default_rng(rng)
+        return {"wid": rng.integers(len(self.width_mults), size=n),
+                "ks": rng.choice(np.array(self.kernel_sizes), (n, self.num_slots)),
+                "e": rng.choice(np.array(self.expand_ratios), (n, self.num_slots)),
+                "d": rng.choice(np.array(self.depths), (n, self.num_stages)),
+                "image_size": rng.choice(np.array(self.resolutions), n)}
+
     def active_slots(self, cfg: SubnetConfig) -> list[int]:
         return [stage * self.max_depth + i for stage, depth in enumerate(cfg.d) for i in range(depth)]
 
@@ -277,22 +287,28 @@ class SearchSpace:
         out[r, base[s] + n_k + arrays["e_index"][r, s]] = 1.0
         return out
 
-    def to_arrays(self, configs: SubnetConfig | Sequence[SubnetConfig]) -> dict[str, np.ndarray]:
-        """Validated configs as integer arrays (values and choice indices), for vectorised code.
+    def to_arrays(self, configs: SubnetConfig | Sequence[SubnetConfig] | Mapping[str, np.ndarray]
+                  ) -> dict[str, np.ndarray]:
+        """Validated configs (or a population, see `is_population`) as integer arrays: the
+        population fields plus `active` (N, slots) and the choice indices, for vectorised code.
 
         Validation runs on the arrays; only when something is wrong are the configs checked one
         by one, to raise `validate`'s message for the first bad one.
         """
-        if isinstance(configs, (SubnetConfig, Mapping)):
-            configs = [configs]
-        configs = [c if isinstance(c, SubnetConfig) else SubnetConfig.from_dict(c) for c in configs]
-        n = len(configs)
-        arrays = self._stack(configs, n)
-        if arrays is None:
-            for c in configs:
-                self.validate(c)
-            raise AssertionError("unreachable: a config failed the array check but passed validate()")
-        ks, e, d, res, wid = arrays
+        if is_population(configs):
+            ks, e, d, res, wid = self._check_population(configs)
+            n = wid.shape[0]
+        else:
+            if isinstance(configs, (SubnetConfig, Mapping)):
+                configs = [configs]
+            configs = [c if isinstance(c, SubnetConfig) else SubnetConfig.from_dict(c) for c in configs]
+            n = len(configs)
+            arrays = self._stack(configs, n)
+            if arrays is None:
+                for c in configs:
+                    self.validate(c)
+                raise AssertionError("unreachable: a config failed the array check but passed validate()")
+            ks, e, d, res, wid = arrays
         slot_index = np.arange(self.max_depth)
         active = (slot_index[None, None, :] < d[:, :, None]).reshape(n, self.num_slots)
         return {
@@ -301,6 +317,36 @@ class SearchSpace:
             "e_index": np.searchsorted(self.expand_ratios, e),
             "res_index": np.searchsorted(self.resolutions, res),
         }
+
+    def _check_population(self, pop: Mapping[str, np.ndarray]):
+        """(ks, e, d, image_size, wid) of a population (see `is_population`), or ValueError."""
+        wid = np.asarray(pop["wid"], np.int64).reshape(-1)
+        n = wid.shape[0]
+        shapes = {"ks": (n, self.num_slots), "e": (n, self.num_slots), "d": (n, self.num_stages),
+                  "image_size": (n,)}
+        arrays = {}
+        for key, shape in shapes.items():
+            value = np.asarray(pop[key], np.int64)
+            if value.shape != shape:
+                raise ValueError(f"population field '{key}' has shape {value.shape}; space "
+                                 f"'{self.name}' needs {shape}")
+            arrays[key] = value
+        for key, allowed in (("ks", self.kernel_sizes), ("e", self.expand_ratios), ("d", self.depths),
+                             ("image_size", self.resolutions)):
+            bad = ~np.isin(arrays[key], allowed)
+            if bad.any():
+                raise ValueError(f"population field '{key}' has value {arrays[key][bad][0]}; "
+                                 f"allowed: {list(allowed)}")
+        if ((wid < 0) | (wid >= len(self.width_mults))).any():
+            raise ValueError(f"population field 'wid' must index the width multipliers "
+                             f"{list(self.width_mults)}; allowed: 0..{len(self.width_mults) - 1}")
+        return arrays["ks"], arrays["e"], arrays["d"], arrays["image_size"], wid
+
+    def from_arrays(self, pop: Mapping[str, np.ndarray]) -> list[SubnetConfig]:
+        """The configs of a population (validated), in order."""
+        ks, e, d, res, wid = self._check_population(pop)
+        return [SubnetConfig(wid=int(w), ks=tuple(k.tolist()), e=tuple(x.tolist()), d=tuple(y.tolist()),
+                             image_size=int(r)) for w, k, x, y, r in zip(wid, ks, e, d, res)]
 
     def _stack(self, configs: list[SubnetConfig], n: int):
         """(ks, e, d, image_size, wid) arrays if every config is valid, else None."""
@@ -320,6 +366,13 @@ class SearchSpace:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def is_population(value: Any) -> bool:
+    """True for a *population*: a mapping of integer arrays with one row per config,
+    `wid` (N,), `ks` and `e` (N, slots), `d` (N, stages), `image_size` (N,) -- the form the
+    vectorised code (predictors, search) passes around instead of lists of `SubnetConfig`."""
+    return isinstance(value, Mapping) and isinstance(value.get("wid"), np.ndarray)
 
 
 def _describe_range(values: Sequence[int]) -> str:

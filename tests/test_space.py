@@ -115,3 +115,29 @@ def test_encode_one_hot(name):
     cfg = s.smallest()
     other = dataclasses.replace(cfg, ks=(cfg.ks[0],) * (s.max_depth - 1) + (7,) + cfg.ks[s.max_depth:])
     assert np.array_equal(s.encode(cfg), s.encode(other))
+
+
+def test_population_round_trip_and_vectorised_paths_agree():
+    space = SearchSpace.preset("tiny-fmnist")
+    pop = space.sample_population(64, rng=3)
+    configs = space.from_arrays(pop)
+    assert len(configs) == 64 and all(space.validate(c) is c for c in configs)
+    np.testing.assert_array_equal(space.encode(pop), space.encode(configs))
+    from ofa_engine.analytics import analyze
+    by_pop, by_list = analyze(space, pop), analyze(space, configs)
+    for key in by_pop:
+        np.testing.assert_array_equal(by_pop[key], by_list[key])
+    assert analyze(space, configs[0])["macs"] == by_pop["macs"][0]
+
+
+def test_population_with_a_bad_value_or_shape_names_the_field():
+    space = SearchSpace.preset("tiny-fmnist")
+    pop = space.sample_population(4, rng=0)
+    bad = dict(pop, e=pop["e"].copy())
+    bad["e"][2, 5] = 5
+    with pytest.raises(ValueError, match=r"field 'e' has value 5; allowed: \[3, 4, 6\]"):
+        space.to_arrays(bad)
+    with pytest.raises(ValueError, match=r"field 'd' has shape"):
+        space.to_arrays(dict(pop, d=pop["d"][:, :2]))
+    with pytest.raises(ValueError, match="wid"):
+        space.from_arrays(dict(pop, wid=pop["wid"] + 3))
