@@ -1,0 +1,232 @@
+"""Latency of an ONNX model in ONNX Runtime (CPU), and the profile kit's runner.
+
+This file imports only the standard library, numpy and onnxruntime: it is copied verbatim
+into a profile kit as `runner.py`, to run on a device that has nothing else installed::
+
+    python runner.py KIT_DIR [--threads T] [--batch-size B] [--runs R]
+
+reads `KIT_DIR/manifest.json` ({"format": "ofa-engine/profile-kit", "version": 1, "space": ...,
+"batch_size": ..., "models": [{"file": "m000.onnx", "config": {...}}, ...]}) and writes
+`KIT_DIR/results.csv` (columns `file,config,median_ms,q1_ms,q3_ms,runs,threads,batch_size`,
+config as compact JSON) atomically.
+
+Method: one session per model with `intra_op_num_threads = threads`, one inter-op thread,
+sequential execution and every graph optimisation on; `warmup` untimed runs, then `runs`
+timed runs of one fixed random input (wall clock, `time.perf_counter_ns`). The median is
+the latency; the interquartile range says how noisy the machine was.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass
+from typing import Sequence
+
+import numpy as np
+import onnxruntime as ort
+
+__all__ = ["LatencyStats", "measure_latency", "make_session", "time_session", "main",
+           "KIT_FORMAT", "KIT_VERSION", "RESULT_COLUMNS"]
+
+KIT_FORMAT, KIT_VERSION = "ofa-engine/profile-kit", 1
+RESULT_COLUMNS = ("file", "config", "median_ms", "q1_ms", "q3_ms", "runs", "threads", "batch_size")
+DEFAULT_WARMUP, DEFAULT_RUNS = 20, 100
+
+
+@dataclass(frozen=True)
+class LatencyStats:
+    """Summary of `runs` timed inferences, in milliseconds."""
+
+    median_ms: float
+    q1_ms: float
+    q3_ms: float
+    iqr_ms: float
+    runs: int
+    threads: int
+    batch_size: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _positive_int(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} = {value!r}; allowed: an integer >= 1")
+    return int(value)
+
+
+def make_session(onnx_path_or_bytes: str | os.PathLike | bytes, threads: int = 1) -> ort.InferenceSession:
+    """A CPU session pinned to `threads` intra-op threads, sequential, all graph optimisations."""
+    threads = _positive_int(threads, "threads")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # Spinning worker threads would steal the CPU from the measuring thread's neighbours and
+    # make a shared machine noisier; only useful with several threads.
+    if threads == 1:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    model = onnx_path_or_bytes if isinstance(onnx_path_or_bytes, bytes) else os.fspath(onnx_path_or_bytes)
+    if not isinstance(model, bytes) and not os.path.isfile(model):
+        raise FileNotFoundError(2, "No such ONNX file", model)
+    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+
+
+def _input_feed(session: ort.InferenceSession, batch_size: int, seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    feed = {}
+    for inp in session.get_inputs():
+        # A symbolic (or missing) first dim is the batch; fixed dims are kept as the model says.
+        shape = []
+        for i, dim in enumerate(inp.shape):
+            if isinstance(dim, int) and dim > 0:
+                shape.append(dim)
+            elif i == 0:
+                shape.append(batch_size)
+            else:
+                raise ValueError(f"input '{inp.name}' has a dynamic dimension {i} ({dim!r}); only "
+                                 f"the batch dimension (0) may be dynamic")
+        if inp.type != "tensor(float)":
+            raise ValueError(f"input '{inp.name}' has type {inp.type}; only tensor(float) is supported")
+        feed[inp.name] = rng.standard_normal(shape).astype(np.float32)
+    return feed
+
+
+def time_session(session: ort.InferenceSession, batch_size: int = 1, warmup: int = DEFAULT_WARMUP,
+                 runs: int = DEFAULT_RUNS) -> np.ndarray:
+    """Wall-clock times (ms) of `runs` inferences after `warmup` untimed ones."""
+    feed = _input_feed(session, batch_size)
+    run = session.run
+    for _ in range(warmup):
+        run(None, feed)
+    times = np.empty(runs, np.int64)
+    clock = time.perf_counter_ns
+    for i in range(runs):
+        start = clock()
+        run(None, feed)
+        times[i] = clock() - start
+    return times / 1e6
+
+
+def measure_latency(onnx_path_or_bytes: str | os.PathLike | bytes, threads: int = 1, batch_size: int = 1,
+                    warmup: int = DEFAULT_WARMUP, runs: int = DEFAULT_RUNS, repeats: int = 1) -> LatencyStats:
+    """Median and interquartile range of the latency (ms) of one ONNX model in ONNX Runtime CPU.
+
+    The input shape comes from the model; a dynamic batch dimension becomes `batch_size`.
+    `repeats` > 1 measures `runs` times in each of `repeats` fresh sessions and pools the
+    times (`runs` in the result is the total): a session's memory placement shifts its
+    latency by several percent, which one session alone would take for the truth.
+    Raises `ValueError` for bad arguments or an unsupported input and `FileNotFoundError` for
+    a missing file.
+    """
+    threads = _positive_int(threads, "threads")
+    batch_size = _positive_int(batch_size, "batch_size")
+    runs = _positive_int(runs, "runs")
+    repeats = _positive_int(repeats, "repeats")
+    if isinstance(warmup, bool) or not isinstance(warmup, (int, np.integer)) or warmup < 0:
+        raise ValueError(f"warmup = {warmup!r}; allowed: an integer >= 0")
+    times = np.concatenate([time_session(make_session(onnx_path_or_bytes, threads), batch_size, int(warmup), runs)
+                            for _ in range(repeats)])
+    q1, median, q3 = np.percentile(times, [25, 50, 75])
+    return LatencyStats(float(median), float(q1), float(q3), float(q3 - q1), int(times.size), threads,
+                        batch_size)
+
+
+# ---------------------------------------------------------------------- profile-kit runner
+def _read_manifest(kit_dir: str) -> dict:
+    path = os.path.join(kit_dir, "manifest.json")
+    try:
+        with open(path, encoding="utf-8") as fh:
+            manifest = json.load(fh)
+    except FileNotFoundError:
+        raise FileNotFoundError(2, "No manifest.json in the kit folder", path) from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"'{path}' is not valid JSON: {exc}") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != KIT_FORMAT:
+        raise ValueError(f"'{path}': field 'format' must be '{KIT_FORMAT}'")
+    if manifest.get("version") != KIT_VERSION:
+        raise ValueError(f"'{path}': field 'version' = {manifest.get('version')!r}; this runner "
+                         f"reads version {KIT_VERSION}")
+    models = manifest.get("models")
+    if not isinstance(models, list) or not models:
+        raise ValueError(f"'{path}': field 'models' must be a non-empty list")
+    for i, entry in enumerate(models):
+        if not isinstance(entry, dict) or not isinstance(entry.get("file"), str) or "config" not in entry:
+            raise ValueError(f"'{path}': models[{i}] must be an object with 'file' (string) and 'config'")
+        if os.path.basename(entry["file"]) != entry["file"]:
+            raise ValueError(f"'{path}': models[{i}].file = {entry['file']!r} must be a plain file "
+                             f"name inside the kit folder")
+    return manifest
+
+
+def run_kit(kit_dir: str, threads: int = 1, batch_size: int | None = None, runs: int = DEFAULT_RUNS,
+            warmup: int = DEFAULT_WARMUP, progress=None) -> str:
+    """Measure every model of a profile kit and write `KIT_DIR/results.csv` atomically;
+    returns its path. `batch_size` defaults to the manifest's."""
+    manifest = _read_manifest(kit_dir)
+    batch_size = int(manifest.get("batch_size", 1)) if batch_size is None else batch_size
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(RESULT_COLUMNS)
+    models = manifest["models"]
+    for i, entry in enumerate(models):
+        stats = measure_latency(os.path.join(kit_dir, entry["file"]), threads=threads,
+                                batch_size=batch_size, warmup=warmup, runs=runs)
+        config = json.dumps(entry["config"], separators=(",", ":"))
+        writer.writerow([entry["file"], config, f"{stats.median_ms:.6f}", f"{stats.q1_ms:.6f}",
+                         f"{stats.q3_ms:.6f}", stats.runs, stats.threads, stats.batch_size])
+        if progress is not None:
+            progress(i + 1, len(models), entry["file"], stats)
+    out = os.path.join(kit_dir, "results.csv")
+    tmp = f"{out}.{os.getpid()}.tmp"
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="") as fh:
+            fh.write(buffer.getvalue())
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python runner.py KIT_DIR [--threads T] [--batch-size B] [--runs R] [--warmup W]`."""
+    parser = argparse.ArgumentParser(
+        description="Measure the ONNX models of an ofa_engine profile kit; writes KIT_DIR/results.csv.")
+    parser.add_argument("kit_dir", metavar="KIT_DIR")
+    parser.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads (default 1)")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="batch size (default: the manifest's batch_size)")
+    parser.add_argument("--runs", type=int, default=DEFAULT_RUNS, help=f"timed runs per model "
+                        f"(default {DEFAULT_RUNS})")
+    parser.add_argument("--warmup", type=int, default=DEFAULT_WARMUP,
+                        help=f"untimed runs first (default {DEFAULT_WARMUP})")
+    parser.add_argument("--quiet", action="store_true", help="no progress lines")
+    args = parser.parse_args(argv)
+
+    def progress(done, total, name, stats):
+        print(f"[{done}/{total}] {name}: {stats.median_ms:.3f} ms (IQR {stats.iqr_ms:.3f})", file=sys.stderr)
+
+    try:
+        out = run_kit(args.kit_dir, threads=args.threads, batch_size=args.batch_size, runs=args.runs,
+                      warmup=args.warmup, progress=None if args.quiet else progress)
+    except (ValueError, OSError) as exc:
+        where = f": '{exc.filename}'" if isinstance(exc, OSError) and exc.filename else ""
+        print(f"error: {exc.strerror if isinstance(exc, OSError) and exc.strerror else exc}{where}",
+              file=sys.stderr)
+        return 2
+    print(out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,226 @@
+"""ofa_engine.latency_models: the latency predictors, their fitting and evaluation."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from ofa_engine import SearchSpace, analyze
+from ofa_engine.latency_models import (AnalyticalMCUModel, BlockLinearModel, LookupTableModel, MacsLinearModel,
+                                       architecture_features, evaluate_latency_model, fit_latency_model,
+                                       fit_profile_latency, kendall_tau, latency_metrics, latency_model_from_dict,
+                                       split_indices, total_macs, unique_blocks)
+
+SPACE = SearchSpace.preset("tiny-fmnist")
+
+
+def _lut(space=SPACE, seed=0):
+    rng = np.random.default_rng(seed)
+    return LookupTableModel(space.name, {e["key"]: float(rng.uniform(0.01, 0.1)) for e in unique_blocks(space)},
+                            scale=1.1, offset_ms=0.05, source="synthetic")
+
+
+def _models():
+    names = architecture_features(SPACE, SPACE.sample_population(1, 0))[1]
+    return [MacsLinearModel(0.12, 0.05),
+            AnalyticalMCUModel(216.0, 0.5, 1.5, "datasheet"),
+            _lut(),
+            BlockLinearModel(SPACE.name, names, np.linspace(1e-7, 1e-6, len(names)), 0.03)]
+
+
+@pytest.mark.parametrize("preset", ["tiny-fmnist", "ofa-mbv3-w1.0", "ofa-mbv3-w1.2"])
+def test_table_macs_equal_analytics(preset):
+    space = SearchSpace.preset(preset)
+    pop = space.sample_population(200, 1)
+    assert np.array_equal(total_macs(space, pop), analyze(space, pop)["macs"])
+
+
+@pytest.mark.parametrize("model", _models(), ids=lambda m: m.type)
+def test_round_trip_through_json(model):
+    data = json.loads(json.dumps(model.to_dict()))
+    assert data["type"] == model.type
+    again = latency_model_from_dict(data)
+    assert again == model
+    pop = SPACE.sample_population(50, 3)
+    np.testing.assert_array_equal(again.predict_ms(SPACE, pop), model.predict_ms(SPACE, pop))
+
+
+@pytest.mark.parametrize("model", _models(), ids=lambda m: m.type)
+def test_vectorised_equals_per_config(model):
+    pop = SPACE.sample_population(40, 4)
+    configs = SPACE.from_arrays(pop)
+    batch = model.predict_ms(SPACE, pop)
+    assert batch.shape == (40,) and np.all(batch > 0)
+    np.testing.assert_allclose(model.predict_ms(SPACE, configs), batch, rtol=1e-12)
+    one_by_one = np.array([model.predict_ms(SPACE, c)[0] for c in configs])
+    np.testing.assert_allclose(one_by_one, batch, rtol=1e-12)
+
+
+def test_lut_is_the_sum_of_its_blocks():
+    lut = LookupTableModel(SPACE.name, _lut().blocks)            # scale 1, offset 0
+    cfg = SPACE.sample(5)
+    from ofa_engine.latency_models import block_geometry, block_key, head_key, stem_key
+    g = block_geometry(SPACE)
+    r = SPACE.resolutions.index(cfg.image_size)
+    expected = lut.blocks[stem_key(SPACE, cfg.wid, cfg.image_size)] + lut.blocks[head_key(SPACE, cfg.wid, 2)]
+    for s in SPACE.active_slots(cfg):
+        expected += lut.blocks[block_key(int(g.size_in[cfg.wid, r, s]), int(g.c_in[cfg.wid, s]),
+                                         int(g.size_out[cfg.wid, r, s]), int(g.c_out[cfg.wid, s]), cfg.e[s],
+                                         cfg.ks[s], int(g.stride[s]), bool(g.residual[s]), bool(g.se[s]),
+                                         g.act[s])]
+    assert lut.predict_ms(SPACE, cfg)[0] == pytest.approx(expected)
+
+
+def test_analytical_formula():
+    model = AnalyticalMCUModel(clock_mhz=100.0, macs_per_cycle=0.5, overhead_ms=2.0)
+    cfg = SPACE.largest()
+    macs = analyze(SPACE, cfg)["macs"]
+    assert model.predict_ms(SPACE, [cfg])[0] == pytest.approx(macs / (0.5 * 100e3) + 2.0)
+
+
+@pytest.mark.parametrize("kind", ["learned", "macs-linear"])
+def test_fit_recovers_a_linear_relation(kind):
+    pop = SPACE.sample_population(300, 7)
+    if kind == "macs-linear":
+        y = 0.2 * analyze(SPACE, pop)["macs"] / 1e6 + 0.1
+    else:
+        x, names = architecture_features(SPACE, pop)
+        true = {"blocks": 0.02, "expand_macs": 2e-7, "dw_macs_k7": 5e-7, "se_blocks": 0.01, "stem_macs": 1e-7}
+        y = 0.05 + sum(c * x[:, names.index(n)] for n, c in true.items())
+    model = fit_latency_model(SPACE, pop, y, kind=kind, ridge=0.0) if kind == "learned" else \
+        fit_latency_model(SPACE, pop, y, kind=kind)
+    np.testing.assert_allclose(model.predict_ms(SPACE, pop), y, rtol=1e-6)
+    if kind == "macs-linear":
+        assert model.ms_per_mmac == pytest.approx(0.2) and model.intercept_ms == pytest.approx(0.1)
+    scores = evaluate_latency_model(model, SPACE, pop, y)
+    assert scores["within_10pct"] == 1.0 and scores["kendall_tau"] > 0.999 and scores["n_test"] == 300
+
+
+def test_fit_lut_calibrates_scale_and_offset():
+    raw = LookupTableModel(SPACE.name, _lut().blocks)
+    pop = SPACE.sample_population(100, 8)
+    y = 0.8 * raw.predict_ms(SPACE, pop) + 0.02
+    model = fit_latency_model(SPACE, pop, y, kind="lut", block_table=raw.blocks)
+    assert (model.scale, model.offset_ms) == (pytest.approx(0.8), pytest.approx(0.02))
+    with pytest.raises(ValueError, match="block_table"):
+        fit_latency_model(SPACE, pop, y, kind="lut")
+
+
+def test_fit_rejects_bad_inputs():
+    pop = SPACE.sample_population(10, 0)
+    with pytest.raises(ValueError, match="10 configs but 9"):
+        fit_latency_model(SPACE, pop, np.ones(9))
+    with pytest.raises(ValueError, match="> 0"):
+        fit_latency_model(SPACE, pop, -np.ones(10))
+    with pytest.raises(ValueError, match="kind"):
+        fit_latency_model(SPACE, pop, np.ones(10), kind="gbt")
+
+
+def test_fit_profile_latency_protocol():
+    pop = SPACE.sample_population(50, 9)
+    y = 0.3 * analyze(SPACE, pop)["macs"] / 1e6 + 0.2
+    model, quality = fit_profile_latency(SPACE, pop, y, seed=0)
+    assert quality["n_test"] == 10 and quality["within_10pct"] == 1.0
+    np.testing.assert_allclose(model.predict_ms(SPACE, pop), y, rtol=0.03)   # ridge: slightly biased
+    train, test = split_indices(50, 0.2, seed=0)
+    assert len(train) == 40 and not set(train) & set(test)
+    assert np.array_equal(split_indices(50, 0.2, seed=0)[1], test)
+
+
+@pytest.mark.parametrize("data, message", [
+    ([], "JSON object"),
+    ({"type": "gbt"}, "'type'"),
+    ({"type": "macs-linear", "ms_per_mmac": 1.0}, "intercept_ms"),
+    ({"type": "macs-linear", "ms_per_mmac": "fast", "intercept_ms": 0}, "ms_per_mmac"),
+    ({"type": "macs-linear", "ms_per_mmac": 1.0, "intercept_ms": 0, "extra": 1}, "extra"),
+    ({"type": "analytical-mcu", "clock_mhz": 0, "macs_per_cycle": 1}, "clock_mhz"),
+    ({"type": "analytical-mcu", "clock_mhz": 100, "macs_per_cycle": float("nan")}, "macs_per_cycle"),
+    ({"type": "lut", "space": "tiny-fmnist", "blocks": {}}, "blocks"),
+    ({"type": "lut", "space": "tiny-fmnist", "blocks": {"k": -1}}, "blocks['k']"),
+    ({"type": "block-linear", "space": "tiny-fmnist", "features": ["blocks"], "coef": [1, 2],
+      "intercept_ms": 0}, "2 coefficients for 1 features"),
+    ({"type": "block-linear", "space": "tiny-fmnist", "features": ["flops"], "coef": [1],
+      "intercept_ms": 0}, "unknown feature 'flops'"),
+])
+def test_bad_dicts_give_clear_errors(data, message):
+    with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]").replace("(", r"\(")):
+        latency_model_from_dict(data)
+
+
+def test_lut_missing_key_and_wrong_space():
+    blocks = dict(_lut().blocks)
+    blocks.pop(next(iter(blocks)))
+    with pytest.raises(ValueError, match="lacks 1 block key"):
+        LookupTableModel(SPACE.name, blocks).predict_ms(SPACE, SPACE.sample_population(2, 0))
+    other = SearchSpace.preset("ofa-mbv3-w1.0")
+    with pytest.raises(ValueError, match="fitted for space 'tiny-fmnist'"):
+        _lut().predict_ms(other, other.sample_population(2, 0))
+
+
+def test_invalid_configs_raise_the_space_message():
+    pop = SPACE.sample_population(3, 0)
+    pop["ks"][1, 2] = 4
+    with pytest.raises(ValueError, match="'ks' has value 4"):
+        MacsLinearModel(1, 0).predict_ms(SPACE, pop)
+
+
+def test_metrics_on_hand_examples():
+    scores = latency_metrics([1.0, 2.2, 2.5, 4.0], [1.0, 2.0, 3.0, 4.0])
+    assert scores["rmse_ms"] == pytest.approx(math.sqrt((0.04 + 0.25) / 4))
+    assert scores["mape"] == pytest.approx((0 + 0.1 + 0.5 / 3 + 0) / 4)
+    assert scores["within_10pct"] == pytest.approx(0.75)    # 2.2 vs 2.0 is exactly 10%: counts
+    assert scores["kendall_tau"] == pytest.approx(1.0)
+    assert scores["n_test"] == 4
+    assert kendall_tau([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
+    # One discordant pair of 6: (5 - 1) / 6; with a tie, tau-b.
+    assert kendall_tau([1, 2, 3, 4], [1, 3, 2, 4]) == pytest.approx(4 / 6)
+    assert kendall_tau([1, 1, 2], [1, 2, 3]) == pytest.approx(2 / math.sqrt(2 * 3))
+
+
+def test_kendall_tau_matches_scipy():
+    stats = pytest.importorskip("scipy.stats")
+    rng = np.random.default_rng(0)
+    a, b = rng.integers(0, 20, 700), rng.integers(0, 20, 700)   # > one 512-row block, with ties
+    assert kendall_tau(a, b) == pytest.approx(stats.kendalltau(a, b).statistic, abs=1e-12)
+
+
+# ---------------------------------------------------------------------- datasets (latency_data)
+def test_sample_configs_cover_widths_and_resolutions():
+    from ofa_engine.latency_data import sample_configs
+    configs = sample_configs(SPACE, 26, seed=0)
+    assert configs[:2] == [SPACE.largest(), SPACE.smallest()]
+    pairs = {(c.wid, c.image_size) for c in configs[2:]}
+    assert len(pairs) == len(SPACE.width_mults) * len(SPACE.resolutions)
+    assert sample_configs(SPACE, 26, seed=0) == configs
+
+
+def test_latency_dataset_command_is_resumable(tmp_path, capsys):
+    import csv
+    from ofa_engine.cli import main
+    from ofa_engine.latency_data import DATASET_COLUMNS, read_latency_dataset
+    out = tmp_path / "lat.csv"
+    argv = ["latency-dataset", "--space", "tiny-fmnist", "--n", "2", "--runs", "3", "--repeats", "1",
+            "--warmup", "1", "--out", str(out), "--onnx-cache", str(tmp_path / "onnx")]
+    assert main(argv) == 0
+    configs, median, rows = read_latency_dataset(out)
+    assert configs == [SPACE.largest(), SPACE.smallest()]
+    assert np.all(median > 0) and tuple(rows[0]) == DATASET_COLUMNS
+    assert int(rows[0]["macs"]) == analyze(SPACE, SPACE.largest())["macs"]
+    before = out.read_text()
+    assert main(argv) == 0                       # nothing left to do: file unchanged
+    assert out.read_text() == before
+    assert len(list((tmp_path / "onnx").glob("*.onnx"))) == 2
+    with open(out, newline="") as fh:
+        assert len(list(csv.reader(fh))) == 3
+
+
+def test_block_table_measures_isolated_blocks(tmp_path):
+    from ofa_engine.latency_data import measure_block_table, read_block_table
+    entries = unique_blocks(SPACE)
+    keys = [entries[0]["key"]] + [next(e["key"] for e in entries if e["kind"] == kind) for kind in ("stem", "head")]
+    out = measure_block_table(SPACE, tmp_path / "blocks.csv", runs=3, repeats=1, warmup=1, keys=keys)
+    table = read_block_table(out)
+    assert sorted(table) == sorted(keys) and all(v > 0 for v in table.values())
+    with pytest.raises(ValueError, match="not a block"):
+        measure_block_table(SPACE, tmp_path / "blocks.csv", keys=["nope"])

@@ -1,0 +1,126 @@
+"""ofa_engine.measure: latency statistics of ONNX models and the profile-kit runner."""
+
+import csv
+import io
+import json
+import os
+import warnings
+
+import pytest
+import torch
+
+from ofa_engine import measure
+from ofa_engine.measure import LatencyStats, main, measure_latency
+
+
+def _tiny_onnx(path=None, channels=4, size=8, dynamic=True) -> bytes:
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, channels, 3, padding=1), torch.nn.ReLU(),
+                                torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                                torch.nn.Linear(channels, 3)).eval()
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)   # the TorchScript exporter is "legacy"
+        torch.onnx.export(model, (torch.zeros(1, 1, size, size),), buffer, dynamo=False, opset_version=17,
+                          input_names=["input"], output_names=["logits"],
+                          dynamic_axes={"input": {0: "batch"}} if dynamic else None)
+    data = buffer.getvalue()
+    if path is not None:
+        with open(path, "wb") as fh:
+            fh.write(data)
+    return data
+
+
+@pytest.fixture(scope="module")
+def tiny_bytes():
+    return _tiny_onnx()
+
+
+def test_stats_are_sane(tiny_bytes, tmp_path):
+    path = tmp_path / "m.onnx"
+    path.write_bytes(tiny_bytes)
+    for source in (tiny_bytes, path, str(path)):
+        stats = measure_latency(source, threads=1, batch_size=2, warmup=2, runs=15)
+        assert isinstance(stats, LatencyStats)
+        assert 0 < stats.q1_ms <= stats.median_ms <= stats.q3_ms
+        assert stats.iqr_ms == pytest.approx(stats.q3_ms - stats.q1_ms)
+        assert (stats.runs, stats.threads, stats.batch_size) == (15, 1, 2)
+    pooled = measure_latency(tiny_bytes, warmup=0, runs=5, repeats=3)
+    assert pooled.runs == 15
+    assert set(pooled.to_dict()) == {"median_ms", "q1_ms", "q3_ms", "iqr_ms", "runs", "threads", "batch_size"}
+
+
+def test_fixed_batch_model_keeps_its_shape():
+    stats = measure_latency(_tiny_onnx(dynamic=False), batch_size=4, warmup=0, runs=3)
+    assert stats.median_ms > 0
+
+
+@pytest.mark.parametrize("kwargs, field", [({"threads": 0}, "threads"), ({"runs": 0}, "runs"),
+                                           ({"batch_size": True}, "batch_size"), ({"warmup": -1}, "warmup"),
+                                           ({"repeats": 0}, "repeats")])
+def test_bad_arguments_name_the_field(tiny_bytes, kwargs, field):
+    with pytest.raises(ValueError, match=field):
+        measure_latency(tiny_bytes, **kwargs)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        measure_latency(tmp_path / "nope.onnx")
+
+
+def _kit(tmp_path, models=2):
+    entries = []
+    for i in range(models):
+        name = f"m{i:03d}.onnx"
+        _tiny_onnx(tmp_path / name, channels=4 + 4 * i)
+        entries.append({"file": name, "config": {"wid": i, "note": "any-JSON"}})
+    manifest = {"format": measure.KIT_FORMAT, "version": measure.KIT_VERSION, "space": "tiny-fmnist",
+                "batch_size": 1, "models": entries}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    return entries
+
+
+def test_runner_writes_results_csv(tmp_path, capsys):
+    entries = _kit(tmp_path)
+    assert main([str(tmp_path), "--runs", "5", "--warmup", "1", "--quiet"]) == 0
+    with open(tmp_path / "results.csv", newline="") as fh:
+        reader = csv.DictReader(fh)
+        assert tuple(reader.fieldnames) == measure.RESULT_COLUMNS
+        rows = list(reader)
+    assert [r["file"] for r in rows] == [e["file"] for e in entries]
+    for row, entry in zip(rows, entries):
+        assert json.loads(row["config"]) == entry["config"]
+        assert " " not in row["config"]                       # compact JSON
+        assert 0 < float(row["q1_ms"]) <= float(row["median_ms"]) <= float(row["q3_ms"])
+        assert (row["runs"], row["threads"], row["batch_size"]) == ("5", "1", "1")
+    # Atomic: no temporary file is left behind.
+    assert sorted(os.listdir(tmp_path)) == ["m000.onnx", "m001.onnx", "manifest.json", "results.csv"]
+
+
+def test_runner_failure_leaves_previous_results(tmp_path, capsys):
+    _kit(tmp_path)
+    (tmp_path / "results.csv").write_text("old\n")
+    (tmp_path / "m001.onnx").unlink()
+    assert main([str(tmp_path), "--runs", "2", "--quiet"]) == 2
+    assert "m001.onnx" in capsys.readouterr().err
+    assert (tmp_path / "results.csv").read_text() == "old\n"
+    assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
+
+
+@pytest.mark.parametrize("manifest, message", [
+    ({"format": "other"}, "format"),
+    ({"format": measure.KIT_FORMAT, "version": 99, "models": []}, "version"),
+    ({"format": measure.KIT_FORMAT, "version": 1, "models": []}, "models"),
+    ({"format": measure.KIT_FORMAT, "version": 1, "models": [{"file": "../x.onnx", "config": {}}]}, "plain file"),
+])
+def test_runner_rejects_bad_manifests(tmp_path, capsys, manifest, message):
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    assert main([str(tmp_path), "--quiet"]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_runner_imports_only_numpy_and_onnxruntime():
+    source = open(measure.__file__, encoding="utf-8").read()
+    imported = {line.split()[1].split(".")[0] for line in source.splitlines()
+                if line.startswith(("import ", "from ")) and not line.startswith("from __future__")}
+    assert imported - {"argparse", "csv", "io", "json", "os", "sys", "time", "dataclasses", "typing"} \
+        == {"numpy", "onnxruntime"}
