@@ -1,0 +1,415 @@
+"""Profile your own device: a kit of ONNX subnets to measure there, and the fit back here.
+
+1. `write_profile_kit(space, out_dir, n)` (CLI `profile-kit`) writes `n` subnets as ONNX
+   files, `manifest.json`, `runner.py` (a verbatim copy of `ofa_engine/measure.py`: it needs
+   only onnxruntime and numpy) and README.txt. `kit_zip_bytes(...)` is the same kit as a zip.
+2. On the device: `python runner.py KIT_DIR [--threads T]` writes `KIT_DIR/results.csv`.
+3. `fit_profile_from_csv(results.csv, name)` (CLI `fit-profile`) checks the CSV, fits a latency
+   model on 80% of the subnets, scores it on the other 20% and returns a `DeviceProfile`.
+
+Latency does not depend on weight values, so the kit's subnets carry all-zero conv and linear
+weights: same graphs and shapes, and the files compress to almost nothing in the zip.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+import platform
+import shutil
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from . import measure
+from .cli import _print_json, load_space, register, space_argument
+from .profiles import DeviceProfile, _atomic_write_text, today, write_validation_csv
+from .space import SearchSpace, SubnetConfig
+
+__all__ = ["write_profile_kit", "kit_zip_bytes", "kit_configs", "read_latency_csv",
+           "fit_profile_from_csv", "MIN_ROWS", "KIT_README"]
+
+MIN_ROWS = 20
+MAX_CSV_BYTES = 50 << 20
+REQUIRED_COLUMNS = ("config", "median_ms", "threads", "batch_size")
+
+KIT_README = """\
+ofa_engine profile kit: measure how fast subnets of the '{space}' space run on YOUR device.
+
+Contents: {n} ONNX models (m000.onnx ...), manifest.json (their subnet configs) and runner.py.
+The models carry zero weights: latency does not depend on weight values.
+
+On the device (Python 3.9+):
+
+    pip install onnxruntime numpy
+    python runner.py .                  # run inside this folder; 1 thread (default)
+    python runner.py . --threads 4      # or the thread count you will deploy with
+
+It measures every model ({warmup} warm-up runs, then {runs} timed runs, median kept) and writes
+results.csv here. Close other programs first; it takes about a minute on a laptop.
+
+Back on the machine with ofa_engine:
+
+    python -m ofa_engine fit-profile results.csv --name "my device" --out my-device.json
+
+which fits a latency predictor, reports its accuracy on held-out subnets and writes a device
+profile you can load with ofa_engine.profiles.load_profile("my-device.json") or upload in the app.
+Batch size: {batch_size} (change with --batch-size; the profile records what you measured).
+"""
+
+
+# ---------------------------------------------------------------------- writing a kit
+def kit_configs(space: SearchSpace, n: int, seed: int = 0,
+                image_sizes: Sequence[int] | None = None) -> list[SubnetConfig]:
+    """`n` distinct subnets to measure: the smallest and the largest first (so the fit spans
+    the whole range), then uniform random ones (seeded). `image_sizes` restricts the
+    resolutions (e.g. for a quick test)."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 2:
+        raise ValueError(f"n = {n!r}; allowed: an integer >= 2 (>= {MIN_ROWS} to fit a profile)")
+    sizes = tuple(space.resolutions) if image_sizes is None else tuple(int(s) for s in image_sizes)
+    bad = [s for s in sizes if s not in space.resolutions]
+    if not sizes or bad:
+        raise ValueError(f"image_sizes {list(sizes)}; allowed: a non-empty subset of {list(space.resolutions)}")
+    rng = np.random.default_rng(seed)
+    configs = [SubnetConfig(**{**space.smallest().to_dict(), "image_size": min(sizes)}),
+               SubnetConfig(**{**space.largest().to_dict(), "image_size": max(sizes)})]
+    seen = set(configs)
+    for _ in range(100 * n):
+        if len(configs) >= n:
+            break
+        cfg = space.sample(rng)
+        cfg = SubnetConfig(**{**cfg.to_dict(), "image_size": int(rng.choice(sizes))})
+        if cfg not in seen:
+            seen.add(cfg)
+            configs.append(cfg)
+    return configs[:n]
+
+
+def write_profile_kit(space: SearchSpace | str, out_dir: str | os.PathLike, n: int = 100, seed: int = 0,
+                      batch_size: int = 1, image_sizes: Sequence[int] | None = None,
+                      overwrite: bool = False, progress=None) -> Path:
+    """Write a profile kit for `space` into `out_dir` (created; must be empty unless
+    `overwrite`): `n` ONNX subnets, manifest.json, runner.py, README.txt. Returns the folder.
+
+    `progress(done, total)` is called after each model (the export takes ~0.4 s per model).
+    """
+    import torch
+
+    from .export import export_onnx
+    from .supernet import build_supernet
+
+    space = SearchSpace.preset(space) if isinstance(space, str) else space
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size = {batch_size!r}; allowed: an integer >= 1")
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out '{out}' exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise ValueError(f"--out '{out}' is not empty; choose a new folder (or pass --force to "
+                         f"overwrite the kit in it)")
+    configs = kit_configs(space, n, seed, image_sizes)
+    out.mkdir(parents=True, exist_ok=True)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        supernet = build_supernet(space)
+    models = []
+    for i, cfg in enumerate(configs):
+        file = f"m{i:03d}.onnx"
+        net = supernet.extract(cfg)
+        with torch.no_grad():
+            for module in net.modules():
+                # Zero weights: identical graphs and timings, and the files compress to nothing.
+                if isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)):
+                    module.weight.zero_()
+                    if module.bias is not None:
+                        module.bias.zero_()
+        export_onnx(net, cfg, out / file, space=space)
+        models.append({"file": file, "config": cfg.to_dict()})
+        if progress is not None:
+            progress(i + 1, len(configs))
+    manifest = {"format": measure.KIT_FORMAT, "version": measure.KIT_VERSION, "space": space.name,
+                "batch_size": int(batch_size), "seed": int(seed), "created": today(), "models": models}
+    _atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=1) + "\n")
+    shutil.copyfile(measure.__file__, out / "runner.py")
+    (out / "README.txt").write_text(KIT_README.format(
+        space=space.name, n=len(models), batch_size=batch_size, warmup=measure.DEFAULT_WARMUP,
+        runs=measure.DEFAULT_RUNS), encoding="utf-8")
+    return out
+
+
+def kit_zip_bytes(space: SearchSpace | str, n: int = 100, seed: int = 0, batch_size: int = 1,
+                  image_sizes: Sequence[int] | None = None, progress=None,
+                  folder: str = "ofa-profile-kit") -> bytes:
+    """The profile kit as a zip (everything under `folder/`), e.g. for a download button."""
+    with tempfile.TemporaryDirectory(prefix="ofa-kit-") as tmp:
+        kit = write_profile_kit(space, Path(tmp) / "kit", n=n, seed=seed, batch_size=batch_size,
+                                image_sizes=image_sizes, progress=progress)
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+            for path in sorted(kit.iterdir()):
+                zf.write(path, f"{folder}/{path.name}")
+        return buffer.getvalue()
+
+
+# ---------------------------------------------------------------------- reading results
+def read_latency_csv(csv_path: str | os.PathLike, space: SearchSpace
+                     ) -> tuple[list[SubnetConfig], np.ndarray, int, int, int | None]:
+    """(configs, median_ms, threads, batch_size, runs) from a profile-kit results.csv (or a
+    latency dataset with the same columns), checked row by row: `ValueError` naming the row
+    (1 = first data row) and column."""
+    path = Path(csv_path)
+    if not path.is_file():
+        raise FileNotFoundError(2, "No such latency CSV", str(path))
+    size = path.stat().st_size
+    if size > MAX_CSV_BYTES:
+        raise ValueError(f"'{path}' is {size:,} bytes; allowed: at most {MAX_CSV_BYTES:,}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(f"'{path}' is not a UTF-8 CSV file") from None
+    reader = csv.DictReader(io.StringIO(text))
+    columns = reader.fieldnames or []
+    missing = [c for c in REQUIRED_COLUMNS if c not in columns]
+    if missing:
+        raise ValueError(f"'{path}': missing column(s) {missing}; a latency CSV has the columns "
+                         f"{list(measure.RESULT_COLUMNS)} (the profile kit's results.csv)")
+    configs, latencies, threads, batches, runs = [], [], set(), set(), set()
+    for row_number, row in enumerate(reader, start=1):
+        def bad(column: str, allowed: str) -> ValueError:
+            return ValueError(f"'{path}' row {row_number}, column '{column}' = {row.get(column)!r}; "
+                              f"allowed: {allowed}")
+        if None in row or any(row.get(c) is None for c in REQUIRED_COLUMNS):
+            raise ValueError(f"'{path}' row {row_number}: has {len(row) - (None in row)} fields where "
+                             f"the header has {len(columns)}")
+        try:
+            cfg = space.validate(SubnetConfig.from_json(row["config"]))
+        except ValueError as exc:
+            raise ValueError(f"'{path}' row {row_number}, column 'config': {exc} (space "
+                             f"'{space.name}')") from None
+        try:
+            latency = float(row["median_ms"])
+        except ValueError:
+            raise bad("median_ms", "a positive number of milliseconds") from None
+        if not np.isfinite(latency) or latency <= 0:
+            raise bad("median_ms", "a positive number of milliseconds")
+        for column, seen in (("threads", threads), ("batch_size", batches)):
+            value = row[column].strip()
+            if not value.isdigit() or int(value) < 1:
+                raise bad(column, "an integer >= 1")
+            seen.add(int(value))
+        if row.get("runs", "").strip().isdigit():
+            runs.add(int(row["runs"]))
+        configs.append(cfg)
+        latencies.append(latency)
+    for column, seen in (("threads", threads), ("batch_size", batches)):
+        if len(seen) > 1:
+            raise ValueError(f"'{path}': column '{column}' mixes values {sorted(seen)}; one profile "
+                             f"is one setting: measure each setting into its own CSV")
+    if len(configs) < MIN_ROWS:
+        raise ValueError(f"'{path}' has {len(configs)} measured subnets; allowed: at least {MIN_ROWS} "
+                         f"to fit and validate a latency model (write the kit with a larger --n)")
+    return configs, np.array(latencies), threads.pop(), batches.pop(), (min(runs) if runs else None)
+
+
+def _space_of(csv_path: Path, space: SearchSpace | str | None) -> SearchSpace:
+    if space is not None:
+        return SearchSpace.preset(space) if isinstance(space, str) else space
+    manifest = csv_path.parent / "manifest.json"
+    if manifest.is_file():
+        try:
+            name = json.loads(manifest.read_text(encoding="utf-8")).get("space")
+        except (json.JSONDecodeError, AttributeError):
+            name = None
+        if isinstance(name, str):
+            return SearchSpace.preset(name)
+    raise ValueError(f"cannot tell the search space of '{csv_path}': no kit manifest.json next to "
+                     f"it; pass --space")
+
+
+def _slug(name: str) -> str:
+    import re
+    slug = re.sub(r"[^a-z0-9._-]+", "-", name.strip().lower()).strip("-._")[:64]
+    if not slug:
+        raise ValueError(f"--name {name!r}: needs at least one letter or digit")
+    return slug
+
+
+def this_machine() -> str:
+    """A short description of the machine running this code (CPU model, cores, OS)."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} logical cores, {platform.system()} {platform.release()}"
+
+
+# ---------------------------------------------------------------------- fitting
+def fit_profile_from_csv(csv_path: str | os.PathLike, name: str, *, display_name: str | None = None,
+                         space: SearchSpace | str | None = None, model: str = "learned",
+                         test_fraction: float = 0.2, seed: int = 0, ram_kb: float | None = None,
+                         flash_kb: float | None = None, runtime_version: str | None = None,
+                         measure_locally: bool = False, machine: str | None = None,
+                         command: str | None = None, validation_out: str | os.PathLike | None = None
+                         ) -> DeviceProfile:
+    """Fit a measured `DeviceProfile` to a latency CSV (the profile kit's results.csv).
+
+    Protocol (as `latency_models.fit_profile_latency`): the subnets are split (seeded), a model
+    (`model`: "learned" or "macs-linear") fitted on the training part is scored on the
+    `test_fraction` held out (the profile's `quality`; with `validation_out` its held-out
+    config, measured_ms, predicted_ms go to that CSV), then the shipped model is refitted on all.
+    `name` may be free text ("my device"): the profile name is its slug, the text its display name.
+    `measure_locally` marks a profile of the machine running the engine (the bundled cpu-ort-*).
+    """
+    from .latency_models import evaluate_latency_model, fit_latency_model, split_indices
+
+    csv_path = Path(csv_path)
+    if not csv_path.is_file():
+        raise FileNotFoundError(2, "No such latency CSV", str(csv_path))
+    space = _space_of(csv_path, space)
+    if not 0.05 <= test_fraction <= 0.5:
+        raise ValueError(f"test_fraction = {test_fraction}; allowed: 0.05..0.5")
+    configs, latencies, threads, batch_size, runs = read_latency_csv(csv_path, space)
+    # The project's profile protocol (latency_models.fit_profile_latency): score a model fitted on
+    # a seeded 80% on the other 20%, then ship the model refitted on every subnet.
+    train, test = split_indices(len(configs), test_fraction, seed)
+    test_configs = [configs[i] for i in test]
+    held_out = fit_latency_model(space, [configs[i] for i in train], latencies[train], kind=model)
+    scores = evaluate_latency_model(held_out, space, test_configs, latencies[test])
+    quality = {k: int(v) if k.startswith("n_") else float(v) for k, v in scores.items()}
+    quality["n_train"] = len(train)
+    fitted = fit_latency_model(space, configs, latencies, kind=model)
+    if machine is None:
+        machine = this_machine() if measure_locally else "the device that ran the profile kit"
+    if runtime_version is None and measure_locally:
+        import onnxruntime
+        runtime_version = onnxruntime.__version__
+    profile = DeviceProfile(
+        name=_slug(name), display_name=display_name or name.strip(), kind="measured",
+        space=space.name, batch_size=batch_size, threads=threads,
+        runtime={"engine": "onnxruntime", "version": runtime_version,
+                 "provider": "CPUExecutionProvider", "graph_optimization": "ORT_ENABLE_ALL",
+                 "execution_mode": "sequential", "measure_locally": bool(measure_locally)},
+        memory={"ram_kb": ram_kb, "flash_kb": flash_kb},
+        latency_model=fitted, quality=quality,
+        provenance={"machine": machine, "date": today(),
+                    "command": command or f"python -m ofa_engine fit-profile {csv_path} --name {name!r}",
+                    "latency_data": csv_path.name,
+                    "method": (f"{len(configs)} subnets measured with ofa_engine.measure (median of "
+                               f"{runs if runs else '?'} timed runs each); quality: a model fitted on "
+                               f"{len(train)} scored on the {len(test)} held out (seed {seed}); the "
+                               f"shipped model is refitted on all {len(configs)}")})
+    if validation_out is not None:
+        write_validation_csv(validation_out, test_configs, latencies[test],
+                             held_out.predict_ms(space, test_configs))
+    return profile
+
+
+# ---------------------------------------------------------------------- CLI
+def _kit_arguments(parser: argparse.ArgumentParser) -> None:
+    space_argument(parser)
+    parser.add_argument("--out", required=True, metavar="DIR", help="folder to create (must be empty)")
+    parser.add_argument("--n", type=int, default=100, help="number of subnets (default 100)")
+    parser.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    parser.add_argument("--batch-size", type=int, default=1, help="batch size to measure (default 1)")
+    parser.add_argument("--image-sizes", metavar="S,S", default=None,
+                        help="only these resolutions (comma-separated; default: all of the space)")
+    parser.add_argument("--zip", action="store_true", help="also write DIR.zip")
+    parser.add_argument("--force", action="store_true", help="write into a non-empty --out")
+
+
+@register("profile-kit", "write a kit of ONNX subnets + runner to measure latency on your own device",
+          _kit_arguments)
+def run_profile_kit(args: argparse.Namespace) -> int:
+    space = load_space(args.space)
+    sizes = None
+    if args.image_sizes:
+        try:
+            sizes = [int(s) for s in args.image_sizes.split(",")]
+        except ValueError:
+            raise ValueError(f"--image-sizes {args.image_sizes!r}; allowed: comma-separated integers "
+                             f"from {list(space.resolutions)}") from None
+    out = write_profile_kit(space, args.out, n=args.n, seed=args.seed, batch_size=args.batch_size,
+                            image_sizes=sizes, overwrite=args.force)
+    result: dict[str, Any] = {"kit": str(out), "space": space.name,
+                              "models": len(list(out.glob("m*.onnx"))),
+                              "next": f"python {out / 'runner.py'} {out}"}
+    if args.zip:
+        archive = shutil.make_archive(str(out), "zip", root_dir=out.parent, base_dir=out.name)
+        result["zip"] = archive
+    _print_json(result)
+    return 0
+
+
+def _fit_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("csv", metavar="RESULTS_CSV", help="results.csv written by the kit's runner.py")
+    parser.add_argument("--name", required=True, help="device name, e.g. \"my device\"")
+    parser.add_argument("--out", required=True, metavar="JSON",
+                        help="profile to write (the held-out predictions go next to it, .validation.csv)")
+    parser.add_argument("--space", default=None, help="search space (default: from the kit's manifest.json)")
+    parser.add_argument("--display-name", default=None, help="label shown in the app (default: --name)")
+    parser.add_argument("--model", default="learned", choices=["learned", "macs-linear"],
+                        help="latency model to fit (default learned)")
+    parser.add_argument("--test-fraction", type=float, default=0.2, help="held-out share (default 0.2)")
+    parser.add_argument("--seed", type=int, default=0, help="split seed (default 0)")
+    parser.add_argument("--ram-kb", type=float, default=None, help="RAM limit for activations in KB")
+    parser.add_argument("--flash-kb", type=float, default=None, help="storage limit for weights in KB")
+    parser.add_argument("--runtime-version", default=None, help="onnxruntime version on the device")
+    parser.add_argument("--machine", default=None, help="description of the device (provenance)")
+    parser.add_argument("--local", action="store_true",
+                        help="the CSV was measured on the machine that runs the engine (its app may "
+                             "then measure real latency too); used for the bundled cpu-ort profiles")
+
+
+@register("fit-profile", "fit a device profile (latency model + limits) to a profile kit's results.csv",
+          _fit_arguments)
+def run_fit_profile(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    validation = out.with_name(f"{out.stem}.validation.csv")
+    command = "python -m ofa_engine fit-profile " + " ".join(
+        _quote(a) for a in _argv_of(args))
+    profile = fit_profile_from_csv(
+        args.csv, args.name, display_name=args.display_name,
+        space=load_space(args.space) if args.space else None, model=args.model,
+        test_fraction=args.test_fraction, seed=args.seed, ram_kb=args.ram_kb, flash_kb=args.flash_kb,
+        runtime_version=args.runtime_version, measure_locally=args.local, machine=args.machine,
+        command=command, validation_out=validation)
+    profile.save(out)
+    _print_json({"profile": str(out), "name": profile.name, "validation": str(validation),
+                 "threads": profile.threads, "batch_size": profile.batch_size,
+                 "latency_model": profile.latency_model.to_dict().get("type"),
+                 "quality": dict(profile.quality)})
+    return 0
+
+
+def _argv_of(args: argparse.Namespace) -> list[str]:
+    argv = [args.csv, "--name", args.name, "--out", args.out]
+    for flag, value in (("--space", args.space), ("--display-name", args.display_name),
+                        ("--runtime-version", args.runtime_version), ("--machine", args.machine),
+                        ("--ram-kb", args.ram_kb), ("--flash-kb", args.flash_kb)):
+        if value is not None:
+            argv += [flag, str(value)]
+    if args.model != "learned":
+        argv += ["--model", args.model]
+    if args.test_fraction != 0.2:
+        argv += ["--test-fraction", str(args.test_fraction)]
+    if args.seed != 0:
+        argv += ["--seed", str(args.seed)]
+    if args.local:
+        argv.append("--local")
+    return argv
+
+
+def _quote(text: str) -> str:
+    import shlex
+    return shlex.quote(text)

@@ -1,0 +1,146 @@
+"""Profile your own device: kit -> runner.py on the "device" -> fit-profile -> load_profile."""
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ofa_engine import SearchSpace, analyze, measure
+from ofa_engine.cli import main
+from ofa_engine.latency_models import kendall_tau
+from ofa_engine.profile_kit import (MIN_ROWS, fit_profile_from_csv, kit_configs, kit_zip_bytes,
+                                    read_latency_csv, write_profile_kit)
+from ofa_engine.profiles import load_profile, load_validation
+
+SPACE = SearchSpace.preset("tiny-fmnist")
+N = 24
+SIZES = (20, 24)   # the two smallest resolutions keep the kit fast
+
+
+@pytest.fixture(scope="module")
+def measured_kit(tmp_path_factory):
+    """A kit of N subnets measured by its own runner.py in a bare subprocess: run from inside
+    the kit folder with no PYTHONPATH, so only onnxruntime + numpy are importable from us."""
+    kit = write_profile_kit(SPACE, tmp_path_factory.mktemp("kit") / "kit", n=N, seed=0, image_sizes=SIZES)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run([sys.executable, "runner.py", ".", "--runs", "30", "--warmup", "5", "--quiet"],
+                          cwd=kit, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return kit
+
+
+@pytest.mark.slow
+def test_kit_contents(measured_kit):
+    files = sorted(p.name for p in measured_kit.iterdir())
+    assert files == sorted([f"m{i:03d}.onnx" for i in range(N)]
+                           + ["manifest.json", "runner.py", "README.txt", "results.csv"])
+    manifest = json.loads((measured_kit / "manifest.json").read_text())
+    assert manifest["format"] == "ofa-engine/profile-kit" and manifest["version"] == 1
+    assert manifest["space"] == "tiny-fmnist" and manifest["batch_size"] == 1
+    configs = [SPACE.validate(m["config"]) for m in manifest["models"]]
+    assert len(set(configs)) == N and {c.image_size for c in configs} <= set(SIZES)
+    assert configs[0] == SPACE.validate({**SPACE.smallest().to_dict(), "image_size": 20})
+    assert configs[1] == SPACE.validate({**SPACE.largest().to_dict(), "image_size": 24})
+    assert (measured_kit / "runner.py").read_bytes() == Path(measure.__file__).read_bytes()
+    assert "python runner.py" in (measured_kit / "README.txt").read_text()
+
+
+@pytest.mark.slow
+def test_round_trip_fit_profile_via_cli(measured_kit, tmp_path, capsys):
+    out = tmp_path / "my.json"
+    code = main(["fit-profile", str(measured_kit / "results.csv"), "--name", "my device", "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["name"] == "my-device" and printed["threads"] == 1
+    profile = load_profile(str(out))
+    assert profile.name == "my-device" and profile.display_name == "my device"
+    assert profile.kind == "measured" and profile.threads == 1 and profile.batch_size == 1
+    assert not profile.measures_locally   # measured on "the device", not where the engine runs
+    assert profile.quality["n_test"] + profile.quality["n_train"] == N
+    configs, measured, threads, batch, runs = read_latency_csv(measured_kit / "results.csv", SPACE)
+    assert (threads, batch, runs) == (1, 1, 30)
+    predicted = profile.predict_latency_ms(configs)
+    assert np.all(predicted > 0)
+    assert kendall_tau(predicted, measured) > 0.6
+    assert np.corrcoef(np.log(predicted), np.log(measured))[0, 1] > 0.8
+    validation = load_validation(tmp_path / "my.validation.csv")
+    assert len(validation["configs"]) == profile.quality["n_test"]
+
+
+def _rewrite(src: Path, dst: Path, edit) -> Path:
+    rows = list(csv.DictReader(io.StringIO(src.read_text())))
+    columns = list(rows[0])
+    rows, columns = edit(rows, columns)
+    with open(dst, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    return dst
+
+
+def _set_cell(index, column, value):
+    def edit(rows, columns):
+        rows[index][column] = value
+        return rows, columns
+    return edit
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("edit, message", [
+    (lambda rows, cols: (rows, [c for c in cols if c != "median_ms"]),
+     r"missing column\(s\) \['median_ms'\]"),
+    (_set_cell(2, "median_ms", "-0.5"), r"row 3, column 'median_ms' = '-0.5'; allowed: a positive number"),
+    (_set_cell(0, "median_ms", "fast"), r"row 1, column 'median_ms' = 'fast'"),
+    (_set_cell(1, "config", '{"wid": 0}'), r"row 2, column 'config': subnet config must have exactly"),
+    (_set_cell(4, "config", json.dumps({**SPACE.smallest().to_dict(), "ks": [9] * 15})),
+     r"row 5, column 'config': config field 'ks' has value 9; allowed: \[3, 5, 7\]"),
+    (_set_cell(3, "threads", "2"), r"column 'threads' mixes values \[1, 2\]"),
+    (_set_cell(3, "batch_size", "0"), r"row 4, column 'batch_size' = '0'; allowed: an integer >= 1"),
+    (lambda rows, cols: (rows[:MIN_ROWS - 1], cols), rf"has {MIN_ROWS - 1} measured subnets; allowed: at least {MIN_ROWS}"),
+])
+def test_csv_errors_name_row_and_column(measured_kit, tmp_path, edit, message):
+    bad = _rewrite(measured_kit / "results.csv", tmp_path / "results.csv", edit)
+    with pytest.raises(ValueError, match=message):
+        fit_profile_from_csv(bad, "x", space=SPACE)
+
+
+def test_csv_without_manifest_needs_the_space(tmp_path, capsys):
+    lonely = tmp_path / "results.csv"
+    lonely.write_text("file,config,median_ms,q1_ms,q3_ms,runs,threads,batch_size\n")
+    assert main(["fit-profile", str(lonely), "--name", "x", "--out", str(tmp_path / "x.json")]) == 2
+    assert "pass --space" in capsys.readouterr().err
+    assert main(["fit-profile", str(tmp_path / "nope.csv"), "--name", "x", "--out", "x.json"]) == 2
+    assert "No such latency CSV" in capsys.readouterr().err
+
+
+def test_kit_configs_are_seeded_distinct_and_span_the_range():
+    a, b = kit_configs(SPACE, 50, seed=3), kit_configs(SPACE, 50, seed=3)
+    assert a == b and len(set(a)) == 50
+    assert a[0] == SPACE.smallest() and a[1] == SPACE.largest()
+    macs = analyze(SPACE, a)["macs"]
+    assert macs.min() == macs[0] and macs.max() == macs[1]
+    with pytest.raises(ValueError, match=r"image_sizes \[21\]; allowed: a non-empty subset"):
+        kit_configs(SPACE, 5, image_sizes=[21])
+    with pytest.raises(ValueError, match="n = 1; allowed: an integer >= 2"):
+        kit_configs(SPACE, 1)
+
+
+def test_kit_zip_and_refusing_a_non_empty_folder(tmp_path, capsys):
+    data = kit_zip_bytes(SPACE, n=2, image_sizes=(20,))
+    names = sorted(zipfile.ZipFile(io.BytesIO(data)).namelist())
+    assert names == [f"ofa-profile-kit/{n}" for n in
+                     ("README.txt", "m000.onnx", "m001.onnx", "manifest.json", "runner.py")]
+    # Zero weights compress: the zip is a small fraction of the ONNX files' size.
+    sizes = sum(i.file_size for i in zipfile.ZipFile(io.BytesIO(data)).infolist())
+    assert len(data) < 0.2 * sizes
+    (tmp_path / "keep.txt").write_text("mine")
+    assert main(["profile-kit", "--space", "tiny-fmnist", "--out", str(tmp_path), "--n", "2"]) == 2
+    assert "is not empty" in capsys.readouterr().err
+    assert (tmp_path / "keep.txt").read_text() == "mine"
