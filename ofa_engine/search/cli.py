@@ -1,0 +1,89 @@
+"""`python -m ofa_engine search ...` and `python -m ofa_engine specialize ...`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from ..cli import EXIT_OK, _print_json, register
+from .constraints import CONSTRAINT_FIELDS, UNITS, Constraints
+from .core import STRATEGIES
+
+_FLAG_HELP = {"latency_ms": "latency bound (ms, from the profile's latency model)",
+              "peak_memory_kb": "peak activation memory bound (KB, int8)",
+              "flash_kb": "Flash / weights bound (KB, int8)",
+              "macs_m": "MACs bound (millions)", "params_m": "parameter bound (millions)"}
+
+
+def _common_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--profile", required=True, metavar="NAME|FILE", help="device profile (see list in docs)")
+    for name in CONSTRAINT_FIELDS:
+        parser.add_argument("--" + name.replace("_", "-"), dest=name, type=float, metavar=UNITS[name].split()[0],
+                            help=_FLAG_HELP[name])
+    parser.add_argument("--strategy", default="evolution", metavar="S",
+                        help=f"one of {', '.join(STRATEGIES)} (default evolution)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                        help="strategy option, e.g. generations=100 (repeatable; VALUE is JSON)")
+    parser.add_argument("--supernet", default="tiny-fmnist", metavar="NAME", help="bundled supernet (default tiny-fmnist)")
+
+
+def _options(items: list[str]) -> dict[str, Any]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--option '{item}': expected KEY=VALUE")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def _inputs(args: argparse.Namespace):
+    from ..profiles import load_profile
+    if args.strategy not in STRATEGIES:
+        raise ValueError(f"--strategy: unknown strategy '{args.strategy}'; allowed: {', '.join(STRATEGIES)}")
+    try:
+        profile = load_profile(args.profile)
+    except (ValueError, FileNotFoundError) as exc:
+        raise ValueError(f"--profile: {exc}") from None
+    constraints = Constraints(**{name: getattr(args, name) for name in CONSTRAINT_FIELDS})
+    return profile, constraints, _options(args.option)
+
+
+def _search_arguments(parser: argparse.ArgumentParser) -> None:
+    _common_arguments(parser)
+
+
+@register("search", "find the most accurate subnet (predicted) under a budget on a device; JSON",
+          _search_arguments)
+def run_search(args: argparse.Namespace) -> int:
+    from .core import search
+    from .pipeline import load_resources
+    profile, constraints, options = _inputs(args)
+    res = load_resources(args.supernet)
+    effective = constraints.with_device_memory(profile)
+    result = search(res.evaluator(profile), effective, args.strategy, args.seed, **options)
+    _print_json({"profile": profile.name, "constraints": constraints.to_dict(),
+                 "effective_constraints": effective.to_dict(), **result.summary()})
+    return EXIT_OK
+
+
+def _specialize_arguments(parser: argparse.ArgumentParser) -> None:
+    _common_arguments(parser)
+    parser.add_argument("--out", required=True, metavar="PATH",
+                        help="ONNX file to write; the JSON report goes next to it (.json)")
+
+
+@register("specialize", "search, extract, calibrate, export ONNX and measure a subnet for a device",
+          _specialize_arguments)
+def run_specialize(args: argparse.Namespace) -> int:
+    from .pipeline import specialize
+    profile, constraints, options = _inputs(args)
+    spec = specialize(profile, constraints, args.strategy, args.seed, out=args.out,
+                      supernet=args.supernet, strategy_options=options)
+    _print_json(spec.report)
+    return EXIT_OK

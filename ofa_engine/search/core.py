@@ -1,0 +1,255 @@
+"""The search problem every strategy sees, its result, and `search()` itself.
+
+A strategy only sees a `Problem`: a genome (sample / mutate / cross), a cheap vectorised
+feasibility check (`problem.feasible`, efficiency only) and `problem.evaluate`, which predicts
+every metric of a batch and records it in the history. The best result is chosen the same way
+for every strategy: the most accurate feasible candidate ever evaluated (first one on ties).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+
+from ..space import SubnetConfig
+from .constraints import METRIC_OF, UNITS, Constraints, InfeasibleBudgetError
+from .evaluator import METRIC_NAMES, Evaluator
+from .ranges import budget_ranges, exact_extreme, refine
+
+__all__ = ["Problem", "SearchResult", "search", "check_budget", "STRATEGIES"]
+
+STRATEGIES = ("grid", "random", "evolution", "rl", "gradient", "nsga2")
+
+
+class Problem:
+    """An evaluator, constraints and the history of one search run (not shared between runs)."""
+
+    def __init__(self, evaluator: Evaluator, constraints: Constraints, seeds: np.ndarray):
+        self.evaluator = evaluator
+        self.constraints = constraints
+        self.genome = evaluator.genome
+        # Feasible genomes known before the search (at least one): a fallback for strategies
+        # whose sampler finds nothing feasible under a tight budget.
+        self.seeds = seeds
+        self._needs_latency = any(metric == "latency_ms" for _, metric, _ in constraints.items())
+        self._chunks: list[tuple[int, np.ndarray, dict[str, np.ndarray]]] = []
+        self.evaluations = 0
+        self.predictor_calls = 0   # distinct configs sent to the accuracy predictor
+        self._accuracy_cache: dict[bytes, float] = {}
+
+    def efficiency(self, genes: np.ndarray) -> dict[str, np.ndarray]:
+        """Efficiency metrics (latency only when a bound needs it)."""
+        return self.evaluator.efficiency_of(genes, latency=self._needs_latency)
+
+    def feasible(self, genes: np.ndarray) -> np.ndarray:
+        return self.constraints.feasible(self.efficiency(genes))
+
+    def check(self, genes: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """(feasible, efficiency metrics): the metrics can be handed to `evaluate` to skip recomputing."""
+        eff = self.efficiency(genes)
+        return self.constraints.feasible(eff), eff
+
+    def violation(self, genes: np.ndarray) -> np.ndarray:
+        return self.constraints.violation(self.efficiency(genes))
+
+    def evaluate(self, genes: np.ndarray, iteration: int,
+                 efficiency: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+        """All predicted metrics of `genes` plus `feasible` and `violation`; recorded in the history.
+        `efficiency`: their efficiency metrics if already known (from `check`)."""
+        genes = np.asarray(genes, np.int64)
+        if efficiency is None:
+            metrics = self.evaluator.efficiency_of(genes)
+        else:
+            metrics = dict(efficiency)
+            if self.evaluator.has_latency and not self._needs_latency:
+                metrics["latency_ms"] = self.evaluator.latency_of(genes)
+        metrics["accuracy"] = self._accuracy(genes)
+        metrics["feasible"] = self.constraints.feasible(metrics)
+        metrics["violation"] = self.constraints.violation(metrics)
+        self._chunks.append((iteration, genes, metrics))
+        self.evaluations += len(genes)
+        return metrics
+
+    def _accuracy(self, genes: np.ndarray) -> np.ndarray:
+        """Predicted accuracy, memoised per search: evolution revisits many configs (children
+        equal to a parent or to each other), so only configs not seen before reach the predictor.
+        Keys ignore the choices of slots that the depth leaves out (they do not change the net)."""
+        canon = genes.astype(np.int8)
+        inactive = ~self.genome.active(genes)
+        canon[:, self.genome.ks_genes][inactive] = 0     # basic slices are views: writes land in canon
+        canon[:, self.genome.e_genes][inactive] = 0
+        keys = [row.tobytes() for row in canon]
+        cache = self._accuracy_cache
+        out = np.empty(len(genes))
+        missing: dict[bytes, int] = {}
+        for i, key in enumerate(keys):
+            if key in cache:
+                out[i] = cache[key]
+            elif key not in missing:
+                missing[key] = i
+        if missing:
+            rows = np.fromiter(missing.values(), np.int64, len(missing))
+            values = self.evaluator.accuracy_of(genes[rows])
+            self.predictor_calls += len(rows)
+            for key, value in zip(missing, values):
+                cache[key] = float(value)
+            for i, key in enumerate(keys):
+                if key in missing:
+                    out[i] = cache[key]
+        return out
+
+    def history(self) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        if not self._chunks:
+            empty = {k: np.zeros(0) for k in ("iteration",) + METRIC_NAMES + ("feasible", "violation")}
+            return empty, np.zeros((0, self.genome.num_genes), np.int8)
+        hist = {"iteration": np.concatenate([np.full(len(g), it, np.int32) for it, g, _ in self._chunks])}
+        for key in METRIC_NAMES + ("feasible", "violation"):
+            hist[key] = np.concatenate([m[key] for _, _, m in self._chunks])
+        # int8 genes: 50k candidates x ~40 genes stay ~2 MB.
+        genes = np.concatenate([g for _, g, _ in self._chunks]).astype(np.int8)
+        return hist, genes
+
+
+@dataclass
+class SearchResult:
+    """Outcome of one search.
+
+    `predicted`: accuracy (fraction), latency_ms, peak_memory_kb, flash_kb, macs, params of
+    `config`. `history`: one entry per evaluated candidate, as equal-length 1-D arrays
+    (iteration, the metrics, feasible, violation) -- `pandas.DataFrame(result.history)` works;
+    `history_configs(rows)` gives their configs. `evaluations` counts candidates scored (as
+    OFA counts them); `predictor_calls` the distinct configs that reached the predictor. `pareto` (nsga2): the feasible non-dominated
+    candidates of the final population, accuracy vs `pareto["objective"]`, sorted by it.
+    """
+
+    strategy: str
+    seed: int
+    config: SubnetConfig
+    predicted: dict[str, float]
+    evaluations: int
+    wall_time_s: float
+    constraints: Constraints
+    history: dict[str, np.ndarray]
+    history_genes: np.ndarray = field(repr=False)
+    evaluator: Evaluator = field(repr=False)
+    options: dict[str, Any] = field(default_factory=dict)
+    pareto: dict[str, Any] | None = None
+    predictor_calls: int = 0
+
+    def history_population(self, rows: Any = None) -> dict[str, np.ndarray]:
+        genes = self.history_genes if rows is None else self.history_genes[rows]
+        return self.evaluator.genome.to_population(genes.astype(np.int64))
+
+    def history_configs(self, rows: Any = None) -> list[SubnetConfig]:
+        genes = self.history_genes if rows is None else self.history_genes[np.atleast_1d(rows)]
+        return self.evaluator.genome.to_configs(genes.astype(np.int64))
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-safe summary (no history)."""
+        out = {"strategy": self.strategy, "seed": self.seed, "config": self.config.to_dict(),
+               "predicted": self.predicted, "evaluations": self.evaluations,
+               "wall_time_s": round(self.wall_time_s, 4), "predictor_calls": self.predictor_calls,
+               "constraints": self.constraints.to_dict(),
+               "options": self.options}
+        if self.pareto is not None:
+            out["pareto"] = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in self.pareto.items()}
+        return out
+
+
+def _metrics_row(metrics: Mapping[str, np.ndarray], i: int) -> dict[str, float]:
+    out = {}
+    for key in METRIC_NAMES:
+        v = metrics[key][i]
+        out[key] = int(v) if key in ("macs", "params") else (None if np.isnan(v) else float(v))
+    return out
+
+
+def check_budget(evaluator: Evaluator, constraints: Constraints) -> np.ndarray:
+    """Feasible genomes (at least one) for `constraints`, or `InfeasibleBudgetError` stating,
+    for each bound that cannot be met, the smallest value achievable on this profile."""
+    if constraints.latency_ms is not None and not evaluator.has_latency:
+        raise ValueError("a latency_ms bound needs a device profile with a latency model")
+    g = evaluator.genome
+    smallest = g.uniform("min")
+    problem = Problem(evaluator, constraints, smallest)
+    if problem.feasible(smallest)[0]:
+        return smallest
+    # Bounds below the exact minimum of their metric (cheap): no search needed to refuse.
+    minima: dict[str, float] = {}
+    if evaluator.tables is not None:
+        for name, metric, _ in constraints.items():
+            if metric != "latency_ms":
+                minima[name] = exact_extreme(evaluator, metric, "min")[0] / METRIC_OF[name][1]
+    below = {n: v for n, v in minima.items() if getattr(constraints, n) < v}
+    if not below:
+        # Look for a feasible config by minimising the total violation.
+        rng = np.random.default_rng(0)
+        start = np.concatenate([smallest, g.random(512, rng)])
+        pop, score = refine(g, problem.violation, start, rng, population=64, generations=60)
+        if score[0] == 0.0:
+            return pop[score == 0.0]
+    ranges = budget_ranges(evaluator)
+    smallest_of = {n: (minima[n] if n in minima else ranges[n]["min"]) for n, _, _ in constraints.items()}
+    violated = {n: v for n, v in smallest_of.items() if getattr(constraints, n) < v}
+    profile = evaluator.profile_name
+    def show(n: str) -> str:
+        approx = "" if n in minima or ranges.get(n, {}).get("exact", False) else "~"
+        return f"{n} <= {getattr(constraints, n):g} (smallest achievable: {approx}{smallest_of[n]:.4g} {UNITS[n]})"
+    if violated:
+        raise InfeasibleBudgetError(
+            f"no subnet of '{evaluator.space.name}' meets the budget on profile '{profile}': "
+            + "; ".join(show(n) for n in violated), violated)
+    raise InfeasibleBudgetError(
+        f"no subnet of '{evaluator.space.name}' meets all bounds at once on profile '{profile}' "
+        f"(each alone is achievable): " + "; ".join(show(n) for n in smallest_of), smallest_of)
+
+
+def search(evaluator: Evaluator, constraints: Constraints | Mapping[str, float] | None = None,
+           strategy: str = "evolution", seed: int = 0, **options: Any) -> SearchResult:
+    """Find the most accurate subnet (predicted) meeting `constraints` with one strategy.
+
+    `strategy`: one of `STRATEGIES`; `options`: that strategy's settings (see its class's
+    `defaults`). Deterministic for a given seed. Raises `InfeasibleBudgetError` when no subnet
+    can meet the budget and `ValueError` for an unknown strategy or option.
+    """
+    from .strategies import make_strategy
+    if not isinstance(constraints, Constraints):
+        constraints = Constraints.from_dict(constraints)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed = {seed!r}; allowed: a non-negative integer")
+    runner = make_strategy(strategy, **options)
+    start = time.perf_counter()
+    seeds = check_budget(evaluator, constraints)
+    problem = Problem(evaluator, constraints, seeds)
+    outcome = runner.run(problem, np.random.default_rng(int(seed))) or {}
+    hist, genes = problem.history()
+    feasible = np.nonzero(hist["feasible"])[0]
+    if len(feasible) == 0:
+        # The strategy found nothing feasible (e.g. a short run under a tight budget): the
+        # configs known feasible before the search are the answer.
+        problem.evaluate(seeds, int(hist["iteration"].max(initial=0)) + 1)
+        hist, genes = problem.history()
+        feasible = np.nonzero(hist["feasible"])[0]
+    best = int(feasible[np.argmax(hist["accuracy"][feasible])])
+    pareto = None
+    if "pareto_rows" in outcome:
+        rows = np.asarray(outcome["pareto_rows"])
+        objective = outcome["objective"]
+        rows = rows[np.argsort(hist[objective][rows], kind="stable")]
+        pareto = {"objective": objective, "rows": rows,
+                  "configs": [c.to_dict() for c in g_to_configs(evaluator, genes[rows])]}
+        for key in METRIC_NAMES:
+            pareto[key] = hist[key][rows]
+    wall = time.perf_counter() - start
+    return SearchResult(
+        strategy=strategy, seed=int(seed), config=evaluator.genome.to_configs(genes[best:best + 1].astype(np.int64))[0],
+        predicted=_metrics_row(hist, best), evaluations=problem.evaluations, wall_time_s=wall,
+        constraints=constraints, history=hist, history_genes=genes, evaluator=evaluator,
+        options=runner.options, pareto=pareto, predictor_calls=problem.predictor_calls)
+
+
+def g_to_configs(evaluator: Evaluator, genes: np.ndarray) -> list[SubnetConfig]:
+    return evaluator.genome.to_configs(np.asarray(genes, np.int64))
