@@ -38,6 +38,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .export import EXPORT_LOCK
+
 __all__ = ["BlockCost", "BLOCKS", "PRIMITIVES", "COMPARED_BLOCKS", "create_block", "block_cost",
            "count_with_hooks", "export_block_onnx", "measure_onnx_latency", "compare_blocks", "attention_token_sweep",
            "training_activation_ranking", "bottleneck_mac_saving", "shuffle_group_mixing",
@@ -442,8 +444,9 @@ def export_block_onnx(module: nn.Module, input_shape: Shape, path: str | os.Path
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            torch.onnx.export(module, (torch.zeros(1, *input_shape),), os.fspath(path), dynamo=False,
-                              opset_version=opset, input_names=["input"], output_names=["output"])
+            with EXPORT_LOCK:
+                torch.onnx.export(module, (torch.zeros(1, *input_shape),), os.fspath(path), dynamo=False,
+                                  opset_version=opset, input_names=["input"], output_names=["output"])
     finally:
         module.train(was_training)
 

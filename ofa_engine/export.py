@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import threading
 import warnings
 from pathlib import Path
 from typing import Any, Mapping
@@ -134,6 +135,11 @@ def _check_inputs(model: Any, cfg: Any, space: SearchSpace | str | None, opset: 
     return space, cfg
 
 
+# torch.onnx.export keeps process-global state ("GLOBALS.in_onnx_export"): two exports at once
+# in one process fail. Every export in the engine goes through this lock.
+EXPORT_LOCK = threading.Lock()
+
+
 def _write_onnx(model: StaticNet, space: SearchSpace, cfg: SubnetConfig, path: Path, opset: int) -> None:
     dummy = torch.zeros(1, space.in_channels, cfg.image_size, cfg.image_size)
     was_training = model.training
@@ -143,11 +149,12 @@ def _write_onnx(model: StaticNet, space: SearchSpace, cfg: SubnetConfig, path: P
             # torch 2.14 flags the TorchScript exporter as legacy; the dynamo exporter needs
             # onnxscript, which we do not depend on.
             warnings.simplefilter("ignore", DeprecationWarning)
-            torch.onnx.export(
-                model, (dummy,), os.fspath(path), dynamo=False, opset_version=opset,
-                input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
-                do_constant_folding=True)
+            with EXPORT_LOCK:
+                torch.onnx.export(
+                    model, (dummy,), os.fspath(path), dynamo=False, opset_version=opset,
+                    input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                    dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+                    do_constant_folding=True)
     finally:
         model.train(was_training)
 

@@ -34,7 +34,7 @@ from torch import nn
 
 from .analytics import analyze
 from .cli import EXIT_OK, load_space, register, space_argument
-from .export import export_onnx
+from .export import EXPORT_LOCK, export_onnx
 from .latency_models import unique_blocks
 from .measure import measure_latency
 from .space import SearchSpace, SubnetConfig
@@ -195,9 +195,11 @@ def _onnx_bytes(module: nn.Module, shape: tuple[int, ...]) -> bytes:
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(module.eval(), (torch.zeros(shape),), buffer, dynamo=False, opset_version=17,
-                          input_names=["input"], output_names=["output"],
-                          dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}}, do_constant_folding=True)
+        with EXPORT_LOCK:
+            torch.onnx.export(module.eval(), (torch.zeros(shape),), buffer, dynamo=False, opset_version=17,
+                              input_names=["input"], output_names=["output"],
+                              dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
+                              do_constant_folding=True)
     return buffer.getvalue()
 
 

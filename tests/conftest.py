@@ -1,3 +1,8 @@
+import os
+
+# Before numpy loads: OpenBLAS's thread pool makes small predictor matmuls ~30x slower on 2 cores.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 import numpy as np
 import pytest
 import torch

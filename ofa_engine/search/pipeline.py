@@ -93,7 +93,6 @@ class _Resources:
 
 _RESOURCES: dict[str, _Resources] = {}
 _RESOURCES_LOCK = threading.Lock()
-_EXPORT_LOCK = threading.Lock()
 
 
 def load_resources(supernet: str = "tiny-fmnist") -> _Resources:
@@ -202,16 +201,13 @@ def specialize(profile: Any, constraints: Constraints | Mapping[str, float] | No
     step("export", 0.5)
     t = time.perf_counter()
     from ..export import export_onnx
-    # torch.onnx.export keeps global state (GLOBALS.in_onnx_export): two exports at once fail,
-    # so exports are serialised; everything else runs concurrently.
+    # export_onnx serialises torch's exporter itself (EXPORT_LOCK); everything else runs concurrently.
     if out is not None:
-        with _EXPORT_LOCK:
-            onnx_path = Path(export_onnx(net, cfg, out, space=space))
+        onnx_path = Path(export_onnx(net, cfg, out, space=space))
         onnx_bytes = onnx_path.read_bytes()
     else:
         with tempfile.TemporaryDirectory(prefix="ofa-specialize-") as tmp:
-            with _EXPORT_LOCK:
-                written = export_onnx(net, cfg, Path(tmp) / "model.onnx", space=space)
+            written = export_onnx(net, cfg, Path(tmp) / "model.onnx", space=space)
             onnx_bytes = Path(written).read_bytes()
         onnx_path = None
     timings["export"] = time.perf_counter() - t

@@ -1,0 +1,509 @@
+"""Accuracy predictor: the OFA-style MLP over the one-hot subnet encoding.
+
+`predict` runs in numpy on whole batches (a population or a list of configs); `torch_module`
+gives the same function as a differentiable `nn.Module` for gradient-based search. The network
+is `accuracy = baseline(x) + target_scale * mlp(x)` where `x = space.encode(configs)`,
+`baseline` is a ridge-regression line fitted first (an affine map; zero when disabled) and the
+MLP (ReLU hidden layers, as OFA's 3 x 400) learns the normalised residual.
+
+Files hold no pickles: an `.npz` with the arrays (loaded with `allow_pickle=False`) and a JSON
+file beside it with metadata (space, supernet digest, quality, the command that made it).
+
+    python -m ofa_engine fit-accuracy-predictor --csv assets/predictors/tiny-fmnist-accuracy.csv \\
+        --out assets/predictors/tiny-fmnist-accuracy.npz
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .cli import EXIT_OK, register
+from .data import ASSETS_DIR
+from .space import SearchSpace, SubnetConfig
+
+__all__ = ["AccuracyPredictor", "AccuracyPredictorError", "load_accuracy_predictor",
+           "fit_accuracy_predictor", "evaluate_accuracy_predictor", "train_test_split",
+           "kendall_tau", "BUNDLED_PREDICTORS"]
+
+FORMAT = "ofa-engine/accuracy-predictor"
+VERSION = 1
+PREDICTORS_DIR = ASSETS_DIR / "predictors"
+BUNDLED_PREDICTORS = {"tiny-fmnist": PREDICTORS_DIR / "tiny-fmnist-accuracy.npz"}
+_MAX_FILE_BYTES = 64 << 20       # a 3 x 400 MLP is ~1.5 MB; anything this big is not ours
+_MAX_LAYERS = 16
+_MAX_WIDTH = 4096
+# Chosen by cross-validation in benchmarks/accuracy_predictor_report.py (see the report).
+# OFA's 3 x 400 MLP on the raw encoding overfits this many rows and is too slow for 10k configs
+# in 50 ms; a line on per-stage counts plus a small MLP on them cross-validates best.
+DEFAULT_HIDDEN = (64, 64)
+DEFAULT_BASELINE = "stage-ridge"
+DEFAULT_MLP_INPUTS = "stage-summary"
+DEFAULT_WEIGHT_DECAY = 1e-2
+
+
+class AccuracyPredictorError(ValueError):
+    """An accuracy-predictor file that cannot be used; the message names the file and the problem."""
+
+
+# ---------------------------------------------------------------------- the predictor
+@dataclass(eq=False)
+class AccuracyPredictor:
+    """Predicts top-1 accuracy (fraction 0..1) of subnets of `space`.
+
+    `weights[i]` has shape (in, out); the last layer has out = 1. `metadata` is the JSON side
+    file (may be empty for a predictor that was never saved).
+    """
+
+    space: SearchSpace
+    weights: list[np.ndarray]
+    biases: list[np.ndarray]
+    baseline_weight: np.ndarray          # (encoding_size,)
+    baseline_bias: float
+    target_scale: float
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.weights = [np.ascontiguousarray(w, dtype=np.float32) for w in self.weights]
+        self.biases = [np.ascontiguousarray(b, dtype=np.float32).reshape(-1) for b in self.biases]
+        self.baseline_weight = np.ascontiguousarray(self.baseline_weight, dtype=np.float32).reshape(-1)
+        self.baseline_bias = float(self.baseline_bias)
+        self.target_scale = float(self.target_scale)
+        _check_shapes(self.space, self.weights, self.biases, self.baseline_weight, "predictor")
+
+    @property
+    def quality(self) -> dict[str, Any] | None:
+        """Held-out quality: rmse_points, kendall_tau, n_train, n_test (None when unknown)."""
+        return self.metadata.get("quality")
+
+    def predict(self, configs: SubnetConfig | Sequence[SubnetConfig] | Mapping[str, np.ndarray]) -> np.ndarray:
+        """Accuracy fraction of each config (a list of `SubnetConfig` or a population), (N,) float64."""
+        return self.predict_encoded(self.space.encode(configs))
+
+    def predict_encoded(self, x: np.ndarray) -> np.ndarray:
+        """Same as `predict`, from `space.encode` output (N, encoding_size)."""
+        x = np.asarray(x, dtype=np.float32)
+        if x.ndim != 2 or x.shape[1] != self.space.encoding_size:
+            raise ValueError(f"encoding must have shape (N, {self.space.encoding_size}), got {x.shape}")
+        h = x
+        for w, b in zip(self.weights[:-1], self.biases[:-1]):
+            h = h @ w
+            h += b
+            np.maximum(h, 0.0, out=h)
+        out = (h @ self.weights[-1])[:, 0] + self.biases[-1][0]
+        out *= self.target_scale
+        out += x @ self.baseline_weight
+        out += self.baseline_bias
+        return out.astype(np.float64)
+
+    def torch_module(self) -> nn.Module:
+        """A differentiable float32 `nn.Module`: encoding (N, encoding_size) -> (N,) accuracy.
+        Its parameters are frozen copies (gradients flow to the input only)."""
+        return _PredictorModule(self)
+
+    # ------------------------------------------------------------------ files
+    def save(self, path: str | Path, metadata: Mapping[str, Any] | None = None) -> Path:
+        """Write `path` (.npz) and its metadata JSON beside it, atomically; returns the npz path."""
+        npz_path, json_path = _paths(path)
+        if metadata is not None:
+            self.metadata = dict(metadata)
+        arrays = {"format": np.array(FORMAT), "version": np.array(VERSION),
+                  "space": np.array(self.space.name), "n_layers": np.array(len(self.weights)),
+                  "baseline_weight": self.baseline_weight,
+                  "baseline_bias": np.array(self.baseline_bias, dtype=np.float64),
+                  "target_scale": np.array(self.target_scale, dtype=np.float64)}
+        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
+            arrays[f"weight_{i}"], arrays[f"bias_{i}"] = w, b
+        npz_path.parent.mkdir(parents=True, exist_ok=True)
+        meta = {"format": FORMAT, "version": VERSION, "space": self.space.name, **self.metadata}
+        _atomic_write(npz_path, lambda fh: np.savez(fh, **arrays))
+        _atomic_write(json_path, lambda fh: fh.write((json.dumps(meta, indent=2) + "\n").encode()))
+        return npz_path
+
+
+class _PredictorModule(nn.Module):
+    def __init__(self, predictor: AccuracyPredictor):
+        super().__init__()
+        layers: list[nn.Module] = []
+        for i, (w, b) in enumerate(zip(predictor.weights, predictor.biases)):
+            linear = nn.Linear(w.shape[0], w.shape[1])
+            with torch.no_grad():
+                linear.weight.copy_(torch.from_numpy(w.T.copy()))
+                linear.bias.copy_(torch.from_numpy(b))
+            layers.append(linear)
+            if i < len(predictor.weights) - 1:
+                layers.append(nn.ReLU())
+        self.mlp = nn.Sequential(*layers)
+        self.baseline = nn.Linear(predictor.space.encoding_size, 1)
+        with torch.no_grad():
+            self.baseline.weight.copy_(torch.from_numpy(predictor.baseline_weight)[None])
+            self.baseline.bias.fill_(predictor.baseline_bias)
+        self.target_scale = predictor.target_scale
+        self.requires_grad_(False)
+        self.eval()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.mlp(x)[:, 0] * self.target_scale + self.baseline(x)[:, 0]
+
+
+def _check_shapes(space: SearchSpace, weights: Sequence[np.ndarray], biases: Sequence[np.ndarray],
+                  baseline_weight: np.ndarray, where: str) -> None:
+    if not 1 <= len(weights) <= _MAX_LAYERS or len(weights) != len(biases):
+        raise AccuracyPredictorError(f"{where}: needs 1..{_MAX_LAYERS} layers with one bias each, "
+                                     f"got {len(weights)} weights and {len(biases)} biases")
+    width = space.encoding_size
+    for i, (w, b) in enumerate(zip(weights, biases)):
+        if w.ndim != 2 or w.shape[0] != width or not 1 <= w.shape[1] <= _MAX_WIDTH:
+            raise AccuracyPredictorError(f"{where}: weight_{i} has shape {w.shape}; expected ({width}, 1..{_MAX_WIDTH})")
+        if b.shape != (w.shape[1],):
+            raise AccuracyPredictorError(f"{where}: bias_{i} has shape {b.shape}; expected ({w.shape[1]},)")
+        width = w.shape[1]
+    if width != 1:
+        raise AccuracyPredictorError(f"{where}: the last layer has {width} outputs; expected 1")
+    if baseline_weight.shape != (space.encoding_size,):
+        raise AccuracyPredictorError(f"{where}: baseline_weight has shape {baseline_weight.shape}; "
+                                     f"expected ({space.encoding_size},)")
+    if not all(np.isfinite(a).all() for a in (*weights, *biases, baseline_weight)):
+        raise AccuracyPredictorError(f"{where}: weights contain NaN or infinity")
+
+
+# ---------------------------------------------------------------------- loading
+def load_accuracy_predictor(name_or_path: str | Path = "tiny-fmnist") -> AccuracyPredictor:
+    """A bundled predictor by space name ('tiny-fmnist') or a file written by `save` (the .npz,
+    or its .json). Never executes code from the file; `AccuracyPredictorError` (a `ValueError`)
+    names the file and the problem when it cannot be used."""
+    if str(name_or_path) in BUNDLED_PREDICTORS:
+        path = BUNDLED_PREDICTORS[str(name_or_path)]
+        if not path.exists():
+            raise FileNotFoundError(f"bundled accuracy predictor {path} is missing; see "
+                                    f"assets/predictors/README.md for the command that makes it")
+    else:
+        path = Path(name_or_path)
+        if not path.exists():
+            raise AccuracyPredictorError(
+                f"accuracy predictor '{name_or_path}' is neither a bundled name "
+                f"({', '.join(BUNDLED_PREDICTORS)}) nor an existing file")
+    npz_path, json_path = _paths(path)
+    arrays = _read_npz(npz_path)
+    where = str(npz_path)
+
+    def scalar(key: str, kind: type):
+        value = arrays[key]
+        if value.shape != () or not np.issubdtype(value.dtype, np.str_ if kind is str else np.number):
+            raise AccuracyPredictorError(f"{where}: '{key}' must be a {kind.__name__} scalar")
+        return kind(value)
+
+    required = ["format", "version", "space", "n_layers", "baseline_weight", "baseline_bias", "target_scale"]
+    missing = [k for k in required if k not in arrays]
+    if missing:
+        raise AccuracyPredictorError(f"{where}: not an accuracy-predictor file (missing {missing})")
+    if scalar("format", str) != FORMAT:
+        raise AccuracyPredictorError(f"{where}: format is '{scalar('format', str)}'; expected '{FORMAT}'")
+    if scalar("version", int) != VERSION:
+        raise AccuracyPredictorError(f"{where}: version {scalar('version', int)} is not supported "
+                                     f"(this ofa_engine reads version {VERSION})")
+    try:
+        space = SearchSpace.preset(scalar("space", str))
+    except ValueError as exc:
+        raise AccuracyPredictorError(f"{where}: {exc}") from None
+    n_layers = scalar("n_layers", int)
+    if not 1 <= n_layers <= _MAX_LAYERS:
+        raise AccuracyPredictorError(f"{where}: n_layers = {n_layers}; allowed 1..{_MAX_LAYERS}")
+    keys = [f"{kind}_{i}" for i in range(n_layers) for kind in ("weight", "bias")]
+    missing = [k for k in keys if k not in arrays]
+    if missing:
+        raise AccuracyPredictorError(f"{where}: missing arrays {missing[:4]}")
+    for key in keys + ["baseline_weight"]:
+        if not np.issubdtype(arrays[key].dtype, np.floating):
+            raise AccuracyPredictorError(f"{where}: '{key}' has dtype {arrays[key].dtype}; expected float")
+    weights = [arrays[f"weight_{i}"] for i in range(n_layers)]
+    biases = [arrays[f"bias_{i}"] for i in range(n_layers)]
+    _check_shapes(space, weights, biases, arrays["baseline_weight"], where)
+    baseline_bias, target_scale = scalar("baseline_bias", float), scalar("target_scale", float)
+    if not (math.isfinite(baseline_bias) and math.isfinite(target_scale)):
+        raise AccuracyPredictorError(f"{where}: baseline_bias / target_scale must be finite")
+    metadata = _read_metadata(json_path, space)
+    return AccuracyPredictor(space, weights, biases, arrays["baseline_weight"], baseline_bias,
+                             target_scale, metadata)
+
+
+def _paths(path: str | Path) -> tuple[Path, Path]:
+    path = Path(path)
+    if path.suffix == ".json":
+        return path.with_suffix(".npz"), path
+    if path.suffix != ".npz":
+        raise AccuracyPredictorError(f"'{path}': an accuracy predictor is a .npz file (with a .json beside it)")
+    return path, path.with_suffix(".json")
+
+
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    if not path.is_file():
+        raise AccuracyPredictorError(f"{path}: file not found")
+    if path.stat().st_size > _MAX_FILE_BYTES:
+        raise AccuracyPredictorError(f"{path}: {path.stat().st_size} bytes is too large for an accuracy predictor")
+    try:
+        with zipfile.ZipFile(path) as zf:
+            # Refuse zip bombs before anything is decompressed.
+            if sum(info.file_size for info in zf.infolist()) > 4 * _MAX_FILE_BYTES:
+                raise AccuracyPredictorError(f"{path}: arrays too large for an accuracy predictor")
+        with np.load(path, allow_pickle=False) as f:
+            return {key: f[key] for key in f.files}
+    except AccuracyPredictorError:
+        raise
+    except Exception as exc:  # zip, npy header and "Object arrays cannot be loaded" all differ
+        first_line = (str(exc).splitlines() or [""])[0][:200]
+        raise AccuracyPredictorError(f"{path}: not a readable .npz of plain arrays "
+                                     f"({type(exc).__name__}: {first_line})") from None
+
+
+def _read_metadata(path: Path, space: SearchSpace) -> dict[str, Any]:
+    if not path.exists():
+        return {}
+    try:
+        if path.stat().st_size > 1 << 20:
+            raise ValueError("larger than 1 MiB")
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise AccuracyPredictorError(f"{path}: metadata is not valid JSON ({exc})") from None
+    if not isinstance(meta, dict):
+        raise AccuracyPredictorError(f"{path}: metadata must be a JSON object")
+    if meta.get("space", space.name) != space.name:
+        raise AccuracyPredictorError(f"{path}: metadata is for space '{meta.get('space')}', "
+                                     f"the weights for '{space.name}'")
+    quality = meta.get("quality")
+    if quality is not None and not isinstance(quality, dict):
+        raise AccuracyPredictorError(f"{path}: 'quality' must be an object")
+    return meta
+
+
+def _atomic_write(path: Path, write) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "wb") as fh:
+        write(fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------------- training
+def train_test_split(n: int, test_fraction: float = 0.2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded (train, test) index split of `n` rows."""
+    if not 0.0 < test_fraction < 1.0:
+        raise ValueError(f"test fraction must be in (0, 1), got {test_fraction}")
+    order = np.random.default_rng(seed).permutation(n)
+    n_test = max(1, int(round(n * test_fraction)))
+    return np.sort(order[n_test:]), np.sort(order[:n_test])
+
+
+def _ridge(x: np.ndarray, y: np.ndarray, alpha: float) -> tuple[np.ndarray, float]:
+    """Ridge regression with an unpenalised intercept, in float64."""
+    x = x.astype(np.float64)
+    x_mean, y_mean = x.mean(0), y.mean()
+    xc = x - x_mean
+    w = np.linalg.solve(xc.T @ xc + alpha * np.eye(x.shape[1]), xc.T @ (y - y_mean))
+    return w, float(y_mean - x_mean @ w)
+
+
+def stage_summary_projection(space: SearchSpace) -> np.ndarray:
+    """(encoding_size, k) matrix turning the one-hot encoding into per-stage counts: resolution
+    and width one-hots as they are, then per stage how many active blocks use each kernel size
+    and each expand ratio. A linear map, so a line fitted on it is still a line on the encoding."""
+    n_res, n_wid = len(space.resolutions), len(space.width_mults)
+    n_choice = len(space.kernel_sizes) + len(space.expand_ratios)
+    head = n_res + n_wid
+    projection = np.zeros((space.encoding_size, head + space.num_stages * n_choice))
+    projection[:head, :head] = np.eye(head)
+    for slot in range(space.num_slots):
+        stage = slot // space.max_depth
+        rows = head + slot * n_choice + np.arange(n_choice)
+        projection[rows, head + stage * n_choice + np.arange(n_choice)] = 1.0
+    return projection
+
+
+def fit_accuracy_predictor(space: SearchSpace, configs, accuracies: Sequence[float] | np.ndarray, *,
+                           hidden: Sequence[int] = DEFAULT_HIDDEN, baseline: str = DEFAULT_BASELINE,
+                           ridge_alpha: float = 1.0, epochs: int = 300, batch_size: int = 64,
+                           lr: float = 1e-3, weight_decay: float = DEFAULT_WEIGHT_DECAY, mlp_inputs: str = DEFAULT_MLP_INPUTS,
+                           seed: int = 0) -> AccuracyPredictor:
+    """Train the MLP on `space.encode(configs)` -> `accuracies` (fractions).
+
+    `baseline="ridge"` first fits a ridge line and trains the MLP on the remaining residual;
+    `"stage-ridge"` fits the line on per-stage counts (`stage_summary_projection`), which
+    needs far fewer rows; `"mean"` only centres the targets (OFA's choice). The residual is
+    scaled to unit variance. `mlp_inputs="stage-summary"` feeds the MLP the per-stage counts
+    instead of the full encoding (the projection is folded into its first layer afterwards, so
+    the result is still an MLP on the encoding).
+    Seeded and deterministic on CPU (Adam, cosine learning rate, MSE loss).
+    """
+    x = space.encode(configs)
+    y = np.asarray(accuracies, dtype=np.float64).reshape(-1)
+    if len(y) != len(x) or len(y) < 2:
+        raise ValueError(f"need at least 2 configs with one accuracy each, got {len(x)} configs "
+                         f"and {len(y)} accuracies")
+    if not np.isfinite(y).all():
+        raise ValueError("accuracies contain NaN or infinity")
+    if baseline == "ridge":
+        base_w, base_b = _ridge(x, y, ridge_alpha)
+    elif baseline == "stage-ridge":
+        projection = stage_summary_projection(space)
+        theta, base_b = _ridge(x @ projection, y, ridge_alpha)
+        base_w = projection @ theta
+    elif baseline == "mean":
+        base_w, base_b = np.zeros(x.shape[1]), float(y.mean())
+    else:
+        raise ValueError(f"baseline '{baseline}' is unknown; allowed: ridge, stage-ridge, mean")
+    residual = y - (x.astype(np.float64) @ base_w + base_b)
+    scale = float(residual.std()) or 1.0
+    target = torch.from_numpy((residual / scale).astype(np.float32))
+    if mlp_inputs == "encoding":
+        projection = np.eye(x.shape[1])
+    elif mlp_inputs == "stage-summary":
+        projection = stage_summary_projection(space)
+    else:
+        raise ValueError(f"mlp_inputs '{mlp_inputs}' is unknown; allowed: encoding, stage-summary")
+    inputs = torch.from_numpy((x @ projection).astype(np.float32))
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        sizes = [inputs.shape[1], *hidden, 1]
+        layers: list[nn.Module] = []
+        for i in range(len(sizes) - 1):
+            layers.append(nn.Linear(sizes[i], sizes[i + 1]))
+            if i < len(sizes) - 2:
+                layers.append(nn.ReLU())
+        mlp = nn.Sequential(*layers)
+        nn.init.zeros_(layers[-1].weight)   # start from the baseline exactly
+        nn.init.zeros_(layers[-1].bias)
+        optimizer = torch.optim.Adam(mlp.parameters(), lr=lr, weight_decay=weight_decay)
+        steps_per_epoch = math.ceil(len(y) / batch_size)
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs * steps_per_epoch)
+        generator = torch.Generator().manual_seed(seed)
+        mlp.train()
+        for _ in range(epochs):
+            order = torch.randperm(len(y), generator=generator)
+            for start in range(0, len(y), batch_size):
+                idx = order[start:start + batch_size]
+                loss = torch.mean((mlp(inputs[idx])[:, 0] - target[idx]) ** 2)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                schedule.step()
+    linears = [m for m in mlp if isinstance(m, nn.Linear)]
+    return AccuracyPredictor(
+        space,
+        weights=[projection @ linears[0].weight.detach().numpy().T.astype(np.float64)]
+                + [m.weight.detach().numpy().T.copy() for m in linears[1:]],
+        biases=[m.bias.detach().numpy().copy() for m in linears],
+        baseline_weight=base_w, baseline_bias=base_b, target_scale=scale,
+        metadata={"training": {"hidden": list(hidden), "baseline": baseline, "ridge_alpha": ridge_alpha,
+                               "epochs": epochs, "batch_size": batch_size, "lr": lr,
+                               "weight_decay": weight_decay, "mlp_inputs": mlp_inputs, "seed": seed,
+                               "n_train": len(y)}})
+
+
+# ---------------------------------------------------------------------- quality
+def kendall_tau(a: np.ndarray, b: np.ndarray) -> float:
+    """Kendall's tau-b between two rankings (ties counted as scipy does). All pairs at once:
+    memory grows with n^2, fine for test splits of a few thousand."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    i, j = np.triu_indices(len(a), k=1)
+    da, db = np.sign(a[i] - a[j]), np.sign(b[i] - b[j])
+    concordant_minus_discordant = float(np.sum(da * db))
+    n_a, n_b = float(np.sum(da != 0)), float(np.sum(db != 0))
+    return concordant_minus_discordant / math.sqrt(n_a * n_b) if n_a and n_b else float("nan")
+
+
+def evaluate_accuracy_predictor(predictor: AccuracyPredictor, configs, accuracies) -> dict[str, float]:
+    """RMSE and MAE in accuracy points (percent), Kendall tau and n_test on (configs, accuracies)."""
+    y = np.asarray(accuracies, dtype=np.float64)
+    predicted = predictor.predict(configs)
+    error = predicted - y
+    return {"rmse_points": float(np.sqrt(np.mean(error ** 2)) * 100),
+            "mae_points": float(np.mean(np.abs(error)) * 100),
+            "kendall_tau": kendall_tau(predicted, y),
+            "n_test": int(len(y))}
+
+
+def file_digest(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return "sha256:" + h.hexdigest()
+
+
+# ---------------------------------------------------------------------- CLI
+def _arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--csv", required=True, metavar="CSV", help="dataset from `accuracy-dataset`")
+    parser.add_argument("--space", default="tiny-fmnist", metavar="NAME", help="search space of the CSV")
+    parser.add_argument("--supernet", default="tiny-fmnist", metavar="NAME|FILE",
+                        help="supernet the CSV was measured on (its digest goes into the metadata)")
+    parser.add_argument("--out", required=True, metavar="NPZ", help="predictor file (.npz; .json beside it)")
+    parser.add_argument("--test-fraction", type=float, default=0.2, help="held-out share (default 0.2)")
+    parser.add_argument("--seed", type=int, default=0, help="split and training seed")
+    parser.add_argument("--baseline", default=DEFAULT_BASELINE, choices=["ridge", "stage-ridge", "mean"],
+                        help="what the MLP's residual is over (default %(default)s)")
+    parser.add_argument("--mlp-inputs", default=DEFAULT_MLP_INPUTS, choices=["encoding", "stage-summary"],
+                        help="what the MLP sees (default %(default)s; folded into an MLP on the encoding)")
+    parser.add_argument("--hidden", default=",".join(map(str, DEFAULT_HIDDEN)), metavar="W,W,...",
+                        help="hidden layer widths (default %(default)s)")
+    parser.add_argument("--epochs", type=int, default=300)
+    parser.add_argument("--weight-decay", type=float, default=DEFAULT_WEIGHT_DECAY)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+
+
+@register("fit-accuracy-predictor", "train the accuracy predictor on an accuracy-dataset CSV", _arguments)
+def run_fit_accuracy_predictor(args: argparse.Namespace) -> int:
+    from .accuracy_dataset import read_accuracy_csv
+    from .bundled import BUNDLED_SUPERNETS
+    from .cli import load_space
+
+    torch.set_num_threads(max(1, args.threads))
+    try:
+        hidden = tuple(int(w) for w in args.hidden.split(","))
+    except ValueError:
+        raise ValueError(f"--hidden must be comma-separated integers, got '{args.hidden}'") from None
+    if not hidden or not all(1 <= w <= _MAX_WIDTH for w in hidden):
+        raise ValueError(f"--hidden widths must be 1..{_MAX_WIDTH}, got '{args.hidden}'")
+    space = load_space(args.space)
+    rows = read_accuracy_csv(args.csv, space)
+    if len(rows) < 10:
+        raise ValueError(f"--csv: {args.csv} has {len(rows)} rows; at least 10 are needed")
+    configs = [r["config"] for r in rows]
+    y = np.array([r["accuracy"] for r in rows])
+    train, test = train_test_split(len(rows), args.test_fraction, args.seed)
+    predictor = fit_accuracy_predictor(space, [configs[i] for i in train], y[train],
+                                       hidden=hidden, baseline=args.baseline, epochs=args.epochs,
+                                       mlp_inputs=args.mlp_inputs, weight_decay=args.weight_decay,
+                                       seed=args.seed)
+    quality = evaluate_accuracy_predictor(predictor, [configs[i] for i in test], y[test])
+    quality["n_train"] = int(len(train))
+    supernet_file = BUNDLED_SUPERNETS.get(args.supernet, Path(args.supernet))
+    metadata = {
+        "space": space.name,
+        "supernet": args.supernet,
+        "supernet_digest": file_digest(supernet_file) if Path(supernet_file).is_file() else None,
+        # The builder only appends, so the first `rows` rows identify the data even while it runs.
+        "dataset": {"csv": str(args.csv), "rows": len(rows)},
+        "quality": {**quality, "split": f"seeded {args.test_fraction:.0%} held-out (seed {args.seed})"},
+        "target": "top-1 accuracy on the 5k Fashion-MNIST holdout, BN recalibrated (fraction)",
+        "training": predictor.metadata["training"],
+        "command": (f"python -m ofa_engine fit-accuracy-predictor --csv {args.csv} --space {args.space} "
+                    f"--supernet {args.supernet} --out {args.out} --test-fraction {args.test_fraction} "
+                    f"--seed {args.seed} --baseline {args.baseline} --mlp-inputs {args.mlp_inputs} --hidden {args.hidden} "
+                    f"--epochs {args.epochs} --weight-decay {args.weight_decay}"),
+    }
+    path = predictor.save(args.out, metadata)
+    print(json.dumps({"out": str(path), **metadata["quality"]}, indent=2))
+    return EXIT_OK

@@ -1,0 +1,264 @@
+"""Accuracy predictor (fit, predict, torch module, files) and the resumable dataset builder."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+
+from ofa_engine import SearchSpace, build_supernet
+from ofa_engine.accuracy_dataset import (CSV_FIELDS, build_accuracy_dataset, dataset_configs,
+                                         read_accuracy_csv)
+from ofa_engine.accuracy_predictor import (AccuracyPredictorError, evaluate_accuracy_predictor,
+                                           fit_accuracy_predictor, kendall_tau, load_accuracy_predictor,
+                                           train_test_split)
+from ofa_engine.cli import main
+from ofa_engine.data import ImageSet
+
+SPACE = SearchSpace.preset("tiny-fmnist")
+
+
+def synthetic(n: int, seed: int = 0):
+    """A population with a known, mildly non-linear accuracy: larger and wider is better."""
+    pop = SPACE.sample_population(n, np.random.default_rng(seed))
+    x = SPACE.encode(pop).astype(np.float64)
+    w = np.random.default_rng(100).normal(0.0, 1.0, x.shape[1])
+    z = x @ w / np.sqrt(x.shape[1])
+    return pop, 0.85 + 0.02 * z + 0.01 * np.tanh(2 * z) ** 2
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    pop, y = synthetic(400)
+    train, test = train_test_split(len(y), 0.2, seed=0)
+    configs = SPACE.from_arrays(pop)
+    predictor = fit_accuracy_predictor(SPACE, [configs[i] for i in train], y[train],
+                                       hidden=(64, 64), epochs=60, seed=0, baseline="ridge",
+                                       mlp_inputs="encoding", weight_decay=1e-4)
+    return predictor, [configs[i] for i in test], y[test]
+
+
+def test_training_recovers_synthetic_accuracy(fitted):
+    predictor, configs, y = fitted
+    quality = evaluate_accuracy_predictor(predictor, configs, y)
+    assert quality["rmse_points"] < 0.4 * (y.std() * 100)   # explains > 84% of the variance
+    assert quality["kendall_tau"] > 0.8
+    assert quality["n_test"] == len(y)
+
+
+def test_training_is_deterministic():
+    pop, y = synthetic(60)
+    a = fit_accuracy_predictor(SPACE, pop, y, hidden=(16,), epochs=5, seed=3)
+    b = fit_accuracy_predictor(SPACE, pop, y, hidden=(16,), epochs=5, seed=3)
+    np.testing.assert_array_equal(a.predict(pop), b.predict(pop))
+
+
+def test_list_of_configs_equals_population(fitted):
+    predictor, _, _ = fitted
+    pop = SPACE.sample_population(50, np.random.default_rng(7))
+    np.testing.assert_array_equal(predictor.predict(pop), predictor.predict(SPACE.from_arrays(pop)))
+    single = predictor.predict(SPACE.largest())
+    assert single.shape == (1,)
+
+
+def test_torch_module_matches_numpy_and_is_differentiable(fitted):
+    predictor, configs, _ = fitted
+    x = torch.from_numpy(SPACE.encode(configs)).requires_grad_(True)
+    out = predictor.torch_module()(x)
+    assert out.shape == (len(configs),)
+    np.testing.assert_allclose(out.detach().numpy(), predictor.predict(configs), atol=1e-5)
+    out.sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+
+
+def test_save_load_round_trip(fitted, tmp_path):
+    predictor, configs, y = fitted
+    path = predictor.save(tmp_path / "p.npz", {"quality": evaluate_accuracy_predictor(predictor, configs, y)})
+    for source in (path, tmp_path / "p.json", str(path)):
+        loaded = load_accuracy_predictor(source)
+        np.testing.assert_array_equal(loaded.predict(configs), predictor.predict(configs))
+        assert loaded.quality["n_test"] == len(y)
+        assert loaded.space is SPACE
+    assert json.loads((tmp_path / "p.json").read_text())["space"] == "tiny-fmnist"
+
+
+def test_kendall_tau_matches_definition():
+    assert kendall_tau([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert kendall_tau([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    assert kendall_tau([1, 2, 3], [1, 3, 2]) == pytest.approx(1 / 3)
+
+
+# ---------------------------------------------------------------------- bad files
+def _rewrite(path, **changes):
+    with np.load(path, allow_pickle=False) as f:
+        arrays = {k: f[k] for k in f.files}
+    arrays.update(changes)
+    for key in [k for k, v in changes.items() if v is None]:
+        del arrays[key]
+    np.savez(path, **arrays)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"format": np.array("something-else")}, "format"),
+    ({"version": np.array(99)}, "version 99"),
+    ({"space": np.array("imagenet-huge")}, "unknown search space"),
+    ({"weight_0": np.zeros((5, 64), np.float32)}, "weight_0 has shape"),
+    ({"bias_1": None}, "missing arrays"),
+    ({"weight_2": np.full((64, 1), np.nan, np.float32)}, "NaN"),
+    ({"target_scale": np.array("big")}, "target_scale"),
+    ({"weight_1": np.array([[object()]], dtype=object)}, "plain arrays"),
+])
+def test_bad_npz_is_rejected_with_a_clear_error(fitted, tmp_path, change, message):
+    path = fitted[0].save(tmp_path / "p.npz")
+    if any(v is not None and v.dtype == object for v in change.values()):
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+        arrays.update(change)
+        np.savez(path, **arrays)   # pickles the object array: loading must refuse it
+    else:
+        _rewrite(path, **change)
+    with pytest.raises(AccuracyPredictorError, match=message):
+        load_accuracy_predictor(path)
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"", "not a readable .npz"),
+    (b"not a zip at all", "not a readable .npz"),
+])
+def test_garbage_files_are_rejected(tmp_path, content, message):
+    path = tmp_path / "p.npz"
+    path.write_bytes(content)
+    with pytest.raises(AccuracyPredictorError, match=message):
+        load_accuracy_predictor(path)
+
+
+def test_zip_bomb_and_bad_metadata_are_rejected(fitted, tmp_path):
+    bomb = tmp_path / "bomb.npz"
+    with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("weight_0.npy", b"\0" * (300 << 20))
+    with pytest.raises(AccuracyPredictorError, match="too large"):
+        load_accuracy_predictor(bomb)
+    path = fitted[0].save(tmp_path / "p.npz")
+    (tmp_path / "p.json").write_text("[1, 2]")
+    with pytest.raises(AccuracyPredictorError, match="JSON object"):
+        load_accuracy_predictor(path)
+    (tmp_path / "p.json").write_text("{not json")
+    with pytest.raises(AccuracyPredictorError, match="not valid JSON"):
+        load_accuracy_predictor(path)
+
+
+def test_missing_file_and_wrong_suffix(tmp_path):
+    with pytest.raises(AccuracyPredictorError, match="neither a bundled name"):
+        load_accuracy_predictor(tmp_path / "nope.npz")
+    (tmp_path / "p.pt").write_bytes(b"x")
+    with pytest.raises(AccuracyPredictorError, match=r"\.npz"):
+        load_accuracy_predictor(tmp_path / "p.pt")
+
+
+# ---------------------------------------------------------------------- dataset builder
+def test_dataset_configs_are_seeded_and_deduplicated():
+    a = dataset_configs(SPACE, 20)
+    assert a[0] == SPACE.largest() and a[1] == SPACE.smallest()
+    assert a == dataset_configs(SPACE, 20)
+    assert len(a) == 22 and a != dataset_configs(SPACE, 20, seed=1)
+    assert len({SPACE.encode([c]).tobytes() for c in a}) == len(a)
+
+
+@pytest.fixture(scope="module")
+def tiny_setup():
+    torch.manual_seed(0)
+    supernet = build_supernet(SPACE).eval()
+    rng = np.random.default_rng(0)
+    images = ImageSet(rng.integers(0, 256, (8, 28, 28), dtype=np.uint8), rng.integers(0, 10, 8), ())
+    return supernet, images
+
+
+def test_builder_resumes_without_duplicates(tiny_setup, tmp_path):
+    supernet, images = tiny_setup
+    configs = [SPACE.smallest(), *SPACE.from_arrays(SPACE.sample_population(2, np.random.default_rng(1)))]
+    out = tmp_path / "acc.csv"
+    assert build_accuracy_dataset(supernet, configs, out, images, images, max_new=2) == 2
+    first = read_accuracy_csv(out, SPACE)
+    assert [r["config"] for r in first] == configs[:2]
+    # An interrupted write leaves half a row: resuming drops it and completes the list.
+    with open(out, "a", encoding="utf-8") as fh:
+        fh.write('"{""wid"":0,""ks"":[3')
+    assert build_accuracy_dataset(supernet, configs, out, images, images) == 1
+    rows = read_accuracy_csv(out, SPACE)
+    assert [r["config"] for r in rows] == configs
+    assert rows[:2] == first
+    assert all(0.0 <= r["accuracy"] <= 1.0 and r["macs"] > 0 for r in rows)
+    assert build_accuracy_dataset(supernet, configs, out, images, images) == 0
+    assert out.read_text().splitlines()[0] == ",".join(CSV_FIELDS)
+
+
+def test_builder_accuracy_matches_evaluation(tiny_setup, tmp_path):
+    from ofa_engine.bundled import extract_calibrated
+    from ofa_engine.evaluation import accuracy
+    supernet, images = tiny_setup
+    cfg = SPACE.sample(4)
+    build_accuracy_dataset(supernet, [cfg], tmp_path / "a.csv", images, images, channels_last=False)
+    row, = read_accuracy_csv(tmp_path / "a.csv", SPACE)
+    net = extract_calibrated(supernet, cfg, images)
+    assert row["accuracy"] == pytest.approx(accuracy(net, images.images, images.labels, SPACE), abs=1e-6)
+
+
+def test_bad_csv_rows_name_the_line(tmp_path):
+    path = tmp_path / "acc.csv"
+    path.write_text(",".join(CSV_FIELDS) + "\n" + '"{""wid"":9}",28,0,1,0.5,1.0\n')
+    with pytest.raises(ValueError, match="line 2"):
+        read_accuracy_csv(path, SPACE)
+
+
+def test_fit_command_writes_predictor_from_csv(tmp_path, capsys):
+    pop, y = synthetic(60)
+    path = tmp_path / "acc.csv"
+    lines = [",".join(CSV_FIELDS)]
+    for cfg, acc in zip(SPACE.from_arrays(pop), y):
+        lines.append('"' + cfg.to_json().replace('"', '""') + f'",{cfg.image_size},{cfg.wid},1,{acc:.6f},1.0')
+    path.write_text("\n".join(lines) + "\n")
+    code = main(["fit-accuracy-predictor", "--csv", str(path), "--out", str(tmp_path / "p.npz"),
+                 "--epochs", "3"])
+    assert code == 0, capsys.readouterr().err
+    predictor = load_accuracy_predictor(tmp_path / "p.npz")
+    assert predictor.quality["n_test"] == 12 and predictor.quality["n_train"] == 48
+    meta = json.loads((tmp_path / "p.json").read_text())
+    assert meta["supernet_digest"].startswith("sha256:") and "fit-accuracy-predictor" in meta["command"]
+    assert main(["fit-accuracy-predictor", "--csv", str(tmp_path / "none.csv"), "--out",
+                 str(tmp_path / "q.npz")]) == 2
+
+
+def test_stage_summary_inputs_fold_into_an_mlp_on_the_encoding():
+    from ofa_engine.accuracy_predictor import stage_summary_projection
+    pop, y = synthetic(80)
+    projection = stage_summary_projection(SPACE)
+    counts = SPACE.encode(pop) @ projection
+    d = np.asarray(pop["d"])
+    # Per stage, the kernel-size counts add up to the stage's depth.
+    n_k, n_choice, head = len(SPACE.kernel_sizes), 6, 7
+    for stage in range(SPACE.num_stages):
+        np.testing.assert_array_equal(counts[:, head + stage * n_choice:head + stage * n_choice + n_k].sum(1), d[:, stage])
+    predictor = fit_accuracy_predictor(SPACE, pop, y, hidden=(16,), epochs=5, baseline="stage-ridge",
+                                       mlp_inputs="stage-summary")
+    assert predictor.weights[0].shape == (SPACE.encoding_size, 16)
+    x = SPACE.encode(pop)
+    np.testing.assert_allclose(predictor.torch_module()(torch.from_numpy(x)).detach().numpy(),
+                               predictor.predict(pop), atol=1e-5)
+    with pytest.raises(ValueError, match="allowed: encoding, stage-summary"):
+        fit_accuracy_predictor(SPACE, pop, y, mlp_inputs="pixels")
+
+
+def test_builder_shards_fill_one_csv_together(tiny_setup, tmp_path):
+    supernet, images = tiny_setup
+    configs = [SPACE.smallest(), *SPACE.from_arrays(SPACE.sample_population(3, np.random.default_rng(2)))]
+    out = tmp_path / "acc.csv"
+    assert build_accuracy_dataset(supernet, configs, out, images, images, shard=(1, 2)) == 2
+    assert [r["config"] for r in read_accuracy_csv(out, SPACE)] == configs[1::2]
+    assert build_accuracy_dataset(supernet, configs, out, images, images, shard=(0, 2)) == 2
+    assert sorted(r["config"].to_json() for r in read_accuracy_csv(out, SPACE)) == sorted(
+        c.to_json() for c in configs)
+    with pytest.raises(ValueError, match="shard 2/2"):
+        build_accuracy_dataset(supernet, configs, out, images, images, shard=(2, 2))
