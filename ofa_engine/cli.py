@@ -280,3 +280,10 @@ def run_make_subsets(args: argparse.Namespace) -> int:
     from .data import make_bundled_subsets
     _print_json({name: str(path) for name, path in make_bundled_subsets().items()})
     return EXIT_OK
+
+
+# ---------------------------------------------------------------------- commands in other modules
+from . import accuracy_dataset, accuracy_predictor  # noqa: E402,F401  (they register themselves)
+from . import profile_kit  # noqa: E402,F401  (profile-kit, fit-profile)
+from . import latency_data  # noqa: E402,F401  (latency-dataset, latency-blocks)
+from .search import cli as _search_cli  # noqa: E402,F401  (search, specialize)
