@@ -19,3 +19,11 @@ test-fast:
 bench:
 	$(PYTHON) benchmarks/bench_core.py --threads 1
 	$(PYTHON) benchmarks/bench_blocks.py --runs 50 --warmup 5
+
+# Serve the app at http://localhost:$(PORT) with the bundled supernet, predictors and profiles
+# (installs the requirements first; nothing is downloaded at run time).
+PORT ?= 8501
+.PHONY: run
+run:
+	$(PIP) install -q -r requirements.txt
+	$(PYTHON) -m streamlit run app/streamlit_app.py --server.port $(PORT) --server.headless true

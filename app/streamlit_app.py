@@ -1,0 +1,35 @@
+"""Entry point of the Streamlit app: `streamlit run app/streamlit_app.py` (or `make run`).
+
+The pages live in app/views/; everything they compute comes from the engine's public API
+(`ofa_engine`), and every heavy object is loaded once per process (see app/resources.py).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # `streamlit run` puts app/ on the path, not the repository root
+    sys.path.insert(0, str(ROOT))
+
+import streamlit as st  # noqa: E402
+
+from app.resources import configure_threads  # noqa: E402
+
+configure_threads()
+st.set_page_config(page_title="OFA specialize", page_icon=":material/memory:", layout="wide")
+
+VIEWS = Path(__file__).resolve().parent / "views"
+pages = {
+    "Specialize": [
+        st.Page(VIEWS / "specialize.py", title="Specialize", icon=":material/tune:", default=True),
+        st.Page(VIEWS / "compare.py", title="Compare strategies", icon=":material/leaderboard:"),
+        st.Page(VIEWS / "profiles.py", title="Device profiles", icon=":material/developer_board:"),
+    ],
+    "Learn": [
+        st.Page(VIEWS / "how_ofa_works.py", title="How OFA works", icon=":material/school:"),
+        st.Page(VIEWS / "building_blocks.py", title="Building blocks", icon=":material/view_in_ar:"),
+    ],
+}
+st.navigation(pages).run()

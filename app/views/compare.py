@@ -1,0 +1,116 @@
+"""Compare strategies: every search strategy on the same device and budget."""
+
+from __future__ import annotations
+
+import time
+
+import altair as alt
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from app.resources import USER_ERRORS, get_evaluator, log
+from app.widgets import budget_controls, describe_profile, profile_picker
+
+st.title("Compare search strategies")
+st.markdown("Run every strategy on the same device and budget. All of them query the same "
+            "predictors, so they differ only in **which** candidates they evaluate and how many: "
+            "quality (best predicted accuracy within budget) vs evaluations vs time.")
+
+try:
+    from ofa_engine.search import STRATEGIES, Constraints, InfeasibleBudgetError, search
+except ImportError as exc:
+    st.error(f"The search engine is not available: {exc}")
+    st.stop()
+
+left, right = st.columns([4, 1])
+with left:
+    profile_name = profile_picker("cmp_profile")
+if profile_name is None:
+    st.stop()
+seed = right.number_input("Seed", 0, 10_000, 0, key="cmp_seed")
+describe_profile(profile_name)
+limits = budget_controls(profile_name, "cmp")
+if limits is None:
+    st.stop()
+strategies = st.multiselect("Strategies", STRATEGIES, default=list(STRATEGIES), key="cmp_strategies")
+
+
+def curve(result, strategy: str) -> pd.DataFrame:
+    hist = result.history
+    acc = np.where(np.asarray(hist["feasible"], bool), np.asarray(hist["accuracy"], float), -np.inf)
+    best = np.maximum.accumulate(acc)
+    n = len(best)
+    # At most ~300 points per strategy: the curve is a step function.
+    idx = np.unique(np.concatenate([np.linspace(0, n - 1, min(n, 300)).astype(int),
+                                    np.nonzero(np.diff(best, prepend=-np.inf) > 0)[0]]))
+    frame = pd.DataFrame({"strategy": strategy, "evaluations": idx + 1, "best accuracy (%)": best[idx] * 100})
+    return frame[np.isfinite(frame["best accuracy (%)"])]
+
+
+if st.button("Run all strategies", type="primary", icon=":material/play_arrow:", disabled=not strategies):
+    rows, curves, failed = [], [], False
+    evaluator = get_evaluator(profile_name)
+    with st.status("Running the strategies ...", expanded=True) as status:
+        for strategy in strategies:
+            st.write(f"{strategy} ...")
+            try:
+                started = time.perf_counter()
+                result = search(evaluator, Constraints(**limits), strategy, seed=int(seed))
+                wall = time.perf_counter() - started
+            except InfeasibleBudgetError as exc:  # the same for every strategy: stop here
+                status.update(label="No subnet meets this budget", state="error")
+                st.error(str(exc), icon=":material/error:")
+                failed = True
+                break
+            except Exception as exc:  # noqa: BLE001 - one strategy failing must not hide the others
+                if not isinstance(exc, USER_ERRORS):
+                    log.exception("search %s failed", strategy)
+                st.warning(f"{strategy}: {exc}", icon=":material/warning:")
+                continue
+            p = result.predicted
+            rows.append({"strategy": strategy, "accuracy (%)": p["accuracy"] * 100,
+                         "latency (ms)": p.get("latency_ms"), "peak memory (KB)": p["peak_memory_kb"],
+                         "Flash (KB)": p["flash_kb"], "MACs (M)": p["macs"] / 1e6,
+                         "evaluations": result.evaluations, "time (s)": wall,
+                         "config": result.config.to_json()})
+            curves.append(curve(result, strategy))
+        if not failed and rows:
+            status.update(label=f"Ran {len(rows)} of {len(strategies)} strategies", state="complete",
+                          expanded=len(rows) < len(strategies))
+        elif not failed:
+            status.update(label="No strategy finished", state="error")
+    if failed or not rows:
+        st.session_state.pop("comparison", None)
+    else:
+        st.session_state["comparison"] = {"rows": pd.DataFrame(rows), "curves": pd.concat(curves),
+                                          "settings": (profile_name, dict(limits), int(seed))}
+
+done = st.session_state.get("comparison")
+if done is not None:
+    table, curves = done["rows"], done["curves"]
+    if done["settings"] != (profile_name, dict(limits), int(seed)):
+        st.caption("Settings changed since this comparison: run it again to update.")
+    best = table["accuracy (%)"].max()
+    st.dataframe(table, hide_index=True, width="stretch", column_config={
+        "accuracy (%)": st.column_config.ProgressColumn(format="%.2f", min_value=float(table["accuracy (%)"].min()) - 1,
+                                                        max_value=float(best)),
+        "latency (ms)": st.column_config.NumberColumn(format="%.3f"),
+        "peak memory (KB)": st.column_config.NumberColumn(format="%.1f"),
+        "Flash (KB)": st.column_config.NumberColumn(format="%.1f"),
+        "MACs (M)": st.column_config.NumberColumn(format="%.2f"),
+        "time (s)": st.column_config.NumberColumn(format="%.3f")})
+    left, right = st.columns(2)
+    left.markdown("**Best accuracy within budget vs candidates evaluated**")
+    left.altair_chart(alt.Chart(curves).mark_line(interpolate="step-after").encode(
+        x=alt.X("evaluations:Q", scale=alt.Scale(type="log"), title="candidates evaluated (log)"),
+        y=alt.Y("best accuracy (%):Q", scale=alt.Scale(zero=False)), color="strategy:N",
+        tooltip=["strategy", "evaluations", alt.Tooltip("best accuracy (%):Q", format=".2f")],
+    ).properties(height=340), width="stretch")
+    right.markdown("**Quality vs time** (point size: evaluations)")
+    right.altair_chart(alt.Chart(table).mark_circle(opacity=0.8).encode(
+        x=alt.X("time (s):Q", scale=alt.Scale(zero=False)),
+        y=alt.Y("accuracy (%):Q", scale=alt.Scale(zero=False)),
+        size=alt.Size("evaluations:Q", scale=alt.Scale(range=[60, 600])), color="strategy:N",
+        tooltip=list(table.columns[:-1]),
+    ).properties(height=340), width="stretch")

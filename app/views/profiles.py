@@ -1,0 +1,207 @@
+"""Device profiles: the bundled ones and their predictor quality; upload your own; the kit."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import altair as alt
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from app.resources import (MAX_UPLOAD_BYTES, SUPERNET, bundled_profile_names, get_profile,
+                           get_space, log, profile_names, session_profiles, user_errors)
+
+st.title("Device profiles")
+st.markdown("A profile says how fast subnets run on a device (a latency model fitted to "
+            "measurements, or an analytical model for microcontrollers) and how much memory it has. "
+            "Bring your own device: run the **profile kit** on it and upload the CSV it writes.")
+
+if "profile_flash" in st.session_state:
+    st.success(st.session_state.pop("profile_flash"), icon=":material/check_circle:")
+
+try:
+    from ofa_engine.profiles import load_profile, load_validation
+except ImportError as exc:
+    st.error(f"Device profiles are not available: {exc}")
+    st.stop()
+
+
+def summary_row(name: str) -> dict:
+    profile = get_profile(name)
+    quality = profile.quality or {}
+    memory = dict(profile.memory)
+    return {"profile": name, "device": profile.display_name, "kind": profile.kind,
+            "source": "uploaded" if name in session_profiles() else "bundled",
+            "threads": profile.threads, "batch": profile.batch_size,
+            "SRAM/RAM (KB)": memory.get("sram_kb", memory.get("ram_kb")), "Flash (KB)": memory.get("flash_kb"),
+            "latency model": profile.latency_model.to_dict().get("type"),
+            "RMSE (ms)": quality.get("rmse_ms"), "MAPE": quality.get("mape"),
+            "Kendall tau": quality.get("kendall_tau"), "within 10 %": quality.get("within_10pct"),
+            "held-out subnets": quality.get("n_test")}
+
+
+rows = []
+with user_errors("Loading the profiles"):
+    rows = [summary_row(n) for n in profile_names()]
+if rows:
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", column_config={
+        "MAPE": st.column_config.NumberColumn(format="percent"),
+        "within 10 %": st.column_config.NumberColumn(format="percent"),
+        "RMSE (ms)": st.column_config.NumberColumn(format="%.4f"),
+        "Kendall tau": st.column_config.NumberColumn(format="%.3f")})
+
+
+def validation_chart(measured: np.ndarray, predicted: np.ndarray) -> alt.LayerChart:
+    frame = pd.DataFrame({"measured (ms)": measured, "predicted (ms)": predicted,
+                          "error (%)": (predicted / measured - 1) * 100})
+    hi = float(max(frame["measured (ms)"].max(), frame["predicted (ms)"].max())) * 1.05
+    lo = float(min(frame["measured (ms)"].min(), frame["predicted (ms)"].min())) * 0.95
+    line = alt.Chart(pd.DataFrame({"x": [lo, hi]})).mark_line(color="#888", strokeDash=[4, 4]).encode(
+        x=alt.X("x:Q", title="measured (ms)"), y=alt.Y("x:Q", title="predicted (ms)"))
+    points = alt.Chart(frame).mark_circle(size=50, opacity=0.7).encode(
+        x=alt.X("measured (ms):Q", scale=alt.Scale(domain=[lo, hi])),
+        y=alt.Y("predicted (ms):Q", scale=alt.Scale(domain=[lo, hi])),
+        tooltip=[alt.Tooltip(c, format=".3f") for c in frame.columns])
+    return (line + points).properties(height=340)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def analytical_curve(profile_json: str) -> pd.DataFrame:
+    from ofa_engine import analyze
+    profile = load_profile(json.loads(profile_json))
+    space = get_space()
+    pop = space.sample_population(400, np.random.default_rng(0))
+    return pd.DataFrame({"MACs (M)": analyze(space, pop)["macs"] / 1e6,
+                         "predicted latency (ms)": profile.predict_latency_ms(pop)})
+
+
+# ------------------------------------------------------------------------------ one profile
+st.header("Predictor quality")
+names = profile_names()
+if names:
+    name = st.selectbox("Profile", names, key="prof_detail",
+                        format_func=lambda n: f"{n}{' (uploaded)' if n in session_profiles() else ''}")
+    with user_errors("Showing the profile"):
+        profile = get_profile(name)
+        validation = (st.session_state.get("session_validation", {}).get(name) if name in session_profiles()
+                      else load_validation(name))
+        left, right = st.columns([3, 2])
+        with left:
+            if validation is not None:
+                st.markdown(f"**Predicted vs measured latency** on {len(validation['measured_ms'])} held-out subnets")
+                st.altair_chart(validation_chart(np.asarray(validation["measured_ms"]),
+                                                 np.asarray(validation["predicted_ms"])), width="stretch")
+            else:
+                st.markdown("**Analytical latency vs MACs** (400 random subnets; no measurements)")
+                st.altair_chart(alt.Chart(analytical_curve(profile.to_json())).mark_circle(size=20).encode(
+                    x="MACs (M):Q", y="predicted latency (ms):Q").properties(height=340), width="stretch")
+        with right:
+            if profile.quality:
+                q = profile.quality
+                a, b = st.columns(2)
+                a.metric("MAPE", f"{q['mape']:.1%}")
+                b.metric("Kendall tau", f"{q['kendall_tau']:.3f}")
+                a.metric("RMSE", f"{q['rmse_ms']:.4f} ms")
+                b.metric("within 10 %", f"{q['within_10pct']:.0%}")
+            provenance = dict(profile.provenance)
+            st.caption(f"Machine: {provenance.get('machine')}; date {provenance.get('date')}; "
+                       f"command `{provenance.get('command')}`")
+            st.download_button("Download profile JSON", profile.to_json(), file_name=f"{profile.name}.json",
+                               mime="application/json", icon=":material/download:", on_click="ignore")
+            with st.expander("Profile JSON"):
+                st.json(profile.to_dict(), expanded=False)
+
+# ------------------------------------------------------------------------------ your own device
+st.header("Add your device")
+
+
+def read_upload(upload, kind: str) -> bytes:
+    data = upload.getvalue()
+    if len(data) > MAX_UPLOAD_BYTES:
+        raise ValueError(f"{kind} '{upload.name}' is {len(data):,} bytes; allowed: at most {MAX_UPLOAD_BYTES:,}")
+    if not data.strip():
+        raise ValueError(f"{kind} '{upload.name}' is empty")
+    return data
+
+
+def add_session_profile(profile, validation=None) -> None:
+    if profile.name in bundled_profile_names():
+        raise ValueError(f"profile name '{profile.name}' is taken by a bundled profile; allowed: any other "
+                         f"name (bundled: {', '.join(bundled_profile_names())})")
+    session_profiles()[profile.name] = profile
+    if validation is not None:
+        st.session_state.setdefault("session_validation", {})[profile.name] = validation
+
+
+kit_tab, csv_tab, json_tab = st.tabs(["1. Download the profile kit", "2. Upload measured latencies (CSV)",
+                                      "Upload a profile (JSON)"])
+with kit_tab:
+    st.markdown("The kit holds N subnets as ONNX files, a manifest and a runner that needs only "
+                "Python, numpy and onnxruntime: copy it to the device, run "
+                "`python runner.py .` and it writes `results.csv`.")
+    n = st.slider("Subnets in the kit", 20, 200, 60, step=10, key="kit_n")
+    if st.button("Prepare the profile kit", icon=":material/inventory_2:"):
+        from ofa_engine.profile_kit import kit_zip_bytes
+        with st.spinner(f"Exporting {n} subnets to ONNX ..."), user_errors("Building the kit"):
+            st.session_state["kit_zip"] = (n, kit_zip_bytes(SUPERNET, n=n))
+    if "kit_zip" in st.session_state:
+        kit_n, kit = st.session_state["kit_zip"]
+        st.download_button(f"Download profile kit ({kit_n} subnets, {len(kit) / 1e6:.1f} MB)", kit,
+                           file_name="ofa-profile-kit.zip", mime="application/zip",
+                           icon=":material/download:", on_click="ignore")
+
+with csv_tab:
+    st.markdown("Upload the kit's `results.csv` (columns `file,config,median_ms,q1_ms,q3_ms,runs,threads,"
+                "batch_size`). A latency model is fitted on 80 % of the subnets and scored on the rest; the "
+                "profile lives in this browser session only.")
+    c1, c2, c3 = st.columns(3)
+    device_name = c1.text_input("Device name", "my device", max_chars=64, key="csv_name")
+    ram_kb = c2.number_input("RAM for activations (KB, 0 = unlimited)", 0, 10_000_000, 0, key="csv_ram")
+    flash_kb = c3.number_input("Flash / storage for weights (KB, 0 = unlimited)", 0, 10_000_000, 0, key="csv_flash")
+    upload = st.file_uploader("Latency CSV", type=["csv"], key="csv_upload")
+    if st.button("Create profile", disabled=upload is None, key="csv_create"):
+        from ofa_engine.profile_kit import fit_profile_from_csv
+        with user_errors("The latency CSV"), tempfile.TemporaryDirectory(prefix="ofa-upload-") as tmp:
+            data = read_upload(upload, "CSV")
+            path = Path(tmp) / "results.csv"
+            path.write_bytes(data)
+            validation_path = Path(tmp) / "validation.csv"
+            profile = fit_profile_from_csv(path, device_name, space=SUPERNET, ram_kb=ram_kb or None,
+                                           flash_kb=flash_kb or None, validation_out=validation_path,
+                                           command="uploaded in the app")
+            held = pd.read_csv(validation_path)
+            add_session_profile(profile, {"measured_ms": held["measured_ms"].to_numpy(),
+                                          "predicted_ms": held["predicted_ms"].to_numpy()})
+            st.session_state["profile_flash"] = (
+                f"Profile '{profile.name}' created: held-out MAPE {profile.quality['mape']:.1%}, Kendall tau "
+                f"{profile.quality['kendall_tau']:.3f}. It is now in the profile lists of every page "
+                f"(this session only).")
+        if "profile_flash" in st.session_state:
+            st.rerun()
+
+with json_tab:
+    st.markdown("A profile JSON (`\"format\": \"ofa-engine/device-profile\"`), e.g. downloaded from "
+                "this page. It is validated field by field; nothing in it is executed.")
+    upload_json = st.file_uploader("Profile JSON", type=["json"], key="json_upload")
+    if st.button("Add profile", disabled=upload_json is None, key="json_add"):
+        with user_errors("The profile JSON"):
+            data = read_upload(upload_json, "JSON file")
+            try:
+                parsed = json.loads(data.decode("utf-8"))
+            except UnicodeDecodeError:
+                raise ValueError("the file is not UTF-8 text") from None
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+            if not isinstance(parsed, dict):
+                raise ValueError(f"a profile is a JSON object, got {type(parsed).__name__}")
+            profile = load_profile(parsed)
+            if profile.space != SUPERNET:
+                raise ValueError(f"profile space '{profile.space}'; allowed: '{SUPERNET}' (the bundled supernet)")
+            add_session_profile(profile)
+            log.info("session profile %s added", profile.name)
+            st.session_state["profile_flash"] = f"Profile '{profile.name}' added for this session."
+        if "profile_flash" in st.session_state:
+            st.rerun()

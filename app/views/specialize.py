@@ -1,0 +1,135 @@
+"""Specialize (home): pick a device and a budget, search the supernet, download the subnet."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+
+import altair as alt
+import streamlit as st
+
+from app import charts
+from app.resources import USER_ERRORS, get_profile, get_space, log
+from app.widgets import (BUDGETS, budget_controls, candidates_chart, describe_profile, metric_cards,
+                         profile_picker, progress_frame)
+
+st.title("Specialize a model for your device")
+st.markdown("Choose a device and a budget; the engine searches the trained once-for-all supernet "
+            "for the most accurate subnet that fits, extracts it and exports it to ONNX.")
+
+try:
+    from ofa_engine.search import STRATEGIES
+except ImportError as exc:  # the search issue has not landed in this checkout
+    st.error(f"The search engine is not available: {exc}")
+    st.stop()
+
+space = get_space()
+left, middle, right = st.columns([3, 2, 1])
+with left:
+    profile_name = profile_picker("spec_profile")
+if profile_name is None:
+    st.stop()
+strategy = middle.selectbox("Search strategy", STRATEGIES, index=STRATEGIES.index("evolution"),
+                            key="spec_strategy", help="See 'Compare strategies' for how they differ.")
+seed = right.number_input("Seed", 0, 10_000, 0, key="spec_seed")
+describe_profile(profile_name)
+limits = budget_controls(profile_name, "spec")
+if limits is None:
+    st.stop()
+
+
+STAGES = {"load": "loading the supernet and predictors", "search": "searching",
+          "extract": "extracting the subnet and recalibrating its BatchNorm",
+          "export": "exporting to ONNX and verifying it in ONNX Runtime",
+          "measure accuracy": "measuring accuracy on 2,000 test images",
+          "measure latency": "measuring latency with ONNX Runtime", "done": "done"}
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def run_specialization() -> None:
+    from ofa_engine.search import Constraints, InfeasibleBudgetError, specialize
+
+    profile = get_profile(profile_name)
+    with st.status("Specializing ...", expanded=True) as status:
+        started = time.perf_counter()
+        bar = st.progress(0.0, text="starting")
+
+        def progress(stage: str, fraction: float) -> None:
+            bar.progress(min(max(float(fraction), 0.0), 1.0),
+                         text=f"{STAGES.get(stage, stage)} ({time.perf_counter() - started:.1f} s)")
+
+        try:
+            constraints = Constraints(**limits)
+            spec = specialize(profile, constraints, strategy=strategy, seed=int(seed), progress=progress)
+        except USER_ERRORS as exc:
+            status.update(label="No subnet: the budget cannot be met" if isinstance(exc, InfeasibleBudgetError)
+                          else "Cannot specialize with these settings", state="error")
+            st.session_state.pop("specialization", None)
+            st.error(str(exc), icon=":material/error:")
+            return
+        except Exception as exc:  # noqa: BLE001 - never a traceback in the browser
+            log.exception("specialize failed")
+            status.update(label="Specialization failed", state="error")
+            st.session_state.pop("specialization", None)
+            st.error(f"The specialization failed unexpectedly ({type(exc).__name__}: {exc}).",
+                     icon=":material/error:")
+            return
+        elapsed = time.perf_counter() - started
+        status.update(label=f"Done in {elapsed:.1f} s: {spec.result.evaluations:,} candidates evaluated "
+                            f"with {strategy}", state="complete", expanded=False)
+    st.session_state["specialization"] = {
+        "profile": profile_name, "strategy": strategy, "limits": dict(limits), "seed": int(seed),
+        "report": spec.report, "onnx_bytes": spec.onnx_bytes, "result": spec.result, "elapsed_s": elapsed}
+
+
+if st.button("Specialize", type="primary", icon=":material/bolt:"):
+    run_specialization()
+
+done = st.session_state.get("specialization")
+if done is None:
+    st.stop()
+
+report, result = done["report"], done["result"]
+stale = (done["profile"], done["limits"], done["strategy"], done["seed"]) != (profile_name, limits, strategy, int(seed))
+st.divider()
+st.subheader(f"Result for {get_profile(done['profile']).display_name if done['profile'] else ''}")
+if stale:
+    st.caption("Settings changed since this result: press Specialize to update it.")
+metric_cards(report, done["limits"])
+name = f"ofa-{slug(done['profile'])}-{done['strategy']}"
+d1, d2, _ = st.columns([1, 1, 2])
+d1.download_button("Download ONNX", done["onnx_bytes"], file_name=f"{name}.onnx", mime="application/octet-stream",
+                   type="primary", icon=":material/download:", on_click="ignore")
+d2.download_button("Download report (JSON)", json.dumps(report, indent=2, default=str), file_name=f"{name}.json",
+                   mime="application/json", icon=":material/description:", on_click="ignore")
+
+cfg = result.config
+st.markdown(f"**Chosen subnet**: width x{space.width_mults[cfg.wid]}, resolution {cfg.image_size}x{cfg.image_size}, "
+            f"depths {list(cfg.d)} per stage")
+st.altair_chart(charts.config_picture(space, cfg), width="content")
+
+budgeted = [f for f in done["limits"] if f in BUDGETS] or ["macs_m"]
+chart_col, progress_col = st.columns([3, 2])
+with chart_col:
+    x_field = st.radio("Candidates against", budgeted, horizontal=True, key="spec_chart_metric",
+                       format_func=lambda f: BUDGETS[f][0]) if len(budgeted) > 1 else budgeted[0]
+    st.markdown(f"**All {result.evaluations:,} evaluated candidates** (red: Pareto front of those within "
+                f"budget; diamond: chosen; dashed: budget)")
+    st.altair_chart(candidates_chart(result, done["limits"], x_field), width="stretch")
+with progress_col:
+    st.markdown("**Search progress**: best predicted accuracy within budget")
+    progress_data = progress_frame(result)
+    st.altair_chart(alt.Chart(progress_data).mark_line(point=True, interpolate="step-after").encode(
+        x=alt.X("evaluations:Q", title="candidates evaluated"),
+        y=alt.Y("best accuracy (%):Q", scale=alt.Scale(zero=False)),
+        tooltip=["iteration", "evaluations", alt.Tooltip("best accuracy (%):Q", format=".2f")],
+    ).properties(height=380), width="stretch")
+
+with st.expander("Layer table, config and report"):
+    st.dataframe(charts.config_table(space, cfg), hide_index=True, width="stretch")
+    st.code(cfg.to_json(), language="json")
+    st.json(report, expanded=False)

@@ -1,0 +1,236 @@
+"""The Streamlit app, page by page, with streamlit.testing.v1.AppTest (no browser, no server).
+
+Every test also checks that no exception reached the page: user errors must be messages.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("streamlit")
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+from ofa_engine import SearchSpace, analyze  # noqa: E402
+
+APP = Path(__file__).resolve().parent.parent / "app" / "streamlit_app.py"
+TIMEOUT = 300  # s per script run: the first loads the supernet; a specialization extracts a subnet
+
+
+def open_page(page: str | None = None) -> AppTest:
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    if page is not None:
+        at.switch_page(f"views/{page}.py").run()
+    assert_clean(at)
+    return at
+
+
+def assert_clean(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def errors(at: AppTest) -> list[str]:
+    return [e.value for e in at.error]
+
+
+def download_labels(at: AppTest) -> list[str]:
+    return [b.proto.label for b in at.get("download_button")]
+
+
+def fast_profile(at: AppTest, key: str) -> str:
+    """A measured CPU profile when there is one (latency budget), else the first profile."""
+    box = at.selectbox(key=key)
+    names = profile_options(at, key)
+    name = "cpu-ort-1t" if "cpu-ort-1t" in names else names[0]
+    box.set_value(name).run()
+    return name
+
+
+def profile_options(at: AppTest, key: str) -> list[str]:
+    """Profile names of a profile select box (its labels read 'Display name [name]')."""
+    return [re.search(r"\[([^\]]+)\]", label).group(1) for label in at.selectbox(key=key).options]
+
+
+# ------------------------------------------------------------------------------ navigation
+def test_home_is_specialize_with_its_controls():
+    at = open_page()
+    assert at.title[0].value.startswith("Specialize")
+    assert [b.label for b in at.button] == ["Specialize"]
+    assert at.selectbox(key="spec_profile").options
+    assert at.selectbox(key="spec_strategy").value == "evolution"
+    assert at.multiselect(key="spec_kinds").value  # a budget kind is preselected
+    assert not errors(at)
+
+
+# ------------------------------------------------------------------------------ specialize
+def test_specialize_small_budget_shows_cards_charts_and_downloads():
+    at = open_page()
+    fast_profile(at, "spec_profile")
+    at.selectbox(key="spec_strategy").set_value("random").run()
+    at.multiselect(key="spec_kinds").set_value(["macs_m"]).run()
+    slider = at.slider(key="spec_macs_m")
+    budget = slider.min + 0.25 * (slider.max - slider.min)
+    slider.set_value(round(budget / slider.step) * slider.step).run()
+    at.button[0].click().run()
+    assert_clean(at)
+    assert not errors(at)
+    labels = [m.label.split(" ≤ ")[0] for m in at.metric]
+    for label in ("Accuracy", "Latency", "Peak memory", "Flash", "MACs"):
+        assert label in labels
+    macs = next(m for m in at.metric if m.label.startswith("MACs ≤"))
+    assert float(macs.value.split()[0]) <= at.slider(key="spec_macs_m").value + 1e-6
+    assert {"Download ONNX", "Download report (JSON)"} <= set(download_labels(at))
+    assert len(at.get("vega_lite_chart")) >= 3  # config picture, candidates, progress
+    result = at.session_state["specialization"]
+    assert len(result["onnx_bytes"]) > 10_000  # an ONNX model with its weights
+    assert result["report"]["config"] == result["result"].config.to_dict()
+
+
+def test_impossible_budget_is_a_message_not_a_traceback():
+    at = open_page()
+    fast_profile(at, "spec_profile")
+    at.multiselect(key="spec_kinds").set_value(["peak_memory_kb", "flash_kb"]).run()
+    for key in ("spec_peak_memory_kb", "spec_flash_kb"):
+        slider = at.slider(key=key)
+        slider.set_value(slider.min).run()  # the slider starts just below the smallest achievable value
+    at.button[0].click().run()
+    assert_clean(at)
+    message = " ".join(errors(at))
+    assert "smallest achievable" in message, message
+    assert "Download ONNX" not in download_labels(at)
+
+
+# ------------------------------------------------------------------------------ compare
+def test_compare_strategies_table_and_charts():
+    at = open_page("compare")
+    fast_profile(at, "cmp_profile")
+    at.multiselect(key="cmp_kinds").set_value(["macs_m"]).run()
+    at.multiselect(key="cmp_strategies").set_value(["random", "evolution"]).run()
+    at.button[0].click().run()
+    assert_clean(at)
+    assert not errors(at)
+    table = at.dataframe[0].value
+    assert list(table["strategy"]) == ["random", "evolution"]
+    assert (table["MACs (M)"] <= at.slider(key="cmp_macs_m").value + 1e-6).all()
+    assert (table["evaluations"] > 0).all()
+    assert len(at.get("vega_lite_chart")) == 2
+
+
+# ------------------------------------------------------------------------------ profiles
+def latency_csv(n: int = 40, seed: int = 0) -> bytes:
+    space = SearchSpace.preset("tiny-fmnist")
+    configs = [space.sample(seed * 1000 + i) for i in range(n)]
+    macs = analyze(space, configs)["macs"]
+    rng = np.random.default_rng(seed)
+    lines = ["file,config,median_ms,q1_ms,q3_ms,runs,threads,batch_size"]
+    for i, (cfg, m) in enumerate(zip(configs, macs)):
+        ms = 0.05 + m / 2e7 * (1 + 0.03 * rng.standard_normal())
+        lines.append(f'm{i:03d}.onnx,"{cfg.to_json().replace(chr(34), chr(34) * 2)}",{ms:.5f},{ms * 0.98:.5f},'
+                     f"{ms * 1.02:.5f},20,1,1")
+    return ("\n".join(lines) + "\n").encode()
+
+
+def test_profiles_page_lists_bundled_profiles_with_quality_chart():
+    at = open_page("profiles")
+    assert not errors(at)
+    table = at.dataframe[0].value
+    assert set(table["profile"]) >= {"stm32f412", "stm32f746", "stm32h743"}
+    assert len(at.get("vega_lite_chart")) == 1
+    assert "Download profile JSON" in download_labels(at)
+
+
+def test_upload_latency_csv_creates_a_session_profile():
+    at = open_page("profiles")
+    at.text_input(key="csv_name").input("Lab Pi 5").run()
+    at.file_uploader(key="csv_upload").set_value(("results.csv", latency_csv(), "text/csv")).run()
+    at.button(key="csv_create").click().run()
+    assert_clean(at)
+    assert not errors(at)
+    assert "lab-pi-5" in set(at.dataframe[0].value["profile"])
+    assert any("lab-pi-5" in s.value for s in at.success)
+    # The new profile is offered on the Specialize page of the same session.
+    at.switch_page("views/specialize.py").run()
+    assert "lab-pi-5" in profile_options(at, "spec_profile")
+
+
+@pytest.mark.parametrize("payload, expected", [
+    (b"file,config\nm.onnx,{}\n", "missing column"),
+    (b"\xff\xfe\x00garbage", "UTF-8"),
+    (b"file,config,median_ms,q1_ms,q3_ms,runs,threads,batch_size\nm.onnx,{\"wid\": 9},1,1,1,1,1,1\n", "row 1"),
+])
+def test_bad_latency_csv_is_refused_with_a_message(payload, expected):
+    at = open_page("profiles")
+    at.file_uploader(key="csv_upload").set_value(("results.csv", payload, "text/csv")).run()
+    at.button(key="csv_create").click().run()
+    assert_clean(at)
+    assert any(expected in e for e in errors(at)), errors(at)
+
+
+def test_oversized_upload_is_refused():
+    at = open_page("profiles")
+    at.file_uploader(key="csv_upload").set_value(("results.csv", b"x" * (600 * 1024), "text/csv")).run()
+    at.button(key="csv_create").click().run()
+    assert_clean(at)
+    assert any("allowed: at most" in e for e in errors(at)), errors(at)
+
+
+def test_profile_json_upload_valid_and_invalid():
+    from ofa_engine.profiles import load_profile
+    data = load_profile("stm32f746").to_dict()
+    data["name"], data["display_name"] = "my-board", "My board"
+    at = open_page("profiles")
+    at.file_uploader(key="json_upload").set_value(("p.json", json.dumps(data).encode(), "application/json")).run()
+    at.button(key="json_add").click().run()
+    assert_clean(at)
+    assert not errors(at)
+    assert "my-board" in set(at.dataframe[0].value["profile"])
+
+    for payload, expected in [(b"{not json", "not valid JSON"), (b"[1, 2]", "JSON object"),
+                              (json.dumps({**data, "kind": "magic"}).encode(), "kind")]:
+        at.file_uploader(key="json_upload").set_value(("p.json", payload, "application/json")).run()
+        at.button(key="json_add").click().run()
+        assert_clean(at)
+        assert any(expected in e for e in errors(at)), (expected, errors(at))
+
+
+# ------------------------------------------------------------------------------ how OFA works
+def test_how_ofa_works_is_interactive():
+    at = open_page("how_ofa_works")
+    assert not errors(at)
+    assert len(at.get("vega_lite_chart")) >= 5  # kernels, transform drift, subnet, importance, landscape
+    macs_before = next(m for m in at.metric if m.label == "MACs").value
+    at.select_slider[0].set_value(0).run()  # smallest width multiplier
+    at.select_slider(key="depth_0").set_value(2).run()
+    assert_clean(at)
+    assert next(m for m in at.metric if m.label == "MACs").value != macs_before
+    at.selectbox(key="kernel_slot").set_value(7).run()
+    at.slider(key="kernel_channel").set_value(3).run()
+    assert_clean(at)
+
+
+# ------------------------------------------------------------------------------ building blocks
+def test_building_blocks_table_and_errors():
+    at = open_page("building_blocks")
+    assert not errors(at)
+    table = at.dataframe[0].value
+    assert len(table) == 6
+    assert len(at.get("vega_lite_chart")) >= 4  # bars, token MACs, token memory, shuffle
+    reduction = next(n for n in at.number_input if n.label == "Bottleneck reduction")
+    reduction.set_value(7).run()
+    assert_clean(at)
+    assert any("divisible by reduction" in e for e in errors(at))
+
+
+def test_building_blocks_measures_latency_on_a_small_input():
+    at = open_page("building_blocks")
+    for label, value in (("Input channels C", 16), ("Height H", 8), ("Width W", 8), ("Output channels", 16)):
+        next(n for n in at.number_input if n.label == label).set_value(value).run()
+    at.toggle(key="blocks_measure").set_value(True).run()
+    assert_clean(at)
+    assert not errors(at)
+    latency = at.dataframe[0].value["ORT latency (ms)"]
+    assert (latency > 0).all()
