@@ -26,4 +26,4 @@ PORT ?= 8501
 .PHONY: run
 run:
 	$(PIP) install -q -r requirements.txt
-	$(PYTHON) -m streamlit run app/streamlit_app.py --server.port $(PORT) --server.headless true
+	OPENBLAS_NUM_THREADS=1 $(PYTHON) -m streamlit run app/streamlit_app.py --server.port $(PORT) --server.headless true
