@@ -36,7 +36,7 @@ from .analytics import analyze
 from .cli import EXIT_OK, load_space, register, space_argument
 from .export import EXPORT_LOCK, export_onnx
 from .latency_models import unique_blocks
-from .measure import measure_latency
+from .measure import MANY_ROUNDS, MANY_RUNS, MANY_WARMUP, measure_many
 from .space import SearchSpace, SubnetConfig
 from .supernet import Supernet, build_supernet
 
@@ -92,14 +92,16 @@ def _open_append(path: Path, columns: tuple[str, ...]):
 
 
 def build_latency_dataset(space: SearchSpace | str, n: int, out: str | os.PathLike, *, threads: int = 1,
-                          batch_size: int = 1, seed: int = 0, runs: int = 100, repeats: int = 3,
-                          warmup: int = 20, onnx_cache: str | os.PathLike | None = None,
+                          batch_size: int = 1, seed: int = 0, runs: int = MANY_RUNS, rounds: int = MANY_ROUNDS,
+                          warmup: int = MANY_WARMUP, onnx_cache: str | os.PathLike | None = None,
                           first: int | None = None, progress: Callable[[int, int, SubnetConfig, Any], None] | None = None) -> Path:
     """Measure `sample_configs(space, n, seed)` and append rows to the CSV `out` (resumable).
 
     `onnx_cache`: a folder keeping the exported files (named by a hash of the config), so that
     a second dataset (other thread count) skips the export. `first`: measure only the first
     `first` configs of that sample (e.g. to measure some of them again, for the noise floor).
+    Every missing config is exported first (the slow, resumable part), then all of them are
+    measured together with `measure.measure_many` (interleaved rounds) and the rows appended.
     """
     space = SearchSpace.preset(space) if isinstance(space, str) else space
     out = Path(out)
@@ -118,25 +120,18 @@ def build_latency_dataset(space: SearchSpace | str, n: int, out: str | os.PathLi
         paths = [folder / (hashlib.sha1(f"{space.name}:{c.to_json()}".encode()).hexdigest()[:16] + ".onnx")
                  for c in todo]
         supernet = _fresh_supernet(space)
-        if cache is not None:
-            # Export everything first: measuring then runs in one short, quiet stretch.
-            for cfg, path in zip(todo, paths):
-                _export(supernet, space, cfg, path)
+        for cfg, path in zip(todo, paths):
+            _export(supernet, space, cfg, path)
+        progress_rounds = None if progress is None else (lambda r, total: progress(r, total, None, None))
+        all_stats = measure_many(paths, threads=threads, batch_size=batch_size, rounds=rounds, runs=runs,
+                                 warmup=warmup, progress=progress_rounds)
         fh, writer = _open_append(out, DATASET_COLUMNS)
         try:
-            for i, (cfg, path) in enumerate(zip(todo, paths)):
-                _export(supernet, space, cfg, path)
-                stats = measure_latency(path, threads=threads, batch_size=batch_size, warmup=warmup,
-                                        runs=runs, repeats=repeats)
-                if cache is None:
-                    path.unlink()
+            for i, (cfg, stats) in enumerate(zip(todo, all_stats)):
                 writer.writerow([cfg.to_json(), *(int(metrics[m][i]) for m in
                                                   ("macs", "params", "peak_activation_bytes", "flash_bytes")),
                                  f"{stats.median_ms:.5f}", f"{stats.q1_ms:.5f}", f"{stats.q3_ms:.5f}",
                                  stats.runs, threads, batch_size])
-                fh.flush()
-                if progress is not None:
-                    progress(len(configs) - len(todo) + i + 1, len(configs), cfg, stats)
         finally:
             fh.close()
     return out
@@ -226,8 +221,8 @@ def _block_module(space: SearchSpace, supernet: Supernet, entry: dict[str, Any])
 
 
 def measure_block_table(space: SearchSpace | str, out: str | os.PathLike, *, threads: int = 1,
-                        batch_size: int = 1, runs: int = 100, repeats: int = 3, warmup: int = 20,
-                        keys: Sequence[str] | None = None,
+                        batch_size: int = 1, runs: int = MANY_RUNS, rounds: int = MANY_ROUNDS,
+                        warmup: int = MANY_WARMUP, keys: Sequence[str] | None = None,
                         progress: Callable[[int, int, str, Any], None] | None = None) -> Path:
     """Measure every distinct block key of `space` (and the stem / head per input shape) in
     isolation; append rows to the CSV `out` (resumable). The "lut" model's table.
@@ -247,19 +242,19 @@ def measure_block_table(space: SearchSpace | str, out: str | os.PathLike, *, thr
     if not todo:
         return out
     supernet = _fresh_supernet(space)
+    models = []
+    with _torch_threads(1):
+        for entry in todo:
+            module, shape = _block_module(space, supernet, entry)
+            models.append(_onnx_bytes(module, shape))
+    progress_rounds = None if progress is None else (lambda r, total: progress(r, total, None, None))
+    all_stats = measure_many(models, threads=threads, batch_size=batch_size, rounds=rounds, runs=runs,
+                             warmup=warmup, progress=progress_rounds)
     fh, writer = _open_append(out, BLOCK_COLUMNS)
     try:
-        for i, entry in enumerate(todo):
-            with _torch_threads(1):
-                module, shape = _block_module(space, supernet, entry)
-                onnx_bytes = _onnx_bytes(module, shape)
-            stats = measure_latency(onnx_bytes, threads=threads, batch_size=batch_size,
-                                    warmup=warmup, runs=runs, repeats=repeats)
+        for entry, stats in zip(todo, all_stats):
             writer.writerow([entry["key"], entry["kind"], f"{stats.median_ms:.5f}", f"{stats.q1_ms:.5f}",
                              f"{stats.q3_ms:.5f}", stats.runs, threads, batch_size])
-            fh.flush()
-            if progress is not None:
-                progress(len(entries) - len(todo) + i + 1, len(entries), entry["key"], stats)
     finally:
         fh.close()
     return out
@@ -279,10 +274,11 @@ def _measure_arguments(parser: argparse.ArgumentParser) -> None:
     space_argument(parser)
     parser.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads (default 1)")
     parser.add_argument("--batch-size", type=int, default=1, help="batch size (default 1)")
-    parser.add_argument("--runs", type=int, default=100, help="timed runs per session (default 100)")
-    parser.add_argument("--repeats", type=int, default=3,
-                        help="fresh sessions per model, times pooled (default 3)")
-    parser.add_argument("--warmup", type=int, default=20, help="untimed runs per session (default 20)")
+    parser.add_argument("--rounds", type=int, default=MANY_ROUNDS,
+                        help=f"bursts per model, interleaved across models (default {MANY_ROUNDS})")
+    parser.add_argument("--runs", type=int, default=MANY_RUNS, help=f"timed runs per burst (default {MANY_RUNS})")
+    parser.add_argument("--warmup", type=int, default=MANY_WARMUP,
+                        help=f"untimed runs before each burst (default {MANY_WARMUP})")
     parser.add_argument("--out", required=True, metavar="CSV", help="CSV to write (appended to; resumable)")
 
 
@@ -297,8 +293,7 @@ def _dataset_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _progress(done: int, total: int, what: Any, stats: Any) -> None:
-    if done == total or done % 20 == 0:
-        print(f"[{done}/{total}] {stats.median_ms:.3f} ms (IQR {stats.iqr_ms:.3f})", file=sys.stderr)
+    print(f"measured round {done}/{total}", file=sys.stderr)
 
 
 @register("latency-dataset", "sample, export and measure N subnets in ONNX Runtime; write a latency CSV",
@@ -307,7 +302,7 @@ def run_latency_dataset(args: argparse.Namespace) -> int:
     space = load_space(args.space)
     start = time.time()
     out = build_latency_dataset(space, args.n, args.out, threads=args.threads, batch_size=args.batch_size,
-                                seed=args.seed, runs=args.runs, repeats=args.repeats, warmup=args.warmup,
+                                seed=args.seed, runs=args.runs, rounds=args.rounds, warmup=args.warmup,
                                 onnx_cache=args.onnx_cache, first=args.first, progress=_progress)
     print(json.dumps({"out": str(out), "n": args.n, "threads": args.threads, "batch_size": args.batch_size,
                       "seconds": round(time.time() - start, 1)}))
@@ -320,7 +315,7 @@ def run_latency_blocks(args: argparse.Namespace) -> int:
     space = load_space(args.space)
     start = time.time()
     out = measure_block_table(space, args.out, threads=args.threads, batch_size=args.batch_size,
-                              runs=args.runs, repeats=args.repeats, warmup=args.warmup, progress=_progress)
+                              runs=args.runs, rounds=args.rounds, warmup=args.warmup, progress=_progress)
     print(json.dumps({"out": str(out), "blocks": len(unique_blocks(space)), "threads": args.threads,
                       "seconds": round(time.time() - start, 1)}))
     return EXIT_OK

@@ -14,6 +14,14 @@ Method: one session per model with `intra_op_num_threads = threads`, one inter-o
 sequential execution and every graph optimisation on; `warmup` untimed runs, then `runs`
 timed runs of one fixed random input (wall clock, `time.perf_counter_ns`). The median is
 the latency; the interquartile range says how noisy the machine was.
+
+Many models (`measure_many`, the kit runner, the latency datasets): shared and virtual
+machines go through slow phases lasting seconds, which a model measured in one stretch takes
+for its own latency (measured here: two back-to-back passes over the same 60 subnets agreed
+within +-10% for only ~30% of them). So every model gets `rounds` short bursts, visited in a
+fresh random order each round, and its latency is the median over rounds of each burst's
+median: a slow phase spoils a few bursts of many models, not all bursts of one (the same two
+passes, 7 rounds: 95% within +-10%).
 """
 
 from __future__ import annotations
@@ -31,12 +39,14 @@ from typing import Sequence
 import numpy as np
 import onnxruntime as ort
 
-__all__ = ["LatencyStats", "measure_latency", "make_session", "time_session", "main",
+__all__ = ["LatencyStats", "measure_latency", "measure_many", "make_session", "time_session", "main",
            "KIT_FORMAT", "KIT_VERSION", "RESULT_COLUMNS"]
 
 KIT_FORMAT, KIT_VERSION = "ofa-engine/profile-kit", 1
 RESULT_COLUMNS = ("file", "config", "median_ms", "q1_ms", "q3_ms", "runs", "threads", "batch_size")
 DEFAULT_WARMUP, DEFAULT_RUNS = 20, 100
+# measure_many: runs per burst, warm-up per burst, bursts (rounds) per model.
+MANY_RUNS, MANY_WARMUP, MANY_ROUNDS = 30, 5, 11
 
 
 @dataclass(frozen=True)
@@ -139,6 +149,33 @@ def measure_latency(onnx_path_or_bytes: str | os.PathLike | bytes, threads: int 
                         batch_size)
 
 
+def measure_many(models: Sequence[str | os.PathLike | bytes], threads: int = 1, batch_size: int = 1,
+                 rounds: int = MANY_ROUNDS, runs: int = MANY_RUNS, warmup: int = MANY_WARMUP,
+                 seed: int = 0, progress=None) -> list[LatencyStats]:
+    """Latency of each model, measured interleaved (see the module docstring): `rounds`
+    bursts of `warmup` + `runs` inferences per model, models in a seeded random order each
+    round. `median_ms` is the median over rounds of the burst medians; `q1_ms` / `q3_ms` are
+    the quartiles of all timed runs of the model. `progress(round, rounds)` after each round."""
+    threads, batch_size = _positive_int(threads, "threads"), _positive_int(batch_size, "batch_size")
+    rounds, runs = _positive_int(rounds, "rounds"), _positive_int(runs, "runs")
+    if isinstance(warmup, bool) or not isinstance(warmup, (int, np.integer)) or warmup < 0:
+        raise ValueError(f"warmup = {warmup!r}; allowed: an integer >= 0")
+    sessions = [make_session(m, threads) for m in models]
+    times = np.zeros((len(sessions), rounds, runs))
+    order_rng = np.random.default_rng(seed)
+    for r in range(rounds):
+        for i in order_rng.permutation(len(sessions)):
+            times[i, r] = time_session(sessions[i], batch_size, int(warmup), runs)
+        if progress is not None:
+            progress(r + 1, rounds)
+    stats = []
+    for t in times:
+        q1, q3 = np.percentile(t, [25, 75])
+        median = float(np.median(np.median(t, axis=1)))
+        stats.append(LatencyStats(median, float(q1), float(q3), float(q3 - q1), int(t.size), threads, batch_size))
+    return stats
+
+
 # ---------------------------------------------------------------------- profile-kit runner
 def _read_manifest(kit_dir: str) -> dict:
     path = os.path.join(kit_dir, "manifest.json")
@@ -166,24 +203,23 @@ def _read_manifest(kit_dir: str) -> dict:
     return manifest
 
 
-def run_kit(kit_dir: str, threads: int = 1, batch_size: int | None = None, runs: int = DEFAULT_RUNS,
-            warmup: int = DEFAULT_WARMUP, progress=None) -> str:
-    """Measure every model of a profile kit and write `KIT_DIR/results.csv` atomically;
-    returns its path. `batch_size` defaults to the manifest's."""
+def run_kit(kit_dir: str, threads: int = 1, batch_size: int | None = None, runs: int = MANY_RUNS,
+            warmup: int = MANY_WARMUP, rounds: int = MANY_ROUNDS, progress=None) -> str:
+    """Measure every model of a profile kit (`measure_many`) and write `KIT_DIR/results.csv`
+    atomically; returns its path. `batch_size` defaults to the manifest's."""
     manifest = _read_manifest(kit_dir)
     batch_size = int(manifest.get("batch_size", 1)) if batch_size is None else batch_size
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(RESULT_COLUMNS)
     models = manifest["models"]
-    for i, entry in enumerate(models):
-        stats = measure_latency(os.path.join(kit_dir, entry["file"]), threads=threads,
-                                batch_size=batch_size, warmup=warmup, runs=runs)
+    all_stats = measure_many([os.path.join(kit_dir, entry["file"]) for entry in models], threads=threads,
+                             batch_size=batch_size, rounds=rounds, runs=runs, warmup=warmup,
+                             progress=progress)
+    for entry, stats in zip(models, all_stats):
         config = json.dumps(entry["config"], separators=(",", ":"))
         writer.writerow([entry["file"], config, f"{stats.median_ms:.6f}", f"{stats.q1_ms:.6f}",
                          f"{stats.q3_ms:.6f}", stats.runs, stats.threads, stats.batch_size])
-        if progress is not None:
-            progress(i + 1, len(models), entry["file"], stats)
     out = os.path.join(kit_dir, "results.csv")
     tmp = f"{out}.{os.getpid()}.tmp"
     try:
@@ -199,26 +235,28 @@ def run_kit(kit_dir: str, threads: int = 1, batch_size: int | None = None, runs:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python runner.py KIT_DIR [--threads T] [--batch-size B] [--runs R] [--warmup W]`."""
+    """`python runner.py KIT_DIR [--threads T] [--batch-size B] [--rounds N] [--runs R] [--warmup W]`."""
     parser = argparse.ArgumentParser(
         description="Measure the ONNX models of an ofa_engine profile kit; writes KIT_DIR/results.csv.")
     parser.add_argument("kit_dir", metavar="KIT_DIR")
     parser.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads (default 1)")
     parser.add_argument("--batch-size", type=int, default=None,
                         help="batch size (default: the manifest's batch_size)")
-    parser.add_argument("--runs", type=int, default=DEFAULT_RUNS, help=f"timed runs per model "
-                        f"(default {DEFAULT_RUNS})")
-    parser.add_argument("--warmup", type=int, default=DEFAULT_WARMUP,
-                        help=f"untimed runs first (default {DEFAULT_WARMUP})")
+    parser.add_argument("--rounds", type=int, default=MANY_ROUNDS,
+                        help=f"bursts per model, interleaved across models (default {MANY_ROUNDS})")
+    parser.add_argument("--runs", type=int, default=MANY_RUNS, help=f"timed runs per burst "
+                        f"(default {MANY_RUNS})")
+    parser.add_argument("--warmup", type=int, default=MANY_WARMUP,
+                        help=f"untimed runs before each burst (default {MANY_WARMUP})")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     args = parser.parse_args(argv)
 
-    def progress(done, total, name, stats):
-        print(f"[{done}/{total}] {name}: {stats.median_ms:.3f} ms (IQR {stats.iqr_ms:.3f})", file=sys.stderr)
+    def progress(done, total):
+        print(f"round {done}/{total}", file=sys.stderr)
 
     try:
         out = run_kit(args.kit_dir, threads=args.threads, batch_size=args.batch_size, runs=args.runs,
-                      warmup=args.warmup, progress=None if args.quiet else progress)
+                      warmup=args.warmup, rounds=args.rounds, progress=None if args.quiet else progress)
     except (ValueError, OSError) as exc:
         where = f": '{exc.filename}'" if isinstance(exc, OSError) and exc.filename else ""
         print(f"error: {exc.strerror if isinstance(exc, OSError) and exc.strerror else exc}{where}",

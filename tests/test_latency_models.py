@@ -200,7 +200,7 @@ def test_latency_dataset_command_is_resumable(tmp_path, capsys):
     from ofa_engine.cli import main
     from ofa_engine.latency_data import DATASET_COLUMNS, read_latency_dataset
     out = tmp_path / "lat.csv"
-    argv = ["latency-dataset", "--space", "tiny-fmnist", "--n", "2", "--runs", "3", "--repeats", "1",
+    argv = ["latency-dataset", "--space", "tiny-fmnist", "--n", "2", "--runs", "3", "--rounds", "2",
             "--warmup", "1", "--out", str(out), "--onnx-cache", str(tmp_path / "onnx")]
     assert main(argv) == 0
     configs, median, rows = read_latency_dataset(out)
@@ -219,7 +219,7 @@ def test_block_table_measures_isolated_blocks(tmp_path):
     from ofa_engine.latency_data import measure_block_table, read_block_table
     entries = unique_blocks(SPACE)
     keys = [entries[0]["key"]] + [next(e["key"] for e in entries if e["kind"] == kind) for kind in ("stem", "head")]
-    out = measure_block_table(SPACE, tmp_path / "blocks.csv", runs=3, repeats=1, warmup=1, keys=keys)
+    out = measure_block_table(SPACE, tmp_path / "blocks.csv", runs=3, rounds=2, warmup=1, keys=keys)
     table = read_block_table(out)
     assert sorted(table) == sorted(keys) and all(v > 0 for v in table.values())
     with pytest.raises(ValueError, match="not a block"):

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from ofa_engine import measure
-from ofa_engine.measure import LatencyStats, main, measure_latency
+from ofa_engine.measure import LatencyStats, main, measure_latency, measure_many
 
 
 def _tiny_onnx(path=None, channels=4, size=8, dynamic=True) -> bytes:
@@ -81,7 +81,7 @@ def _kit(tmp_path, models=2):
 
 def test_runner_writes_results_csv(tmp_path, capsys):
     entries = _kit(tmp_path)
-    assert main([str(tmp_path), "--runs", "5", "--warmup", "1", "--quiet"]) == 0
+    assert main([str(tmp_path), "--rounds", "2", "--runs", "5", "--warmup", "1", "--quiet"]) == 0
     with open(tmp_path / "results.csv", newline="") as fh:
         reader = csv.DictReader(fh)
         assert tuple(reader.fieldnames) == measure.RESULT_COLUMNS
@@ -91,7 +91,7 @@ def test_runner_writes_results_csv(tmp_path, capsys):
         assert json.loads(row["config"]) == entry["config"]
         assert " " not in row["config"]                       # compact JSON
         assert 0 < float(row["q1_ms"]) <= float(row["median_ms"]) <= float(row["q3_ms"])
-        assert (row["runs"], row["threads"], row["batch_size"]) == ("5", "1", "1")
+        assert (row["runs"], row["threads"], row["batch_size"]) == ("10", "1", "1")
     # Atomic: no temporary file is left behind.
     assert sorted(os.listdir(tmp_path)) == ["m000.onnx", "m001.onnx", "manifest.json", "results.csv"]
 
@@ -124,3 +124,16 @@ def test_runner_imports_only_numpy_and_onnxruntime():
                 if line.startswith(("import ", "from ")) and not line.startswith("from __future__")}
     assert imported - {"argparse", "csv", "io", "json", "os", "sys", "time", "dataclasses", "typing"} \
         == {"numpy", "onnxruntime"}
+
+
+def test_measure_many_interleaves_rounds_and_validates(tiny_bytes):
+    stats = measure_many([tiny_bytes, tiny_bytes], threads=1, rounds=3, runs=4, warmup=0)
+    assert len(stats) == 2
+    for s in stats:
+        assert (s.runs, s.threads, s.batch_size) == (12, 1, 1)
+        assert 0 < s.q1_ms <= s.q3_ms and s.median_ms > 0
+    seen = []
+    measure_many([tiny_bytes], rounds=2, runs=1, warmup=0, progress=lambda r, n: seen.append((r, n)))
+    assert seen == [(1, 2), (2, 2)]
+    with pytest.raises(ValueError, match="rounds"):
+        measure_many([tiny_bytes], rounds=0)

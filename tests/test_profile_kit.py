@@ -30,7 +30,7 @@ def measured_kit(tmp_path_factory):
     the kit folder with no PYTHONPATH, so only onnxruntime + numpy are importable from us."""
     kit = write_profile_kit(SPACE, tmp_path_factory.mktemp("kit") / "kit", n=N, seed=0, image_sizes=SIZES)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    done = subprocess.run([sys.executable, "runner.py", ".", "--runs", "30", "--warmup", "5", "--quiet"],
+    done = subprocess.run([sys.executable, "runner.py", ".", "--rounds", "3", "--runs", "10", "--warmup", "5", "--quiet"],
                           cwd=kit, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     return kit
@@ -65,7 +65,7 @@ def test_round_trip_fit_profile_via_cli(measured_kit, tmp_path, capsys):
     assert not profile.measures_locally   # measured on "the device", not where the engine runs
     assert profile.quality["n_test"] + profile.quality["n_train"] == N
     configs, measured, threads, batch, runs = read_latency_csv(measured_kit / "results.csv", SPACE)
-    assert (threads, batch, runs) == (1, 1, 30)
+    assert (threads, batch, runs) == (1, 1, 30)   # 3 rounds x 10 runs
     predicted = profile.predict_latency_ms(configs)
     assert np.all(predicted > 0)
     assert kendall_tau(predicted, measured) > 0.6
