@@ -53,7 +53,7 @@ def machine() -> str:
     except OSError:
         pass
     import onnxruntime
-    return (f"{cpu}, {os.cpu_count()} logical CPUs (shared with other jobs), {platform.system()} "
+    return (f"{cpu}, {os.cpu_count()} logical CPUs (a virtual machine), {platform.system()} "
             f"{platform.machine()}, Python {platform.python_version()}, onnxruntime {onnxruntime.__version__}")
 
 
@@ -101,8 +101,7 @@ def cross_validate(space, configs, y, folds=5, seed=0):
 
 # ---------------------------------------------------------------------- one dataset
 def repeatability(csv_path, repeat_path):
-    """Agreement of two independent measurements of the same configs: the noise floor of any
-    predictor scored against one measurement."""
+    """Agreement of two separate runs measuring the same configs (run-to-run drift)."""
     configs, y, _ = read_latency_dataset(csv_path)
     again_cfg, again, _ = read_latency_dataset(repeat_path)
     first = dict(zip((c.to_json() for c in configs), y))
@@ -110,7 +109,7 @@ def repeatability(csv_path, repeat_path):
     if not pairs:
         raise SystemExit(f"'{repeat_path}' shares no config with '{csv_path}'")
     a, b = np.array(pairs).T
-    return latency_metrics(b, a)
+    return {**latency_metrics(b, a), "median_ratio": float(np.median(b / a))}
 
 
 def evaluate_dataset(label, csv_path, blocks_path, space, seed=0, repeat_path=None):
@@ -195,13 +194,15 @@ def latency_section(results, command: str, space) -> str:
              f"Produced by `{command}` on {today}.", "",
              f"Machine: {machine()}.", "",
              "Measurement: ONNX Runtime CPU, `ofa_engine.measure` (intra-op threads as stated, 1 inter-op "
-             "thread, sequential, all graph optimisations, batch 1): 20 warm-up + 100 timed runs in each of "
-             "3 fresh sessions, median of the 300 pooled runs. Subnets: seeded uniform sample (the largest "
+             "thread, sequential, all graph optimisations, batch 1), `measure_many`: every subnet gets 11 "
+             "bursts of 5 warm-up + 30 timed runs, the subnets visited in a fresh random order each round; "
+             "its latency is the median over rounds of the burst medians (slow phases of the machine spoil "
+             "a few bursts of many subnets, not all of one). Subnets: seeded uniform sample (the largest "
              "and smallest first, every width x resolution pair equally often), random weights (latency "
              "does not depend on them). Split: seeded 80/20; every model is fitted on the same 80% and "
-             "scored on the same 20%. The CPU was shared with other jobs during the measurements, so "
-             "the measured latencies carry noise of their own (the median relative IQR and, where "
-             "measured, the noise floor below). The datasets and their commands: assets/latency/README.md.", ""]
+             "scored on the same 20%. Nothing else ran on the machine while measuring, but it is a small "
+             "virtual machine whose speed drifts by tens of percent over seconds, so the measured "
+             "latencies carry noise of their own (the median relative IQR and the noise floor below). The datasets and their commands: assets/latency/README.md.", ""]
     for r in results:
         lines += [f"### {r['label']}: {r['n']} subnets ({r['n_train']} train / {r['n_test']} held out), "
                   f"threads {r['threads']}, batch {r['batch_size']}", "",
@@ -210,10 +211,13 @@ def latency_section(results, command: str, space) -> str:
                   f"a measurement (q3-q1)/median: {r['rel_iqr']:.1%}.", ""]
         if r["repeat"] is not None:
             path, rep = r["repeat"]
-            lines += [f"Noise floor: {rep['n_test']} of these subnets measured again later (`{path}`): the "
-                      f"second measurement is within +-10% of the first for {rep['within_10pct']:.1%} of them "
-                      f"(MAPE {rep['mape']:.1%}, Kendall tau {rep['kendall_tau']:.3f}). No predictor scored "
-                      f"against one measurement can be expected to do much better.", ""]
+            lines += [f"Run-to-run drift: {rep['n_test']} of these subnets measured again in a separate, later "
+                      f"run (`{path}`): the second run is within +-10% of the first for "
+                      f"{rep['within_10pct']:.1%} of them (MAPE {rep['mape']:.1%}, Kendall tau "
+                      f"{rep['kendall_tau']:.3f}; median ratio {rep['median_ratio']:.3f}). Within one run the "
+                      f"interleaved rounds keep subnets comparable, so a predictor scored on held-out subnets "
+                      f"of the same run can do better than this; a latency measured on another day on this "
+                      f"machine may differ from the prediction by about this much.", ""]
         lines += [
                   "| predictor | RMSE (ms) | MAPE | Kendall tau | within +-10% |",
                   "|---|---:|---:|---:|---:|"]
@@ -226,8 +230,8 @@ def latency_section(results, command: str, space) -> str:
                   f"({learned['within_10pct']:.1%})."
                   + ("" if verdict == "met" or r["repeat"] is None or r["repeat"][1]["within_10pct"] >= 0.95
                      else " The repeated measurement above shows why: the measurements themselves do not "
-                          "reproduce to +-10% on this shared machine; re-measure with the machine otherwise "
-                          "idle (the commands resume; delete the CSVs first).")]
+                          "reproduce to +-10% on this virtual machine, even with nothing else running; more "
+                          "rounds per subnet (--rounds) narrow it.")]
         slug = r["label"].lower().replace(" ", "-")
         lines += ["", f"![predicted vs measured, {r['label']}](img/latency-{slug}.png)", "",
                   "Choosing the learned predictor (5-fold cross-validation on the training 80% only):", "",
