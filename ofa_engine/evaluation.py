@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import torch
 from torch import nn
@@ -30,14 +33,38 @@ def _inputs(images, space: SearchSpace | None, image_size: int | None, model: nn
 
 @torch.no_grad()
 def calibrate_bn(model: nn.Module, images, space: SearchSpace | None = None,
-                 image_size: int | None = None, batch_size: int = 200) -> nn.Module:
+                 image_size: int | None = None, batch_size: int = 200, workers: int = 1) -> nn.Module:
     """Re-estimate every BatchNorm's running mean/var on `images`, as OFA does for a subnet
     whose shared statistics no longer fit it: average the batch statistics over one pass.
 
     `images`: float input already preprocessed, or uint8 images (then `space` is needed; the
-    size defaults to `model.config.image_size`). Returns the model, in eval mode.
+    size defaults to `model.config.image_size`). `workers` > 1 splits the batches between that
+    many copies of the model in threads and averages their statistics: the same result (the
+    running statistics are plain means over batches) on several cores. Returns the model, in
+    eval mode.
     """
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers = {workers!r}; allowed: an integer >= 1")
     x = _inputs(images, space, image_size, model)
+    starts = list(range(0, len(x), batch_size))
+    groups = [starts[i::workers] for i in range(min(workers, len(starts)))]
+    if len(groups) <= 1:
+        _calibration_pass(model, x, starts, batch_size)
+        return model
+    copies = [model] + [copy.deepcopy(model) for _ in groups[1:]]
+    with ThreadPoolExecutor(len(groups)) as pool:
+        list(pool.map(lambda job: _calibration_pass(job[0], x, job[1], batch_size), zip(copies, groups)))
+    weights = [len(g) for g in groups]
+    bn_lists = [[m for m in c.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)] for c in copies]
+    for bns in zip(*bn_lists):
+        for name in ("running_mean", "running_var"):
+            total = sum(w * getattr(bn, name) for w, bn in zip(weights, bns))
+            getattr(bns[0], name).copy_(total / sum(weights))
+        bns[0].num_batches_tracked.fill_(sum(weights))
+    return model
+
+
+def _calibration_pass(model: nn.Module, x: torch.Tensor, starts: list[int], batch_size: int) -> None:
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     momenta = [bn.momentum for bn in bns]
     model.eval()
@@ -46,13 +73,12 @@ def calibrate_bn(model: nn.Module, images, space: SearchSpace | None = None,
         bn.momentum = None  # cumulative average over the pass
         bn.train()
     try:
-        for start in range(0, len(x), batch_size):
+        for start in starts:
             model(x[start:start + batch_size])
     finally:
         for bn, momentum in zip(bns, momenta):
             bn.momentum = momentum
         model.eval()
-    return model
 
 
 @torch.no_grad()

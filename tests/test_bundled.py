@@ -114,3 +114,18 @@ def test_bundled_supernet_is_trained():
     for cfg, floor in ((space.largest(), 0.87), (space.smallest(), 0.79)):
         acc = accuracy(extract_calibrated(supernet, cfg), test.images, test.labels, space)
         assert acc >= floor, f"{cfg} reaches only {acc:.3f}"
+
+
+def test_calibrate_bn_with_two_workers_equals_one_pass():
+    import copy
+    from ofa_engine.evaluation import calibrate_bn
+    from ofa_engine.data import load_split
+    supernet = load_supernet("tiny-fmnist")
+    cfg = supernet.space.sample(7)
+    images = load_split("calib").images[:700]          # 4 batches of 200, the last one short
+    one = calibrate_bn(supernet.extract(cfg), images, supernet.space)
+    two = calibrate_bn(supernet.extract(cfg), images, supernet.space, workers=2)
+    for (name, a), (_, b) in zip(one.state_dict().items(), two.state_dict().items()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)
+    with pytest.raises(ValueError, match="workers"):
+        calibrate_bn(copy.deepcopy(one), images, supernet.space, workers=0)
