@@ -1,6 +1,6 @@
 """specialize() end to end on the bundled supernet, concurrently, and the search / specialize CLI.
 
-Needs the bundled accuracy predictor and the cpu-ort-1t profile; skipped until they exist."""
+Runs on the bundled accuracy predictor and the cpu-ort-1t profile (both in assets/)."""
 
 from __future__ import annotations
 
@@ -16,24 +16,6 @@ from ofa_engine.cli import main
 from ofa_engine.export import read_metadata
 
 PROFILE = "cpu-ort-1t"
-
-
-def _missing() -> str | None:
-    try:
-        from ofa_engine.accuracy_predictor import load_accuracy_predictor
-        load_accuracy_predictor("tiny-fmnist")
-    except (ImportError, FileNotFoundError, ValueError) as exc:
-        return f"bundled accuracy predictor unavailable: {exc}"
-    try:
-        from ofa_engine.profiles import list_profiles
-        if PROFILE not in list_profiles():
-            return f"profile {PROFILE} unavailable"
-    except ImportError as exc:
-        return f"profiles unavailable: {exc}"
-    return None
-
-
-pytestmark = pytest.mark.skipif(_missing() is not None, reason=str(_missing()))
 
 
 @pytest.fixture(scope="module")
