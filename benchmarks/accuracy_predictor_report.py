@@ -47,9 +47,9 @@ VARIANTS = [
      dict(hidden=(400, 400, 400), baseline="ridge", mlp_inputs="encoding", weight_decay=1e-4)),
     ("MLP 2x64 on the encoding, residual of stage ridge",
      dict(hidden=(64, 64), baseline="stage-ridge", mlp_inputs="encoding", weight_decay=1e-2)),
-    ("MLP 3x128 on stage counts, residual of stage ridge",
+    ("MLP 3x128 on stage counts, residual of stage ridge (shipped)",
      dict(hidden=(128, 128, 128), baseline="stage-ridge", mlp_inputs="stage-summary", weight_decay=1e-2)),
-    ("MLP 2x64 on stage counts, residual of stage ridge (shipped)",
+    ("MLP 2x64 on stage counts, residual of stage ridge",
      dict(hidden=(64, 64), baseline="stage-ridge", mlp_inputs="stage-summary", weight_decay=1e-2)),
 ]
 
@@ -281,10 +281,12 @@ def main(argv=None) -> int:
            f"of its error variance is a reproducible property of the subnet, not label noise. On these "
            f"subnets it scores RMSE {noise['rmse_points']:.2f} points, Kendall tau {noise['kendall_tau']:.3f}.",
            ""] if noise else [""]),
-        f"What limits it: the MLP fits its training rows almost exactly (grey points on the diagonal: "
-        f"train RMSE {train_rmse:.2f} points) and every model variant cross-validates alike (table below), "
-        + ("so with most of the error reproducible the limit is the number of rows, not the labels: "
-           "the full build (1,002 subnets) is the first thing to try. "
+        f"What limits it: train RMSE {train_rmse:.2f} points (grey points), and every model variant, "
+        f"linear or MLP, cross-validates alike (table below): the one-hot encoding with additive "
+        f"per-choice effects explains what these rows can tell apart, "
+        + ("and most of the remaining error is reproducible (a property of the subnet, not label "
+           "noise): interaction features (resolution x width, per-stage depth x width) and more rows "
+           "are what to try next. "
            if noise and noise["error_corr"] > 0.5 else
            "so the limit is the labels' noise and the number of rows. ")
         + f"The {len(test)}-subnet test split has a wide sampling error of its own; cross-validation uses "

@@ -75,9 +75,9 @@ class AccuracyPredictor:
     metadata: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.weights = [np.ascontiguousarray(w, dtype=np.float32) for w in self.weights]
-        self.biases = [np.ascontiguousarray(b, dtype=np.float32).reshape(-1) for b in self.biases]
-        self.baseline_weight = np.ascontiguousarray(self.baseline_weight, dtype=np.float32).reshape(-1)
+        self.weights = [_flush_subnormals(w) for w in self.weights]
+        self.biases = [_flush_subnormals(b).reshape(-1) for b in self.biases]
+        self.baseline_weight = _flush_subnormals(self.baseline_weight).reshape(-1)
         self.baseline_bias = float(self.baseline_bias)
         self.target_scale = float(self.target_scale)
         _check_shapes(self.space, self.weights, self.biases, self.baseline_weight, "predictor")
@@ -155,6 +155,15 @@ class _PredictorModule(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.mlp(x)[:, 0] * self.target_scale + self.baseline(x)[:, 0]
+
+
+def _flush_subnormals(array) -> np.ndarray:
+    """float32, C-contiguous, with subnormal values set to 0. Weight decay leaves weights of
+    ~1e-39, and a matmul over subnormals runs ~10-40x slower on x86 (measured: 10k predictions
+    84 ms with them, 5 ms without); their effect on the output is below float32 resolution."""
+    out = np.array(array, dtype=np.float32, order="C")
+    out[np.abs(out) < np.finfo(np.float32).tiny] = 0.0
+    return out
 
 
 def _check_shapes(space: SearchSpace, weights: Sequence[np.ndarray], biases: Sequence[np.ndarray],
