@@ -1,6 +1,6 @@
 import os
 
-# Before numpy loads: OpenBLAS's thread pool makes small predictor matmuls ~30x slower on 2 cores.
+# Before numpy loads: one BLAS thread, like torch below (the suite shares 2 cores with other work).
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np
