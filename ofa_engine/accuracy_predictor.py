@@ -32,6 +32,7 @@ from torch import nn
 from .cli import EXIT_OK, register
 from .data import ASSETS_DIR
 from .space import SearchSpace, SubnetConfig
+from .stats import kendall_tau, split_indices as train_test_split  # noqa: F401  (API)
 
 __all__ = ["AccuracyPredictor", "AccuracyPredictorError", "load_accuracy_predictor",
            "fit_accuracy_predictor", "evaluate_accuracy_predictor", "train_test_split",
@@ -306,15 +307,6 @@ def _atomic_write(path: Path, write) -> None:
 
 
 # ---------------------------------------------------------------------- training
-def train_test_split(n: int, test_fraction: float = 0.2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded (train, test) index split of `n` rows."""
-    if not 0.0 < test_fraction < 1.0:
-        raise ValueError(f"test fraction must be in (0, 1), got {test_fraction}")
-    order = np.random.default_rng(seed).permutation(n)
-    n_test = max(1, int(round(n * test_fraction)))
-    return np.sort(order[n_test:]), np.sort(order[:n_test])
-
-
 def _ridge(x: np.ndarray, y: np.ndarray, alpha: float) -> tuple[np.ndarray, float]:
     """Ridge regression with an unpenalised intercept, in float64."""
     x = x.astype(np.float64)
@@ -422,17 +414,6 @@ def fit_accuracy_predictor(space: SearchSpace, configs, accuracies: Sequence[flo
 
 
 # ---------------------------------------------------------------------- quality
-def kendall_tau(a: np.ndarray, b: np.ndarray) -> float:
-    """Kendall's tau-b between two rankings (ties counted as scipy does). All pairs at once:
-    memory grows with n^2, fine for test splits of a few thousand."""
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    i, j = np.triu_indices(len(a), k=1)
-    da, db = np.sign(a[i] - a[j]), np.sign(b[i] - b[j])
-    concordant_minus_discordant = float(np.sum(da * db))
-    n_a, n_b = float(np.sum(da != 0)), float(np.sum(db != 0))
-    return concordant_minus_discordant / math.sqrt(n_a * n_b) if n_a and n_b else float("nan")
-
-
 def evaluate_accuracy_predictor(predictor: AccuracyPredictor, configs, accuracies) -> dict[str, float]:
     """RMSE and MAE in accuracy points (percent), Kendall tau and n_test on (configs, accuracies)."""
     y = np.asarray(accuracies, dtype=np.float64)
