@@ -35,12 +35,12 @@ sys.path.insert(0, str(ROOT))
 
 from ofa_engine import SearchSpace  # noqa: E402
 from ofa_engine.latency_data import read_block_table, read_latency_dataset  # noqa: E402
-from ofa_engine.latency_models import (LookupTableModel, _weighted_lstsq, fit_latency_model,  # noqa: E402
-                                       latency_metrics, split_indices)
+from ofa_engine.latency_models import (LEARNED_RIDGES, LookupTableModel, _weighted_lstsq,  # noqa: E402
+                                       fit_latency_model, latency_metrics, select_ridge, split_indices)
 
 REPORT = ROOT / "docs" / "predictors-report.md"
 IMG = ROOT / "docs" / "img"
-RIDGES = (0.0, 1e-4, 1e-3, 1e-2)
+RIDGES = LEARNED_RIDGES
 
 
 def machine() -> str:
@@ -65,23 +65,20 @@ def _onehot_fit(space, configs, y, ridge):
                                         np.ones((len(cfgs), 1))], 1) @ beta
 
 
-def _block_fit(space, configs, y, ridge):
-    model = fit_latency_model(space, configs, y, ridge=ridge)
-    return lambda cfgs: model.predict_ms(space, cfgs)
-
-
 def _macs_fit(space, configs, y, ridge):
     model = fit_latency_model(space, configs, y, kind="macs-linear")
     return lambda cfgs: model.predict_ms(space, cfgs)
 
 
 CANDIDATES = {"macs-linear": (_macs_fit, (0.0,)),
-              "linear on OFA one-hot encoding": (_onehot_fit, RIDGES[1:]),
-              "block-linear (per-block features)": (_block_fit, RIDGES)}
+              "linear on OFA one-hot encoding": (_onehot_fit, RIDGES[1:])}
+BLOCK_LINEAR = "block-linear (per-block features)"
 
 
 def cross_validate(space, configs, y, folds=5, seed=0):
-    """Mean 5-fold within-10% and MAPE of every candidate (name, ridge) on the training part."""
+    """Mean 5-fold within-10% and MAPE of every candidate (name, ridge) on the training part.
+    The learned model's rows come from the engine's own selection (`select_ridge`, the same
+    folds), so the ridge chosen here is the one `fit-profile` ships."""
     order = np.random.default_rng(seed).permutation(len(y))
     parts = np.array_split(order, folds)
     rows = []
@@ -96,7 +93,8 @@ def cross_validate(space, configs, y, folds=5, seed=0):
                 within.append(scores["within_10pct"])
                 mape.append(scores["mape"])
             rows.append((name, ridge, float(np.mean(within)), float(np.mean(mape))))
-    return rows
+    _, learned = select_ridge(space, configs, y, RIDGES, folds=folds, seed=seed)
+    return rows + [(BLOCK_LINEAR, *row) for row in learned]
 
 
 # ---------------------------------------------------------------------- one dataset
@@ -211,8 +209,8 @@ def latency_section(results, command: str, space) -> str:
                   f"a measurement (q3-q1)/median: {r['rel_iqr']:.1%}.", ""]
         if r["repeat"] is not None:
             path, rep = r["repeat"]
-            lines += [f"Run-to-run drift: {rep['n_test']} of these subnets measured again in a separate, later "
-                      f"run (`{path}`): the second run is within +-10% of the first for "
+            lines += [f"Run-to-run drift: {rep['n_test']} of these subnets measured in another, separate "
+                      f"run (`{path}`): that run is within +-10% of this one for "
                       f"{rep['within_10pct']:.1%} of them (MAPE {rep['mape']:.1%}, Kendall tau "
                       f"{rep['kendall_tau']:.3f}; median ratio {rep['median_ratio']:.3f}). Within one run the "
                       f"interleaved rounds keep subnets comparable, so a predictor scored on held-out subnets "

@@ -38,10 +38,13 @@ from .stats import kendall_tau, split_indices  # noqa: F401  (part of this modul
 
 __all__ = ["LatencyModel", "MacsLinearModel", "LookupTableModel", "BlockLinearModel", "AnalyticalMCUModel",
            "latency_model_from_dict", "fit_latency_model", "evaluate_latency_model", "fit_profile_latency",
+           "select_ridge", "LEARNED_RIDGES",
            "kendall_tau", "block_geometry", "block_key", "stem_key", "head_key", "MODEL_TYPES",
            "LEARNED_KIND", "BLOCK_FEATURES"]
 
 LEARNED_KIND = "block-linear"
+LEARNED_RIDGES = (0.0, 1e-4, 1e-3, 1e-2)   # candidates for the learned model's ridge penalty
+DEFAULT_RIDGE = 1e-3                       # used when there are too few subnets to cross-validate
 MODEL_TYPES = ("macs-linear", "lut", LEARNED_KIND, "analytical-mcu")
 
 Configs = Any   # SubnetConfig | Sequence[SubnetConfig] | population (see space.is_population)
@@ -638,16 +641,44 @@ def _subset(space: SearchSpace, configs: Configs, index: np.ndarray):
     return {k: a[k][index] for k in ("wid", "ks", "e", "d", "image_size")}
 
 
+def select_ridge(space: SearchSpace | str, configs: Configs, latencies_ms: Sequence[float],
+                 ridges: Sequence[float] = LEARNED_RIDGES, folds: int = 5,
+                 seed: int = 0) -> tuple[float, list[tuple[float, float, float]]]:
+    """The learned model's ridge penalty chosen by `folds`-fold cross-validation (seeded): the
+    one with the most held-out predictions within +-10%, ties broken by the lower MAPE.
+    Returns (ridge, rows of (ridge, mean within_10pct, mean mape)); with fewer than
+    2 x `folds` subnets there is nothing to cross-validate: (DEFAULT_RIDGE, [])."""
+    space = _space(space)
+    y = _check_fit_inputs(space, configs, latencies_ms)
+    if len(y) < 2 * folds:
+        return DEFAULT_RIDGE, []
+    parts = np.array_split(np.random.default_rng(seed).permutation(len(y)), folds)
+    rows = []
+    for ridge in ridges:
+        within, mape = [], []
+        for k in range(folds):
+            train = np.concatenate([parts[j] for j in range(folds) if j != k])
+            model = fit_latency_model(space, _subset(space, configs, train), y[train], ridge=ridge)
+            scores = evaluate_latency_model(model, space, _subset(space, configs, parts[k]), y[parts[k]])
+            within.append(scores["within_10pct"])
+            mape.append(scores["mape"])
+        rows.append((float(ridge), float(np.mean(within)), float(np.mean(mape))))
+    best = max(rows, key=lambda r: (r[1], -r[2]))
+    return best[0], rows
+
+
 def fit_profile_latency(space: SearchSpace | str, configs: Configs, latencies_ms: Sequence[float],
                         seed: int = 0, test_fraction: float = 0.2) -> tuple[LatencyModel, dict[str, float]]:
-    """The protocol of a measured device profile: fit the learned model on a seeded 80%,
-    evaluate it on the other 20% (the returned quality: rmse_ms, mape, kendall_tau,
-    within_10pct, n_test), then refit on all the data (the returned model)."""
+    """The protocol of a measured device profile: choose the ridge penalty by cross-validation
+    on a seeded 80% (`select_ridge`), fit the learned model there, evaluate it on the other 20%
+    (the returned quality: rmse_ms, mape, kendall_tau, within_10pct, n_test, ridge), then refit
+    on all the data with the same ridge (the returned model)."""
     space = _space(space)
     y = _check_fit_inputs(space, configs, latencies_ms)
     if len(y) < 5:
         raise ValueError(f"a profile needs at least 5 measured subnets (80/20 split), got {len(y)}")
     train, test = split_indices(len(y), test_fraction, seed)
-    held_out = fit_latency_model(space, _subset(space, configs, train), y[train])
+    ridge, _ = select_ridge(space, _subset(space, configs, train), y[train], seed=seed)
+    held_out = fit_latency_model(space, _subset(space, configs, train), y[train], ridge=ridge)
     quality = evaluate_latency_model(held_out, space, _subset(space, configs, test), y[test])
-    return fit_latency_model(space, configs, y), quality
+    return fit_latency_model(space, configs, y, ridge=ridge), {**quality, "ridge": ridge}

@@ -271,7 +271,7 @@ def fit_profile_from_csv(csv_path: str | os.PathLike, name: str, *, display_name
     `name` may be free text ("my device"): the profile name is its slug, the text its display name.
     `measure_locally` marks a profile of the machine running the engine (the bundled cpu-ort-*).
     """
-    from .latency_models import evaluate_latency_model, fit_latency_model, split_indices
+    from .latency_models import evaluate_latency_model, fit_latency_model, select_ridge, split_indices
 
     csv_path = Path(csv_path)
     if not csv_path.is_file():
@@ -282,13 +282,18 @@ def fit_profile_from_csv(csv_path: str | os.PathLike, name: str, *, display_name
     configs, latencies, threads, batch_size, runs = read_latency_csv(csv_path, space)
     # The project's profile protocol (latency_models.fit_profile_latency): score a model fitted on
     # a seeded 80% on the other 20%, then ship the model refitted on every subnet.
+    # The learned model's ridge penalty is chosen by cross-validation on the training part only.
     train, test = split_indices(len(configs), test_fraction, seed)
-    test_configs = [configs[i] for i in test]
-    held_out = fit_latency_model(space, [configs[i] for i in train], latencies[train], kind=model)
+    test_configs, train_configs = [configs[i] for i in test], [configs[i] for i in train]
+    options = {}
+    if model == "learned":
+        options["ridge"], _ = select_ridge(space, train_configs, latencies[train], seed=seed)
+    held_out = fit_latency_model(space, train_configs, latencies[train], kind=model, **options)
     scores = evaluate_latency_model(held_out, space, test_configs, latencies[test])
     quality = {k: int(v) if k.startswith("n_") else float(v) for k, v in scores.items()}
     quality["n_train"] = len(train)
-    fitted = fit_latency_model(space, configs, latencies, kind=model)
+    quality.update(options)
+    fitted = fit_latency_model(space, configs, latencies, kind=model, **options)
     if machine is None:
         machine = this_machine() if measure_locally else "the device that ran the profile kit"
     if runtime_version is None and measure_locally:
@@ -305,10 +310,13 @@ def fit_profile_from_csv(csv_path: str | os.PathLike, name: str, *, display_name
         provenance={"machine": machine, "date": today(),
                     "command": command or f"python -m ofa_engine fit-profile {csv_path} --name {name!r}",
                     "latency_data": csv_path.name,
-                    "method": (f"{len(configs)} subnets measured with ofa_engine.measure (median of "
-                               f"{runs if runs else '?'} timed runs each); quality: a model fitted on "
-                               f"{len(train)} scored on the {len(test)} held out (seed {seed}); the "
-                               f"shipped model is refitted on all {len(configs)}")})
+                    "method": (f"{len(configs)} subnets measured with ofa_engine.measure ("
+                               f"{runs if runs else '?'} timed runs each, in interleaved bursts; the "
+                               f"latency is the median of the burst medians); quality: a model fitted on "
+                               f"{len(train)} scored on the {len(test)} held out (seed {seed})"
+                               + (f", ridge {options['ridge']:g} chosen by 5-fold cross-validation on the "
+                                  f"{len(train)}" if options else "")
+                               + f"; the shipped model is refitted on all {len(configs)}")})
     if validation_out is not None:
         write_validation_csv(validation_out, test_configs, latencies[test],
                              held_out.predict_ms(space, test_configs))

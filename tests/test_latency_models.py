@@ -9,7 +9,7 @@ import pytest
 from ofa_engine import SearchSpace, analyze
 from ofa_engine.latency_models import (AnalyticalMCUModel, BlockLinearModel, LookupTableModel, MacsLinearModel,
                                        architecture_features, evaluate_latency_model, fit_latency_model,
-                                       fit_profile_latency, kendall_tau, latency_metrics, latency_model_from_dict,
+                                       fit_profile_latency, select_ridge, kendall_tau, latency_metrics, latency_model_from_dict,
                                        split_indices, total_macs, unique_blocks)
 
 SPACE = SearchSpace.preset("tiny-fmnist")
@@ -121,9 +121,10 @@ def test_fit_profile_latency_protocol():
     pop = SPACE.sample_population(50, 9)
     y = 0.3 * analyze(SPACE, pop)["macs"] / 1e6 + 0.2
     model, quality = fit_profile_latency(SPACE, pop, y, seed=0)
-    assert quality["n_test"] == 10 and quality["within_10pct"] == 1.0
-    np.testing.assert_allclose(model.predict_ms(SPACE, pop), y, rtol=0.03)   # ridge: slightly biased
     train, test = split_indices(50, 0.2, seed=0)
+    assert quality["n_test"] == 10 and quality["within_10pct"] == 1.0
+    assert quality["ridge"] == select_ridge(SPACE, {k: v[train] for k, v in pop.items()}, y[train])[0]
+    np.testing.assert_allclose(model.predict_ms(SPACE, pop), y, rtol=0.03)   # ridge: slightly biased
     assert len(train) == 40 and not set(train) & set(test)
     assert np.array_equal(split_indices(50, 0.2, seed=0)[1], test)
 
@@ -224,3 +225,17 @@ def test_block_table_measures_isolated_blocks(tmp_path):
     assert sorted(table) == sorted(keys) and all(v > 0 for v in table.values())
     with pytest.raises(ValueError, match="not a block"):
         measure_block_table(SPACE, tmp_path / "blocks.csv", keys=["nope"])
+
+
+def test_select_ridge_picks_the_best_cross_validated_penalty():
+    pop = SPACE.sample_population(60, 4)
+    rng = np.random.default_rng(0)
+    y = (0.3 * analyze(SPACE, pop)["macs"] / 1e6 + 0.2) * np.exp(rng.normal(0, 0.05, 60))
+    ridge, rows = select_ridge(SPACE, pop, y, ridges=(0.0, 1e-2, 10.0), folds=5, seed=1)
+    assert [r[0] for r in rows] == [0.0, 1e-2, 10.0]
+    assert ridge == max(rows, key=lambda r: (r[1], -r[2]))[0]
+    assert all(0 <= within <= 1 and mape > 0 for _, within, mape in rows)
+    assert rows[2][2] > rows[0][2]          # a huge penalty flattens the model: larger errors
+    assert select_ridge(SPACE, pop, y, ridges=(0.0, 1e-2, 10.0), folds=5, seed=1) == (ridge, rows)
+    few = {k: v[:9] for k, v in pop.items()}
+    assert select_ridge(SPACE, few, y[:9]) == (1e-3, [])    # too few to cross-validate: the default
