@@ -117,24 +117,31 @@ def twin_recipe(space: SearchSpace, cfg: SubnetConfig, base: Recipe | None = Non
 
 
 def default_recipe(space: SearchSpace) -> Recipe:
-    """Our recipe for the bundled supernet (ANCHORS.md's schedule, shortened to fit 2 cores)."""
+    """Our recipe (ANCHORS.md's schedule, shortened to fit 2 CPU cores; docs/training.md).
+
+    Version 2 (2026-11-28), after the first bundled run (docs/recipes/2026-11-27-short.json)
+    missed its targets: the full network trains 3x longer (it was still improving), every
+    elastic phase gets more epochs at about a third of the LR (OFA's elastic phases also run at
+    a fraction of the teacher's LR), each step trains the phase's smallest and largest subnets
+    plus one at random (BigNAS's sandwich rule, so the largest keeps the teacher's accuracy), and
+    the width phase, the only one that trains the narrowest subnets, is the longest."""
     ks, ds, es = space.kernel_sizes, space.depths, space.expand_ratios
     es_desc = sorted(es, reverse=True)
     all_w = tuple(range(len(space.width_mults)))
     full = dict(kernel_sizes=ks, depths=ds)
     phases = [
-        Phase("full", epochs=10, lr=0.1, distill=False, warmup_epochs=0.5),
-        Phase("kernel", epochs=3, lr=0.03, kernel_sizes=ks),
-        Phase("depth", epochs=3, lr=0.02, subnets_per_step=2, **full),
+        Phase("full", epochs=30, lr=0.1, distill=False, warmup_epochs=0.5),
+        Phase("kernel", epochs=4, lr=0.01, kernel_sizes=ks, subnets_per_step=3),
+        Phase("depth", epochs=4, lr=0.008, subnets_per_step=3, **full),
     ]
     for stage in range(1, len(es)):
-        phases.append(Phase(f"expand-{stage}", epochs=2 if stage < len(es) - 1 else 3, lr=0.02,
+        phases.append(Phase(f"expand-{stage}", epochs=3 if stage < len(es) - 1 else 4, lr=0.008,
                             expand_ratios=tuple(sorted(es_desc[:stage + 1])), subnets_per_step=3,
                             sort_channels=f"middle:{stage - 1}", **full))
     if len(all_w) > 1:
-        phases.append(Phase("width", epochs=3, lr=0.02, expand_ratios=es, widths=all_w,
+        phases.append(Phase("width", epochs=10, lr=0.01, expand_ratios=es, widths=all_w,
                             subnets_per_step=3, sort_channels="stage", **full))
-    return Recipe(phases=tuple(phases))
+    return Recipe(phases=tuple(phases), sandwich_largest=True)
 
 
 # ---------------------------------------------------------------------- supernet files

@@ -127,6 +127,18 @@ def test_default_recipe_of_tiny_fmnist():
     assert width.widths == (0, 1, 2) and width.sort_channels == "stage"
     assert width.expand_ratios == SPACE.expand_ratios
     assert max(p.subnets_per_step for p in recipe.phases) > 1
+    assert recipe.sandwich_largest and all(p.subnets_per_step == 3 for p in recipe.phases[1:])
+    assert width.epochs == max(p.epochs for p in recipe.phases[1:])  # the narrowest subnets train only here
+
+
+def test_recipe_files_in_docs_load_and_the_long_one_is_the_default():
+    """docs/recipes holds the recipe of every bundled run; the newest one is the default."""
+    docs = Path(__file__).resolve().parent.parent / "docs" / "recipes"
+    with open(docs / "2026-11-28-long.json", encoding="utf-8") as fh:
+        assert Recipe.from_dict(json.load(fh)) == default_recipe(SPACE)
+    with open(docs / "2026-11-27-short.json", encoding="utf-8") as fh:
+        short = Recipe.from_dict(json.load(fh))
+    assert [p.epochs for p in short.phases] == [10, 3, 3, 2, 3, 3] and not short.sandwich_largest
 
 
 def test_lr_schedule_warms_up_then_decays():
