@@ -32,6 +32,7 @@ import torch  # noqa: E402
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from ofa_engine.profile_kit import cpu_model  # noqa: E402
 from ofa_engine.accuracy_dataset import read_accuracy_csv  # noqa: E402
 from ofa_engine.accuracy_predictor import (evaluate_accuracy_predictor, fit_accuracy_predictor,  # noqa: E402
                                            kendall_tau, load_accuracy_predictor, train_test_split)
@@ -54,14 +55,6 @@ VARIANTS = [
 ]
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def ridge_only(space, configs, y):

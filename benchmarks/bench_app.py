@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import platform
 import statistics
 import sys
 import time
@@ -27,17 +26,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout, no install
 
+from ofa_engine.profile_kit import cpu_model  # noqa: E402
 from tests.helpers_browser import chromium, serve_app, wait_idle  # noqa: E402
 
 PAGES = [("specialize", ""), ("compare", "compare"), ("profiles", "profiles"),
          ("how-ofa-works", "how_ofa_works"), ("building-blocks", "building_blocks")]
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
 
 
 def browser_run(log_path: Path) -> tuple[float, float]:

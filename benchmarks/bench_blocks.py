@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import platform
 import sys
 from pathlib import Path
 
@@ -21,18 +20,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout, no install
 
+from ofa_engine.profile_kit import cpu_model  # noqa: E402
 from ofa_engine.blocks import (BLOCKS, attention_token_sweep, bottleneck_mac_saving,  # noqa: E402
                                compare_blocks)
 
 SHAPES = [(64, 56, 56), (256, 14, 14)]
 TOKENS = [16, 64, 256, 1024]
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
 
 
 def kib(n: int) -> str:

@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 
 from ofa_engine import SearchSpace, SubnetConfig, analyze, build_supernet, export_onnx  # noqa: E402
 from ofa_engine import export as export_module  # noqa: E402
+from ofa_engine.profile_kit import cpu_model  # noqa: E402
 
 SPACES = ("tiny-fmnist", "ofa-mbv3-w1.0")
 
@@ -64,12 +65,7 @@ def named_config(space: SearchSpace, name: str, image_size: int) -> SubnetConfig
 
 
 def machine_info() -> list[str]:
-    cpu = platform.processor() or "unknown"
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            cpu = next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    cpu = cpu_model()
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return [
         f"- date: {now}",

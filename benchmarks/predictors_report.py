@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from ofa_engine import SearchSpace  # noqa: E402
+from ofa_engine.profile_kit import cpu_model  # noqa: E402
 from ofa_engine.latency_data import read_block_table, read_latency_dataset  # noqa: E402
 from ofa_engine.latency_models import (LEARNED_RIDGES, LookupTableModel, _weighted_lstsq,  # noqa: E402
                                        fit_latency_model, latency_metrics, select_ridge, split_indices)
@@ -44,14 +45,7 @@ RIDGES = LEARNED_RIDGES
 
 
 def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     import onnxruntime
     return (f"{cpu}, {os.cpu_count()} logical CPUs (a virtual machine), {platform.system()} "
             f"{platform.machine()}, Python {platform.python_version()}, onnxruntime {onnxruntime.__version__}")

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import platform
 import sys
 import time
 from pathlib import Path
@@ -24,6 +23,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from ofa_engine.profile_kit import cpu_model  # noqa: E402
 from ofa_engine import analyze, extract_calibrated, load_supernet  # noqa: E402
 from ofa_engine.data import load_split  # noqa: E402
 from ofa_engine.evaluation import accuracy  # noqa: E402
@@ -31,14 +31,6 @@ from ofa_engine.evaluation import accuracy  # noqa: E402
 TARGETS = {"largest": 0.920, "smallest": 0.880, "twin_gap": 0.005}
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def main() -> int:

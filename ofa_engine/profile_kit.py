@@ -240,18 +240,22 @@ def _slug(name: str) -> str:
     return slug
 
 
-def this_machine() -> str:
-    """A short description of the machine running this code (CPU model, cores, OS)."""
-    cpu = platform.processor() or platform.machine()
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo on Linux; platform's guess elsewhere). The benchmark
+    scripts print it too."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as fh:
             for line in fh:
                 if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
+                    return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return f"{cpu}, {os.cpu_count()} logical cores, {platform.system()} {platform.release()}"
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def this_machine() -> str:
+    """A short description of the machine running this code (CPU model, cores, OS)."""
+    return f"{cpu_model()}, {os.cpu_count()} logical cores, {platform.system()} {platform.release()}"
 
 
 # ---------------------------------------------------------------------- fitting
