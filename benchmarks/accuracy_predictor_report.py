@@ -48,10 +48,14 @@ VARIANTS = [
      dict(hidden=(400, 400, 400), baseline="ridge", mlp_inputs="encoding", weight_decay=1e-4)),
     ("MLP 2x64 on the encoding, residual of stage ridge",
      dict(hidden=(64, 64), baseline="stage-ridge", mlp_inputs="encoding", weight_decay=1e-2)),
-    ("MLP 3x128 on stage counts, residual of stage ridge (shipped)",
+    ("MLP 3x128 on stage counts, residual of stage ridge",
      dict(hidden=(128, 128, 128), baseline="stage-ridge", mlp_inputs="stage-summary", weight_decay=1e-2)),
     ("MLP 2x64 on stage counts, residual of stage ridge",
      dict(hidden=(64, 64), baseline="stage-ridge", mlp_inputs="stage-summary", weight_decay=1e-2)),
+    ("MLP 3x128 on stage counts, residual of interaction ridge (default)",
+     dict(hidden=(128, 128, 128), baseline="interaction-ridge", mlp_inputs="stage-summary", weight_decay=1e-2)),
+    ("MLP 2x64 on stage counts, residual of interaction ridge",
+     dict(hidden=(64, 64), baseline="interaction-ridge", mlp_inputs="stage-summary", weight_decay=1e-2)),
 ]
 
 
@@ -67,6 +71,11 @@ def stage_ridge_only(space, configs, y):
     return fit_accuracy_predictor(space, configs, y, hidden=(1,), baseline="stage-ridge", epochs=0)
 
 
+def interaction_ridge_only(space, configs, y):
+    """Ridge on per-stage counts plus resolution x width and resolution x stage counts, alone."""
+    return fit_accuracy_predictor(space, configs, y, hidden=(1,), baseline="interaction-ridge", epochs=0)
+
+
 def constant(space, configs, y):
     return fit_accuracy_predictor(space, configs, y, hidden=(1,), baseline="mean", epochs=0)
 
@@ -76,7 +85,8 @@ def cross_validate(space, configs, y, folds: int, epochs: int):
     parts = np.array_split(order, folds)
     rows = []
     candidates = [("constant (mean accuracy)", constant), ("ridge on the encoding (linear)", ridge_only),
-                  ("ridge on per-stage counts (linear)", stage_ridge_only)]
+                  ("ridge on per-stage counts (linear)", stage_ridge_only),
+                  ("ridge on per-stage counts + resolution interactions", interaction_ridge_only)]
     candidates += [(label, lambda s, c, t, o=opts: fit_accuracy_predictor(s, c, t, epochs=epochs, seed=0, **o))
                    for label, opts in VARIANTS]
     for label, fit in candidates:

@@ -3,8 +3,10 @@
 `predict` runs in numpy on whole batches (a population or a list of configs); `torch_module`
 gives the same function as a differentiable `nn.Module` for gradient-based search. The network
 is `accuracy = baseline(x) + target_scale * mlp(x)` where `x = space.encode(configs)`,
-`baseline` is a ridge-regression line fitted first (an affine map; zero when disabled) and the
-MLP (ReLU hidden layers, as OFA's 3 x 400) learns the normalised residual.
+`baseline` is a ridge regression fitted first and the MLP (ReLU hidden layers, as OFA's 3 x 400)
+learns the normalised residual. The baseline is `x . w + b + x^T Q x`: a line, plus (for the
+"interaction-ridge" baseline) pairwise products of encoding entries, which is how resolution x
+width and resolution x per-stage choices enter; with Q = 0 it is the line of version 1 files.
 
 Files hold no pickles: an `.npz` with the arrays (loaded with `allow_pickle=False`) and a JSON
 file beside it with metadata (space, supernet digest, quality, the command that made it).
@@ -23,7 +25,7 @@ import os
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -39,7 +41,8 @@ __all__ = ["AccuracyPredictor", "AccuracyPredictorError", "load_accuracy_predict
            "kendall_tau", "BUNDLED_PREDICTORS"]
 
 FORMAT = "ofa-engine/accuracy-predictor"
-VERSION = 1
+VERSION = 2                  # 2 added `quadratic_weight`; version 1 files (no such array) still load
+READABLE_VERSIONS = (1, 2)
 PREDICTORS_DIR = ASSETS_DIR / "predictors"
 BUNDLED_PREDICTORS = {"tiny-fmnist": PREDICTORS_DIR / "tiny-fmnist-accuracy.npz"}
 _MAX_FILE_BYTES = 64 << 20       # a 3 x 400 MLP is ~1.5 MB; anything this big is not ours
@@ -47,9 +50,12 @@ _MAX_LAYERS = 16
 _MAX_WIDTH = 4096
 # Chosen by cross-validation in benchmarks/accuracy_predictor_report.py (see the report).
 # OFA's 3 x 400 MLP on the raw encoding overfits this many rows and is too slow for 10k configs
-# in 50 ms; a line on per-stage counts plus a small MLP on them cross-validates best.
-DEFAULT_HIDDEN = (64, 64)
-DEFAULT_BASELINE = "stage-ridge"
+# in 50 ms. On the 802 training rows of the first bundled supernet (5-fold CV, 2026-11-28): a
+# line on per-stage counts 0.529 points RMSE; with resolution x width and resolution x stage
+# interactions 0.495; a 3 x 128 MLP on the residual keeps 0.495 (a 2 x 64 one overfits: 0.538).
+DEFAULT_HIDDEN = (128, 128, 128)
+DEFAULT_BASELINE = "interaction-ridge"
+DEFAULT_RIDGE_ALPHA = 0.3
 DEFAULT_MLP_INPUTS = "stage-summary"
 DEFAULT_WEIGHT_DECAY = 1e-2
 
@@ -74,6 +80,7 @@ class AccuracyPredictor:
     baseline_bias: float
     target_scale: float
     metadata: dict[str, Any] = field(default_factory=dict)
+    quadratic_weight: np.ndarray | None = None   # (encoding_size, encoding_size); None = zeros
 
     def __post_init__(self) -> None:
         self.weights = [_flush_subnormals(w) for w in self.weights]
@@ -81,7 +88,13 @@ class AccuracyPredictor:
         self.baseline_weight = _flush_subnormals(self.baseline_weight).reshape(-1)
         self.baseline_bias = float(self.baseline_bias)
         self.target_scale = float(self.target_scale)
-        _check_shapes(self.space, self.weights, self.biases, self.baseline_weight, "predictor")
+        size = self.space.encoding_size
+        quadratic = np.zeros((size, size)) if self.quadratic_weight is None else self.quadratic_weight
+        self.quadratic_weight = _flush_subnormals(quadratic)
+        _check_shapes(self.space, self.weights, self.biases, self.baseline_weight, "predictor",
+                      self.quadratic_weight)
+        # Only the rows of Q with an entry take part (the resolution rows, for our baselines).
+        self._quadratic_rows = np.flatnonzero(np.abs(self.quadratic_weight).sum(1))
 
     @property
     def quality(self) -> dict[str, Any] | None:
@@ -106,6 +119,9 @@ class AccuracyPredictor:
         out *= self.target_scale
         out += x @ self.baseline_weight
         out += self.baseline_bias
+        rows = self._quadratic_rows
+        if rows.size:
+            out += np.einsum("ij,ij->i", x[:, rows] @ self.quadratic_weight[rows], x)
         return out.astype(np.float64)
 
     def torch_module(self) -> nn.Module:
@@ -123,7 +139,8 @@ class AccuracyPredictor:
                   "space": np.array(self.space.name), "n_layers": np.array(len(self.weights)),
                   "baseline_weight": self.baseline_weight,
                   "baseline_bias": np.array(self.baseline_bias, dtype=np.float64),
-                  "target_scale": np.array(self.target_scale, dtype=np.float64)}
+                  "target_scale": np.array(self.target_scale, dtype=np.float64),
+                  "quadratic_weight": self.quadratic_weight}
         for i, (w, b) in enumerate(zip(self.weights, self.biases)):
             arrays[f"weight_{i}"], arrays[f"bias_{i}"] = w, b
         npz_path.parent.mkdir(parents=True, exist_ok=True)
@@ -151,11 +168,17 @@ class _PredictorModule(nn.Module):
             self.baseline.weight.copy_(torch.from_numpy(predictor.baseline_weight)[None])
             self.baseline.bias.fill_(predictor.baseline_bias)
         self.target_scale = predictor.target_scale
+        rows = predictor._quadratic_rows
+        self.register_buffer("quadratic_rows", torch.from_numpy(rows.astype(np.int64)))
+        self.register_buffer("quadratic", torch.from_numpy(predictor.quadratic_weight[rows].copy()))
         self.requires_grad_(False)
         self.eval()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.mlp(x)[:, 0] * self.target_scale + self.baseline(x)[:, 0]
+        out = self.mlp(x)[:, 0] * self.target_scale + self.baseline(x)[:, 0]
+        if self.quadratic_rows.numel():
+            out = out + ((x[:, self.quadratic_rows] @ self.quadratic) * x).sum(1)
+        return out
 
 
 def _flush_subnormals(array) -> np.ndarray:
@@ -168,7 +191,7 @@ def _flush_subnormals(array) -> np.ndarray:
 
 
 def _check_shapes(space: SearchSpace, weights: Sequence[np.ndarray], biases: Sequence[np.ndarray],
-                  baseline_weight: np.ndarray, where: str) -> None:
+                  baseline_weight: np.ndarray, where: str, quadratic_weight: np.ndarray | None = None) -> None:
     if not 1 <= len(weights) <= _MAX_LAYERS or len(weights) != len(biases):
         raise AccuracyPredictorError(f"{where}: needs 1..{_MAX_LAYERS} layers with one bias each, "
                                      f"got {len(weights)} weights and {len(biases)} biases")
@@ -184,7 +207,12 @@ def _check_shapes(space: SearchSpace, weights: Sequence[np.ndarray], biases: Seq
     if baseline_weight.shape != (space.encoding_size,):
         raise AccuracyPredictorError(f"{where}: baseline_weight has shape {baseline_weight.shape}; "
                                      f"expected ({space.encoding_size},)")
-    if not all(np.isfinite(a).all() for a in (*weights, *biases, baseline_weight)):
+    size = space.encoding_size
+    if quadratic_weight is not None and quadratic_weight.shape != (size, size):
+        raise AccuracyPredictorError(f"{where}: quadratic_weight has shape {quadratic_weight.shape}; "
+                                     f"expected ({size}, {size})")
+    extra = () if quadratic_weight is None else (quadratic_weight,)
+    if not all(np.isfinite(a).all() for a in (*weights, *biases, baseline_weight, *extra)):
         raise AccuracyPredictorError(f"{where}: weights contain NaN or infinity")
 
 
@@ -220,9 +248,12 @@ def load_accuracy_predictor(name_or_path: str | Path = "tiny-fmnist") -> Accurac
         raise AccuracyPredictorError(f"{where}: not an accuracy-predictor file (missing {missing})")
     if scalar("format", str) != FORMAT:
         raise AccuracyPredictorError(f"{where}: format is '{scalar('format', str)}'; expected '{FORMAT}'")
-    if scalar("version", int) != VERSION:
-        raise AccuracyPredictorError(f"{where}: version {scalar('version', int)} is not supported "
-                                     f"(this ofa_engine reads version {VERSION})")
+    version = scalar("version", int)
+    if version not in READABLE_VERSIONS:
+        raise AccuracyPredictorError(f"{where}: version {version} is not supported "
+                                     f"(this ofa_engine reads versions {', '.join(map(str, READABLE_VERSIONS))})")
+    if version >= 2 and "quadratic_weight" not in arrays:
+        raise AccuracyPredictorError(f"{where}: a version {version} file needs 'quadratic_weight'")
     try:
         space = SearchSpace.preset(scalar("space", str))
     except ValueError as exc:
@@ -234,18 +265,20 @@ def load_accuracy_predictor(name_or_path: str | Path = "tiny-fmnist") -> Accurac
     missing = [k for k in keys if k not in arrays]
     if missing:
         raise AccuracyPredictorError(f"{where}: missing arrays {missing[:4]}")
-    for key in keys + ["baseline_weight"]:
+    optional = ["quadratic_weight"] if version >= 2 else []
+    for key in keys + ["baseline_weight"] + optional:
         if not np.issubdtype(arrays[key].dtype, np.floating):
             raise AccuracyPredictorError(f"{where}: '{key}' has dtype {arrays[key].dtype}; expected float")
     weights = [arrays[f"weight_{i}"] for i in range(n_layers)]
     biases = [arrays[f"bias_{i}"] for i in range(n_layers)]
-    _check_shapes(space, weights, biases, arrays["baseline_weight"], where)
+    quadratic = arrays["quadratic_weight"] if version >= 2 else None
+    _check_shapes(space, weights, biases, arrays["baseline_weight"], where, quadratic)
     baseline_bias, target_scale = scalar("baseline_bias", float), scalar("target_scale", float)
     if not (math.isfinite(baseline_bias) and math.isfinite(target_scale)):
         raise AccuracyPredictorError(f"{where}: baseline_bias / target_scale must be finite")
     metadata = _read_metadata(json_path, space)
     return AccuracyPredictor(space, weights, biases, arrays["baseline_weight"], baseline_bias,
-                             target_scale, metadata)
+                             target_scale, metadata, quadratic_weight=quadratic)
 
 
 def _paths(path: str | Path) -> tuple[Path, Path]:
@@ -332,16 +365,46 @@ def stage_summary_projection(space: SearchSpace) -> np.ndarray:
     return projection
 
 
+def interaction_features(space: SearchSpace, x: np.ndarray) -> tuple[np.ndarray, Callable]:
+    """Features of the "interaction-ridge" baseline from the encoding `x`: the per-stage counts
+    (`stage_summary_projection`), then resolution x width and resolution x per-stage counts
+    (products of one-hot entries). Returns (features, to_weights) where `to_weights(theta)` maps
+    coefficients of these features back to (w, Q) on the encoding: features @ theta ==
+    x @ w + rowwise(x^T Q x) exactly, so the fitted baseline is stored as a line plus Q."""
+    projection = stage_summary_projection(space)
+    n_res, n_wid = len(space.resolutions), len(space.width_mults)
+    head = n_res + n_wid
+    summary = x @ projection
+    res, wid, counts = x[:, :n_res], x[:, n_res:head], summary[:, head:]
+    n_counts = counts.shape[1]
+    features = np.concatenate([summary, (res[:, :, None] * wid[:, None, :]).reshape(len(x), -1),
+                               (res[:, :, None] * counts[:, None, :]).reshape(len(x), -1)], 1)
+
+    def to_weights(theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        linear = projection @ theta[:projection.shape[1]]
+        rest = theta[projection.shape[1]:]
+        res_wid = rest[:n_res * n_wid].reshape(n_res, n_wid)
+        res_counts = rest[n_res * n_wid:].reshape(n_res, n_counts)
+        quadratic = np.zeros((space.encoding_size, space.encoding_size))
+        quadratic[:n_res, n_res:head] = res_wid
+        quadratic[:n_res] += res_counts @ projection[:, head:].T
+        return linear, quadratic
+
+    return features, to_weights
+
+
 def fit_accuracy_predictor(space: SearchSpace, configs, accuracies: Sequence[float] | np.ndarray, *,
                            hidden: Sequence[int] = DEFAULT_HIDDEN, baseline: str = DEFAULT_BASELINE,
-                           ridge_alpha: float = 1.0, epochs: int = 300, batch_size: int = 64,
+                           ridge_alpha: float = DEFAULT_RIDGE_ALPHA, epochs: int = 300, batch_size: int = 64,
                            lr: float = 1e-3, weight_decay: float = DEFAULT_WEIGHT_DECAY, mlp_inputs: str = DEFAULT_MLP_INPUTS,
                            seed: int = 0) -> AccuracyPredictor:
     """Train the MLP on `space.encode(configs)` -> `accuracies` (fractions).
 
     `baseline="ridge"` first fits a ridge line and trains the MLP on the remaining residual;
     `"stage-ridge"` fits the line on per-stage counts (`stage_summary_projection`), which
-    needs far fewer rows; `"mean"` only centres the targets (OFA's choice). The residual is
+    needs far fewer rows; `"interaction-ridge"` adds resolution x width and resolution x
+    per-stage counts to those (`interaction_features`); `"mean"` only centres the targets
+    (OFA's choice). The residual is
     scaled to unit variance. `mlp_inputs="stage-summary"` feeds the MLP the per-stage counts
     instead of the full encoding (the projection is folded into its first layer afterwards, so
     the result is still an MLP on the encoding).
@@ -354,8 +417,13 @@ def fit_accuracy_predictor(space: SearchSpace, configs, accuracies: Sequence[flo
                          f"and {len(y)} accuracies")
     if not np.isfinite(y).all():
         raise ValueError("accuracies contain NaN or infinity")
+    quadratic = None
     if baseline == "ridge":
         base_w, base_b = _ridge(x, y, ridge_alpha)
+    elif baseline == "interaction-ridge":
+        features, to_weights = interaction_features(space, x.astype(np.float64))
+        theta, base_b = _ridge(features, y, ridge_alpha)
+        base_w, quadratic = to_weights(theta)
     elif baseline == "stage-ridge":
         projection = stage_summary_projection(space)
         theta, base_b = _ridge(x @ projection, y, ridge_alpha)
@@ -363,8 +431,12 @@ def fit_accuracy_predictor(space: SearchSpace, configs, accuracies: Sequence[flo
     elif baseline == "mean":
         base_w, base_b = np.zeros(x.shape[1]), float(y.mean())
     else:
-        raise ValueError(f"baseline '{baseline}' is unknown; allowed: ridge, stage-ridge, mean")
-    residual = y - (x.astype(np.float64) @ base_w + base_b)
+        raise ValueError(f"baseline '{baseline}' is unknown; allowed: ridge, stage-ridge, "
+                         f"interaction-ridge, mean")
+    x64 = x.astype(np.float64)
+    residual = y - (x64 @ base_w + base_b)
+    if quadratic is not None:
+        residual -= np.einsum("ij,ij->i", x64 @ quadratic, x64)
     scale = float(residual.std()) or 1.0
     target = torch.from_numpy((residual / scale).astype(np.float32))
     if mlp_inputs == "encoding":
@@ -406,7 +478,7 @@ def fit_accuracy_predictor(space: SearchSpace, configs, accuracies: Sequence[flo
         weights=[projection @ linears[0].weight.detach().numpy().T.astype(np.float64)]
                 + [m.weight.detach().numpy().T.copy() for m in linears[1:]],
         biases=[m.bias.detach().numpy().copy() for m in linears],
-        baseline_weight=base_w, baseline_bias=base_b, target_scale=scale,
+        baseline_weight=base_w, baseline_bias=base_b, target_scale=scale, quadratic_weight=quadratic,
         metadata={"training": {"hidden": list(hidden), "baseline": baseline, "ridge_alpha": ridge_alpha,
                                "epochs": epochs, "batch_size": batch_size, "lr": lr,
                                "weight_decay": weight_decay, "mlp_inputs": mlp_inputs, "seed": seed,
@@ -442,8 +514,10 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, metavar="NPZ", help="predictor file (.npz; .json beside it)")
     parser.add_argument("--test-fraction", type=float, default=0.2, help="held-out share (default 0.2)")
     parser.add_argument("--seed", type=int, default=0, help="split and training seed")
-    parser.add_argument("--baseline", default=DEFAULT_BASELINE, choices=["ridge", "stage-ridge", "mean"],
+    parser.add_argument("--baseline", default=DEFAULT_BASELINE, choices=["ridge", "stage-ridge", "interaction-ridge", "mean"],
                         help="what the MLP's residual is over (default %(default)s)")
+    parser.add_argument("--ridge-alpha", type=float, default=DEFAULT_RIDGE_ALPHA,
+                        help="ridge penalty of the baseline (default %(default)s)")
     parser.add_argument("--mlp-inputs", default=DEFAULT_MLP_INPUTS, choices=["encoding", "stage-summary"],
                         help="what the MLP sees (default %(default)s; folded into an MLP on the encoding)")
     parser.add_argument("--hidden", default=",".join(map(str, DEFAULT_HIDDEN)), metavar="W,W,...",
@@ -476,7 +550,7 @@ def run_fit_accuracy_predictor(args: argparse.Namespace) -> int:
     predictor = fit_accuracy_predictor(space, [configs[i] for i in train], y[train],
                                        hidden=hidden, baseline=args.baseline, epochs=args.epochs,
                                        mlp_inputs=args.mlp_inputs, weight_decay=args.weight_decay,
-                                       seed=args.seed)
+                                       ridge_alpha=args.ridge_alpha, seed=args.seed)
     quality = evaluate_accuracy_predictor(predictor, [configs[i] for i in test], y[test])
     quality["n_train"] = int(len(train))
     supernet_file = BUNDLED_SUPERNETS.get(args.supernet, Path(args.supernet))
@@ -491,7 +565,7 @@ def run_fit_accuracy_predictor(args: argparse.Namespace) -> int:
         "training": predictor.metadata["training"],
         "command": (f"python -m ofa_engine fit-accuracy-predictor --csv {args.csv} --space {args.space} "
                     f"--supernet {args.supernet} --out {args.out} --test-fraction {args.test_fraction} "
-                    f"--seed {args.seed} --baseline {args.baseline} --mlp-inputs {args.mlp_inputs} --hidden {args.hidden} "
+                    f"--seed {args.seed} --baseline {args.baseline} --ridge-alpha {args.ridge_alpha:g} --mlp-inputs {args.mlp_inputs} --hidden {args.hidden} "
                     f"--epochs {args.epochs} --weight-decay {args.weight_decay}"),
     }
     path = predictor.save(args.out, metadata)

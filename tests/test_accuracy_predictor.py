@@ -13,8 +13,8 @@ from ofa_engine import SearchSpace, build_supernet
 from ofa_engine.accuracy_dataset import (CSV_FIELDS, build_accuracy_dataset, dataset_configs,
                                          read_accuracy_csv)
 from ofa_engine.accuracy_predictor import (AccuracyPredictorError, evaluate_accuracy_predictor,
-                                           fit_accuracy_predictor, kendall_tau, load_accuracy_predictor,
-                                           train_test_split)
+                                           fit_accuracy_predictor, interaction_features, kendall_tau,
+                                           load_accuracy_predictor, train_test_split)
 from ofa_engine.cli import main
 from ofa_engine.data import ImageSet
 
@@ -109,6 +109,9 @@ def _rewrite(path, **changes):
     ({"bias_1": None}, "missing arrays"),
     ({"weight_2": np.full((64, 1), np.nan, np.float32)}, "NaN"),
     ({"target_scale": np.array("big")}, "target_scale"),
+    ({"quadratic_weight": np.zeros((5, 5))}, "quadratic_weight has shape"),
+    ({"quadratic_weight": None}, "needs 'quadratic_weight'"),
+    ({"quadratic_weight": np.full((SPACE.encoding_size,) * 2, np.inf)}, "NaN or infinity"),
     ({"weight_1": np.array([[object()]], dtype=object)}, "plain arrays"),
 ])
 def test_bad_npz_is_rejected_with_a_clear_error(fitted, tmp_path, change, message):
@@ -262,3 +265,50 @@ def test_builder_shards_fill_one_csv_together(tiny_setup, tmp_path):
         c.to_json() for c in configs)
     with pytest.raises(ValueError, match="shard 2/2"):
         build_accuracy_dataset(supernet, configs, out, images, images, shard=(2, 2))
+
+
+# ---------------------------------------------------------------------- interaction baseline
+def synthetic_interaction(n: int, seed: int = 0):
+    """Accuracy with a resolution x width and a resolution x stage-depth effect, which no line
+    on the encoding can fit."""
+    pop = SPACE.sample_population(n, np.random.default_rng(seed))
+    res = np.searchsorted(SPACE.resolutions, pop["image_size"])
+    depth_last = pop["d"][:, -1] - min(SPACE.depths)
+    return pop, 0.85 + 0.004 * res + 0.006 * pop["wid"] + 0.003 * res * pop["wid"] - 0.002 * res * depth_last
+
+
+def test_interaction_features_map_back_to_a_line_plus_quadratic_form_exactly():
+    pop = SPACE.sample_population(100, np.random.default_rng(2))
+    x = SPACE.encode(pop).astype(np.float64)
+    features, to_weights = interaction_features(SPACE, x)
+    theta = np.random.default_rng(3).normal(size=features.shape[1])
+    linear, quadratic = to_weights(theta)
+    np.testing.assert_allclose(features @ theta, x @ linear + np.einsum("ij,ij->i", x @ quadratic, x),
+                               atol=1e-9)
+    assert np.flatnonzero(np.abs(quadratic).sum(1)).max() < len(SPACE.resolutions)  # resolution rows only
+
+
+def test_interaction_baseline_fits_what_a_line_cannot_and_survives_save_and_torch(tmp_path):
+    pop, y = synthetic_interaction(300)
+    test_pop, test_y = synthetic_interaction(100, seed=1)
+    line = fit_accuracy_predictor(SPACE, pop, y, hidden=(1,), baseline="stage-ridge", epochs=0)
+    both = fit_accuracy_predictor(SPACE, pop, y, hidden=(1,), baseline="interaction-ridge", epochs=0,
+                                  ridge_alpha=1e-3)
+    assert evaluate_accuracy_predictor(both, test_pop, test_y)["rmse_points"] < 0.01
+    assert evaluate_accuracy_predictor(line, test_pop, test_y)["rmse_points"] > 0.1
+    loaded = load_accuracy_predictor(both.save(tmp_path / "q.npz"))
+    np.testing.assert_array_equal(loaded.predict(test_pop), both.predict(test_pop))
+    x = torch.from_numpy(SPACE.encode(test_pop)).requires_grad_(True)
+    out = both.torch_module()(x)
+    np.testing.assert_allclose(out.detach().numpy(), both.predict(test_pop), atol=1e-5)
+    out.sum().backward()
+    assert torch.isfinite(x.grad).all() and x.grad[:, :len(SPACE.resolutions)].abs().sum() > 0
+
+
+def test_version_1_files_without_a_quadratic_term_still_load(fitted, tmp_path):
+    predictor, configs, _ = fitted
+    path = predictor.save(tmp_path / "v1.npz")
+    _rewrite(path, version=np.array(1), quadratic_weight=None)
+    loaded = load_accuracy_predictor(path)
+    np.testing.assert_array_equal(loaded.predict(configs), predictor.predict(configs))
+    assert not loaded.quadratic_weight.any()
