@@ -587,7 +587,7 @@ def _check_fit_inputs(space: SearchSpace, configs: Configs, latencies_ms) -> np.
 
 def fit_latency_model(space: SearchSpace | str, configs: Configs, latencies_ms: Sequence[float],
                       kind: str = "learned", *, block_table: Mapping[str, float] | LookupTableModel | None = None,
-                      ridge: float = 1e-3) -> LatencyModel:
+                      ridge: float = DEFAULT_RIDGE) -> LatencyModel:
     """Fit a latency model to measured configs.
 
     kind: "learned" (= "block-linear"), "macs-linear" or "lut" (needs `block_table`: a dict of
