@@ -29,7 +29,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
@@ -38,7 +38,7 @@ from .stats import kendall_tau, split_indices  # noqa: F401  (part of this modul
 
 __all__ = ["LatencyModel", "MacsLinearModel", "LookupTableModel", "BlockLinearModel", "AnalyticalMCUModel",
            "latency_model_from_dict", "fit_latency_model", "evaluate_latency_model", "fit_profile_latency",
-           "select_ridge", "LEARNED_RIDGES",
+           "profile_fit", "ProfileFit", "select_ridge", "LEARNED_RIDGES",
            "kendall_tau", "block_geometry", "block_key", "stem_key", "head_key", "MODEL_TYPES",
            "LEARNED_KIND", "BLOCK_FEATURES"]
 
@@ -667,18 +667,43 @@ def select_ridge(space: SearchSpace | str, configs: Configs, latencies_ms: Seque
     return best[0], rows
 
 
-def fit_profile_latency(space: SearchSpace | str, configs: Configs, latencies_ms: Sequence[float],
-                        seed: int = 0, test_fraction: float = 0.2) -> tuple[LatencyModel, dict[str, float]]:
-    """The protocol of a measured device profile: choose the ridge penalty by cross-validation
-    on a seeded 80% (`select_ridge`), fit the learned model there, evaluate it on the other 20%
-    (the returned quality: rmse_ms, mape, kendall_tau, within_10pct, n_test, ridge), then refit
-    on all the data with the same ridge (the returned model)."""
+class ProfileFit(NamedTuple):
+    """What the profile protocol produces: the shipped `model` (fitted on every subnet), its
+    `quality` on the held-out subnets, the `held_out` model that was scored (fitted on `train`
+    only) and the `train` / `test` indices of the seeded split."""
+    model: LatencyModel
+    quality: dict[str, float]
+    held_out: LatencyModel
+    train: np.ndarray
+    test: np.ndarray
+
+
+def profile_fit(space: SearchSpace | str, configs: Configs, latencies_ms: Sequence[float],
+                kind: str = "learned", seed: int = 0, test_fraction: float = 0.2) -> ProfileFit:
+    """The protocol of a measured device profile: split the subnets (seeded, `test_fraction`
+    held out); for the learned model choose the ridge penalty by cross-validation on the training
+    part only (`select_ridge`); fit there and score on the held-out part (quality: rmse_ms, mape,
+    kendall_tau, within_10pct, n_test, n_train, and ridge for the learned model); then refit on
+    all the data with the same options (the shipped model)."""
     space = _space(space)
     y = _check_fit_inputs(space, configs, latencies_ms)
+    if not 0.05 <= test_fraction <= 0.5:
+        raise ValueError(f"test_fraction = {test_fraction}; allowed: 0.05..0.5")
     if len(y) < 5:
         raise ValueError(f"a profile needs at least 5 measured subnets (80/20 split), got {len(y)}")
     train, test = split_indices(len(y), test_fraction, seed)
-    ridge, _ = select_ridge(space, _subset(space, configs, train), y[train], seed=seed)
-    held_out = fit_latency_model(space, _subset(space, configs, train), y[train], ridge=ridge)
-    quality = evaluate_latency_model(held_out, space, _subset(space, configs, test), y[test])
-    return fit_latency_model(space, configs, y, ridge=ridge), {**quality, "ridge": ridge}
+    options = {}
+    if kind == "learned":
+        options["ridge"], _ = select_ridge(space, _subset(space, configs, train), y[train], seed=seed)
+    held_out = fit_latency_model(space, _subset(space, configs, train), y[train], kind=kind, **options)
+    scores = evaluate_latency_model(held_out, space, _subset(space, configs, test), y[test])
+    quality = {k: int(v) if k.startswith("n_") else float(v) for k, v in scores.items()}
+    quality.update(n_train=len(train), **options)
+    return ProfileFit(fit_latency_model(space, configs, y, kind=kind, **options), quality, held_out, train, test)
+
+
+def fit_profile_latency(space: SearchSpace | str, configs: Configs, latencies_ms: Sequence[float],
+                        seed: int = 0, test_fraction: float = 0.2) -> tuple[LatencyModel, dict[str, float]]:
+    """`profile_fit` of the learned model: (the shipped model, its held-out quality)."""
+    fit = profile_fit(space, configs, latencies_ms, "learned", seed, test_fraction)
+    return fit.model, fit.quality

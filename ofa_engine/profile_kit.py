@@ -268,36 +268,22 @@ def fit_profile_from_csv(csv_path: str | os.PathLike, name: str, *, display_name
                          ) -> DeviceProfile:
     """Fit a measured `DeviceProfile` to a latency CSV (the profile kit's results.csv).
 
-    Protocol (as `latency_models.fit_profile_latency`): the subnets are split (seeded), a model
+    Protocol (`latency_models.profile_fit`): the subnets are split (seeded), a model
     (`model`: "learned" or "macs-linear") fitted on the training part is scored on the
     `test_fraction` held out (the profile's `quality`; with `validation_out` its held-out
     config, measured_ms, predicted_ms go to that CSV), then the shipped model is refitted on all.
     `name` may be free text ("my device"): the profile name is its slug, the text its display name.
     `measure_locally` marks a profile of the machine running the engine (the bundled cpu-ort-*).
     """
-    from .latency_models import evaluate_latency_model, fit_latency_model, select_ridge, split_indices
+    from .latency_models import profile_fit
 
     csv_path = Path(csv_path)
     if not csv_path.is_file():
         raise FileNotFoundError(2, "No such latency CSV", str(csv_path))
     space = _space_of(csv_path, space)
-    if not 0.05 <= test_fraction <= 0.5:
-        raise ValueError(f"test_fraction = {test_fraction}; allowed: 0.05..0.5")
     configs, latencies, threads, batch_size, runs = read_latency_csv(csv_path, space)
-    # The project's profile protocol (latency_models.fit_profile_latency): score a model fitted on
-    # a seeded 80% on the other 20%, then ship the model refitted on every subnet.
-    # The learned model's ridge penalty is chosen by cross-validation on the training part only.
-    train, test = split_indices(len(configs), test_fraction, seed)
-    test_configs, train_configs = [configs[i] for i in test], [configs[i] for i in train]
-    options = {}
-    if model == "learned":
-        options["ridge"], _ = select_ridge(space, train_configs, latencies[train], seed=seed)
-    held_out = fit_latency_model(space, train_configs, latencies[train], kind=model, **options)
-    scores = evaluate_latency_model(held_out, space, test_configs, latencies[test])
-    quality = {k: int(v) if k.startswith("n_") else float(v) for k, v in scores.items()}
-    quality["n_train"] = len(train)
-    quality.update(options)
-    fitted = fit_latency_model(space, configs, latencies, kind=model, **options)
+    fit = profile_fit(space, configs, latencies, kind=model, seed=seed, test_fraction=test_fraction)
+    train, test = fit.train, fit.test
     if machine is None:
         machine = this_machine() if measure_locally else "the device that ran the profile kit"
     if runtime_version is None and measure_locally:
@@ -310,7 +296,7 @@ def fit_profile_from_csv(csv_path: str | os.PathLike, name: str, *, display_name
                  "provider": "CPUExecutionProvider", "graph_optimization": "ORT_ENABLE_ALL",
                  "execution_mode": "sequential", "measure_locally": bool(measure_locally)},
         memory={"ram_kb": ram_kb, "flash_kb": flash_kb},
-        latency_model=fitted, quality=quality,
+        latency_model=fit.model, quality=fit.quality,
         provenance={"machine": machine, "date": today(),
                     "command": command or f"python -m ofa_engine fit-profile {csv_path} --name {name!r}",
                     "latency_data": csv_path.name,
@@ -318,12 +304,13 @@ def fit_profile_from_csv(csv_path: str | os.PathLike, name: str, *, display_name
                                f"{runs if runs else '?'} timed runs each, in interleaved bursts; the "
                                f"latency is the median of the burst medians); quality: a model fitted on "
                                f"{len(train)} scored on the {len(test)} held out (seed {seed})"
-                               + (f", ridge {options['ridge']:g} chosen by 5-fold cross-validation on the "
-                                  f"{len(train)}" if options else "")
+                               + (f", ridge {fit.quality['ridge']:g} chosen by 5-fold cross-validation on the "
+                                  f"{len(train)}" if "ridge" in fit.quality else "")
                                + f"; the shipped model is refitted on all {len(configs)}")})
     if validation_out is not None:
+        test_configs = [configs[i] for i in test]
         write_validation_csv(validation_out, test_configs, latencies[test],
-                             held_out.predict_ms(space, test_configs))
+                             fit.held_out.predict_ms(space, test_configs))
     return profile
 
 

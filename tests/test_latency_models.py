@@ -9,7 +9,7 @@ import pytest
 from ofa_engine import SearchSpace, analyze
 from ofa_engine.latency_models import (AnalyticalMCUModel, BlockLinearModel, LookupTableModel, MacsLinearModel,
                                        architecture_features, evaluate_latency_model, fit_latency_model,
-                                       fit_profile_latency, select_ridge, kendall_tau, latency_metrics, latency_model_from_dict,
+                                       fit_profile_latency, profile_fit, select_ridge, kendall_tau, latency_metrics, latency_model_from_dict,
                                        split_indices, total_macs, unique_blocks)
 
 SPACE = SearchSpace.preset("tiny-fmnist")
@@ -127,6 +127,22 @@ def test_fit_profile_latency_protocol():
     np.testing.assert_allclose(model.predict_ms(SPACE, pop), y, rtol=0.03)   # ridge: slightly biased
     assert len(train) == 40 and not set(train) & set(test)
     assert np.array_equal(split_indices(50, 0.2, seed=0)[1], test)
+
+
+def test_profile_fit_scores_a_model_fitted_on_the_training_part_only():
+    pop = SPACE.sample_population(40, 4)
+    y = 0.3 * analyze(SPACE, pop)["macs"] / 1e6 + 0.2
+    y[:8] *= 3.0     # subnets the held-out model never sees unless they are in its training part
+    fit = profile_fit(SPACE, pop, y, kind="macs-linear", seed=1, test_fraction=0.25)
+    assert len(fit.test) == 10 and fit.quality["n_test"] == 10 and fit.quality["n_train"] == 30
+    assert "ridge" not in fit.quality
+    sub = lambda idx: {k: v[idx] for k, v in pop.items()}
+    alone = fit_latency_model(SPACE, sub(fit.train), y[fit.train], kind="macs-linear")
+    np.testing.assert_allclose(fit.held_out.predict_ms(SPACE, pop), alone.predict_ms(SPACE, pop))
+    everything = fit_latency_model(SPACE, pop, y, kind="macs-linear")
+    np.testing.assert_allclose(fit.model.predict_ms(SPACE, pop), everything.predict_ms(SPACE, pop))
+    with pytest.raises(ValueError, match="test_fraction"):
+        profile_fit(SPACE, pop, y, test_fraction=0.9)
 
 
 @pytest.mark.parametrize("data, message", [
