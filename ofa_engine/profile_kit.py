@@ -33,7 +33,7 @@ from .profiles import DeviceProfile, _atomic_write_text, today, write_validation
 from .space import SearchSpace, SubnetConfig
 
 __all__ = ["write_profile_kit", "kit_zip_bytes", "kit_configs", "read_latency_csv",
-           "fit_profile_from_csv", "MIN_ROWS", "KIT_README"]
+           "fit_profile_from_csv", "read_latency_runs", "MIN_ROWS", "KIT_README"]
 
 MIN_ROWS = 20
 MAX_CSV_BYTES = 50 << 20
@@ -60,6 +60,8 @@ Back on the machine with ofa_engine:
 
 which fits a latency predictor, reports its accuracy on held-out subnets and writes a device
 profile you can load with ofa_engine.profiles.load_profile("my-device.json") or upload in the app.
+On a shared or noisy machine, run runner.py again later (rename results.csv first) and pass every
+run: `fit-profile results-1.csv results.csv ...` averages each subnet over the runs.
 Batch size: {batch_size} (change with --batch-size; the profile records what you measured).
 """
 
@@ -217,6 +219,38 @@ def read_latency_csv(csv_path: str | os.PathLike, space: SearchSpace
     return configs, np.array(latencies), threads.pop(), batches.pop(), (min(runs) if runs else None)
 
 
+def read_latency_runs(csv_paths: Sequence[str | os.PathLike], space: SearchSpace
+                      ) -> tuple[list[SubnetConfig], np.ndarray, int, int, int | None]:
+    """`read_latency_csv` of one or more runs over the same subnets (the kit run again, at another
+    time). A subnet's latency is the geometric mean of its medians over the runs: averaging
+    independent runs damps the run-to-run drift of a shared machine. The runs must hold the same
+    subnets with the same threads and batch size; `runs` is the smallest count of timed runs."""
+    paths = [Path(p) for p in csv_paths]
+    if not paths:
+        raise ValueError("no latency CSV given; allowed: one or more results.csv files")
+    configs, first, threads, batch_size, runs = read_latency_csv(paths[0], space)
+    keys = [cfg.to_json() for cfg in configs]
+    if len(set(keys)) != len(keys):
+        raise ValueError(f"'{paths[0]}' measures {len(keys) - len(set(keys))} subnet(s) twice; one row "
+                         f"per subnet")
+    logs = [np.log(first)]
+    for path in paths[1:]:
+        other, latency, t, b, r = read_latency_csv(path, space)
+        if (t, b) != (threads, batch_size):
+            raise ValueError(f"'{path}' was measured with threads={t}, batch_size={b}, '{paths[0]}' with "
+                             f"threads={threads}, batch_size={batch_size}; runs of one profile share "
+                             f"one setting")
+        by_key = dict(zip((cfg.to_json() for cfg in other), latency))
+        missing = [k for k in keys if k not in by_key]
+        if missing or len(by_key) != len(keys):
+            raise ValueError(f"'{path}' does not measure the same subnets as '{paths[0]}' ({len(missing)} of "
+                             f"its {len(keys)} missing, {len(by_key)} measured); runs of one profile "
+                             f"measure one kit")
+        logs.append(np.log([by_key[k] for k in keys]))
+        runs = None if runs is None or r is None else min(runs, r)
+    return configs, np.exp(np.mean(logs, 0)), threads, batch_size, runs
+
+
 def _space_of(csv_path: Path, space: SearchSpace | str | None) -> SearchSpace:
     if space is not None:
         return SearchSpace.preset(space) if isinstance(space, str) else space
@@ -259,7 +293,7 @@ def this_machine() -> str:
 
 
 # ---------------------------------------------------------------------- fitting
-def fit_profile_from_csv(csv_path: str | os.PathLike, name: str, *, display_name: str | None = None,
+def fit_profile_from_csv(csv_path: str | os.PathLike | Sequence[str | os.PathLike], name: str, *, display_name: str | None = None,
                          space: SearchSpace | str | None = None, model: str = "learned",
                          test_fraction: float = 0.2, seed: int = 0, ram_kb: float | None = None,
                          flash_kb: float | None = None, runtime_version: str | None = None,
@@ -272,16 +306,21 @@ def fit_profile_from_csv(csv_path: str | os.PathLike, name: str, *, display_name
     (`model`: "learned" or "macs-linear") fitted on the training part is scored on the
     `test_fraction` held out (the profile's `quality`; with `validation_out` its held-out
     config, measured_ms, predicted_ms go to that CSV), then the shipped model is refitted on all.
+    `csv_path` may be a list of runs over the same subnets (`read_latency_runs`: each subnet's
+    latency is then the geometric mean of its medians).
     `name` may be free text ("my device"): the profile name is its slug, the text its display name.
     `measure_locally` marks a profile of the machine running the engine (the bundled cpu-ort-*).
     """
     from .latency_models import profile_fit
 
-    csv_path = Path(csv_path)
-    if not csv_path.is_file():
-        raise FileNotFoundError(2, "No such latency CSV", str(csv_path))
-    space = _space_of(csv_path, space)
-    configs, latencies, threads, batch_size, runs = read_latency_csv(csv_path, space)
+    csv_paths = [Path(csv_path)] if isinstance(csv_path, (str, os.PathLike)) else [Path(p) for p in csv_path]
+    if not csv_paths:
+        raise ValueError("no latency CSV given; allowed: one or more results.csv files")
+    for path in csv_paths:
+        if not path.is_file():
+            raise FileNotFoundError(2, "No such latency CSV", str(path))
+    space = _space_of(csv_paths[0], space)
+    configs, latencies, threads, batch_size, runs = read_latency_runs(csv_paths, space)
     fit = profile_fit(space, configs, latencies, kind=model, seed=seed, test_fraction=test_fraction)
     train, test = fit.train, fit.test
     if machine is None:
@@ -298,11 +337,15 @@ def fit_profile_from_csv(csv_path: str | os.PathLike, name: str, *, display_name
         memory={"ram_kb": ram_kb, "flash_kb": flash_kb},
         latency_model=fit.model, quality=fit.quality,
         provenance={"machine": machine, "date": today(),
-                    "command": command or f"python -m ofa_engine fit-profile {csv_path} --name {name!r}",
-                    "latency_data": csv_path.name,
+                    "command": command or ("python -m ofa_engine fit-profile "
+                                           + " ".join(str(p) for p in csv_paths) + f" --name {name!r}"),
+                    "latency_data": ", ".join(p.name for p in csv_paths),
                     "method": (f"{len(configs)} subnets measured with ofa_engine.measure ("
                                f"{runs if runs else '?'} timed runs each, in interleaved bursts; the "
-                               f"latency is the median of the burst medians); quality: a model fitted on "
+                               f"latency is the median of the burst medians"
+                               + (f"; measured in {len(csv_paths)} separate runs, a subnet's latency is "
+                                  f"the geometric mean of its {len(csv_paths)} medians" if len(csv_paths) > 1 else "")
+                               + f"); quality: a model fitted on "
                                f"{len(train)} scored on the {len(test)} held out (seed {seed})"
                                + (f", ridge {fit.quality['ridge']:g} chosen by 5-fold cross-validation on the "
                                   f"{len(train)}" if "ridge" in fit.quality else "")
@@ -351,7 +394,9 @@ def run_profile_kit(args: argparse.Namespace) -> int:
 
 
 def _fit_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("csv", metavar="RESULTS_CSV", help="results.csv written by the kit's runner.py")
+    parser.add_argument("csv", metavar="RESULTS_CSV", nargs="+",
+                        help="results.csv written by the kit's runner.py; several runs of the same kit "
+                             "(e.g. at different times) are averaged per subnet (geometric mean)")
     parser.add_argument("--name", required=True, help="device name, e.g. \"my device\"")
     parser.add_argument("--out", required=True, metavar="JSON",
                         help="profile to write (the held-out predictions go next to it, .validation.csv)")
@@ -392,7 +437,7 @@ def run_fit_profile(args: argparse.Namespace) -> int:
 
 
 def _argv_of(args: argparse.Namespace) -> list[str]:
-    argv = [args.csv, "--name", args.name, "--out", args.out]
+    argv = [*args.csv, "--name", args.name, "--out", args.out]
     for flag, value in (("--space", args.space), ("--display-name", args.display_name),
                         ("--runtime-version", args.runtime_version), ("--machine", args.machine),
                         ("--ram-kb", args.ram_kb), ("--flash-kb", args.flash_kb)):

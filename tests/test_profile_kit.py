@@ -16,7 +16,7 @@ from ofa_engine import SearchSpace, analyze, measure
 from ofa_engine.cli import main
 from ofa_engine.latency_models import kendall_tau
 from ofa_engine.profile_kit import (MIN_ROWS, fit_profile_from_csv, kit_configs, kit_zip_bytes,
-                                    read_latency_csv, write_profile_kit)
+                                    read_latency_csv, read_latency_runs, write_profile_kit)
 from ofa_engine.profiles import load_profile, load_validation
 
 SPACE = SearchSpace.preset("tiny-fmnist")
@@ -144,3 +144,54 @@ def test_kit_zip_and_refusing_a_non_empty_folder(tmp_path, capsys):
     assert main(["profile-kit", "--space", "tiny-fmnist", "--out", str(tmp_path), "--n", "2"]) == 2
     assert "is not empty" in capsys.readouterr().err
     assert (tmp_path / "keep.txt").read_text() == "mine"
+
+
+def _synthetic_run(path: Path, configs, latencies, threads=2) -> Path:
+    with open(path, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["config", "median_ms", "q1_ms", "q3_ms", "runs", "threads", "batch_size"])
+        for cfg, ms in zip(configs, latencies):
+            writer.writerow([cfg.to_json(), f"{ms:.6f}", f"{0.9 * ms:.6f}", f"{1.1 * ms:.6f}", 30, threads, 1])
+    return path
+
+
+def test_several_runs_average_per_subnet_by_geometric_mean(tmp_path, capsys):
+    configs = kit_configs(SPACE, 30, seed=3)
+    base = 0.2 + analyze(SPACE, configs)["macs"] / 5e6
+    drift = np.random.default_rng(0).uniform(0.8, 1.25, size=(2, len(configs)))
+    a = _synthetic_run(tmp_path / "a.csv", configs, base * drift[0])
+    # The second run lists the subnets in another order: rows are matched by config.
+    order = np.arange(len(configs))[::-1]
+    b = _synthetic_run(tmp_path / "b.csv", [configs[i] for i in order], (base * drift[1])[order])
+    got, latency, threads, batch, runs = read_latency_runs([a, b], SPACE)
+    assert got == [SPACE.validate(c) for c in configs] and (threads, batch, runs) == (2, 1, 30)
+    np.testing.assert_allclose(latency, base * np.sqrt(drift[0] * drift[1]), rtol=1e-5)
+
+    out = tmp_path / "two-runs.json"
+    assert main(["fit-profile", str(a), str(b), "--space", "tiny-fmnist", "--name", "two runs",
+                 "--out", str(out)]) == 0, capsys.readouterr().err
+    profile = load_profile(str(out))
+    assert profile.provenance["latency_data"] == "a.csv, b.csv"
+    assert "geometric mean of its 2 medians" in profile.provenance["method"]
+    assert f"{a} {b}" in profile.provenance["command"]
+    single = fit_profile_from_csv(a, "one run", space=SPACE)
+    assert single.provenance["latency_data"] == "a.csv" and "geometric" not in single.provenance["method"]
+
+
+def test_runs_of_one_profile_must_match(tmp_path):
+    configs = kit_configs(SPACE, 25, seed=4)
+    ms = np.linspace(0.2, 1.0, len(configs))
+    a = _synthetic_run(tmp_path / "a.csv", configs, ms)
+    fewer = _synthetic_run(tmp_path / "fewer.csv", configs[:-1], ms[:-1])
+    other_threads = _synthetic_run(tmp_path / "t1.csv", configs, ms, threads=1)
+    twice = _synthetic_run(tmp_path / "twice.csv", configs + configs[:1], np.r_[ms, ms[:1]])
+    with pytest.raises(ValueError, match=r"does not measure the same subnets as .*1 of its 25 missing"):
+        read_latency_runs([a, fewer], SPACE)
+    with pytest.raises(ValueError, match=r"threads=1, batch_size=1, .* threads=2"):
+        read_latency_runs([a, other_threads], SPACE)
+    with pytest.raises(ValueError, match=r"measures 1 subnet\(s\) twice"):
+        read_latency_runs([twice, a], SPACE)
+    with pytest.raises(ValueError, match="no latency CSV given"):
+        fit_profile_from_csv([], "x", space=SPACE)
+    with pytest.raises(FileNotFoundError):
+        fit_profile_from_csv([a, tmp_path / "missing.csv"], "x", space=SPACE)
