@@ -121,11 +121,11 @@ def test_compare_strategies_table_and_charts():
 
 
 # ------------------------------------------------------------------------------ profiles
-def latency_csv(n: int = 40, seed: int = 0) -> bytes:
+def latency_csv(n: int = 40, seed: int = 0, noise_seed: int | None = None) -> bytes:
     space = SearchSpace.preset("tiny-fmnist")
     configs = [space.sample(seed * 1000 + i) for i in range(n)]
     macs = analyze(space, configs)["macs"]
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(seed if noise_seed is None else noise_seed)
     lines = ["file,config,median_ms,q1_ms,q3_ms,runs,threads,batch_size"]
     for i, (cfg, m) in enumerate(zip(configs, macs)):
         ms = 0.05 + m / 2e7 * (1 + 0.03 * rng.standard_normal())
@@ -155,6 +155,25 @@ def test_upload_latency_csv_creates_a_session_profile():
     # The new profile is offered on the Specialize page of the same session.
     at.switch_page("views/specialize.py").run()
     assert "lab-pi-5" in profile_options(at, "spec_profile")
+
+
+def test_several_runs_of_one_kit_make_one_profile_and_mismatched_runs_are_refused():
+    at = open_page("profiles")
+    at.text_input(key="csv_name").input("Noisy board").run()
+    runs = [("results-1.csv", latency_csv(noise_seed=1), "text/csv"),
+            ("results-2.csv", latency_csv(noise_seed=2), "text/csv")]
+    at.file_uploader(key="csv_upload").set_value(runs).run()
+    at.button(key="csv_create").click().run()
+    assert_clean(at)
+    assert not errors(at)
+    assert "noisy-board" in set(at.dataframe[0].value["profile"])
+    at.text_input(key="csv_name").input("Mixed board").run()
+    at.file_uploader(key="csv_upload").set_value(
+        [runs[0], ("other-kit.csv", latency_csv(seed=5), "text/csv")]).run()
+    at.button(key="csv_create").click().run()
+    assert_clean(at)
+    assert any("does not measure the same subnets" in e for e in errors(at)), errors(at)
+    assert "mixed-board" not in set(at.dataframe[0].value["profile"])
 
 
 @pytest.mark.parametrize("payload, expected", [

@@ -156,20 +156,23 @@ with kit_tab:
 with csv_tab:
     st.markdown("Upload the kit's `results.csv` (columns `file,config,median_ms,q1_ms,q3_ms,runs,threads,"
                 "batch_size`). A latency model is fitted on 80 % of the subnets and scored on the rest; the "
-                "profile lives in this browser session only.")
+                "profile lives in this browser session only. On a noisy device, run the kit several times "
+                "and upload every `results.csv`: each subnet's latency is then the geometric mean of its runs.")
     c1, c2, c3 = st.columns(3)
     device_name = c1.text_input("Device name", "my device", max_chars=64, key="csv_name")
     ram_kb = c2.number_input("RAM for activations (KB, 0 = unlimited)", 0, 10_000_000, 0, key="csv_ram")
     flash_kb = c3.number_input("Flash / storage for weights (KB, 0 = unlimited)", 0, 10_000_000, 0, key="csv_flash")
-    upload = st.file_uploader("Latency CSV", type=["csv"], key="csv_upload")
-    if st.button("Create profile", disabled=upload is None, key="csv_create"):
+    uploads = st.file_uploader("Latency CSV (one or more runs of the same kit)", type=["csv"], key="csv_upload",
+                               accept_multiple_files=True)
+    if st.button("Create profile", disabled=not uploads, key="csv_create"):
         from ofa_engine.profile_kit import fit_profile_from_csv
         with user_errors("The latency CSV"), tempfile.TemporaryDirectory(prefix="ofa-upload-") as tmp:
-            data = read_upload(upload, "CSV")
-            path = Path(tmp) / "results.csv"
-            path.write_bytes(data)
+            paths = []
+            for i, upload in enumerate(uploads):
+                paths.append(Path(tmp) / f"run-{i + 1}.csv")
+                paths[-1].write_bytes(read_upload(upload, "CSV"))
             validation_path = Path(tmp) / "validation.csv"
-            profile = fit_profile_from_csv(path, device_name, space=SUPERNET, ram_kb=ram_kb or None,
+            profile = fit_profile_from_csv(paths, device_name, space=SUPERNET, ram_kb=ram_kb or None,
                                            flash_kb=flash_kb or None, validation_out=validation_path,
                                            command="uploaded in the app")
             held = pd.read_csv(validation_path)
