@@ -41,6 +41,11 @@ from ofa_engine.space import SearchSpace  # noqa: E402
 TARGETS = {"rmse_points": 0.3, "kendall_tau": 0.8}
 HOLDOUT_IMAGES = 5000
 # (label, fit options); the constant and ridge rows are baselines, the rest MLPs.
+# The command that built the dataset (assets/predictors/README.md): two shards fill one CSV.
+DATASET_COMMAND = ("`python -m ofa_engine accuracy-dataset --supernet tiny-fmnist --n 2000 --out "
+                   "assets/predictors/tiny-fmnist-accuracy.csv --threads 1 --shard K/2`, for K = 0 and 1, "
+                   "run at the same time")
+
 VARIANTS = [
     ("MLP 3x400 on the encoding, targets centred (OFA)",
      dict(hidden=(400, 400, 400), baseline="mean", mlp_inputs="encoding", weight_decay=1e-4)),
@@ -252,13 +257,12 @@ def main(argv=None) -> int:
         f"then uniform random, seed 0), accuracy {100 * y.min():.2f}..{100 * y.max():.2f}% "
         f"(mean {100 * p:.2f}%, sd {100 * y.std():.2f} points), MACs {macs.min() / 1e6:.2f}..{macs.max() / 1e6:.2f} M.",
         f"  Build time: {build_seconds / 60:.0f} min of per-subnet time (extract + BN recalibration on 2k "
-        f"images + 5k-image evaluation, 1 thread, nice 19 on a shared 2-core machine; "
+        f"images + 5k-image evaluation, 1 torch thread per builder process; "
         f"{build_seconds / len(rows):.1f} s per subnet on average).",
-        *([f"  **Interim:** the build (1,002 subnets) was still running; these numbers use its first "
+        *([f"  **Interim:** the build was still running; these numbers use its first "
            f"{len(rows)} rows. Rerun the fit command and this script when it has finished."]
           if len(rows) < 1000 else []),
-        "  Command: `python -m ofa_engine accuracy-dataset --supernet tiny-fmnist --n 1000 "
-        "--out assets/predictors/tiny-fmnist-accuracy.csv --threads 1`",
+        f"  Command: {DATASET_COMMAND}",
         f"- Predictor: `assets/predictors/tiny-fmnist-accuracy.npz` (+ `.json`); command: `{meta.get('command')}`",
         f"- Report: `python benchmarks/accuracy_predictor_report.py --folds {args.folds} --epochs {args.epochs} "
         f"--noise-subnets {args.noise_subnets}`",
@@ -284,14 +288,13 @@ def main(argv=None) -> int:
            f"of its error variance is a reproducible property of the subnet, not label noise. On these "
            f"subnets it scores RMSE {noise['rmse_points']:.2f} points, Kendall tau {noise['kendall_tau']:.3f}.",
            ""] if noise else [""]),
-        f"What limits it: train RMSE {train_rmse:.2f} points (grey points), and every model variant, "
-        f"linear or MLP, cross-validates alike (table below): the one-hot encoding with additive "
-        f"per-choice effects explains what these rows can tell apart, "
-        + ("and most of the remaining error is reproducible (a property of the subnet, not label "
-           "noise): interaction features (resolution x width, per-stage depth x width) and more rows "
-           "are what to try next. "
+        f"What limits it: train RMSE {train_rmse:.2f} points (grey points)"
+        + (f"; the models below cross-validate at {min(r[1] for r in cv[1:]):.3f}..{max(r[1] for r in cv[1:]):.3f} "
+           f"points RMSE (the constant predictor aside)" if len(cv) > 1 else "")
+        + ("; most of the remaining error is reproducible (a property of the subnet, not label noise), "
+           "so richer features and more rows can still help. "
            if noise and noise["error_corr"] > 0.5 else
-           "so the limit is the labels' noise and the number of rows. ")
+           "; the labels' noise and the number of rows bound what is left. ")
         + f"The {len(test)}-subnet test split has a wide sampling error of its own; cross-validation uses "
         "every training row once and is the steadier estimate.",
         "",
