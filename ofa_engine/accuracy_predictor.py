@@ -49,15 +49,19 @@ _MAX_FILE_BYTES = 64 << 20       # a 3 x 400 MLP is ~1.5 MB; anything this big i
 _MAX_LAYERS = 16
 _MAX_WIDTH = 4096
 # Chosen by cross-validation in benchmarks/accuracy_predictor_report.py (see the report).
-# OFA's 3 x 400 MLP on the raw encoding overfits this many rows and is too slow for 10k configs
-# in 50 ms. On the 802 training rows of the first bundled supernet (5-fold CV, 2026-11-28): a
-# line on per-stage counts 0.529 points RMSE; with resolution x width and resolution x stage
-# interactions 0.495; a 3 x 128 MLP on the residual keeps 0.495 (a 2 x 64 one overfits: 0.538).
-DEFAULT_HIDDEN = (128, 128, 128)
-DEFAULT_BASELINE = "interaction-ridge"
+# On the 1,602 training rows of the supernet bundled on 2026-11-28 (3-fold CV): ridge lines score
+# 0.567-0.573 points RMSE (0.568 with resolution interactions), MLPs on the residual of a ridge
+# line 0.54-0.56, OFA's 3 x 400 MLP on the encoding with centred targets 0.492 (240 s to fit,
+# 560 ms for 10k configs), a 128-128 MLP 0.501, and an MLP whose first hidden layer is a
+# 2-unit bottleneck (2 then 128) 0.433 (4 s to fit, well under 50 ms for 10k configs; a 4-unit
+# one 0.438, 8 units 0.462, 16 units 0.526): accuracy varies along very few directions of the
+# encoding, and the bottleneck keeps the MLP from fitting label noise. (On the 802 rows of the
+# first supernet the ridge lines had done as well as any MLP.)
+DEFAULT_HIDDEN = (2, 128)
+DEFAULT_BASELINE = "mean"
 DEFAULT_RIDGE_ALPHA = 0.3
-DEFAULT_MLP_INPUTS = "stage-summary"
-DEFAULT_WEIGHT_DECAY = 1e-2
+DEFAULT_MLP_INPUTS = "encoding"
+DEFAULT_WEIGHT_DECAY = 1e-4
 
 
 class AccuracyPredictorError(ValueError):
