@@ -298,7 +298,11 @@ def main(argv=None) -> int:
            f"{noise['noise_sd_points']:.2f} points (sd over subnets of (A-B)/2); the predictor's errors on "
            f"the two halves correlate at {noise['error_corr']:.2f}, so about {100 * max(noise['error_corr'], 0):.0f}% "
            f"of its error variance is a reproducible property of the subnet, not label noise. On these "
-           f"subnets it scores RMSE {noise['rmse_points']:.2f} points, Kendall tau {noise['kendall_tau']:.3f}.",
+           f"subnets it scores RMSE {noise['rmse_points']:.2f} points, Kendall tau {noise['kendall_tau']:.3f}."
+           + (f" The labels' own noise ({noise['noise_sd_points']:.2f} points) is at or above the RMSE target "
+              f"({TARGETS['rmse_points']}): scored against these labels, even a perfect predictor would miss "
+              f"it; labels from more images per subnet are what would let it be met."
+              if noise["noise_sd_points"] >= TARGETS["rmse_points"] else ""),
            ""] if noise else [""]),
         f"What limits it: train RMSE {train_rmse:.2f} points (grey points)"
         + (f"; the models below cross-validate at {min(r[1] for r in cv[1:]):.3f}..{max(r[1] for r in cv[1:]):.3f} "
