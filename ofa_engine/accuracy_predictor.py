@@ -51,7 +51,7 @@ _MAX_WIDTH = 4096
 # Chosen by cross-validation in benchmarks/accuracy_predictor_report.py (see the report).
 # On the 1,602 training rows of the supernet bundled on 2026-11-28 (3-fold CV): ridge lines score
 # 0.567-0.573 points RMSE (0.568 with resolution interactions), MLPs on the residual of a ridge
-# line 0.54-0.56, OFA's 3 x 400 MLP on the encoding with centred targets 0.492 (240 s to fit,
+# line 0.47-0.57, OFA's 3 x 400 MLP on the encoding with centred targets 0.492 (240 s to fit,
 # 560 ms for 10k configs), a 128-128 MLP 0.501, and an MLP whose first hidden layer is a
 # 2-unit bottleneck (2 then 128) 0.433 (4 s to fit, well under 50 ms for 10k configs; a 4-unit
 # one 0.438, 8 units 0.462, 16 units 0.526): accuracy varies along very few directions of the

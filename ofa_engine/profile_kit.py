@@ -242,10 +242,10 @@ def read_latency_runs(csv_paths: Sequence[str | os.PathLike], space: SearchSpace
                              f"one setting")
         by_key = dict(zip((cfg.to_json() for cfg in other), latency))
         missing = [k for k in keys if k not in by_key]
-        if missing or len(by_key) != len(keys):
+        if missing or len(other) != len(keys):
             raise ValueError(f"'{path}' does not measure the same subnets as '{paths[0]}' ({len(missing)} of "
-                             f"its {len(keys)} missing, {len(by_key)} measured); runs of one profile "
-                             f"measure one kit")
+                             f"its {len(keys)} missing, {len(other)} rows); runs of one profile "
+                             f"measure one kit, one row per subnet")
         logs.append(np.log([by_key[k] for k in keys]))
         runs = None if runs is None or r is None else min(runs, r)
     return configs, np.exp(np.mean(logs, 0)), threads, batch_size, runs

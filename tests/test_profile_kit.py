@@ -191,6 +191,8 @@ def test_runs_of_one_profile_must_match(tmp_path):
         read_latency_runs([a, other_threads], SPACE)
     with pytest.raises(ValueError, match=r"measures 1 subnet\(s\) twice"):
         read_latency_runs([twice, a], SPACE)
+    with pytest.raises(ValueError, match=r"does not measure the same subnets as .*0 of its 25 missing, 26 rows"):
+        read_latency_runs([a, twice], SPACE)
     with pytest.raises(ValueError, match="no latency CSV given"):
         fit_profile_from_csv([], "x", space=SPACE)
     with pytest.raises(FileNotFoundError):

@@ -169,7 +169,7 @@ with csv_tab:
         with user_errors("The latency CSV"), tempfile.TemporaryDirectory(prefix="ofa-upload-") as tmp:
             paths = []
             for i, upload in enumerate(uploads):
-                paths.append(Path(tmp) / f"run-{i + 1}.csv")
+                paths.append(Path(tmp) / f"{i + 1}-{Path(upload.name).name}")   # errors name the user's file
                 paths[-1].write_bytes(read_upload(upload, "CSV"))
             validation_path = Path(tmp) / "validation.csv"
             profile = fit_profile_from_csv(paths, device_name, space=SUPERNET, ram_kb=ram_kb or None,
