@@ -131,7 +131,7 @@ def profile_label(name: str) -> str:
         profile = get_profile(name)
     except USER_ERRORS:
         return name
-    suffix = " (uploaded)" if name in session_profiles() else ""
+    suffix = " (this session)" if name in session_profiles() else ""
     return f"{profile.display_name} [{name}]{suffix}"
 
 

@@ -286,4 +286,5 @@ def run_make_subsets(args: argparse.Namespace) -> int:
 from . import accuracy_dataset, accuracy_predictor  # noqa: E402,F401  (they register themselves)
 from . import profile_kit  # noqa: E402,F401  (profile-kit, fit-profile)
 from . import latency_data  # noqa: E402,F401  (latency-dataset, latency-blocks)
+from . import calibration  # noqa: E402,F401  (calibrate-profile)
 from .search import cli as _search_cli  # noqa: E402,F401  (search, specialize)

@@ -343,6 +343,11 @@ class LatencyModel:
     def to_dict(self) -> dict[str, Any]:
         raise NotImplementedError
 
+    def scaled(self, factor: float) -> "LatencyModel":
+        """The same model predicting `factor` times the latency (a machine running uniformly
+        faster or slower than when it was measured: `ofa_engine.calibration`)."""
+        raise ValueError(f"a {self.type} latency model cannot be rescaled by measurement")
+
     def __eq__(self, other: object) -> bool:
         return type(self) is type(other) and self.to_dict() == other.to_dict()
 
@@ -368,6 +373,10 @@ class MacsLinearModel(LatencyModel):
     def predict_ms(self, space, configs):
         space = _space(space)
         return total_macs(space, configs) * (self.ms_per_mmac / 1e6) + self.intercept_ms
+
+    def scaled(self, factor):
+        factor = _scale_factor(factor)
+        return MacsLinearModel(self.ms_per_mmac * factor, self.intercept_ms * factor)
 
     def to_dict(self):
         return {"type": self.type, "ms_per_mmac": self.ms_per_mmac, "intercept_ms": self.intercept_ms}
@@ -436,6 +445,10 @@ class LookupTableModel(LatencyModel):
     def with_calibration(self, scale: float, offset_ms: float) -> "LookupTableModel":
         return LookupTableModel(self.space, self.blocks, scale, offset_ms, self.source)
 
+    def scaled(self, factor):
+        factor = _scale_factor(factor)
+        return self.with_calibration(self.scale * factor, self.offset_ms * factor)
+
     def to_dict(self):
         return {"type": self.type, "space": self.space, "scale": self.scale, "offset_ms": self.offset_ms,
                 "source": self.source, "blocks": dict(sorted(self.blocks.items()))}
@@ -480,9 +493,20 @@ class BlockLinearModel(LatencyModel):
         _check_space(self.space, space, self.type)
         return _gather(space, configs, *self._tables(space))
 
+    def scaled(self, factor):
+        factor = _scale_factor(factor)
+        return BlockLinearModel(self.space, self.features, self.coef * factor, self.intercept_ms * factor)
+
     def to_dict(self):
         return {"type": self.type, "space": self.space, "features": list(self.features),
                 "coef": [float(c) for c in self.coef], "intercept_ms": self.intercept_ms}
+
+
+def _scale_factor(factor: Any) -> float:
+    if isinstance(factor, bool) or not isinstance(factor, (int, float, np.floating)) \
+            or not math.isfinite(factor) or factor <= 0:
+        raise ValueError(f"scale factor = {factor!r}; allowed: a finite number > 0")
+    return float(factor)
 
 
 # ---------------------------------------------------------------------- from_dict

@@ -59,6 +59,9 @@ class Phase:
     # Train only this architecture (a config dict; the resolution is still drawn per batch, as
     # in the full phase): the from-scratch twin of an extracted subnet.
     fixed_config: dict | None = None
+    # Loss weight of the phase's largest subnet in each step (the others weigh 1): above 1, the
+    # shared weights lean towards the largest subnet, which weight sharing otherwise pulls down.
+    largest_weight: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -225,14 +228,15 @@ class _SubnetsLoss(nn.Module):
         self.supernet = supernet
         self.label_smoothing, self.kd_ratio = label_smoothing, kd_ratio
 
-    def forward(self, x, y, configs: list[SubnetConfig], soft_targets: torch.Tensor | None):
+    def forward(self, x, y, configs: list[SubnetConfig], soft_targets: torch.Tensor | None,
+                weights: list[float] | None = None):
         total = x.new_zeros(())
-        for cfg in configs:
+        for i, cfg in enumerate(configs):
             logits = self.supernet(x, cfg)
             loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
             if soft_targets is not None:
                 loss = loss + self.kd_ratio * torch.sum(-soft_targets * F.log_softmax(logits, 1), 1).mean()
-            total = total + loss
+            total = total + (loss if weights is None else weights[i] * loss)
         return total
 
 
@@ -335,9 +339,9 @@ def train(space: SearchSpace, recipe: Recipe, train_set: ImageSet, val_set: Imag
                              f"restart the run, or train into a new --out folder") from None
         if not isinstance(ckpt, dict) or "recipe" not in ckpt or "state" not in ckpt:
             raise ValueError(f"{ckpt_path} is not a training checkpoint of ofa_engine")
-        if Recipe.from_dict(ckpt["recipe"]) != Recipe.from_dict(recipe.to_dict()):
+        if not _extends(Recipe.from_dict(ckpt["recipe"]), recipe):
             raise ValueError(f"{ckpt_path} was written by a different recipe; resume with the same one "
-                             f"or start a new --out folder")
+                             f"(or one that only appends phases to it), or start a new --out folder")
         model.load_state_dict(ckpt["model"])
         teacher_state = ckpt["teacher"]
         state = ckpt["state"]
@@ -444,6 +448,10 @@ def train(space: SearchSpace, recipe: Recipe, train_set: ImageSet, val_set: Imag
                 y = labels_all[idx].to(env.device)
                 configs = ([dataclasses.replace(fixed, image_size=image_size)] if fixed else
                            _step_configs(space, recipe, phase, choices, arch_rng, image_size))
+                weights = None
+                if phase.largest_weight != 1.0:
+                    largest = _sample(space, choices, arch_rng, image_size, largest=True)
+                    weights = [phase.largest_weight if c == largest else 1.0 for c in configs]
                 soft = None
                 if teacher is not None:
                     with torch.no_grad():
@@ -451,11 +459,11 @@ def train(space: SearchSpace, recipe: Recipe, train_set: ImageSet, val_set: Imag
                 lr = _lr(phase, epoch * steps_per_epoch + step, total_steps, steps_per_epoch)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
-                loss = runner(x, y, configs, soft)
+                loss = runner(x, y, configs, soft, weights)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-                losses.append(float(loss.detach()) / len(configs))
+                losses.append(float(loss.detach()) / (sum(weights) if weights else len(configs)))
                 seen += len(idx)
                 state["step"] += 1
                 steps_done += 1
@@ -510,6 +518,15 @@ def train(space: SearchSpace, recipe: Recipe, train_set: ImageSet, val_set: Imag
     if env.world > 1:
         dist.barrier()
     return final
+
+
+def _extends(done: Recipe, recipe: Recipe) -> bool:
+    """True if `recipe` is `done` itself or `done` with phases appended: a run may be resumed
+    with it, and continuing a finished run gives the same weights as running `recipe` at once
+    (the checkpoint between two phases holds the whole state)."""
+    n = len(done.phases)
+    return (dataclasses.replace(recipe, phases=recipe.phases[:n]) == done
+            and len(recipe.phases) >= n)
 
 
 def _trim_log(log_path: Path, recipe: Recipe, state: dict[str, Any]) -> None:

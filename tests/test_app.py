@@ -143,6 +143,26 @@ def test_profiles_page_lists_bundled_profiles_with_quality_chart():
     assert "Download profile JSON" in download_labels(at)
 
 
+def test_calibrate_adds_a_rescaled_session_profile():
+    """'Calibrate to this machine now' measures reference subnets here and adds
+    '<name>-calibrated', offered on the Specialize page; an analytical profile has no button."""
+    at = open_page("profiles")
+    at.selectbox(key="prof_detail").set_value("stm32f746").run()
+    assert not [b for b in at.button if b.key == "calibrate"]
+    at.selectbox(key="prof_detail").set_value("cpu-ort-1t").run()
+    at.button(key="calibrate").click().run()
+    assert_clean(at)
+    assert not errors(at)
+    assert "cpu-ort-1t-calibrated" in set(at.dataframe[0].value["profile"])
+    flash = [s.value for s in at.success if "cpu-ort-1t-calibrated" in s.value]
+    assert flash and re.search(r"at \d+\.\d\dx the latency", flash[0])
+    at.selectbox(key="prof_detail").set_value("cpu-ort-1t-calibrated").run()
+    assert_clean(at)
+    assert any("reference subnets measured for the calibration" in m.value for m in at.markdown)
+    at.switch_page("views/specialize.py").run()
+    assert "cpu-ort-1t-calibrated" in profile_options(at, "spec_profile")
+
+
 def test_upload_latency_csv_creates_a_session_profile():
     at = open_page("profiles")
     at.text_input(key="csv_name").input("Lab Pi 5").run()

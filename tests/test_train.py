@@ -335,6 +335,51 @@ def test_resume_with_a_different_recipe_is_refused(stopped, tmp_path):
     assert (tmp_path / "checkpoint.pt").read_bytes() == before
 
 
+def test_resume_with_appended_phases_equals_the_longer_run(reference, tmp_path):
+    """A finished run continued with a recipe that appends a phase ends with the same weights as
+    running the longer recipe at once; a recipe that drops or edits a finished phase is refused."""
+    extra = Phase("more", epochs=0.5, lr=0.01, kernel_sizes=(3, 5, 7), subnets_per_step=2)
+    longer = H.tiny_recipe(phases=H.tiny_recipe().phases + (extra,))
+    straight = run_tiny(tmp_path / "straight", recipe=longer)
+    (tmp_path / "continued").mkdir()
+    for name in ("checkpoint.pt", "log.jsonl"):
+        shutil.copy(reference / name, tmp_path / "continued" / name)
+    continued = run_tiny(tmp_path / "continued", recipe=longer, resume=True)
+    assert_same_weights(weights(continued), weights(straight))
+    records = [json.loads(line) for line in (tmp_path / "continued" / "log.jsonl").read_text().splitlines()]
+    assert [r["phase"] for r in records] == ["full", "kernel", "more"]
+    for bad in (H.tiny_recipe(phases=H.tiny_recipe().phases[:1]),
+                H.tiny_recipe(phases=(H.tiny_recipe().phases[0], dataclasses.replace(extra, name="kernel"), extra))):
+        with pytest.raises(ValueError, match="only appends phases"):
+            run_tiny(tmp_path / "continued", recipe=bad, resume=True)
+
+
+def test_subnets_loss_weights_each_subnet():
+    torch.manual_seed(0)
+    net = Supernet(SPACE).eval()
+    loss = T._SubnetsLoss(net, label_smoothing=0.1, kd_ratio=1.0)
+    x = torch.randn(4, 1, 28, 28)
+    y = torch.tensor([0, 1, 2, 3])
+    soft = F.softmax(torch.randn(4, 10), 1)
+    big, small = SPACE.largest(), SPACE.smallest()
+    with torch.no_grad():
+        one = [loss(x, y, [c], soft) for c in (big, small)]
+        assert torch.allclose(loss(x, y, [big, small], soft, [2.0, 1.0]), 2 * one[0] + one[1])
+        assert torch.allclose(loss(x, y, [big, small], soft), one[0] + one[1])
+
+
+def test_largest_weight_changes_training_only_through_the_largest_subnet(tmp_path):
+    """With the full sandwich rule each step holds the largest subnet: weighting it changes the
+    trained weights."""
+    def recipe(w: float) -> Recipe:
+        full, kernel = H.tiny_recipe().phases
+        return H.tiny_recipe(sandwich_largest=True, phases=(
+            full, dataclasses.replace(kernel, subnets_per_step=3, largest_weight=w)))
+    plain = weights(run_tiny(tmp_path / "plain", recipe=recipe(1.0)))
+    heavy = weights(run_tiny(tmp_path / "heavy", recipe=recipe(3.0)))
+    assert any(not torch.equal(plain[k], heavy[k]) for k in plain)
+
+
 def test_too_few_images_for_the_batch_size(tmp_path):
     with pytest.raises(ValueError, match="too few"):
         run_tiny(tmp_path, recipe=H.tiny_recipe(batch_size=256))

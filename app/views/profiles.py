@@ -34,7 +34,7 @@ def summary_row(name: str) -> dict:
     quality = profile.quality or {}
     memory = dict(profile.memory)
     return {"profile": name, "device": profile.display_name, "kind": profile.kind,
-            "source": "uploaded" if name in session_profiles() else "bundled",
+            "source": "this session" if name in session_profiles() else "bundled",
             "threads": profile.threads, "batch": profile.batch_size,
             "SRAM/RAM (KB)": memory.get("sram_kb", memory.get("ram_kb")), "Flash (KB)": memory.get("flash_kb"),
             "latency model": profile.latency_model.to_dict().get("type"),
@@ -78,12 +78,45 @@ def analytical_curve(profile_json: str) -> pd.DataFrame:
                          "predicted latency (ms)": profile.predict_latency_ms(pop)})
 
 
+def add_session_profile(profile, validation=None) -> None:
+    if profile.name in bundled_profile_names():
+        raise ValueError(f"profile name '{profile.name}' is taken by a bundled profile; allowed: any other "
+                         f"name (bundled: {', '.join(bundled_profile_names())})")
+    session_profiles()[profile.name] = profile
+    if validation is not None:
+        st.session_state.setdefault("session_validation", {})[profile.name] = validation
+
+
+def calibrate_button(profile) -> None:
+    """Measure a few reference subnets now and add the profile rescaled to this machine's speed
+    (a shared machine drifts by tens of percent from hour to hour; rankings hold)."""
+    from ofa_engine.calibration import DEFAULT_SUBNETS
+    st.caption("This machine's speed drifts from hour to hour. Calibrating measures "
+               f"{DEFAULT_SUBNETS} reference subnets now (a few seconds) and adds a copy of this "
+               "profile rescaled to the speed measured.")
+    if not st.button("Calibrate to this machine now", key="calibrate", icon=":material/speed:"):
+        return
+    from ofa_engine.calibration import calibrate_profile
+    with st.spinner(f"Measuring {DEFAULT_SUBNETS} reference subnets with ONNX Runtime ..."), \
+            user_errors("Calibrating the profile"):
+        result = calibrate_profile(profile)
+        add_session_profile(result.profile, {
+            "measured_ms": result.measured_ms, "predicted_ms": result.predicted_ms * result.scale,
+            "what": "reference subnets measured for the calibration (in-sample)"})
+        log.info("profile %s calibrated: %s", profile.name, result.summary())
+        st.session_state["profile_flash"] = (
+            f"Profile '{result.profile.name}' added: this machine now runs these subnets at "
+            f"{result.scale:.2f}x the latency '{profile.name}' predicts ({len(result.configs)} subnets measured "
+            f"in {result.seconds:.1f} s). Pick it on the Specialize page; it lives in this session only.")
+    if "profile_flash" in st.session_state:
+        st.rerun()
+
+
 # ------------------------------------------------------------------------------ one profile
 st.header("Predictor quality")
 names = profile_names()
 if names:
-    name = st.selectbox("Profile", names, key="prof_detail",
-                        format_func=lambda n: f"{n}{' (uploaded)' if n in session_profiles() else ''}")
+    name = st.selectbox("Profile", names, key="prof_detail")   # the table above says which are this session's
     with user_errors("Showing the profile"):
         profile = get_profile(name)
         validation = (st.session_state.get("session_validation", {}).get(name) if name in session_profiles()
@@ -91,7 +124,8 @@ if names:
         left, right = st.columns([3, 2])
         with left:
             if validation is not None:
-                st.markdown(f"**Predicted vs measured latency** on {len(validation['measured_ms'])} held-out subnets")
+                what = validation.get("what", "held-out subnets")
+                st.markdown(f"**Predicted vs measured latency** on {len(validation['measured_ms'])} {what}")
                 st.altair_chart(validation_chart(np.asarray(validation["measured_ms"]),
                                                  np.asarray(validation["predicted_ms"])), width="stretch")
             else:
@@ -113,6 +147,8 @@ if names:
                                mime="application/json", icon=":material/download:", on_click="ignore")
             with st.expander("Profile JSON"):
                 st.json(profile.to_dict(), expanded=False)
+            if profile.measures_locally:
+                calibrate_button(profile)
 
 # ------------------------------------------------------------------------------ your own device
 st.header("Add your device")
@@ -125,15 +161,6 @@ def read_upload(upload, kind: str) -> bytes:
     if not data.strip():
         raise ValueError(f"{kind} '{upload.name}' is empty")
     return data
-
-
-def add_session_profile(profile, validation=None) -> None:
-    if profile.name in bundled_profile_names():
-        raise ValueError(f"profile name '{profile.name}' is taken by a bundled profile; allowed: any other "
-                         f"name (bundled: {', '.join(bundled_profile_names())})")
-    session_profiles()[profile.name] = profile
-    if validation is not None:
-        st.session_state.setdefault("session_validation", {})[profile.name] = validation
 
 
 kit_tab, csv_tab, json_tab = st.tabs(["1. Download the profile kit", "2. Upload measured latencies (CSV)",
