@@ -144,6 +144,11 @@ def default_recipe(space: SearchSpace) -> Recipe:
     if len(all_w) > 1:
         phases.append(Phase("width", epochs=10, lr=0.01, expand_ratios=es, widths=all_w,
                             subnets_per_step=3, sort_channels="stage", **full))
+    # Version 3: everything elastic for 15 more epochs, the largest subnet's loss weighted 2x
+    # (the narrowest subnets were still rising at the end of the width phase, and the largest
+    # had lost 1.2 points to weight sharing).
+    phases.append(Phase("all", epochs=15, lr=0.01, expand_ratios=es, widths=all_w if len(all_w) > 1 else None,
+                        subnets_per_step=3, largest_weight=2.0, **full))
     return Recipe(phases=tuple(phases), sandwich_largest=True)
 
 
@@ -311,11 +316,14 @@ def _evaluate(model: Supernet, space: SearchSpace, cfg: SubnetConfig, calib: Ima
 
 def train(space: SearchSpace, recipe: Recipe, train_set: ImageSet, val_set: ImageSet, calib_set: ImageSet,
           out_dir: str | Path, resume: bool = False, max_steps: int | None = None,
-          progress: bool = True) -> Path:
+          progress: bool = True, init_from: str | Path | None = None) -> Path:
     """Run (or resume) the recipe; returns the path of the final supernet file.
 
     `max_steps` stops after that many optimizer steps in this call (for tests and time-boxed runs)
-    after writing a checkpoint.
+    after writing a checkpoint. `init_from`: a supernet file holding the recipe's first phase
+    (the full network, e.g. another run's `phase-00-full.pt`): the run starts at the second phase
+    with those weights as the network and the teacher, so a new elastic schedule does not train
+    the teacher again. Its random streams then differ from a run that trained the first phase.
     """
     out_dir = Path(out_dir)
     env = _init_distributed()
@@ -332,6 +340,9 @@ def train(space: SearchSpace, recipe: Recipe, train_set: ImageSet, val_set: Imag
     optimizer_state = None
 
     if resume and ckpt_path.exists():
+        if init_from is not None:
+            raise ValueError(f"{ckpt_path} exists: --resume continues that run (started with or without "
+                             f"--init-from); leave --init-from out, or start a new --out folder")
         try:
             ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
         except Exception as exc:  # truncated, corrupt or not ours; weights_only never runs code
@@ -353,10 +364,15 @@ def train(space: SearchSpace, recipe: Recipe, train_set: ImageSet, val_set: Imag
         optimizer_state = ckpt["optimizer"]
         if env.main:
             _trim_log(log_path, recipe, state)
-    elif env.main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        if log_path.exists():
-            log_path.unlink()
+    else:
+        if init_from is not None:
+            teacher_state = _initial_teacher(space, recipe, init_from)
+            model.load_state_dict(teacher_state)
+            state["phase"], state["init_from"] = 1, str(init_from)
+        if env.main:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            if log_path.exists():
+                log_path.unlink()
 
     n = len(train_set)
     steps_per_epoch = n // env.world // recipe.batch_size
@@ -520,6 +536,20 @@ def train(space: SearchSpace, recipe: Recipe, train_set: ImageSet, val_set: Imag
     return final
 
 
+def _initial_teacher(space: SearchSpace, recipe: Recipe, path: str | Path) -> dict[str, torch.Tensor]:
+    """The weights of `path` (a supernet file) standing for the recipe's first phase."""
+    first = recipe.phases[0]
+    if first.distill or first.fixed_config is not None or len(recipe.phases) < 2:
+        raise ValueError(f"--init-from replaces the recipe's first phase, which must train the full network "
+                         f"(distill false, no fixed_config) and be followed by other phases; this recipe's "
+                         f"first phase is '{first.name}' of {len(recipe.phases)}")
+    net = load_supernet_file(path)
+    if net.space != space:
+        raise ValueError(f"--init-from {path} holds a supernet of space '{net.space.name}' with other "
+                         f"dimensions than the run's space '{space.name}'; allowed: a supernet of the same space")
+    return copy.deepcopy(net.state_dict())
+
+
 def _extends(done: Recipe, recipe: Recipe) -> bool:
     """True if `recipe` is `done` itself or `done` with phases appended: a run may be resumed
     with it, and continuing a finished run gives the same weights as running `recipe` at once
@@ -577,6 +607,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--image-size", type=int, default=28, help="stored size of ImageFolder images")
     parser.add_argument("--max-train-images", type=int, help="use only the first N training images")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    parser.add_argument("--init-from", metavar="FILE",
+                        help="a supernet file that stands for the recipe's first (full-network) phase, "
+                             "e.g. another run's phase-00-full.pt: start at the second phase")
     parser.add_argument("--max-steps", type=int, help="stop (after a checkpoint) once this call ran N steps")
     parser.add_argument("--threads", type=int, help="torch intra-op threads")
     parser.add_argument("--no-progress", action="store_true")
@@ -612,7 +645,7 @@ def run(args) -> int:
         recipe = twin_recipe(space, space.parse_config(args.scratch_config), recipe)
     recipe = recipe.scaled(args.epoch_scale) if args.epoch_scale != 1.0 else recipe
     final = train(space, recipe, train_set, val_set, calib, args.out, resume=args.resume,
-                  max_steps=args.max_steps, progress=not args.no_progress)
+                  max_steps=args.max_steps, progress=not args.no_progress, init_from=args.init_from)
     if final.exists():
         print(json.dumps({"supernet": str(final)}))
     return 0

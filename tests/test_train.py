@@ -115,8 +115,8 @@ def test_recipe_unknown_fields_are_named():
 def test_default_recipe_of_tiny_fmnist():
     recipe = default_recipe(SPACE)
     names = [p.name for p in recipe.phases]
-    assert names == ["full", "kernel", "depth", "expand-1", "expand-2", "width"]
-    full, kernel, depth, expand1, expand2, width = recipe.phases
+    assert names == ["full", "kernel", "depth", "expand-1", "expand-2", "width", "all"]
+    full, kernel, depth, expand1, expand2, width, everything = recipe.phases
     assert full.distill is False and full.kernel_sizes is full.depths is full.expand_ratios is None
     assert all(p.distill for p in recipe.phases[1:])
     assert kernel.kernel_sizes == SPACE.kernel_sizes and kernel.depths is None
@@ -128,14 +128,24 @@ def test_default_recipe_of_tiny_fmnist():
     assert width.expand_ratios == SPACE.expand_ratios
     assert max(p.subnets_per_step for p in recipe.phases) > 1
     assert recipe.sandwich_largest and all(p.subnets_per_step == 3 for p in recipe.phases[1:])
-    assert width.epochs == max(p.epochs for p in recipe.phases[1:])  # the narrowest subnets train only here
+    assert width.epochs == max(p.epochs for p in recipe.phases[1:-1])
+    # the last phase trains every dimension at once, the largest subnet's loss weighted 2x
+    assert (everything.kernel_sizes, everything.depths, everything.expand_ratios, everything.widths) == (
+        SPACE.kernel_sizes, SPACE.depths, SPACE.expand_ratios, (0, 1, 2))
+    assert everything.largest_weight == 2.0 and everything.sort_channels is None
+    assert all(p.largest_weight == 1.0 for p in recipe.phases[:-1])
 
 
-def test_recipe_files_in_docs_load_and_the_long_one_is_the_default():
-    """docs/recipes holds the recipe of every bundled run; the newest one is the default."""
+def test_recipe_files_in_docs_load_and_the_newest_one_is_the_default():
+    """docs/recipes holds the recipe of every bundled run; the newest one is the default, and it
+    appends a phase to the previous one (the bundled run resumed the finished long run with it)."""
     docs = Path(__file__).resolve().parent.parent / "docs" / "recipes"
+    with open(docs / "2026-11-28-long-all.json", encoding="utf-8") as fh:
+        newest = Recipe.from_dict(json.load(fh))
+    assert newest == default_recipe(SPACE)
     with open(docs / "2026-11-28-long.json", encoding="utf-8") as fh:
-        assert Recipe.from_dict(json.load(fh)) == default_recipe(SPACE)
+        long = Recipe.from_dict(json.load(fh))
+    assert T._extends(long, newest) and not T._extends(newest, long)
     with open(docs / "2026-11-27-short.json", encoding="utf-8") as fh:
         short = Recipe.from_dict(json.load(fh))
     assert [p.epochs for p in short.phases] == [10, 3, 3, 2, 3, 3] and not short.sandwich_largest
@@ -352,6 +362,35 @@ def test_resume_with_appended_phases_equals_the_longer_run(reference, tmp_path):
                 H.tiny_recipe(phases=(H.tiny_recipe().phases[0], dataclasses.replace(extra, name="kernel"), extra))):
         with pytest.raises(ValueError, match="only appends phases"):
             run_tiny(tmp_path / "continued", recipe=bad, resume=True)
+
+
+def test_init_from_skips_the_first_phase(reference, tmp_path):
+    """--init-from a full-network phase file: the run starts at the second phase with those
+    weights as network and teacher, logs only the later phases, resumes like any run, and refuses
+    a recipe whose first phase is not the full network's, another space, or an existing run."""
+    full = reference / "phase-00-full.pt"
+    out = tmp_path / "init"
+    final = run_tiny(out, init_from=full)
+    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["phase"] for r in records] == ["kernel"]
+    ckpt = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=True)
+    assert ckpt["state"]["init_from"] == str(full) and ckpt["state"]["phase"] == 2
+    assert_same_weights(ckpt["teacher"], weights(full))   # the file is the teacher
+    assert not all(torch.equal(a, b) for a, b in zip(weights(final).values(), weights(full).values()))
+    # stopped after 2 steps and resumed: the same weights as without the stop
+    stopped = tmp_path / "init-stopped"
+    run_tiny(stopped, init_from=full, max_steps=2)
+    assert_same_weights(weights(run_tiny(stopped, resume=True)), weights(final))
+    with pytest.raises(ValueError, match="leave --init-from out"):
+        run_tiny(stopped, resume=True, init_from=full)
+    kernel_only = H.tiny_recipe(phases=H.tiny_recipe().phases[1:] + H.tiny_recipe().phases[:1])
+    with pytest.raises(ValueError, match="must train the full network"):
+        run_tiny(tmp_path / "bad", recipe=kernel_only, init_from=full)
+    other = SearchSpace.preset("tiny-fmnist")
+    other = dataclasses.replace(other, width_mults=other.width_mults[:2])
+    save_supernet(Supernet(other), tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="other dimensions"):
+        run_tiny(tmp_path / "bad2", init_from=tmp_path / "other.pt")
 
 
 def test_subnets_loss_weights_each_subnet():
