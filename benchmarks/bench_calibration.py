@@ -51,6 +51,9 @@ def main(argv=None) -> int:
     configs = sample_configs(space, args.check + 2, CHECK_SEED)[2:]
     predicted = profile.predict_latency_ms(configs)
     print(f"# Calibration benchmark: `{profile.name}` ({profile.threads} thread(s), batch {profile.batch_size})\n")
+    print("Command: `python benchmarks/bench_calibration.py " + " ".join(sys.argv[1:] if argv is None else argv)
+          + "`\n")
+    print(__doc__.split("\n\n", 2)[2].strip() + "\n")
     print(f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; {this_machine()}; "
           f"{args.repeats} repeats, {args.subnets} reference subnets, {args.check} check subnets.\n")
     print("| repeat | calibration s | scale | within +-10% raw | within +-10% calibrated | MAPE raw | "
