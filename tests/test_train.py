@@ -199,13 +199,22 @@ def test_sample_smallest_is_the_phase_minimum():
     assert rng.bit_generator.state == state  # draws nothing
 
 
+class _Recorded(list):
+    """(resolution, configs) of every step; `.weights`: each step's loss weights (None: plain sum)."""
+
+    def __init__(self):
+        super().__init__()
+        self.weights: list[list[float] | None] = []
+
+
 @pytest.fixture
 def recorded_configs(monkeypatch):
     """Replace the subnets' forward by a cheap loss and record the configs of every step."""
-    steps: list[tuple[int, list[SubnetConfig]]] = []
+    steps = _Recorded()
 
-    def forward(self, x, y, configs, soft_targets):
+    def forward(self, x, y, configs, soft_targets, weights=None):
         steps.append((x.shape[-1], list(configs)))
+        steps.weights.append(weights)
         return self.supernet.classifier.bias.sum() * 0.0
 
     monkeypatch.setattr(T._SubnetsLoss, "forward", forward)
@@ -228,6 +237,18 @@ def test_sandwich_puts_the_smallest_subnet_first(tmp_path, recorded_configs, san
         assert all(f == smallest for f in firsts)
     else:
         assert any(f != smallest for f in firsts)
+
+
+def test_largest_weight_weighs_the_phases_largest_subnet(tmp_path, recorded_configs):
+    full, kernel = H.tiny_recipe().phases
+    recipe = H.tiny_recipe(sandwich_largest=True, phases=(
+        full, dataclasses.replace(kernel, subnets_per_step=3, largest_weight=3.0)))
+    run_tiny(tmp_path, recipe=recipe, max_steps=8)
+    weights_of_steps = recorded_configs.weights
+    assert weights_of_steps[:4] == [None] * 4     # the full phase: plain sum
+    for (size, configs), w in zip(recorded_configs[4:], weights_of_steps[4:]):
+        assert configs[1] == dataclasses.replace(SPACE.largest(), image_size=size)
+        assert w == [1.0, 3.0, 1.0]
 
 
 def test_training_samples_only_each_phases_choices(tmp_path, recorded_configs):
