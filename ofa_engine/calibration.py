@@ -11,6 +11,10 @@ predicts that many times more::
     result = calibrate_profile("cpu-ort-2t")      # about 8 subnets, a few seconds
     result.scale, result.profile.predict_latency_ms(configs)
 
+This helps where the speed shifted and stays shifted. On this project's VM it did not: its speed
+also moves by up to 1.6x within seconds, so a factor measured a few seconds before does not carry
+over (docs/latency-calibration.md, `benchmarks/bench_calibration.py`).
+
 Only profiles measured on this machine (`profile.measures_locally`) can be calibrated here:
 another device's latency cannot be measured from this one. Command line:
 ``python -m ofa_engine calibrate-profile cpu-ort-2t --out now.json``.

@@ -63,6 +63,12 @@ class Phase:
     # shared weights lean towards the largest subnet, which weight sharing otherwise pulls down.
     largest_weight: float = 1.0
 
+    def __post_init__(self) -> None:
+        w = self.largest_weight
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w <= 0:
+            raise ValueError(f"phase '{self.name}': largest_weight = {w!r}; allowed: a finite number > 0 "
+                             f"(1 = the largest subnet weighs as much as the others)")
+
 
 @dataclass(frozen=True)
 class Recipe:

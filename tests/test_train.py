@@ -414,6 +414,14 @@ def test_init_from_skips_the_first_phase(reference, tmp_path):
         run_tiny(tmp_path / "bad2", init_from=tmp_path / "other.pt")
 
 
+@pytest.mark.parametrize("weight", [0, -1.0, float("nan"), "2", True])
+def test_recipe_refuses_a_bad_largest_weight(weight):
+    data = H.tiny_recipe().to_dict()
+    data["phases"][1]["largest_weight"] = weight
+    with pytest.raises(ValueError, match="phase 'kernel': largest_weight"):
+        Recipe.from_dict(data)
+
+
 def test_subnets_loss_weights_each_subnet():
     torch.manual_seed(0)
     net = Supernet(SPACE).eval()

@@ -89,11 +89,12 @@ def add_session_profile(profile, validation=None) -> None:
 
 def calibrate_button(profile) -> None:
     """Measure a few reference subnets now and add the profile rescaled to this machine's speed
-    (a shared machine drifts by tens of percent from hour to hour; rankings hold)."""
+    at that moment (docs/latency-calibration.md)."""
     from ofa_engine.calibration import DEFAULT_SUBNETS
-    st.caption("This machine's speed drifts from hour to hour. Calibrating measures "
+    st.caption("This server's speed drifts. Calibrating measures "
                f"{DEFAULT_SUBNETS} reference subnets now (a few seconds) and adds a copy of this "
-               "profile rescaled to the speed measured.")
+               "profile rescaled to the speed measured. It helps when the speed has shifted and "
+               "stays shifted; on a shared VM whose speed moves within seconds it does not.")
     if not st.button("Calibrate to this machine now", key="calibrate", icon=":material/speed:"):
         return
     from ofa_engine.calibration import calibrate_profile
