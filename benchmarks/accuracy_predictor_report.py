@@ -34,7 +34,9 @@ sys.path.insert(0, str(REPO))
 
 from ofa_engine.profile_kit import cpu_model  # noqa: E402
 from ofa_engine.accuracy_dataset import read_accuracy_csv  # noqa: E402
-from ofa_engine.accuracy_predictor import (evaluate_accuracy_predictor, fit_accuracy_predictor,  # noqa: E402
+from ofa_engine.accuracy_predictor import (DEFAULT_BASELINE, DEFAULT_ENSEMBLE, DEFAULT_HIDDEN,  # noqa: E402
+                                           DEFAULT_MLP_INPUTS, DEFAULT_WEIGHT_DECAY,
+                                           evaluate_accuracy_predictor, fit_accuracy_predictor,
                                            kendall_tau, load_accuracy_predictor, train_test_split)
 from ofa_engine.space import SearchSpace  # noqa: E402
 
@@ -42,9 +44,9 @@ TARGETS = {"rmse_points": 0.3, "kendall_tau": 0.8}
 HOLDOUT_IMAGES = 5000
 # (label, fit options); the constant and ridge rows are baselines, the rest MLPs.
 # The command that built the dataset (assets/predictors/README.md): two shards fill one CSV.
-DATASET_COMMAND = ("`python -m ofa_engine accuracy-dataset --supernet tiny-fmnist --n 2000 --out "
-                   "assets/predictors/tiny-fmnist-accuracy.csv --threads 1 --shard K/2`, for K = 0 and 1, "
-                   "run at the same time")
+DATASET_COMMAND = ("two builds appending to one CSV: `python -m ofa_engine accuracy-dataset --supernet tiny-fmnist "
+                   "--n 2000 --out assets/predictors/tiny-fmnist-accuracy.csv --threads 1 --shard K/2`, then the same "
+                   "with `--n 5000` (5,000 other random subnets), each for K = 0 and 1 at the same time")
 
 # OFA's 3 x 400 MLPs take minutes per fit at 1,000+ rows: `--skip-slow` leaves them out.
 SLOW = {"MLP 3x400 on the encoding, targets centred (OFA)", "MLP 3x400 on the encoding, residual of ridge"}
@@ -56,8 +58,12 @@ VARIANTS = [
      dict(hidden=(400, 400, 400), baseline="ridge", mlp_inputs="encoding", weight_decay=1e-4)),
     ("MLP 2-128 (2-unit bottleneck) on the encoding, targets centred",
      dict(hidden=(2, 128), baseline="mean", mlp_inputs="encoding", weight_decay=1e-4)),
-    ("MLP 4-128 (4-unit bottleneck) on the encoding, targets centred (default)",
+    ("MLP 4-128 (4-unit bottleneck) on the encoding, targets centred",
      dict(hidden=(4, 128), baseline="mean", mlp_inputs="encoding", weight_decay=1e-4)),
+    ("MLP 4-128 as above, average of 5 seeds (one 20-640 MLP)",
+     dict(hidden=(4, 128), baseline="mean", mlp_inputs="encoding", weight_decay=1e-4, ensemble=5)),
+    ("MLP 8-128 (8-unit bottleneck) on the encoding, targets centred",
+     dict(hidden=(8, 128), baseline="mean", mlp_inputs="encoding", weight_decay=1e-4)),
     ("MLP 128-128 on the encoding, targets centred",
      dict(hidden=(128, 128), baseline="mean", mlp_inputs="encoding", weight_decay=1e-4)),
     ("MLP 2x64 on the encoding, residual of stage ridge",
@@ -73,6 +79,32 @@ VARIANTS = [
 ]
 
 
+
+
+def is_default(opts: dict) -> bool:
+    """Whether a variant is what `fit-accuracy-predictor` fits without options."""
+    return (tuple(opts["hidden"]) == DEFAULT_HIDDEN and opts["baseline"] == DEFAULT_BASELINE
+            and opts["mlp_inputs"] == DEFAULT_MLP_INPUTS and opts["weight_decay"] == DEFAULT_WEIGHT_DECAY
+            and opts.get("ensemble", 1) == DEFAULT_ENSEMBLE)
+
+
+def learning_curve(space, predictor, configs, y, train, test, fractions=(0.125, 0.25, 0.5, 1.0)):
+    """Held-out RMSE and tau of the shipped predictor's recipe fitted on nested shares of the
+    training rows (the same test rows throughout; all of them: the shipped predictor itself):
+    how much more rows would still give."""
+    options = {k: predictor.metadata["training"][k] for k in
+               ("hidden", "baseline", "ridge_alpha", "epochs", "weight_decay", "mlp_inputs", "seed")}
+    options["ensemble"] = predictor.metadata["training"].get("ensemble", 1)
+    order = np.random.default_rng(2).permutation(train)
+    rows = []
+    for fraction in fractions:
+        part = order[:max(2, int(round(fraction * len(order))))]
+        fitted = (predictor if len(part) == len(order) else   # all rows: the shipped fit itself
+                  fit_accuracy_predictor(space, [configs[i] for i in part], y[part], **options))
+        q = evaluate_accuracy_predictor(fitted, [configs[i] for i in test], y[test])
+        rows.append((len(part), q["rmse_points"], q["kendall_tau"]))
+        print(f"curve: {len(part)} rows -> RMSE {q['rmse_points']:.3f}, tau {q['kendall_tau']:.3f}", flush=True)
+    return rows
 
 
 def ridge_only(space, configs, y):
@@ -101,7 +133,8 @@ def cross_validate(space, configs, y, folds: int, epochs: int, skip_slow: bool =
     candidates = [("constant (mean accuracy)", constant), ("ridge on the encoding (linear)", ridge_only),
                   ("ridge on per-stage counts (linear)", stage_ridge_only),
                   ("ridge on per-stage counts + resolution interactions", interaction_ridge_only)]
-    candidates += [(label, lambda s, c, t, o=opts: fit_accuracy_predictor(s, c, t, epochs=epochs, seed=0, **o))
+    candidates += [(label + (" (default)" if is_default(opts) else ""),
+                    lambda s, c, t, o=opts: fit_accuracy_predictor(s, c, t, epochs=epochs, seed=0, **o))
                    for label, opts in VARIANTS if not (skip_slow and label in SLOW)]
     for label, fit in candidates:
         rmse, tau, seconds = [], [], 0.0
@@ -216,6 +249,8 @@ def main(argv=None) -> int:
     parser.add_argument("--epochs", type=int, default=300)
     parser.add_argument("--skip-slow", action="store_true",
                         help="leave OFA's 3x400 MLPs out of the cross-validation (minutes per fit)")
+    parser.add_argument("--curve", action="store_true",
+                        help="also refit the shipped recipe on 1/8, 1/4, 1/2 and all training rows")
     parser.add_argument("--noise-subnets", type=int, default=0,
                         help="also score this many fresh subnets on both holdout halves (label noise)")
     args = parser.parse_args(argv)
@@ -240,6 +275,7 @@ def main(argv=None) -> int:
     train_configs = [configs[i] for i in train]
     cv = (cross_validate(space, train_configs, y[train], args.folds, args.epochs, args.skip_slow)
           if args.folds else [])
+    curve = learning_curve(space, predictor, configs, y, train, test) if args.curve else []
     noise = split_half_noise(predictor, args.noise_subnets) if args.noise_subnets else None
     if noise:
         print(f"split-half noise: {noise}", flush=True)
@@ -277,13 +313,14 @@ def main(argv=None) -> int:
         f"  Command: {DATASET_COMMAND}",
         f"- Predictor: `assets/predictors/tiny-fmnist-accuracy.npz` (+ `.json`); command: `{meta.get('command')}`",
         f"- Report: `python benchmarks/accuracy_predictor_report.py --folds {args.folds} --epochs {args.epochs} "
-        f"--noise-subnets {args.noise_subnets}{' --skip-slow' if args.skip_slow else ''}`",
+        f"--noise-subnets {args.noise_subnets}{' --skip-slow' if args.skip_slow else ''}"
+        f"{' --curve' if args.curve else ''}`",
         "",
         f"### Held-out quality: {split or 'seeded 20% split'}",
         "",
         "| predictor | RMSE (points) | MAE (points) | Kendall tau | n train | n test |",
         "|---|---|---|---|---|---|",
-        f"| shipped: {', '.join(f'{k}={v}' for k, v in meta.get('training', {}).items() if k in ('hidden', 'baseline', 'mlp_inputs', 'epochs', 'weight_decay'))} "
+        f"| shipped: {', '.join(f'{k}={v}' for k, v in meta.get('training', {}).items() if k in ('hidden', 'baseline', 'mlp_inputs', 'epochs', 'weight_decay', 'ensemble'))} "
         f"| {quality['rmse_points']:.3f} | {quality['mae_points']:.3f} | {quality['kendall_tau']:.3f} "
         f"| {len(train)} | {len(test)} |",
         f"| target | <= {TARGETS['rmse_points']} | | >= {TARGETS['kendall_tau']} | | |",
@@ -317,6 +354,15 @@ def main(argv=None) -> int:
         f"![predicted vs measured]({rel_plot})",
         "",
     ]
+    if curve:
+        lines += [
+            "### More rows (the shipped recipe refitted on part of the training rows, scored on the same held-out rows)",
+            "",
+            "| training rows | held-out RMSE (points) | Kendall tau |",
+            "|---:|---:|---:|",
+            *[f"| {n} | {r:.3f} | {t:.3f} |" for n, r, t in curve],
+            "",
+        ]
     if cv:
         lines += [
             f"### Model choice ({args.folds}-fold cross-validation on the {len(train)} training rows only)",

@@ -66,6 +66,7 @@ DEFAULT_BASELINE = "mean"
 DEFAULT_RIDGE_ALPHA = 0.3
 DEFAULT_MLP_INPUTS = "encoding"
 DEFAULT_WEIGHT_DECAY = 1e-4
+DEFAULT_ENSEMBLE = 1
 
 
 class AccuracyPredictorError(ValueError):
@@ -405,7 +406,7 @@ def fit_accuracy_predictor(space: SearchSpace, configs, accuracies: Sequence[flo
                            hidden: Sequence[int] = DEFAULT_HIDDEN, baseline: str = DEFAULT_BASELINE,
                            ridge_alpha: float = DEFAULT_RIDGE_ALPHA, epochs: int = 300, batch_size: int = 64,
                            lr: float = 1e-3, weight_decay: float = DEFAULT_WEIGHT_DECAY, mlp_inputs: str = DEFAULT_MLP_INPUTS,
-                           seed: int = 0) -> AccuracyPredictor:
+                           seed: int = 0, ensemble: int = DEFAULT_ENSEMBLE) -> AccuracyPredictor:
     """Train the MLP on `space.encode(configs)` -> `accuracies` (fractions).
 
     `baseline="ridge"` first fits a ridge line and trains the MLP on the remaining residual;
@@ -417,7 +418,16 @@ def fit_accuracy_predictor(space: SearchSpace, configs, accuracies: Sequence[flo
     instead of the full encoding (the projection is folded into its first layer afterwards, so
     the result is still an MLP on the encoding).
     Seeded and deterministic on CPU (Adam, cosine learning rate, MSE loss).
+
+    `ensemble=K` trains K MLPs (seeds `seed`, ..., `seed + K - 1`, the same baseline) and
+    returns their average as one MLP: hidden layers side by side, block-diagonal weights between
+    them, the output layer divided by K. The file format is unchanged; the widths are K times
+    `hidden`. Averaging removes the part of each member's error that depends on its seed.
     """
+    if not (isinstance(ensemble, int) and 1 <= ensemble <= 64):
+        raise ValueError(f"ensemble must be an integer 1..64, got {ensemble!r}")
+    if any(w * ensemble > _MAX_WIDTH for w in hidden):
+        raise ValueError(f"ensemble {ensemble} x hidden {list(hidden)} is wider than {_MAX_WIDTH} units")
     x = space.encode(configs)
     y = np.asarray(accuracies, dtype=np.float64).reshape(-1)
     if len(y) != len(x) or len(y) < 2:
@@ -455,6 +465,24 @@ def fit_accuracy_predictor(space: SearchSpace, configs, accuracies: Sequence[flo
         raise ValueError(f"mlp_inputs '{mlp_inputs}' is unknown; allowed: encoding, stage-summary")
     inputs = torch.from_numpy((x @ projection).astype(np.float32))
 
+    members = [_train_mlp(inputs, target, hidden, epochs, batch_size, lr, weight_decay, seed + k)
+               for k in range(ensemble)]
+    weights, biases = _average_mlps(members)
+    return AccuracyPredictor(
+        space,
+        weights=[projection @ weights[0].astype(np.float64), *weights[1:]],
+        biases=biases,
+        baseline_weight=base_w, baseline_bias=base_b, target_scale=scale, quadratic_weight=quadratic,
+        metadata={"training": {"hidden": list(hidden), "baseline": baseline, "ridge_alpha": ridge_alpha,
+                               "epochs": epochs, "batch_size": batch_size, "lr": lr,
+                               "weight_decay": weight_decay, "mlp_inputs": mlp_inputs, "seed": seed,
+                               "ensemble": ensemble, "n_train": len(y)}})
+
+
+def _train_mlp(inputs: torch.Tensor, target: torch.Tensor, hidden: Sequence[int], epochs: int,
+               batch_size: int, lr: float, weight_decay: float, seed: int) -> list[nn.Linear]:
+    """One seeded MLP (ReLU between `hidden` layers, zero-initialised output) fitted to `target`
+    with Adam, a cosine learning rate and MSE; returns its linear layers."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         sizes = [inputs.shape[1], *hidden, 1]
@@ -467,30 +495,44 @@ def fit_accuracy_predictor(space: SearchSpace, configs, accuracies: Sequence[flo
         nn.init.zeros_(layers[-1].weight)   # start from the baseline exactly
         nn.init.zeros_(layers[-1].bias)
         optimizer = torch.optim.Adam(mlp.parameters(), lr=lr, weight_decay=weight_decay)
-        steps_per_epoch = math.ceil(len(y) / batch_size)
+        steps_per_epoch = math.ceil(len(target) / batch_size)
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs * steps_per_epoch)
         generator = torch.Generator().manual_seed(seed)
         mlp.train()
         for _ in range(epochs):
-            order = torch.randperm(len(y), generator=generator)
-            for start in range(0, len(y), batch_size):
+            order = torch.randperm(len(target), generator=generator)
+            for start in range(0, len(target), batch_size):
                 idx = order[start:start + batch_size]
                 loss = torch.mean((mlp(inputs[idx])[:, 0] - target[idx]) ** 2)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
                 schedule.step()
-    linears = [m for m in mlp if isinstance(m, nn.Linear)]
-    return AccuracyPredictor(
-        space,
-        weights=[projection @ linears[0].weight.detach().numpy().T.astype(np.float64)]
-                + [m.weight.detach().numpy().T.copy() for m in linears[1:]],
-        biases=[m.bias.detach().numpy().copy() for m in linears],
-        baseline_weight=base_w, baseline_bias=base_b, target_scale=scale, quadratic_weight=quadratic,
-        metadata={"training": {"hidden": list(hidden), "baseline": baseline, "ridge_alpha": ridge_alpha,
-                               "epochs": epochs, "batch_size": batch_size, "lr": lr,
-                               "weight_decay": weight_decay, "mlp_inputs": mlp_inputs, "seed": seed,
-                               "n_train": len(y)}})
+    return [m for m in mlp if isinstance(m, nn.Linear)]
+
+
+def _average_mlps(members: Sequence[Sequence[nn.Linear]]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Weights (in, out) and biases of one MLP whose output is the mean of `members`' outputs
+    (all of one shape): first layers side by side, block-diagonal hidden-to-hidden layers, the
+    output layer stacked and divided by the member count."""
+    k = len(members)
+    layers = [[(m.weight.detach().numpy().T.astype(np.float32), m.bias.detach().numpy().astype(np.float32))
+               for m in member] for member in members]
+    weights = [np.concatenate([member[0][0] for member in layers], axis=1)]
+    biases = [np.concatenate([member[0][1] for member in layers])]
+    for i in range(1, len(layers[0])):
+        rows, cols = layers[0][i][0].shape
+        last = i == len(layers[0]) - 1
+        w = np.zeros((rows * k, 1 if last else cols * k), dtype=np.float32)
+        for j, member in enumerate(layers):
+            if last:
+                w[j * rows:(j + 1) * rows] = member[i][0] / k
+            else:
+                w[j * rows:(j + 1) * rows, j * cols:(j + 1) * cols] = member[i][0]
+        weights.append(w)
+        biases.append(np.mean([member[i][1] for member in layers], axis=0) if last
+                      else np.concatenate([member[i][1] for member in layers]))
+    return weights, biases
 
 
 # ---------------------------------------------------------------------- quality
@@ -532,6 +574,8 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
                         help="hidden layer widths (default %(default)s)")
     parser.add_argument("--epochs", type=int, default=300)
     parser.add_argument("--weight-decay", type=float, default=DEFAULT_WEIGHT_DECAY)
+    parser.add_argument("--ensemble", type=int, default=DEFAULT_ENSEMBLE, metavar="K",
+                        help="average K MLPs (seeds SEED..SEED+K-1), saved as one MLP (default %(default)s)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
 
 
@@ -558,7 +602,7 @@ def run_fit_accuracy_predictor(args: argparse.Namespace) -> int:
     predictor = fit_accuracy_predictor(space, [configs[i] for i in train], y[train],
                                        hidden=hidden, baseline=args.baseline, epochs=args.epochs,
                                        mlp_inputs=args.mlp_inputs, weight_decay=args.weight_decay,
-                                       ridge_alpha=args.ridge_alpha, seed=args.seed)
+                                       ridge_alpha=args.ridge_alpha, seed=args.seed, ensemble=args.ensemble)
     quality = evaluate_accuracy_predictor(predictor, [configs[i] for i in test], y[test])
     quality["n_train"] = int(len(train))
     supernet_file = BUNDLED_SUPERNETS.get(args.supernet, Path(args.supernet))
@@ -574,7 +618,7 @@ def run_fit_accuracy_predictor(args: argparse.Namespace) -> int:
         "command": (f"python -m ofa_engine fit-accuracy-predictor --csv {args.csv} --space {args.space} "
                     f"--supernet {args.supernet} --out {args.out} --test-fraction {args.test_fraction} "
                     f"--seed {args.seed} --baseline {args.baseline} --ridge-alpha {args.ridge_alpha:g} --mlp-inputs {args.mlp_inputs} --hidden {args.hidden} "
-                    f"--epochs {args.epochs} --weight-decay {args.weight_decay}"),
+                    f"--epochs {args.epochs} --weight-decay {args.weight_decay} --ensemble {args.ensemble}"),
     }
     path = predictor.save(args.out, metadata)
     print(json.dumps({"out": str(path), **metadata["quality"]}, indent=2))

@@ -232,6 +232,14 @@ def test_fit_command_writes_predictor_from_csv(tmp_path, capsys):
     assert meta["supernet_digest"].startswith("sha256:") and "fit-accuracy-predictor" in meta["command"]
     assert main(["fit-accuracy-predictor", "--csv", str(tmp_path / "none.csv"), "--out",
                  str(tmp_path / "q.npz")]) == 2
+    assert main(["fit-accuracy-predictor", "--csv", str(path), "--out", str(tmp_path / "e.npz"),
+                 "--epochs", "2", "--hidden", "4,8", "--ensemble", "2"]) == 0
+    ensemble = load_accuracy_predictor(tmp_path / "e.npz")
+    assert [w.shape[1] for w in ensemble.weights] == [8, 16, 1]
+    assert "--ensemble 2" in json.loads((tmp_path / "e.json").read_text())["command"]
+    assert main(["fit-accuracy-predictor", "--csv", str(path), "--out", str(tmp_path / "f.npz"),
+                 "--ensemble", "0"]) == 2
+    assert not (tmp_path / "f.npz").exists()
 
 
 def test_stage_summary_inputs_fold_into_an_mlp_on_the_encoding():
@@ -312,3 +320,37 @@ def test_version_1_files_without_a_quadratic_term_still_load(fitted, tmp_path):
     loaded = load_accuracy_predictor(path)
     np.testing.assert_array_equal(loaded.predict(configs), predictor.predict(configs))
     assert not loaded.quadratic_weight.any()
+
+
+@pytest.mark.parametrize("hidden", [(4, 16), (8,)])
+def test_ensemble_is_one_mlp_that_averages_its_members(hidden, tmp_path):
+    pop, y = synthetic(120)
+    members = [fit_accuracy_predictor(SPACE, pop, y, hidden=hidden, epochs=40, seed=5 + k) for k in range(3)]
+    merged = fit_accuracy_predictor(SPACE, pop, y, hidden=hidden, epochs=40, seed=5, ensemble=3)
+    assert [w.shape[1] for w in merged.weights[:-1]] == [3 * width for width in hidden]
+    test = SPACE.sample_population(200, np.random.default_rng(9))
+    mean = np.mean([m.predict(test) for m in members], axis=0)
+    np.testing.assert_allclose(merged.predict(test), mean, rtol=0, atol=1e-6)
+    assert np.abs(members[0].predict(test) - mean).max() > 1e-4     # the members do differ
+    loaded = load_accuracy_predictor(merged.save(tmp_path / "e.npz"))
+    np.testing.assert_array_equal(loaded.predict(test), merged.predict(test))
+    x = torch.from_numpy(SPACE.encode(test))
+    np.testing.assert_allclose(merged.torch_module()(x).detach().numpy(), mean, atol=1e-5)
+    assert merged.metadata["training"]["ensemble"] == 3
+
+
+def test_ensemble_of_one_is_the_single_mlp():
+    pop, y = synthetic(60)
+    single = fit_accuracy_predictor(SPACE, pop, y, hidden=(4, 16), epochs=3, seed=2)
+    one = fit_accuracy_predictor(SPACE, pop, y, hidden=(4, 16), epochs=3, seed=2, ensemble=1)
+    for a, b in zip(single.weights + single.biases, one.weights + one.biases):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("ensemble, message", [(0, "ensemble must be an integer 1..64"),
+                                               (2.5, "ensemble must be an integer 1..64"),
+                                               (40, "wider than 4096 units")])
+def test_bad_ensemble_is_refused(ensemble, message):
+    pop, y = synthetic(20)
+    with pytest.raises(ValueError, match=message):
+        fit_accuracy_predictor(SPACE, pop, y, hidden=(4, 128), epochs=1, ensemble=ensemble)
