@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import os
 import platform
 import sys
@@ -126,29 +127,54 @@ def constant(space, configs, y):
     return fit_accuracy_predictor(space, configs, y, hidden=(1,), baseline="mean", epochs=0)
 
 
-def cross_validate(space, configs, y, folds: int, epochs: int, skip_slow: bool = False):
+def candidates(epochs: int, skip_slow: bool):
+    """(label, fit) of every model the cross-validation compares."""
+    rows = [("constant (mean accuracy)", constant), ("ridge on the encoding (linear)", ridge_only),
+            ("ridge on per-stage counts (linear)", stage_ridge_only),
+            ("ridge on per-stage counts + resolution interactions", interaction_ridge_only)]
+    rows += [(label + (" (default)" if is_default(opts) else ""),
+              functools.partial(fit_accuracy_predictor, epochs=epochs, seed=0, **opts))
+             for label, opts in VARIANTS if not (skip_slow and label in SLOW)]
+    return rows
+
+
+_CV: dict = {}     # what the worker processes read (inherited through fork)
+
+
+def _cv_task(task: tuple[int, int]):
+    """Fit candidate `i` on every fold but `k`, score it on fold `k`."""
+    i, k = task
+    space, configs, y, parts, fits = (_CV[key] for key in ("space", "configs", "y", "parts", "fits"))
+    torch.set_num_threads(1)
+    val = parts[k]
+    train = np.concatenate([parts[j] for j in range(len(parts)) if j != k])
+    start = time.perf_counter()
+    predictor = fits[i][1](space, [configs[j] for j in train], y[train])
+    seconds = time.perf_counter() - start
+    q = evaluate_accuracy_predictor(predictor, [configs[j] for j in val], y[val])
+    return i, k, q["rmse_points"], q["kendall_tau"], seconds, predictor if k == len(parts) - 1 else None
+
+
+def cross_validate(space, configs, y, folds: int, epochs: int, skip_slow: bool = False, jobs: int = 1):
+    """k-fold CV of every candidate; with `jobs` > 1 the (candidate, fold) fits run in that many
+    processes (their fit times then include some contention)."""
     order = np.random.default_rng(1).permutation(len(y))
-    parts = np.array_split(order, folds)
+    fits = candidates(epochs, skip_slow)
+    _CV.update(space=space, configs=configs, y=y, parts=np.array_split(order, folds), fits=fits)
+    tasks = [(i, k) for i in range(len(fits)) for k in range(folds)]
+    if jobs > 1:
+        import multiprocessing
+        with multiprocessing.get_context("fork").Pool(jobs) as pool:
+            results = pool.map(_cv_task, tasks, chunksize=1)
+    else:
+        results = [_cv_task(task) for task in tasks]
     rows = []
-    candidates = [("constant (mean accuracy)", constant), ("ridge on the encoding (linear)", ridge_only),
-                  ("ridge on per-stage counts (linear)", stage_ridge_only),
-                  ("ridge on per-stage counts + resolution interactions", interaction_ridge_only)]
-    candidates += [(label + (" (default)" if is_default(opts) else ""),
-                    lambda s, c, t, o=opts: fit_accuracy_predictor(s, c, t, epochs=epochs, seed=0, **o))
-                   for label, opts in VARIANTS if not (skip_slow and label in SLOW)]
-    for label, fit in candidates:
-        rmse, tau, seconds = [], [], 0.0
-        for k in range(folds):
-            val = parts[k]
-            train = np.concatenate([parts[j] for j in range(folds) if j != k])
-            start = time.perf_counter()
-            predictor = fit(space, [configs[i] for i in train], y[train])
-            seconds += time.perf_counter() - start
-            q = evaluate_accuracy_predictor(predictor, [configs[i] for i in val], y[val])
-            rmse.append(q["rmse_points"])
-            tau.append(q["kendall_tau"])
-        rows.append((label, float(np.mean(rmse)), float(np.std(rmse)), float(np.mean(tau)), seconds / folds,
-                     predict_ms(predictor)[0]))
+    for i, (label, _) in enumerate(fits):
+        mine = [r for r in results if r[0] == i]
+        rmse, tau = [r[2] for r in mine], [r[3] for r in mine]
+        predictor = next(r[5] for r in mine if r[5] is not None)
+        rows.append((label, float(np.mean(rmse)), float(np.std(rmse)), float(np.mean(tau)),
+                     sum(r[4] for r in mine) / folds, predict_ms(predictor)[0]))
         print(f"{label:40s} RMSE {rows[-1][1]:.3f} +- {rows[-1][2]:.3f} pts  tau {rows[-1][3]:.3f}  "
               f"fit {rows[-1][4]:.1f} s  10k {rows[-1][5]:.1f} ms", flush=True)
     return rows
@@ -249,6 +275,8 @@ def main(argv=None) -> int:
     parser.add_argument("--epochs", type=int, default=300)
     parser.add_argument("--skip-slow", action="store_true",
                         help="leave OFA's 3x400 MLPs out of the cross-validation (minutes per fit)")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="processes for the cross-validation fits (default 1)")
     parser.add_argument("--curve", action="store_true",
                         help="also refit the shipped recipe on 1/8, 1/4, 1/2 and all training rows")
     parser.add_argument("--noise-subnets", type=int, default=0,
@@ -273,7 +301,7 @@ def main(argv=None) -> int:
     print(f"held-out: {quality}", flush=True)
 
     train_configs = [configs[i] for i in train]
-    cv = (cross_validate(space, train_configs, y[train], args.folds, args.epochs, args.skip_slow)
+    cv = (cross_validate(space, train_configs, y[train], args.folds, args.epochs, args.skip_slow, args.jobs)
           if args.folds else [])
     curve = learning_curve(space, predictor, configs, y, train, test) if args.curve else []
     noise = split_half_noise(predictor, args.noise_subnets) if args.noise_subnets else None
@@ -314,7 +342,7 @@ def main(argv=None) -> int:
         f"- Predictor: `assets/predictors/tiny-fmnist-accuracy.npz` (+ `.json`); command: `{meta.get('command')}`",
         f"- Report: `python benchmarks/accuracy_predictor_report.py --folds {args.folds} --epochs {args.epochs} "
         f"--noise-subnets {args.noise_subnets}{' --skip-slow' if args.skip_slow else ''}"
-        f"{' --curve' if args.curve else ''}`",
+        f"{' --curve' if args.curve else ''}{f' --jobs {args.jobs}' if args.jobs > 1 else ''}`",
         "",
         f"### Held-out quality: {split or 'seeded 20% split'}",
         "",
