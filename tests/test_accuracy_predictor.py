@@ -37,7 +37,7 @@ def fitted():
     configs = SPACE.from_arrays(pop)
     predictor = fit_accuracy_predictor(SPACE, [configs[i] for i in train], y[train],
                                        hidden=(64, 64), epochs=60, seed=0, baseline="ridge",
-                                       mlp_inputs="encoding", weight_decay=1e-4)
+                                       mlp_inputs="encoding", weight_decay=1e-4, ensemble=1)
     return predictor, [configs[i] for i in test], y[test]
 
 
@@ -253,7 +253,7 @@ def test_stage_summary_inputs_fold_into_an_mlp_on_the_encoding():
     for stage in range(SPACE.num_stages):
         np.testing.assert_array_equal(counts[:, head + stage * n_choice:head + stage * n_choice + n_k].sum(1), d[:, stage])
     predictor = fit_accuracy_predictor(SPACE, pop, y, hidden=(16,), epochs=5, baseline="stage-ridge",
-                                       mlp_inputs="stage-summary")
+                                       mlp_inputs="stage-summary", ensemble=1)
     assert predictor.weights[0].shape == (SPACE.encoding_size, 16)
     x = SPACE.encode(pop)
     np.testing.assert_allclose(predictor.torch_module()(torch.from_numpy(x)).detach().numpy(),
@@ -325,7 +325,8 @@ def test_version_1_files_without_a_quadratic_term_still_load(fitted, tmp_path):
 @pytest.mark.parametrize("hidden", [(4, 16), (8,)])
 def test_ensemble_is_one_mlp_that_averages_its_members(hidden, tmp_path):
     pop, y = synthetic(120)
-    members = [fit_accuracy_predictor(SPACE, pop, y, hidden=hidden, epochs=40, seed=5 + k) for k in range(3)]
+    members = [fit_accuracy_predictor(SPACE, pop, y, hidden=hidden, epochs=40, seed=5 + k, ensemble=1)
+               for k in range(3)]
     merged = fit_accuracy_predictor(SPACE, pop, y, hidden=hidden, epochs=40, seed=5, ensemble=3)
     assert [w.shape[1] for w in merged.weights[:-1]] == [3 * width for width in hidden]
     test = SPACE.sample_population(200, np.random.default_rng(9))
@@ -339,12 +340,17 @@ def test_ensemble_is_one_mlp_that_averages_its_members(hidden, tmp_path):
     assert merged.metadata["training"]["ensemble"] == 3
 
 
-def test_ensemble_of_one_is_the_single_mlp():
+def test_ensemble_blocks_are_the_members_and_the_default_is_three():
     pop, y = synthetic(60)
-    single = fit_accuracy_predictor(SPACE, pop, y, hidden=(4, 16), epochs=3, seed=2)
-    one = fit_accuracy_predictor(SPACE, pop, y, hidden=(4, 16), epochs=3, seed=2, ensemble=1)
-    for a, b in zip(single.weights + single.biases, one.weights + one.biases):
-        np.testing.assert_array_equal(a, b)
+    single = fit_accuracy_predictor(SPACE, pop, y, hidden=(4, 16), epochs=3, seed=2, ensemble=1)
+    assert [w.shape[1] for w in single.weights] == [4, 16, 1]
+    default = fit_accuracy_predictor(SPACE, pop, y, hidden=(4, 16), epochs=3, seed=2)
+    assert [w.shape[1] for w in default.weights] == [12, 48, 1]
+    # The first member (seed 2) sits in the top-left blocks, unchanged; the output is divided by 3.
+    np.testing.assert_array_equal(default.weights[0][:, :4], single.weights[0])
+    np.testing.assert_array_equal(default.weights[1][:4, :16], single.weights[1])
+    assert not default.weights[1][:4, 16:].any() and not default.weights[1][4:, :16].any()
+    np.testing.assert_allclose(default.weights[2][:16], single.weights[2] / 3, rtol=1e-6)
 
 
 @pytest.mark.parametrize("ensemble, message", [(0, "ensemble must be an integer 1..64"),
