@@ -376,8 +376,8 @@ def main(argv=None) -> int:
            "so richer features and more rows can still help. "
            if noise and noise["error_corr"] > 0.5 else
            "; the labels' noise and the number of rows bound what is left. ")
-        + f"The {len(test)}-subnet test split has a wide sampling error of its own; cross-validation uses "
-        "every training row once and is the steadier estimate.",
+        + f"The {len(test)}-subnet test split has a sampling error of its own"
+        + ("; cross-validation uses every training row once and is the steadier estimate." if cv else "."),
         "",
         f"![predicted vs measured]({rel_plot})",
         "",
