@@ -85,7 +85,7 @@ def write_report(args, space, results, twins, log, seconds) -> None:
     lines = [
         "# Supernet report: tiny-fmnist",
         "",
-        f"Produced by `{cmd}` on {now}, {cpu_model()} ({torch.get_num_threads()} torch thread), "
+        f"Produced by `{cmd}` on {now}, {cpu_model()} ({torch.get_num_threads()} torch thread{'s' if torch.get_num_threads() != 1 else ''}), "
         f"torch {torch.__version__}; the evaluation took {seconds:.0f} s.",
         "",
         f"Every subnet is extracted from the supernet, its BatchNorm statistics are recalibrated on the "

@@ -137,7 +137,8 @@ def test_default_recipe_of_tiny_fmnist():
 
 
 def test_recipe_files_in_docs_load_and_the_newest_one_is_the_default():
-    """docs/recipes holds the recipe of every bundled run; the newest one is the default, and it
+    """docs/recipes holds the recipe of every bundled run (and of the trial runs that continued
+    the bundled one, tested below); the newest bundled one is the default, and it
     appends a phase to the previous one (the bundled run resumed the finished long run with it)."""
     docs = Path(__file__).resolve().parent.parent / "docs" / "recipes"
     with open(docs / "2026-11-28-long-all.json", encoding="utf-8") as fh:
@@ -149,6 +150,20 @@ def test_recipe_files_in_docs_load_and_the_newest_one_is_the_default():
     with open(docs / "2026-11-27-short.json", encoding="utf-8") as fh:
         short = Recipe.from_dict(json.load(fh))
     assert [p.epochs for p in short.phases] == [10, 3, 3, 2, 3, 3] and not short.sandwich_largest
+
+
+def test_trial_recipes_in_docs_each_append_one_phase_to_the_default():
+    """The recipes of the runs that continued the bundled one (docs/training.md, "After the
+    bundled run") resume it: each keeps the previous recipe and appends one phase."""
+    docs = Path(__file__).resolve().parent.parent / "docs" / "recipes"
+    chain = [default_recipe(SPACE)]
+    for name in ("2026-11-28-long-all-2.json", "2026-11-28-long-all-3.json"):
+        with open(docs / name, encoding="utf-8") as fh:
+            chain.append(Recipe.from_dict(json.load(fh)))
+    for before, after in zip(chain, chain[1:]):
+        assert T._extends(before, after) and len(after.phases) == len(before.phases) + 1
+    assert [(p.name, p.lr, p.largest_weight) for p in chain[-1].phases[-2:]] == [
+        ("all-2", 0.015, 3.0), ("all-3", 0.005, 6.0)]
 
 
 def test_lr_schedule_warms_up_then_decays():
