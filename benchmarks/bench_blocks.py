@@ -44,7 +44,7 @@ def main() -> None:
     torch.set_num_threads(1)
 
     print(f"- command: `python benchmarks/bench_blocks.py --runs {args.runs} --warmup {args.warmup}`")
-    print(f"- machine: {cpu_model()}, {torch.get_num_threads()} torch thread{'s' if torch.get_num_threads() != 1 else ''}, onnxruntime "
+    print(f"- machine: {cpu_model()}, {torch.get_num_threads()} torch thread, onnxruntime "
           f"{onnxruntime.__version__} (1 intra-op thread), torch {torch.__version__}")
     print(f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC\n")
 

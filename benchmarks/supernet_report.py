@@ -82,10 +82,11 @@ def write_report(args, space, results, twins, log, seconds) -> None:
     by_name = {name: acc for name, _, acc, _ in results}
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     cmd = "python benchmarks/supernet_report.py " + " ".join(sys.argv[1:])
+    threads = torch.get_num_threads()
     lines = [
         "# Supernet report: tiny-fmnist",
         "",
-        f"Produced by `{cmd}` on {now}, {cpu_model()} ({torch.get_num_threads()} torch thread{'s' if torch.get_num_threads() != 1 else ''}), "
+        f"Produced by `{cmd}` on {now}, {cpu_model()} ({threads} torch thread{'s' if threads != 1 else ''}), "
         f"torch {torch.__version__}; the evaluation took {seconds:.0f} s.",
         "",
         f"Every subnet is extracted from the supernet, its BatchNorm statistics are recalibrated on the "
