@@ -153,8 +153,16 @@ def default_recipe(space: SearchSpace) -> Recipe:
     # Version 3: everything elastic for 15 more epochs, the largest subnet's loss weighted 2x
     # (the narrowest subnets were still rising at the end of the width phase, and the largest
     # had lost 1.2 points to weight sharing).
-    phases.append(Phase("all", epochs=15, lr=0.01, expand_ratios=es, widths=all_w if len(all_w) > 1 else None,
+    widths = all_w if len(all_w) > 1 else None
+    phases.append(Phase("all", epochs=15, lr=0.01, expand_ratios=es, widths=widths,
                         subnets_per_step=3, largest_weight=2.0, **full))
+    # Version 4: two more phases of everything elastic. A higher LR (all-2, largest 3x) lifted
+    # the small subnets; a low LR with the largest weighted 6x (all-3) then lifted the largest
+    # without costing the rest (docs/training.md, "The bundled run").
+    phases.append(Phase("all-2", epochs=20, lr=0.015, expand_ratios=es, widths=widths,
+                        subnets_per_step=3, largest_weight=3.0, **full))
+    phases.append(Phase("all-3", epochs=12, lr=0.005, expand_ratios=es, widths=widths,
+                        subnets_per_step=3, largest_weight=6.0, **full))
     return Recipe(phases=tuple(phases), sandwich_largest=True)
 
 

@@ -110,9 +110,9 @@ def test_bundled_supernet_is_trained():
     assert space == SearchSpace.preset("tiny-fmnist")
     test = load_split("test2k")
     # Floors well above chance (10%) and a little under the measured accuracy (10k test set:
-    # 91.6% / 87.1%, docs/supernet-report.md; these 2k images: 91.95% / 87.4%). The previous
-    # bundled weights (these 2k images: 91.1% / 86.25%) would fail them.
-    for cfg, floor in ((space.largest(), 0.915), (space.smallest(), 0.865)):
+    # 91.8% / 87.9%, docs/supernet-report.md; these 2k images: 92.05% / 88.2%). The previous
+    # bundled weights (these 2k images: 91.95% / 87.4%) would fail the second one.
+    for cfg, floor in ((space.largest(), 0.915), (space.smallest(), 0.878)):
         acc = accuracy(extract_calibrated(supernet, cfg), test.images, test.labels, space)
         assert acc >= floor, f"{cfg} reaches only {acc:.3f}"
 

@@ -115,8 +115,8 @@ def test_recipe_unknown_fields_are_named():
 def test_default_recipe_of_tiny_fmnist():
     recipe = default_recipe(SPACE)
     names = [p.name for p in recipe.phases]
-    assert names == ["full", "kernel", "depth", "expand-1", "expand-2", "width", "all"]
-    full, kernel, depth, expand1, expand2, width, everything = recipe.phases
+    assert names == ["full", "kernel", "depth", "expand-1", "expand-2", "width", "all", "all-2", "all-3"]
+    full, kernel, depth, expand1, expand2, width, *everything = recipe.phases
     assert full.distill is False and full.kernel_sizes is full.depths is full.expand_ratios is None
     assert all(p.distill for p in recipe.phases[1:])
     assert kernel.kernel_sizes == SPACE.kernel_sizes and kernel.depths is None
@@ -128,42 +128,35 @@ def test_default_recipe_of_tiny_fmnist():
     assert width.expand_ratios == SPACE.expand_ratios
     assert max(p.subnets_per_step for p in recipe.phases) > 1
     assert recipe.sandwich_largest and all(p.subnets_per_step == 3 for p in recipe.phases[1:])
-    assert width.epochs == max(p.epochs for p in recipe.phases[1:-1])
-    # the last phase trains every dimension at once, the largest subnet's loss weighted 2x
-    assert (everything.kernel_sizes, everything.depths, everything.expand_ratios, everything.widths) == (
-        SPACE.kernel_sizes, SPACE.depths, SPACE.expand_ratios, (0, 1, 2))
-    assert everything.largest_weight == 2.0 and everything.sort_channels is None
-    assert all(p.largest_weight == 1.0 for p in recipe.phases[:-1])
+    assert width.epochs == max(p.epochs for p in recipe.phases[1:6])
+    # the last three phases train every dimension at once, the largest subnet's loss weighted
+    # more and more (2x, 3x, 6x); the last one at the lowest LR
+    for phase in everything:
+        assert (phase.kernel_sizes, phase.depths, phase.expand_ratios, phase.widths) == (
+            SPACE.kernel_sizes, SPACE.depths, SPACE.expand_ratios, (0, 1, 2))
+        assert phase.sort_channels is None
+    assert [(p.epochs, p.lr, p.largest_weight) for p in everything] == [
+        (15, 0.01, 2.0), (20, 0.015, 3.0), (12, 0.005, 6.0)]
+    assert all(p.largest_weight == 1.0 for p in recipe.phases[:6])
 
 
 def test_recipe_files_in_docs_load_and_the_newest_one_is_the_default():
-    """docs/recipes holds the recipe of every bundled run (and of the trial runs that continued
-    the bundled one, tested below); the newest bundled one is the default, and it
-    appends a phase to the previous one (the bundled run resumed the finished long run with it)."""
+    """docs/recipes holds the recipe of every bundled run; the newest one is the default. Each
+    long recipe appends phases to the one before it (each bundled run resumed the previous
+    finished run with it), so a resume accepts it."""
     docs = Path(__file__).resolve().parent.parent / "docs" / "recipes"
-    with open(docs / "2026-11-28-long-all.json", encoding="utf-8") as fh:
-        newest = Recipe.from_dict(json.load(fh))
-    assert newest == default_recipe(SPACE)
-    with open(docs / "2026-11-28-long.json", encoding="utf-8") as fh:
-        long = Recipe.from_dict(json.load(fh))
-    assert T._extends(long, newest) and not T._extends(newest, long)
+    chain = []
+    for name in ("2026-11-28-long.json", "2026-11-28-long-all.json", "2026-11-28-long-all-2.json",
+                 "2026-11-28-long-all-3.json"):
+        with open(docs / name, encoding="utf-8") as fh:
+            chain.append(Recipe.from_dict(json.load(fh)))
+    assert chain[-1] == default_recipe(SPACE)
+    for before, after in zip(chain, chain[1:]):
+        assert T._extends(before, after) and not T._extends(after, before)
+    assert [len(r.phases) for r in chain] == [6, 7, 8, 9]
     with open(docs / "2026-11-27-short.json", encoding="utf-8") as fh:
         short = Recipe.from_dict(json.load(fh))
     assert [p.epochs for p in short.phases] == [10, 3, 3, 2, 3, 3] and not short.sandwich_largest
-
-
-def test_trial_recipes_in_docs_each_append_one_phase_to_the_default():
-    """The recipes of the runs that continued the bundled one (docs/training.md, "After the
-    bundled run") resume it: each keeps the previous recipe and appends one phase."""
-    docs = Path(__file__).resolve().parent.parent / "docs" / "recipes"
-    chain = [default_recipe(SPACE)]
-    for name in ("2026-11-28-long-all-2.json", "2026-11-28-long-all-3.json"):
-        with open(docs / name, encoding="utf-8") as fh:
-            chain.append(Recipe.from_dict(json.load(fh)))
-    for before, after in zip(chain, chain[1:]):
-        assert T._extends(before, after) and len(after.phases) == len(before.phases) + 1
-    assert [(p.name, p.lr, p.largest_weight) for p in chain[-1].phases[-2:]] == [
-        ("all-2", 0.015, 3.0), ("all-3", 0.005, 6.0)]
 
 
 def test_lr_schedule_warms_up_then_decays():
