@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import fcntl
 import io
 import json
 import os
@@ -128,11 +129,28 @@ def _evaluate(supernet: Supernet, cfg: SubnetConfig, calib: _PreprocessedCache,
 
 
 def _append_row(fh, row: Sequence) -> None:
+    """One row, written and synced under an exclusive lock: another shard's start-up check
+    (`_drop_cut_off_row`) never sees it half written."""
     buffer = io.StringIO()
     csv.writer(buffer, lineterminator="\n").writerow(row)
-    fh.write(buffer.getvalue())
-    fh.flush()
-    os.fsync(fh.fileno())
+    fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+    try:
+        fh.write(buffer.getvalue())
+        fh.flush()
+        os.fsync(fh.fileno())
+    finally:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def _drop_cut_off_row(path: Path) -> None:
+    """Truncate a row cut off by an interrupted write (a killed builder). Measured and cut under
+    the same lock as `_append_row`, so rows that other shards append meanwhile are kept."""
+    with open(path, "r+b") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        data = fh.read()
+        complete = data.rfind(b"\n") + 1
+        if complete != len(data):
+            fh.truncate(complete)
 
 
 def build_accuracy_dataset(supernet: Supernet, configs: Iterable[SubnetConfig], out: str | Path,
@@ -157,11 +175,8 @@ def build_accuracy_dataset(supernet: Supernet, configs: Iterable[SubnetConfig], 
     out.parent.mkdir(parents=True, exist_ok=True)
     done_keys: set[bytes] = set()
     if out.exists():
-        complete = _complete_text(out)
+        _drop_cut_off_row(out)
         done_keys = {canonical_key(space, row["config"]) for row in read_accuracy_csv(out, space)}
-        if len(complete) != out.stat().st_size:   # drop a row cut off by an interrupted write
-            with open(out, "r+b") as fh:
-                fh.truncate(len(complete.encode("utf-8")))
     todo = [cfg for cfg in configs if canonical_key(space, space.validate(cfg)) not in done_keys]
     todo = list({canonical_key(space, c): c for c in todo}.values())   # keeps the order
     if max_new is not None:

@@ -198,6 +198,30 @@ def test_builder_resumes_without_duplicates(tiny_setup, tmp_path):
     assert out.read_text().splitlines()[0] == ",".join(CSV_FIELDS)
 
 
+def test_builder_start_keeps_rows_another_shard_appends_meanwhile(tiny_setup, tmp_path, monkeypatch):
+    """Shards share one CSV. A builder that starts while another appends must drop only a row cut
+    off by a killed write, never a row the other shard wrote after the start-up check began."""
+    import ofa_engine.accuracy_dataset as AD
+    supernet, images = tiny_setup
+    mine, theirs = SPACE.smallest(), SPACE.largest()
+    out = tmp_path / "acc.csv"
+    build_accuracy_dataset(supernet, [SPACE.sample(3)], out, images, images)
+    with open(out, "a", encoding="utf-8") as fh:     # a killed builder's half row
+        fh.write('"{""wid"":0,""ks"":[3')
+    real_read = AD.read_accuracy_csv
+
+    def read_while_the_other_shard_appends(path, space=None):
+        with open(out, "a", encoding="utf-8") as fh:
+            AD._append_row(fh, [theirs.to_json(), theirs.image_size, theirs.wid, 1, "0.5", "1.0"])
+        return real_read(path, space)
+
+    monkeypatch.setattr(AD, "read_accuracy_csv", read_while_the_other_shard_appends)
+    assert build_accuracy_dataset(supernet, [mine], out, images, images) == 1
+    monkeypatch.undo()
+    rows = read_accuracy_csv(out, SPACE)
+    assert [r["config"] for r in rows][1:] == [theirs, mine]
+
+
 def test_builder_accuracy_matches_evaluation(tiny_setup, tmp_path):
     from ofa_engine.bundled import extract_calibrated
     from ofa_engine.evaluation import accuracy
