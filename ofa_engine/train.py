@@ -41,6 +41,9 @@ __all__ = ["Phase", "Recipe", "default_recipe", "twin_recipe", "train", "save_su
 CHECKPOINT_VERSION = 1
 
 
+DISTILL_SOURCES = ("teacher", "largest")
+
+
 @dataclass(frozen=True)
 class Phase:
     """One progressive-shrinking phase. A choice list left as None means 'largest only'."""
@@ -62,8 +65,17 @@ class Phase:
     # Loss weight of the phase's largest subnet in each step (the others weigh 1): above 1, the
     # shared weights lean towards the largest subnet, which weight sharing otherwise pulls down.
     largest_weight: float = 1.0
+    # Whom the subnets distil from: "teacher", the frozen full network of the first phase (OFA),
+    # or "largest", the phase's largest subnet in the same step, its logits detached (BigNAS's
+    # in-place distillation: the teacher moves with the shared weights; the largest subnet
+    # itself learns from the labels only). "largest" needs the largest subnet in every step:
+    # the recipe's sandwich_largest and at least 3 subnets per step.
+    distill_from: str = "teacher"
 
     def __post_init__(self) -> None:
+        if self.distill_from not in DISTILL_SOURCES:
+            raise ValueError(f"phase '{self.name}': distill_from = {self.distill_from!r}; allowed: "
+                             f"{', '.join(repr(s) for s in DISTILL_SOURCES)}")
         w = self.largest_weight
         if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w <= 0:
             raise ValueError(f"phase '{self.name}': largest_weight = {w!r}; allowed: a finite number > 0 "
@@ -248,12 +260,19 @@ class _SubnetsLoss(nn.Module):
         self.label_smoothing, self.kd_ratio = label_smoothing, kd_ratio
 
     def forward(self, x, y, configs: list[SubnetConfig], soft_targets: torch.Tensor | None,
-                weights: list[float] | None = None):
+                weights: list[float] | None = None, teacher_index: int | None = None):
+        """`teacher_index`: in-place distillation; configs[teacher_index] runs first, learns from
+        the labels only, and its detached softmax is the soft target of the others."""
         total = x.new_zeros(())
-        for i, cfg in enumerate(configs):
-            logits = self.supernet(x, cfg)
+        order = list(range(len(configs)))
+        if teacher_index is not None:
+            order.insert(0, order.pop(teacher_index))
+        for i in order:
+            logits = self.supernet(x, configs[i])
             loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
-            if soft_targets is not None:
+            if i == teacher_index:
+                soft_targets = F.softmax(logits.detach(), 1)
+            elif soft_targets is not None:
                 loss = loss + self.kd_ratio * torch.sum(-soft_targets * F.log_softmax(logits, 1), 1).mean()
             total = total + (loss if weights is None else weights[i] * loss)
         return total
@@ -435,7 +454,12 @@ def train(space: SearchSpace, recipe: Recipe, train_set: ImageSet, val_set: Imag
                 raise ValueError(f"phase '{phase.name}': sort_channels must be 'middle:<stage>' or "
                                  f"'stage', got '{phase.sort_channels}'")
         teacher = None
-        if phase.distill:
+        in_place = phase.distill and phase.distill_from == "largest" and not phase.fixed_config
+        if in_place and not (recipe.sandwich_largest and phase.subnets_per_step >= 3):
+            raise ValueError(f"phase '{phase.name}': distill_from 'largest' needs the largest subnet in "
+                             f"every step: set the recipe's sandwich_largest to true and subnets_per_step "
+                             f">= 3 (it is {phase.subnets_per_step})")
+        if phase.distill and not in_place:
             if teacher_state is None:
                 raise ValueError(f"phase '{phase.name}' distils from the full network, but no earlier "
                                  f"phase trained it; put a phase with distill=false first")
@@ -478,10 +502,13 @@ def train(space: SearchSpace, recipe: Recipe, train_set: ImageSet, val_set: Imag
                 y = labels_all[idx].to(env.device)
                 configs = ([dataclasses.replace(fixed, image_size=image_size)] if fixed else
                            _step_configs(space, recipe, phase, choices, arch_rng, image_size))
-                weights = None
-                if phase.largest_weight != 1.0:
-                    largest = _sample(space, choices, arch_rng, image_size, largest=True)
-                    weights = [phase.largest_weight if c == largest else 1.0 for c in configs]
+                weights, teacher_index = None, None
+                if phase.largest_weight != 1.0 or in_place:
+                    largest = _sample(space, choices, arch_rng, image_size, largest=True)  # draws nothing
+                    if phase.largest_weight != 1.0:
+                        weights = [phase.largest_weight if c == largest else 1.0 for c in configs]
+                    if in_place:
+                        teacher_index = configs.index(largest)
                 soft = None
                 if teacher is not None:
                     with torch.no_grad():
@@ -489,7 +516,7 @@ def train(space: SearchSpace, recipe: Recipe, train_set: ImageSet, val_set: Imag
                 lr = _lr(phase, epoch * steps_per_epoch + step, total_steps, steps_per_epoch)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
-                loss = runner(x, y, configs, soft, weights)
+                loss = runner(x, y, configs, soft, weights, teacher_index)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()

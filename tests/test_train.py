@@ -208,11 +208,13 @@ def test_sample_smallest_is_the_phase_minimum():
 
 
 class _Recorded(list):
-    """(resolution, configs) of every step; `.weights`: each step's loss weights (None: plain sum)."""
+    """(resolution, configs) of every step; `.weights`: each step's loss weights (None: plain sum);
+    `.teacher_index`: the position of the in-place teacher among the configs (None: none)."""
 
     def __init__(self):
         super().__init__()
         self.weights: list[list[float] | None] = []
+        self.teacher_index: list[int | None] = []
 
 
 @pytest.fixture
@@ -220,9 +222,10 @@ def recorded_configs(monkeypatch):
     """Replace the subnets' forward by a cheap loss and record the configs of every step."""
     steps = _Recorded()
 
-    def forward(self, x, y, configs, soft_targets, weights=None):
+    def forward(self, x, y, configs, soft_targets, weights=None, teacher_index=None):
         steps.append((x.shape[-1], list(configs)))
         steps.weights.append(weights)
+        steps.teacher_index.append(teacher_index)
         return self.supernet.classifier.bias.sum() * 0.0
 
     monkeypatch.setattr(T._SubnetsLoss, "forward", forward)
@@ -454,6 +457,68 @@ def test_largest_weight_changes_training_only_through_the_largest_subnet(tmp_pat
     plain = weights(run_tiny(tmp_path / "plain", recipe=recipe(1.0)))
     heavy = weights(run_tiny(tmp_path / "heavy", recipe=recipe(3.0)))
     assert any(not torch.equal(plain[k], heavy[k]) for k in plain)
+
+
+def test_in_place_distillation_loss_learns_from_the_largest_subnets_detached_output():
+    torch.manual_seed(0)
+    net = Supernet(SPACE).eval()
+    loss = T._SubnetsLoss(net, label_smoothing=0.1, kd_ratio=1.0)
+    x = torch.randn(4, 1, 28, 28)
+    y = torch.tensor([0, 1, 2, 3])
+    small, big = SPACE.smallest(), SPACE.largest()
+    total = loss(x, y, [small, big], None, [1.0, 3.0], teacher_index=1)
+    big_logits, small_logits = net(x, big), net(x, small)
+    soft = F.softmax(big_logits, 1)
+    expected = (3.0 * F.cross_entropy(big_logits, y, label_smoothing=0.1)
+                + F.cross_entropy(small_logits, y, label_smoothing=0.1)
+                + torch.sum(-soft * F.log_softmax(small_logits, 1), 1).mean())
+    assert torch.allclose(total, expected)
+    # The soft target is detached: the distillation term sends no gradient into the teacher's
+    # logits, so the largest subnet's gradient is that of its own label loss only.
+    net.zero_grad()
+    loss(x, y, [small, big], None, teacher_index=1).backward()
+    with_kd = net.classifier.weight.grad.clone()
+    net.zero_grad()
+    logits = net(x, big)
+    kd_target = F.softmax(logits.detach(), 1)
+    (F.cross_entropy(logits, y, label_smoothing=0.1) + F.cross_entropy(net(x, small), y, label_smoothing=0.1)
+     + torch.sum(-kd_target * F.log_softmax(net(x, small), 1), 1).mean()).backward()
+    assert torch.allclose(with_kd, net.classifier.weight.grad, atol=1e-6)
+
+
+def test_in_place_phase_names_the_largest_subnet_as_teacher_and_needs_no_full_network(tmp_path, recorded_configs):
+    # No full-network phase first: in-place distillation needs no frozen teacher.
+    kernel = Phase("kernel", epochs=1, lr=0.05, kernel_sizes=(3, 5, 7), subnets_per_step=3,
+                   distill_from="largest")
+    run_tiny(tmp_path, recipe=H.tiny_recipe(phases=(kernel,), sandwich_largest=True), max_steps=3)
+    assert len(recorded_configs) == 3
+    for (size, configs), index in zip(recorded_configs, recorded_configs.teacher_index):
+        assert configs[index] == dataclasses.replace(SPACE.largest(), image_size=size)
+
+
+def test_in_place_distillation_trains_other_weights_than_the_frozen_teacher(tmp_path):
+    full, kernel = H.tiny_recipe().phases
+    def recipe(source: str) -> Recipe:
+        return H.tiny_recipe(sandwich_largest=True, phases=(
+            full, dataclasses.replace(kernel, subnets_per_step=3, distill_from=source)))
+    frozen = weights(run_tiny(tmp_path / "frozen", recipe=recipe("teacher")))
+    in_place = weights(run_tiny(tmp_path / "in-place", recipe=recipe("largest")))
+    assert any(not torch.equal(frozen[k], in_place[k]) for k in frozen)
+
+
+@pytest.mark.parametrize("sandwich_largest,n", [(False, 3), (True, 2)])
+def test_in_place_distillation_without_the_largest_in_each_step_is_refused(tmp_path, sandwich_largest, n):
+    kernel = Phase("kernel", epochs=1, lr=0.05, kernel_sizes=(3, 5, 7), subnets_per_step=n,
+                   distill_from="largest")
+    with pytest.raises(ValueError, match="phase 'kernel': distill_from 'largest' needs the largest subnet"):
+        run_tiny(tmp_path, recipe=H.tiny_recipe(phases=(kernel,), sandwich_largest=sandwich_largest))
+
+
+def test_recipe_refuses_an_unknown_distillation_source():
+    data = H.tiny_recipe().to_dict()
+    data["phases"][1]["distill_from"] = "oracle"
+    with pytest.raises(ValueError, match="phase 'kernel': distill_from = 'oracle'; allowed: 'teacher', 'largest'"):
+        Recipe.from_dict(data)
 
 
 def test_too_few_images_for_the_batch_size(tmp_path):
