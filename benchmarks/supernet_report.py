@@ -7,7 +7,13 @@ bundled 2,000 training images, and evaluated on the 10k Fashion-MNIST test set; 
         --log runs/tiny-fmnist/log.jsonl \
         --scratch large=largest=runs/tiny-fmnist/phase-00-full.pt \
         --scratch small=smallest=runs/scratch-smallest/supernet.pt \
-        --scratch medium=random:278=runs/scratch-random-278/supernet.pt
+        --scratch medium=random:278=runs/scratch-random-278/supernet.pt \
+        --record-twins assets/supernet/twins.json
+
+A twin's accuracy does not depend on the supernet, and run folders are not kept: `--record-twins`
+writes each twin measured from weights (config, correct / images, split, weights file, date) to a
+JSON file, and `--twins FILE` reads such records for twins whose weights are gone. The report
+says which twins were measured now and which come from a record, with its date.
 """
 
 from __future__ import annotations
@@ -39,6 +45,10 @@ def main() -> int:
     p.add_argument("--log", help="training log.jsonl of the progressive-shrinking run")
     p.add_argument("--scratch", action="append", default=[],
                    help="NAME=CONFIG=FILE: a from-scratch twin (supernet file trained on CONFIG only)")
+    p.add_argument("--twins", help="JSON file of recorded twins (written by --record-twins) for those "
+                                   "not given with --scratch")
+    p.add_argument("--record-twins", help="write the twins measured from weights to this JSON file "
+                                          "(kept: records of other twins in it)")
     p.add_argument("--random", type=int, default=20, help="number of random subnets (seeds 0..N-1)")
     p.add_argument("--split", default="test")
     p.add_argument("--out", default="docs/supernet-report.md")
@@ -64,18 +74,71 @@ def main() -> int:
         results.append((name, cfg, acc, macs))
         print(f"{name:12s} {macs / 1e6:6.2f} MMACs  acc {acc * 100:.2f}%", flush=True)
 
-    twins = []
+    twins, measured = [], []
     for spec in args.scratch:
         label, config_text, path = spec.split("=", 2)
         cfg = space.parse_config(config_text)
         ofa_acc = evaluate(supernet, cfg)
         scratch_acc = evaluate(load_supernet(path), cfg)
-        twins.append((label, config_text, cfg, ofa_acc, scratch_acc, path))
+        twins.append((label, config_text, cfg, ofa_acc, scratch_acc, f"`{path}`"))
+        measured.append(twin_record(label, config_text, cfg, scratch_acc, len(test), args.split, path))
         print(f"twin {label}: ofa {ofa_acc * 100:.2f}%  scratch {scratch_acc * 100:.2f}%", flush=True)
+    given = {t[0] for t in twins}
+    for record in (read_twin_records(args.twins, space, args.split, len(test)) if args.twins else []):
+        if record["label"] in given:
+            continue
+        cfg = space.parse_config(record["config"])
+        ofa_acc = evaluate(supernet, cfg)
+        scratch_acc = record["correct"] / record["images"]
+        twins.append((record["label"], record["config"], cfg, ofa_acc, scratch_acc,
+                      f"recorded {record['measured']} (`{record['weights']}`, not kept)"))
+        print(f"twin {record['label']}: ofa {ofa_acc * 100:.2f}%  scratch {scratch_acc * 100:.2f}% "
+              f"(recorded {record['measured']})", flush=True)
+    if args.record_twins and measured:
+        write_twin_records(Path(args.record_twins), measured)
 
     log = [json.loads(line) for line in Path(args.log).read_text().splitlines()] if args.log else []
     write_report(args, space, results, twins, log, time.time() - t0)
     return 0
+
+
+TWIN_FIELDS = ("label", "config", "split", "images", "correct", "weights", "measured")
+
+
+def twin_record(label: str, config_text: str, cfg, acc: float, images: int, split: str, path: str) -> dict:
+    return {"label": label, "config": config_text, "resolved_config": cfg.to_dict(), "split": split,
+            "images": images, "correct": round(acc * images), "weights": str(path),
+            "measured": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")}
+
+
+def read_twin_records(path: str, space, split: str, images: int) -> list[dict]:
+    """Records written by --record-twins; refused, naming the problem, if they do not fit this run."""
+    try:
+        records = json.loads(Path(path).read_text(encoding="utf-8"))["twins"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise SystemExit(f"--twins {path}: not a twin-record file ({type(exc).__name__}: {exc}); "
+                         f"expected {{\"twins\": [{{{', '.join(TWIN_FIELDS)}}}, ...]}}")
+    for r in records:
+        missing = [f for f in TWIN_FIELDS if f not in r]
+        if missing:
+            raise SystemExit(f"--twins {path}: a record lacks {missing}; required: {list(TWIN_FIELDS)}")
+        if r["split"] != split or r["images"] != images:
+            raise SystemExit(f"--twins {path}: twin '{r['label']}' was measured on {r['images']} images of "
+                             f"'{r['split']}', this report uses {images} of '{split}'")
+        if "resolved_config" in r and space.parse_config(r["config"]).to_dict() != r["resolved_config"]:
+            raise SystemExit(f"--twins {path}: twin '{r['label']}': config {r['config']} now resolves to "
+                             f"another architecture than the one recorded")
+    return records
+
+
+def write_twin_records(path: Path, measured: list[dict]) -> None:
+    records = json.loads(path.read_text(encoding="utf-8"))["twins"] if path.exists() else []
+    labels = {r["label"] for r in measured}
+    records = [r for r in records if r["label"] not in labels] + measured
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps({"twins": records}, indent=1) + "\n", encoding="utf-8")
+    tmp.replace(path)
+    print(f"recorded {len(measured)} twin(s) in {path}")
 
 
 def write_report(args, space, results, twins, log, seconds) -> None:
@@ -128,7 +191,7 @@ def write_report(args, space, results, twins, log, seconds) -> None:
         for label, text, cfg, ofa_acc, scratch_acc, path in twins:
             lines.append(f"| {label} | `{text}` | {analyze(space, cfg)['macs'] / 1e6:.2f} | "
                          f"{ofa_acc * 100:.2f}% | {scratch_acc * 100:.2f}% | "
-                         f"{(ofa_acc - scratch_acc) * 100:+.2f} | `{path}` |")
+                         f"{(ofa_acc - scratch_acc) * 100:+.2f} | {path} |")
     if log:
         total = log[-1]["elapsed_s"]
         lines += ["", "## Training log", "",
