@@ -433,12 +433,15 @@ def test_recipe_refuses_a_bad_largest_weight(weight):
         Recipe.from_dict(data)
 
 
-def test_subnets_loss_weights_each_subnet():
+def _subnets_loss_on_four_images():
+    """A seeded untrained supernet, its summed-loss module (label smoothing 0.1, KD ratio 1), and a batch."""
     torch.manual_seed(0)
     net = Supernet(SPACE).eval()
-    loss = T._SubnetsLoss(net, label_smoothing=0.1, kd_ratio=1.0)
-    x = torch.randn(4, 1, 28, 28)
-    y = torch.tensor([0, 1, 2, 3])
+    return net, T._SubnetsLoss(net, label_smoothing=0.1, kd_ratio=1.0), torch.randn(4, 1, 28, 28), torch.tensor([0, 1, 2, 3])
+
+
+def test_subnets_loss_weights_each_subnet():
+    net, loss, x, y = _subnets_loss_on_four_images()
     soft = F.softmax(torch.randn(4, 10), 1)
     big, small = SPACE.largest(), SPACE.smallest()
     with torch.no_grad():
@@ -460,11 +463,7 @@ def test_largest_weight_changes_training_only_through_the_largest_subnet(tmp_pat
 
 
 def test_in_place_distillation_loss_learns_from_the_largest_subnets_detached_output():
-    torch.manual_seed(0)
-    net = Supernet(SPACE).eval()
-    loss = T._SubnetsLoss(net, label_smoothing=0.1, kd_ratio=1.0)
-    x = torch.randn(4, 1, 28, 28)
-    y = torch.tensor([0, 1, 2, 3])
+    net, loss, x, y = _subnets_loss_on_four_images()
     small, big = SPACE.smallest(), SPACE.largest()
     total = loss(x, y, [small, big], None, [1.0, 3.0], teacher_index=1)
     big_logits, small_logits = net(x, big), net(x, small)
