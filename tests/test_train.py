@@ -157,6 +157,12 @@ def test_recipe_files_in_docs_load_and_the_newest_one_is_the_default():
     with open(docs / "2026-11-27-short.json", encoding="utf-8") as fh:
         short = Recipe.from_dict(json.load(fh))
     assert [p.epochs for p in short.phases] == [10, 3, 3, 2, 3, 3] and not short.sandwich_largest
+    # The candidate's recipe (trained with --init-from the bundled file): its first phase stands
+    # for the bundled run, and its one trained phase distils in place.
+    with open(docs / "2026-11-30-inplace.json", encoding="utf-8") as fh:
+        inplace = Recipe.from_dict(json.load(fh))
+    assert inplace.phases[0] == chain[-1].phases[0] and inplace.sandwich_largest
+    assert [(p.name, p.epochs, p.distill_from) for p in inplace.phases[1:]] == [("all-inplace", 12, "largest")]
 
 
 def test_lr_schedule_warms_up_then_decays():
