@@ -113,8 +113,9 @@ def depthwise_conv_small_map(x: torch.Tensor, weight: torch.Tensor, stride: int)
 
     Equal to the convolution; used where the kernel is larger than the feature map (7x7 on the
     last stages' 2x2 and 4x4 maps). There oneDNN's CPU kernels fall back to an im2col GEMM whose
-    weight gradient took 80% of a training step on our 2-core machine; this path is 5-10x faster
-    (benchmarks/bench_depthwise.py). The result is channels_last, like the input."""
+    weight gradient took most of a training step on our 2-core machine; per layer this path is
+    2-10x faster (benchmarks/bench_depthwise.py; docs/training.md, "Speed on CPU"). The result
+    is channels_last, like the input."""
     n, c, h, w = x.shape
     k = weight.shape[-1]
     index, ho, wo = _tap_index(h, w, k, stride)
