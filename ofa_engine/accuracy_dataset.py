@@ -31,6 +31,7 @@ from .data import ImageSet
 from .evaluation import calibrate_bn
 from .preprocess import preprocess
 from .space import SearchSpace, SubnetConfig
+from .static import fold_bn
 from .supernet import Supernet
 
 __all__ = ["CSV_FIELDS", "dataset_configs", "canonical_key", "read_accuracy_csv",
@@ -121,6 +122,9 @@ def _evaluate(supernet: Supernet, cfg: SubnetConfig, calib: _PreprocessedCache,
     # Same recalibration (and batch size) as `extract_calibrated`, so the accuracy is that of
     # the network a user deploys.
     calibrate_bn(net, calib(cfg.image_size))
+    fold_bn(net)   # 10-20% faster; argmax as without (logits within ~1e-5)
+    if channels_last:
+        net = net.to(memory_format=torch.channels_last)
     x = holdout(cfg.image_size)
     correct = 0
     for start in range(0, len(x), batch_size):

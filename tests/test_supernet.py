@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from ofa_engine import SearchSpace, build_supernet
-from ofa_engine.static import ConvBNAct, MBConv, SqueezeExcite, StaticNet
+from ofa_engine.static import ConvBNAct, MBConv, SqueezeExcite, StaticNet, fold_bn
 from conftest import PRESETS, calibrated_supernet
 
 STANDARD = (nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.Hardswish, nn.Hardsigmoid, nn.Linear, nn.Dropout,
@@ -55,6 +55,24 @@ def test_extracted_net_uses_only_standard_layers_and_owns_its_weights(tiny_net):
     assert not any(p.data_ptr() in shared for p in static.parameters())
     # Its size follows the config: depth d gives sum(d) elastic blocks after the first block.
     assert len(static.blocks) == 1 + sum(cfg.d)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_fold_bn_keeps_the_outputs_and_leaves_no_batchnorm(tiny_net, seed):
+    cfg = tiny_net.space.sample(seed)
+    static = tiny_net.extract(cfg)
+    torch.manual_seed(seed)
+    x = torch.randn(8, tiny_net.space.in_channels, cfg.image_size, cfg.image_size)
+    with torch.no_grad():
+        expected = static(x)
+        n_bn = sum(isinstance(m, nn.BatchNorm2d) for m in static.modules())
+        folded = fold_bn(static)
+        got = folded(x)
+    assert n_bn > 0 and not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+    assert expected.abs().max() > 1e-2
+    assert torch.allclose(got, expected, rtol=1e-4, atol=1e-4 * float(expected.abs().max()))
+    with pytest.raises(ValueError, match="eval mode"):
+        fold_bn(tiny_net.extract(cfg).train())
 
 
 def test_extracted_kernel_uses_transform_matrices(tiny_net):
