@@ -175,6 +175,12 @@ def default_recipe(space: SearchSpace) -> Recipe:
                         subnets_per_step=3, largest_weight=3.0, **full))
     phases.append(Phase("all-3", epochs=12, lr=0.005, expand_ratios=es, widths=widths,
                         subnets_per_step=3, largest_weight=6.0, **full))
+    # Version 5: one more phase with in-place distillation (BigNAS): the step's largest subnet
+    # learns from the labels and teaches the others, instead of the frozen full network (it
+    # lifted the largest by 1.2 points, the smallest by 0.7 and every random subnet measured;
+    # docs/training.md, "In-place distillation trial").
+    phases.append(Phase("all-inplace", epochs=12, lr=0.01, expand_ratios=es, widths=widths,
+                        subnets_per_step=3, largest_weight=4.0, distill_from="largest", **full))
     return Recipe(phases=tuple(phases), sandwich_largest=True)
 
 
