@@ -178,7 +178,7 @@ def default_recipe(space: SearchSpace) -> Recipe:
     # Version 5: one more phase with in-place distillation (BigNAS): the step's largest subnet
     # learns from the labels and teaches the others, instead of the frozen full network (it
     # lifted the largest by 1.2 points, the smallest by 0.7 and every random subnet measured;
-    # docs/training.md, "In-place distillation trial").
+    # docs/training.md, "The bundled run").
     phases.append(Phase("all-inplace", epochs=12, lr=0.01, expand_ratios=es, widths=widths,
                         subnets_per_step=3, largest_weight=4.0, distill_from="largest", **full))
     return Recipe(phases=tuple(phases), sandwich_largest=True)
