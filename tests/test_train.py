@@ -170,7 +170,7 @@ def test_recipe_files_in_docs_load_and_the_newest_one_is_the_default():
     assert T._extends(inplace[0], inplace[1])
     for recipe, trained in zip(inplace, (1, 2)):
         assert recipe.phases[0] == chain[-1].phases[0] and recipe.sandwich_largest
-        assert recipe.phases[1:] == chain[-1].phases[len(chain[-1].phases) - 2:][:trained]
+        assert recipe.phases[1:] == chain[-1].phases[-2:][:trained]
     assert [(p.name, p.epochs, p.lr, p.distill_from) for p in inplace[1].phases[1:]] == [
         ("all-inplace", 12, 0.01, "largest"), ("all-inplace-2", 10, 0.015, "largest")]
 
