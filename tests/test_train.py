@@ -116,7 +116,7 @@ def test_default_recipe_of_tiny_fmnist():
     recipe = default_recipe(SPACE)
     names = [p.name for p in recipe.phases]
     assert names == ["full", "kernel", "depth", "expand-1", "expand-2", "width", "all", "all-2", "all-3",
-                     "all-inplace", "all-inplace-2"]
+                     "all-inplace", "all-inplace-2", "all-inplace-4sub"]
     full, kernel, depth, expand1, expand2, width, *everything = recipe.phases
     assert full.distill is False and full.kernel_sizes is full.depths is full.expand_ratios is None
     assert all(p.distill for p in recipe.phases[1:])
@@ -128,17 +128,17 @@ def test_default_recipe_of_tiny_fmnist():
     assert width.widths == (0, 1, 2) and width.sort_channels == "stage"
     assert width.expand_ratios == SPACE.expand_ratios
     assert max(p.subnets_per_step for p in recipe.phases) > 1
-    assert recipe.sandwich_largest and all(p.subnets_per_step == 3 for p in recipe.phases[1:])
+    assert recipe.sandwich_largest and [p.subnets_per_step for p in recipe.phases[1:]] == [3] * 10 + [4]
     assert width.epochs == max(p.epochs for p in recipe.phases[1:6])
-    # the last five phases train every dimension at once, the largest subnet's loss weighted
-    # more (2x, 3x, 6x, 4x, 4x); all-3 at the lowest LR; the last two distil in place
+    # the last six phases train every dimension at once, the largest subnet's loss weighted
+    # more (2x, 3x, 6x, 4x, 4x, 4x); all-3 at the lowest LR; the last three distil in place
     for phase in everything:
         assert (phase.kernel_sizes, phase.depths, phase.expand_ratios, phase.widths) == (
             SPACE.kernel_sizes, SPACE.depths, SPACE.expand_ratios, (0, 1, 2))
         assert phase.sort_channels is None
     assert [(p.epochs, p.lr, p.largest_weight, p.distill_from) for p in everything] == [
         (15, 0.01, 2.0, "teacher"), (20, 0.015, 3.0, "teacher"), (12, 0.005, 6.0, "teacher"),
-        (12, 0.01, 4.0, "largest"), (10, 0.015, 4.0, "largest")]
+        (12, 0.01, 4.0, "largest"), (10, 0.015, 4.0, "largest"), (10, 0.015, 4.0, "largest")]
     assert all(p.largest_weight == 1.0 for p in recipe.phases[:6])
 
 
@@ -150,29 +150,30 @@ def test_recipe_files_in_docs_load_and_the_newest_one_is_the_default():
     chain = []
     for name in ("2026-11-28-long.json", "2026-11-28-long-all.json", "2026-11-28-long-all-2.json",
                  "2026-11-28-long-all-3.json", "2026-11-30-long-inplace.json",
-                 "2026-11-30-long-inplace-2.json"):
+                 "2026-11-30-long-inplace-2.json", "2026-11-30-long-inplace-4sub.json"):
         with open(docs / name, encoding="utf-8") as fh:
             chain.append(Recipe.from_dict(json.load(fh)))
     assert chain[-1] == default_recipe(SPACE)
     for before, after in zip(chain, chain[1:]):
         assert T._extends(before, after) and not T._extends(after, before)
-    assert [len(r.phases) for r in chain] == [6, 7, 8, 9, 10, 11]
+    assert [len(r.phases) for r in chain] == [6, 7, 8, 9, 10, 11, 12]
     with open(docs / "2026-11-27-short.json", encoding="utf-8") as fh:
         short = Recipe.from_dict(json.load(fh))
     assert [p.epochs for p in short.phases] == [10, 3, 3, 2, 3, 3] and not short.sandwich_largest
-    # The last two phases were trained with --init-from the file bundled before them and the
-    # first of these recipes, then --resume with the second (which appends one phase): their
-    # first phase stands for that run, the phases they trained are the default's last two.
+    # The last three phases were trained with --init-from the file bundled before them and the
+    # first of these recipes, then --resume with the second and the third (each appends one
+    # phase): their first phase stands for that run, the phases they trained are the default's
+    # last three.
     inplace = []
-    for name in ("2026-11-30-inplace.json", "2026-11-30-inplace-2.json"):
+    for name in ("2026-11-30-inplace.json", "2026-11-30-inplace-2.json", "2026-11-30-inplace-4sub.json"):
         with open(docs / name, encoding="utf-8") as fh:
             inplace.append(Recipe.from_dict(json.load(fh)))
-    assert T._extends(inplace[0], inplace[1])
-    for recipe, trained in zip(inplace, (1, 2)):
+    assert T._extends(inplace[0], inplace[1]) and T._extends(inplace[1], inplace[2])
+    for recipe, trained in zip(inplace, (1, 2, 3)):
         assert recipe.phases[0] == chain[-1].phases[0] and recipe.sandwich_largest
-        assert recipe.phases[1:] == chain[-1].phases[-2:][:trained]
-    assert [(p.name, p.epochs, p.lr, p.distill_from) for p in inplace[1].phases[1:]] == [
-        ("all-inplace", 12, 0.01, "largest"), ("all-inplace-2", 10, 0.015, "largest")]
+        assert recipe.phases[1:] == chain[-1].phases[-3:][:trained]
+    assert [(p.name, p.epochs, p.lr, p.subnets_per_step) for p in inplace[2].phases[1:]] == [
+        ("all-inplace", 12, 0.01, 3), ("all-inplace-2", 10, 0.015, 3), ("all-inplace-4sub", 10, 0.015, 4)]
 
 
 def test_lr_schedule_warms_up_then_decays():
