@@ -103,9 +103,9 @@ def test_cli_errors_name_the_problem(saved, capsys, tmp_path):
 
 
 # Floors well above chance (10%) and a little under the measured accuracy on the bundled 2k test
-# images (10k test set: 93.15% / 88.96%, docs/supernet-report.md; these 2k images: 93.10% /
-# 89.20%; the previous bundled weights, 93.25% / 88.45%, would fail the second floor, the ones
-# before them, 92.05% / 88.2%, both).
+# images (10k test set: 93.20% / 89.18%, docs/supernet-report.md; these 2k images: 93.20% /
+# 89.40%; the previous bundled weights, 93.10% / 89.20%, would fail the second floor, the ones
+# before them, 93.25% / 88.45%, too, and those before them, 92.05% / 88.2%, both).
 @pytest.mark.skipif(not BUNDLED_SUPERNETS["tiny-fmnist"].exists(), reason="bundled supernet not trained yet")
 def test_trained_supernet_is_accurate():
     """The shipped weights really are trained: subnets are accurate on the bundled test images."""
@@ -113,7 +113,7 @@ def test_trained_supernet_is_accurate():
     space = supernet.space
     assert space == SearchSpace.preset("tiny-fmnist")
     test = load_split("test2k")
-    for cfg, floor in zip((space.largest(), space.smallest()), (0.928, 0.888)):
+    for cfg, floor in zip((space.largest(), space.smallest()), (0.928, 0.890)):
         acc = accuracy(extract_calibrated(supernet, cfg), test.images, test.labels, space)
         assert acc >= floor, f"{cfg} reaches only {acc:.3f}"
 
