@@ -72,7 +72,7 @@ def get_space():
 def get_engine():
     """The engine's process-wide resources (supernet, accuracy predictor, data, evaluators per
     profile), the same objects `specialize` uses, so they are loaded once."""
-    from ofa_engine.search.pipeline import load_resources
+    from ofa_engine.pipeline.specialize import load_resources
     return load_resources(SUPERNET)
 
 
@@ -92,7 +92,7 @@ def get_supernet():
 
 @st.cache_resource(show_spinner=False)
 def get_split(name: str):
-    from ofa_engine.data import load_split
+    from ofa_engine.datasets.images import load_split
     return load_split(name)
 
 
@@ -102,13 +102,13 @@ def get_accuracy_predictor():
 
 @st.cache_resource(show_spinner=False)
 def bundled_profile_names() -> tuple[str, ...]:
-    from ofa_engine.profiles import list_profiles
+    from ofa_engine.devices.profiles import list_profiles
     return tuple(list_profiles())
 
 
 @st.cache_resource(show_spinner=False)
 def get_bundled_profile(name: str):
-    from ofa_engine.profiles import load_profile
+    from ofa_engine.devices.profiles import load_profile
     return load_profile(name)
 
 
@@ -162,7 +162,7 @@ def measured_samples(n: int, seed: int, images: int) -> "Any":
     many calibration images): the slow fallback when no predictor data is bundled."""
     import pandas as pd
     from ofa_engine import analyze, extract_calibrated
-    from ofa_engine.evaluation import accuracy
+    from ofa_engine.runtime.evaluation import accuracy
 
     space, supernet = get_space(), get_supernet()
     calib, test = get_split("calib"), get_split("test2k")

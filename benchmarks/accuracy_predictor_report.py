@@ -33,13 +33,13 @@ import torch  # noqa: E402
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from ofa_engine.profile_kit import cpu_model  # noqa: E402
-from ofa_engine.accuracy_dataset import canonical_key, dataset_configs, read_accuracy_csv  # noqa: E402
-from ofa_engine.accuracy_predictor import (DEFAULT_BASELINE, DEFAULT_ENSEMBLE, DEFAULT_HIDDEN,  # noqa: E402
+from ofa_engine.devices.profile_kit import cpu_model  # noqa: E402
+from ofa_engine.training.accuracy_dataset import canonical_key, dataset_configs, read_accuracy_csv  # noqa: E402
+from ofa_engine.predictors.accuracy import (DEFAULT_BASELINE, DEFAULT_ENSEMBLE, DEFAULT_HIDDEN,  # noqa: E402
                                            DEFAULT_MLP_INPUTS, DEFAULT_WEIGHT_DECAY,
                                            evaluate_accuracy_predictor, fit_accuracy_predictor,
                                            kendall_tau, load_accuracy_predictor, train_test_split)
-from ofa_engine.space import SearchSpace  # noqa: E402
+from ofa_engine.families.mbv3.space import SearchSpace  # noqa: E402
 
 TARGETS = {"rmse_points": 0.3, "kendall_tau": 0.8}
 HOLDOUT_IMAGES = 5000
@@ -202,9 +202,9 @@ def split_half_noise(predictor, n: int, seed: int = 123) -> dict[str, float]:
     the two halves (2,500 images each) of the holdout. sd(acc_A - acc_B) / 2 estimates the
     sampling sd of a 5k accuracy; corr(error_A, error_B) says how much of the predictor's
     error is reproducible (a property of the subnet) rather than noise of the labels."""
-    from ofa_engine.accuracy_dataset import _evaluate, _PreprocessedCache
-    from ofa_engine.bundled import load_supernet
-    from ofa_engine.data import load_split
+    from ofa_engine.training.accuracy_dataset import _evaluate, _PreprocessedCache
+    from ofa_engine.training.bundled import load_supernet
+    from ofa_engine.datasets.images import load_split
 
     supernet = load_supernet("tiny-fmnist")
     space = supernet.space

@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout, no install
 
-from ofa_engine.profile_kit import cpu_model  # noqa: E402
+from ofa_engine.devices.profile_kit import cpu_model  # noqa: E402
 from tests.helpers_browser import chromium, serve_app, wait_idle  # noqa: E402
 
 PAGES = [("specialize", ""), ("compare", "compare"), ("profiles", "profiles"),
@@ -56,14 +56,15 @@ def in_process_runs(runs: int) -> list[dict[str, float]]:
     """`specialize()` with the home page's defaults, resources loaded before timing."""
     import torch
     torch.set_num_threads(1)
-    from ofa_engine.profiles import list_profiles
-    from ofa_engine.search import Constraints, budget_ranges, specialize
-    from ofa_engine.search.pipeline import load_resources
+    from ofa_engine.devices.profiles import list_profiles
+    from ofa_engine.search import Constraints, budget_ranges
+    from ofa_engine import specialize
+    from ofa_engine.pipeline.specialize import load_resources
 
     names = list_profiles()
     name = "cpu-ort-1t" if "cpu-ort-1t" in names else names[0]
     resources = load_resources("tiny-fmnist")
-    from ofa_engine.profiles import load_profile
+    from ofa_engine.devices.profiles import load_profile
     profile = load_profile(name)
     ranges = budget_ranges(resources.evaluator(profile))
     field = "latency_ms" if "latency_ms" in ranges else "macs_m"

@@ -20,8 +20,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout, no install
 
-from ofa_engine.profile_kit import cpu_model  # noqa: E402
-from ofa_engine.blocks import (BLOCKS, attention_token_sweep, bottleneck_mac_saving,  # noqa: E402
+from ofa_engine.devices.profile_kit import cpu_model  # noqa: E402
+from ofa_engine.lessons.blocks import (BLOCKS, attention_token_sweep, bottleneck_mac_saving,  # noqa: E402
                                compare_blocks)
 
 SHAPES = [(64, 56, 56), (256, 14, 14)]

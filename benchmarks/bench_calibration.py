@@ -23,11 +23,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ofa_engine.calibration import DEFAULT_SUBNETS, calibrate_profile  # noqa: E402
-from ofa_engine.latency_data import _export, _fresh_supernet, _torch_threads, sample_configs  # noqa: E402
-from ofa_engine.measure import measure_many  # noqa: E402
-from ofa_engine.profile_kit import this_machine  # noqa: E402
-from ofa_engine.profiles import load_profile  # noqa: E402
+from ofa_engine.devices.calibration import DEFAULT_SUBNETS, calibrate_profile  # noqa: E402
+from ofa_engine.devices.latency_dataset import _export, _fresh_supernet, _torch_threads, sample_configs  # noqa: E402
+from ofa_engine.runtime.measure import measure_many  # noqa: E402
+from ofa_engine.devices.profile_kit import this_machine  # noqa: E402
+from ofa_engine.devices.profiles import load_profile  # noqa: E402
 
 CHECK_SEED = 4242
 

@@ -27,8 +27,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout, no install
 
 from ofa_engine import SearchSpace, SubnetConfig, analyze, build_supernet, export_onnx  # noqa: E402
-from ofa_engine import export as export_module  # noqa: E402
-from ofa_engine.profile_kit import cpu_model  # noqa: E402
+from ofa_engine.runtime import export as export_module  # noqa: E402
+from ofa_engine.devices.profile_kit import cpu_model  # noqa: E402
 
 SPACES = ("tiny-fmnist", "ofa-mbv3-w1.0")
 

@@ -1,5 +1,5 @@
 """Depthwise convolution on small feature maps: oneDNN's convolution vs the per-channel matrix
-path of ofa_engine.elastic (used in training where the kernel is larger than the map).
+path of ofa_engine.families.mbv3.elastic (used in training where the kernel is larger than the map).
 
     python benchmarks/bench_depthwise.py [--threads 2] [--runs 7] [--steps 5]
 
@@ -27,12 +27,12 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout, no install
 
-import ofa_engine.elastic as elastic  # noqa: E402
-import ofa_engine.train as T  # noqa: E402
-from ofa_engine.preprocess import preprocess  # noqa: E402
-from ofa_engine.profile_kit import cpu_model  # noqa: E402
-from ofa_engine.space import SearchSpace  # noqa: E402
-from ofa_engine.supernet import Supernet  # noqa: E402
+import ofa_engine.families.mbv3.elastic as elastic  # noqa: E402
+import ofa_engine.training.train as T  # noqa: E402
+from ofa_engine.runtime.preprocess import preprocess  # noqa: E402
+from ofa_engine.devices.profile_kit import cpu_model  # noqa: E402
+from ofa_engine.families.mbv3.space import SearchSpace  # noqa: E402
+from ofa_engine.families.mbv3.supernet import Supernet  # noqa: E402
 
 LAYERS = [(576, 2, 7, 1), (576, 2, 3, 1), (432, 2, 7, 1), (288, 4, 7, 1), (288, 4, 5, 1), (288, 4, 7, 2),
           (192, 4, 7, 1)]

@@ -30,14 +30,15 @@ import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ofa_engine.search import STRATEGIES, Constraints, budget_ranges, search, specialize  # noqa: E402
-from ofa_engine.search.pipeline import load_resources, onnx_accuracy  # noqa: E402
+from ofa_engine.search import STRATEGIES, Constraints, budget_ranges, search  # noqa: E402
+from ofa_engine import specialize  # noqa: E402
+from ofa_engine.pipeline.specialize import load_resources, onnx_accuracy  # noqa: E402
 
 
 def measured_accuracy(res, cfg, cache: dict) -> float:
     if cfg not in cache:
-        from ofa_engine.evaluation import calibrate_bn
-        from ofa_engine.export import export_onnx
+        from ofa_engine.runtime.evaluation import calibrate_bn
+        from ofa_engine.runtime.export import export_onnx
         net = calibrate_bn(res.supernet.extract(cfg), res.inputs("calib", cfg.image_size))
         with tempfile.TemporaryDirectory() as tmp:
             path = export_onnx(net, cfg, Path(tmp) / "m.onnx", space=res.space)
@@ -53,7 +54,7 @@ def main(argv=None) -> int:
     parser.add_argument("--supernet", default="tiny-fmnist")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    from ofa_engine.profiles import load_profile
+    from ofa_engine.devices.profiles import load_profile
     profile = load_profile(args.profile)
     res = load_resources(args.supernet)
     ev = res.evaluator(profile)

@@ -37,9 +37,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from ofa_engine import SearchSpace  # noqa: E402
-from ofa_engine.profile_kit import cpu_model, read_latency_runs  # noqa: E402
-from ofa_engine.latency_data import read_block_table, read_latency_dataset  # noqa: E402
-from ofa_engine.latency_models import (LEARNED_RIDGES, LookupTableModel, _weighted_lstsq,  # noqa: E402
+from ofa_engine.devices.profile_kit import cpu_model, read_latency_runs  # noqa: E402
+from ofa_engine.devices.latency_dataset import read_block_table, read_latency_dataset  # noqa: E402
+from ofa_engine.predictors.latency import (LEARNED_RIDGES, LookupTableModel, _weighted_lstsq,  # noqa: E402
                                        fit_latency_model, latency_metrics, select_ridge, split_indices)
 
 REPORT = ROOT / "docs" / "predictors-report.md"
@@ -199,7 +199,7 @@ def latency_section(results, command: str, space) -> str:
     lines = ["## Latency", "",
              f"Produced by `{command}` on {today}.", "",
              f"Machine: {machine()}.", "",
-             "Measurement: ONNX Runtime CPU, `ofa_engine.measure` (intra-op threads as stated, 1 inter-op "
+             "Measurement: ONNX Runtime CPU, `ofa_engine.runtime.measure` (intra-op threads as stated, 1 inter-op "
              "thread, sequential, all graph optimisations, batch 1), `measure_many`: every subnet gets R "
              "bursts (R = timed runs / 30, below) of 5 warm-up + 30 timed runs, the subnets visited in a fresh random order each round; "
              "its latency is the median over rounds of the burst medians (slow phases of the machine spoil "

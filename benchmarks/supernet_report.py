@@ -29,10 +29,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ofa_engine.profile_kit import cpu_model  # noqa: E402
+from ofa_engine.devices.profile_kit import cpu_model  # noqa: E402
 from ofa_engine import analyze, extract_calibrated, load_supernet  # noqa: E402
-from ofa_engine.data import load_split  # noqa: E402
-from ofa_engine.evaluation import accuracy  # noqa: E402
+from ofa_engine.datasets.images import load_split  # noqa: E402
+from ofa_engine.runtime.evaluation import accuracy  # noqa: E402
 
 TARGETS = {"largest": 0.920, "smallest": 0.880, "twin_gap": 0.005}
 

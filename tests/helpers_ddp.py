@@ -19,7 +19,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import helpers_train  # noqa: E402
-import ofa_engine.train as T  # noqa: E402
+import ofa_engine.training.train as T  # noqa: E402
 
 
 def main(argv: list[str]) -> int:

@@ -10,13 +10,13 @@ import pytest
 import torch
 
 from ofa_engine import SearchSpace, build_supernet
-from ofa_engine.accuracy_dataset import (CSV_FIELDS, build_accuracy_dataset, dataset_configs,
+from ofa_engine.training.accuracy_dataset import (CSV_FIELDS, build_accuracy_dataset, dataset_configs,
                                          read_accuracy_csv)
-from ofa_engine.accuracy_predictor import (AccuracyPredictorError, evaluate_accuracy_predictor,
+from ofa_engine.predictors.accuracy import (AccuracyPredictorError, evaluate_accuracy_predictor,
                                            fit_accuracy_predictor, interaction_features, kendall_tau,
                                            load_accuracy_predictor, train_test_split)
 from ofa_engine.cli import main
-from ofa_engine.data import ImageSet
+from ofa_engine.datasets.images import ImageSet
 
 SPACE = SearchSpace.preset("tiny-fmnist")
 
@@ -201,7 +201,7 @@ def test_builder_resumes_without_duplicates(tiny_setup, tmp_path):
 def test_builder_start_keeps_rows_another_shard_appends_meanwhile(tiny_setup, tmp_path, monkeypatch):
     """Shards share one CSV. A builder that starts while another appends must drop only a row cut
     off by a killed write, never a row the other shard wrote after the start-up check began."""
-    import ofa_engine.accuracy_dataset as AD
+    import ofa_engine.training.accuracy_dataset as AD
     supernet, images = tiny_setup
     mine, theirs = SPACE.smallest(), SPACE.largest()
     out = tmp_path / "acc.csv"
@@ -223,8 +223,8 @@ def test_builder_start_keeps_rows_another_shard_appends_meanwhile(tiny_setup, tm
 
 
 def test_builder_accuracy_matches_evaluation(tiny_setup, tmp_path):
-    from ofa_engine.bundled import extract_calibrated
-    from ofa_engine.evaluation import accuracy
+    from ofa_engine.training.bundled import extract_calibrated
+    from ofa_engine.runtime.evaluation import accuracy
     supernet, images = tiny_setup
     cfg = SPACE.sample(4)
     build_accuracy_dataset(supernet, [cfg], tmp_path / "a.csv", images, images, channels_last=False)
@@ -267,7 +267,7 @@ def test_fit_command_writes_predictor_from_csv(tmp_path, capsys):
 
 
 def test_stage_summary_inputs_fold_into_an_mlp_on_the_encoding():
-    from ofa_engine.accuracy_predictor import stage_summary_projection
+    from ofa_engine.predictors.accuracy import stage_summary_projection
     pop, y = synthetic(80)
     projection = stage_summary_projection(SPACE)
     counts = SPACE.encode(pop) @ projection

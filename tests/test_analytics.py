@@ -13,8 +13,8 @@ import torch
 from torch import nn
 
 from ofa_engine import SearchSpace, SubnetConfig, analyze, build_supernet
-from ofa_engine.analytics import METRICS
-from ofa_engine.static import ConvBNAct, MBConv
+from ofa_engine.families.mbv3.analytics import METRICS
+from ofa_engine.families.mbv3.static import ConvBNAct, MBConv
 from conftest import PRESETS
 
 torch.set_num_threads(1)

@@ -218,7 +218,7 @@ def test_oversized_upload_is_refused():
 
 
 def test_profile_json_upload_valid_and_invalid():
-    from ofa_engine.profiles import load_profile
+    from ofa_engine.devices.profiles import load_profile
     data = load_profile("stm32f746").to_dict()
     data["name"], data["display_name"] = "my-board", "My board"
     at = open_page("profiles")

@@ -5,7 +5,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from ofa_engine.blocks import (BLOCKS, COMPARED_BLOCKS, attention_token_sweep, block_cost,
+from ofa_engine.lessons.blocks import (BLOCKS, COMPARED_BLOCKS, attention_token_sweep, block_cost,
                                bottleneck_mac_saving, compare_blocks, count_with_hooks, create_block,
                                export_block_onnx, shuffle_group_mixing, training_activation_ranking)
 

@@ -10,13 +10,13 @@ import pytest
 import torch
 
 from ofa_engine import SearchSpace, build_supernet, extract_calibrated, load_supernet
-from ofa_engine.bundled import BUNDLED_SUPERNETS
+from ofa_engine.training.bundled import BUNDLED_SUPERNETS
 from ofa_engine.cli import main
-from ofa_engine.data import load_split
-from ofa_engine.evaluation import accuracy
-from ofa_engine.export import read_metadata
-from ofa_engine.preprocess import preprocess, preprocessing_spec
-from ofa_engine.train import save_supernet
+from ofa_engine.datasets.images import load_split
+from ofa_engine.runtime.evaluation import accuracy
+from ofa_engine.runtime.export import read_metadata
+from ofa_engine.runtime.preprocess import preprocess, preprocessing_spec
+from ofa_engine.training.train import save_supernet
 
 
 @pytest.fixture(scope="module")
@@ -120,8 +120,8 @@ def test_trained_supernet_is_accurate():
 
 def test_calibrate_bn_with_two_workers_equals_one_pass():
     import copy
-    from ofa_engine.evaluation import calibrate_bn
-    from ofa_engine.data import load_split
+    from ofa_engine.runtime.evaluation import calibrate_bn
+    from ofa_engine.datasets.images import load_split
     supernet = load_supernet("tiny-fmnist")
     cfg = supernet.space.sample(7)
     images = load_split("calib").images[:700]          # 4 batches of 200, the last one short
@@ -136,8 +136,8 @@ def test_calibrate_bn_with_two_workers_equals_one_pass():
 def test_bundled_predictor_was_fitted_on_the_bundled_supernet_and_dataset():
     """Retraining the supernet invalidates the accuracy data and predictor (assets/predictors/
     README.md): the shipped predictor must name the shipped supernet's digest and the CSV's rows."""
-    from ofa_engine.accuracy_dataset import read_accuracy_csv
-    from ofa_engine.accuracy_predictor import BUNDLED_PREDICTORS, file_digest
+    from ofa_engine.training.accuracy_dataset import read_accuracy_csv
+    from ofa_engine.predictors.accuracy import BUNDLED_PREDICTORS, file_digest
     meta = json.loads(BUNDLED_PREDICTORS["tiny-fmnist"].with_suffix(".json").read_text())
     assert meta["supernet_digest"] == file_digest(BUNDLED_SUPERNETS["tiny-fmnist"])
     rows = read_accuracy_csv(BUNDLED_PREDICTORS["tiny-fmnist"].with_suffix(".csv"))

@@ -1,4 +1,4 @@
-"""ofa_engine.calibration: rescaling a measured profile to this machine's speed now."""
+"""ofa_engine.devices.calibration: rescaling a measured profile to this machine's speed now."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ import json
 import numpy as np
 import pytest
 
-from ofa_engine.calibration import (MAX_SUBNETS, calibrate_profile, calibration_scale, reference_configs)
+from ofa_engine.devices.calibration import (MAX_SUBNETS, calibrate_profile, calibration_scale, reference_configs)
 from ofa_engine.cli import main
-from ofa_engine.latency_models import (AnalyticalMCUModel, LookupTableModel, MacsLinearModel,
+from ofa_engine.predictors.latency import (AnalyticalMCUModel, LookupTableModel, MacsLinearModel,
                                        latency_model_from_dict)
-from ofa_engine.profiles import ProfileError, load_profile
-from ofa_engine.space import SearchSpace
+from ofa_engine.devices.profiles import ProfileError, load_profile
+from ofa_engine.families.mbv3.space import SearchSpace
 
 SPACE = SearchSpace.preset("tiny-fmnist")
 

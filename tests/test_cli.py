@@ -16,8 +16,9 @@ import torch
 from safetensors.torch import save_file
 
 from ofa_engine import SearchSpace, analyze, build_supernet
-from ofa_engine.cli import COMMANDS, main, register
-from ofa_engine.export import read_metadata
+from ofa_engine.cli import main
+from ofa_engine.cli.args import COMMANDS, register
+from ofa_engine.runtime.export import read_metadata
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -181,9 +182,7 @@ def test_help_exits_0(capsys):
     assert "analyze" in capsys.readouterr().out
 
 
-def test_register_adds_a_subcommand(capsys, monkeypatch):
-    monkeypatch.setattr("ofa_engine.cli.COMMANDS", dict(COMMANDS))
-
+def test_register_adds_a_subcommand(capsys):
     def arguments(parser):
         parser.add_argument("--name", required=True)
 
@@ -192,9 +191,13 @@ def test_register_adds_a_subcommand(capsys, monkeypatch):
         print(f"hello {args.name}")
         return 0
 
-    assert run(capsys, "hello", "--name", "ofa")[:2] == (0, "hello ofa\n")
-    with pytest.raises(ValueError, match="already registered"):
-        register("hello", "again", arguments)(hello)
+    try:
+        assert run(capsys, "hello", "--name", "ofa")[:2] == (0, "hello ofa\n")
+        with pytest.raises(ValueError, match="already registered"):
+            register("hello", "again", arguments)(hello)
+    finally:
+        COMMANDS.unregister("hello")
+    assert "hello" not in COMMANDS
 
 
 def test_python_dash_m_entry_point(tmp_path):
@@ -206,7 +209,7 @@ def test_python_dash_m_entry_point(tmp_path):
 
 
 def test_failed_verification_exit_1(capsys, tmp_path, monkeypatch):
-    monkeypatch.setattr("ofa_engine.export.verify_onnx", lambda path, model: 1.0)
+    monkeypatch.setattr("ofa_engine.runtime.export.verify_onnx", lambda path, model: 1.0)
     out_path = tmp_path / "m.onnx"
     code, out, err = run(capsys, "export", "--space", "tiny-fmnist", "--config", "smallest",
                          "--out", str(out_path))

@@ -1,4 +1,4 @@
-"""ofa_engine.data: the fixed Fashion-MNIST split, IDX reading, missing-data errors, ImageFolder."""
+"""ofa_engine.datasets.images: the fixed Fashion-MNIST split, IDX reading, missing-data errors, ImageFolder."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import pytest
 import torch
 from PIL import Image
 
-import ofa_engine.data as D
-from ofa_engine.data import DataMissingError, ImageSet, load_image_folder, load_split, split_indices
-from ofa_engine.space import FASHION_MNIST_LABELS
+import ofa_engine.datasets.images as D
+from ofa_engine.datasets.images import DataMissingError, ImageSet, load_image_folder, load_split, split_indices
+from ofa_engine.families.mbv3.space import FASHION_MNIST_LABELS
 
 DEBIAN_TRAIN = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
 

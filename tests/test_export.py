@@ -11,10 +11,10 @@ import onnxruntime as ort
 import pytest
 import torch
 
-import ofa_engine.export as export_module
+import ofa_engine.runtime.export as export_module
 from ofa_engine import SearchSpace, build_supernet, export_onnx
-from ofa_engine.export import ExportVerificationError, read_metadata, verify_onnx
-from ofa_engine.preprocess import preprocessing_spec
+from ofa_engine.runtime.export import ExportVerificationError, read_metadata, verify_onnx
+from ofa_engine.runtime.preprocess import preprocessing_spec
 
 
 

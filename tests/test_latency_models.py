@@ -1,4 +1,4 @@
-"""ofa_engine.latency_models: the latency predictors, their fitting and evaluation."""
+"""ofa_engine.predictors.latency: the latency predictors, their fitting and evaluation."""
 
 import json
 import math
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from ofa_engine import SearchSpace, analyze
-from ofa_engine.latency_models import (AnalyticalMCUModel, BlockLinearModel, LookupTableModel, MacsLinearModel,
+from ofa_engine.predictors.latency import (AnalyticalMCUModel, BlockLinearModel, LookupTableModel, MacsLinearModel,
                                        architecture_features, evaluate_latency_model, fit_latency_model,
                                        fit_profile_latency, profile_fit, select_ridge, kendall_tau, latency_metrics, latency_model_from_dict,
                                        split_indices, total_macs, unique_blocks)
@@ -60,7 +60,7 @@ def test_vectorised_equals_per_config(model):
 def test_lut_is_the_sum_of_its_blocks():
     lut = LookupTableModel(SPACE.name, _lut().blocks)            # scale 1, offset 0
     cfg = SPACE.sample(5)
-    from ofa_engine.latency_models import block_geometry, block_key, head_key, stem_key
+    from ofa_engine.predictors.latency import block_geometry, block_key, head_key, stem_key
     g = block_geometry(SPACE)
     r = SPACE.resolutions.index(cfg.image_size)
     expected = lut.blocks[stem_key(SPACE, cfg.wid, cfg.image_size)] + lut.blocks[head_key(SPACE, cfg.wid, 2)]
@@ -204,7 +204,7 @@ def test_kendall_tau_matches_scipy():
 
 # ---------------------------------------------------------------------- datasets (latency_data)
 def test_sample_configs_cover_widths_and_resolutions():
-    from ofa_engine.latency_data import sample_configs
+    from ofa_engine.devices.latency_dataset import sample_configs
     configs = sample_configs(SPACE, 26, seed=0)
     assert configs[:2] == [SPACE.largest(), SPACE.smallest()]
     pairs = {(c.wid, c.image_size) for c in configs[2:]}
@@ -215,7 +215,7 @@ def test_sample_configs_cover_widths_and_resolutions():
 def test_latency_dataset_command_is_resumable(tmp_path, capsys):
     import csv
     from ofa_engine.cli import main
-    from ofa_engine.latency_data import DATASET_COLUMNS, read_latency_dataset
+    from ofa_engine.devices.latency_dataset import DATASET_COLUMNS, read_latency_dataset
     out = tmp_path / "lat.csv"
     argv = ["latency-dataset", "--space", "tiny-fmnist", "--n", "2", "--runs", "3", "--rounds", "2",
             "--warmup", "1", "--out", str(out), "--onnx-cache", str(tmp_path / "onnx")]
@@ -233,7 +233,7 @@ def test_latency_dataset_command_is_resumable(tmp_path, capsys):
 
 
 def test_block_table_measures_isolated_blocks(tmp_path):
-    from ofa_engine.latency_data import measure_block_table, read_block_table
+    from ofa_engine.devices.latency_dataset import measure_block_table, read_block_table
     entries = unique_blocks(SPACE)
     keys = [entries[0]["key"]] + [next(e["key"] for e in entries if e["kind"] == kind) for kind in ("stem", "head")]
     out = measure_block_table(SPACE, tmp_path / "blocks.csv", runs=3, rounds=2, warmup=1, keys=keys)

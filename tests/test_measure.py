@@ -1,4 +1,4 @@
-"""ofa_engine.measure: latency statistics of ONNX models and the profile-kit runner."""
+"""ofa_engine.runtime.measure: latency statistics of ONNX models and the profile-kit runner."""
 
 import csv
 import io
@@ -9,8 +9,8 @@ import warnings
 import pytest
 import torch
 
-from ofa_engine import measure
-from ofa_engine.measure import LatencyStats, main, measure_latency, measure_many
+from ofa_engine.runtime import measure
+from ofa_engine.runtime.measure import LatencyStats, main, measure_latency, measure_many
 
 
 def _tiny_onnx(path=None, channels=4, size=8, dynamic=True) -> bytes:

@@ -14,9 +14,9 @@ import math
 import pytest
 import torch
 
-from ofa_engine.official import _key_map, import_official_ofa
-from ofa_engine.space import SearchSpace
-from ofa_engine.supernet import build_supernet
+from ofa_engine.families.mbv3.official import _key_map, import_official_ofa
+from ofa_engine.families.mbv3.space import SearchSpace
+from ofa_engine.families.mbv3.supernet import build_supernet
 
 PRESETS = {1.0: "ofa-mbv3-w1.0", 1.2: "ofa-mbv3-w1.2"}
 TOL = 1e-4

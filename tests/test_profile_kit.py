@@ -12,12 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ofa_engine import SearchSpace, analyze, measure
+from ofa_engine import SearchSpace, analyze
+from ofa_engine.runtime import measure
 from ofa_engine.cli import main
-from ofa_engine.latency_models import kendall_tau
-from ofa_engine.profile_kit import (MIN_ROWS, fit_profile_from_csv, kit_configs, kit_zip_bytes,
+from ofa_engine.predictors.latency import kendall_tau
+from ofa_engine.devices.profile_kit import (MIN_ROWS, fit_profile_from_csv, kit_configs, kit_zip_bytes,
                                     read_latency_csv, read_latency_runs, write_profile_kit)
-from ofa_engine.profiles import load_profile, load_validation
+from ofa_engine.devices.profiles import load_profile, load_validation
 
 SPACE = SearchSpace.preset("tiny-fmnist")
 N = 24

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from ofa_engine import SearchSpace, analyze
-from ofa_engine.profiles import (MAX_PROFILE_BYTES, MCU_PARTS, DeviceProfile, ProfileError, fit_profile,
+from ofa_engine.devices.profiles import (MAX_PROFILE_BYTES, MCU_PARTS, DeviceProfile, ProfileError, fit_profile,
                                  list_profiles, load_profile, load_validation, mcu_profile, validation_path)
 
 BUNDLED = ["cpu-ort-1t", "cpu-ort-2t", "stm32f412", "stm32f746", "stm32h743"]
@@ -183,5 +183,5 @@ def test_file_errors(tmp_path):
 
 
 def test_fit_profile_is_the_kit_fit():
-    from ofa_engine.profile_kit import fit_profile_from_csv
-    assert fit_profile.__module__ == "ofa_engine.profiles" and callable(fit_profile_from_csv)
+    from ofa_engine.devices.profile_kit import fit_profile_from_csv
+    assert fit_profile.__module__ == "ofa_engine.devices.profiles" and callable(fit_profile_from_csv)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ofa_engine.space import SearchSpace
+from ofa_engine.families.mbv3.space import SearchSpace
 
 REPO = Path(__file__).resolve().parents[1]
 SPACE = SearchSpace.preset("tiny-fmnist")

@@ -9,16 +9,16 @@ import numpy as np
 import pytest
 import torch
 
-from ofa_engine.analytics import analyze
+from ofa_engine.families.mbv3.analytics import analyze
 from ofa_engine.search import (STRATEGIES, Constraints, Evaluator, InfeasibleBudgetError, budget_ranges,
                                search)
 from ofa_engine.search.core import check_budget
 from ofa_engine.search.evaluator import EfficiencyTables
-from ofa_engine.search.genome import Genome
+from ofa_engine.space.genome import Genome
 from ofa_engine.search.ranges import lattice
 from ofa_engine.search.strategies import make_strategy
 from ofa_engine.search.strategies.evolution import Evolution
-from ofa_engine.space import SearchSpace, SubnetConfig
+from ofa_engine.families.mbv3.space import SearchSpace, SubnetConfig
 
 PRESETS = ["tiny-fmnist", "ofa-mbv3-w1.0", "ofa-mbv3-w1.2"]
 

@@ -13,16 +13,16 @@ import pytest
 import torch
 
 from ofa_engine.cli import main
-from ofa_engine.export import read_metadata
+from ofa_engine.runtime.export import read_metadata
 
 PROFILE = "cpu-ort-1t"
 
 
 @pytest.fixture(scope="module")
 def ranges():
-    from ofa_engine.profiles import load_profile
+    from ofa_engine.devices.profiles import load_profile
     from ofa_engine.search import budget_ranges
-    from ofa_engine.search.pipeline import load_resources
+    from ofa_engine.pipeline.specialize import load_resources
     return budget_ranges(load_resources("tiny-fmnist").evaluator(load_profile(PROFILE)))
 
 
@@ -43,7 +43,8 @@ def check_own_model(spec) -> None:
 
 
 def test_specialize_end_to_end(tmp_path, ranges):
-    from ofa_engine.search import Constraints, specialize
+    from ofa_engine.search import Constraints
+    from ofa_engine import specialize
     stages = []
     budget = Constraints(latency_ms=(ranges["latency_ms"]["min"] + ranges["latency_ms"]["max"]) / 2)
     spec = specialize(PROFILE, budget, "evolution", seed=0, out=tmp_path / "model.onnx",
@@ -67,7 +68,8 @@ def test_specialize_end_to_end(tmp_path, ranges):
 
 
 def test_specialize_in_memory_and_infeasible(ranges):
-    from ofa_engine.search import Constraints, InfeasibleBudgetError, specialize
+    from ofa_engine.search import Constraints, InfeasibleBudgetError
+    from ofa_engine import specialize
     spec = specialize(PROFILE, {"macs_m": ranges["macs_m"]["max"] / 3}, "random", seed=1,
                       strategy_options={"samples": 50})
     assert spec.onnx_path is None and len(spec.onnx_bytes) == spec.report["onnx"]["bytes"] > 0
@@ -79,7 +81,8 @@ def test_specialize_in_memory_and_infeasible(ranges):
 
 @pytest.mark.slow
 def test_concurrent_specialize_each_gets_its_own_result(ranges):
-    from ofa_engine.search import Constraints, specialize
+    from ofa_engine.search import Constraints
+    from ofa_engine import specialize
     lo, hi = ranges["latency_ms"]["min"], ranges["latency_ms"]["max"]
     budgets = [Constraints(latency_ms=lo + (hi - lo) * f) for f in np.linspace(0.05, 0.9, 8)]
     results, errors = [None] * 8, []

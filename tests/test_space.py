@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from ofa_engine import SearchSpace, SubnetConfig
-from ofa_engine.space import list_presets
+from ofa_engine.families.mbv3.space import list_presets
 from conftest import PRESETS
 
 
@@ -123,7 +123,7 @@ def test_population_round_trip_and_vectorised_paths_agree():
     configs = space.from_arrays(pop)
     assert len(configs) == 64 and all(space.validate(c) is c for c in configs)
     np.testing.assert_array_equal(space.encode(pop), space.encode(configs))
-    from ofa_engine.analytics import analyze
+    from ofa_engine.families.mbv3.analytics import analyze
     by_pop, by_list = analyze(space, pop), analyze(space, configs)
     for key in by_pop:
         np.testing.assert_array_equal(by_pop[key], by_list[key])

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from ofa_engine import SearchSpace, build_supernet
-from ofa_engine.static import ConvBNAct, MBConv, SqueezeExcite, StaticNet, fold_bn
+from ofa_engine.families.mbv3.static import ConvBNAct, MBConv, SqueezeExcite, StaticNet, fold_bn
 from conftest import PRESETS, calibrated_supernet
 
 STANDARD = (nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.Hardswish, nn.Hardsigmoid, nn.Linear, nn.Dropout,
@@ -178,7 +178,7 @@ def test_forward_rejects_invalid_config(tiny_net):
                                             (5, 3, 4, 5, 2), (4, 6, 6, 3, 1)])
 def test_depthwise_matrix_path_equals_the_convolution_with_gradients(c, h, w, k, stride):
     from torch.nn import functional as F
-    from ofa_engine.elastic import depthwise_conv_small_map
+    from ofa_engine.families.mbv3.elastic import depthwise_conv_small_map
     torch.manual_seed(0)
     x = torch.randn(3, c, h, w).to(memory_format=torch.channels_last).requires_grad_()
     weight = torch.randn(c, 1, k, k, requires_grad=True)
@@ -199,7 +199,7 @@ def test_depthwise_matrix_path_equals_the_convolution_with_gradients(c, h, w, k,
 
 
 def test_elastic_depthwise_takes_the_matrix_path_only_where_the_kernel_exceeds_the_map(monkeypatch):
-    import ofa_engine.elastic as elastic
+    import ofa_engine.families.mbv3.elastic as elastic
     calls = []
     real = elastic.depthwise_conv_small_map
     monkeypatch.setattr(elastic, "depthwise_conv_small_map", lambda *a: calls.append(a[0].shape) or real(*a))

@@ -1,4 +1,4 @@
-"""ofa_engine.train (progressive shrinking, checkpoints, resume, DDP) and ofa_engine.evaluation.
+"""ofa_engine.training.train (progressive shrinking, checkpoints, resume, DDP) and ofa_engine.runtime.evaluation.
 
 Everything trains the tiny recipe of helpers_train.py on 128 random 28x28 images (batch 16,
 one torch thread): a 'full' phase of 4 steps then an elastic-kernel phase of 6 steps that
@@ -25,12 +25,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import ofa_engine.train as T
-from ofa_engine.evaluation import accuracy, calibrate_bn
-from ofa_engine.preprocess import preprocess
-from ofa_engine.space import SearchSpace, SubnetConfig
-from ofa_engine.supernet import Supernet
-from ofa_engine.train import (Phase, Recipe, default_recipe, load_supernet_file, save_supernet, train,
+import ofa_engine.training.train as T
+from ofa_engine.runtime.evaluation import accuracy, calibrate_bn
+from ofa_engine.runtime.preprocess import preprocess
+from ofa_engine.families.mbv3.space import SearchSpace, SubnetConfig
+from ofa_engine.families.mbv3.supernet import Supernet
+from ofa_engine.training.train import (Phase, Recipe, default_recipe, load_supernet_file, save_supernet, train,
                               twin_recipe)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -341,7 +341,7 @@ def test_run_writes_loadable_files_and_no_temp_files(reference):
                      "supernet.pt"]
     assert not list(reference.glob(".*.tmp*")) and not list(reference.glob("*.tmp*"))
     payload = torch.load(reference / "supernet.pt", map_location="cpu", weights_only=True)
-    assert payload["format"] == "ofa_engine.supernet"
+    assert payload["format"] == "ofa_engine.families.mbv3.supernet"
     assert payload["extra"]["recipe"] == H.tiny_recipe().to_dict()
     net = load_supernet_file(reference / "supernet.pt")
     assert isinstance(net, Supernet) and not net.training and net.space == SPACE
@@ -728,7 +728,7 @@ def test_accuracy_equals_hand_computation(subnet):
 
 
 def test_resume_trims_log_records_written_after_the_checkpoint(tmp_path):
-    from ofa_engine.train import _trim_log
+    from ofa_engine.training.train import _trim_log
 
     recipe = Recipe(phases=(Phase("full", 2, 0.1, distill=False), Phase("kernel", 2, 0.03)))
     log = tmp_path / "log.jsonl"

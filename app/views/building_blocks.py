@@ -1,5 +1,5 @@
 """Building blocks: the notes' comparison table, computed for the input shape and widths chosen
-here (closed-form costs from `ofa_engine.blocks`, latency measured with ONNX Runtime on demand)."""
+here (closed-form costs from `ofa_engine.lessons.blocks`, latency measured with ONNX Runtime on demand)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import streamlit as st
 import torch
 
 from app.resources import user_errors
-from ofa_engine.blocks import (BLOCKS, ChannelShuffle, attention_token_sweep, bottleneck_mac_saving,
+from ofa_engine.lessons.blocks import (BLOCKS, ChannelShuffle, attention_token_sweep, bottleneck_mac_saving,
                                compare_blocks, shuffle_group_mixing)
 
 KIB = 1024
@@ -43,7 +43,7 @@ def token_sweep(tokens: tuple[int, ...], dim: int, heads: int, measure: bool) ->
 
 st.title("Building blocks")
 st.markdown(
-    "The primitive operations and blocks of the notes as PyTorch modules (`ofa_engine.blocks`), "
+    "The primitive operations and blocks of the notes as PyTorch modules (`ofa_engine.lessons.blocks`), "
     "with **closed-form** MACs, params and activation memory (batch 1; tested equal to counting "
     "with forward hooks) and, on request, **ONNX Runtime latency measured on this server** "
     "(1 thread, median of 20 runs). Every block maps (C, H, W) to (C_out, H, W); attention takes "

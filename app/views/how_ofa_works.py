@@ -15,7 +15,7 @@ from app import charts
 from app.resources import (get_accuracy_predictor, get_space, get_split, get_supernet, measured_samples,
                            predictor_samples, user_errors)
 from ofa_engine import SubnetConfig, analyze
-from ofa_engine.preprocess import preprocess
+from ofa_engine.runtime.preprocess import preprocess
 
 st.title("How Once-for-All works")
 st.markdown(

@@ -23,7 +23,7 @@ if "profile_flash" in st.session_state:
     st.success(st.session_state.pop("profile_flash"), icon=":material/check_circle:")
 
 try:
-    from ofa_engine.profiles import load_profile, load_validation
+    from ofa_engine.devices.profiles import load_profile, load_validation
 except ImportError as exc:
     st.error(f"Device profiles are not available: {exc}")
     st.stop()
@@ -90,14 +90,14 @@ def add_session_profile(profile, validation=None) -> None:
 def calibrate_button(profile) -> None:
     """Measure a few reference subnets now and add the profile rescaled to this machine's speed
     at that moment (docs/latency-calibration.md)."""
-    from ofa_engine.calibration import DEFAULT_SUBNETS
+    from ofa_engine.devices.calibration import DEFAULT_SUBNETS
     st.caption("This server's speed drifts. Calibrating measures "
                f"{DEFAULT_SUBNETS} reference subnets now (a few seconds) and adds a copy of this "
                "profile rescaled to the speed measured. It helps when the speed has shifted and "
                "stays shifted; on a shared VM whose speed moves within seconds it does not.")
     if not st.button("Calibrate to this machine now", key="calibrate", icon=":material/speed:"):
         return
-    from ofa_engine.calibration import calibrate_profile
+    from ofa_engine.devices.calibration import calibrate_profile
     with st.spinner(f"Measuring {DEFAULT_SUBNETS} reference subnets with ONNX Runtime ..."), \
             user_errors("Calibrating the profile"):
         result = calibrate_profile(profile)
@@ -172,7 +172,7 @@ with kit_tab:
                 "`python runner.py .` and it writes `results.csv`.")
     n = st.slider("Subnets in the kit", 20, 200, 60, step=10, key="kit_n")
     if st.button("Prepare the profile kit", icon=":material/inventory_2:"):
-        from ofa_engine.profile_kit import kit_zip_bytes
+        from ofa_engine.devices.profile_kit import kit_zip_bytes
         with st.spinner(f"Exporting {n} subnets to ONNX ..."), user_errors("Building the kit"):
             st.session_state["kit_zip"] = (n, kit_zip_bytes(SUPERNET, n=n))
     if "kit_zip" in st.session_state:
@@ -193,7 +193,7 @@ with csv_tab:
     uploads = st.file_uploader("Latency CSV (one or more runs of the same kit)", type=["csv"], key="csv_upload",
                                accept_multiple_files=True)
     if st.button("Create profile", disabled=not uploads, key="csv_create"):
-        from ofa_engine.profile_kit import fit_profile_from_csv
+        from ofa_engine.devices.profile_kit import fit_profile_from_csv
         with user_errors("The latency CSV"), tempfile.TemporaryDirectory(prefix="ofa-upload-") as tmp:
             paths = []
             for i, upload in enumerate(uploads):

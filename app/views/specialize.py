@@ -51,7 +51,8 @@ def slug(text: str) -> str:
 
 
 def run_specialization() -> None:
-    from ofa_engine.search import Constraints, InfeasibleBudgetError, specialize
+    from ofa_engine.search import Constraints, InfeasibleBudgetError
+    from ofa_engine import specialize
 
     profile = get_profile(profile_name)
     with st.status("Specializing ...", expanded=True) as status:

@@ -14,7 +14,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..space import SubnetConfig
+from ..families.mbv3.space import SubnetConfig
 from .constraints import METRIC_OF, UNITS, Constraints, InfeasibleBudgetError
 from .evaluator import METRIC_NAMES, Evaluator
 from .ranges import budget_ranges, exact_extreme, refine

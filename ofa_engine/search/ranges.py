@@ -19,7 +19,7 @@ import numpy as np
 
 from .constraints import METRIC_OF
 from .evaluator import Evaluator
-from .genome import Genome
+from ..space.genome import Genome
 
 __all__ = ["budget_ranges", "exact_extreme", "lattice", "refine"]
 

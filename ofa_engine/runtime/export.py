@@ -20,8 +20,8 @@ import onnxruntime as ort
 import torch
 
 from .preprocess import preprocessing_spec
-from .space import SearchSpace, SubnetConfig
-from .static import StaticNet
+from ..families.mbv3.space import SearchSpace, SubnetConfig
+from ..families.mbv3.static import StaticNet
 
 __all__ = ["export_onnx", "verify_onnx", "read_metadata", "ExportVerificationError",
            "MIN_OPSET", "TOLERANCE"]

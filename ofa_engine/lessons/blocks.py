@@ -11,7 +11,7 @@ Cost conventions (`block_cost`, checked against forward-hook counting in the tes
 - `params`: all parameters, BN affine parameters included (running statistics are buffers).
 - `inference_peak_bytes`: sequential execution; for each conv / linear / matmul / softmax layer
   the elements of its input(s) + output; in a block with a residual connection, layers after the
-  block's first one also hold the block input (the rule of `ofa_engine.analytics`); the maximum
+  block's first one also hold the block input (the rule of `ofa_engine.families.mbv3.analytics`); the maximum
   over layers, times `dtype_bytes` (4 = float32; 1 = int8). Tensors that merely wait for a later
   layer (V while Q K^T runs) are not counted, so this is a lower bound of a real runtime's peak.
 - `training_activation_bytes`: the tensors saved for backward, approximated as the inputs of
@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .export import EXPORT_LOCK
+from ..runtime.export import EXPORT_LOCK
 
 __all__ = ["BlockCost", "BLOCKS", "PRIMITIVES", "COMPARED_BLOCKS", "create_block", "block_cost",
            "count_with_hooks", "export_block_onnx", "measure_onnx_latency", "compare_blocks", "attention_token_sweep",

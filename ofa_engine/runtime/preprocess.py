@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .space import SearchSpace
+from ..families.mbv3.space import SearchSpace
 
 __all__ = ["preprocess", "preprocessing_spec"]
 

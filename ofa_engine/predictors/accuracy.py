@@ -17,7 +17,6 @@ file beside it with metadata (space, supernet digest, quality, the command that 
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import math
@@ -31,10 +30,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .cli import EXIT_OK, register
-from .data import ASSETS_DIR
-from .space import SearchSpace, SubnetConfig
-from .stats import kendall_tau, split_indices as train_test_split  # noqa: F401  (API)
+from ..datasets.images import ASSETS_DIR
+from ..families.mbv3.space import SearchSpace, SubnetConfig
+from .metrics import kendall_tau, split_indices as train_test_split  # noqa: F401  (API)
 
 __all__ = ["AccuracyPredictor", "AccuracyPredictorError", "load_accuracy_predictor",
            "fit_accuracy_predictor", "evaluate_accuracy_predictor", "train_test_split",
@@ -47,7 +45,7 @@ PREDICTORS_DIR = ASSETS_DIR / "predictors"
 BUNDLED_PREDICTORS = {"tiny-fmnist": PREDICTORS_DIR / "tiny-fmnist-accuracy.npz"}
 _MAX_FILE_BYTES = 64 << 20       # a 3 x 400 MLP is ~1.5 MB; anything this big is not ours
 _MAX_LAYERS = 16
-_MAX_WIDTH = 4096
+MAX_WIDTH = 4096
 # Chosen by cross-validation in benchmarks/accuracy_predictor_report.py (see the report).
 # On the 1,602 training rows of the supernet bundled on 2026-11-28 (3-fold CV): ridge lines score
 # 0.567-0.573 points RMSE (0.568 with resolution interactions), MLPs on the residual of a ridge
@@ -211,8 +209,8 @@ def _check_shapes(space: SearchSpace, weights: Sequence[np.ndarray], biases: Seq
                                      f"got {len(weights)} weights and {len(biases)} biases")
     width = space.encoding_size
     for i, (w, b) in enumerate(zip(weights, biases)):
-        if w.ndim != 2 or w.shape[0] != width or not 1 <= w.shape[1] <= _MAX_WIDTH:
-            raise AccuracyPredictorError(f"{where}: weight_{i} has shape {w.shape}; expected ({width}, 1..{_MAX_WIDTH})")
+        if w.ndim != 2 or w.shape[0] != width or not 1 <= w.shape[1] <= MAX_WIDTH:
+            raise AccuracyPredictorError(f"{where}: weight_{i} has shape {w.shape}; expected ({width}, 1..{MAX_WIDTH})")
         if b.shape != (w.shape[1],):
             raise AccuracyPredictorError(f"{where}: bias_{i} has shape {b.shape}; expected ({w.shape[1]},)")
         width = w.shape[1]
@@ -431,8 +429,8 @@ def fit_accuracy_predictor(space: SearchSpace, configs, accuracies: Sequence[flo
     """
     if not (isinstance(ensemble, int) and 1 <= ensemble <= 64):
         raise ValueError(f"ensemble must be an integer 1..64, got {ensemble!r}")
-    if any(w * ensemble > _MAX_WIDTH for w in hidden):
-        raise ValueError(f"ensemble {ensemble} x hidden {list(hidden)} is wider than {_MAX_WIDTH} units")
+    if any(w * ensemble > MAX_WIDTH for w in hidden):
+        raise ValueError(f"ensemble {ensemble} x hidden {list(hidden)} is wider than {MAX_WIDTH} units")
     x = space.encode(configs)
     y = np.asarray(accuracies, dtype=np.float64).reshape(-1)
     if len(y) != len(x) or len(y) < 2:
@@ -561,70 +559,3 @@ def file_digest(path: str | Path) -> str:
 
 
 # ---------------------------------------------------------------------- CLI
-def _arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--csv", required=True, metavar="CSV", help="dataset from `accuracy-dataset`")
-    parser.add_argument("--space", default="tiny-fmnist", metavar="NAME", help="search space of the CSV")
-    parser.add_argument("--supernet", default="tiny-fmnist", metavar="NAME|FILE",
-                        help="supernet the CSV was measured on (its digest goes into the metadata)")
-    parser.add_argument("--out", required=True, metavar="NPZ", help="predictor file (.npz; .json beside it)")
-    parser.add_argument("--test-fraction", type=float, default=0.2, help="held-out share (default 0.2)")
-    parser.add_argument("--seed", type=int, default=0, help="split and training seed")
-    parser.add_argument("--baseline", default=DEFAULT_BASELINE, choices=["ridge", "stage-ridge", "interaction-ridge", "mean"],
-                        help="what the MLP's residual is over (default %(default)s)")
-    parser.add_argument("--ridge-alpha", type=float, default=DEFAULT_RIDGE_ALPHA,
-                        help="ridge penalty of the baseline (default %(default)s)")
-    parser.add_argument("--mlp-inputs", default=DEFAULT_MLP_INPUTS, choices=["encoding", "stage-summary"],
-                        help="what the MLP sees (default %(default)s; folded into an MLP on the encoding)")
-    parser.add_argument("--hidden", default=",".join(map(str, DEFAULT_HIDDEN)), metavar="W,W,...",
-                        help="hidden layer widths (default %(default)s)")
-    parser.add_argument("--epochs", type=int, default=300)
-    parser.add_argument("--weight-decay", type=float, default=DEFAULT_WEIGHT_DECAY)
-    parser.add_argument("--ensemble", type=int, default=DEFAULT_ENSEMBLE, metavar="K",
-                        help="average K MLPs (seeds SEED..SEED+K-1), saved as one MLP (default %(default)s)")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
-
-
-@register("fit-accuracy-predictor", "train the accuracy predictor on an accuracy-dataset CSV", _arguments)
-def run_fit_accuracy_predictor(args: argparse.Namespace) -> int:
-    from .accuracy_dataset import read_accuracy_csv
-    from .bundled import BUNDLED_SUPERNETS
-    from .cli import load_space
-
-    torch.set_num_threads(max(1, args.threads))
-    try:
-        hidden = tuple(int(w) for w in args.hidden.split(","))
-    except ValueError:
-        raise ValueError(f"--hidden must be comma-separated integers, got '{args.hidden}'") from None
-    if not hidden or not all(1 <= w <= _MAX_WIDTH for w in hidden):
-        raise ValueError(f"--hidden widths must be 1..{_MAX_WIDTH}, got '{args.hidden}'")
-    space = load_space(args.space)
-    rows = read_accuracy_csv(args.csv, space)
-    if len(rows) < 10:
-        raise ValueError(f"--csv: {args.csv} has {len(rows)} rows; at least 10 are needed")
-    configs = [r["config"] for r in rows]
-    y = np.array([r["accuracy"] for r in rows])
-    train, test = train_test_split(len(rows), args.test_fraction, args.seed)
-    predictor = fit_accuracy_predictor(space, [configs[i] for i in train], y[train],
-                                       hidden=hidden, baseline=args.baseline, epochs=args.epochs,
-                                       mlp_inputs=args.mlp_inputs, weight_decay=args.weight_decay,
-                                       ridge_alpha=args.ridge_alpha, seed=args.seed, ensemble=args.ensemble)
-    quality = evaluate_accuracy_predictor(predictor, [configs[i] for i in test], y[test])
-    quality["n_train"] = int(len(train))
-    supernet_file = BUNDLED_SUPERNETS.get(args.supernet, Path(args.supernet))
-    metadata = {
-        "space": space.name,
-        "supernet": args.supernet,
-        "supernet_digest": file_digest(supernet_file) if Path(supernet_file).is_file() else None,
-        # The builder only appends, so the first `rows` rows identify the data even while it runs.
-        "dataset": {"csv": str(args.csv), "rows": len(rows)},
-        "quality": {**quality, "split": f"seeded {args.test_fraction:.0%} held-out (seed {args.seed})"},
-        "target": "top-1 accuracy on the 5k Fashion-MNIST holdout, BN recalibrated (fraction)",
-        "training": predictor.metadata["training"],
-        "command": (f"python -m ofa_engine fit-accuracy-predictor --csv {args.csv} --space {args.space} "
-                    f"--supernet {args.supernet} --out {args.out} --test-fraction {args.test_fraction} "
-                    f"--seed {args.seed} --baseline {args.baseline} --ridge-alpha {args.ridge_alpha:g} --mlp-inputs {args.mlp_inputs} --hidden {args.hidden} "
-                    f"--epochs {args.epochs} --weight-decay {args.weight_decay} --ensemble {args.ensemble}"),
-    }
-    path = predictor.save(args.out, metadata)
-    print(json.dumps({"out": str(path), **metadata["quality"]}, indent=2))
-    return EXIT_OK

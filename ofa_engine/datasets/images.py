@@ -20,7 +20,7 @@ __all__ = ["ImageSet", "load_split", "load_image_folder", "FASHION_MNIST_DIR", "
            "DataMissingError", "SPLIT_SEED", "HOLDOUT_SIZE"]
 
 FASHION_MNIST_DIR = Path(os.environ.get("OFA_FMNIST_DIR", "/usr/share/datasets/fashion-mnist"))
-ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
+ASSETS_DIR = Path(__file__).resolve().parents[2] / "assets"
 SPLIT_SEED = 0          # the fixed split of the 60k training images
 HOLDOUT_SIZE = 5000     # held out from training: accuracy-predictor data
 BUNDLED = {"calib": ASSETS_DIR / "data" / "fmnist-calib-2k.npz",
@@ -82,7 +82,7 @@ def _read_idx(path: Path) -> np.ndarray:
 
 
 def _fashion_mnist(part: str) -> ImageSet:
-    from .space import FASHION_MNIST_LABELS
+    from ..families.mbv3.space import FASHION_MNIST_LABELS
     image_file, label_file = (FASHION_MNIST_DIR / f for f in _FILES[part])
     if not image_file.exists() or not label_file.exists():
         raise DataMissingError(
@@ -109,7 +109,7 @@ def load_split(name: str) -> ImageSet:
             raise DataMissingError(f"bundled subset {path} is missing: re-create it with "
                                    f"`python -m ofa_engine make-subsets`")
         with np.load(path, allow_pickle=False) as f:
-            from .space import FASHION_MNIST_LABELS
+            from ..families.mbv3.space import FASHION_MNIST_LABELS
             return ImageSet(f["images"], f["labels"].astype(np.int64), FASHION_MNIST_LABELS)
     if name == "test":
         return _fashion_mnist("test")

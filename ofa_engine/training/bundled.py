@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .data import ASSETS_DIR, ImageSet, load_split
-from .evaluation import calibrate_bn
-from .space import SubnetConfig
-from .static import StaticNet
-from .supernet import Supernet
+from ..datasets.images import ASSETS_DIR, ImageSet, load_split
+from ..runtime.evaluation import calibrate_bn
+from ..families.mbv3.space import SubnetConfig
+from ..families.mbv3.static import StaticNet
+from ..families.mbv3.supernet import Supernet
 from .train import load_supernet_file
 
 __all__ = ["load_supernet", "extract_calibrated", "BUNDLED_SUPERNETS"]

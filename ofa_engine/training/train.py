@@ -29,11 +29,11 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from .data import ImageSet
-from .evaluation import accuracy, calibrate_bn
-from .preprocess import preprocess
-from .space import SearchSpace, SubnetConfig
-from .supernet import Supernet
+from ..datasets.images import ImageSet
+from ..runtime.evaluation import accuracy, calibrate_bn
+from ..runtime.preprocess import preprocess
+from ..families.mbv3.space import SearchSpace, SubnetConfig
+from ..families.mbv3.supernet import Supernet
 
 __all__ = ["Phase", "Recipe", "default_recipe", "twin_recipe", "train", "save_supernet", "load_supernet_file",
            "space_from_dict"]
@@ -206,7 +206,7 @@ def save_supernet(supernet: Supernet, path: str | Path, half: bool = False,
     """Weights + the space definition, atomically; loads with weights_only=True."""
     state = {k: (v.half() if half and v.is_floating_point() else v).clone()
              for k, v in supernet.state_dict().items()}
-    payload = {"format": "ofa_engine.supernet", "version": 1, "space": supernet.space.to_dict(),
+    payload = {"format": "ofa_engine.families.mbv3.supernet", "version": 1, "space": supernet.space.to_dict(),
                "state_dict": state, "extra": extra or {}}
     return _atomic_save(payload, Path(path))
 
@@ -653,65 +653,3 @@ def _record_rank_weights(model: nn.Module, env: _Dist, out_dir: Path) -> None:
 
 
 # ---------------------------------------------------------------------- command line
-def add_arguments(parser) -> None:
-    parser.add_argument("--space", default="tiny-fmnist", help="search space preset (default tiny-fmnist)")
-    parser.add_argument("--out", required=True, help="run folder: checkpoint.pt, log.jsonl, supernet.pt")
-    parser.add_argument("--recipe", help="JSON file with a recipe (see docs/training.md); default: our recipe")
-    parser.add_argument("--scratch-config", metavar="C",
-                        help="train only this subnet from scratch with the full-network phase "
-                             "(the from-scratch twin): largest, smallest, random:SEED or JSON")
-    parser.add_argument("--epoch-scale", type=float, default=1.0, help="multiply every phase's epochs")
-    parser.add_argument("--data", default="fashion-mnist",
-                        help="'fashion-mnist' (Debian package) or 'folder:PATH' (ImageFolder, one sub-folder per class)")
-    parser.add_argument("--image-size", type=int, default=28, help="stored size of ImageFolder images")
-    parser.add_argument("--max-train-images", type=int, help="use only the first N training images")
-    parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
-    parser.add_argument("--init-from", metavar="FILE",
-                        help="a supernet file that stands for the recipe's first (full-network) phase, "
-                             "e.g. another run's phase-00-full.pt: start at the second phase")
-    parser.add_argument("--max-steps", type=int, help="stop (after a checkpoint) once this call ran N steps")
-    parser.add_argument("--threads", type=int, help="torch intra-op threads")
-    parser.add_argument("--no-progress", action="store_true")
-
-
-def run(args) -> int:
-    from .data import load_image_folder, load_split
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    space = SearchSpace.preset(args.space)
-    if args.data == "fashion-mnist":
-        train_set, val_set = load_split("train"), load_split("holdout")
-        calib = train_set.subset(np.random.default_rng(1).choice(len(train_set), 2000, replace=False))
-    elif args.data.startswith("folder:"):
-        data = load_image_folder(args.data.split(":", 1)[1], args.image_size, space.in_channels)
-        order = np.random.default_rng(0).permutation(len(data))
-        n_val = max(1, len(data) // 10)
-        train_set, val_set = data.subset(order[n_val:]), data.subset(order[:n_val])
-        calib = train_set.subset(np.arange(min(2000, len(train_set))))
-        space = dataclasses.replace(space, name=f"{space.name}-custom", num_classes=len(data.classes),
-                                    labels=tuple(data.classes))
-    else:
-        raise ValueError(f"--data must be 'fashion-mnist' or 'folder:PATH', got '{args.data}'")
-    if args.max_train_images:
-        train_set = train_set.subset(np.arange(min(args.max_train_images, len(train_set))))
-    if args.recipe:
-        with open(args.recipe, encoding="utf-8") as fh:
-            recipe = Recipe.from_dict(json.load(fh))
-    else:
-        recipe = default_recipe(space)
-    if args.scratch_config:
-        recipe = twin_recipe(space, space.parse_config(args.scratch_config), recipe)
-    recipe = recipe.scaled(args.epoch_scale) if args.epoch_scale != 1.0 else recipe
-    final = train(space, recipe, train_set, val_set, calib, args.out, resume=args.resume,
-                  max_steps=args.max_steps, progress=not args.no_progress, init_from=args.init_from)
-    if final.exists():
-        print(json.dumps({"supernet": str(final)}))
-    return 0
-
-
-if __name__ == "__main__":
-    import argparse
-    p = argparse.ArgumentParser(prog="python -m ofa_engine.train")
-    add_arguments(p)
-    raise SystemExit(run(p.parse_args()))

@@ -28,11 +28,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..analytics import analyze
-from ..space import SearchSpace
-from .constraints import Constraints
-from .core import SearchResult, search
-from .evaluator import Evaluator
+from ..families.mbv3.analytics import analyze
+from ..families.mbv3.space import SearchSpace
+from ..search.constraints import Constraints
+from ..search.core import SearchResult, search
+from ..search.evaluator import Evaluator
 
 __all__ = ["specialize", "Specialization", "load_resources"]
 
@@ -56,9 +56,9 @@ class _Resources:
     """What every specialize call of one supernet shares, read-only after loading."""
 
     def __init__(self, supernet_name: str):
-        from ..accuracy_predictor import load_accuracy_predictor
-        from ..bundled import load_supernet
-        from ..data import load_split
+        from ..predictors.accuracy import load_accuracy_predictor
+        from ..training.bundled import load_supernet
+        from ..datasets.images import load_split
         self.supernet = load_supernet(supernet_name)
         self.supernet.eval()
         self.space: SearchSpace = self.supernet.space
@@ -71,7 +71,7 @@ class _Resources:
 
     def inputs(self, split: str, size: int) -> torch.Tensor:
         """Preprocessed images of a split at one resolution (cached; never modified in place)."""
-        from ..preprocess import preprocess
+        from ..runtime.preprocess import preprocess
         key = (split, size)
         with self._lock:
             if key not in self._inputs:
@@ -106,7 +106,7 @@ def load_resources(supernet: str = "tiny-fmnist") -> _Resources:
 
 def _load_profile(profile: Any):
     if isinstance(profile, str):
-        from ..profiles import load_profile
+        from ..devices.profiles import load_profile
         return load_profile(profile)
     return profile
 
@@ -206,14 +206,14 @@ def specialize(profile: Any, constraints: Constraints | Mapping[str, float] | No
 
     step("extract", 0.35)
     t = time.perf_counter()
-    from ..evaluation import calibrate_bn
+    from ..runtime.evaluation import calibrate_bn
     net = res.supernet.extract(cfg)          # a new module: the shared supernet is only read
     calibrate_bn(net, res.inputs("calib", cfg.image_size), workers=WORKERS)
     timings["extract_calibrate"] = time.perf_counter() - t
 
     step("export", 0.5)
     t = time.perf_counter()
-    from ..export import export_onnx
+    from ..runtime.export import export_onnx
     # export_onnx serialises torch's exporter itself (EXPORT_LOCK); everything else runs concurrently.
     if out is not None:
         onnx_path = Path(export_onnx(net, cfg, out, space=space))
@@ -234,7 +234,7 @@ def specialize(profile: Any, constraints: Constraints | Mapping[str, float] | No
     if getattr(prof, "measures_locally", False):
         step("measure latency", 0.8)
         t = time.perf_counter()
-        from ..measure import measure_latency
+        from ..runtime.measure import measure_latency
         latency = measure_latency(onnx_bytes, threads=int(getattr(prof, "threads", None) or 1),
                                   batch_size=int(getattr(prof, "batch_size", None) or 1))
         timings["latency"] = time.perf_counter() - t

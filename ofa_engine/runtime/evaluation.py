@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from .preprocess import preprocess
-from .space import SearchSpace
+from ..families.mbv3.space import SearchSpace
 
 __all__ = ["calibrate_bn", "accuracy", "predict_logits"]
 

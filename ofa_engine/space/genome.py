@@ -13,7 +13,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from ..space import SearchSpace, SubnetConfig
+from ..families.mbv3.space import SearchSpace, SubnetConfig
 
 __all__ = ["Genome"]
 

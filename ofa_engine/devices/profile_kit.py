@@ -13,7 +13,6 @@ weights: same graphs and shapes, and the files compress to almost nothing in the
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import json
@@ -27,10 +26,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from . import measure
-from .cli import _print_json, load_space, register, space_argument
+from ..runtime import measure
 from .profiles import DeviceProfile, _atomic_write_text, today, write_validation_csv
-from .space import SearchSpace, SubnetConfig
+from ..families.mbv3.space import SearchSpace, SubnetConfig
 
 __all__ = ["write_profile_kit", "kit_zip_bytes", "kit_configs", "read_latency_csv",
            "fit_profile_from_csv", "read_latency_runs", "MIN_ROWS", "KIT_README"]
@@ -59,7 +57,7 @@ Back on the machine with ofa_engine:
     python -m ofa_engine fit-profile results.csv --name "my device" --out my-device.json
 
 which fits a latency predictor, reports its accuracy on held-out subnets and writes a device
-profile you can load with ofa_engine.profiles.load_profile("my-device.json") or upload in the app.
+profile you can load with ofa_engine.devices.profiles.load_profile("my-device.json") or upload in the app.
 On a shared or noisy machine, run runner.py again later (rename results.csv first) and pass every
 run: `fit-profile results-1.csv results.csv ...` averages each subnet over the runs.
 Batch size: {batch_size} (change with --batch-size; the profile records what you measured).
@@ -103,8 +101,8 @@ def write_profile_kit(space: SearchSpace | str, out_dir: str | os.PathLike, n: i
     """
     import torch
 
-    from .export import export_onnx
-    from .supernet import build_supernet
+    from ..runtime.export import export_onnx
+    from ..families.mbv3.supernet import build_supernet
 
     space = SearchSpace.preset(space) if isinstance(space, str) else space
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
@@ -311,7 +309,7 @@ def fit_profile_from_csv(csv_path: str | os.PathLike | Sequence[str | os.PathLik
     `name` may be free text ("my device"): the profile name is its slug, the text its display name.
     `measure_locally` marks a profile of the machine running the engine (the bundled cpu-ort-*).
     """
-    from .latency_models import profile_fit
+    from ..predictors.latency import profile_fit
 
     csv_paths = [Path(csv_path)] if isinstance(csv_path, (str, os.PathLike)) else [Path(p) for p in csv_path]
     if not csv_paths:
@@ -340,7 +338,7 @@ def fit_profile_from_csv(csv_path: str | os.PathLike | Sequence[str | os.PathLik
                     "command": command or ("python -m ofa_engine fit-profile "
                                            + " ".join(str(p) for p in csv_paths) + f" --name {name!r}"),
                     "latency_data": ", ".join(p.name for p in csv_paths),
-                    "method": (f"{len(configs)} subnets measured with ofa_engine.measure ("
+                    "method": (f"{len(configs)} subnets measured with ofa_engine.runtime.measure ("
                                f"{runs if runs else '?'} timed runs each, in interleaved bursts; the "
                                f"latency is the median of the burst medians"
                                + (f"; measured in {len(csv_paths)} separate runs, a subnet's latency is "
@@ -358,102 +356,3 @@ def fit_profile_from_csv(csv_path: str | os.PathLike | Sequence[str | os.PathLik
 
 
 # ---------------------------------------------------------------------- CLI
-def _kit_arguments(parser: argparse.ArgumentParser) -> None:
-    space_argument(parser)
-    parser.add_argument("--out", required=True, metavar="DIR", help="folder to create (must be empty)")
-    parser.add_argument("--n", type=int, default=100, help="number of subnets (default 100)")
-    parser.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
-    parser.add_argument("--batch-size", type=int, default=1, help="batch size to measure (default 1)")
-    parser.add_argument("--image-sizes", metavar="S,S", default=None,
-                        help="only these resolutions (comma-separated; default: all of the space)")
-    parser.add_argument("--zip", action="store_true", help="also write DIR.zip")
-    parser.add_argument("--force", action="store_true", help="write into a non-empty --out")
-
-
-@register("profile-kit", "write a kit of ONNX subnets + runner to measure latency on your own device",
-          _kit_arguments)
-def run_profile_kit(args: argparse.Namespace) -> int:
-    space = load_space(args.space)
-    sizes = None
-    if args.image_sizes:
-        try:
-            sizes = [int(s) for s in args.image_sizes.split(",")]
-        except ValueError:
-            raise ValueError(f"--image-sizes {args.image_sizes!r}; allowed: comma-separated integers "
-                             f"from {list(space.resolutions)}") from None
-    out = write_profile_kit(space, args.out, n=args.n, seed=args.seed, batch_size=args.batch_size,
-                            image_sizes=sizes, overwrite=args.force)
-    result: dict[str, Any] = {"kit": str(out), "space": space.name,
-                              "models": len(list(out.glob("m*.onnx"))),
-                              "next": f"python {out / 'runner.py'} {out}"}
-    if args.zip:
-        archive = shutil.make_archive(str(out), "zip", root_dir=out.parent, base_dir=out.name)
-        result["zip"] = archive
-    _print_json(result)
-    return 0
-
-
-def _fit_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("csv", metavar="RESULTS_CSV", nargs="+",
-                        help="results.csv written by the kit's runner.py; several runs of the same kit "
-                             "(e.g. at different times) are averaged per subnet (geometric mean)")
-    parser.add_argument("--name", required=True, help="device name, e.g. \"my device\"")
-    parser.add_argument("--out", required=True, metavar="JSON",
-                        help="profile to write (the held-out predictions go next to it, .validation.csv)")
-    parser.add_argument("--space", default=None, help="search space (default: from the kit's manifest.json)")
-    parser.add_argument("--display-name", default=None, help="label shown in the app (default: --name)")
-    parser.add_argument("--model", default="learned", choices=["learned", "macs-linear"],
-                        help="latency model to fit (default learned)")
-    parser.add_argument("--test-fraction", type=float, default=0.2, help="held-out share (default 0.2)")
-    parser.add_argument("--seed", type=int, default=0, help="split seed (default 0)")
-    parser.add_argument("--ram-kb", type=float, default=None, help="RAM limit for activations in KB")
-    parser.add_argument("--flash-kb", type=float, default=None, help="storage limit for weights in KB")
-    parser.add_argument("--runtime-version", default=None, help="onnxruntime version on the device")
-    parser.add_argument("--machine", default=None, help="description of the device (provenance)")
-    parser.add_argument("--local", action="store_true",
-                        help="the CSV was measured on the machine that runs the engine (its app may "
-                             "then measure real latency too); used for the bundled cpu-ort profiles")
-
-
-@register("fit-profile", "fit a device profile (latency model + limits) to a profile kit's results.csv",
-          _fit_arguments)
-def run_fit_profile(args: argparse.Namespace) -> int:
-    out = Path(args.out)
-    validation = out.with_name(f"{out.stem}.validation.csv")
-    command = "python -m ofa_engine fit-profile " + " ".join(
-        _quote(a) for a in _argv_of(args))
-    profile = fit_profile_from_csv(
-        args.csv, args.name, display_name=args.display_name,
-        space=load_space(args.space) if args.space else None, model=args.model,
-        test_fraction=args.test_fraction, seed=args.seed, ram_kb=args.ram_kb, flash_kb=args.flash_kb,
-        runtime_version=args.runtime_version, measure_locally=args.local, machine=args.machine,
-        command=command, validation_out=validation)
-    profile.save(out)
-    _print_json({"profile": str(out), "name": profile.name, "validation": str(validation),
-                 "threads": profile.threads, "batch_size": profile.batch_size,
-                 "latency_model": profile.latency_model.to_dict().get("type"),
-                 "quality": dict(profile.quality)})
-    return 0
-
-
-def _argv_of(args: argparse.Namespace) -> list[str]:
-    argv = [*args.csv, "--name", args.name, "--out", args.out]
-    for flag, value in (("--space", args.space), ("--display-name", args.display_name),
-                        ("--runtime-version", args.runtime_version), ("--machine", args.machine),
-                        ("--ram-kb", args.ram_kb), ("--flash-kb", args.flash_kb)):
-        if value is not None:
-            argv += [flag, str(value)]
-    if args.model != "learned":
-        argv += ["--model", args.model]
-    if args.test_fraction != 0.2:
-        argv += ["--test-fraction", str(args.test_fraction)]
-    if args.seed != 0:
-        argv += ["--seed", str(args.seed)]
-    if args.local:
-        argv.append("--local")
-    return argv
-
-
-def _quote(text: str) -> str:
-    import shlex
-    return shlex.quote(text)

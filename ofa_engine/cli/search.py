@@ -6,9 +6,9 @@ import argparse
 import json
 from typing import Any
 
-from ..cli import EXIT_OK, _print_json, register
-from .constraints import CONSTRAINT_FIELDS, UNITS, Constraints
-from .core import STRATEGIES
+from ..search.constraints import CONSTRAINT_FIELDS, UNITS, Constraints
+from ..search.core import STRATEGIES
+from .args import EXIT_OK, print_json, register
 
 _FLAG_HELP = {"latency_ms": "latency bound (ms, from the profile's latency model)",
               "peak_memory_kb": "peak activation memory bound (KB, int8)",
@@ -43,7 +43,7 @@ def _options(items: list[str]) -> dict[str, Any]:
 
 
 def _inputs(args: argparse.Namespace):
-    from ..profiles import load_profile
+    from ..devices.profiles import load_profile
     if args.strategy not in STRATEGIES:
         raise ValueError(f"--strategy: unknown strategy '{args.strategy}'; allowed: {', '.join(STRATEGIES)}")
     try:
@@ -61,13 +61,13 @@ def _search_arguments(parser: argparse.ArgumentParser) -> None:
 @register("search", "find the most accurate subnet (predicted) under a budget on a device; JSON",
           _search_arguments)
 def run_search(args: argparse.Namespace) -> int:
-    from .core import search
-    from .pipeline import load_resources
+    from ..search.core import search
+    from ..pipeline.specialize import load_resources
     profile, constraints, options = _inputs(args)
     res = load_resources(args.supernet)
     effective = constraints.with_device_memory(profile)
     result = search(res.evaluator(profile), effective, args.strategy, args.seed, **options)
-    _print_json({"profile": profile.name, "constraints": constraints.to_dict(),
+    print_json({"profile": profile.name, "constraints": constraints.to_dict(),
                  "effective_constraints": effective.to_dict(), **result.summary()})
     return EXIT_OK
 
@@ -81,9 +81,9 @@ def _specialize_arguments(parser: argparse.ArgumentParser) -> None:
 @register("specialize", "search, extract, calibrate, export ONNX and measure a subnet for a device",
           _specialize_arguments)
 def run_specialize(args: argparse.Namespace) -> int:
-    from .pipeline import specialize
+    from ..pipeline.specialize import specialize
     profile, constraints, options = _inputs(args)
     spec = specialize(profile, constraints, args.strategy, args.seed, out=args.out,
                       supernet=args.supernet, strategy_options=options)
-    _print_json(spec.report)
+    print_json(spec.report)
     return EXIT_OK

@@ -11,7 +11,7 @@ A profile is one JSON file (``"format": "ofa-engine/device-profile", "version": 
      "runtime": {"engine": ..., "version": ..., "provider": ..., "graph_optimization": ...,
                  "measure_locally": false, ...},
      "memory": {"sram_kb": 320, "flash_kb": 1024},   # or "ram_kb"; null = unlimited
-     "latency_model": {"type": "analytical-mcu", ...},  # see ofa_engine.latency_models
+     "latency_model": {"type": "analytical-mcu", ...},  # see ofa_engine.predictors.latency
      "quality": null,                     # held-out rmse_ms, mape, kendall_tau, within_10pct, n_test
      "provenance": {"machine": ..., "date": ..., "command": ..., ...}}
 
@@ -41,9 +41,9 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .analytics import analyze
-from .data import ASSETS_DIR
-from .space import SearchSpace, SubnetConfig, list_presets
+from ..families.mbv3.analytics import analyze
+from ..datasets.images import ASSETS_DIR
+from ..families.mbv3.space import SearchSpace, SubnetConfig, list_presets
 
 __all__ = ["DeviceProfile", "ProfileError", "load_profile", "list_profiles", "fit_profile",
            "load_validation", "write_validation_csv", "validation_path", "mcu_profile",
@@ -84,7 +84,7 @@ class DeviceProfile:
     threads: int | None
     runtime: Mapping[str, Any]
     memory: Mapping[str, float | None]
-    latency_model: Any   # an ofa_engine.latency_models.LatencyModel
+    latency_model: Any   # an ofa_engine.predictors.latency.LatencyModel
     quality: Mapping[str, float] | None
     provenance: Mapping[str, Any]
     _search_space: SearchSpace = field(init=False, repr=False)
@@ -227,7 +227,7 @@ def _load_file(path: Path) -> DeviceProfile:
 
 def fit_profile(csv_path: str | os.PathLike, name: str, **options: Any) -> DeviceProfile:
     """Fit a measured profile to a latency CSV (the profile kit's results.csv); see
-    `ofa_engine.profile_kit.fit_profile_from_csv` for the options."""
+    `ofa_engine.devices.profile_kit.fit_profile_from_csv` for the options."""
     from .profile_kit import fit_profile_from_csv
     return fit_profile_from_csv(csv_path, name, **options)
 
@@ -302,7 +302,7 @@ def _validate(data: Any, source: str) -> tuple[dict[str, Any], Any]:
     if kind == "measured" and model_type == ANALYTICAL_MODEL_TYPE:
         raise fail("latency_model.type", f"= {model_type!r}; a measured profile holds a model fitted "
                                          f"to its measurements, not '{ANALYTICAL_MODEL_TYPE}'")
-    from .latency_models import latency_model_from_dict
+    from ..predictors.latency import latency_model_from_dict
     try:
         model = latency_model_from_dict(dict(model_data))
     except ValueError as exc:
@@ -556,7 +556,7 @@ def mcu_profile(name: str, space: str = "tiny-fmnist", date: str | None = None) 
         provenance={
             "machine": "analytical (no device measured)",
             "date": date or today(),
-            "command": "python -m ofa_engine.profiles --write-mcu assets/profiles",
+            "command": "python -m ofa_engine.devices.profiles --write-mcu assets/profiles",
             "formula": MCU_FORMULA,
             "macs_per_cycle_source": part.macs_per_cycle_source,
             "memory": "SRAM limit vs analyze() peak_activation_bytes (int8 activations, MCUNet "
@@ -574,7 +574,7 @@ def write_mcu_profiles(out_dir: str | os.PathLike = PROFILES_DIR, space: str = "
     return [mcu_profile(name, space).save(out_dir / f"{name}.json") for name in MCU_PARTS]
 
 
-if __name__ == "__main__":   # python -m ofa_engine.profiles --write-mcu DIR
+if __name__ == "__main__":   # python -m ofa_engine.devices.profiles --write-mcu DIR
     import argparse
     parser = argparse.ArgumentParser(description="write the bundled analytical MCU profiles")
     parser.add_argument("--write-mcu", metavar="DIR", required=True)

@@ -14,7 +14,6 @@ freshly initialised supernet (seed 0).
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import csv
 import hashlib
@@ -32,13 +31,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from .analytics import analyze
-from .cli import EXIT_OK, load_space, register, space_argument
-from .export import EXPORT_LOCK, export_onnx
-from .latency_models import unique_blocks
-from .measure import MANY_ROUNDS, MANY_RUNS, MANY_WARMUP, measure_many
-from .space import SearchSpace, SubnetConfig
-from .supernet import Supernet, build_supernet
+from ..families.mbv3.analytics import analyze
+from ..runtime.export import EXPORT_LOCK, export_onnx
+from ..predictors.latency import unique_blocks
+from ..runtime.measure import MANY_ROUNDS, MANY_RUNS, MANY_WARMUP, measure_many
+from ..families.mbv3.space import SearchSpace, SubnetConfig
+from ..families.mbv3.supernet import Supernet, build_supernet
 
 __all__ = ["DATASET_COLUMNS", "BLOCK_COLUMNS", "sample_configs", "build_latency_dataset", "read_latency_dataset",
            "measure_block_table", "read_block_table"]
@@ -270,52 +268,3 @@ def read_block_table(path: str | os.PathLike) -> dict[str, float]:
 
 
 # ---------------------------------------------------------------------- CLI
-def _measure_arguments(parser: argparse.ArgumentParser) -> None:
-    space_argument(parser)
-    parser.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads (default 1)")
-    parser.add_argument("--batch-size", type=int, default=1, help="batch size (default 1)")
-    parser.add_argument("--rounds", type=int, default=MANY_ROUNDS,
-                        help=f"bursts per model, interleaved across models (default {MANY_ROUNDS})")
-    parser.add_argument("--runs", type=int, default=MANY_RUNS, help=f"timed runs per burst (default {MANY_RUNS})")
-    parser.add_argument("--warmup", type=int, default=MANY_WARMUP,
-                        help=f"untimed runs before each burst (default {MANY_WARMUP})")
-    parser.add_argument("--out", required=True, metavar="CSV", help="CSV to write (appended to; resumable)")
-
-
-def _dataset_arguments(parser: argparse.ArgumentParser) -> None:
-    _measure_arguments(parser)
-    parser.add_argument("--n", type=int, required=True, help="number of subnets (largest and smallest included)")
-    parser.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
-    parser.add_argument("--first", type=int, default=None, metavar="K",
-                        help="measure only the first K configs of the sample (a repeat for the noise floor)")
-    parser.add_argument("--onnx-cache", metavar="DIR", default=None,
-                        help="keep the exported ONNX files here, to reuse them for another thread count")
-
-
-def _progress(done: int, total: int, what: Any, stats: Any) -> None:
-    print(f"measured round {done}/{total}", file=sys.stderr)
-
-
-@register("latency-dataset", "sample, export and measure N subnets in ONNX Runtime; write a latency CSV",
-          _dataset_arguments)
-def run_latency_dataset(args: argparse.Namespace) -> int:
-    space = load_space(args.space)
-    start = time.time()
-    out = build_latency_dataset(space, args.n, args.out, threads=args.threads, batch_size=args.batch_size,
-                                seed=args.seed, runs=args.runs, rounds=args.rounds, warmup=args.warmup,
-                                onnx_cache=args.onnx_cache, first=args.first, progress=_progress)
-    print(json.dumps({"out": str(out), "n": args.n, "threads": args.threads, "batch_size": args.batch_size,
-                      "seconds": round(time.time() - start, 1)}))
-    return EXIT_OK
-
-
-@register("latency-blocks", "measure every block of a space in isolation (the 'lut' model's table)",
-          _measure_arguments)
-def run_latency_blocks(args: argparse.Namespace) -> int:
-    space = load_space(args.space)
-    start = time.time()
-    out = measure_block_table(space, args.out, threads=args.threads, batch_size=args.batch_size,
-                              runs=args.runs, rounds=args.rounds, warmup=args.warmup, progress=_progress)
-    print(json.dumps({"out": str(out), "blocks": len(unique_blocks(space)), "threads": args.threads,
-                      "seconds": round(time.time() - start, 1)}))
-    return EXIT_OK

@@ -7,7 +7,7 @@ module measures a few reference subnets now, takes the geometric mean of measure
 (one number: the drift is a common factor) and returns a copy of the profile whose latency model
 predicts that many times more::
 
-    from ofa_engine.calibration import calibrate_profile
+    from ofa_engine.devices.calibration import calibrate_profile
     result = calibrate_profile("cpu-ort-2t")      # about 8 subnets, a few seconds
     result.scale, result.profile.predict_latency_ms(configs)
 
@@ -22,7 +22,6 @@ another device's latency cannot be measured from this one. Command line:
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import datetime as _dt
 import json
@@ -34,10 +33,9 @@ from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
-from .cli import register
-from .measure import MANY_ROUNDS, MANY_RUNS, MANY_WARMUP, measure_many
+from ..runtime.measure import MANY_ROUNDS, MANY_RUNS, MANY_WARMUP, measure_many
 from .profiles import DeviceProfile, ProfileError, load_profile
-from .space import SubnetConfig
+from ..families.mbv3.space import SubnetConfig
 
 __all__ = ["Calibration", "calibrate_profile", "reference_configs", "calibration_scale",
            "DEFAULT_SUBNETS", "MAX_SUBNETS"]
@@ -70,7 +68,7 @@ def reference_configs(profile: DeviceProfile, n: int = DEFAULT_SUBNETS, seed: in
     """`n` reference subnets: the largest, the smallest and random ones covering every width
     and resolution evenly (`latency_data.sample_configs`), so the factor is not taken at one end
     of the latency range."""
-    from .latency_data import sample_configs
+    from .latency_dataset import sample_configs
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 2 <= n <= MAX_SUBNETS:
         raise ValueError(f"subnets = {n!r}; allowed: an integer from 2 to {MAX_SUBNETS}")
     return sample_configs(profile.search_space, int(n), seed)
@@ -143,7 +141,7 @@ def _calibrated_name(name: str) -> str:
 def _export_all(profile: DeviceProfile, configs: list[SubnetConfig], folder: Path) -> list[Path]:
     # Latency does not depend on the weights' values: a seeded, untrained supernet exports the
     # same graphs as the trained one, without loading it (the latency datasets do the same).
-    from .latency_data import _export, _fresh_supernet, _torch_threads
+    from .latency_dataset import _export, _fresh_supernet, _torch_threads
     space = profile.search_space
     paths = [folder / f"ref-{i:02d}.onnx" for i in range(len(configs))]
     with _torch_threads(1):
@@ -154,23 +152,3 @@ def _export_all(profile: DeviceProfile, configs: list[SubnetConfig], folder: Pat
 
 
 # ---------------------------------------------------------------------- command line
-def _arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("profile", help="a bundled profile name (e.g. cpu-ort-2t) or a profile JSON path")
-    parser.add_argument("--out", required=True, help="where to write the calibrated profile JSON")
-    parser.add_argument("--subnets", type=int, default=DEFAULT_SUBNETS,
-                        help=f"reference subnets to measure (2-{MAX_SUBNETS}, default {DEFAULT_SUBNETS})")
-    parser.add_argument("--rounds", type=int, default=MANY_ROUNDS,
-                        help=f"interleaved measuring rounds per subnet (default {MANY_ROUNDS})")
-    parser.add_argument("--name", help="name of the calibrated profile (default <name>-calibrated)")
-
-
-@register("calibrate-profile", "rescale a profile of this machine to its speed now (measures a few subnets)",
-          _arguments)
-def run_calibrate_profile(args: argparse.Namespace) -> int:
-    out = Path(args.out)
-    if not out.parent.is_dir():
-        raise FileNotFoundError(2, "Output directory does not exist", str(out.parent))
-    result = calibrate_profile(args.profile, args.subnets, rounds=args.rounds, name=args.name)
-    result.profile.save(out)
-    print(json.dumps({"out": str(out), **result.summary()}, indent=2))
-    return 0

@@ -8,7 +8,7 @@ Four model types, each a `LatencyModel` with `predict_ms(space, configs_or_pop)`
   official OFA latency tables (input size, in / out channels, expand ratio, kernel, stride,
   residual, SE, activation); the fixed stem (first conv + first block) and head (final expand,
   pooling, feature mix, classifier) are keyed per input shape. Blocks are measured in
-  isolation (`ofa_engine.latency_data.measure_block_table`) and summed; an optional linear
+  isolation (`ofa_engine.devices.latency_dataset.measure_block_table`) and summed; an optional linear
   calibration (scale, offset) fitted on whole-network measurements absorbs what isolated
   blocks cannot see (per-run overhead, cache effects across blocks).
 - "block-linear": the learned predictor (chosen by measurement, see docs/predictors-report.md):
@@ -33,8 +33,8 @@ from typing import Any, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
-from .space import SearchSpace, is_population
-from .stats import kendall_tau, split_indices  # noqa: F401  (part of this module's API)
+from ..families.mbv3.space import SearchSpace, is_population
+from .metrics import kendall_tau, split_indices  # noqa: F401  (part of this module's API)
 
 __all__ = ["LatencyModel", "MacsLinearModel", "LookupTableModel", "BlockLinearModel", "AnalyticalMCUModel",
            "latency_model_from_dict", "fit_latency_model", "evaluate_latency_model", "fit_profile_latency",
@@ -345,7 +345,7 @@ class LatencyModel:
 
     def scaled(self, factor: float) -> "LatencyModel":
         """The same model predicting `factor` times the latency (a machine running uniformly
-        faster or slower than when it was measured: `ofa_engine.calibration`)."""
+        faster or slower than when it was measured: `ofa_engine.devices.calibration`)."""
         raise ValueError(f"a {self.type} latency model cannot be rescaled by measurement")
 
     def __eq__(self, other: object) -> bool:

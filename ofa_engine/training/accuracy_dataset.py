@@ -12,7 +12,6 @@ configs already in the file are skipped and a truncated last line is dropped.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import fcntl
 import io
@@ -25,14 +24,13 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 import torch
 
-from .analytics import analyze
-from .cli import EXIT_OK, register
-from .data import ImageSet
-from .evaluation import calibrate_bn
-from .preprocess import preprocess
-from .space import SearchSpace, SubnetConfig
-from .static import fold_bn
-from .supernet import Supernet
+from ..families.mbv3.analytics import analyze
+from ..datasets.images import ImageSet
+from ..runtime.evaluation import calibrate_bn
+from ..runtime.preprocess import preprocess
+from ..families.mbv3.space import SearchSpace, SubnetConfig
+from ..families.mbv3.static import fold_bn
+from ..families.mbv3.supernet import Supernet
 
 __all__ = ["CSV_FIELDS", "dataset_configs", "canonical_key", "read_accuracy_csv",
            "build_accuracy_dataset"]
@@ -205,52 +203,3 @@ def build_accuracy_dataset(supernet: Supernet, configs: Iterable[SubnetConfig], 
 
 
 # ---------------------------------------------------------------------- CLI
-def _arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--supernet", required=True, metavar="NAME|FILE",
-                        help="'tiny-fmnist' (bundled) or a supernet file from training")
-    parser.add_argument("--n", type=int, default=1000, help="random subnets (plus largest and smallest)")
-    parser.add_argument("--seed", type=int, default=DATASET_SEED, help="seed of the random subnets")
-    parser.add_argument("--out", required=True, metavar="CSV", help="CSV to write or resume")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
-    parser.add_argument("--max-new", type=int, default=None, help="stop after this many new rows")
-    parser.add_argument("--shard", default="0/1", metavar="K/N",
-                        help="do every N-th config starting at K (run N processes on one CSV)")
-    # Measured on the largest subnet (1 thread): 12 s channels_last vs 37-47 s NCHW.
-    parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
-                        help="run in channels_last memory format (default; 3x faster here)")
-
-
-@register("accuracy-dataset", "measure holdout accuracy of random subnets into a CSV (resumable)", _arguments)
-def run_accuracy_dataset(args: argparse.Namespace) -> int:
-    from .cli import load_trained
-    from .data import load_split
-
-    if args.threads < 1:
-        raise ValueError(f"--threads must be >= 1, got {args.threads}")
-    torch.set_num_threads(args.threads)
-    supernet = load_trained(args.supernet)
-    configs = dataset_configs(supernet.space, args.n, args.seed)
-    holdout, calib = load_split("holdout"), load_split("calib")
-    started = time.perf_counter()
-    timings: list[float] = []
-
-    def progress(done: int, todo: int, cfg: SubnetConfig, acc: float, seconds: float) -> None:
-        timings.append(seconds)
-        elapsed = time.perf_counter() - started
-        if done <= 2 or done % 25 == 0 or done == todo:
-            eta = (todo - done) * elapsed / done
-            print(f"[{done}/{todo}] acc={acc:.4f} {seconds:.2f}s (r={cfg.image_size}, wid={cfg.wid}) "
-                  f"elapsed {elapsed / 60:.1f} min, ETA {eta / 60:.1f} min", flush=True)
-
-    try:
-        shard = tuple(int(part) for part in args.shard.split("/"))
-        if len(shard) != 2:
-            raise ValueError
-    except ValueError:
-        raise ValueError(f"--shard must look like K/N (e.g. 0/2), got '{args.shard}'") from None
-    added = build_accuracy_dataset(supernet, configs, args.out, holdout, calib, max_new=args.max_new,
-                                   channels_last=args.channels_last, shard=shard, progress=progress)
-    total = len(read_accuracy_csv(args.out, supernet.space))
-    print(json.dumps({"out": str(args.out), "added": added, "rows": total,
-                      "seconds": round(time.perf_counter() - started, 1)}), flush=True)
-    return EXIT_OK

@@ -1,0 +1,183 @@
+"""Commands on one subnet and on training: analyze, export, evaluate, train, make-subsets."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..families.mbv3.analytics import analyze
+import dataclasses
+
+from ..families.mbv3.space import SearchSpace, list_presets
+from ..families.mbv3.supernet import build_supernet
+from ..runtime.export import export_onnx, verify_onnx
+from ..training.bundled import extract_calibrated
+from .args import (EXIT_OK, UsageError, config_argument, load_config, load_space, load_trained, load_weights,
+                   print_json, register, space_argument)
+
+
+# ---------------------------------------------------------------------- analyze
+def _analyze_arguments(parser: argparse.ArgumentParser) -> None:
+    space_argument(parser)
+    config_argument(parser)
+
+
+@register("analyze", "print MACs, params, peak activation and flash bytes of a subnet (JSON)",
+          _analyze_arguments)
+def run_analyze(args: argparse.Namespace) -> int:
+    space = load_space(args.space)
+    cfg = load_config(space, args.config)
+    print_json({"space": space.name, "config": cfg.to_dict(), "metrics": analyze(space, cfg)})
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------- export
+def _export_arguments(parser: argparse.ArgumentParser) -> None:
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--space", metavar="NAME",
+                        help=f"search space (fresh or --weights), one of {', '.join(list_presets())}")
+    source.add_argument("--supernet", metavar="NAME|FILE",
+                        help="trained supernet ('tiny-fmnist' = bundled, or a file from training); "
+                             "the subnet's BN statistics are recalibrated")
+    parser.add_argument("--weights", metavar="FILE",
+                        help="with --space: supernet state dict (torch.save or .safetensors); "
+                             "without it the weights are freshly initialised (seed 0)")
+    config_argument(parser)
+    parser.add_argument("--out", required=True, metavar="PATH", help="ONNX file to write")
+    parser.add_argument("--opset", type=int, default=17, help="ONNX opset, >= 17 (default 17)")
+
+
+@register("export", "extract a subnet and write it as a verified ONNX file", _export_arguments)
+def run_export(args: argparse.Namespace) -> int:
+    if args.supernet is not None:
+        if args.weights is not None:
+            raise UsageError("--weights goes with --space, not with --supernet")
+        supernet = load_trained(args.supernet)
+        space = supernet.space
+        cfg = load_config(space, args.config)
+        net = extract_calibrated(supernet, cfg)
+    else:
+        space = load_space(args.space)
+        cfg = load_config(space, args.config)
+        # A fixed seed makes an export without --weights reproducible, without touching the
+        # caller's global RNG.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            supernet = build_supernet(space)
+        if args.weights is not None:
+            load_weights(supernet, args.weights)
+        else:
+            print("warning: no --weights given; exporting freshly initialised weights", file=sys.stderr)
+        net = supernet.extract(cfg)
+    path = export_onnx(net, cfg, args.out, space=space, opset=args.opset)
+    print_json({
+        "path": str(path),
+        "bytes": Path(path).stat().st_size,
+        "space": space.name,
+        "config": cfg.to_dict(),
+        "metrics": analyze(space, cfg),
+        "opset": args.opset,
+        # Re-measured on the file at its final path (export_onnx already checked it).
+        "max_abs_diff": verify_onnx(path, net),
+    })
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------- evaluate
+def _evaluate_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--supernet", required=True, metavar="NAME|FILE",
+                        help="'tiny-fmnist' (bundled) or a supernet file from training")
+    config_argument(parser)
+    parser.add_argument("--split", default="test", choices=["test", "holdout", "test2k"],
+                        help="test: 10k official test set; holdout: the 5k held out of training; "
+                             "test2k: the bundled 2k test images (no download)")
+
+
+@register("evaluate", "accuracy of a subnet (BN recalibrated) and its MACs, as JSON", _evaluate_arguments)
+def run_evaluate(args: argparse.Namespace) -> int:
+    from ..datasets.images import load_split
+    from ..runtime.evaluation import accuracy
+
+    supernet = load_trained(args.supernet)
+    space = supernet.space
+    cfg = load_config(space, args.config)
+    data = load_split(args.split)
+    net = extract_calibrated(supernet, cfg)
+    print_json({"supernet": str(args.supernet), "config": cfg.to_dict(), "split": args.split,
+                 "images": len(data), "accuracy": accuracy(net, data.images, data.labels, space),
+                 "macs": analyze(space, cfg)["macs"]})
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------- train
+def _train_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--space", default="tiny-fmnist", help="search space preset (default tiny-fmnist)")
+    parser.add_argument("--out", required=True, help="run folder: checkpoint.pt, log.jsonl, supernet.pt")
+    parser.add_argument("--recipe", help="JSON file with a recipe (see docs/training.md); default: our recipe")
+    parser.add_argument("--scratch-config", metavar="C",
+                        help="train only this subnet from scratch with the full-network phase "
+                             "(the from-scratch twin): largest, smallest, random:SEED or JSON")
+    parser.add_argument("--epoch-scale", type=float, default=1.0, help="multiply every phase's epochs")
+    parser.add_argument("--data", default="fashion-mnist",
+                        help="'fashion-mnist' (Debian package) or 'folder:PATH' (ImageFolder, one sub-folder per class)")
+    parser.add_argument("--image-size", type=int, default=28, help="stored size of ImageFolder images")
+    parser.add_argument("--max-train-images", type=int, help="use only the first N training images")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    parser.add_argument("--init-from", metavar="FILE",
+                        help="a supernet file that stands for the recipe's first (full-network) phase, "
+                             "e.g. another run's phase-00-full.pt: start at the second phase")
+    parser.add_argument("--max-steps", type=int, help="stop (after a checkpoint) once this call ran N steps")
+    parser.add_argument("--threads", type=int, help="torch intra-op threads")
+    parser.add_argument("--no-progress", action="store_true")
+
+
+@register("train", "progressive-shrinking training (resumable; runs under torchrun too)", _train_arguments)
+def run_train(args: argparse.Namespace) -> int:
+    from ..datasets.images import load_image_folder, load_split
+    from ..training.train import Recipe, default_recipe, train, twin_recipe
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    space = SearchSpace.preset(args.space)
+    if args.data == "fashion-mnist":
+        train_set, val_set = load_split("train"), load_split("holdout")
+        calib = train_set.subset(np.random.default_rng(1).choice(len(train_set), 2000, replace=False))
+    elif args.data.startswith("folder:"):
+        data = load_image_folder(args.data.split(":", 1)[1], args.image_size, space.in_channels)
+        order = np.random.default_rng(0).permutation(len(data))
+        n_val = max(1, len(data) // 10)
+        train_set, val_set = data.subset(order[n_val:]), data.subset(order[:n_val])
+        calib = train_set.subset(np.arange(min(2000, len(train_set))))
+        space = dataclasses.replace(space, name=f"{space.name}-custom", num_classes=len(data.classes),
+                                    labels=tuple(data.classes))
+    else:
+        raise ValueError(f"--data must be 'fashion-mnist' or 'folder:PATH', got '{args.data}'")
+    if args.max_train_images:
+        train_set = train_set.subset(np.arange(min(args.max_train_images, len(train_set))))
+    if args.recipe:
+        with open(args.recipe, encoding="utf-8") as fh:
+            recipe = Recipe.from_dict(json.load(fh))
+    else:
+        recipe = default_recipe(space)
+    if args.scratch_config:
+        recipe = twin_recipe(space, space.parse_config(args.scratch_config), recipe)
+    recipe = recipe.scaled(args.epoch_scale) if args.epoch_scale != 1.0 else recipe
+    final = train(space, recipe, train_set, val_set, calib, args.out, resume=args.resume,
+                  max_steps=args.max_steps, progress=not args.no_progress, init_from=args.init_from)
+    if final.exists():
+        print(json.dumps({"supernet": str(final)}))
+    return 0
+
+
+# ---------------------------------------------------------------------- bundled data
+@register("make-subsets", "write the bundled 2k calibration / 2k test subsets from the Debian package",
+          lambda parser: None)
+def run_make_subsets(args: argparse.Namespace) -> int:
+    from ..datasets.images import make_bundled_subsets
+    print_json({name: str(path) for name, path in make_bundled_subsets().items()})
+    return EXIT_OK

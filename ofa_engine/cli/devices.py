@@ -1,0 +1,193 @@
+"""Commands on device profiles and latency: calibrate-profile, latency-dataset, latency-blocks,
+profile-kit, fit-profile."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ..devices.calibration import DEFAULT_SUBNETS, MAX_SUBNETS, calibrate_profile
+from ..devices.latency_dataset import build_latency_dataset, measure_block_table
+from ..devices.profile_kit import fit_profile_from_csv, write_profile_kit
+from ..predictors.latency import unique_blocks
+from ..runtime.measure import MANY_ROUNDS, MANY_RUNS, MANY_WARMUP
+from .args import EXIT_OK, load_space, print_json, register, space_argument
+
+
+def _calibrate_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("profile", help="a bundled profile name (e.g. cpu-ort-2t) or a profile JSON path")
+    parser.add_argument("--out", required=True, help="where to write the calibrated profile JSON")
+    parser.add_argument("--subnets", type=int, default=DEFAULT_SUBNETS,
+                        help=f"reference subnets to measure (2-{MAX_SUBNETS}, default {DEFAULT_SUBNETS})")
+    parser.add_argument("--rounds", type=int, default=MANY_ROUNDS,
+                        help=f"interleaved measuring rounds per subnet (default {MANY_ROUNDS})")
+    parser.add_argument("--name", help="name of the calibrated profile (default <name>-calibrated)")
+
+
+@register("calibrate-profile", "rescale a profile of this machine to its speed now (measures a few subnets)",
+          _calibrate_arguments)
+def run_calibrate_profile(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    if not out.parent.is_dir():
+        raise FileNotFoundError(2, "Output directory does not exist", str(out.parent))
+    result = calibrate_profile(args.profile, args.subnets, rounds=args.rounds, name=args.name)
+    result.profile.save(out)
+    print(json.dumps({"out": str(out), **result.summary()}, indent=2))
+    return 0
+
+
+def _measure_arguments(parser: argparse.ArgumentParser) -> None:
+    space_argument(parser)
+    parser.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads (default 1)")
+    parser.add_argument("--batch-size", type=int, default=1, help="batch size (default 1)")
+    parser.add_argument("--rounds", type=int, default=MANY_ROUNDS,
+                        help=f"bursts per model, interleaved across models (default {MANY_ROUNDS})")
+    parser.add_argument("--runs", type=int, default=MANY_RUNS, help=f"timed runs per burst (default {MANY_RUNS})")
+    parser.add_argument("--warmup", type=int, default=MANY_WARMUP,
+                        help=f"untimed runs before each burst (default {MANY_WARMUP})")
+    parser.add_argument("--out", required=True, metavar="CSV", help="CSV to write (appended to; resumable)")
+
+
+def _dataset_arguments(parser: argparse.ArgumentParser) -> None:
+    _measure_arguments(parser)
+    parser.add_argument("--n", type=int, required=True, help="number of subnets (largest and smallest included)")
+    parser.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    parser.add_argument("--first", type=int, default=None, metavar="K",
+                        help="measure only the first K configs of the sample (a repeat for the noise floor)")
+    parser.add_argument("--onnx-cache", metavar="DIR", default=None,
+                        help="keep the exported ONNX files here, to reuse them for another thread count")
+
+
+def _progress(done: int, total: int, what: Any, stats: Any) -> None:
+    print(f"measured round {done}/{total}", file=sys.stderr)
+
+
+@register("latency-dataset", "sample, export and measure N subnets in ONNX Runtime; write a latency CSV",
+          _dataset_arguments)
+def run_latency_dataset(args: argparse.Namespace) -> int:
+    space = load_space(args.space)
+    start = time.time()
+    out = build_latency_dataset(space, args.n, args.out, threads=args.threads, batch_size=args.batch_size,
+                                seed=args.seed, runs=args.runs, rounds=args.rounds, warmup=args.warmup,
+                                onnx_cache=args.onnx_cache, first=args.first, progress=_progress)
+    print(json.dumps({"out": str(out), "n": args.n, "threads": args.threads, "batch_size": args.batch_size,
+                      "seconds": round(time.time() - start, 1)}))
+    return EXIT_OK
+
+
+@register("latency-blocks", "measure every block of a space in isolation (the 'lut' model's table)",
+          _measure_arguments)
+def run_latency_blocks(args: argparse.Namespace) -> int:
+    space = load_space(args.space)
+    start = time.time()
+    out = measure_block_table(space, args.out, threads=args.threads, batch_size=args.batch_size,
+                              runs=args.runs, rounds=args.rounds, warmup=args.warmup, progress=_progress)
+    print(json.dumps({"out": str(out), "blocks": len(unique_blocks(space)), "threads": args.threads,
+                      "seconds": round(time.time() - start, 1)}))
+    return EXIT_OK
+
+
+def _kit_arguments(parser: argparse.ArgumentParser) -> None:
+    space_argument(parser)
+    parser.add_argument("--out", required=True, metavar="DIR", help="folder to create (must be empty)")
+    parser.add_argument("--n", type=int, default=100, help="number of subnets (default 100)")
+    parser.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    parser.add_argument("--batch-size", type=int, default=1, help="batch size to measure (default 1)")
+    parser.add_argument("--image-sizes", metavar="S,S", default=None,
+                        help="only these resolutions (comma-separated; default: all of the space)")
+    parser.add_argument("--zip", action="store_true", help="also write DIR.zip")
+    parser.add_argument("--force", action="store_true", help="write into a non-empty --out")
+
+
+@register("profile-kit", "write a kit of ONNX subnets + runner to measure latency on your own device",
+          _kit_arguments)
+def run_profile_kit(args: argparse.Namespace) -> int:
+    space = load_space(args.space)
+    sizes = None
+    if args.image_sizes:
+        try:
+            sizes = [int(s) for s in args.image_sizes.split(",")]
+        except ValueError:
+            raise ValueError(f"--image-sizes {args.image_sizes!r}; allowed: comma-separated integers "
+                             f"from {list(space.resolutions)}") from None
+    out = write_profile_kit(space, args.out, n=args.n, seed=args.seed, batch_size=args.batch_size,
+                            image_sizes=sizes, overwrite=args.force)
+    result: dict[str, Any] = {"kit": str(out), "space": space.name,
+                              "models": len(list(out.glob("m*.onnx"))),
+                              "next": f"python {out / 'runner.py'} {out}"}
+    if args.zip:
+        archive = shutil.make_archive(str(out), "zip", root_dir=out.parent, base_dir=out.name)
+        result["zip"] = archive
+    print_json(result)
+    return 0
+
+
+def _fit_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("csv", metavar="RESULTS_CSV", nargs="+",
+                        help="results.csv written by the kit's runner.py; several runs of the same kit "
+                             "(e.g. at different times) are averaged per subnet (geometric mean)")
+    parser.add_argument("--name", required=True, help="device name, e.g. \"my device\"")
+    parser.add_argument("--out", required=True, metavar="JSON",
+                        help="profile to write (the held-out predictions go next to it, .validation.csv)")
+    parser.add_argument("--space", default=None, help="search space (default: from the kit's manifest.json)")
+    parser.add_argument("--display-name", default=None, help="label shown in the app (default: --name)")
+    parser.add_argument("--model", default="learned", choices=["learned", "macs-linear"],
+                        help="latency model to fit (default learned)")
+    parser.add_argument("--test-fraction", type=float, default=0.2, help="held-out share (default 0.2)")
+    parser.add_argument("--seed", type=int, default=0, help="split seed (default 0)")
+    parser.add_argument("--ram-kb", type=float, default=None, help="RAM limit for activations in KB")
+    parser.add_argument("--flash-kb", type=float, default=None, help="storage limit for weights in KB")
+    parser.add_argument("--runtime-version", default=None, help="onnxruntime version on the device")
+    parser.add_argument("--machine", default=None, help="description of the device (provenance)")
+    parser.add_argument("--local", action="store_true",
+                        help="the CSV was measured on the machine that runs the engine (its app may "
+                             "then measure real latency too); used for the bundled cpu-ort profiles")
+
+
+@register("fit-profile", "fit a device profile (latency model + limits) to a profile kit's results.csv",
+          _fit_arguments)
+def run_fit_profile(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    validation = out.with_name(f"{out.stem}.validation.csv")
+    command = "python -m ofa_engine fit-profile " + " ".join(
+        _quote(a) for a in _argv_of(args))
+    profile = fit_profile_from_csv(
+        args.csv, args.name, display_name=args.display_name,
+        space=load_space(args.space) if args.space else None, model=args.model,
+        test_fraction=args.test_fraction, seed=args.seed, ram_kb=args.ram_kb, flash_kb=args.flash_kb,
+        runtime_version=args.runtime_version, measure_locally=args.local, machine=args.machine,
+        command=command, validation_out=validation)
+    profile.save(out)
+    print_json({"profile": str(out), "name": profile.name, "validation": str(validation),
+                 "threads": profile.threads, "batch_size": profile.batch_size,
+                 "latency_model": profile.latency_model.to_dict().get("type"),
+                 "quality": dict(profile.quality)})
+    return 0
+
+
+def _argv_of(args: argparse.Namespace) -> list[str]:
+    argv = [*args.csv, "--name", args.name, "--out", args.out]
+    for flag, value in (("--space", args.space), ("--display-name", args.display_name),
+                        ("--runtime-version", args.runtime_version), ("--machine", args.machine),
+                        ("--ram-kb", args.ram_kb), ("--flash-kb", args.flash_kb)):
+        if value is not None:
+            argv += [flag, str(value)]
+    if args.model != "learned":
+        argv += ["--model", args.model]
+    if args.test_fraction != 0.2:
+        argv += ["--test-fraction", str(args.test_fraction)]
+    if args.seed != 0:
+        argv += ["--seed", str(args.seed)]
+    if args.local:
+        argv.append("--local")
+    return argv
+
+
+def _quote(text: str) -> str:
+    return shlex.quote(text)

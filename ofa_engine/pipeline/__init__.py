@@ -1,0 +1,1 @@
+"""The specialize pipeline: search, extract, recalibrate BN, export and measure one subnet."""
