@@ -11,17 +11,12 @@ import streamlit as st
 
 from app.resources import USER_ERRORS, get_evaluator, log
 from app.widgets import budget_controls, describe_profile, profile_picker
+from ofa_engine.search import STRATEGIES, Constraints, InfeasibleBudgetError, search
 
 st.title("Compare search strategies")
 st.markdown("Run every strategy on the same device and budget. All of them query the same "
             "predictors, so they differ only in **which** candidates they evaluate and how many: "
             "quality (best predicted accuracy within budget) vs evaluations vs time.")
-
-try:
-    from ofa_engine.search import STRATEGIES, Constraints, InfeasibleBudgetError, search
-except ImportError as exc:
-    st.error(f"The search engine is not available: {exc}")
-    st.stop()
 
 left, right = st.columns([4, 1])
 with left:

@@ -110,8 +110,6 @@ m4.metric("Flash (int8)", f"{stats['flash_bytes'] / 1024:.1f} KB")
 try:
     predicted = float(get_accuracy_predictor().predict([cfg])[0])
     m5.metric("Predicted accuracy", f"{predicted:.1%}")
-except ImportError:
-    m5.metric("Predicted accuracy", "n/a", help="the accuracy predictor is not in this checkout yet")
 except Exception as exc:  # noqa: BLE001 - a missing predictor must not break the page
     m5.metric("Predicted accuracy", "n/a", help=str(exc))
 st.altair_chart(charts.config_picture(space, cfg), width="content")

@@ -13,6 +13,7 @@ import streamlit as st
 
 from app.resources import (MAX_UPLOAD_BYTES, SUPERNET, bundled_profile_names, get_profile,
                            get_space, log, profile_names, session_profiles, user_errors)
+from ofa_engine.devices.profiles import load_profile, load_validation
 
 st.title("Device profiles")
 st.markdown("A profile says how fast subnets run on a device (a latency model fitted to "
@@ -21,12 +22,6 @@ st.markdown("A profile says how fast subnets run on a device (a latency model fi
 
 if "profile_flash" in st.session_state:
     st.success(st.session_state.pop("profile_flash"), icon=":material/check_circle:")
-
-try:
-    from ofa_engine.devices.profiles import load_profile, load_validation
-except ImportError as exc:
-    st.error(f"Device profiles are not available: {exc}")
-    st.stop()
 
 
 def summary_row(name: str) -> dict:

@@ -13,16 +13,11 @@ from app import charts
 from app.resources import USER_ERRORS, get_profile, get_space, log
 from app.widgets import (BUDGETS, budget_controls, candidates_chart, describe_profile, metric_cards,
                          profile_picker, progress_frame)
+from ofa_engine.search import STRATEGIES
 
 st.title("Specialize a model for your device")
 st.markdown("Choose a device and a budget; the engine searches the trained once-for-all supernet "
             "for the most accurate subnet that fits, extracts it and exports it to ONNX.")
-
-try:
-    from ofa_engine.search import STRATEGIES
-except ImportError as exc:  # the search issue has not landed in this checkout
-    st.error(f"The search engine is not available: {exc}")
-    st.stop()
 
 space = get_space()
 left, middle, right = st.columns([3, 2, 1])
