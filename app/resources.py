@@ -9,7 +9,6 @@ argument (no active-subnet state), predictors and profiles are immutable, and pe
 from __future__ import annotations
 
 import contextlib
-import io
 import logging
 import os
 from pathlib import Path
@@ -54,11 +53,6 @@ def user_errors(what: str) -> Iterator[None]:
         log.exception("%s failed", what)
         st.error(f"{what} failed unexpectedly ({type(exc).__name__}: {exc}). "
                  f"The server log has the details.", icon=":material/error:")
-
-
-def engine_missing(feature: str, exc: ImportError) -> None:
-    st.warning(f"{feature} needs `{exc.name}`, which this checkout does not have yet: {exc}",
-               icon=":material/construction:")
 
 
 # ------------------------------------------------------------------------------------ engine
@@ -176,9 +170,3 @@ def measured_samples(n: int, seed: int, images: int) -> "Any":
         rows.append({"config": cfg.to_json(), "macs": int(m),
                      "accuracy": float(accuracy(net, test.images, test.labels, space))})
     return pd.DataFrame(rows)
-
-
-def csv_bytes(frame) -> bytes:
-    buffer = io.StringIO()
-    frame.to_csv(buffer, index=False)
-    return buffer.getvalue().encode()
