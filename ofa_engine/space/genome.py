@@ -43,9 +43,9 @@ class CategoricalGenome:
         self.groups = {name: np.asarray(idx, np.int64) for name, idx in (groups or {}).items()}
         self._active = active
         self.encoded_genes = np.arange(self.num_genes) if encoding is None else np.asarray(encoding, np.int64)
-        widths = self.cardinality[self.encoded_genes]
-        self.encoding_offsets = np.concatenate([[0], np.cumsum(widths)[:-1]]).astype(np.int64)
-        self.encoding_size = int(widths.sum())
+        columns_per_gene = self.cardinality[self.encoded_genes]
+        self.encoding_offsets = np.concatenate([[0], np.cumsum(columns_per_gene)[:-1]]).astype(np.int64)
+        self.encoding_size = int(columns_per_gene.sum())
 
     def active(self, genes: np.ndarray) -> np.ndarray:
         """(N, G) bool: True where the gene's choice changes the config."""
@@ -122,8 +122,10 @@ class CategoricalGenome:
         """One-hot float32 (N, encoding_size): per encoded gene, its option's column is 1;
         inactive genes are all zeros."""
         genes = np.asarray(genes, np.int64)
-        out = np.zeros((len(genes), self.encoding_size), np.float32)
-        columns = genes[:, self.encoded_genes] + self.encoding_offsets
-        r, c = np.nonzero(self.active(genes)[:, self.encoded_genes])
-        out[r, columns[r, c]] = 1.0
+        n = len(genes)
+        out = np.zeros((n, self.encoding_size), np.float32)
+        # Flat positions of every encoded gene's column; one masked scatter sets them all.
+        flat = genes[:, self.encoded_genes] + self.encoding_offsets
+        flat += (np.arange(n) * self.encoding_size)[:, None]
+        out.reshape(-1)[flat[self.active(genes)[:, self.encoded_genes]]] = 1.0
         return out
