@@ -4,8 +4,7 @@ A strategy gets a `Problem` (the search space and its genome, feasibility check,
 that records history) and a seeded `numpy.random.Generator`; it returns nothing, or a dict
 with extra outcomes (`pareto_rows` + `objective` for multi-objective search). It sees the
 space only through `ofa_engine.space.interface`, so it works for every family. Adding a
-strategy = one file with a subclass registered by `@STRATEGY_REGISTRY.register(name)` and one
-line in `_load_strategies`.
+strategy = one file with a `@register_strategy` subclass and one line in `_load_strategies`.
 
 Options are a pydantic model per strategy (`Options`): the defaults live there, and a bad value
 raises a `ValueError` naming the strategy, the option, the value and what is allowed.
@@ -23,7 +22,7 @@ from ...registry import Registry
 
 __all__ = ["MAX_BATCH", "MAX_ITERATIONS", "MAX_POPULATION", "STRATEGY_REGISTRY", "Count", "Fraction",
            "Iterations", "NonNegative", "PopulationSize", "Positive", "Probability", "SearchStrategy",
-           "StrategyOptions", "bounded_count", "make_strategy", "sample_feasible"]
+           "StrategyOptions", "bounded_count", "make_strategy", "register_strategy", "sample_feasible"]
 
 # Caps on sizes, so that a typo cannot exhaust memory: candidates held at once (a batch, a
 # sample, a lattice), an evolving population (each generation redraws up to 64 candidates per
@@ -96,6 +95,12 @@ def _load_strategies() -> None:
 
 
 STRATEGY_REGISTRY: Registry[type[SearchStrategy]] = Registry("strategy", loader=_load_strategies)
+
+
+def register_strategy(cls: type[SearchStrategy]) -> type[SearchStrategy]:
+    """Class decorator: register a strategy under its `name`."""
+    STRATEGY_REGISTRY.register(cls.name, cls)
+    return cls
 
 
 def make_strategy(name: str, **options: Any) -> SearchStrategy:

@@ -15,8 +15,8 @@ from __future__ import annotations
 import numpy as np
 
 from ...space.genome import RESOLUTION
-from . import (STRATEGY_REGISTRY, Fraction, Iterations, PopulationSize, Probability, SearchStrategy,
-               StrategyOptions, sample_feasible)
+from . import (Fraction, Iterations, PopulationSize, Probability, SearchStrategy,
+               StrategyOptions, register_strategy, sample_feasible)
 
 
 class EvolutionOptions(StrategyOptions):
@@ -32,7 +32,7 @@ class EvolutionOptions(StrategyOptions):
     max_redraws: Iterations = 100
 
 
-@STRATEGY_REGISTRY.register("evolution")
+@register_strategy
 class Evolution(SearchStrategy):
     name = "evolution"
     Options = EvolutionOptions

@@ -28,7 +28,7 @@ import numpy as np
 from ...predictors.linear import ridge_solve
 from ..evaluator import efficiency_metrics
 from ..repair import polish, repair
-from . import STRATEGY_REGISTRY, Count, Iterations, NonNegative, Positive, SearchStrategy, StrategyOptions
+from . import Count, Iterations, NonNegative, Positive, SearchStrategy, StrategyOptions, register_strategy
 
 
 class GradientOptions(StrategyOptions):
@@ -41,7 +41,7 @@ class GradientOptions(StrategyOptions):
     polish_rounds: Iterations = 20
 
 
-@STRATEGY_REGISTRY.register("gradient")
+@register_strategy
 class Gradient(SearchStrategy):
     name = "gradient"
     Options = GradientOptions

@@ -7,7 +7,7 @@ from typing import Annotated
 import numpy as np
 from pydantic import Field
 
-from . import STRATEGY_REGISTRY, Count, SearchStrategy, StrategyOptions
+from . import Count, SearchStrategy, StrategyOptions, register_strategy
 
 
 class GridOptions(StrategyOptions):
@@ -17,7 +17,7 @@ class GridOptions(StrategyOptions):
     batch: Count = 1000
 
 
-@STRATEGY_REGISTRY.register("grid")
+@register_strategy
 class Grid(SearchStrategy):
     """The space's lattice at level `groups` (None: the finest level with at most `max_points`
     points). MobileNetV3: every width and resolution x the same (kernel, expand, depth) within

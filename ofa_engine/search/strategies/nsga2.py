@@ -13,7 +13,7 @@ import numpy as np
 from pydantic import Field
 
 from ...space.genome import RESOLUTION
-from . import (STRATEGY_REGISTRY, Iterations, Probability, SearchStrategy, StrategyOptions, bounded_count,
+from . import (Iterations, Probability, SearchStrategy, StrategyOptions, register_strategy, bounded_count,
                sample_feasible)
 
 _OBJECTIVE_ORDER = ("latency_ms", "peak_memory_kb", "flash_kb", "macs", "params")
@@ -67,7 +67,7 @@ def _crowding(objectives: np.ndarray, front: np.ndarray) -> np.ndarray:
     return distance
 
 
-@STRATEGY_REGISTRY.register("nsga2")
+@register_strategy
 class NSGA2(SearchStrategy):
     """`objective`: the efficiency metric traded against accuracy (None: the first bounded one of
     latency_ms, peak_memory_kb, flash_kb, macs, params; latency_ms when unbounded with a profile)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import STRATEGY_REGISTRY, Count, SearchStrategy, StrategyOptions, sample_feasible
+from . import Count, SearchStrategy, StrategyOptions, register_strategy, sample_feasible
 
 
 class RandomOptions(StrategyOptions):
@@ -12,7 +12,7 @@ class RandomOptions(StrategyOptions):
     batch: Count = 100
 
 
-@STRATEGY_REGISTRY.register("random")
+@register_strategy
 class RandomSearch(SearchStrategy):
     """`samples` feasible configs by rejection sampling (efficiency checks are cheap; only
     feasible ones are scored), evaluated in batches of `batch` (one iteration each)."""

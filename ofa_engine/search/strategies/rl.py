@@ -1,7 +1,7 @@
 """Reinforcement learning: REINFORCE over independent per-choice categorical policies.
 
-The policy has one categorical distribution per gene of the space's genome. Each iteration samples a batch of configs, scores them with
-reward = predicted accuracy - `penalty` x relative constraint excess, and takes an Adam ascent
+The policy has one categorical distribution per gene of the space's genome. Each iteration
+samples a batch of configs, scores them with reward = predicted accuracy - `penalty` x relative constraint excess, and takes an Adam ascent
 step on the logits along the policy gradient with a moving-average baseline and normalised
 advantages. Genes that the sampled config leaves inactive get no gradient (they do not
 affect the reward).
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import STRATEGY_REGISTRY, Count, Fraction, Iterations, NonNegative, SearchStrategy, StrategyOptions
+from . import Count, Fraction, Iterations, NonNegative, SearchStrategy, StrategyOptions, register_strategy
 
 
 class ReinforceOptions(StrategyOptions):
@@ -22,7 +22,7 @@ class ReinforceOptions(StrategyOptions):
     baseline_decay: Fraction = 0.9
 
 
-@STRATEGY_REGISTRY.register("rl")
+@register_strategy
 class Reinforce(SearchStrategy):
     name = "rl"
     Options = ReinforceOptions
