@@ -3,6 +3,7 @@ seeded stand-ins (deterministic, feasible, finding a brute-forced optimum)."""
 
 from __future__ import annotations
 
+import hashlib
 import threading
 
 import numpy as np
@@ -14,9 +15,7 @@ from ofa_engine.search import (STRATEGIES, Constraints, Evaluator, InfeasibleBud
                                search)
 from ofa_engine.search.core import check_budget
 from ofa_engine.search.evaluator import EfficiencyTables
-from ofa_engine.space.genome import Genome
-from ofa_engine.search.ranges import lattice
-from ofa_engine.search.strategies import make_strategy
+from ofa_engine.search.strategies import STRATEGY_REGISTRY, make_strategy
 from ofa_engine.search.strategies.evolution import Evolution
 from ofa_engine.families.mbv3.space import SearchSpace, SubnetConfig
 
@@ -84,8 +83,8 @@ def micro_eval():
     return make_evaluator(MICRO)
 
 
-def all_genes(space: SearchSpace) -> np.ndarray:
-    g = Genome(space)
+def all_genes(space) -> np.ndarray:
+    g = space.genome
     grids = np.meshgrid(*[np.arange(c) for c in g.cardinality], indexing="ij")
     return np.stack([x.reshape(-1) for x in grids], 1)
 
@@ -120,7 +119,7 @@ def test_tables_equal_analyze_on_every_micro_config():
 @pytest.mark.parametrize("name", PRESETS)
 def test_genome_roundtrip_and_encoding(name):
     space = SearchSpace.preset(name)
-    g = Genome(space)
+    g = space.genome
     genes = g.random(200, np.random.default_rng(1))
     pop = g.to_population(genes)
     np.testing.assert_array_equal(g.from_population(pop), genes)
@@ -130,7 +129,7 @@ def test_genome_roundtrip_and_encoding(name):
 
 
 def test_evaluator_metrics_units_and_fallback(tiny_eval):
-    space = tiny_eval.space
+    space = tiny_eval.space.space
     pop = space.sample_population(64, np.random.default_rng(2))
     m = tiny_eval.metrics(pop)
     a = analyze(space, pop)
@@ -201,7 +200,7 @@ def test_budget_ranges_exact_on_micro(micro_eval):
 
 def test_budget_ranges_tiny_fmnist(tiny_eval):
     ranges = budget_ranges(tiny_eval)
-    space = tiny_eval.space
+    space = tiny_eval.space.space
     small, large = analyze(space, space.smallest()), analyze(space, space.largest())
     assert ranges["macs_m"]["min"] <= small["macs"] / 1e6 and ranges["macs_m"]["max"] >= large["macs"] / 1e6
     sample = tiny_eval.efficiency(space.sample_population(2000, np.random.default_rng(0)))
@@ -283,7 +282,7 @@ def test_strategy_finds_the_optimum(micro_eval, strategy, options):
 def test_grid_is_exhaustive_over_its_lattice(micro_eval):
     c = Constraints(macs_m=budget_ranges(micro_eval)["macs_m"]["max"] * 0.4)
     result = search(micro_eval, c, "grid", groups=2)
-    points = lattice(micro_eval.genome, 2)
+    points = micro_eval.space.lattice(2)
     m = micro_eval.metrics_of(points)
     assert result.evaluations == len(points) == len(np.unique(points, axis=0))
     assert result.predicted["accuracy"] == pytest.approx(m["accuracy"][c.feasible(m)].max())
@@ -322,8 +321,63 @@ def test_strategy_errors(micro_eval):
         search(micro_eval, Constraints(), "nsga2", objective="accuracy")
 
 
+@pytest.mark.parametrize("strategy,options,pattern", [
+    ("evolution", {"mutate_prob": float("inf")}, r"'evolution' option 'mutate_prob' = inf; allowed: a probability"),
+    ("nsga2", {"resolution_mutate_prob": 1.5}, r"'resolution_mutate_prob' = 1\.5; allowed: a probability: a number in \[0, 1\]"),
+    ("rl", {"lr": float("nan")}, r"'rl' option 'lr' = nan; allowed: a finite number >= 0"),
+    ("evolution", {"population": 1000000000}, r"'population' = 1000000000; allowed: .*MAX_POPULATION = 10000"),
+    ("random", {"samples": 10**9}, r"'samples' = 1000000000; allowed: .*MAX_BATCH = 100000"),
+    ("nsga2", {"population": 10**6}, r"MAX_NSGA2_POPULATION = 2000"),
+    ("gradient", {"tau_end": 0.0}, r"'tau_end' = 0\.0; allowed: a finite number > 0"),
+    ("evolution", {"generations": True}, r"'generations' = True; allowed: an integer >= 1"),
+    ("evolution", {"generations": 2.0}, r"'generations' = 2\.0; allowed: an integer >= 1"),
+    ("grid", {"groups": 0}, r"'grid' option 'groups' = 0; allowed: an integer from 1"),
+])
+def test_strategy_option_errors_name_strategy_option_value_and_allowed(strategy, options, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        make_strategy(strategy, **options)
+
+
+def test_strategy_options_accept_numpy_numbers_and_ints_for_floats():
+    s = make_strategy("evolution", population=np.int64(20), mutate_prob=np.float32(0.25), parent_ratio=1)
+    assert s.options["population"] == 20 and type(s.options["population"]) is int
+    assert s.options["mutate_prob"] == 0.25 and s.options["parent_ratio"] == 1.0
+
+
+def test_strategies_live_in_the_registry():
+    assert STRATEGIES == ("grid", "random", "evolution", "rl", "gradient", "nsga2")
+    assert STRATEGIES == tuple(STRATEGY_REGISTRY.names())
+    for name, cls in STRATEGY_REGISTRY.items():
+        assert cls.name == name and make_strategy(name).options == cls.Options().model_dump()
+
+
+def test_one_encoding_and_a_seeded_genome_as_before(tiny_eval):
+    space = SearchSpace.preset("tiny-fmnist")
+    g = space.genome
+    rng = np.random.default_rng(0)
+    a, b = g.random(64, rng), g.random(64, rng)
+    c = g.crossover(a, b, rng)
+    m = g.mutate(c, rng, 0.1, {"resolution": 0.5})
+    m2 = g.mutate(m, rng, 0.3)
+    # Pinned from the genome before the interface split (same rng calls, same rows).
+    assert a[0].tolist() == [1, 1, 0, 0, 1, 1, 1, 2, 1, 2, 2, 0, 2, 0, 2, 0, 2, 1, 0, 1, 0, 0, 2, 1, 1, 1,
+                             2, 2, 2, 1, 2, 1, 0, 2, 1, 0, 1]
+    digest = hashlib.sha256(b"".join(x.tobytes() for x in (a, b, c, m, m2))).hexdigest()
+    assert digest == "300adac0dda6179effe51e741d6a1e33409283d37c27a01149a47ea85e39acc5"
+    assert int(m2.sum()) == 2223
+    assert hashlib.sha256(g.encode(m2).tobytes()).hexdigest() == \
+        "ddbdec64e09c2ef0d981198899dedc1a92456c2e3416961f414697cd37c5ddd8"
+    moves, idx = g.neighbours(m2[:1], -1)
+    assert idx.tolist() == [0, 1, 5, 8, 11, 13, 14, 16, 19, 22, 23, 25, 26, 28, 31, 32, 33, 34, 35]
+    assert len(g.all_moves(m2[:1])) == 54
+    # One encoding: the space's, the genome's and the evaluator's space's agree.
+    configs = g.to_configs(m2)
+    np.testing.assert_array_equal(space.encode(configs), g.encode(m2))
+    np.testing.assert_array_equal(tiny_eval.space.genome.encode(m2), g.encode(m2))
+
+
 def test_evolution_defaults_are_ofa_defaults():
-    d = Evolution.defaults
+    d = Evolution.Options().model_dump()
     assert (d["population"], d["generations"], d["parent_ratio"], d["mutation_ratio"], d["mutate_prob"],
             d["resolution_mutate_prob"]) == (100, 500, 0.25, 0.5, 0.1, 0.5)
 

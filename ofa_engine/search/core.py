@@ -1,6 +1,7 @@
 """The search problem every strategy sees, its result, and `search()` itself.
 
-A strategy only sees a `Problem`: a genome (sample / mutate / cross), a cheap vectorised
+A strategy only sees a `Problem`: the search space (`ofa_engine.space.interface`) and its
+genome (sample / mutate / cross / encode), a cheap vectorised
 feasibility check (`problem.feasible`, efficiency only) and `problem.evaluate`, which predicts
 every metric of a batch and records it in the history. The best result is chosen the same way
 for every strategy: the most accurate feasible candidate ever evaluated (first one on ties).
@@ -14,14 +15,14 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..families.mbv3.space import SubnetConfig
 from .constraints import METRIC_OF, UNITS, Constraints, InfeasibleBudgetError
 from .evaluator import METRIC_NAMES, Evaluator
 from .ranges import budget_ranges, exact_extreme, refine
+from .strategies import STRATEGY_REGISTRY, make_strategy
 
 __all__ = ["Problem", "SearchResult", "search", "check_budget", "STRATEGIES"]
 
-STRATEGIES = ("grid", "random", "evolution", "rl", "gradient", "nsga2")
+STRATEGIES = tuple(STRATEGY_REGISTRY.names())
 
 
 class Problem:
@@ -30,6 +31,7 @@ class Problem:
     def __init__(self, evaluator: Evaluator, constraints: Constraints, seeds: np.ndarray):
         self.evaluator = evaluator
         self.constraints = constraints
+        self.space = evaluator.space
         self.genome = evaluator.genome
         # Feasible genomes known before the search (at least one): a fallback for strategies
         # whose sampler finds nothing feasible under a tight budget.
@@ -76,12 +78,8 @@ class Problem:
     def _accuracy(self, genes: np.ndarray) -> np.ndarray:
         """Predicted accuracy, memoised per search: evolution revisits many configs (children
         equal to a parent or to each other), so only configs not seen before reach the predictor.
-        Keys ignore the choices of slots that the depth leaves out (they do not change the net)."""
-        canon = genes.astype(np.int8)
-        inactive = ~self.genome.active(genes)
-        canon[:, self.genome.ks_genes][inactive] = 0     # basic slices are views: writes land in canon
-        canon[:, self.genome.e_genes][inactive] = 0
-        keys = [row.tobytes() for row in canon]
+        Keys ignore inactive genes (they do not change the net)."""
+        keys = [row.tobytes() for row in self.genome.canonical(genes)]
         cache = self._accuracy_cache
         out = np.empty(len(genes))
         missing: dict[bytes, int] = {}
@@ -117,8 +115,8 @@ class Problem:
 class SearchResult:
     """Outcome of one search.
 
-    `predicted`: accuracy (fraction), latency_ms, peak_memory_kb, flash_kb, macs, params of
-    `config`. `history`: one entry per evaluated candidate, as equal-length 1-D arrays
+    `config`: the best config, in the space's config type. `predicted`: accuracy (fraction),
+    latency_ms, peak_memory_kb, flash_kb, macs, params of `config`. `history`: one entry per evaluated candidate, as equal-length 1-D arrays
     (iteration, the metrics, feasible, violation) -- `pandas.DataFrame(result.history)` works;
     `history_configs(rows)` gives their configs. `evaluations` counts candidates scored (as
     OFA counts them); `predictor_calls` the distinct configs that reached the predictor. `pareto` (nsga2): the feasible non-dominated
@@ -127,7 +125,7 @@ class SearchResult:
 
     strategy: str
     seed: int
-    config: SubnetConfig
+    config: Any
     predicted: dict[str, float]
     evaluations: int
     wall_time_s: float
@@ -139,17 +137,19 @@ class SearchResult:
     pareto: dict[str, Any] | None = None
     predictor_calls: int = 0
 
-    def history_population(self, rows: Any = None) -> dict[str, np.ndarray]:
+    def history_population(self, rows: Any = None) -> Any:
+        """The evaluated candidates (or `rows` of them) in the space's batch form (`decode`)."""
         genes = self.history_genes if rows is None else self.history_genes[rows]
-        return self.evaluator.genome.to_population(genes.astype(np.int64))
+        return self.evaluator.space.decode(genes.astype(np.int64))
 
-    def history_configs(self, rows: Any = None) -> list[SubnetConfig]:
+    def history_configs(self, rows: Any = None) -> list[Any]:
         genes = self.history_genes if rows is None else self.history_genes[np.atleast_1d(rows)]
-        return self.evaluator.genome.to_configs(genes.astype(np.int64))
+        return self.evaluator.space.to_configs(genes.astype(np.int64))
 
     def summary(self) -> dict[str, Any]:
         """JSON-safe summary (no history)."""
-        out = {"strategy": self.strategy, "seed": self.seed, "config": self.config.to_dict(),
+        out = {"strategy": self.strategy, "seed": self.seed,
+               "config": self.evaluator.space.config_to_dict(self.config),
                "predicted": self.predicted, "evaluations": self.evaluations,
                "wall_time_s": round(self.wall_time_s, 4), "predictor_calls": self.predictor_calls,
                "constraints": self.constraints.to_dict(),
@@ -179,7 +179,7 @@ def check_budget(evaluator: Evaluator, constraints: Constraints) -> np.ndarray:
         return smallest
     # Bounds below the exact minimum of their metric (cheap): no search needed to refuse.
     minima: dict[str, float] = {}
-    if evaluator.tables is not None:
+    if evaluator.space.has_exact_extremes:
         for name, metric, _ in constraints.items():
             if metric != "latency_ms":
                 minima[name] = exact_extreme(evaluator, metric, "min")[0] / METRIC_OF[name][1]
@@ -212,10 +212,9 @@ def search(evaluator: Evaluator, constraints: Constraints | Mapping[str, float] 
     """Find the most accurate subnet (predicted) meeting `constraints` with one strategy.
 
     `strategy`: one of `STRATEGIES`; `options`: that strategy's settings (see its class's
-    `defaults`). Deterministic for a given seed. Raises `InfeasibleBudgetError` when no subnet
+    `Options` model). Deterministic for a given seed. Raises `InfeasibleBudgetError` when no subnet
     can meet the budget and `ValueError` for an unknown strategy or option.
     """
-    from .strategies import make_strategy
     if not isinstance(constraints, Constraints):
         constraints = Constraints.from_dict(constraints)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
@@ -240,16 +239,14 @@ def search(evaluator: Evaluator, constraints: Constraints | Mapping[str, float] 
         objective = outcome["objective"]
         rows = rows[np.argsort(hist[objective][rows], kind="stable")]
         pareto = {"objective": objective, "rows": rows,
-                  "configs": [c.to_dict() for c in g_to_configs(evaluator, genes[rows])]}
+                  "configs": [evaluator.space.config_to_dict(c)
+                              for c in evaluator.space.to_configs(genes[rows].astype(np.int64))]}
         for key in METRIC_NAMES:
             pareto[key] = hist[key][rows]
     wall = time.perf_counter() - start
     return SearchResult(
-        strategy=strategy, seed=int(seed), config=evaluator.genome.to_configs(genes[best:best + 1].astype(np.int64))[0],
+        strategy=strategy, seed=int(seed), config=evaluator.space.to_configs(genes[best:best + 1].astype(np.int64))[0],
         predicted=_metrics_row(hist, best), evaluations=problem.evaluations, wall_time_s=wall,
         constraints=constraints, history=hist, history_genes=genes, evaluator=evaluator,
         options=runner.options, pareto=pareto, predictor_calls=problem.predictor_calls)
 
-
-def g_to_configs(evaluator: Evaluator, genes: np.ndarray) -> list[SubnetConfig]:
-    return evaluator.genome.to_configs(np.asarray(genes, np.int64))

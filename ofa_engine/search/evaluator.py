@@ -1,40 +1,49 @@
 """Predicted metrics of whole populations: accuracy (predictor), latency (device profile) and the
-analytic efficiency metrics (through the family's exact tables where it has them, see
-`ofa_engine.families.mbv3.tables`).
+analytic efficiency metrics (from the search space, see `ofa_engine.space.interface`).
 """
 
 from __future__ import annotations
 
 import threading
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 import numpy as np
 
-from ..families.mbv3.analytics import analyze
-from ..families.mbv3.space import SearchSpace, SubnetConfig, is_population
-from ..families.mbv3.tables import EfficiencyTables, efficiency_tables
-from ..space.genome import Genome
+from ..families.mbv3.family import MobileNetV3Family
+from ..families.mbv3.tables import EfficiencyTables
+from ..space.interface import DiscreteSearchSpace
 
-__all__ = ["Evaluator", "EfficiencyTables", "METRIC_NAMES", "EFFICIENCY_METRICS"]
+__all__ = ["Evaluator", "EfficiencyTables", "METRIC_NAMES", "EFFICIENCY_METRICS", "efficiency_metrics"]
 
 EFFICIENCY_METRICS = ("latency_ms", "peak_memory_kb", "flash_kb", "macs", "params")
 METRIC_NAMES = ("accuracy",) + EFFICIENCY_METRICS
 
 
+def efficiency_metrics(analytic: Mapping[str, Any]) -> dict[str, Any]:
+    """The evaluator's analytic metrics (KB for memory) of a space's `analytic_efficiency`;
+    works on numpy arrays and on torch tensors alike."""
+    return {"peak_memory_kb": analytic["peak_activation_bytes"] / 1024.0,
+            "flash_kb": analytic["flash_bytes"] / 1024.0,
+            "macs": analytic["macs"], "params": analytic["params"]}
+
+
 class Evaluator:
     """Predicted metrics of configs on one device.
 
-    `space`: a `SearchSpace` or preset name. `profile`: anything with
-    `.predict_latency_ms(pop) -> (N,) ms` (a `DeviceProfile`, or a stand-in in tests), a profile
-    name, or None (no latency: `latency_ms` is NaN and a latency bound is refused).
-    `accuracy_predictor`: anything with `.predict(pop) -> (N,)` fraction, or a predictor name.
+    `space`: any `DiscreteSearchSpace`, or a MobileNetV3 `SearchSpace` or preset name (wrapped
+    in `MobileNetV3Family`; `fast=False` makes it use `analyze` instead of its exact tables).
+    `profile`: anything with `.predict_latency_ms(batch) -> (N,) ms` (a `DeviceProfile`, or a
+    stand-in in tests) where `batch` is the space's `decode` form, a profile name, or None (no
+    latency: `latency_ms` is NaN and a latency bound is refused). `accuracy_predictor`: anything
+    with `.predict(batch) -> (N,)` fraction (optionally `.predict_encoded(encoding)`), or a
+    predictor name.
 
     Read-only after construction, so one evaluator may serve many threads.
     """
 
-    def __init__(self, space: SearchSpace | str, profile: Any = None, accuracy_predictor: Any = None,
+    def __init__(self, space: DiscreteSearchSpace | Any, profile: Any = None, accuracy_predictor: Any = None,
                  *, fast: bool = True):
-        self.space = SearchSpace.preset(space) if isinstance(space, str) else space
+        self.space = space if isinstance(space, DiscreteSearchSpace) else MobileNetV3Family(space, fast=fast)
         if isinstance(profile, str):
             from ..devices.profiles import load_profile
             profile = load_profile(profile)
@@ -47,17 +56,17 @@ class Evaluator:
             if isinstance(other, str) and other != self.space.name:
                 raise ValueError(f"{what} is for space '{other}', not '{self.space.name}'")
         if accuracy_predictor is None:
-            raise ValueError("Evaluator needs an accuracy predictor (an object with .predict(pop))")
+            raise ValueError("Evaluator needs an accuracy predictor (an object with .predict(batch))")
         self.profile = profile
         self.accuracy_predictor = accuracy_predictor
-        self.genome = Genome(self.space)
-        self.tables = efficiency_tables(self.space) if fast else None
+        self.genome = self.space.genome
         self._cache_lock = threading.Lock()
         self._cache: dict[str, Any] = {}
 
     @property
     def fast_path(self) -> bool:
-        return self.tables is not None
+        """True when the space computes exact efficiency extremes (MobileNetV3: its tables)."""
+        return self.space.has_exact_extremes
 
     @property
     def has_latency(self) -> bool:
@@ -69,34 +78,29 @@ class Evaluator:
 
     # ------------------------------------------------------------- genome level (strategies)
     def analytic_of(self, genes: np.ndarray) -> dict[str, np.ndarray]:
-        if self.tables is not None:
-            return self.tables.compute(genes)
-        return analyze(self.space, self.genome.to_population(genes))
+        return self.space.analytic_efficiency(genes)
 
     def efficiency_of(self, genes: np.ndarray, latency: bool = True) -> dict[str, np.ndarray]:
         """Efficiency metrics of a genome array; `latency=False` skips the profile (NaN)."""
         genes = np.asarray(genes, np.int64)
-        a = self.analytic_of(genes)
+        a = efficiency_metrics(self.analytic_of(genes))
         lat = self.latency_of(genes) if latency else np.full(len(genes), np.nan)
-        return {"latency_ms": lat,
-                "peak_memory_kb": a["peak_activation_bytes"] / 1024.0,
-                "flash_kb": a["flash_bytes"] / 1024.0,
-                "macs": a["macs"], "params": a["params"]}
+        return {"latency_ms": lat, **a}
 
     def latency_of(self, genes: np.ndarray) -> np.ndarray:
         if self.profile is None:
             return np.full(len(genes), np.nan)
-        pop = self.genome.to_population(np.asarray(genes, np.int64))
-        return np.asarray(self.profile.predict_latency_ms(pop), np.float64).reshape(-1)
+        batch = self.space.decode(np.asarray(genes, np.int64))
+        return np.asarray(self.profile.predict_latency_ms(batch), np.float64).reshape(-1)
 
     def accuracy_of(self, genes: np.ndarray) -> np.ndarray:
         genes = np.asarray(genes, np.int64)
         predict_encoded = getattr(self.accuracy_predictor, "predict_encoded", None)
         if predict_encoded is not None:
-            # Genomes are valid by construction: skip the population's re-validation.
+            # Genomes are valid by construction: skip the batch's re-validation.
             out = predict_encoded(self.genome.encode(genes))
         else:
-            out = self.accuracy_predictor.predict(self.genome.to_population(genes))
+            out = self.accuracy_predictor.predict(self.space.decode(genes))
         return np.asarray(out, np.float64).reshape(-1)
 
     def metrics_of(self, genes: np.ndarray, latency: bool = True) -> dict[str, np.ndarray]:
@@ -104,24 +108,15 @@ class Evaluator:
         out.update(self.efficiency_of(genes, latency))
         return out
 
-    # ------------------------------------------------------------- public (configs / populations)
-    def _genes(self, configs: Any) -> np.ndarray:
-        if is_population(configs):
-            return self.genome.from_population(configs)
-        if isinstance(configs, (SubnetConfig, Mapping)):
-            configs = [configs]
-        return self.genome.from_configs([c if isinstance(c, SubnetConfig) else SubnetConfig.from_dict(c)
-                                         for c in configs])
+    # ------------------------------------------------------------- public (configs / batches)
+    def efficiency(self, configs: Any) -> dict[str, np.ndarray]:
+        """latency_ms, peak_memory_kb, flash_kb, macs, params of one config, several, or a
+        batch (anything the space's `to_genes` takes)."""
+        return self.efficiency_of(self.space.to_genes(configs))
 
-    def efficiency(self, configs: SubnetConfig | Sequence[SubnetConfig] | Mapping[str, np.ndarray]
-                   ) -> dict[str, np.ndarray]:
-        """latency_ms, peak_memory_kb, flash_kb, macs, params of configs or a population."""
-        return self.efficiency_of(self._genes(configs))
-
-    def metrics(self, configs: SubnetConfig | Sequence[SubnetConfig] | Mapping[str, np.ndarray]
-                ) -> dict[str, np.ndarray]:
+    def metrics(self, configs: Any) -> dict[str, np.ndarray]:
         """accuracy (fraction), latency_ms, peak_memory_kb, flash_kb, macs, params, as arrays."""
-        return self.metrics_of(self._genes(configs))
+        return self.metrics_of(self.space.to_genes(configs))
 
     def cached(self, key: str, compute):
         """Per-evaluator memo (e.g. budget ranges), computed once even under concurrent calls."""

@@ -1,12 +1,10 @@
 """Smallest and largest achievable value of every metric, for sliders and budget errors.
 
-MACs, params, Flash and peak activation are minimised and maximised *exactly*, each on its
-own, by dynamic programming over the efficiency tables: for a fixed (width, resolution) the
-slots are independent given the depths, so each slot takes its best (kernel, expand), each
-stage its best depth (prefix sums, or prefix maxima for the peak), then the best (width,
-resolution) wins. No monotonicity is assumed, so the extreme need not be the uniform
-smallest / largest config. Latency comes from a black-box profile and accuracy from a learned
-predictor, so their ranges are estimates: the best of the coarse lattice, the uniform extremes,
+MACs, params, Flash and peak activation are exact where the space computes exact extremes
+(MobileNetV3: dynamic programming over its efficiency tables, see
+`MobileNetV3Family.exact_extreme`). Latency comes from a black-box profile and accuracy from a
+learned predictor, and a space without exact extremes leaves its analytic metrics black boxes
+too, so those ranges are estimates: the best of the coarse lattice, the uniform extremes,
 random samples and a short evolutionary refinement (`exact` is False for them; the true
 minimum can only be lower than the estimated one).
 """
@@ -17,71 +15,28 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..space.genome import RESOLUTION, CategoricalGenome
 from .constraints import METRIC_OF
 from .evaluator import Evaluator
-from ..space.genome import Genome
 
-__all__ = ["budget_ranges", "exact_extreme", "lattice", "refine"]
+__all__ = ["budget_ranges", "exact_extreme", "refine"]
 
-_TABLE_METRIC = {"macs": 0, "params": 1, "flash_kb": 2}
+# evaluator metric -> (the space's analytic metric, its units per evaluator unit)
+_ANALYTIC = {"macs": ("macs", 1.0), "params": ("params", 1.0), "flash_kb": ("flash_bytes", 1024.0),
+             "peak_memory_kb": ("peak_activation_bytes", 1024.0)}
 
 
 def exact_extreme(evaluator: Evaluator, metric: str, mode: str) -> tuple[float, np.ndarray]:
     """(value in the metric's unit, genome (1, G)) of the exact min or max of an analytic metric
-    ('macs', 'params', 'flash_kb', 'peak_memory_kb')."""
-    t, g = evaluator.tables, evaluator.genome
-    if t is None:
-        raise ValueError("exact extremes need the efficiency tables")
-    pick, arg = (np.min, np.argmin) if mode == "min" else (np.max, np.argmax)
-    W, R, K, E = t.shape
-    space = evaluator.space
-    slots, maxd = space.num_slots, space.max_depth
-    if metric == "peak_memory_kb":
-        per_slot, fixed, combine = t.peak.astype(np.float64), t.fixed_peak.astype(np.float64), "max"
-    else:
-        col = _TABLE_METRIC[metric]
-        per_slot, fixed, combine = t.values[..., col].astype(np.float64), t.fixed_values[:, col].astype(np.float64), "sum"
-    per_slot = per_slot.reshape(slots, W * R, K * E)
-    slot_val, slot_arg = pick(per_slot, 2), arg(per_slot, 2)                 # (slots, WR)
-    by_stage = slot_val.reshape(space.num_stages, maxd, W * R)
-    prefix = np.cumsum(by_stage, 1) if combine == "sum" else np.maximum.accumulate(by_stage, 1)
-    options = prefix[:, g.depths - 1, :]                                     # (stages, D, WR)
-    stage_val, stage_arg = pick(options, 1), arg(options, 1)                 # (stages, WR)
-    total = fixed + stage_val.sum(0) if combine == "sum" else np.maximum(fixed, stage_val.max(0))
-    wr = int(arg(total))
-    genes = np.zeros((1, g.num_genes), np.int64)
-    genes[0, g.wid_gene], genes[0, g.res_gene] = divmod(wr, R)
-    genes[0, g.d_genes] = stage_arg[:, wr]
-    genes[0, g.ks_genes], genes[0, g.e_genes] = np.divmod(slot_arg[:, wr], E)
-    value = float(total[wr])
-    if metric in ("peak_memory_kb", "flash_kb"):
-        value /= 1024.0
+    ('macs', 'params', 'flash_kb', 'peak_memory_kb'), for spaces with exact extremes."""
+    analytic, scale = _ANALYTIC[metric]
+    value, genes = evaluator.space.exact_extreme(analytic, mode)
+    if scale != 1.0:
+        value /= scale
     return value, genes
 
 
-def lattice(genome: Genome, groups: int = 1) -> np.ndarray:
-    """Coarse lattice: every width and resolution, the same (kernel, expand, depth) option index
-    within each of `groups` contiguous groups of stages."""
-    s = genome.num_stages
-    groups = max(1, min(groups, s))
-    stage_group = (np.arange(s) * groups) // s
-    K, E, D = len(genome.kernel_sizes), len(genome.expand_ratios), len(genome.depths)
-    per_group = np.array(np.meshgrid(np.arange(K), np.arange(E), np.arange(D), indexing="ij")).reshape(3, -1).T
-    combos = np.array(np.meshgrid(*([np.arange(len(per_group))] * groups), indexing="ij")).reshape(groups, -1).T
-    wr = np.array(np.meshgrid(genome.widths, np.arange(len(genome.resolutions)), indexing="ij")).reshape(2, -1).T
-    n = len(wr) * len(combos)
-    genes = np.zeros((n, genome.num_genes), np.int64)
-    genes[:, genome.wid_gene] = np.repeat(wr[:, 0], len(combos))
-    genes[:, genome.res_gene] = np.repeat(wr[:, 1], len(combos))
-    choice = per_group[np.tile(combos, (len(wr), 1))]                        # (n, groups, 3)
-    slot_group = stage_group[genome.slot_stage]
-    genes[:, genome.ks_genes] = choice[:, slot_group, 0]
-    genes[:, genome.e_genes] = choice[:, slot_group, 1]
-    genes[:, genome.d_genes] = choice[:, stage_group, 2]
-    return genes
-
-
-def refine(genome: Genome, objective: Callable[[np.ndarray], np.ndarray], start: np.ndarray,
+def refine(genome: CategoricalGenome, objective: Callable[[np.ndarray], np.ndarray], start: np.ndarray,
            rng: np.random.Generator, population: int = 64, generations: int = 40) -> tuple[np.ndarray, np.ndarray]:
     """Minimise `objective` (vectorised over genomes) by a small elitist evolution from `start`.
     Returns (genomes, objective values) of the final population, best first."""
@@ -94,7 +49,7 @@ def refine(genome: Genome, objective: Callable[[np.ndarray], np.ndarray], start:
         parents = pop[order[: population // 4]]
         a = parents[rng.integers(len(parents), size=population)]
         b = parents[rng.integers(len(parents), size=population)]
-        children = genome.mutate(genome.crossover(a, b, rng), rng, 0.1, 0.3)
+        children = genome.mutate(genome.crossover(a, b, rng), rng, 0.1, {RESOLUTION: 0.3})
         pop = np.concatenate([parents, children])
         score = objective(pop)
     order = np.argsort(score, kind="stable")[:population]
@@ -105,7 +60,7 @@ def _estimate(evaluator: Evaluator, values: Callable[[np.ndarray], np.ndarray], 
               seed: int) -> tuple[float, np.ndarray]:
     g, rng = evaluator.genome, np.random.default_rng(seed)
     sign = 1.0 if mode == "min" else -1.0
-    start = np.concatenate([lattice(g), g.uniform("min"), g.uniform("max"), g.random(2048, rng)])
+    start = np.concatenate([evaluator.space.lattice(1), g.uniform("min"), g.uniform("max"), g.random(2048, rng)])
     pop, score = refine(g, lambda x: sign * values(x), start, rng)
     return float(sign * score[0]), pop[:1]
 
@@ -118,13 +73,14 @@ def budget_ranges(evaluator: Evaluator) -> dict[str, dict[str, Any]]:
 
 
 def _budget_ranges(evaluator: Evaluator) -> dict[str, dict[str, Any]]:
-    g = evaluator.genome
+    space = evaluator.space
     out: dict[str, dict[str, Any]] = {}
 
     def entry(lo, hi, exact: bool, unit: str) -> dict[str, Any]:
         (lo_v, lo_g), (hi_v, hi_g) = lo, hi
         return {"min": lo_v, "max": hi_v, "exact": exact, "unit": unit,
-                "min_config": g.to_configs(lo_g)[0].to_dict(), "max_config": g.to_configs(hi_g)[0].to_dict()}
+                "min_config": space.config_to_dict(space.to_configs(lo_g)[0]),
+                "max_config": space.config_to_dict(space.to_configs(hi_g)[0])}
 
     out["accuracy"] = entry(*(_estimate(evaluator, evaluator.accuracy_of, m, 0) for m in ("min", "max")),
                             exact=False, unit="fraction")
@@ -136,7 +92,7 @@ def _budget_ranges(evaluator: Evaluator) -> dict[str, dict[str, Any]]:
             lo, hi = (_estimate(evaluator, fn, m, 1) for m in ("min", "max"))
             out[field] = entry(lo, hi, exact=False, unit="ms")
             continue
-        if evaluator.tables is not None:
+        if space.has_exact_extremes:
             lo, hi = (exact_extreme(evaluator, metric, m) for m in ("min", "max"))
             exact = True
         else:

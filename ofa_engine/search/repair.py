@@ -1,8 +1,9 @@
 """Project a config onto the feasible set and improve it locally (used by the gradient strategy).
 
 `repair`: greedy shrinking -- while the config violates a bound, take the one-step-smaller
-choice (smaller width, resolution, depth, kernel or expand) that removes the most excess per
-unit of predicted accuracy lost; as soon as some shrink is feasible, take the most accurate
+choice of an active gene (options are ordered smallest first, e.g. MobileNetV3's smaller
+width, resolution, depth, kernel or expand) that removes the most excess per unit of
+predicted accuracy lost; as soon as some shrink is feasible, take the most accurate
 feasible one. `polish`: hill climbing over every single-choice change, keeping feasibility,
 while predicted accuracy improves.
 """

@@ -1,1 +1,1 @@
-"""space."""
+"""The family-agnostic search-space interface and the categorical genome (layer 1)."""

@@ -1,84 +1,68 @@
-"""Configs as rows of choice indices: the form every strategy works on.
+"""Configs as rows of choice indices: the form every strategy works on, for any family.
 
-A *genome* array has shape (N, genes), one int per choice, indexing that choice's sorted
-option list. Gene order: wid, resolution, depth per stage, kernel per slot, expand per slot.
-Options are sorted ascending, so index - 1 is always "one step smaller" (used by repair).
-Strategies sample, mutate and cross genomes with vectorised numpy and convert to a
-population (`to_population`) or to `SubnetConfig`s only at the edges.
+A *genome* array has shape (N, genes), one int per gene, indexing that gene's option list.
+A family lists its genes (names, option counts), may name groups of genes (e.g. "resolution",
+whose mutation probability OFA sets apart) and says which genes a config leaves *inactive*
+(e.g. the kernel of a block that the depth drops). Random draws, mutation, crossover, local
+moves and the one-hot encoding are written here once, vectorised over the population.
+Families that order each gene's options ascending get "index - 1 is one step smaller" for
+free, which repair relies on.
 """
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from ..families.mbv3.space import SearchSpace, SubnetConfig
+__all__ = ["CategoricalGenome", "RESOLUTION"]
 
-__all__ = ["Genome"]
+# The group of genes that set the input resolution, in families that have one: OFA's search
+# mutates it with its own probability.
+RESOLUTION = "resolution"
 
 
-class Genome:
-    """Index encoding of a `SearchSpace`."""
+class CategoricalGenome:
+    """Categorical genes with optional named groups and a family-supplied active mask.
 
-    def __init__(self, space: SearchSpace):
-        self.space = space
-        s, n = space.num_stages, space.num_slots
-        self.num_stages, self.num_slots = s, n
-        self.wid_gene, self.res_gene = 0, 1
-        self.d_genes = slice(2, 2 + s)
-        self.ks_genes = slice(2 + s, 2 + s + n)
-        self.e_genes = slice(2 + s + n, 2 + s + 2 * n)
-        self.num_genes = 2 + s + 2 * n
-        self.widths = np.arange(len(space.width_mults))
-        self.resolutions = np.array(space.resolutions, np.int64)
-        self.depths = np.array(sorted(space.depths), np.int64)
-        self.kernel_sizes = np.array(sorted(space.kernel_sizes), np.int64)
-        self.expand_ratios = np.array(sorted(space.expand_ratios), np.int64)
-        self.cardinality = np.array([len(self.widths), len(self.resolutions)] + [len(self.depths)] * s
-                                    + [len(self.kernel_sizes)] * n + [len(self.expand_ratios)] * n, np.int64)
-        # Gene -> stage it belongs to (-1 for global genes), and slot -> stage / position.
-        self.slot_stage = np.arange(n) // space.max_depth
-        self.slot_index = np.arange(n) % space.max_depth
-        self.res_mutation_genes = np.zeros(self.num_genes, bool)
-        self.res_mutation_genes[self.res_gene] = True
+    `names`, `cardinality`: one entry per gene. `groups`: {group name: gene indices}.
+    `active`: genes (N, G) -> (N, G) bool, True where a gene's choice matters (None: always).
+    `encoding`: the genes that the one-hot encoding holds, in its order (None: every gene in
+    gene order); each takes as many columns as it has options.
+    """
 
-    # ------------------------------------------------------------- conversions
-    def to_population(self, genes: np.ndarray) -> dict[str, np.ndarray]:
-        genes = np.asarray(genes, np.int64)
-        return {"wid": genes[:, self.wid_gene].copy(),
-                "ks": self.kernel_sizes[genes[:, self.ks_genes]],
-                "e": self.expand_ratios[genes[:, self.e_genes]],
-                "d": self.depths[genes[:, self.d_genes]],
-                "image_size": self.resolutions[genes[:, self.res_gene]]}
-
-    def from_population(self, pop: Mapping[str, np.ndarray]) -> np.ndarray:
-        a = self.space.to_arrays(pop)   # validates
-        n = a["wid"].shape[0]
-        genes = np.empty((n, self.num_genes), np.int64)
-        genes[:, self.wid_gene] = a["wid"]
-        genes[:, self.res_gene] = np.searchsorted(self.resolutions, a["image_size"])
-        genes[:, self.d_genes] = np.searchsorted(self.depths, a["d"])
-        genes[:, self.ks_genes] = np.searchsorted(self.kernel_sizes, a["ks"])
-        genes[:, self.e_genes] = np.searchsorted(self.expand_ratios, a["e"])
-        return genes
-
-    def from_configs(self, configs: Sequence[SubnetConfig] | SubnetConfig) -> np.ndarray:
-        if isinstance(configs, SubnetConfig):
-            configs = [configs]
-        a = self.space.to_arrays(list(configs))
-        return self.from_population({k: a[k] for k in ("wid", "ks", "e", "d", "image_size")})
-
-    def to_configs(self, genes: np.ndarray) -> list[SubnetConfig]:
-        return self.space.from_arrays(self.to_population(genes))
+    def __init__(self, names: Sequence[str], cardinality: Sequence[int],
+                 groups: Mapping[str, Sequence[int]] | None = None,
+                 active: Callable[[np.ndarray], np.ndarray] | None = None,
+                 encoding: Sequence[int] | None = None):
+        self.names = tuple(names)
+        self.cardinality = np.asarray(cardinality, np.int64)
+        if len(self.names) != len(self.cardinality) or (self.cardinality < 1).any():
+            raise ValueError("a genome needs one name and at least one option per gene")
+        self.num_genes = len(self.names)
+        self.groups = {name: np.asarray(idx, np.int64) for name, idx in (groups or {}).items()}
+        self._active = active
+        self.encoded_genes = np.arange(self.num_genes) if encoding is None else np.asarray(encoding, np.int64)
+        columns_per_gene = self.cardinality[self.encoded_genes]
+        self.encoding_offsets = np.concatenate([[0], np.cumsum(columns_per_gene)[:-1]]).astype(np.int64)
+        self.encoding_size = int(columns_per_gene.sum())
 
     def active(self, genes: np.ndarray) -> np.ndarray:
-        """(N, slots) bool: the slot's block is kept by its stage's depth."""
-        depth = self.depths[genes[:, self.d_genes]]                     # (N, stages)
-        return self.slot_index[None, :] < depth[:, self.slot_stage]
+        """(N, G) bool: True where the gene's choice changes the config."""
+        genes = np.asarray(genes, np.int64).reshape(-1, self.num_genes)
+        if self._active is None:
+            return np.ones(genes.shape, bool)
+        return self._active(genes)
+
+    def canonical(self, genes: np.ndarray) -> np.ndarray:
+        """int8 copy with inactive genes set to 0: equal rows are the same config."""
+        canon = np.asarray(genes).astype(np.int8)
+        canon[~self.active(genes)] = 0
+        return canon
 
     # ------------------------------------------------------------- variation
     def random(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """`n` genomes, every gene uniform over its options."""
         return (rng.random((n, self.num_genes)) * self.cardinality).astype(np.int64)
 
     def uniform(self, index: int | str) -> np.ndarray:
@@ -91,12 +75,14 @@ class Genome:
         return g
 
     def mutate(self, genes: np.ndarray, rng: np.random.Generator, prob: float,
-               res_prob: float | None = None) -> np.ndarray:
-        """Each gene redrawn uniformly with probability `prob` (`res_prob` for the resolution,
-        as OFA's EvolutionFinder does)."""
+               group_probs: Mapping[str, float | None] | None = None) -> np.ndarray:
+        """Each gene redrawn uniformly with probability `prob`; the genes of a group named in
+        `group_probs` with that group's probability instead (groups this genome lacks, or given
+        None, are ignored: a strategy can ask for a resolution probability of any family)."""
         p = np.full(self.num_genes, float(prob))
-        if res_prob is not None:
-            p[self.res_gene] = res_prob
+        for name, value in (group_probs or {}).items():
+            if value is not None and name in self.groups:
+                p[self.groups[name]] = value
         # One uniform draw per gene: u < p redraws, and u / p is then uniform on [0, 1).
         u = rng.random(genes.shape)
         redraw = u < p
@@ -112,43 +98,34 @@ class Genome:
         genome (1, G): (moves (M, G), gene index of each move (M,))."""
         g = genes.reshape(1, -1)
         target = g[0] + step
-        ok = (target >= 0) & (target < self.cardinality)
-        # Moves on slots that the depth leaves out change nothing; skip them.
-        active = self.active(g)[0]
-        ok[self.ks_genes] &= active
-        ok[self.e_genes] &= active
+        # Moves on inactive genes change nothing; skip them.
+        ok = (target >= 0) & (target < self.cardinality) & self.active(g)[0]
         idx = np.nonzero(ok)[0]
         moves = np.repeat(g, len(idx), axis=0)
         moves[np.arange(len(idx)), idx] = target[idx]
         return moves, idx
 
-    def encode(self, genes: np.ndarray) -> np.ndarray:
-        """`SearchSpace.encode` of genomes, without re-validating them (float32, (N, encoding_size))."""
-        n = len(genes)
-        n_res, n_wid = len(self.resolutions), len(self.widths)
-        n_k, n_e = len(self.kernel_sizes), len(self.expand_ratios)
-        out = np.zeros((n, self.space.encoding_size), np.float32)
-        rows = np.arange(n)
-        out[rows, genes[:, self.res_gene]] = 1.0
-        out[rows, n_res + genes[:, self.wid_gene]] = 1.0
-        base = n_res + n_wid + np.arange(self.num_slots) * (n_k + n_e)
-        r, s = np.nonzero(self.active(genes))
-        out[r, base[s] + genes[:, self.ks_genes][r, s]] = 1.0
-        out[r, base[s] + n_k + genes[:, self.e_genes][r, s]] = 1.0
-        return out
-
     def all_moves(self, genes: np.ndarray) -> np.ndarray:
-        """Every config one choice away from `genes` (1, G): each gene set to each of its other
-        options (kernel / expand only on active slots)."""
+        """Every config one choice away from `genes` (1, G): each active gene set to each of its
+        other options."""
         g = genes.reshape(1, -1)
-        active = self.active(g)[0]
-        use = np.ones(self.num_genes, bool)
-        use[self.ks_genes] = active
-        use[self.e_genes] = active
         moves = []
-        for gene in np.nonzero(use)[0]:
+        for gene in np.nonzero(self.active(g)[0])[0]:
             options = np.delete(np.arange(self.cardinality[gene]), g[0, gene])
             m = np.repeat(g, len(options), axis=0)
             m[:, gene] = options
             moves.append(m)
         return np.concatenate(moves) if moves else g[:0]
+
+    # ------------------------------------------------------------- encoding
+    def encode(self, genes: np.ndarray) -> np.ndarray:
+        """One-hot float32 (N, encoding_size): per encoded gene, its option's column is 1;
+        inactive genes are all zeros."""
+        genes = np.asarray(genes, np.int64)
+        n = len(genes)
+        out = np.zeros((n, self.encoding_size), np.float32)
+        # Flat positions of every encoded gene's column; one masked scatter sets them all.
+        flat = genes[:, self.encoded_genes] + self.encoding_offsets
+        flat += (np.arange(n) * self.encoding_size)[:, None]
+        out.reshape(-1)[flat[self.active(genes)[:, self.encoded_genes]]] = 1.0
+        return out

@@ -12,12 +12,15 @@ active blocks per stage.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import json
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
+
+from .genome import MobileNetV3Genome
 
 __all__ = ["SubnetConfig", "SearchSpace", "ChannelPlan", "make_divisible", "list_presets", "is_population"]
 
@@ -267,25 +270,17 @@ class SearchSpace:
                 + self.num_slots * (len(self.kernel_sizes) + len(self.expand_ratios)))
 
     def encode(self, configs: SubnetConfig | Sequence[SubnetConfig]) -> np.ndarray:
-        """OFA-style one-hot features, shape (N, encoding_size), float32.
+        """OFA-style one-hot features, shape (N, encoding_size), float32: the genome's encoding.
 
         Layout: [resolution | width | per slot: ks one-hot, e one-hot]; slots the depth
         leaves out are all zeros.
         """
-        arrays = self.to_arrays(configs)
-        n = arrays["wid"].shape[0]
-        n_res, n_wid = len(self.resolutions), len(self.width_mults)
-        n_k, n_e = len(self.kernel_sizes), len(self.expand_ratios)
-        out = np.zeros((n, self.encoding_size), dtype=np.float32)
-        rows = np.arange(n)
-        out[rows, arrays["res_index"]] = 1.0
-        out[rows, n_res + arrays["wid"]] = 1.0
-        base = n_res + n_wid + np.arange(self.num_slots) * (n_k + n_e)   # (slots,)
-        active = arrays["active"]                                        # (N, slots)
-        r, s = np.nonzero(active)
-        out[r, base[s] + arrays["ks_index"][r, s]] = 1.0
-        out[r, base[s] + n_k + arrays["e_index"][r, s]] = 1.0
-        return out
+        return self.genome.encode(self.genome.from_arrays(self.to_arrays(configs)))
+
+    @functools.cached_property
+    def genome(self) -> MobileNetV3Genome:
+        """The index encoding strategies search over (built once per space)."""
+        return MobileNetV3Genome(self)
 
     def to_arrays(self, configs: SubnetConfig | Sequence[SubnetConfig] | Mapping[str, np.ndarray]
                   ) -> dict[str, np.ndarray]:

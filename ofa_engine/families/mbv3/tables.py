@@ -19,7 +19,6 @@ import warnings
 
 import numpy as np
 
-from ...space.genome import Genome
 from . import analytics
 from .analytics import analyze
 from .space import SearchSpace
@@ -32,7 +31,7 @@ class EfficiencyTables:
 
     def __init__(self, space: SearchSpace):
         self.space = space
-        self.genome = g = Genome(space)
+        self.genome = g = space.genome
         W, R, K, E = (len(g.widths), len(g.resolutions), len(g.kernel_sizes), len(g.expand_ratios))
         self.shape = (W, R, K, E)
         n_combo = W * R * K * E

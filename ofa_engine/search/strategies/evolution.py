@@ -14,13 +14,28 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import SearchStrategy, sample_feasible
+from ...space.genome import RESOLUTION
+from . import (Fraction, Iterations, PopulationSize, Probability, SearchStrategy,
+               StrategyOptions, register_strategy, sample_feasible)
 
 
+class EvolutionOptions(StrategyOptions):
+    """OFA's EvolutionFinder defaults; `resolution_mutate_prob` applies to spaces with a
+    resolution gene group."""
+
+    population: PopulationSize = 100
+    generations: Iterations = 500
+    parent_ratio: Fraction = 0.25
+    mutation_ratio: Fraction = 0.5
+    mutate_prob: Probability = 0.1
+    resolution_mutate_prob: Probability = 0.5
+    max_redraws: Iterations = 100
+
+
+@register_strategy
 class Evolution(SearchStrategy):
     name = "evolution"
-    defaults = {"population": 100, "generations": 500, "parent_ratio": 0.25, "mutation_ratio": 0.5,
-                "mutate_prob": 0.1, "resolution_mutate_prob": 0.5, "max_redraws": 100}
+    Options = EvolutionOptions
 
     def run(self, problem, rng: np.random.Generator) -> None:
         o = self.options
@@ -49,7 +64,7 @@ class Evolution(SearchStrategy):
                 mutant = is_mutant[slot]
                 candidates = parents[first[slot]]
                 candidates[mutant] = g.mutate(candidates[mutant], rng, o["mutate_prob"],
-                                              o["resolution_mutate_prob"])
+                                              {RESOLUTION: o["resolution_mutate_prob"]})
                 candidates[~mutant] = g.crossover(candidates[~mutant], parents[second[slot[~mutant]]], rng)
                 ok, efficiency = problem.check(candidates)
                 # First feasible candidate of each pending child (= redrawing until feasible).

@@ -10,10 +10,23 @@ population; the best config is the most accurate feasible candidate seen.
 from __future__ import annotations
 
 import numpy as np
+from pydantic import Field
 
-from . import SearchStrategy, sample_feasible
+from ...space.genome import RESOLUTION
+from . import (Iterations, Probability, SearchStrategy, StrategyOptions, register_strategy, bounded_count,
+               sample_feasible)
 
 _OBJECTIVE_ORDER = ("latency_ms", "peak_memory_kb", "flash_kb", "macs", "params")
+# Non-dominated sorting compares every pair of parents + offspring: (2 x population)^2 memory.
+MAX_NSGA2_POPULATION = 2_000
+
+
+class NSGA2Options(StrategyOptions):
+    population: bounded_count("MAX_NSGA2_POPULATION", MAX_NSGA2_POPULATION) = 100
+    generations: Iterations = 100
+    mutate_prob: Probability = 0.1
+    resolution_mutate_prob: Probability = 0.5
+    objective: str | None = Field(None, description=f"one of {list(_OBJECTIVE_ORDER)} or None")
 
 
 def _fronts(objectives: np.ndarray, violation: np.ndarray) -> np.ndarray:
@@ -54,13 +67,13 @@ def _crowding(objectives: np.ndarray, front: np.ndarray) -> np.ndarray:
     return distance
 
 
+@register_strategy
 class NSGA2(SearchStrategy):
     """`objective`: the efficiency metric traded against accuracy (None: the first bounded one of
     latency_ms, peak_memory_kb, flash_kb, macs, params; latency_ms when unbounded with a profile)."""
 
     name = "nsga2"
-    defaults = {"population": 100, "generations": 100, "mutate_prob": 0.1, "resolution_mutate_prob": 0.5,
-                "objective": None}
+    Options = NSGA2Options
 
     def run(self, problem, rng: np.random.Generator) -> dict:
         o = self.options
@@ -85,7 +98,8 @@ class NSGA2(SearchStrategy):
             better = (front[i] < front[j]) | ((front[i] == front[j]) & (crowd[i] >= crowd[j]))
             winners = np.where(better, i, j)
             a, b = population[winners[:size]], population[winners[size:]]
-            children = g.mutate(g.crossover(a, b, rng), rng, o["mutate_prob"], o["resolution_mutate_prob"])
+            children = g.mutate(g.crossover(a, b, rng), rng, o["mutate_prob"],
+                                {RESOLUTION: o["resolution_mutate_prob"]})
             child_rows = problem.evaluations + np.arange(size)
             m = problem.evaluate(children, generation)
             population = np.concatenate([population, children])

@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import SearchStrategy, sample_feasible
+from . import Count, SearchStrategy, StrategyOptions, register_strategy, sample_feasible
 
 
+class RandomOptions(StrategyOptions):
+    samples: Count = 1000
+    batch: Count = 100
+
+
+@register_strategy
 class RandomSearch(SearchStrategy):
     """`samples` feasible configs by rejection sampling (efficiency checks are cheap; only
     feasible ones are scored), evaluated in batches of `batch` (one iteration each)."""
 
     name = "random"
-    defaults = {"samples": 1000, "batch": 100}
+    Options = RandomOptions
 
     def run(self, problem, rng: np.random.Generator) -> None:
         pool = sample_feasible(problem, self.options["samples"], rng)

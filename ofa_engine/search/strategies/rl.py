@@ -1,23 +1,31 @@
 """Reinforcement learning: REINFORCE over independent per-choice categorical policies.
 
-The policy has one categorical distribution per gene (width, resolution, depth per stage,
-kernel and expand per slot). Each iteration samples a batch of configs, scores them with
-reward = predicted accuracy - `penalty` x relative constraint excess, and takes an Adam ascent
+The policy has one categorical distribution per gene of the space's genome. Each iteration
+samples a batch of configs, scores them with reward = predicted accuracy - `penalty` x relative constraint excess, and takes an Adam ascent
 step on the logits along the policy gradient with a moving-average baseline and normalised
-advantages. Kernel / expand choices of slots that the sampled depth leaves out get no
-gradient (they do not affect the reward).
+advantages. Genes that the sampled config leaves inactive get no gradient (they do not
+affect the reward).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from . import SearchStrategy
+from . import Count, Fraction, Iterations, NonNegative, SearchStrategy, StrategyOptions, register_strategy
 
 
+class ReinforceOptions(StrategyOptions):
+    iterations: Iterations = 200
+    batch: Count = 50
+    lr: NonNegative = 0.1
+    penalty: NonNegative = 1.0
+    baseline_decay: Fraction = 0.9
+
+
+@register_strategy
 class Reinforce(SearchStrategy):
     name = "rl"
-    defaults = {"iterations": 200, "batch": 50, "lr": 0.1, "penalty": 1.0, "baseline_decay": 0.9}
+    Options = ReinforceOptions
 
     def run(self, problem, rng: np.random.Generator) -> None:
         o = self.options
@@ -28,8 +36,6 @@ class Reinforce(SearchStrategy):
         m, v = np.zeros_like(logits), np.zeros_like(logits)
         beta1, beta2 = 0.9, 0.999
         baseline = None
-        slot_genes = np.zeros(n_genes, bool)
-        slot_genes[g.ks_genes] = slot_genes[g.e_genes] = True
         for it in range(o["iterations"]):
             probs = np.exp(logits - logits.max(1, keepdims=True))
             probs /= probs.sum(1, keepdims=True)
@@ -44,10 +50,7 @@ class Reinforce(SearchStrategy):
             # d log p(choice) / d logits = onehot(choice) - probs, per gene.
             onehot = np.zeros((o["batch"], n_genes, width))
             np.put_along_axis(onehot, genes[:, :, None], 1.0, axis=2)
-            weight = np.ones((o["batch"], n_genes))
-            active = g.active(genes)
-            weight[:, g.ks_genes] = active
-            weight[:, g.e_genes] = active
+            weight = g.active(genes).astype(np.float64)
             grad = np.einsum("b,bg,bgc->gc", advantage, weight, onehot - probs[None]) / o["batch"]
             grad = np.where(valid, grad, 0.0)
             m = beta1 * m + (1 - beta1) * grad

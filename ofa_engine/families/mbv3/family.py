@@ -1,0 +1,143 @@
+"""A MobileNetV3 `SearchSpace` behind the family-agnostic search-space interface.
+
+Everything the strategies and the evaluator need of this family, in one place: the genome,
+config conversions, the analytic efficiency (exact tables, or `analyze`), its exact extremes,
+the stage-grouped lattice of grid search and the differentiable relaxation of gradient search.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+
+from ...space.interface import ANALYTIC_METRICS, DiscreteSearchSpace
+from .analytics import analyze
+from .genome import MobileNetV3Genome
+from .space import SearchSpace, SubnetConfig, is_population
+from .tables import EfficiencyTables, efficiency_tables
+
+__all__ = ["MobileNetV3Family"]
+
+
+class MobileNetV3Family(DiscreteSearchSpace):
+    """`space`: a `SearchSpace` or preset name. `fast`: use the exact efficiency tables where
+    they apply (False: `analyze` every time, and no exact extremes)."""
+
+    def __init__(self, space: SearchSpace | str, fast: bool = True):
+        self.space = SearchSpace.preset(space) if isinstance(space, str) else space
+        self.name = self.space.name
+        self.tables: EfficiencyTables | None = efficiency_tables(self.space) if fast else None
+
+    @property
+    def genome(self) -> MobileNetV3Genome:
+        return self.space.genome
+
+    # ------------------------------------------------------------- configs
+    def validate(self, config: SubnetConfig | Mapping[str, Any]) -> SubnetConfig:
+        return self.space.validate(config)
+
+    def to_configs(self, genes: np.ndarray) -> list[SubnetConfig]:
+        return self.genome.to_configs(np.asarray(genes, np.int64))
+
+    def to_genes(self, configs: Any) -> np.ndarray:
+        """Genomes of a population (see `is_population`), a `SubnetConfig`, a config dict or a
+        sequence of either."""
+        if is_population(configs):
+            return self.genome.from_population(configs)
+        if isinstance(configs, (SubnetConfig, Mapping)):
+            configs = [configs]
+        return self.genome.from_configs([c if isinstance(c, SubnetConfig) else SubnetConfig.from_dict(c)
+                                         for c in configs])
+
+    def decode(self, genes: np.ndarray) -> dict[str, np.ndarray]:
+        """A population: what this family's predictors and device profiles take."""
+        return self.genome.to_population(np.asarray(genes, np.int64))
+
+    def config_to_dict(self, config: SubnetConfig) -> dict[str, Any]:
+        return config.to_dict()
+
+    def config_from_dict(self, data: Mapping[str, Any]) -> SubnetConfig:
+        return self.space.validate(SubnetConfig.from_dict(data))
+
+    # ------------------------------------------------------------- efficiency
+    def analytic_efficiency(self, genes: np.ndarray) -> dict[str, np.ndarray]:
+        if self.tables is not None:
+            return self.tables.compute(genes)
+        return analyze(self.space, self.decode(genes))
+
+    @property
+    def has_exact_extremes(self) -> bool:
+        return self.tables is not None
+
+    def exact_extreme(self, metric: str, mode: str) -> tuple[float, np.ndarray]:
+        """Exact min / max by dynamic programming over the tables: for a fixed (width,
+        resolution) the slots are independent given the depths, so each slot takes its best
+        (kernel, expand), each stage its best depth (prefix sums, or prefix maxima for the
+        peak), then the best (width, resolution) wins. No monotonicity is assumed, so the
+        extreme need not be the uniform smallest / largest config."""
+        t, g, space = self.tables, self.genome, self.space
+        if t is None:
+            return super().exact_extreme(metric, mode)
+        if metric not in ANALYTIC_METRICS:
+            raise ValueError(f"metric '{metric}'; allowed: {list(ANALYTIC_METRICS)}")
+        pick, arg = (np.min, np.argmin) if mode == "min" else (np.max, np.argmax)
+        W, R, K, E = t.shape
+        slots, maxd = space.num_slots, space.max_depth
+        if metric == "peak_activation_bytes":
+            per_slot, fixed, combine = t.peak.astype(np.float64), t.fixed_peak.astype(np.float64), "max"
+        else:
+            col = {"macs": 0, "params": 1, "flash_bytes": 2}[metric]
+            per_slot, fixed, combine = t.values[..., col].astype(np.float64), t.fixed_values[:, col].astype(np.float64), "sum"
+        per_slot = per_slot.reshape(slots, W * R, K * E)
+        slot_val, slot_arg = pick(per_slot, 2), arg(per_slot, 2)                 # (slots, WR)
+        by_stage = slot_val.reshape(space.num_stages, maxd, W * R)
+        prefix = np.cumsum(by_stage, 1) if combine == "sum" else np.maximum.accumulate(by_stage, 1)
+        options = prefix[:, g.depths - 1, :]                                     # (stages, D, WR)
+        stage_val, stage_arg = pick(options, 1), arg(options, 1)                 # (stages, WR)
+        total = fixed + stage_val.sum(0) if combine == "sum" else np.maximum(fixed, stage_val.max(0))
+        wr = int(arg(total))
+        genes = np.zeros((1, g.num_genes), np.int64)
+        genes[0, g.wid_gene], genes[0, g.res_gene] = divmod(wr, R)
+        genes[0, g.d_genes] = stage_arg[:, wr]
+        genes[0, g.ks_genes], genes[0, g.e_genes] = np.divmod(slot_arg[:, wr], E)
+        return float(total[wr]), genes
+
+    def relaxation(self) -> Any:
+        if self.tables is None:
+            return None
+        # torch only when gradient search runs.
+        from .relaxation import MobileNetV3Relaxation
+        return MobileNetV3Relaxation(self.genome, self.tables)
+
+    # ------------------------------------------------------------- coarse lattice
+    @property
+    def lattice_levels(self) -> int:
+        return self.space.num_stages
+
+    def lattice_size(self, level: int) -> int:
+        g = self.genome
+        per_group = len(g.kernel_sizes) * len(g.expand_ratios) * len(g.depths)
+        return len(g.widths) * len(g.resolutions) * per_group ** level
+
+    def lattice(self, level: int) -> np.ndarray:
+        """Every width and resolution, the same (kernel, expand, depth) option index within each
+        of `level` contiguous groups of stages."""
+        genome = self.genome
+        s = genome.num_stages
+        groups = max(1, min(level, s))
+        stage_group = (np.arange(s) * groups) // s
+        K, E, D = len(genome.kernel_sizes), len(genome.expand_ratios), len(genome.depths)
+        per_group = np.array(np.meshgrid(np.arange(K), np.arange(E), np.arange(D), indexing="ij")).reshape(3, -1).T
+        combos = np.array(np.meshgrid(*([np.arange(len(per_group))] * groups), indexing="ij")).reshape(groups, -1).T
+        wr = np.array(np.meshgrid(genome.widths, np.arange(len(genome.resolutions)), indexing="ij")).reshape(2, -1).T
+        n = len(wr) * len(combos)
+        genes = np.zeros((n, genome.num_genes), np.int64)
+        genes[:, genome.wid_gene] = np.repeat(wr[:, 0], len(combos))
+        genes[:, genome.res_gene] = np.repeat(wr[:, 1], len(combos))
+        choice = per_group[np.tile(combos, (len(wr), 1))]                        # (n, groups, 3)
+        slot_group = stage_group[genome.slot_stage]
+        genes[:, genome.ks_genes] = choice[:, slot_group, 0]
+        genes[:, genome.e_genes] = choice[:, slot_group, 1]
+        genes[:, genome.d_genes] = choice[:, stage_group, 2]
+        return genes
