@@ -23,7 +23,7 @@ import shutil
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 
