@@ -24,7 +24,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ofa_engine.devices.calibration import DEFAULT_SUBNETS, calibrate_profile  # noqa: E402
-from ofa_engine.devices.latency_dataset import _export, _fresh_supernet, _torch_threads, sample_configs  # noqa: E402
+from ofa_engine.devices.latency_dataset import sample_configs  # noqa: E402
+from ofa_engine.runtime.export import export_subnets  # noqa: E402
 from ofa_engine.runtime.measure import measure_many  # noqa: E402
 from ofa_engine.devices.profile_kit import this_machine  # noqa: E402
 from ofa_engine.devices.profiles import load_profile  # noqa: E402
@@ -60,11 +61,8 @@ def main(argv=None) -> int:
           "MAPE calibrated | measured / predicted (median) |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     rows = []
-    with tempfile.TemporaryDirectory(prefix="ofa-bench-cal-") as tmp, _torch_threads(1):
-        supernet = _fresh_supernet(space)
-        paths = [Path(tmp) / f"check-{i:03d}.onnx" for i in range(len(configs))]
-        for cfg, path in zip(configs, paths):
-            _export(supernet, space, cfg, path)
+    with tempfile.TemporaryDirectory(prefix="ofa-bench-cal-") as tmp:
+        paths = export_subnets(space, configs, [Path(tmp) / f"check-{i:03d}.onnx" for i in range(len(configs))])
         for r in range(args.repeats):
             if r and args.pause:
                 time.sleep(args.pause)

@@ -1,13 +1,11 @@
-import os
-
 import numpy as np
-import onnxruntime as ort
 import pytest
 import torch
 
 from ofa_engine.lessons.blocks import (BLOCKS, COMPARED_BLOCKS, attention_token_sweep, block_cost,
                                bottleneck_mac_saving, compare_blocks, count_with_hooks, create_block,
                                export_block_onnx, shuffle_group_mixing, training_activation_ranking)
+from ofa_engine.runtime.ort import make_session
 
 # (input shape (C, H, W), out_channels, params) per block: several shapes and parameters each.
 CASES = {
@@ -54,9 +52,7 @@ def test_onnx_export_matches_torch(name, shape, out, params, tmp_path):
     x = torch.randn(1, *shape, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         expected = module(x).numpy()
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = options.inter_op_num_threads = 1
-    session = ort.InferenceSession(os.fspath(path), options, providers=["CPUExecutionProvider"])
+    session = make_session(path, threads=1)
     (actual,) = session.run(None, {"input": x.numpy()})
     assert actual.shape == expected.shape
     assert np.max(np.abs(actual - expected)) <= 1e-4

@@ -110,3 +110,11 @@ def test_calibrate_profile_cli_measures_for_real(tmp_path, capsys):
     assert main(["calibrate-profile", "cpu-ort-1t", "--out", str(tmp_path / "no" / "x.json")]) == 2
     assert main(["calibrate-profile", "stm32f412", "--out", str(tmp_path / "y.json")]) == 2
     assert not (tmp_path / "y.json").exists()
+
+
+def test_calibrate_profile_reports_progress_per_round():
+    seen = []
+    result = calibrate_profile("cpu-ort-1t", 2, rounds=2, runs=2, warmup=0,
+                               progress=lambda *args: seen.append(args))
+    assert result.scale > 0
+    assert seen == [(1, 2, "measured round 1/2"), (2, 2, "measured round 2/2")]

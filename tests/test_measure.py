@@ -1,15 +1,18 @@
 """ofa_engine.runtime.measure: latency statistics of ONNX models and the profile-kit runner."""
 
+import ast
 import csv
 import io
 import json
 import os
 import warnings
 
+import numpy as np
+import onnxruntime
 import pytest
 import torch
 
-from ofa_engine.runtime import measure
+from ofa_engine.runtime import measure, ort
 from ofa_engine.runtime.measure import LatencyStats, main, measure_latency, measure_many
 
 
@@ -119,11 +122,45 @@ def test_runner_rejects_bad_manifests(tmp_path, capsys, manifest, message):
 
 
 def test_runner_imports_only_numpy_and_onnxruntime():
-    source = open(measure.__file__, encoding="utf-8").read()
-    imported = {line.split()[1].split(".")[0] for line in source.splitlines()
-                if line.startswith(("import ", "from ")) and not line.startswith("from __future__")}
+    """The kit's runner.py (measure.py) and the ort.py beside it need nothing of ofa_engine."""
+    imported = set()
+    for module in (measure, ort):
+        for node in ast.walk(ast.parse(open(module.__file__, encoding="utf-8").read())):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module != "__future__":
+                imported.add("ort" if node.level == 1 else node.module.split(".")[0])
     assert imported - {"argparse", "csv", "io", "json", "os", "sys", "time", "dataclasses", "typing"} \
-        == {"numpy", "onnxruntime"}
+        == {"numpy", "onnxruntime", "ort"}
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_session_factory_honours_the_thread_count(tiny_bytes, tmp_path, threads):
+    path = tmp_path / "m.onnx"
+    path.write_bytes(tiny_bytes)
+    for source in (tiny_bytes, path):
+        options = ort.make_session(source, threads).get_session_options()
+        assert (options.intra_op_num_threads, options.inter_op_num_threads) == (threads, 1)
+        assert options.execution_mode == onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+        assert options.graph_optimization_level == onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    spinning = ort.make_session(tiny_bytes, threads, allow_spinning=False).get_session_options()
+    assert spinning.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    basic = ort.make_session(tiny_bytes, threads, graph_optimization="ORT_ENABLE_BASIC").get_session_options()
+    assert basic.graph_optimization_level == onnxruntime.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    for bad in (0, -1, True, 1.5):
+        with pytest.raises(ValueError, match="threads"):
+            ort.make_session(tiny_bytes, bad)
+    with pytest.raises(FileNotFoundError):
+        ort.make_session(tmp_path / "nope.onnx")
+
+
+def test_time_session_times_the_given_feed(tiny_bytes):
+    session = ort.make_session(tiny_bytes)
+    feed = ort.input_feed(session, batch_size=3)
+    assert feed["input"].shape == (3, 1, 8, 8) and feed["input"].dtype == np.float32
+    np.testing.assert_array_equal(feed["input"], ort.input_feed(session, batch_size=3)["input"])   # seeded
+    times = ort.time_session(session, feed, warmup=1, runs=7)
+    assert times.shape == (7,) and times.dtype == np.float64 and np.all(times > 0)
 
 
 def test_measure_many_interleaves_rounds_and_validates(tiny_bytes):
@@ -133,7 +170,7 @@ def test_measure_many_interleaves_rounds_and_validates(tiny_bytes):
         assert (s.runs, s.threads, s.batch_size) == (12, 1, 1)
         assert 0 < s.q1_ms <= s.q3_ms and s.median_ms > 0
     seen = []
-    measure_many([tiny_bytes], rounds=2, runs=1, warmup=0, progress=lambda r, n: seen.append((r, n)))
-    assert seen == [(1, 2), (2, 2)]
+    measure_many([tiny_bytes], rounds=2, runs=1, warmup=0, progress=lambda r, n, message: seen.append((r, n, message)))
+    assert seen == [(1, 2, "measured round 1/2"), (2, 2, "measured round 2/2")]
     with pytest.raises(ValueError, match="rounds"):
         measure_many([tiny_bytes], rounds=0)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from ofa_engine import SearchSpace, analyze
-from ofa_engine.runtime import measure
+from ofa_engine.runtime import measure, ort
 from ofa_engine.cli import main
 from ofa_engine.predictors.latency import kendall_tau
 from ofa_engine.devices.profile_kit import (MIN_ROWS, fit_profile_from_csv, kit_configs, kit_zip_bytes,
@@ -41,7 +41,7 @@ def measured_kit(tmp_path_factory):
 def test_kit_contents(measured_kit):
     files = sorted(p.name for p in measured_kit.iterdir())
     assert files == sorted([f"m{i:03d}.onnx" for i in range(N)]
-                           + ["manifest.json", "runner.py", "README.txt", "results.csv"])
+                           + ["manifest.json", "runner.py", "ort.py", "README.txt", "results.csv"])
     manifest = json.loads((measured_kit / "manifest.json").read_text())
     assert manifest["format"] == "ofa-engine/profile-kit" and manifest["version"] == 1
     assert manifest["space"] == "tiny-fmnist" and manifest["batch_size"] == 1
@@ -50,6 +50,7 @@ def test_kit_contents(measured_kit):
     assert configs[0] == SPACE.validate({**SPACE.smallest().to_dict(), "image_size": 20})
     assert configs[1] == SPACE.validate({**SPACE.largest().to_dict(), "image_size": 24})
     assert (measured_kit / "runner.py").read_bytes() == Path(measure.__file__).read_bytes()
+    assert (measured_kit / "ort.py").read_bytes() == Path(ort.__file__).read_bytes()
     assert "python runner.py" in (measured_kit / "README.txt").read_text()
 
 
@@ -134,10 +135,12 @@ def test_kit_configs_are_seeded_distinct_and_span_the_range():
 
 
 def test_kit_zip_and_refusing_a_non_empty_folder(tmp_path, capsys):
-    data = kit_zip_bytes(SPACE, n=2, image_sizes=(20,))
+    seen = []
+    data = kit_zip_bytes(SPACE, n=2, image_sizes=(20,), progress=lambda *args: seen.append(args))
+    assert seen == [(1, 2, "exported m000.onnx"), (2, 2, "exported m001.onnx")]
     names = sorted(zipfile.ZipFile(io.BytesIO(data)).namelist())
     assert names == [f"ofa-profile-kit/{n}" for n in
-                     ("README.txt", "m000.onnx", "m001.onnx", "manifest.json", "runner.py")]
+                     ("README.txt", "m000.onnx", "m001.onnx", "manifest.json", "ort.py", "runner.py")]
     # Zero weights compress: the zip is a small fraction of the ONNX files' size.
     sizes = sum(i.file_size for i in zipfile.ZipFile(io.BytesIO(data)).infolist())
     assert len(data) < 0.2 * sizes

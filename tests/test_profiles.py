@@ -2,13 +2,17 @@
 
 import dataclasses
 import json
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from ofa_engine import SearchSpace, analyze
-from ofa_engine.devices.profiles import (MAX_PROFILE_BYTES, MCU_PARTS, DeviceProfile, ProfileError, fit_profile,
-                                 list_profiles, load_profile, load_validation, mcu_profile, validation_path)
+from ofa_engine.devices.mcu import MCU_PARTS, mcu_profile
+from ofa_engine.devices.profiles import (BUNDLED_PROFILES, MAX_BATCH_SIZE, MAX_PROFILE_BYTES, MAX_THREADS,
+                                         PROFILES_DIR, DeviceProfile, ProfileError, fit_profile, list_profiles,
+                                         load_profile, load_validation, validation_path)
 
 BUNDLED = ["cpu-ort-1t", "cpu-ort-2t", "stm32f412", "stm32f746", "stm32h743"]
 SPACE = SearchSpace.preset("tiny-fmnist")
@@ -185,3 +189,62 @@ def test_file_errors(tmp_path):
 def test_fit_profile_is_the_kit_fit():
     from ofa_engine.devices.profile_kit import fit_profile_from_csv
     assert fit_profile.__module__ == "ofa_engine.devices.profiles" and callable(fit_profile_from_csv)
+
+
+@pytest.mark.parametrize("field, value, limit", [("threads", MAX_THREADS + 1, "MAX_THREADS"),
+                                                 ("threads", 1_000_000, "MAX_THREADS"),
+                                                 ("batch_size", MAX_BATCH_SIZE + 1, "MAX_BATCH_SIZE"),
+                                                 ("batch_size", 10 ** 9, "MAX_BATCH_SIZE")])
+def test_thread_and_batch_caps_name_the_limit(field, value, limit):
+    data = load_profile("cpu-ort-1t").to_dict()
+    cap = MAX_THREADS if field == "threads" else MAX_BATCH_SIZE
+    with pytest.raises(ProfileError, match=rf"field '{field}' = {value}; allowed: .*at most {cap} \({limit}\)"):
+        load_profile(_set(data, field, value))
+    assert load_profile(_set(data, field, cap)).to_dict()[field] == cap   # the cap itself is allowed
+
+
+@pytest.mark.parametrize("field, value", [("threads", "two"), ("batch_size", 1.5), ("runtime", ["x"]),
+                                          ("memory.sram_kb", float("nan")), ("quality", {"rmse_ms": "x"}),
+                                          ("runtime.core", [1]), ("name", 5), ("kind", None)])
+def test_pydantic_text_never_reaches_the_user(field, value):
+    with pytest.raises(ProfileError) as info:
+        load_profile(_set(_valid(), field, value))
+    message = str(info.value)
+    assert re.match(r"profile: field '[\w.]+' (= .*; allowed: |must be an object|lacks \[)", message), message
+    assert not any(text in message for text in ("Input should", "pydantic", "validation error", "type="))
+
+
+def test_deep_or_huge_profile_json_is_refused_clearly(tmp_path):
+    deep = tmp_path / "deep.json"
+    data = _valid()
+    data["provenance"]["notes"] = "PLACEHOLDER"
+    deep.write_text(json.dumps(data).replace('"PLACEHOLDER"', "[" * 10_000 + "]" * 10_000), encoding="utf-8")
+    with pytest.raises(ProfileError, match=r"deep.json' nests deeper than \d+ levels"):
+        load_profile(deep)
+    huge = tmp_path / "huge.json"
+    huge.write_text(" " * (MAX_PROFILE_BYTES + 1) + json.dumps(_valid()), encoding="utf-8")
+    with pytest.raises(ProfileError, match=r"huge.json' is [\d,]+ bytes; allowed: at most 1,048,576"):
+        load_profile(huge)
+    # A dict nested as deep (no file) is refused by the schema, not with a RecursionError.
+    nested: list = []
+    for _ in range(10_000):
+        nested = [nested]
+    with pytest.raises(ProfileError, match=r"field 'provenance' must hold only JSON values"):
+        load_profile(_set(_valid(), "provenance.notes", nested))
+
+
+def test_write_mcu_profiles_reproduces_the_bundled_files(tmp_path, capsys):
+    from ofa_engine.cli import main
+    assert main(["write-mcu-profiles", "--out", str(tmp_path), "--date", "2026-11-28"]) == 0
+    written = json.loads(capsys.readouterr().out)["written"]
+    assert sorted(Path(p).name for p in written) == [f"{name}.json" for name in sorted(MCU_PARTS)]
+    for name in MCU_PARTS:
+        assert (tmp_path / f"{name}.json").read_bytes() == (PROFILES_DIR / f"{name}.json").read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"{name}.json" for name in MCU_PARTS)
+
+
+def test_bundled_profiles_come_from_the_registry():
+    assert BUNDLED_PROFILES.names() == BUNDLED
+    assert BUNDLED_PROFILES.get("stm32f746") == PROFILES_DIR / "stm32f746.json"
+    with pytest.raises(ValueError, match="unknown bundled device profile 'nope'; known: cpu-ort-1t"):
+        BUNDLED_PROFILES.get("nope")

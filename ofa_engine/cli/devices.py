@@ -1,5 +1,5 @@
 """Commands on device profiles and latency: calibrate-profile, latency-dataset, latency-blocks,
-profile-kit, fit-profile."""
+profile-kit, fit-profile, write-mcu-profiles."""
 
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ from typing import Any
 
 from ..devices.calibration import DEFAULT_SUBNETS, MAX_SUBNETS, calibrate_profile
 from ..devices.latency_dataset import build_latency_dataset, measure_block_table
+from ..devices.mcu import MCU_PARTS, write_mcu_profiles
 from ..devices.profile_kit import fit_profile_from_csv, write_profile_kit
+from ..devices.profiles import PROFILES_DIR
 from ..predictors.latency import unique_blocks
 from ..runtime.measure import MANY_ROUNDS, MANY_RUNS, MANY_WARMUP
 from .args import EXIT_OK, load_space, print_json, register, space_argument
@@ -64,8 +66,8 @@ def _dataset_arguments(parser: argparse.ArgumentParser) -> None:
                         help="keep the exported ONNX files here, to reuse them for another thread count")
 
 
-def _progress(done: int, total: int, what: Any, stats: Any) -> None:
-    print(f"measured round {done}/{total}", file=sys.stderr)
+def _progress(done: int, total: int, message: str) -> None:
+    print(message, file=sys.stderr)
 
 
 @register("latency-dataset", "sample, export and measure N subnets in ONNX Runtime; write a latency CSV",
@@ -191,3 +193,19 @@ def _argv_of(args: argparse.Namespace) -> list[str]:
 
 def _quote(text: str) -> str:
     return shlex.quote(text)
+
+
+def _mcu_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", default=str(PROFILES_DIR), metavar="DIR",
+                        help="folder to write <part>.json into (default: the bundled assets/profiles)")
+    parser.add_argument("--space", default="tiny-fmnist", help="search space (default tiny-fmnist)")
+    parser.add_argument("--date", default=None, help="provenance date, YYYY-MM-DD (default today; the "
+                                                     "bundled files are dated 2026-11-28)")
+
+
+@register("write-mcu-profiles", f"write the analytical microcontroller profiles ({', '.join(MCU_PARTS)})",
+          _mcu_arguments)
+def run_write_mcu_profiles(args: argparse.Namespace) -> int:
+    space = load_space(args.space)
+    print_json({"written": [str(p) for p in write_mcu_profiles(args.out, space.name, args.date)]})
+    return EXIT_OK

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-import json
 import os
 import tempfile
 import time
@@ -33,9 +32,12 @@ from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
-from ..runtime.measure import MANY_ROUNDS, MANY_RUNS, MANY_WARMUP, measure_many
-from .profiles import DeviceProfile, ProfileError, load_profile
 from ..families.mbv3.space import SubnetConfig
+from ..progress import Progress
+from ..runtime.export import export_subnets
+from ..runtime.measure import MANY_ROUNDS, MANY_RUNS, MANY_WARMUP, measure_many
+from .latency_dataset import sample_configs
+from .profiles import DeviceProfile, ProfileError, load_profile
 
 __all__ = ["Calibration", "calibrate_profile", "reference_configs", "calibration_scale",
            "DEFAULT_SUBNETS", "MAX_SUBNETS"]
@@ -66,9 +68,8 @@ class Calibration(NamedTuple):
 def reference_configs(profile: DeviceProfile, n: int = DEFAULT_SUBNETS, seed: int = REFERENCE_SEED
                       ) -> list[SubnetConfig]:
     """`n` reference subnets: the largest, the smallest and random ones covering every width
-    and resolution evenly (`latency_data.sample_configs`), so the factor is not taken at one end
-    of the latency range."""
-    from .latency_dataset import sample_configs
+    and resolution evenly (`latency_dataset.sample_configs`), so the factor is not taken at one
+    end of the latency range."""
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 2 <= n <= MAX_SUBNETS:
         raise ValueError(f"subnets = {n!r}; allowed: an integer from 2 to {MAX_SUBNETS}")
     return sample_configs(profile.search_space, int(n), seed)
@@ -90,15 +91,16 @@ def calibration_scale(measured_ms, predicted_ms) -> float:
 def calibrate_profile(profile: str | os.PathLike | DeviceProfile, n: int = DEFAULT_SUBNETS, *,
                       seed: int = REFERENCE_SEED, rounds: int = MANY_ROUNDS, runs: int = MANY_RUNS,
                       warmup: int = MANY_WARMUP, name: str | None = None,
-                      measure: Callable[[list[Path], int, int], list[float]] | None = None) -> Calibration:
+                      measure: Callable[[list[Path], int, int], list[float]] | None = None,
+                      progress: Progress | None = None) -> Calibration:
     """Measure `n` reference subnets here with the profile's threads and batch size, interleaved
     (`measure.measure_many`), and return the profile rescaled by measured / predicted.
 
     The copy is named `name` (default `<name>-calibrated`); its provenance records the factor,
     the time and the reference subnets, its `quality` stays the held-out score of the original fit
     (rankings and relative errors do not change with a common factor). `measure(paths, threads,
-    batch_size) -> median ms` replaces the timing (tests). `ProfileError` for a profile this
-    machine cannot measure.
+    batch_size) -> median ms` replaces the timing (tests). `progress(round, rounds, message)`
+    after each measuring round. `ProfileError` for a profile this machine cannot measure.
     """
     profile = load_profile(profile)
     if not profile.measures_locally:
@@ -111,10 +113,13 @@ def calibrate_profile(profile: str | os.PathLike | DeviceProfile, n: int = DEFAU
     predicted = profile.predict_latency_ms(configs)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="ofa-calibrate-") as tmp:
-        paths = _export_all(profile, configs, Path(tmp))
+        # Latency does not depend on the weights' values: an untrained supernet exports the same
+        # graphs as the trained one, without loading it (the latency datasets do the same).
+        paths = export_subnets(profile.search_space, configs,
+                               [Path(tmp) / f"ref-{i:02d}.onnx" for i in range(len(configs))])
         if measure is None:
             stats = measure_many(paths, threads=profile.threads, batch_size=profile.batch_size,
-                                 rounds=rounds, runs=runs, warmup=warmup, seed=seed)
+                                 rounds=rounds, runs=runs, warmup=warmup, seed=seed, progress=progress)
             measured = np.array([s.median_ms for s in stats])
         else:
             measured = np.asarray(measure(paths, profile.threads, profile.batch_size), np.float64)
@@ -136,19 +141,3 @@ def calibrate_profile(profile: str | os.PathLike | DeviceProfile, n: int = DEFAU
 def _calibrated_name(name: str) -> str:
     suffix = "-calibrated"
     return name if name.endswith(suffix) else name[:64 - len(suffix)] + suffix
-
-
-def _export_all(profile: DeviceProfile, configs: list[SubnetConfig], folder: Path) -> list[Path]:
-    # Latency does not depend on the weights' values: a seeded, untrained supernet exports the
-    # same graphs as the trained one, without loading it (the latency datasets do the same).
-    from .latency_dataset import _export, _fresh_supernet, _torch_threads
-    space = profile.search_space
-    paths = [folder / f"ref-{i:02d}.onnx" for i in range(len(configs))]
-    with _torch_threads(1):
-        supernet = _fresh_supernet(space)
-        for cfg, path in zip(configs, paths):
-            _export(supernet, space, cfg, path)
-    return paths
-
-
-# ---------------------------------------------------------------------- command line

@@ -14,29 +14,26 @@ freshly initialised supernet (seed 0).
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import hashlib
 import io
-import json
 import os
-import sys
 import tempfile
-import time
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
 from ..families.mbv3.analytics import analyze
-from ..runtime.export import EXPORT_LOCK, export_onnx
-from ..predictors.latency import unique_blocks
-from ..runtime.measure import MANY_ROUNDS, MANY_RUNS, MANY_WARMUP, measure_many
 from ..families.mbv3.space import SearchSpace, SubnetConfig
-from ..families.mbv3.supernet import Supernet, build_supernet
+from ..families.mbv3.supernet import Supernet
+from ..predictors.latency import unique_blocks
+from ..progress import Progress
+from ..runtime.export import EXPORT_LOCK, export_subnets, torch_threads, untrained_supernet
+from ..runtime.measure import MANY_ROUNDS, MANY_RUNS, MANY_WARMUP, measure_many
 
 __all__ = ["DATASET_COLUMNS", "BLOCK_COLUMNS", "sample_configs", "build_latency_dataset", "read_latency_dataset",
            "measure_block_table", "read_block_table"]
@@ -60,12 +57,6 @@ def sample_configs(space: SearchSpace, n: int, seed: int = 0) -> list[SubnetConf
     picks = np.concatenate([rng.permutation(len(combos)) for _ in range(-(-(n - 2) // len(combos)))])[:n - 2]
     pop["wid"], pop["image_size"] = combos[picks, 0], combos[picks, 1]
     return [space.largest(), space.smallest()] + space.from_arrays(pop)
-
-
-def _fresh_supernet(space: SearchSpace) -> Supernet:
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        return build_supernet(space)
 
 
 def _existing(path: Path, column: str, columns: tuple[str, ...]) -> set[str]:
@@ -92,7 +83,7 @@ def _open_append(path: Path, columns: tuple[str, ...]):
 def build_latency_dataset(space: SearchSpace | str, n: int, out: str | os.PathLike, *, threads: int = 1,
                           batch_size: int = 1, seed: int = 0, runs: int = MANY_RUNS, rounds: int = MANY_ROUNDS,
                           warmup: int = MANY_WARMUP, onnx_cache: str | os.PathLike | None = None,
-                          first: int | None = None, progress: Callable[[int, int, SubnetConfig, Any], None] | None = None) -> Path:
+                          first: int | None = None, progress: Progress | None = None) -> Path:
     """Measure `sample_configs(space, n, seed)` and append rows to the CSV `out` (resumable).
 
     `onnx_cache`: a folder keeping the exported files (named by a hash of the config), so that
@@ -100,6 +91,7 @@ def build_latency_dataset(space: SearchSpace | str, n: int, out: str | os.PathLi
     `first` configs of that sample (e.g. to measure some of them again, for the noise floor).
     Every missing config is exported first (the slow, resumable part), then all of them are
     measured together with `measure.measure_many` (interleaved rounds) and the rows appended.
+    `progress(round, rounds, message)` after each measuring round.
     """
     space = SearchSpace.preset(space) if isinstance(space, str) else space
     out = Path(out)
@@ -112,17 +104,14 @@ def build_latency_dataset(space: SearchSpace | str, n: int, out: str | os.PathLi
         return out
     metrics = analyze(space, todo)
     cache = Path(onnx_cache) if onnx_cache is not None else None
-    with tempfile.TemporaryDirectory(prefix="ofa-latency-") as tmp, _torch_threads(1):
+    with tempfile.TemporaryDirectory(prefix="ofa-latency-") as tmp:
         folder = cache if cache is not None else Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
-        paths = [folder / (hashlib.sha1(f"{space.name}:{c.to_json()}".encode()).hexdigest()[:16] + ".onnx")
-                 for c in todo]
-        supernet = _fresh_supernet(space)
-        for cfg, path in zip(todo, paths):
-            _export(supernet, space, cfg, path)
-        progress_rounds = None if progress is None else (lambda r, total: progress(r, total, None, None))
+        paths = export_subnets(space, todo, [
+            folder / (hashlib.sha1(f"{space.name}:{c.to_json()}".encode()).hexdigest()[:16] + ".onnx")
+            for c in todo])
         all_stats = measure_many(paths, threads=threads, batch_size=batch_size, rounds=rounds, runs=runs,
-                                 warmup=warmup, progress=progress_rounds)
+                                 warmup=warmup, progress=progress)
         fh, writer = _open_append(out, DATASET_COLUMNS)
         try:
             for i, (cfg, stats) in enumerate(zip(todo, all_stats)):
@@ -133,23 +122,6 @@ def build_latency_dataset(space: SearchSpace | str, n: int, out: str | os.PathLi
         finally:
             fh.close()
     return out
-
-
-def _export(supernet: Supernet, space: SearchSpace, cfg: SubnetConfig, path: Path) -> None:
-    if not path.exists():
-        with torch.no_grad():
-            export_onnx(supernet.extract(cfg), cfg, path, space=space)
-
-
-@contextlib.contextmanager
-def _torch_threads(n: int):
-    # Exports run beside the measurements' neighbours; one torch thread is plenty for them.
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def read_latency_dataset(path: str | os.PathLike) -> tuple[list[SubnetConfig], np.ndarray, list[dict[str, str]]]:
@@ -221,10 +193,11 @@ def _block_module(space: SearchSpace, supernet: Supernet, entry: dict[str, Any])
 def measure_block_table(space: SearchSpace | str, out: str | os.PathLike, *, threads: int = 1,
                         batch_size: int = 1, runs: int = MANY_RUNS, rounds: int = MANY_ROUNDS,
                         warmup: int = MANY_WARMUP, keys: Sequence[str] | None = None,
-                        progress: Callable[[int, int, str, Any], None] | None = None) -> Path:
+                        progress: Progress | None = None) -> Path:
     """Measure every distinct block key of `space` (and the stem / head per input shape) in
     isolation; append rows to the CSV `out` (resumable). The "lut" model's table.
-    `keys` restricts the measurement to those keys (tests)."""
+    `keys` restricts the measurement to those keys (tests). `progress(round, rounds, message)`
+    after each measuring round."""
     space = SearchSpace.preset(space) if isinstance(space, str) else space
     out = Path(out)
     if not out.parent.is_dir():
@@ -239,15 +212,14 @@ def measure_block_table(space: SearchSpace | str, out: str | os.PathLike, *, thr
     todo = [entry for entry in entries if entry["key"] not in done]
     if not todo:
         return out
-    supernet = _fresh_supernet(space)
+    supernet = untrained_supernet(space)
     models = []
-    with _torch_threads(1):
+    with torch_threads(1):
         for entry in todo:
             module, shape = _block_module(space, supernet, entry)
             models.append(_onnx_bytes(module, shape))
-    progress_rounds = None if progress is None else (lambda r, total: progress(r, total, None, None))
     all_stats = measure_many(models, threads=threads, batch_size=batch_size, rounds=rounds, runs=runs,
-                             warmup=warmup, progress=progress_rounds)
+                             warmup=warmup, progress=progress)
     fh, writer = _open_append(out, BLOCK_COLUMNS)
     try:
         for entry, stats in zip(todo, all_stats):
@@ -266,5 +238,3 @@ def read_block_table(path: str | os.PathLike) -> dict[str, float]:
             raise ValueError(f"'{path}' has columns {reader.fieldnames}; expected {list(BLOCK_COLUMNS)}")
         return {row["key"]: float(row["median_ms"]) for row in reader}
 
-
-# ---------------------------------------------------------------------- CLI

@@ -1,8 +1,9 @@
 """Profile your own device: a kit of ONNX subnets to measure there, and the fit back here.
 
 1. `write_profile_kit(space, out_dir, n)` (CLI `profile-kit`) writes `n` subnets as ONNX
-   files, `manifest.json`, `runner.py` (a verbatim copy of `ofa_engine/measure.py`: it needs
-   only onnxruntime and numpy) and README.txt. `kit_zip_bytes(...)` is the same kit as a zip.
+   files, `manifest.json`, `runner.py` and `ort.py` (verbatim copies of
+   `ofa_engine/runtime/measure.py` and `ofa_engine/runtime/ort.py`: they need only onnxruntime
+   and numpy) and README.txt. `kit_zip_bytes(...)` is the same kit as a zip.
 2. On the device: `python runner.py KIT_DIR [--threads T]` writes `KIT_DIR/results.csv`.
 3. `fit_profile_from_csv(results.csv, name)` (CLI `fit-profile`) checks the CSV, fits a latency
    model on 80% of the subnets, scores it on the other 20% and returns a `DeviceProfile`.
@@ -22,13 +23,15 @@ import shutil
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 
-from ..runtime import measure
-from .profiles import DeviceProfile, _atomic_write_text, today, write_validation_csv
 from ..families.mbv3.space import SearchSpace, SubnetConfig
+from ..files import atomic_write_text, read_json
+from ..progress import Progress, report
+from ..runtime import measure, ort
+from .profiles import DeviceProfile, today, write_validation_csv
 
 __all__ = ["write_profile_kit", "kit_zip_bytes", "kit_configs", "read_latency_csv",
            "fit_profile_from_csv", "read_latency_runs", "MIN_ROWS", "KIT_README"]
@@ -40,7 +43,8 @@ REQUIRED_COLUMNS = ("config", "median_ms", "threads", "batch_size")
 KIT_README = """\
 ofa_engine profile kit: measure how fast subnets of the '{space}' space run on YOUR device.
 
-Contents: {n} ONNX models (m000.onnx ...), manifest.json (their subnet configs) and runner.py.
+Contents: {n} ONNX models (m000.onnx ...), manifest.json (their subnet configs), runner.py and
+ort.py (the ONNX Runtime session and timing runner.py uses).
 The models carry zero weights: latency does not depend on weight values.
 
 On the device (Python 3.9+):
@@ -93,16 +97,15 @@ def kit_configs(space: SearchSpace, n: int, seed: int = 0,
 
 def write_profile_kit(space: SearchSpace | str, out_dir: str | os.PathLike, n: int = 100, seed: int = 0,
                       batch_size: int = 1, image_sizes: Sequence[int] | None = None,
-                      overwrite: bool = False, progress=None) -> Path:
+                      overwrite: bool = False, progress: Progress | None = None) -> Path:
     """Write a profile kit for `space` into `out_dir` (created; must be empty unless
-    `overwrite`): `n` ONNX subnets, manifest.json, runner.py, README.txt. Returns the folder.
-
-    `progress(done, total)` is called after each model (the export takes ~0.4 s per model).
+    `overwrite`): `n` ONNX subnets, manifest.json, runner.py, ort.py, README.txt. Returns the
+    folder. `progress(done, total, message)` is called after each model (the export takes
+    ~0.4 s per model).
     """
     import torch
 
-    from ..runtime.export import export_onnx
-    from ..families.mbv3.supernet import build_supernet
+    from ..runtime.export import export_onnx, untrained_supernet
 
     space = SearchSpace.preset(space) if isinstance(space, str) else space
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
@@ -115,9 +118,7 @@ def write_profile_kit(space: SearchSpace | str, out_dir: str | os.PathLike, n: i
                          f"overwrite the kit in it)")
     configs = kit_configs(space, n, seed, image_sizes)
     out.mkdir(parents=True, exist_ok=True)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        supernet = build_supernet(space)
+    supernet = untrained_supernet(space, seed)
     models = []
     for i, cfg in enumerate(configs):
         file = f"m{i:03d}.onnx"
@@ -131,20 +132,20 @@ def write_profile_kit(space: SearchSpace | str, out_dir: str | os.PathLike, n: i
                         module.bias.zero_()
         export_onnx(net, cfg, out / file, space=space)
         models.append({"file": file, "config": cfg.to_dict()})
-        if progress is not None:
-            progress(i + 1, len(configs))
+        report(progress, i + 1, len(configs), f"exported {file}")
     manifest = {"format": measure.KIT_FORMAT, "version": measure.KIT_VERSION, "space": space.name,
                 "batch_size": int(batch_size), "seed": int(seed), "created": today(), "models": models}
-    _atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=1) + "\n")
+    atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=1) + "\n")
     shutil.copyfile(measure.__file__, out / "runner.py")
-    (out / "README.txt").write_text(KIT_README.format(
+    shutil.copyfile(ort.__file__, out / "ort.py")
+    atomic_write_text(out / "README.txt", KIT_README.format(
         space=space.name, n=len(models), batch_size=batch_size, warmup=measure.DEFAULT_WARMUP,
-        runs=measure.DEFAULT_RUNS), encoding="utf-8")
+        runs=measure.DEFAULT_RUNS))
     return out
 
 
 def kit_zip_bytes(space: SearchSpace | str, n: int = 100, seed: int = 0, batch_size: int = 1,
-                  image_sizes: Sequence[int] | None = None, progress=None,
+                  image_sizes: Sequence[int] | None = None, progress: Progress | None = None,
                   folder: str = "ofa-profile-kit") -> bytes:
     """The profile kit as a zip (everything under `folder/`), e.g. for a download button."""
     with tempfile.TemporaryDirectory(prefix="ofa-kit-") as tmp:
@@ -255,8 +256,8 @@ def _space_of(csv_path: Path, space: SearchSpace | str | None) -> SearchSpace:
     manifest = csv_path.parent / "manifest.json"
     if manifest.is_file():
         try:
-            name = json.loads(manifest.read_text(encoding="utf-8")).get("space")
-        except (json.JSONDecodeError, AttributeError):
+            name = read_json(manifest).get("space")
+        except (ValueError, AttributeError):
             name = None
         if isinstance(name, str):
             return SearchSpace.preset(name)
@@ -354,5 +355,3 @@ def fit_profile_from_csv(csv_path: str | os.PathLike | Sequence[str | os.PathLik
                              fit.held_out.predict_ms(space, test_configs))
     return profile
 
-
-# ---------------------------------------------------------------------- CLI

@@ -29,7 +29,6 @@ import dataclasses
 import os
 import statistics
 import tempfile
-import time
 import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
@@ -39,6 +38,7 @@ import torch
 from torch import nn
 
 from ..runtime.export import EXPORT_LOCK
+from ..runtime.ort import make_session, time_session
 
 __all__ = ["BlockCost", "BLOCKS", "PRIMITIVES", "COMPARED_BLOCKS", "create_block", "block_cost",
            "count_with_hooks", "export_block_onnx", "measure_onnx_latency", "compare_blocks", "attention_token_sweep",
@@ -451,15 +451,6 @@ def export_block_onnx(module: nn.Module, input_shape: Shape, path: str | os.Path
         module.train(was_training)
 
 
-def _session(path: str):
-    import onnxruntime as ort
-    options = ort.SessionOptions()
-    # One thread: latency of a single core, comparable across blocks and not disturbed by a busy CPU.
-    options.intra_op_num_threads = options.inter_op_num_threads = 1
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-
-
 def measure_onnx_latency(module: nn.Module, input_shape: Shape, *, runs: int = 30, warmup: int = 5,
                          seed: int = 0) -> dict[str, float]:
     """Median and inter-quartile range (ms) of `runs` timed onnxruntime runs at batch 1, after
@@ -469,14 +460,8 @@ def measure_onnx_latency(module: nn.Module, input_shape: Shape, *, runs: int = 3
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "block.onnx")
         export_block_onnx(module, input_shape, path)
-        session = _session(path)
-        for _ in range(warmup):
-            session.run(None, {"input": x})
-        times = []
-        for _ in range(runs):
-            start = time.perf_counter()
-            session.run(None, {"input": x})
-            times.append((time.perf_counter() - start) * 1e3)
+        # One thread: latency of a single core, comparable across blocks and not disturbed by a busy CPU.
+        times = time_session(make_session(path, threads=1), {"input": x}, warmup, runs).tolist()
     q1, _, q3 = statistics.quantiles(times, n=4) if runs > 1 else (times[0],) * 3
     return {"median_ms": statistics.median(times), "iqr_ms": q3 - q1}
 

@@ -14,7 +14,6 @@ new module, so concurrent calls never see each other's subnet.
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 import threading
@@ -30,6 +29,7 @@ from torch import nn
 
 from ..families.mbv3.analytics import analyze
 from ..families.mbv3.space import SearchSpace
+from ..files import atomic_write_json
 from ..search.constraints import Constraints
 from ..search.core import SearchResult, search
 from ..search.evaluator import Evaluator
@@ -121,10 +121,8 @@ def onnx_accuracy(onnx_bytes: bytes, inputs: torch.Tensor, labels: np.ndarray, b
     """Top-1 accuracy of the exported file itself in ONNX Runtime (1 intra-op thread per
     worker thread; `InferenceSession.run` is thread-safe): the deployed artifact is what gets
     measured, and ORT runs these depthwise nets ~2x faster than torch."""
-    import onnxruntime as ort
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = options.inter_op_num_threads = 1
-    session = ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
+    from ..runtime.ort import make_session
+    session = make_session(onnx_bytes, threads=1)
     x = inputs.numpy()
 
     def predict(start: int) -> np.ndarray:
@@ -273,15 +271,6 @@ def specialize(profile: Any, constraints: Constraints | Mapping[str, float] | No
     }
     report["total_time_s"] = round(time.perf_counter() - start, 4)
     if onnx_path is not None:
-        _write_json(onnx_path.with_suffix(".json"), report)
+        atomic_write_json(onnx_path.with_suffix(".json"), report)
     step("done", 1.0)
     return Specialization(report=report, onnx_path=onnx_path, onnx_bytes=onnx_bytes, model=net, result=result)
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
-    try:
-        tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)

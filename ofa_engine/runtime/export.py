@@ -2,29 +2,34 @@
 
 The file carries everything a third party needs to run it: the subnet config, the space,
 the preprocessing (`preprocessing_spec`) and the class labels, as ONNX metadata_props.
+
+`export_subnets` exports many configs of an untrained supernet for latency measurements
+(the latency datasets, calibration): latency does not depend on weight values.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import secrets
 import threading
 import warnings
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import torch
 
-from .preprocess import preprocessing_spec
 from ..families.mbv3.space import SearchSpace, SubnetConfig
 from ..families.mbv3.static import StaticNet
+from ..families.mbv3.supernet import Supernet, build_supernet
+from ..files import atomic_path
+from .ort import make_session
+from .preprocess import preprocessing_spec
 
-__all__ = ["export_onnx", "verify_onnx", "read_metadata", "ExportVerificationError",
-           "MIN_OPSET", "TOLERANCE"]
+__all__ = ["export_onnx", "verify_onnx", "read_metadata", "export_subnets", "untrained_supernet",
+           "torch_threads", "ExportVerificationError", "EXPORT_LOCK", "MIN_OPSET", "TOLERANCE"]
 
 MIN_OPSET = 17
 # Largest |ORT - torch| allowed on any logit of the verification batch.
@@ -56,18 +61,13 @@ def export_onnx(model: StaticNet, cfg: SubnetConfig | Mapping[str, Any], path: s
     path = Path(path)
     if not path.parent.is_dir():
         raise FileNotFoundError(f"cannot write '{path}': directory '{path.parent}' does not exist")
-    # Not mkstemp: its 0600 mode would survive os.replace; a random name is enough here.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         _write_onnx(model, space, cfg, tmp, opset)
         max_abs_diff = verify_onnx(tmp, model)
         if not max_abs_diff <= TOLERANCE:   # also catches NaN
             raise ExportVerificationError(
                 f"ONNX output differs from PyTorch by {max_abs_diff:.3g} (allowed {TOLERANCE:g}); "
                 f"nothing was written to '{path}'")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 
@@ -87,10 +87,8 @@ def verify_onnx(path: str | os.PathLike, model: StaticNet, *, batch_size: int = 
     finally:
         model.train(was_training)
     try:
-        options = ort.SessionOptions()
         # One thread: a batch of 2 needs no more, and spinning worker threads slow a shared CPU.
-        options.intra_op_num_threads = options.inter_op_num_threads = 1
-        session = ort.InferenceSession(os.fspath(path), options, providers=["CPUExecutionProvider"])
+        session = make_session(path, threads=1)
         (actual,) = session.run([OUTPUT_NAME], {INPUT_NAME: x.numpy()})
     except Exception as exc:  # onnxruntime raises its own exception types
         raise ExportVerificationError(f"onnxruntime cannot run '{path}': {exc}") from exc
@@ -98,6 +96,39 @@ def verify_onnx(path: str | os.PathLike, model: StaticNet, *, batch_size: int = 
         raise ExportVerificationError(
             f"onnxruntime output shape {actual.shape} != PyTorch output shape {expected.shape}")
     return float(np.max(np.abs(actual.astype(np.float64) - expected.astype(np.float64))))
+
+
+def untrained_supernet(space: SearchSpace, seed: int = 0) -> Supernet:
+    """A freshly initialised supernet of `space` (torch seeded with `seed`, the global RNG left
+    as it was): for latency measurements, which do not depend on weight values."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build_supernet(space)
+
+
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run the block with `n` torch threads, then restore the previous count."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def export_subnets(space: SearchSpace, configs: Sequence[SubnetConfig], paths: Sequence[Path]) -> list[Path]:
+    """Export each config of an `untrained_supernet(space)` to its path, skipping paths that
+    already exist (a resumable cache); returns the paths."""
+    paths = [Path(p) for p in paths]
+    # Exports run beside latency measurements; one torch thread is plenty for them.
+    with torch_threads(1):
+        supernet = untrained_supernet(space)
+        for cfg, path in zip(configs, paths, strict=True):
+            if not path.exists():
+                with torch.no_grad():
+                    export_onnx(supernet.extract(cfg), cfg, path, space=space)
+    return paths
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:

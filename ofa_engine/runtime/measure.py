@@ -1,7 +1,8 @@
 """Latency of an ONNX model in ONNX Runtime (CPU), and the profile kit's runner.
 
-This file imports only the standard library, numpy and onnxruntime: it is copied verbatim
-into a profile kit as `runner.py`, to run on a device that has nothing else installed::
+This file imports only the standard library, numpy and `ort.py` (sessions and timing, which
+imports onnxruntime): it is copied verbatim into a profile kit as `runner.py`, with `ort.py`
+beside it, to run on a device that has nothing else installed::
 
     python runner.py KIT_DIR [--threads T] [--batch-size B] [--runs R]
 
@@ -10,10 +11,11 @@ reads `KIT_DIR/manifest.json` ({"format": "ofa-engine/profile-kit", "version": 1
 `KIT_DIR/results.csv` (columns `file,config,median_ms,q1_ms,q3_ms,runs,threads,batch_size`,
 config as compact JSON) atomically.
 
-Method: one session per model with `intra_op_num_threads = threads`, one inter-op thread,
-sequential execution and every graph optimisation on; `warmup` untimed runs, then `runs`
-timed runs of one fixed random input (wall clock, `time.perf_counter_ns`). The median is
-the latency; the interquartile range says how noisy the machine was.
+Method: one session per model (`ort.make_session`) with `intra_op_num_threads = threads`, one
+inter-op thread, sequential execution, every graph optimisation on and, with one thread, no
+spinning worker threads; `warmup` untimed runs, then `runs` timed runs of one fixed random
+input (wall clock, `ort.time_session`). The median is the latency; the interquartile range
+says how noisy the machine was.
 
 Many models (`measure_many`, the kit runner, the latency datasets): shared and virtual
 machines go through slow phases lasting seconds, which a model measured in one stretch takes
@@ -32,14 +34,17 @@ import io
 import json
 import os
 import sys
-import time
 from dataclasses import asdict, dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
-import onnxruntime as ort
 
-__all__ = ["LatencyStats", "measure_latency", "measure_many", "make_session", "time_session", "main",
+if __package__:
+    from .ort import input_feed, make_session, time_session
+else:   # runner.py of a profile kit: ort.py is copied beside it
+    from ort import input_feed, make_session, time_session
+
+__all__ = ["LatencyStats", "measure_latency", "measure_many", "run_kit", "main",
            "KIT_FORMAT", "KIT_VERSION", "RESULT_COLUMNS"]
 
 KIT_FORMAT, KIT_VERSION = "ofa-engine/profile-kit", 1
@@ -71,58 +76,10 @@ def _positive_int(value, name: str) -> int:
     return int(value)
 
 
-def make_session(onnx_path_or_bytes: str | os.PathLike | bytes, threads: int = 1) -> ort.InferenceSession:
-    """A CPU session pinned to `threads` intra-op threads, sequential, all graph optimisations."""
-    threads = _positive_int(threads, "threads")
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+def _session(model: str | os.PathLike | bytes, threads: int):
     # Spinning worker threads would steal the CPU from the measuring thread's neighbours and
     # make a shared machine noisier; only useful with several threads.
-    if threads == 1:
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    model = onnx_path_or_bytes if isinstance(onnx_path_or_bytes, bytes) else os.fspath(onnx_path_or_bytes)
-    if not isinstance(model, bytes) and not os.path.isfile(model):
-        raise FileNotFoundError(2, "No such ONNX file", model)
-    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
-
-
-def _input_feed(session: ort.InferenceSession, batch_size: int, seed: int = 0) -> dict:
-    rng = np.random.default_rng(seed)
-    feed = {}
-    for inp in session.get_inputs():
-        # A symbolic (or missing) first dim is the batch; fixed dims are kept as the model says.
-        shape = []
-        for i, dim in enumerate(inp.shape):
-            if isinstance(dim, int) and dim > 0:
-                shape.append(dim)
-            elif i == 0:
-                shape.append(batch_size)
-            else:
-                raise ValueError(f"input '{inp.name}' has a dynamic dimension {i} ({dim!r}); only "
-                                 f"the batch dimension (0) may be dynamic")
-        if inp.type != "tensor(float)":
-            raise ValueError(f"input '{inp.name}' has type {inp.type}; only tensor(float) is supported")
-        feed[inp.name] = rng.standard_normal(shape).astype(np.float32)
-    return feed
-
-
-def time_session(session: ort.InferenceSession, batch_size: int = 1, warmup: int = DEFAULT_WARMUP,
-                 runs: int = DEFAULT_RUNS) -> np.ndarray:
-    """Wall-clock times (ms) of `runs` inferences after `warmup` untimed ones."""
-    feed = _input_feed(session, batch_size)
-    run = session.run
-    for _ in range(warmup):
-        run(None, feed)
-    times = np.empty(runs, np.int64)
-    clock = time.perf_counter_ns
-    for i in range(runs):
-        start = clock()
-        run(None, feed)
-        times[i] = clock() - start
-    return times / 1e6
+    return make_session(model, threads, allow_spinning=threads > 1)
 
 
 def measure_latency(onnx_path_or_bytes: str | os.PathLike | bytes, threads: int = 1, batch_size: int = 1,
@@ -142,8 +99,8 @@ def measure_latency(onnx_path_or_bytes: str | os.PathLike | bytes, threads: int 
     repeats = _positive_int(repeats, "repeats")
     if isinstance(warmup, bool) or not isinstance(warmup, (int, np.integer)) or warmup < 0:
         raise ValueError(f"warmup = {warmup!r}; allowed: an integer >= 0")
-    times = np.concatenate([time_session(make_session(onnx_path_or_bytes, threads), batch_size, int(warmup), runs)
-                            for _ in range(repeats)])
+    sessions = (_session(onnx_path_or_bytes, threads) for _ in range(repeats))
+    times = np.concatenate([time_session(s, input_feed(s, batch_size), int(warmup), runs) for s in sessions])
     q1, median, q3 = np.percentile(times, [25, 50, 75])
     return LatencyStats(float(median), float(q1), float(q3), float(q3 - q1), int(times.size), threads,
                         batch_size)
@@ -151,23 +108,25 @@ def measure_latency(onnx_path_or_bytes: str | os.PathLike | bytes, threads: int 
 
 def measure_many(models: Sequence[str | os.PathLike | bytes], threads: int = 1, batch_size: int = 1,
                  rounds: int = MANY_ROUNDS, runs: int = MANY_RUNS, warmup: int = MANY_WARMUP,
-                 seed: int = 0, progress=None) -> list[LatencyStats]:
+                 seed: int = 0, progress: Callable[[int, int, str], None] | None = None) -> list[LatencyStats]:
     """Latency of each model, measured interleaved (see the module docstring): `rounds`
     bursts of `warmup` + `runs` inferences per model, models in a seeded random order each
     round. `median_ms` is the median over rounds of the burst medians; `q1_ms` / `q3_ms` are
-    the quartiles of all timed runs of the model. `progress(round, rounds)` after each round."""
+    the quartiles of all timed runs of the model. `progress(round, rounds, message)` after each
+    round."""
     threads, batch_size = _positive_int(threads, "threads"), _positive_int(batch_size, "batch_size")
     rounds, runs = _positive_int(rounds, "rounds"), _positive_int(runs, "runs")
     if isinstance(warmup, bool) or not isinstance(warmup, (int, np.integer)) or warmup < 0:
         raise ValueError(f"warmup = {warmup!r}; allowed: an integer >= 0")
-    sessions = [make_session(m, threads) for m in models]
+    sessions = [_session(m, threads) for m in models]
     times = np.zeros((len(sessions), rounds, runs))
     order_rng = np.random.default_rng(seed)
     for r in range(rounds):
         for i in order_rng.permutation(len(sessions)):
-            times[i, r] = time_session(sessions[i], batch_size, int(warmup), runs)
+            # A fresh (identical, seeded) input per burst: one model's input in memory at a time.
+            times[i, r] = time_session(sessions[i], input_feed(sessions[i], batch_size), int(warmup), runs)
         if progress is not None:
-            progress(r + 1, rounds)
+            progress(r + 1, rounds, f"measured round {r + 1}/{rounds}")
     stats = []
     for t in times:
         q1, q3 = np.percentile(t, [25, 75])
@@ -204,7 +163,8 @@ def _read_manifest(kit_dir: str) -> dict:
 
 
 def run_kit(kit_dir: str, threads: int = 1, batch_size: int | None = None, runs: int = MANY_RUNS,
-            warmup: int = MANY_WARMUP, rounds: int = MANY_ROUNDS, progress=None) -> str:
+            warmup: int = MANY_WARMUP, rounds: int = MANY_ROUNDS,
+            progress: Callable[[int, int, str], None] | None = None) -> str:
     """Measure every model of a profile kit (`measure_many`) and write `KIT_DIR/results.csv`
     atomically; returns its path. `batch_size` defaults to the manifest's."""
     manifest = _read_manifest(kit_dir)
@@ -221,6 +181,7 @@ def run_kit(kit_dir: str, threads: int = 1, batch_size: int | None = None, runs:
         writer.writerow([entry["file"], config, f"{stats.median_ms:.6f}", f"{stats.q1_ms:.6f}",
                          f"{stats.q3_ms:.6f}", stats.runs, stats.threads, stats.batch_size])
     out = os.path.join(kit_dir, "results.csv")
+    # Written by hand, not with ofa_engine.files: the runner runs where ofa_engine is not installed.
     tmp = f"{out}.{os.getpid()}.tmp"
     try:
         with open(tmp, "w", encoding="utf-8", newline="") as fh:
@@ -251,7 +212,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     args = parser.parse_args(argv)
 
-    def progress(done, total):
+    def progress(done: int, total: int, message: str) -> None:
         print(f"round {done}/{total}", file=sys.stderr)
 
     try:

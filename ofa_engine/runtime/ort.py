@@ -1,0 +1,87 @@
+"""ONNX Runtime sessions and their timing, set up one way for the whole engine.
+
+Every ONNX Runtime session of the engine (export verification, latency measurement, the ONNX
+accuracy of `specialize`, the notes' block timings) comes from `make_session`, and every timed
+run goes through `time_session`. What differs between callers is an explicit argument.
+
+This file imports only the standard library, numpy and onnxruntime: a profile kit ships it
+beside `runner.py` (a copy of `runtime/measure.py`), to run on a device with nothing else.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Mapping, Sequence
+
+import numpy as np
+import onnxruntime
+
+__all__ = ["CPU_PROVIDERS", "make_session", "input_feed", "time_session"]
+
+CPU_PROVIDERS = ("CPUExecutionProvider",)
+
+
+def make_session(model: str | os.PathLike | bytes, threads: int = 1, *, allow_spinning: bool = True,
+                 graph_optimization: str = "ORT_ENABLE_ALL",
+                 providers: Sequence[str] = CPU_PROVIDERS) -> onnxruntime.InferenceSession:
+    """A session for the ONNX file (path) or serialised model (bytes) `model`.
+
+    `threads` intra-op threads and one inter-op thread, sequential execution, graph
+    optimisation `graph_optimization` (a `GraphOptimizationLevel` name; ONNX Runtime's default
+    is ORT_ENABLE_ALL). `allow_spinning=False` stops idle worker threads from spinning, which
+    only helps with several threads and otherwise takes the CPU from a shared machine's
+    neighbours. `FileNotFoundError` for a missing file, `ValueError` for a bad thread count.
+    """
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
+        raise ValueError(f"threads = {threads!r}; allowed: an integer >= 1")
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = int(threads)
+    options.inter_op_num_threads = 1
+    options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = getattr(onnxruntime.GraphOptimizationLevel, graph_optimization)
+    if not allow_spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if not isinstance(model, bytes):
+        model = os.fspath(model)
+        if not os.path.isfile(model):
+            raise FileNotFoundError(2, "No such ONNX file", model)
+    return onnxruntime.InferenceSession(model, options, providers=list(providers))
+
+
+def input_feed(session: onnxruntime.InferenceSession, batch_size: int = 1, seed: int = 0) -> dict:
+    """A seeded standard-normal float32 input for every input of `session`; a symbolic (or
+    missing) first dimension becomes `batch_size`. `ValueError` for another dynamic dimension
+    or a non-float input."""
+    rng = np.random.default_rng(seed)
+    feed = {}
+    for inp in session.get_inputs():
+        shape = []
+        for i, dim in enumerate(inp.shape):
+            if isinstance(dim, int) and dim > 0:
+                shape.append(dim)
+            elif i == 0:
+                shape.append(batch_size)
+            else:
+                raise ValueError(f"input '{inp.name}' has a dynamic dimension {i} ({dim!r}); only "
+                                 f"the batch dimension (0) may be dynamic")
+        if inp.type != "tensor(float)":
+            raise ValueError(f"input '{inp.name}' has type {inp.type}; only tensor(float) is supported")
+        feed[inp.name] = rng.standard_normal(shape).astype(np.float32)
+    return feed
+
+
+def time_session(session: onnxruntime.InferenceSession, feed: Mapping[str, np.ndarray], warmup: int,
+                 runs: int) -> np.ndarray:
+    """Wall-clock times (ms, float64 array of `runs`) of `runs` inferences on `feed` after
+    `warmup` untimed ones (`time.perf_counter_ns`)."""
+    run = session.run
+    for _ in range(warmup):
+        run(None, feed)
+    times = np.empty(runs, np.int64)
+    clock = time.perf_counter_ns
+    for i in range(runs):
+        start = clock()
+        run(None, feed)
+        times[i] = clock() - start
+    return times / 1e6
