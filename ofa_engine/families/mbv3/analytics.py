@@ -73,6 +73,7 @@ class LayerTally:
         self.layer(out * out * mid * c_out, mid * c_out, 0, c_out, (mid + c_out) * out * out + res, mask)
 
     def result(self) -> dict[str, np.ndarray]:
+        """The four metrics by `analyze`'s names."""
         return {"macs": self.macs, "params": self.params, "peak_activation_bytes": self.peak,
                 "flash_bytes": self.flash}
 

@@ -148,13 +148,6 @@ class SearchSpace:
     def middle_channels(self, in_channels: int, expand_ratio: int) -> int:
         return make_divisible(round(in_channels * expand_ratio), self.channel_divisor)
 
-    def se_channels(self, middle_channels: int) -> int:
-        return make_divisible(middle_channels // self.se_reduction, self.channel_divisor)
-
-    def slot_stride(self, slot: int) -> int:
-        stage, index = divmod(slot, self.max_depth)
-        return self.stage_strides[stage] if index == 0 else 1
-
     # ----------------------------------------------------------------- configs
     def validate(self, cfg: SubnetConfig | Mapping[str, Any]) -> SubnetConfig:
         """Return `cfg` as a `SubnetConfig` of this space, or raise `ValueError` naming the problem."""

@@ -40,7 +40,7 @@ from ...registry import Registry
 from ..linear import ridge_solve
 
 __all__ = ["LatencyModel", "MacsLinearModel", "LookupTableModel", "BlockLinearModel", "AnalyticalMCUModel",
-           "LATENCY_MODELS", "MODEL_TYPES", "LEARNED_KIND", "DEFAULT_RIDGE"]
+           "LATENCY_MODELS", "MODEL_TYPES", "LEARNED_KIND", "DEFAULT_RIDGE", "ModelSchema"]
 
 LEARNED_KIND = "block-linear"
 DEFAULT_RIDGE = 1e-3                       # used when there are too few subnets to cross-validate
