@@ -198,6 +198,8 @@ class MacsLinearModel(LatencyModel):
         return MacsLinearModel(self.ms_per_mmac * factor, self.intercept_ms * factor)
 
     def to_dict(self):
+        if self.ms_per_mmac is None:
+            raise self._unfitted()
         return {"type": self.type, "ms_per_mmac": self.ms_per_mmac, "intercept_ms": self.intercept_ms}
 
 
@@ -422,6 +424,8 @@ class AnalyticalMCUModel(LatencyModel):
                              1.0 / (self.macs_per_cycle * self.clock_mhz * 1e3), self.overhead_ms)
 
     def to_dict(self):
+        if self.macs_per_cycle is None:
+            raise self._unfitted()
         return {"type": self.type, "clock_mhz": self.clock_mhz, "macs_per_cycle": self.macs_per_cycle,
                 "overhead_ms": self.overhead_ms, "source": self.source}
 
