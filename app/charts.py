@@ -8,6 +8,8 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
+from ofa_engine.families.mbv3.layout import walk_configs
+
 METRIC_LABELS = {
     "accuracy": "accuracy (%)",
     "latency_ms": "latency (ms)",
@@ -22,23 +24,18 @@ METRIC_LABELS = {
 
 def config_table(space, cfg) -> pd.DataFrame:
     """One row per active block of `cfg`: stage, block, kernel, expand ratio, channels, stride."""
-    plan = space.channels(cfg.wid)
     rows = []
-    in_channels = plan.first_block
-    size = -(-cfg.image_size // space.first_conv_stride)
-    for stage, depth in enumerate(cfg.d):
-        for i in range(depth):
-            slot = stage * space.max_depth + i
-            stride = space.slot_stride(slot)
-            size = -(-size // stride)
-            out_channels = plan.stages[stage]
-            rows.append({"stage": stage + 1, "block": i + 1, "label": f"S{stage + 1}.B{i + 1}",
-                         "kernel": cfg.ks[slot], "expand": cfg.e[slot],
-                         "in_channels": in_channels,
-                         "middle_channels": space.middle_channels(in_channels, cfg.e[slot]),
-                         "out_channels": out_channels, "stride": stride, "feature_map": f"{size}x{size}",
-                         "se": space.stage_se[stage], "activation": space.stage_acts[stage]})
-            in_channels = out_channels
+    for geometry in walk_configs(space, cfg):
+        b = geometry.row(0)
+        if b["kind"] != "block" or not b["active"]:
+            continue
+        size = b["out_size"]
+        rows.append({"stage": b["stage"] + 1, "block": b["index"] + 1,
+                     "label": f"S{b['stage'] + 1}.B{b['index'] + 1}",
+                     "kernel": b["kernel"], "expand": b["expand_ratio"], "in_channels": b["in_channels"],
+                     "middle_channels": b["mid_channels"], "out_channels": b["out_channels"],
+                     "stride": b["stride"], "feature_map": f"{size}x{size}", "se": b["se"],
+                     "activation": b["activation"]})
     return pd.DataFrame(rows)
 
 

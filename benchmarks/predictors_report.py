@@ -39,7 +39,8 @@ sys.path.insert(0, str(ROOT))
 from ofa_engine import SearchSpace  # noqa: E402
 from ofa_engine.devices.profile_kit import cpu_model, read_latency_runs  # noqa: E402
 from ofa_engine.devices.latency_dataset import read_block_table, read_latency_dataset  # noqa: E402
-from ofa_engine.predictors.latency import (LEARNED_RIDGES, LookupTableModel, _weighted_lstsq,  # noqa: E402
+from ofa_engine.predictors.linear import ridge_solve  # noqa: E402
+from ofa_engine.predictors.latency import (LEARNED_RIDGES, LookupTableModel,  # noqa: E402
                                        fit_latency_model, latency_metrics, select_ridge, split_indices)
 
 REPORT = ROOT / "docs" / "predictors-report.md"
@@ -57,7 +58,7 @@ def machine() -> str:
 # ---------------------------------------------------------------------- candidates
 def _onehot_fit(space, configs, y, ridge):
     x = np.concatenate([space.encode(configs).astype(np.float64), np.ones((len(y), 1))], 1)
-    beta = _weighted_lstsq(x, y, ridge=ridge)
+    beta = ridge_solve(x, y, ridge * len(y), row_scale=1 / y, standardize=True, unpenalized=[-1])
     return lambda cfgs: np.concatenate([space.encode(cfgs).astype(np.float64),
                                         np.ones((len(cfgs), 1))], 1) @ beta
 

@@ -14,6 +14,8 @@ from torch import nn
 
 from ofa_engine import SearchSpace, SubnetConfig, analyze, build_supernet
 from ofa_engine.families.mbv3.analytics import METRICS
+from ofa_engine.families.mbv3.layout import make_divisible, make_divisible_array, walk_configs
+from ofa_engine.families.mbv3.space import list_presets
 from ofa_engine.families.mbv3.static import ConvBNAct, MBConv
 from conftest import PRESETS
 
@@ -323,3 +325,66 @@ def test_growing_any_dimension_never_decreases_macs():
     assert (after["macs"][live] > before["macs"][idx][live]).all()
     for key in METRICS:
         assert (after[key][~live] == before[key][idx][~live]).all(), key
+
+
+# --------------------------------------------------------------------------- the layout walk
+def _static_geometry(space: SearchSpace, cfg: SubnetConfig) -> list[dict]:
+    """Per block of the extracted static net, read off its modules and forward hooks only."""
+    model = supernet(space.name).extract(cfg)
+    sizes = {}
+    units = [model.first_conv, *model.blocks, model.final_expand]
+    hooks = [m.register_forward_hook(lambda m, i, o: sizes.__setitem__(id(m), (i[0].shape[-1], o.shape[-1])))
+             for m in units]
+    try:
+        with torch.no_grad():
+            model(torch.randn(1, space.in_channels, cfg.image_size, cfg.image_size))
+    finally:
+        for h in hooks:
+            h.remove()
+    act = lambda m: {nn.ReLU: "relu", nn.Hardswish: "h_swish"}[type(m)]
+    conv = model.first_conv.conv
+    rows = [dict(in_channels=conv.in_channels, out_channels=conv.out_channels, kernel=conv.kernel_size[0],
+                 stride=conv.stride[0], activation=act(model.first_conv.act),
+                 in_size=sizes[id(model.first_conv)][0], out_size=sizes[id(model.first_conv)][1])]
+    for block in model.blocks:
+        dw = block.depth_conv.conv
+        expands = isinstance(block.inverted_bottleneck, ConvBNAct)
+        rows.append(dict(in_channels=(block.inverted_bottleneck.conv.in_channels if expands else dw.in_channels),
+                         mid_channels=dw.out_channels, out_channels=block.point_linear.conv.out_channels,
+                         se_channels=block.se.reduce.out_channels if not isinstance(block.se, nn.Identity) else 0,
+                         kernel=dw.kernel_size[0], stride=dw.stride[0], residual=block.residual,
+                         activation=act(block.depth_conv.act), expands=expands,
+                         in_size=sizes[id(block)][0], out_size=sizes[id(block)][1]))
+    rows.append(dict(in_channels=model.final_expand.conv.in_channels, mid_channels=model.final_expand.conv.out_channels,
+                     out_channels=model.feature_mix.conv.out_channels, in_size=sizes[id(model.final_expand)][0]))
+    return rows
+
+
+@pytest.mark.parametrize("name", list_presets())
+def test_layout_walk_matches_the_extracted_network(name):
+    space = SearchSpace.preset(name)
+    configs = [space.sample(seed) for seed in range(3)]
+    walked = walk_configs(space, configs)
+    assert [b.kind for b in walked] == ["stem", "first_block"] + ["block"] * space.num_slots + ["head"]
+    for i, cfg in enumerate(configs):
+        expected = _static_geometry(space, cfg)
+        got = [b.row(i) for b in walked if b.active[i]]
+        assert len(got) == len(expected) == 3 + sum(cfg.d)
+        for g, e in zip(got, expected):
+            assert {k: g[k] for k in e} == e, (name, cfg, g["kind"], g["slot"])
+        for g in got:
+            if g["kind"] == "block":
+                assert (g["kernel"], g["expand_ratio"]) == (cfg.ks[g["slot"]], cfg.e[g["slot"]])
+
+
+def test_make_divisible_scalar_and_vectorised_agree():
+    ints = np.arange(0, 3000)
+    floats = np.random.default_rng(0).uniform(0, 3000, 5000)
+    for divisor in (1, 2, 3, 5, 8, 16):
+        for min_value in (None, 1, 24):
+            for values in (ints, floats, floats.round(1)):
+                scalar = [make_divisible(v, divisor, min_value) for v in values.tolist()]
+                vector = make_divisible_array(values, divisor, min_value)
+                assert vector.dtype == np.int64 and vector.tolist() == scalar, (divisor, min_value)
+    # The official rule: nearest multiple, never more than 10% below the value.
+    assert [make_divisible(v) for v in (16 * 1.2, 40 * 1.2, 3.9, 100)] == [24, 48, 8, 104]

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from ofa_engine import SearchSpace, analyze
-from ofa_engine.predictors.latency import (AnalyticalMCUModel, BlockLinearModel, LookupTableModel, MacsLinearModel,
+from ofa_engine.predictors.latency import (LATENCY_MODELS, MODEL_TYPES, AnalyticalMCUModel, BlockLinearModel,
+                                       LookupTableModel, MacsLinearModel,
                                        architecture_features, evaluate_latency_model, fit_latency_model,
                                        fit_profile_latency, profile_fit, select_ridge, kendall_tau, latency_metrics, latency_model_from_dict,
                                        split_indices, total_macs, unique_blocks)
@@ -60,15 +61,16 @@ def test_vectorised_equals_per_config(model):
 def test_lut_is_the_sum_of_its_blocks():
     lut = LookupTableModel(SPACE.name, _lut().blocks)            # scale 1, offset 0
     cfg = SPACE.sample(5)
-    from ofa_engine.predictors.latency import block_geometry, block_key, head_key, stem_key
-    g = block_geometry(SPACE)
-    r = SPACE.resolutions.index(cfg.image_size)
+    from ofa_engine.families.mbv3.layout import walk_configs
+    from ofa_engine.predictors.latency import block_key, head_key, stem_key
     expected = lut.blocks[stem_key(SPACE, cfg.wid, cfg.image_size)] + lut.blocks[head_key(SPACE, cfg.wid, 2)]
-    for s in SPACE.active_slots(cfg):
-        expected += lut.blocks[block_key(int(g.size_in[cfg.wid, r, s]), int(g.c_in[cfg.wid, s]),
-                                         int(g.size_out[cfg.wid, r, s]), int(g.c_out[cfg.wid, s]), cfg.e[s],
-                                         cfg.ks[s], int(g.stride[s]), bool(g.residual[s]), bool(g.se[s]),
-                                         g.act[s])]
+    blocks = [b.row(0) for b in walk_configs(SPACE, cfg) if b.kind == "block"]
+    assert [b["slot"] for b in blocks if b["active"]] == SPACE.active_slots(cfg)
+    for b in blocks:
+        if b["active"]:
+            expected += lut.blocks[block_key(b["in_size"], b["in_channels"], b["out_size"], b["out_channels"],
+                                             cfg.e[b["slot"]], cfg.ks[b["slot"]], b["stride"], b["residual"],
+                                             b["se"], b["activation"])]
     assert lut.predict_ms(SPACE, cfg)[0] == pytest.approx(expected)
 
 
@@ -255,3 +257,67 @@ def test_select_ridge_picks_the_best_cross_validated_penalty():
     assert select_ridge(SPACE, pop, y, ridges=(0.0, 1e-2, 10.0), folds=5, seed=1) == (ridge, rows)
     few = {k: v[:9] for k, v in pop.items()}
     assert select_ridge(SPACE, few, y[:9]) == (1e-3, [])    # too few to cross-validate: the default
+
+
+# ---------------------------------------------------------------------- estimators and the registry
+def _unfitted(kind):
+    return {"macs-linear": lambda: MacsLinearModel(),
+            "lut": lambda: LookupTableModel(SPACE.name, _lut().blocks, source="synthetic"),
+            "block-linear": lambda: BlockLinearModel(SPACE.name, ridge=0.0),
+            "analytical-mcu": lambda: AnalyticalMCUModel(216.0, source="datasheet")}[kind]()
+
+
+def test_every_model_type_is_registered():
+    assert tuple(LATENCY_MODELS.names()) == MODEL_TYPES == ("macs-linear", "lut", "block-linear", "analytical-mcu")
+    assert {m.type for m in _models()} == set(MODEL_TYPES)
+
+
+@pytest.mark.parametrize("kind", MODEL_TYPES)
+def test_estimators_fit_and_predict_feature_rows(kind):
+    model = _unfitted(kind)
+    assert isinstance(model, LATENCY_MODELS.get(kind))
+    pop = SPACE.sample_population(80, 11)
+    x = model.feature_rows(SPACE, pop)
+    assert x.ndim == 2 and x.shape[0] == 80
+    truth = next(m for m in _models() if m.type == kind)
+    y = truth.predict_ms(SPACE, pop)
+    assert model.fit(x, y) is model
+    np.testing.assert_allclose(model.predict(x), y, rtol=1e-6)
+    np.testing.assert_allclose(model.predict_ms(SPACE, pop), model.predict(x), rtol=1e-9)
+    again = latency_model_from_dict(json.loads(json.dumps(model.to_dict())))
+    assert again == model
+    np.testing.assert_array_equal(again.predict(x), model.predict(x))
+    low, high = model.prediction_range(SPACE)
+    predicted = model.predict_ms(SPACE, pop)
+    assert 0 < low <= predicted.min() and predicted.max() <= high
+
+
+def test_prediction_range_is_exact():
+    model = _models()[3]
+    low, high = model.prediction_range(SPACE)
+    assert low == pytest.approx(float(model.predict_ms(SPACE, SPACE.smallest())[0]))   # positive coefficients
+    assert high == pytest.approx(float(model.predict_ms(SPACE, SPACE.largest())[0]))
+    flipped = BlockLinearModel(SPACE.name, model.features, -model.coef, 10.0)
+    assert flipped.prediction_range(SPACE) == (pytest.approx(10.0 - (high - 0.03)), pytest.approx(10.0 - (low - 0.03)))
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"type": "block-linear", "space": "tiny-fmnist", "features": ["blocks", "stem_macs"], "coef": [-0.01, 1e-8],
+      "intercept_ms": 0.05}, r"block-linear latency model: fields \['coef', 'intercept_ms'\] .* predict .* for some "
+                             r"subnet of space 'tiny-fmnist'; allowed: .* > 0"),
+    ({"type": "macs-linear", "ms_per_mmac": -0.1, "intercept_ms": 1.0}, r"macs-linear latency model: .*ms_per_mmac"),
+    ({"type": "macs-linear", "ms_per_mmac": 0.1, "intercept_ms": -1.0}, r"subnet of space"),
+    ({"type": "analytical-mcu", "clock_mhz": 100, "macs_per_cycle": 1, "overhead_ms": -100}, r"overhead_ms"),
+    ({"type": "macs-linear", "ms_per_mmac": float("inf"), "intercept_ms": 1.0}, r"'ms_per_mmac' = inf; allowed"),
+])
+def test_models_predicting_non_positive_latency_are_refused(data, message):
+    with pytest.raises(ValueError, match=message):
+        latency_model_from_dict(data)
+
+
+def test_bundled_profiles_models_pass_the_positivity_check():
+    from ofa_engine.devices.profiles import list_profiles, load_profile
+    for name in list_profiles():
+        model = load_profile(name).latency_model
+        assert latency_model_from_dict(model.to_dict(), space=SPACE) == model
+        assert model.prediction_range(SPACE)[0] > 0

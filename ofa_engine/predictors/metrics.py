@@ -1,4 +1,5 @@
-"""Small statistics shared by the predictors' evaluation: Kendall's tau and the seeded split."""
+"""Small statistics shared by the predictors' evaluation: Kendall's tau, the seeded split and
+the latency models' quality metrics."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["kendall_tau", "split_indices"]
+__all__ = ["kendall_tau", "split_indices", "latency_metrics"]
 
 
 def kendall_tau(a: Sequence[float], b: Sequence[float]) -> float:
@@ -46,3 +47,17 @@ def split_indices(n: int, test_fraction: float = 0.2, seed: int = 0) -> tuple[np
     order = np.random.default_rng(seed).permutation(n)
     n_test = min(n - 1, max(1, int(round(n * test_fraction))))
     return np.sort(order[n_test:]), np.sort(order[:n_test])
+
+
+def latency_metrics(predicted_ms: Sequence[float], measured_ms: Sequence[float]) -> dict[str, float]:
+    """rmse_ms, mape (fraction), kendall_tau, within_10pct (fraction), n_test."""
+    p = np.asarray(predicted_ms, np.float64).reshape(-1)
+    m = np.asarray(measured_ms, np.float64).reshape(-1)
+    if p.shape != m.shape:
+        raise ValueError(f"{p.shape[0]} predictions but {m.shape[0]} measurements")
+    if m.shape[0] == 0:
+        raise ValueError("no measurements to evaluate on")
+    rel = np.abs(p - m) / m
+    return {"rmse_ms": float(np.sqrt(np.mean((p - m) ** 2))), "mape": float(rel.mean()),
+            "kendall_tau": kendall_tau(p, m), "within_10pct": float(np.mean(rel <= 0.10 + 1e-9)),   # 1e-9: 2.2 vs 2.0 is within
+            "n_test": int(m.shape[0])}

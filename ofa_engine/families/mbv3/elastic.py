@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .space import make_divisible
+from .layout import make_divisible
 from .static import ConvBNAct, MBConv, SqueezeExcite
 
 _ACT_FN = {"relu": F.relu, "h_swish": F.hardswish}

@@ -21,20 +21,9 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from .genome import MobileNetV3Genome
+from .layout import ChannelPlan, channel_plan, make_divisible
 
 __all__ = ["SubnetConfig", "SearchSpace", "ChannelPlan", "make_divisible", "list_presets", "is_population"]
-
-
-def make_divisible(value: float, divisor: int = 8, min_value: int | None = None) -> int:
-    """Round `value` to the nearest multiple of `divisor`, never more than 10% below it.
-
-    Same rule as the official OFA / MobileNet code, so that channel counts match theirs.
-    """
-    min_value = divisor if min_value is None else min_value
-    rounded = max(min_value, int(value + divisor / 2) // divisor * divisor)
-    if rounded < 0.9 * value:
-        rounded += divisor
-    return rounded
 
 
 @dataclass(frozen=True)
@@ -92,17 +81,6 @@ def _as_int(value: Any, field: str) -> int:
             return int(value)
         raise ValueError(f"config field '{field}' must hold integers, got {value!r}")
     return int(value)
-
-
-@dataclass(frozen=True)
-class ChannelPlan:
-    """Channel counts of every layer of a network at one width multiplier."""
-
-    first_conv: int
-    first_block: int
-    stages: tuple[int, ...]
-    final_expand: int
-    feature_mix: int
 
 
 @dataclass(frozen=True)
@@ -167,19 +145,10 @@ class SearchSpace:
         return self.num_stages * self.max_depth
 
     def channels(self, wid: int) -> ChannelPlan:
-        mult = self.width_mults[wid]
-        w = [make_divisible(b * mult, self.channel_divisor) for b in self.base_widths]
-        return ChannelPlan(w[0], w[1], tuple(w[2:-2]), w[-2], w[-1])
+        return channel_plan(self, wid)
 
     def middle_channels(self, in_channels: int, expand_ratio: int) -> int:
         return make_divisible(round(in_channels * expand_ratio), self.channel_divisor)
-
-    def se_channels(self, middle_channels: int) -> int:
-        return make_divisible(middle_channels // self.se_reduction, self.channel_divisor)
-
-    def slot_stride(self, slot: int) -> int:
-        stage, index = divmod(slot, self.max_depth)
-        return self.stage_strides[stage] if index == 0 else 1
 
     # ----------------------------------------------------------------- configs
     def validate(self, cfg: SubnetConfig | Mapping[str, Any]) -> SubnetConfig:

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .elastic import ElasticConv2d, ElasticConvBN, ElasticMBConv
+from .layout import walk_configs
 from .space import SearchSpace, SubnetConfig
 from .static import StaticNet
 
@@ -30,26 +31,18 @@ class Supernet(nn.Module):
             raise ValueError(f"space '{space.name}': width multipliers must be ascending")
         big = space.channels(len(space.width_mults) - 1)
         div, red = space.channel_divisor, space.se_reduction
+        # The largest subnet's geometry gives every layer its largest size.
+        stem, first, *slots, head = walk_configs(space, space.largest())
         self.first_conv = ElasticConvBN(
-            ElasticConv2d(space.in_channels, big.first_conv, 3, space.first_conv_stride),
-            big.first_conv, "h_swish")
+            ElasticConv2d(space.in_channels, big.first_conv, 3, stem.stride), big.first_conv, stem.activation)
         self.first_block = ElasticMBConv(
-            big.first_conv, big.first_block, (3,), (1,), space.first_block_stride,
-            space.first_block_act, space.first_block_se,
-            residual=space.first_block_stride == 1 and space.base_widths[0] == space.base_widths[1],
-            divisor=div, se_reduction=red)
-        blocks = []
-        in_ch, in_base = big.first_block, space.base_widths[1]
-        for stage in range(space.num_stages):
-            out_ch, out_base = big.stages[stage], space.base_widths[2 + stage]
-            for i in range(space.max_depth):
-                stride = space.stage_strides[stage] if i == 0 else 1
-                blocks.append(ElasticMBConv(
-                    in_ch, out_ch, space.kernel_sizes, space.expand_ratios, stride,
-                    space.stage_acts[stage], space.stage_se[stage],
-                    residual=stride == 1 and in_base == out_base, divisor=div, se_reduction=red))
-                in_ch, in_base = out_ch, out_base
-        self.blocks = nn.ModuleList(blocks)
+            big.first_conv, big.first_block, (3,), (1,), first.stride, first.activation, first.se,
+            residual=first.residual, divisor=div, se_reduction=red)
+        self.blocks = nn.ModuleList(
+            ElasticMBConv(int(b.in_channels[0]), int(b.out_channels[0]), space.kernel_sizes, space.expand_ratios,
+                          b.stride, b.activation, b.se, residual=b.residual, divisor=div, se_reduction=red)
+            for b in slots)
+        in_ch = int(head.in_channels[0])
         self.final_expand = ElasticConvBN(ElasticConv2d(in_ch, big.final_expand), big.final_expand, "h_swish")
         self.feature_mix = ElasticConvBN(ElasticConv2d(big.final_expand, big.feature_mix), None, "h_swish")
         self.classifier = nn.Linear(big.feature_mix, space.num_classes)

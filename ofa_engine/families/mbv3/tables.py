@@ -6,9 +6,9 @@ only on the resolution; a block's input channels depend only on the width and on
 slot is its stage's first; its residual connection only on the slot. So each slot's MACs,
 params, Flash bytes and peak activation are a function of (slot, wid, resolution, kernel,
 expand), and the stem + head of (wid, resolution). A population's metrics are a gather, a
-mask by depth and a sum (a max for the peak). The tables are built with `analytics`' own
-per-block counter and checked against `analyze` on a seeded sample when first built; a space
-where they disagree falls back to `analyze`.
+mask by depth and a sum (a max for the peak). The tables are built from the layout walk with
+`analytics`' own per-block counter and checked against `analyze` on a seeded sample when
+first built; a space where they disagree falls back to `analyze`.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import warnings
 
 import numpy as np
 
-from . import analytics
-from .analytics import analyze
+from .analytics import LayerTally, analyze
+from .layout import walk
 from .space import SearchSpace
 
 __all__ = ["EfficiencyTables", "efficiency_tables"]
@@ -37,69 +37,30 @@ class EfficiencyTables:
         n_combo = W * R * K * E
         wid, res, k, e = (a.reshape(-1) for a in np.meshgrid(np.arange(W), np.arange(R), np.arange(K),
                                                            np.arange(E), indexing="ij"))
-        plans = [space.channels(w) for w in range(W)]
-        stage_width = np.array([p.stages for p in plans], np.int64)      # (W, stages)
-        first_block = np.array([p.first_block for p in plans], np.int64)
-        div = space.channel_divisor
-
-        # Spatial size entering each slot, per resolution.
-        size = -(-g.resolutions // space.first_conv_stride)
-        size = -(-size // space.first_block_stride)
-        slot_sizes = []
-        for slot in range(space.num_slots):
-            slot_sizes.append(size)
-            size = -(-size // space.slot_stride(slot))
-        self.values = np.zeros((space.num_slots, n_combo, 3), np.int64)   # macs, params, flash
-        self.peak = np.zeros((space.num_slots, n_combo), np.int64)
-        for slot in range(space.num_slots):
-            stage, index = divmod(slot, space.max_depth)
-            if index == 0:
-                c_in = (first_block if stage == 0 else stage_width[:, stage - 1])[wid]
-                in_base = space.base_widths[1 + stage]
+        # One walk over every (wid, resolution, kernel, expand) combination with every slot
+        # active: row i of slot s is that slot's block under combination i.
+        slots = space.num_slots
+        blocks = walk(space, wid, g.resolutions[res], np.repeat(g.kernel_sizes[k][:, None], slots, 1),
+                      np.repeat(g.expand_ratios[e][:, None], slots, 1), np.ones((n_combo, slots), bool))
+        self.values = np.zeros((slots, n_combo, 3), np.int64)   # macs, params, flash
+        self.peak = np.zeros((slots, n_combo), np.int64)
+        fixed = LayerTally(n_combo)
+        for b in blocks:
+            if b.kind == "block":
+                t = LayerTally(n_combo)
+                t.block(b, space.num_classes)
+                self.values[b.slot] = np.stack([t.macs, t.params, t.flash], 1)
+                self.peak[b.slot] = t.peak
             else:
-                c_in = stage_width[wid, stage]
-                in_base = space.base_widths[2 + stage]
-            stride = space.slot_stride(slot)
-            t = analytics._Tally(n_combo)
-            mid = analytics._make_divisible(c_in * g.expand_ratios[e], div)
-            analytics._block(t, space, c_in, mid, stage_width[wid, stage], g.kernel_sizes[k], stride,
-                             space.stage_se[stage], stride == 1 and in_base == space.base_widths[2 + stage],
-                             slot_sizes[slot][res], expands=True, mask=np.ones(n_combo, bool))
-            self.values[slot] = np.stack([t.macs, t.params, t.flash], 1)
-            self.peak[slot] = t.peak
+                fixed.block(b, space.num_classes)
         self.values_flat = self.values.reshape(-1, 3)
         self.peak_flat = self.peak.reshape(-1)
-        self.slot_offset = np.arange(space.num_slots) * n_combo
-        self.fixed_values, self.fixed_peak = self._stem_and_head(plans, W, R)
+        self.slot_offset = np.arange(slots) * n_combo
+        # Stem and head depend on (wid, resolution) only: the first kernel / expand combination.
+        first = np.arange(W * R) * (K * E)
+        self.fixed_values = np.stack([fixed.macs, fixed.params, fixed.flash], 1)[first]
+        self.fixed_peak = fixed.peak[first]
         self._prepare_gather()
-
-    def _stem_and_head(self, plans, W: int, R: int) -> tuple[np.ndarray, np.ndarray]:
-        # Mirrors `analyze` outside the elastic slots; `_verify` checks the two agree.
-        space, g = self.space, self.genome
-        wid, res = (a.reshape(-1) for a in np.meshgrid(np.arange(W), np.arange(R), indexing="ij"))
-        n = W * R
-
-        def width(getter) -> np.ndarray:
-            return np.array([getter(p) for p in plans], np.int64)[wid]
-
-        t = analytics._Tally(n)
-        size = g.resolutions[res]
-        c_in, c = np.full(n, space.in_channels, np.int64), width(lambda p: p.first_conv)
-        out = -(-size // space.first_conv_stride)
-        t.layer(out * out * c * c_in * 9, c * c_in * 9, 0, c, c_in * size * size + c * out * out)
-        size = out
-        c_out = width(lambda p: p.first_block)
-        residual = space.first_block_stride == 1 and space.base_widths[0] == space.base_widths[1]
-        size = analytics._block(t, space, c, c, c_out, 3, space.first_block_stride, space.first_block_se,
-                                residual, size, expands=False, mask=np.ones(n, bool))
-        for slot in range(space.num_slots):
-            size = -(-size // space.slot_stride(slot))
-        c = width(lambda p: p.stages[-1])
-        fe, fm, k = width(lambda p: p.final_expand), width(lambda p: p.feature_mix), space.num_classes
-        t.layer(size * size * c * fe, c * fe, 0, fe, (c + fe) * size * size)
-        t.layer(fe * fm, fe * fm, 0, 0, fe + fm)
-        t.layer(fm * k, fm * k, k, 0, fm + k)
-        return np.stack([t.macs, t.params, t.flash], 1), t.peak
 
     def _prepare_gather(self) -> None:
         g = self.genome
