@@ -63,7 +63,7 @@ def assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) 
 
 
 def digest(state: dict[str, torch.Tensor]) -> str:
-    """The digest ranks.json records (train._record_rank_weights)."""
+    """The digest ranks.json records (distributed.record_rank_weights)."""
     h = hashlib.sha256()
     for key, value in sorted(state.items()):
         h.update(key.encode())
@@ -155,7 +155,7 @@ def test_recipe_files_in_docs_load_and_the_newest_one_is_the_default():
             chain.append(Recipe.from_dict(json.load(fh)))
     assert chain[-1] == default_recipe(SPACE)
     for before, after in zip(chain, chain[1:]):
-        assert T._extends(before, after) and not T._extends(after, before)
+        assert T.extends(before, after) and not T.extends(after, before)
     assert [len(r.phases) for r in chain] == [6, 7, 8, 9, 10, 11, 12]
     with open(docs / "2026-11-27-short.json", encoding="utf-8") as fh:
         short = Recipe.from_dict(json.load(fh))
@@ -168,7 +168,7 @@ def test_recipe_files_in_docs_load_and_the_newest_one_is_the_default():
     for name in ("2026-11-30-inplace.json", "2026-11-30-inplace-2.json", "2026-11-30-inplace-4sub.json"):
         with open(docs / name, encoding="utf-8") as fh:
             inplace.append(Recipe.from_dict(json.load(fh)))
-    assert T._extends(inplace[0], inplace[1]) and T._extends(inplace[1], inplace[2])
+    assert T.extends(inplace[0], inplace[1]) and T.extends(inplace[1], inplace[2])
     for recipe, trained in zip(inplace, (1, 2, 3)):
         assert recipe.phases[0] == chain[-1].phases[0] and recipe.sandwich_largest
         assert recipe.phases[1:] == chain[-1].phases[-3:][:trained]
@@ -178,18 +178,18 @@ def test_recipe_files_in_docs_load_and_the_newest_one_is_the_default():
 
 def test_lr_schedule_warms_up_then_decays():
     phase = Phase("full", epochs=2, lr=0.1, distill=False, warmup_epochs=0.5)
-    lrs = [T._lr(phase, s, total=20, steps_per_epoch=10) for s in range(20)]
+    lrs = [T.lr_at(phase, s, total=20, steps_per_epoch=10) for s in range(20)]
     assert lrs[:5] == pytest.approx([0.02, 0.04, 0.06, 0.08, 0.1])
     assert all(a >= b for a, b in zip(lrs[5:], lrs[6:])) and 0 < lrs[-1] < 0.01
 
 
 # ---------------------------------------------------------------------- sampling and augmentation
 def test_sample_respects_the_kernel_phase():
-    choices = T._phase_choices(SPACE, Phase("kernel", 1, 0.1, kernel_sizes=SPACE.kernel_sizes))
+    choices = T.phase_choices(SPACE, Phase("kernel", 1, 0.1, kernel_sizes=SPACE.kernel_sizes))
     rng = np.random.default_rng(0)
     seen = set()
     for _ in range(50):
-        cfg = SPACE.validate(T._sample(SPACE, choices, rng, 24))
+        cfg = SPACE.validate(T.sample_config(SPACE, choices, rng, 24))
         assert cfg.image_size == 24
         assert set(cfg.e) == {max(SPACE.expand_ratios)}
         assert set(cfg.d) == {max(SPACE.depths)}
@@ -200,26 +200,26 @@ def test_sample_respects_the_kernel_phase():
 
 def test_sample_respects_depth_expand_and_width_phases():
     rng = np.random.default_rng(1)
-    depth = T._phase_choices(SPACE, Phase("depth", 1, 0.1, kernel_sizes=(3, 5, 7), depths=(2, 3)))
-    expand = T._phase_choices(SPACE, Phase("expand-1", 1, 0.1, expand_ratios=(4, 6)))
-    width = T._phase_choices(SPACE, Phase("width", 1, 0.1, widths=(0, 1)))
+    depth = T.phase_choices(SPACE, Phase("depth", 1, 0.1, kernel_sizes=(3, 5, 7), depths=(2, 3)))
+    expand = T.phase_choices(SPACE, Phase("expand-1", 1, 0.1, expand_ratios=(4, 6)))
+    width = T.phase_choices(SPACE, Phase("width", 1, 0.1, widths=(0, 1)))
     d_seen, e_seen, w_seen = set(), set(), set()
     for _ in range(50):
-        cfg = T._sample(SPACE, depth, rng, 20)
+        cfg = T.sample_config(SPACE, depth, rng, 20)
         d_seen.update(cfg.d)
         assert set(cfg.e) == {6}
-        cfg = T._sample(SPACE, expand, rng, 20)
+        cfg = T.sample_config(SPACE, expand, rng, 20)
         e_seen.update(cfg.e)
         assert set(cfg.d) == {3} and set(cfg.ks) == {7}
-        w_seen.add(T._sample(SPACE, width, rng, 20).wid)
+        w_seen.add(T.sample_config(SPACE, width, rng, 20).wid)
     assert d_seen == {2, 3} and e_seen == {4, 6} and w_seen == {0, 1}
 
 
 def test_sample_smallest_is_the_phase_minimum():
-    choices = T._phase_choices(SPACE, Phase("depth", 1, 0.1, kernel_sizes=(3, 5, 7), depths=(2, 3)))
+    choices = T.phase_choices(SPACE, Phase("depth", 1, 0.1, kernel_sizes=(3, 5, 7), depths=(2, 3)))
     state = np.random.default_rng(0).bit_generator.state
     rng = np.random.default_rng(0)
-    cfg = T._sample(SPACE, choices, rng, 28, smallest=True)
+    cfg = T.sample_config(SPACE, choices, rng, 28, smallest=True)
     assert cfg == SubnetConfig(2, [3] * SPACE.num_slots, [6] * SPACE.num_slots, [2] * SPACE.num_stages, 28)
     assert rng.bit_generator.state == state  # draws nothing
 
@@ -245,7 +245,7 @@ def recorded_configs(monkeypatch):
         steps.teacher_index.append(teacher_index)
         return self.supernet.classifier.bias.sum() * 0.0
 
-    monkeypatch.setattr(T._SubnetsLoss, "forward", forward)
+    monkeypatch.setattr(T.SubnetsLoss, "forward", forward)
     return steps
 
 
@@ -298,18 +298,18 @@ def test_training_samples_only_each_phases_choices(tmp_path, recorded_configs):
 
 def test_augment_keeps_shape_dtype_and_is_seeded():
     images = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (64, 1, 28, 28), dtype=np.uint8))
-    a = T._augment(images, torch.Generator().manual_seed(5))
-    b = T._augment(images, torch.Generator().manual_seed(5))
-    c = T._augment(images, torch.Generator().manual_seed(6))
+    a = T.augment(images, torch.Generator().manual_seed(5))
+    b = T.augment(images, torch.Generator().manual_seed(5))
+    c = T.augment(images, torch.Generator().manual_seed(6))
     assert a.shape == images.shape and a.dtype == torch.uint8
     assert torch.equal(a, b) and not torch.equal(a, c)
     rgb = torch.zeros(3, 3, 8, 8, dtype=torch.uint8)
-    assert T._augment(rgb, torch.Generator().manual_seed(0)).shape == rgb.shape
+    assert T.augment(rgb, torch.Generator().manual_seed(0)).shape == rgb.shape
 
 
 def test_augment_is_a_shift_with_zero_padding_and_maybe_a_flip():
     images = torch.from_numpy(np.random.default_rng(1).integers(1, 256, (64, 1, 12, 12), dtype=np.uint8))
-    out = T._augment(images, torch.Generator().manual_seed(0), pad=2)
+    out = T.augment(images, torch.Generator().manual_seed(0), pad=2)
     padded = F.pad(images, (2, 2, 2, 2))
     kinds = set()
     for i in range(len(images)):
@@ -454,7 +454,7 @@ def _subnets_loss_on_four_images():
     """A seeded untrained supernet, its summed-loss module (label smoothing 0.1, KD ratio 1), and a batch."""
     torch.manual_seed(0)
     net = Supernet(SPACE).eval()
-    return net, T._SubnetsLoss(net, label_smoothing=0.1, kd_ratio=1.0), torch.randn(4, 1, 28, 28), torch.tensor([0, 1, 2, 3])
+    return net, T.SubnetsLoss(net, label_smoothing=0.1, kd_ratio=1.0), torch.randn(4, 1, 28, 28), torch.tensor([0, 1, 2, 3])
 
 
 def test_subnets_loss_weights_each_subnet():
@@ -728,7 +728,7 @@ def test_accuracy_equals_hand_computation(subnet):
 
 
 def test_resume_trims_log_records_written_after_the_checkpoint(tmp_path):
-    from ofa_engine.training.train import _trim_log
+    from ofa_engine.training.checkpoint import trim_log
 
     recipe = Recipe(phases=(Phase("full", 2, 0.1, distill=False), Phase("kernel", 2, 0.03)))
     log = tmp_path / "log.jsonl"
@@ -736,9 +736,9 @@ def test_resume_trims_log_records_written_after_the_checkpoint(tmp_path):
                {"phase": "kernel", "epoch": 1}, {"phase": "kernel", "epoch": 2}]
     log.write_text("".join(json.dumps(r) + "\n" for r in records))
     # Checkpoint taken mid-way through kernel epoch 2: its record was written after it.
-    _trim_log(log, recipe, {"phase": 1, "epoch": 1, "step": 3})
+    trim_log(log, recipe, {"phase": 1, "epoch": 1, "step": 3})
     assert [json.loads(line) for line in log.read_text().splitlines()] == records[:3]
-    _trim_log(log, recipe, {"phase": 1, "epoch": 0, "step": 0})
+    trim_log(log, recipe, {"phase": 1, "epoch": 0, "step": 0})
     assert [json.loads(line) for line in log.read_text().splitlines()] == records[:2]
 
 
@@ -757,13 +757,13 @@ def test_resume_from_corrupt_checkpoint_names_the_file(tmp_path):
     (3, False, ["smallest", "random", "random"]),
 ])
 def test_step_configs_sandwich(n, largest, expected):
-    choices = T._phase_choices(SPACE, Phase("x", 1, 0.1, kernel_sizes=(3, 5, 7), expand_ratios=(3, 4, 6),
+    choices = T.phase_choices(SPACE, Phase("x", 1, 0.1, kernel_sizes=(3, 5, 7), expand_ratios=(3, 4, 6),
                                              depths=(2, 3)))
     recipe = dataclasses.replace(default_recipe(SPACE), sandwich_largest=largest)
     phase = Phase("x", 1, 0.1, subnets_per_step=n)
-    configs = T._step_configs(SPACE, recipe, phase, choices, np.random.default_rng(0), 24)
-    smallest = T._sample(SPACE, choices, None, 24, smallest=True)
-    biggest = T._sample(SPACE, choices, None, 24, largest=True)
+    configs = T.step_configs(SPACE, recipe, phase, choices, np.random.default_rng(0), 24)
+    smallest = T.sample_config(SPACE, choices, None, 24, smallest=True)
+    biggest = T.sample_config(SPACE, choices, None, 24, largest=True)
     kinds = ["smallest" if c == smallest else "largest" if c == biggest else "random" for c in configs]
     assert kinds == expected
     assert biggest.ks == (7,) * SPACE.num_slots and biggest.d == (3,) * SPACE.num_stages
