@@ -430,3 +430,13 @@ def test_fit_command_accepts_only_the_shipped_baseline_and_inputs(tmp_path, opti
     """The research baselines live in benchmarks/accuracy_predictor_report.py now."""
     assert main(["fit-accuracy-predictor", "--csv", str(tmp_path / "a.csv"), "--out", str(tmp_path / "p.npz"),
                  *option]) == 2
+
+
+def test_builder_reports_progress_as_done_total_message(tiny_setup, tmp_path):
+    supernet, images = tiny_setup
+    calls = []
+    configs = [SPACE.smallest(), SPACE.largest()]
+    build_accuracy_dataset(supernet, configs, tmp_path / "a.csv", images, images,
+                           progress=lambda done, total, message: calls.append((done, total, message)))
+    assert [c[:2] for c in calls] == [(1, 2), (2, 2)]
+    assert all(c[2].startswith("acc=") and "wid=" in c[2] for c in calls)

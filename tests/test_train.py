@@ -12,6 +12,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import pickle
 import shutil
 import signal
@@ -767,3 +768,122 @@ def test_step_configs_sandwich(n, largest, expected):
     kinds = ["smallest" if c == smallest else "largest" if c == biggest else "random" for c in configs]
     assert kinds == expected
     assert biggest.ks == (7,) * SPACE.num_slots and biggest.d == (3,) * SPACE.num_stages
+
+
+# ---------------------------------------------------------------------- refusals (issue 26)
+def _with(path: tuple, value):
+    data = json.loads(json.dumps(H.tiny_recipe().to_dict()))
+    target = data
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    return data
+
+
+@pytest.mark.parametrize("data, message", [
+    (_with(("batch_size",), 0), r"recipe: batch_size = 0; allowed: an integer >= 1"),
+    (_with(("batch_size",), 2.5), r"recipe: batch_size = 2.5; allowed: an integer >= 1"),
+    (_with(("checkpoint_every",), 0), r"recipe: checkpoint_every = 0; allowed: an integer >= 1"),
+    (_with(("label_smoothing",), 1.5), r"recipe: label_smoothing = 1.5; allowed: a number in 0..1"),
+    (_with(("sandwich",), "yes"), r"recipe: sandwich = 'yes'; allowed: true or false"),
+    (_with(("phases", 1, "epochs"), "ten"), r"phase 'kernel': epochs = 'ten'; allowed: a finite number > 0"),
+    (_with(("phases", 1, "lr"), float("nan")), r"phase 'kernel': lr = nan; allowed: a finite number > 0"),
+    (_with(("phases", 1, "lr"), float("inf")), r"phase 'kernel': lr = inf; allowed: a finite number > 0"),
+    (_with(("phases", 1, "subnets_per_step"), 0), r"phase 'kernel': subnets_per_step = 0; allowed: an integer >= 1"),
+    (_with(("phases", 1, "kernel_sizes"), [3, "5"]), r"phase 'kernel': kernel_sizes = '5'; allowed: null or a list"),
+    (_with(("phases", 1, "sort_channels"), "middle:x"), r"phase 'kernel': sort_channels = 'middle:x'; allowed: "),
+    (_with(("phases", 1, "fixed_config"), {"wid": 0}), r"phase 'kernel': fixed_config: .*missing"),
+    (_with(("phases", 1), [1, 2]), r"phase 1 = \[1, 2\]; allowed: a JSON object of phase fields"),
+    (_with(("phases",), {"name": "full"}), r"phases = .*allowed: a list of at least one phase"),
+    ([1, 2, 3], r"a recipe must be a JSON object of recipe fields, got list"),
+    ("recipe", r"a recipe must be a JSON object of recipe fields, got str"),
+])
+def test_recipe_refuses_bad_values_naming_field_value_and_allowed(data, message):
+    with pytest.raises(ValueError, match=message):
+        Recipe.from_dict(data)
+
+
+def test_recipe_missing_phase_field_is_named():
+    data = H.tiny_recipe().to_dict()
+    del data["phases"][1]["lr"]
+    with pytest.raises(ValueError, match="phase 'kernel': field 'lr' is missing; required: name, epochs, lr"):
+        Recipe.from_dict(data)
+
+
+def test_phases_and_recipes_built_in_python_are_validated_too():
+    with pytest.raises(ValueError, match="phase 'x': epochs = -1"):
+        Phase("x", epochs=-1, lr=0.1)
+    with pytest.raises(ValueError, match="recipe: batch_size = 0"):
+        H.tiny_recipe(batch_size=0)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--max-train-images", "0"], r"--max-train-images must be >= 1, got 0"),
+    (["--recipe", "deep.json"], r"nests deeper than"),
+    (["--recipe", "list.json"], r"a recipe must be a JSON object"),
+    (["--recipe", "bad.json"], r"recipe: batch_size = 0"),
+])
+def test_train_command_refuses_bad_input(tmp_path, capsys, monkeypatch, argv, message):
+    from ofa_engine.cli import main
+    import ofa_engine.datasets.images as D
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "deep.json").write_text("[" * 100 + "]" * 100)
+    (tmp_path / "list.json").write_text("[1, 2, 3]")
+    (tmp_path / "bad.json").write_text(json.dumps({**H.tiny_recipe().to_dict(), "batch_size": 0}))
+    train_set, val_set, _ = H.synthetic_sets(2048)   # the command draws 2,000 calibration images
+    monkeypatch.setattr(D, "load_split", lambda name: train_set if name == "train" else val_set)
+    monkeypatch.setattr(T, "train", lambda *a, **k: pytest.fail("training started"))
+    assert main(["train", "--out", str(tmp_path / "run"), "--no-progress", *argv]) == 2
+    assert re.search(message, capsys.readouterr().err)
+
+
+def _saved_payload(tmp_path) -> dict:
+    torch.manual_seed(0)
+    return torch.load(save_supernet(Supernet(SPACE), tmp_path / "good.pt"), weights_only=True)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda p: p["space"].update(colour="red"), r"bad.pt: field 'space': unknown fields \['colour'\]"),
+    (lambda p: p.update(space=[1, 2]), r"bad.pt: field 'space' must be an object of search-space fields, got list"),
+    (lambda p: p["space"].pop("depths"), r"bad.pt: field 'space': missing fields \['depths'\]"),
+    (lambda p: p["state_dict"].update({"classifier.weight": 3}),
+     r"bad.pt: field 'state_dict' holds entries that are not named tensors: \['classifier.weight'\]"),
+    (lambda p: p.update(state_dict=[1]), r"bad.pt: field 'state_dict' must map names to tensors, got list"),
+])
+def test_load_supernet_file_names_the_file_and_the_bad_field(tmp_path, change, message):
+    payload = _saved_payload(tmp_path)
+    change(payload)
+    torch.save(payload, tmp_path / "bad.pt")
+    with pytest.raises(ValueError, match=message):
+        load_supernet_file(tmp_path / "bad.pt")
+
+
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol:UserWarning")
+def test_refusing_pickled_code_never_suggests_weights_only_false(tmp_path):
+    torch.save({"space": {}, "state_dict": {}, "evil": _Payload(tmp_path / "executed")}, tmp_path / "zip.pt")
+    with pytest.raises(ValueError) as info:
+        load_supernet_file(tmp_path / "zip.pt")
+    assert "weights_only" not in str(info.value) and "zip.pt" in str(info.value)
+
+
+class _Killed(BaseException):
+    """Stands for a kill in the middle of a write (not an Exception: nothing may catch it)."""
+
+
+def test_a_killed_checkpoint_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    from ofa_engine.training import checkpoint as C
+    path = C.save_checkpoint({"state": {"phase": 0}, "recipe": H.tiny_recipe().to_dict()}, tmp_path / "checkpoint.pt")
+    before = path.read_bytes()
+    real_save = torch.save
+
+    def save_then_die(obj, f, *args, **kwargs):
+        real_save({"half": "written"}, f)
+        raise _Killed
+
+    monkeypatch.setattr(torch, "save", save_then_die)
+    with pytest.raises(_Killed):
+        C.save_checkpoint({"state": {"phase": 1}, "recipe": H.tiny_recipe().to_dict()}, path)
+    monkeypatch.undo()
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt"]
+    assert C.load_checkpoint(path)["state"] == {"phase": 0}

@@ -15,7 +15,6 @@ from __future__ import annotations
 import csv
 import fcntl
 import io
-import json
 import os
 import time
 from pathlib import Path
