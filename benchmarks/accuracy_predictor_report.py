@@ -36,6 +36,7 @@ sys.path.insert(0, str(REPO))
 from ofa_engine.devices.profile_kit import cpu_model  # noqa: E402
 from ofa_engine.training.accuracy_dataset import canonical_key, dataset_configs, read_accuracy_csv  # noqa: E402
 from ofa_engine.files import atomic_write_text  # noqa: E402
+from ofa_engine.predictors.linear import ridge_solve  # noqa: E402
 from ofa_engine.predictors.accuracy import (DEFAULT_ENSEMBLE, DEFAULT_HIDDEN,  # noqa: E402
                                            DEFAULT_WEIGHT_DECAY, SHIPPED_BASELINE, SHIPPED_MLP_INPUTS,
                                            AccuracyPredictor, MLPEnsembleRegressor,
@@ -88,11 +89,10 @@ VARIANTS = [
 # per-stage counts, and store the result in the same file format (a line plus Q, an MLP on
 # the encoding).
 def ridge(x: np.ndarray, y: np.ndarray, alpha: float) -> tuple[np.ndarray, float]:
-    """Ridge regression with an unpenalised intercept, in float64."""
+    """Ridge regression with an unpenalised intercept (fitted on centred data), in float64."""
     x = x.astype(np.float64)
     x_mean, y_mean = x.mean(0), y.mean()
-    xc = x - x_mean
-    w = np.linalg.solve(xc.T @ xc + alpha * np.eye(x.shape[1]), xc.T @ (y - y_mean))
+    w = ridge_solve(x - x_mean, y - y_mean, alpha)
     return w, float(y_mean - x_mean @ w)
 
 

@@ -96,7 +96,7 @@ class AccuracyPredictor:
         self.quadratic_weight = _flush_subnormals(quadratic)
         _check_shapes(self.space, self.weights, self.biases, self.baseline_weight, "predictor",
                       self.quadratic_weight)
-        # Only the rows of Q with an entry take part (the resolution rows, for our baselines).
+        # Only the rows of Q with an entry take part (none in the shipped model).
         self._quadratic_rows = np.flatnonzero(np.abs(self.quadratic_weight).sum(1))
 
     @property
