@@ -35,8 +35,11 @@ sys.path.insert(0, str(REPO))
 
 from ofa_engine.devices.profile_kit import cpu_model  # noqa: E402
 from ofa_engine.training.accuracy_dataset import canonical_key, dataset_configs, read_accuracy_csv  # noqa: E402
-from ofa_engine.predictors.accuracy import (DEFAULT_BASELINE, DEFAULT_ENSEMBLE, DEFAULT_HIDDEN,  # noqa: E402
-                                           DEFAULT_MLP_INPUTS, DEFAULT_WEIGHT_DECAY,
+from ofa_engine.files import atomic_write_text  # noqa: E402
+from ofa_engine.predictors.linear import ridge_solve  # noqa: E402
+from ofa_engine.predictors.accuracy import (DEFAULT_ENSEMBLE, DEFAULT_HIDDEN,  # noqa: E402
+                                           DEFAULT_WEIGHT_DECAY, SHIPPED_BASELINE, SHIPPED_MLP_INPUTS,
+                                           AccuracyPredictor, MLPEnsembleRegressor,
                                            evaluate_accuracy_predictor, fit_accuracy_predictor,
                                            kendall_tau, load_accuracy_predictor, train_test_split)
 from ofa_engine.families.mbv3.space import SearchSpace  # noqa: E402
@@ -80,12 +83,113 @@ VARIANTS = [
 ]
 
 
+# ---------------------------------------------------------------------- research baselines
+# Compared here, not shipped: the engine fits only the shipped model (`fit_accuracy_predictor`:
+# targets centred, MLP on the encoding); these put a ridge line under the MLP or feed it
+# per-stage counts, and store the result in the same file format (a line plus Q, an MLP on
+# the encoding).
+def ridge(x: np.ndarray, y: np.ndarray, alpha: float) -> tuple[np.ndarray, float]:
+    """Ridge regression with an unpenalised intercept (fitted on centred data), in float64."""
+    x = x.astype(np.float64)
+    x_mean, y_mean = x.mean(0), y.mean()
+    w = ridge_solve(x - x_mean, y - y_mean, alpha)
+    return w, float(y_mean - x_mean @ w)
+
+
+def stage_summary_projection(space: SearchSpace) -> np.ndarray:
+    """(encoding_size, k) matrix turning the one-hot encoding into per-stage counts: resolution
+    and width one-hots as they are, then per stage how many active blocks use each kernel size
+    and each expand ratio. A linear map, so a line fitted on it is still a line on the encoding."""
+    n_res, n_wid = len(space.resolutions), len(space.width_mults)
+    n_choice = len(space.kernel_sizes) + len(space.expand_ratios)
+    head = n_res + n_wid
+    projection = np.zeros((space.encoding_size, head + space.num_stages * n_choice))
+    projection[:head, :head] = np.eye(head)
+    for slot in range(space.num_slots):
+        stage = slot // space.max_depth
+        rows = head + slot * n_choice + np.arange(n_choice)
+        projection[rows, head + stage * n_choice + np.arange(n_choice)] = 1.0
+    return projection
+
+
+def interaction_features(space: SearchSpace, x: np.ndarray):
+    """Features of the "interaction-ridge" baseline from the encoding `x`: the per-stage counts
+    (`stage_summary_projection`), then resolution x width and resolution x per-stage counts
+    (products of one-hot entries). Returns (features, to_weights) where `to_weights(theta)` maps
+    coefficients of these features back to (w, Q) on the encoding: features @ theta ==
+    x @ w + rowwise(x^T Q x) exactly, so the fitted baseline is stored as a line plus Q."""
+    projection = stage_summary_projection(space)
+    n_res, n_wid = len(space.resolutions), len(space.width_mults)
+    head = n_res + n_wid
+    summary = x @ projection
+    res, wid, counts = x[:, :n_res], x[:, n_res:head], summary[:, head:]
+    n_counts = counts.shape[1]
+    features = np.concatenate([summary, (res[:, :, None] * wid[:, None, :]).reshape(len(x), -1),
+                               (res[:, :, None] * counts[:, None, :]).reshape(len(x), -1)], 1)
+
+    def to_weights(theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        linear = projection @ theta[:projection.shape[1]]
+        rest = theta[projection.shape[1]:]
+        res_wid = rest[:n_res * n_wid].reshape(n_res, n_wid)
+        res_counts = rest[n_res * n_wid:].reshape(n_res, n_counts)
+        quadratic = np.zeros((space.encoding_size, space.encoding_size))
+        quadratic[:n_res, n_res:head] = res_wid
+        quadratic[:n_res] += res_counts @ projection[:, head:].T
+        return linear, quadratic
+
+    return features, to_weights
+
+
+def research_fit(space, configs, accuracies, *, hidden=DEFAULT_HIDDEN, baseline=SHIPPED_BASELINE,
+                 ridge_alpha: float = 0.3, epochs: int = 300, batch_size: int = 64, lr: float = 1e-3,
+                 weight_decay: float = DEFAULT_WEIGHT_DECAY, mlp_inputs=SHIPPED_MLP_INPUTS, seed: int = 0,
+                 ensemble: int = DEFAULT_ENSEMBLE) -> AccuracyPredictor:
+    """A predictor whose MLP learns the residual of `baseline` ("mean": the shipped model itself;
+    "ridge", "stage-ridge" on per-stage counts, "interaction-ridge" adding resolution x width and
+    resolution x stage counts) from `mlp_inputs` ("encoding", or "stage-summary": per-stage counts,
+    folded into the first layer so that the result is an MLP on the encoding)."""
+    if baseline == SHIPPED_BASELINE and mlp_inputs == SHIPPED_MLP_INPUTS:
+        return fit_accuracy_predictor(space, configs, accuracies, hidden=hidden, epochs=epochs,
+                                      batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed,
+                                      ensemble=ensemble)
+    x = space.encode(configs)
+    x64 = x.astype(np.float64)
+    y = np.asarray(accuracies, dtype=np.float64).reshape(-1)
+    quadratic = None
+    if baseline == "ridge":
+        base_w, base_b = ridge(x, y, ridge_alpha)
+    elif baseline == "interaction-ridge":
+        features, to_weights = interaction_features(space, x64)
+        theta, base_b = ridge(features, y, ridge_alpha)
+        base_w, quadratic = to_weights(theta)
+    elif baseline == "stage-ridge":
+        projection = stage_summary_projection(space)
+        theta, base_b = ridge(x @ projection, y, ridge_alpha)
+        base_w = projection @ theta
+    elif baseline == "mean":
+        base_w, base_b = np.zeros(x.shape[1]), 0.0
+    else:
+        raise ValueError(f"baseline '{baseline}' is unknown; allowed: ridge, stage-ridge, interaction-ridge, mean")
+    residual = y - (x64 @ base_w + base_b)
+    if quadratic is not None:
+        residual -= np.einsum("ij,ij->i", x64 @ quadratic, x64)
+    if mlp_inputs == "encoding":
+        projection = np.eye(x.shape[1])
+    elif mlp_inputs == "stage-summary":
+        projection = stage_summary_projection(space)
+    else:
+        raise ValueError(f"mlp_inputs '{mlp_inputs}' is unknown; allowed: encoding, stage-summary")
+    mlp = MLPEnsembleRegressor(hidden, epochs, batch_size, lr, weight_decay, seed, ensemble).fit(
+        x @ projection, residual)
+    return AccuracyPredictor(space, weights=[projection @ mlp.weights_[0].astype(np.float64), *mlp.weights_[1:]],
+                             biases=mlp.biases_, baseline_weight=base_w, baseline_bias=base_b + mlp.offset_,
+                             target_scale=mlp.scale_, quadratic_weight=quadratic)
 
 
 def is_default(opts: dict) -> bool:
     """Whether a variant is what `fit-accuracy-predictor` fits without options."""
-    return (tuple(opts["hidden"]) == DEFAULT_HIDDEN and opts["baseline"] == DEFAULT_BASELINE
-            and opts["mlp_inputs"] == DEFAULT_MLP_INPUTS and opts["weight_decay"] == DEFAULT_WEIGHT_DECAY
+    return (tuple(opts["hidden"]) == DEFAULT_HIDDEN and opts["baseline"] == SHIPPED_BASELINE
+            and opts["mlp_inputs"] == SHIPPED_MLP_INPUTS and opts["weight_decay"] == DEFAULT_WEIGHT_DECAY
             and opts.get("ensemble", 1) == DEFAULT_ENSEMBLE)
 
 
@@ -93,8 +197,7 @@ def learning_curve(space, predictor, configs, y, train, test, fractions=(0.125, 
     """Held-out RMSE and tau of the shipped predictor's recipe fitted on nested shares of the
     training rows (the same test rows throughout; all of them: the shipped predictor itself):
     how much more rows would still give."""
-    options = {k: predictor.metadata["training"][k] for k in
-               ("hidden", "baseline", "ridge_alpha", "epochs", "weight_decay", "mlp_inputs", "seed")}
+    options = {k: predictor.metadata["training"][k] for k in ("hidden", "epochs", "weight_decay", "seed")}
     options["ensemble"] = predictor.metadata["training"].get("ensemble", 1)
     order = np.random.default_rng(2).permutation(train)
     rows = []
@@ -110,21 +213,21 @@ def learning_curve(space, predictor, configs, y, train, test, fractions=(0.125, 
 
 def ridge_only(space, configs, y):
     """The ridge baseline alone, as a predictor (an MLP whose output is always 0)."""
-    return fit_accuracy_predictor(space, configs, y, hidden=(1,), baseline="ridge", epochs=0)
+    return research_fit(space, configs, y, hidden=(1,), baseline="ridge", epochs=0)
 
 
 def stage_ridge_only(space, configs, y):
     """Ridge on per-stage counts (`stage_summary_projection`), alone."""
-    return fit_accuracy_predictor(space, configs, y, hidden=(1,), baseline="stage-ridge", epochs=0)
+    return research_fit(space, configs, y, hidden=(1,), baseline="stage-ridge", epochs=0)
 
 
 def interaction_ridge_only(space, configs, y):
     """Ridge on per-stage counts plus resolution x width and resolution x stage counts, alone."""
-    return fit_accuracy_predictor(space, configs, y, hidden=(1,), baseline="interaction-ridge", epochs=0)
+    return research_fit(space, configs, y, hidden=(1,), baseline="interaction-ridge", epochs=0)
 
 
 def constant(space, configs, y):
-    return fit_accuracy_predictor(space, configs, y, hidden=(1,), baseline="mean", epochs=0)
+    return fit_accuracy_predictor(space, configs, y, hidden=(1,), epochs=0)
 
 
 def candidates(epochs: int, skip_slow: bool):
@@ -133,7 +236,7 @@ def candidates(epochs: int, skip_slow: bool):
             ("ridge on per-stage counts (linear)", stage_ridge_only),
             ("ridge on per-stage counts + resolution interactions", interaction_ridge_only)]
     rows += [(label + (" (default)" if is_default(opts) else ""),
-              functools.partial(fit_accuracy_predictor, epochs=epochs, seed=0, **opts))
+              functools.partial(research_fit, epochs=epochs, seed=0, **opts))
              for label, opts in VARIANTS if not (skip_slow and label in SLOW)]
     return rows
 
@@ -260,9 +363,7 @@ def write_section(doc: Path, body: str, heading: str = "## Accuracy") -> None:
         end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
         new = "\n".join(lines[:start] + body.rstrip("\n").splitlines()
                         + ([""] + lines[end:] if end < len(lines) else [])) + "\n"
-    tmp = doc.with_name(f".{doc.name}.tmp{os.getpid()}")
-    tmp.write_text(new, encoding="utf-8")
-    os.replace(tmp, doc)
+    atomic_write_text(doc, new)
 
 
 def main(argv=None) -> int:

@@ -63,19 +63,19 @@ def step_ms(steps: int, matrix_path: bool, elastic_step: bool = True) -> float:
     space = SearchSpace.preset("tiny-fmnist")
     torch.manual_seed(0)
     net = Supernet(space).to(memory_format=torch.channels_last).train()
-    loss = T._SubnetsLoss(net, 0.1, 1.0)
+    loss = T.SubnetsLoss(net, 0.1, 1.0)
     rng = np.random.default_rng(0)
     images = torch.randint(0, 256, (256, 1, 28, 28), dtype=torch.uint8)
     labels = torch.randint(0, 10, (256,))
-    choices = T._phase_choices(space, T.default_recipe(space).phases[-1])
+    choices = T.phase_choices(space, T.default_recipe(space).phases[-1])
     sizes = iter(np.random.default_rng(1).choice(space.resolutions, steps + 1).tolist())
 
     def step():
         size = int(next(sizes))
         x = preprocess(images, space, size).contiguous(memory_format=torch.channels_last)
-        configs = [T._sample(space, choices, rng, size, largest=True)]
+        configs = [T.sample_config(space, choices, rng, size, largest=True)]
         if elastic_step:
-            configs += [T._sample(space, choices, rng, size, smallest=True), T._sample(space, choices, rng, size)]
+            configs += [T.sample_config(space, choices, rng, size, smallest=True), T.sample_config(space, choices, rng, size)]
         loss(x, labels, configs, None).backward()
 
     if matrix_path:

@@ -19,7 +19,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import helpers_train  # noqa: E402
-import ofa_engine.training.train as T  # noqa: E402
+import ofa_engine.training.loop as loop  # noqa: E402
 
 
 def main(argv: list[str]) -> int:
@@ -27,14 +27,14 @@ def main(argv: list[str]) -> int:
     train_set, _, _ = helpers_train.synthetic_sets()
     index_of = {train_set.images[i].tobytes(): i for i in range(len(train_set))}
     batches: list[list[int]] = []
-    augment = T._augment
+    augment = loop.augment
 
     def recording_augment(images, gen, pad=2):
         # Called once per step on the step's raw uint8 batch, before augmentation.
         batches.append([index_of[img[0].numpy().tobytes()] for img in images])
         return augment(images, gen, pad)
 
-    T._augment = recording_augment
+    loop.augment = recording_augment   # the name the training step calls
     rc = helpers_train.main(argv)
     rank = int(os.environ.get("RANK", "0"))
     with open(os.path.join(out, f"batches-rank{rank}.json"), "w", encoding="utf-8") as fh:

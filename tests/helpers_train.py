@@ -18,7 +18,7 @@ import torch  # noqa: E402
 
 from ofa_engine.datasets.images import ImageSet  # noqa: E402
 from ofa_engine.families.mbv3.space import SearchSpace  # noqa: E402
-from ofa_engine.training.train import Phase, Recipe  # noqa: E402
+from ofa_engine.training.recipe import Phase, Recipe  # noqa: E402
 
 SPACE = "tiny-fmnist"
 N_TRAIN = 128
@@ -46,7 +46,7 @@ def tiny_recipe(**overrides) -> Recipe:
 
 
 def main(argv: list[str]) -> int:
-    from ofa_engine.training.train import train
+    from ofa_engine.training.loop import train
 
     torch.set_num_threads(1)
     out = argv[0]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,13 +14,23 @@ import torch
 from ofa_engine import SearchSpace, build_supernet
 from ofa_engine.training.accuracy_dataset import (CSV_FIELDS, build_accuracy_dataset, dataset_configs,
                                          read_accuracy_csv)
-from ofa_engine.predictors.accuracy import (AccuracyPredictorError, evaluate_accuracy_predictor,
-                                           fit_accuracy_predictor, interaction_features, kendall_tau,
+from ofa_engine.predictors.accuracy import (AccuracyPredictor, AccuracyPredictorError, MLPEnsembleRegressor,
+                                           evaluate_accuracy_predictor, fit_accuracy_predictor, kendall_tau,
                                            load_accuracy_predictor, train_test_split)
 from ofa_engine.cli import main
 from ofa_engine.datasets.images import ImageSet
 
 SPACE = SearchSpace.preset("tiny-fmnist")
+REPO = Path(__file__).resolve().parents[1]
+
+
+def report_module():
+    """benchmarks/accuracy_predictor_report.py, where the research baselines live."""
+    spec = importlib.util.spec_from_file_location("accuracy_predictor_report",
+                                                  REPO / "benchmarks" / "accuracy_predictor_report.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def synthetic(n: int, seed: int = 0):
@@ -36,8 +48,7 @@ def fitted():
     train, test = train_test_split(len(y), 0.2, seed=0)
     configs = SPACE.from_arrays(pop)
     predictor = fit_accuracy_predictor(SPACE, [configs[i] for i in train], y[train],
-                                       hidden=(64, 64), epochs=60, seed=0, baseline="ridge",
-                                       mlp_inputs="encoding", weight_decay=1e-4, ensemble=1)
+                                       hidden=(64, 64), epochs=60, seed=0, weight_decay=1e-4, ensemble=1)
     return predictor, [configs[i] for i in test], y[test]
 
 
@@ -247,8 +258,9 @@ def test_fit_command_writes_predictor_from_csv(tmp_path, capsys):
     for cfg, acc in zip(SPACE.from_arrays(pop), y):
         lines.append('"' + cfg.to_json().replace('"', '""') + f'",{cfg.image_size},{cfg.wid},1,{acc:.6f},1.0')
     path.write_text("\n".join(lines) + "\n")
+    # The options of the command recorded in the shipped predictor's .json still parse.
     code = main(["fit-accuracy-predictor", "--csv", str(path), "--out", str(tmp_path / "p.npz"),
-                 "--epochs", "3"])
+                 "--epochs", "3", "--baseline", "mean", "--ridge-alpha", "0.3", "--mlp-inputs", "encoding"])
     assert code == 0, capsys.readouterr().err
     predictor = load_accuracy_predictor(tmp_path / "p.npz")
     assert predictor.quality["n_test"] == 12 and predictor.quality["n_train"] == 48
@@ -264,26 +276,6 @@ def test_fit_command_writes_predictor_from_csv(tmp_path, capsys):
     assert main(["fit-accuracy-predictor", "--csv", str(path), "--out", str(tmp_path / "f.npz"),
                  "--ensemble", "0"]) == 2
     assert not (tmp_path / "f.npz").exists()
-
-
-def test_stage_summary_inputs_fold_into_an_mlp_on_the_encoding():
-    from ofa_engine.predictors.accuracy import stage_summary_projection
-    pop, y = synthetic(80)
-    projection = stage_summary_projection(SPACE)
-    counts = SPACE.encode(pop) @ projection
-    d = np.asarray(pop["d"])
-    # Per stage, the kernel-size counts add up to the stage's depth.
-    n_k, n_choice, head = len(SPACE.kernel_sizes), 6, 7
-    for stage in range(SPACE.num_stages):
-        np.testing.assert_array_equal(counts[:, head + stage * n_choice:head + stage * n_choice + n_k].sum(1), d[:, stage])
-    predictor = fit_accuracy_predictor(SPACE, pop, y, hidden=(16,), epochs=5, baseline="stage-ridge",
-                                       mlp_inputs="stage-summary", ensemble=1)
-    assert predictor.weights[0].shape == (SPACE.encoding_size, 16)
-    x = SPACE.encode(pop)
-    np.testing.assert_allclose(predictor.torch_module()(torch.from_numpy(x)).detach().numpy(),
-                               predictor.predict(pop), atol=1e-5)
-    with pytest.raises(ValueError, match="allowed: encoding, stage-summary"):
-        fit_accuracy_predictor(SPACE, pop, y, mlp_inputs="pixels")
 
 
 def test_builder_shards_fill_one_csv_together(tiny_setup, tmp_path):
@@ -312,7 +304,7 @@ def synthetic_interaction(n: int, seed: int = 0):
 def test_interaction_features_map_back_to_a_line_plus_quadratic_form_exactly():
     pop = SPACE.sample_population(100, np.random.default_rng(2))
     x = SPACE.encode(pop).astype(np.float64)
-    features, to_weights = interaction_features(SPACE, x)
+    features, to_weights = report_module().interaction_features(SPACE, x)
     theta = np.random.default_rng(3).normal(size=features.shape[1])
     linear, quadratic = to_weights(theta)
     np.testing.assert_allclose(features @ theta, x @ linear + np.einsum("ij,ij->i", x @ quadratic, x),
@@ -323,9 +315,9 @@ def test_interaction_features_map_back_to_a_line_plus_quadratic_form_exactly():
 def test_interaction_baseline_fits_what_a_line_cannot_and_survives_save_and_torch(tmp_path):
     pop, y = synthetic_interaction(300)
     test_pop, test_y = synthetic_interaction(100, seed=1)
-    line = fit_accuracy_predictor(SPACE, pop, y, hidden=(1,), baseline="stage-ridge", epochs=0)
-    both = fit_accuracy_predictor(SPACE, pop, y, hidden=(1,), baseline="interaction-ridge", epochs=0,
-                                  ridge_alpha=1e-3)
+    research_fit = report_module().research_fit
+    line = research_fit(SPACE, pop, y, hidden=(1,), baseline="stage-ridge", epochs=0)
+    both = research_fit(SPACE, pop, y, hidden=(1,), baseline="interaction-ridge", epochs=0, ridge_alpha=1e-3)
     assert evaluate_accuracy_predictor(both, test_pop, test_y)["rmse_points"] < 0.01
     assert evaluate_accuracy_predictor(line, test_pop, test_y)["rmse_points"] > 0.1
     loaded = load_accuracy_predictor(both.save(tmp_path / "q.npz"))
@@ -384,3 +376,67 @@ def test_bad_ensemble_is_refused(ensemble, message):
     pop, y = synthetic(20)
     with pytest.raises(ValueError, match=message):
         fit_accuracy_predictor(SPACE, pop, y, hidden=(4, 128), epochs=1, ensemble=ensemble)
+
+
+# ---------------------------------------------------------------------- the estimator
+def test_estimator_on_encoded_rows_equals_the_config_level_api():
+    pop, y = synthetic(80)
+    x = SPACE.encode(pop)
+    estimator = MLPEnsembleRegressor(hidden=(4, 16), epochs=5, seed=2, ensemble=2)
+    assert estimator.fit(x, y) is estimator
+    predictor = fit_accuracy_predictor(SPACE, SPACE.from_arrays(pop), y, hidden=(4, 16), epochs=5, seed=2,
+                                       ensemble=2)
+    test = SPACE.sample_population(100, np.random.default_rng(3))
+    np.testing.assert_array_equal(estimator.predict(SPACE.encode(test)), predictor.predict(test))
+    np.testing.assert_array_equal(estimator.predict(SPACE.encode(test)), predictor.predict_encoded(SPACE.encode(test)))
+    for a, b in zip(estimator.weights_, predictor.weights):
+        np.testing.assert_array_equal(a, b)
+    bound = AccuracyPredictor.from_estimator(SPACE, estimator)
+    np.testing.assert_array_equal(bound.predict(test), predictor.predict(test))
+
+
+def test_estimator_is_generic_over_any_encoding():
+    """No search space needed: any (N, features) rows, e.g. another family's encoding."""
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 2, (50, 7)).astype(np.float32)
+    y = 0.5 + 0.1 * x[:, 0] - 0.05 * x[:, 3]
+    estimator = MLPEnsembleRegressor(hidden=(8,), epochs=30, ensemble=1).fit(x, y)
+    assert estimator.predict(x).shape == (50,) and estimator.predict(x).dtype == np.float64
+    assert np.sqrt(np.mean((estimator.predict(x) - y) ** 2)) < y.std()
+    with pytest.raises(ValueError, match=r"shape \(N, 7\)"):
+        estimator.predict(np.zeros((3, 5)))
+    with pytest.raises(ValueError, match="not fitted"):
+        MLPEnsembleRegressor().predict(x)
+    assert MLPEnsembleRegressor(hidden=(8,), ensemble=1).get_params()["hidden"] == [8]
+
+
+@pytest.mark.parametrize("metadata, message", [
+    ({"quality": [1, 2]}, "metadata field 'quality'"),
+    ({"quality": {"rmse_points": "low"}}, "metadata field 'quality.rmse_points' = 'low'"),
+    ({"format": "something-else"}, "metadata field 'format'"),
+    ({"training": 3}, "metadata field 'training'"),
+    ({"space": "imagenet-huge"}, "metadata is for space 'imagenet-huge'"),
+])
+def test_bad_metadata_fields_are_named(fitted, tmp_path, metadata, message):
+    path = fitted[0].save(tmp_path / "p.npz")
+    meta = json.loads((tmp_path / "p.json").read_text())
+    (tmp_path / "p.json").write_text(json.dumps({**meta, **metadata}))
+    with pytest.raises(AccuracyPredictorError, match=message):
+        load_accuracy_predictor(path)
+
+
+@pytest.mark.parametrize("option", [["--baseline", "ridge"], ["--mlp-inputs", "stage-summary"]])
+def test_fit_command_accepts_only_the_shipped_baseline_and_inputs(tmp_path, option):
+    """The research baselines live in benchmarks/accuracy_predictor_report.py now."""
+    assert main(["fit-accuracy-predictor", "--csv", str(tmp_path / "a.csv"), "--out", str(tmp_path / "p.npz"),
+                 *option]) == 2
+
+
+def test_builder_reports_progress_as_done_total_message(tiny_setup, tmp_path):
+    supernet, images = tiny_setup
+    calls = []
+    configs = [SPACE.smallest(), SPACE.largest()]
+    build_accuracy_dataset(supernet, configs, tmp_path / "a.csv", images, images,
+                           progress=lambda done, total, message: calls.append((done, total, message)))
+    assert [c[:2] for c in calls] == [(1, 2), (2, 2)]
+    assert all(c[2].startswith("acc=") and "wid=" in c[2] for c in calls)

@@ -16,7 +16,7 @@ from ofa_engine.datasets.images import load_split
 from ofa_engine.runtime.evaluation import accuracy
 from ofa_engine.runtime.export import read_metadata
 from ofa_engine.runtime.preprocess import preprocess, preprocessing_spec
-from ofa_engine.training.train import save_supernet
+from ofa_engine.training.checkpoint import save_supernet
 
 
 @pytest.fixture(scope="module")

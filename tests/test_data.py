@@ -181,3 +181,23 @@ def test_array_dataset_items():
     image, label = ds[1]
     assert len(ds) == 2 and image.shape == (1, 3, 3) and image.dtype == torch.uint8 and label == 7
     assert len(data.subset(np.array([1]))) == 1
+
+
+def test_make_bundled_subsets_writes_atomically(tmp_path, monkeypatch):
+    """The subsets are written through ofa_engine.files: a failed write leaves the old file."""
+    data = ImageSet(np.zeros((40, 28, 28), np.uint8), np.arange(40) % 10, ())
+    monkeypatch.setattr(D, "load_split", lambda name: data)
+    monkeypatch.setattr(D, "BUNDLED", {"calib": tmp_path / "calib.npz", "test2k": tmp_path / "test2k.npz"})
+    paths = D.make_bundled_subsets(size=10)
+    with np.load(paths["calib"]) as f:
+        assert f["images"].shape == (10, 28, 28) and f["labels"].dtype == np.uint8
+    before = paths["calib"].read_bytes()
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(np, "savez_compressed", fail)
+    with pytest.raises(RuntimeError, match="disk full"):
+        D.make_bundled_subsets(size=10)
+    assert paths["calib"].read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["calib.npz", "test2k.npz"]

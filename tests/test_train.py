@@ -12,6 +12,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import pickle
 import shutil
 import signal
@@ -63,7 +64,7 @@ def assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) 
 
 
 def digest(state: dict[str, torch.Tensor]) -> str:
-    """The digest ranks.json records (train._record_rank_weights)."""
+    """The digest ranks.json records (distributed.record_rank_weights)."""
     h = hashlib.sha256()
     for key, value in sorted(state.items()):
         h.update(key.encode())
@@ -155,7 +156,7 @@ def test_recipe_files_in_docs_load_and_the_newest_one_is_the_default():
             chain.append(Recipe.from_dict(json.load(fh)))
     assert chain[-1] == default_recipe(SPACE)
     for before, after in zip(chain, chain[1:]):
-        assert T._extends(before, after) and not T._extends(after, before)
+        assert T.extends(before, after) and not T.extends(after, before)
     assert [len(r.phases) for r in chain] == [6, 7, 8, 9, 10, 11, 12]
     with open(docs / "2026-11-27-short.json", encoding="utf-8") as fh:
         short = Recipe.from_dict(json.load(fh))
@@ -168,7 +169,7 @@ def test_recipe_files_in_docs_load_and_the_newest_one_is_the_default():
     for name in ("2026-11-30-inplace.json", "2026-11-30-inplace-2.json", "2026-11-30-inplace-4sub.json"):
         with open(docs / name, encoding="utf-8") as fh:
             inplace.append(Recipe.from_dict(json.load(fh)))
-    assert T._extends(inplace[0], inplace[1]) and T._extends(inplace[1], inplace[2])
+    assert T.extends(inplace[0], inplace[1]) and T.extends(inplace[1], inplace[2])
     for recipe, trained in zip(inplace, (1, 2, 3)):
         assert recipe.phases[0] == chain[-1].phases[0] and recipe.sandwich_largest
         assert recipe.phases[1:] == chain[-1].phases[-3:][:trained]
@@ -178,18 +179,18 @@ def test_recipe_files_in_docs_load_and_the_newest_one_is_the_default():
 
 def test_lr_schedule_warms_up_then_decays():
     phase = Phase("full", epochs=2, lr=0.1, distill=False, warmup_epochs=0.5)
-    lrs = [T._lr(phase, s, total=20, steps_per_epoch=10) for s in range(20)]
+    lrs = [T.lr_at(phase, s, total=20, steps_per_epoch=10) for s in range(20)]
     assert lrs[:5] == pytest.approx([0.02, 0.04, 0.06, 0.08, 0.1])
     assert all(a >= b for a, b in zip(lrs[5:], lrs[6:])) and 0 < lrs[-1] < 0.01
 
 
 # ---------------------------------------------------------------------- sampling and augmentation
 def test_sample_respects_the_kernel_phase():
-    choices = T._phase_choices(SPACE, Phase("kernel", 1, 0.1, kernel_sizes=SPACE.kernel_sizes))
+    choices = T.phase_choices(SPACE, Phase("kernel", 1, 0.1, kernel_sizes=SPACE.kernel_sizes))
     rng = np.random.default_rng(0)
     seen = set()
     for _ in range(50):
-        cfg = SPACE.validate(T._sample(SPACE, choices, rng, 24))
+        cfg = SPACE.validate(T.sample_config(SPACE, choices, rng, 24))
         assert cfg.image_size == 24
         assert set(cfg.e) == {max(SPACE.expand_ratios)}
         assert set(cfg.d) == {max(SPACE.depths)}
@@ -200,26 +201,26 @@ def test_sample_respects_the_kernel_phase():
 
 def test_sample_respects_depth_expand_and_width_phases():
     rng = np.random.default_rng(1)
-    depth = T._phase_choices(SPACE, Phase("depth", 1, 0.1, kernel_sizes=(3, 5, 7), depths=(2, 3)))
-    expand = T._phase_choices(SPACE, Phase("expand-1", 1, 0.1, expand_ratios=(4, 6)))
-    width = T._phase_choices(SPACE, Phase("width", 1, 0.1, widths=(0, 1)))
+    depth = T.phase_choices(SPACE, Phase("depth", 1, 0.1, kernel_sizes=(3, 5, 7), depths=(2, 3)))
+    expand = T.phase_choices(SPACE, Phase("expand-1", 1, 0.1, expand_ratios=(4, 6)))
+    width = T.phase_choices(SPACE, Phase("width", 1, 0.1, widths=(0, 1)))
     d_seen, e_seen, w_seen = set(), set(), set()
     for _ in range(50):
-        cfg = T._sample(SPACE, depth, rng, 20)
+        cfg = T.sample_config(SPACE, depth, rng, 20)
         d_seen.update(cfg.d)
         assert set(cfg.e) == {6}
-        cfg = T._sample(SPACE, expand, rng, 20)
+        cfg = T.sample_config(SPACE, expand, rng, 20)
         e_seen.update(cfg.e)
         assert set(cfg.d) == {3} and set(cfg.ks) == {7}
-        w_seen.add(T._sample(SPACE, width, rng, 20).wid)
+        w_seen.add(T.sample_config(SPACE, width, rng, 20).wid)
     assert d_seen == {2, 3} and e_seen == {4, 6} and w_seen == {0, 1}
 
 
 def test_sample_smallest_is_the_phase_minimum():
-    choices = T._phase_choices(SPACE, Phase("depth", 1, 0.1, kernel_sizes=(3, 5, 7), depths=(2, 3)))
+    choices = T.phase_choices(SPACE, Phase("depth", 1, 0.1, kernel_sizes=(3, 5, 7), depths=(2, 3)))
     state = np.random.default_rng(0).bit_generator.state
     rng = np.random.default_rng(0)
-    cfg = T._sample(SPACE, choices, rng, 28, smallest=True)
+    cfg = T.sample_config(SPACE, choices, rng, 28, smallest=True)
     assert cfg == SubnetConfig(2, [3] * SPACE.num_slots, [6] * SPACE.num_slots, [2] * SPACE.num_stages, 28)
     assert rng.bit_generator.state == state  # draws nothing
 
@@ -245,7 +246,7 @@ def recorded_configs(monkeypatch):
         steps.teacher_index.append(teacher_index)
         return self.supernet.classifier.bias.sum() * 0.0
 
-    monkeypatch.setattr(T._SubnetsLoss, "forward", forward)
+    monkeypatch.setattr(T.SubnetsLoss, "forward", forward)
     return steps
 
 
@@ -298,18 +299,18 @@ def test_training_samples_only_each_phases_choices(tmp_path, recorded_configs):
 
 def test_augment_keeps_shape_dtype_and_is_seeded():
     images = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (64, 1, 28, 28), dtype=np.uint8))
-    a = T._augment(images, torch.Generator().manual_seed(5))
-    b = T._augment(images, torch.Generator().manual_seed(5))
-    c = T._augment(images, torch.Generator().manual_seed(6))
+    a = T.augment(images, torch.Generator().manual_seed(5))
+    b = T.augment(images, torch.Generator().manual_seed(5))
+    c = T.augment(images, torch.Generator().manual_seed(6))
     assert a.shape == images.shape and a.dtype == torch.uint8
     assert torch.equal(a, b) and not torch.equal(a, c)
     rgb = torch.zeros(3, 3, 8, 8, dtype=torch.uint8)
-    assert T._augment(rgb, torch.Generator().manual_seed(0)).shape == rgb.shape
+    assert T.augment(rgb, torch.Generator().manual_seed(0)).shape == rgb.shape
 
 
 def test_augment_is_a_shift_with_zero_padding_and_maybe_a_flip():
     images = torch.from_numpy(np.random.default_rng(1).integers(1, 256, (64, 1, 12, 12), dtype=np.uint8))
-    out = T._augment(images, torch.Generator().manual_seed(0), pad=2)
+    out = T.augment(images, torch.Generator().manual_seed(0), pad=2)
     padded = F.pad(images, (2, 2, 2, 2))
     kinds = set()
     for i in range(len(images)):
@@ -454,7 +455,7 @@ def _subnets_loss_on_four_images():
     """A seeded untrained supernet, its summed-loss module (label smoothing 0.1, KD ratio 1), and a batch."""
     torch.manual_seed(0)
     net = Supernet(SPACE).eval()
-    return net, T._SubnetsLoss(net, label_smoothing=0.1, kd_ratio=1.0), torch.randn(4, 1, 28, 28), torch.tensor([0, 1, 2, 3])
+    return net, T.SubnetsLoss(net, label_smoothing=0.1, kd_ratio=1.0), torch.randn(4, 1, 28, 28), torch.tensor([0, 1, 2, 3])
 
 
 def test_subnets_loss_weights_each_subnet():
@@ -728,7 +729,7 @@ def test_accuracy_equals_hand_computation(subnet):
 
 
 def test_resume_trims_log_records_written_after_the_checkpoint(tmp_path):
-    from ofa_engine.training.train import _trim_log
+    from ofa_engine.training.checkpoint import trim_log
 
     recipe = Recipe(phases=(Phase("full", 2, 0.1, distill=False), Phase("kernel", 2, 0.03)))
     log = tmp_path / "log.jsonl"
@@ -736,9 +737,9 @@ def test_resume_trims_log_records_written_after_the_checkpoint(tmp_path):
                {"phase": "kernel", "epoch": 1}, {"phase": "kernel", "epoch": 2}]
     log.write_text("".join(json.dumps(r) + "\n" for r in records))
     # Checkpoint taken mid-way through kernel epoch 2: its record was written after it.
-    _trim_log(log, recipe, {"phase": 1, "epoch": 1, "step": 3})
+    trim_log(log, recipe, {"phase": 1, "epoch": 1, "step": 3})
     assert [json.loads(line) for line in log.read_text().splitlines()] == records[:3]
-    _trim_log(log, recipe, {"phase": 1, "epoch": 0, "step": 0})
+    trim_log(log, recipe, {"phase": 1, "epoch": 0, "step": 0})
     assert [json.loads(line) for line in log.read_text().splitlines()] == records[:2]
 
 
@@ -757,13 +758,132 @@ def test_resume_from_corrupt_checkpoint_names_the_file(tmp_path):
     (3, False, ["smallest", "random", "random"]),
 ])
 def test_step_configs_sandwich(n, largest, expected):
-    choices = T._phase_choices(SPACE, Phase("x", 1, 0.1, kernel_sizes=(3, 5, 7), expand_ratios=(3, 4, 6),
+    choices = T.phase_choices(SPACE, Phase("x", 1, 0.1, kernel_sizes=(3, 5, 7), expand_ratios=(3, 4, 6),
                                              depths=(2, 3)))
     recipe = dataclasses.replace(default_recipe(SPACE), sandwich_largest=largest)
     phase = Phase("x", 1, 0.1, subnets_per_step=n)
-    configs = T._step_configs(SPACE, recipe, phase, choices, np.random.default_rng(0), 24)
-    smallest = T._sample(SPACE, choices, None, 24, smallest=True)
-    biggest = T._sample(SPACE, choices, None, 24, largest=True)
+    configs = T.step_configs(SPACE, recipe, phase, choices, np.random.default_rng(0), 24)
+    smallest = T.sample_config(SPACE, choices, None, 24, smallest=True)
+    biggest = T.sample_config(SPACE, choices, None, 24, largest=True)
     kinds = ["smallest" if c == smallest else "largest" if c == biggest else "random" for c in configs]
     assert kinds == expected
     assert biggest.ks == (7,) * SPACE.num_slots and biggest.d == (3,) * SPACE.num_stages
+
+
+# ---------------------------------------------------------------------- refusals (issue 26)
+def _with(path: tuple, value):
+    data = json.loads(json.dumps(H.tiny_recipe().to_dict()))
+    target = data
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    return data
+
+
+@pytest.mark.parametrize("data, message", [
+    (_with(("batch_size",), 0), r"recipe: batch_size = 0; allowed: an integer >= 1"),
+    (_with(("batch_size",), 2.5), r"recipe: batch_size = 2.5; allowed: an integer >= 1"),
+    (_with(("checkpoint_every",), 0), r"recipe: checkpoint_every = 0; allowed: an integer >= 1"),
+    (_with(("label_smoothing",), 1.5), r"recipe: label_smoothing = 1.5; allowed: a number in 0..1"),
+    (_with(("sandwich",), "yes"), r"recipe: sandwich = 'yes'; allowed: true or false"),
+    (_with(("phases", 1, "epochs"), "ten"), r"phase 'kernel': epochs = 'ten'; allowed: a finite number > 0"),
+    (_with(("phases", 1, "lr"), float("nan")), r"phase 'kernel': lr = nan; allowed: a finite number > 0"),
+    (_with(("phases", 1, "lr"), float("inf")), r"phase 'kernel': lr = inf; allowed: a finite number > 0"),
+    (_with(("phases", 1, "subnets_per_step"), 0), r"phase 'kernel': subnets_per_step = 0; allowed: an integer >= 1"),
+    (_with(("phases", 1, "kernel_sizes"), [3, "5"]), r"phase 'kernel': kernel_sizes = '5'; allowed: null or a list"),
+    (_with(("phases", 1, "sort_channels"), "middle:x"), r"phase 'kernel': sort_channels = 'middle:x'; allowed: "),
+    (_with(("phases", 1, "fixed_config"), {"wid": 0}), r"phase 'kernel': fixed_config: .*missing"),
+    (_with(("phases", 1), [1, 2]), r"phase 1 = \[1, 2\]; allowed: a JSON object of phase fields"),
+    (_with(("phases",), {"name": "full"}), r"phases = .*allowed: a list of at least one phase"),
+    ([1, 2, 3], r"a recipe must be a JSON object of recipe fields, got list"),
+    ("recipe", r"a recipe must be a JSON object of recipe fields, got str"),
+])
+def test_recipe_refuses_bad_values_naming_field_value_and_allowed(data, message):
+    with pytest.raises(ValueError, match=message):
+        Recipe.from_dict(data)
+
+
+def test_recipe_missing_phase_field_is_named():
+    data = H.tiny_recipe().to_dict()
+    del data["phases"][1]["lr"]
+    with pytest.raises(ValueError, match="phase 'kernel': field 'lr' is missing; required: name, epochs, lr"):
+        Recipe.from_dict(data)
+
+
+def test_phases_and_recipes_built_in_python_are_validated_too():
+    with pytest.raises(ValueError, match="phase 'x': epochs = -1"):
+        Phase("x", epochs=-1, lr=0.1)
+    with pytest.raises(ValueError, match="recipe: batch_size = 0"):
+        H.tiny_recipe(batch_size=0)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--max-train-images", "0"], r"--max-train-images must be >= 1, got 0"),
+    (["--recipe", "deep.json"], r"nests deeper than"),
+    (["--recipe", "list.json"], r"a recipe must be a JSON object"),
+    (["--recipe", "bad.json"], r"recipe: batch_size = 0"),
+])
+def test_train_command_refuses_bad_input(tmp_path, capsys, monkeypatch, argv, message):
+    from ofa_engine.cli import main
+    import ofa_engine.datasets.images as D
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "deep.json").write_text("[" * 100 + "]" * 100)
+    (tmp_path / "list.json").write_text("[1, 2, 3]")
+    (tmp_path / "bad.json").write_text(json.dumps({**H.tiny_recipe().to_dict(), "batch_size": 0}))
+    train_set, val_set, _ = H.synthetic_sets(2048)   # the command draws 2,000 calibration images
+    monkeypatch.setattr(D, "load_split", lambda name: train_set if name == "train" else val_set)
+    monkeypatch.setattr(T, "train", lambda *a, **k: pytest.fail("training started"))
+    assert main(["train", "--out", str(tmp_path / "run"), "--no-progress", *argv]) == 2
+    assert re.search(message, capsys.readouterr().err)
+
+
+def _saved_payload(tmp_path) -> dict:
+    torch.manual_seed(0)
+    return torch.load(save_supernet(Supernet(SPACE), tmp_path / "good.pt"), weights_only=True)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda p: p["space"].update(colour="red"), r"bad.pt: field 'space': unknown fields \['colour'\]"),
+    (lambda p: p.update(space=[1, 2]), r"bad.pt: field 'space' must be an object of search-space fields, got list"),
+    (lambda p: p["space"].pop("depths"), r"bad.pt: field 'space': missing fields \['depths'\]"),
+    (lambda p: p["state_dict"].update({"classifier.weight": 3}),
+     r"bad.pt: field 'state_dict' holds entries that are not named tensors: \['classifier.weight'\]"),
+    (lambda p: p.update(state_dict=[1]), r"bad.pt: field 'state_dict' must map names to tensors, got list"),
+])
+def test_load_supernet_file_names_the_file_and_the_bad_field(tmp_path, change, message):
+    payload = _saved_payload(tmp_path)
+    change(payload)
+    torch.save(payload, tmp_path / "bad.pt")
+    with pytest.raises(ValueError, match=message):
+        load_supernet_file(tmp_path / "bad.pt")
+
+
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol:UserWarning")
+def test_refusing_pickled_code_never_suggests_weights_only_false(tmp_path):
+    torch.save({"space": {}, "state_dict": {}, "evil": _Payload(tmp_path / "executed")}, tmp_path / "zip.pt")
+    with pytest.raises(ValueError) as info:
+        load_supernet_file(tmp_path / "zip.pt")
+    assert "weights_only" not in str(info.value) and "zip.pt" in str(info.value)
+
+
+class _Killed(BaseException):
+    """Stands for a kill in the middle of a write (not an Exception: nothing may catch it)."""
+
+
+def test_a_killed_checkpoint_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    from ofa_engine.training import checkpoint as C
+    path = C.save_checkpoint({"state": {"phase": 0}, "recipe": H.tiny_recipe().to_dict()}, tmp_path / "checkpoint.pt")
+    before = path.read_bytes()
+    real_save = torch.save
+
+    def save_then_die(obj, f, *args, **kwargs):
+        real_save({"half": "written"}, f)
+        raise _Killed
+
+    monkeypatch.setattr(torch, "save", save_then_die)
+    with pytest.raises(_Killed):
+        C.save_checkpoint({"state": {"phase": 1}, "recipe": H.tiny_recipe().to_dict()}, path)
+    monkeypatch.undo()
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt"]
+    assert C.load_checkpoint(path)["state"] == {"phase": 0}

@@ -10,11 +10,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..families.mbv3.analytics import analyze
 import dataclasses
 
+from ..families.mbv3.analytics import analyze
 from ..families.mbv3.space import SearchSpace, list_presets
 from ..families.mbv3.supernet import build_supernet
+from ..files import read_json
 from ..runtime.export import export_onnx, verify_onnx
 from ..training.bundled import extract_calibrated
 from .args import (EXIT_OK, UsageError, config_argument, load_config, load_space, load_trained, load_weights,
@@ -157,11 +158,12 @@ def run_train(args: argparse.Namespace) -> int:
                                     labels=tuple(data.classes))
     else:
         raise ValueError(f"--data must be 'fashion-mnist' or 'folder:PATH', got '{args.data}'")
-    if args.max_train_images:
+    if args.max_train_images is not None:
+        if args.max_train_images < 1:
+            raise ValueError(f"--max-train-images must be >= 1, got {args.max_train_images}")
         train_set = train_set.subset(np.arange(min(args.max_train_images, len(train_set))))
     if args.recipe:
-        with open(args.recipe, encoding="utf-8") as fh:
-            recipe = Recipe.from_dict(json.load(fh))
+        recipe = Recipe.from_dict(read_json(args.recipe, f"--recipe {args.recipe}"))
     else:
         recipe = default_recipe(space)
     if args.scratch_config:

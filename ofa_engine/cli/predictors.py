@@ -10,10 +10,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..families.mbv3.space import SubnetConfig
-from ..predictors.accuracy import (DEFAULT_BASELINE, DEFAULT_ENSEMBLE, DEFAULT_HIDDEN, DEFAULT_MLP_INPUTS,
-                                   DEFAULT_RIDGE_ALPHA, DEFAULT_WEIGHT_DECAY, MAX_WIDTH, evaluate_accuracy_predictor,
-                                   file_digest, fit_accuracy_predictor)
+from ..predictors.accuracy import (DEFAULT_ENSEMBLE, DEFAULT_HIDDEN, DEFAULT_WEIGHT_DECAY, MAX_WIDTH,
+                                   SHIPPED_BASELINE, SHIPPED_MLP_INPUTS, evaluate_accuracy_predictor, file_digest,
+                                   fit_accuracy_predictor)
 from ..predictors.metrics import split_indices as train_test_split
 from ..training.accuracy_dataset import DATASET_SEED, build_accuracy_dataset, dataset_configs, read_accuracy_csv
 from ..training.bundled import BUNDLED_SUPERNETS
@@ -46,15 +45,12 @@ def run_accuracy_dataset(args: argparse.Namespace) -> int:
     configs = dataset_configs(supernet.space, args.n, args.seed)
     holdout, calib = load_split("holdout"), load_split("calib")
     started = time.perf_counter()
-    timings: list[float] = []
 
-    def progress(done: int, todo: int, cfg: SubnetConfig, acc: float, seconds: float) -> None:
-        timings.append(seconds)
+    def progress(done: int, todo: int, message: str) -> None:
         elapsed = time.perf_counter() - started
         if done <= 2 or done % 25 == 0 or done == todo:
             eta = (todo - done) * elapsed / done
-            print(f"[{done}/{todo}] acc={acc:.4f} {seconds:.2f}s (r={cfg.image_size}, wid={cfg.wid}) "
-                  f"elapsed {elapsed / 60:.1f} min, ETA {eta / 60:.1f} min", flush=True)
+            print(f"[{done}/{todo}] {message} elapsed {elapsed / 60:.1f} min, ETA {eta / 60:.1f} min", flush=True)
 
     try:
         shard = tuple(int(part) for part in args.shard.split("/"))
@@ -78,12 +74,14 @@ def _fit_accuracy_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, metavar="NPZ", help="predictor file (.npz; .json beside it)")
     parser.add_argument("--test-fraction", type=float, default=0.2, help="held-out share (default 0.2)")
     parser.add_argument("--seed", type=int, default=0, help="split and training seed")
-    parser.add_argument("--baseline", default=DEFAULT_BASELINE, choices=["ridge", "stage-ridge", "interaction-ridge", "mean"],
-                        help="what the MLP's residual is over (default %(default)s)")
-    parser.add_argument("--ridge-alpha", type=float, default=DEFAULT_RIDGE_ALPHA,
-                        help="ridge penalty of the baseline (default %(default)s)")
-    parser.add_argument("--mlp-inputs", default=DEFAULT_MLP_INPUTS, choices=["encoding", "stage-summary"],
-                        help="what the MLP sees (default %(default)s; folded into an MLP on the encoding)")
+    # Other baselines and inputs are research (benchmarks/accuracy_predictor_report.py); these
+    # options stay so that the commands recorded in predictor files still run.
+    parser.add_argument("--baseline", default=SHIPPED_BASELINE, choices=[SHIPPED_BASELINE],
+                        help="what the MLP's residual is over: the mean accuracy (targets centred)")
+    parser.add_argument("--ridge-alpha", type=float, default=None,
+                        help="unused: the mean baseline has no ridge penalty (accepted for recorded commands)")
+    parser.add_argument("--mlp-inputs", default=SHIPPED_MLP_INPUTS, choices=[SHIPPED_MLP_INPUTS],
+                        help="what the MLP sees: the one-hot encoding")
     parser.add_argument("--hidden", default=",".join(map(str, DEFAULT_HIDDEN)), metavar="W,W,...",
                         help="hidden layer widths (default %(default)s)")
     parser.add_argument("--epochs", type=int, default=300)
@@ -111,9 +109,8 @@ def run_fit_accuracy_predictor(args: argparse.Namespace) -> int:
     y = np.array([r["accuracy"] for r in rows])
     train, test = train_test_split(len(rows), args.test_fraction, args.seed)
     predictor = fit_accuracy_predictor(space, [configs[i] for i in train], y[train],
-                                       hidden=hidden, baseline=args.baseline, epochs=args.epochs,
-                                       mlp_inputs=args.mlp_inputs, weight_decay=args.weight_decay,
-                                       ridge_alpha=args.ridge_alpha, seed=args.seed, ensemble=args.ensemble)
+                                       hidden=hidden, epochs=args.epochs, weight_decay=args.weight_decay,
+                                       seed=args.seed, ensemble=args.ensemble)
     quality = evaluate_accuracy_predictor(predictor, [configs[i] for i in test], y[test])
     quality["n_train"] = int(len(train))
     supernet_file = BUNDLED_SUPERNETS.get(args.supernet, Path(args.supernet))
@@ -128,7 +125,7 @@ def run_fit_accuracy_predictor(args: argparse.Namespace) -> int:
         "training": predictor.metadata["training"],
         "command": (f"python -m ofa_engine fit-accuracy-predictor --csv {args.csv} --space {args.space} "
                     f"--supernet {args.supernet} --out {args.out} --test-fraction {args.test_fraction} "
-                    f"--seed {args.seed} --baseline {args.baseline} --ridge-alpha {args.ridge_alpha:g} --mlp-inputs {args.mlp_inputs} --hidden {args.hidden} "
+                    f"--seed {args.seed} --baseline {args.baseline} --mlp-inputs {args.mlp_inputs} --hidden {args.hidden} "
                     f"--epochs {args.epochs} --weight-decay {args.weight_decay} --ensemble {args.ensemble}"),
     }
     path = predictor.save(args.out, metadata)

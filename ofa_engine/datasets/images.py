@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from torchvision.datasets import VisionDataset
 
+from ..files import atomic_write
+
 __all__ = ["ImageSet", "load_split", "load_image_folder", "FASHION_MNIST_DIR", "ASSETS_DIR",
            "DataMissingError", "SPLIT_SEED", "HOLDOUT_SIZE"]
 
@@ -153,8 +155,7 @@ def make_bundled_subsets(size: int = 2000, seed: int = 1) -> dict[str, Path]:
         index = np.sort(rng.choice(len(data), size, replace=False))
         path = BUNDLED[name]
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.npz")
-        np.savez_compressed(tmp, images=data.images[index], labels=data.labels[index].astype(np.uint8))
-        os.replace(tmp, path)
+        atomic_write(path, lambda fh: np.savez_compressed(fh, images=data.images[index],
+                                                          labels=data.labels[index].astype(np.uint8)))
         out[name] = path
     return out

@@ -1,12 +1,17 @@
 """Accuracy predictor: the OFA-style MLP over the one-hot subnet encoding.
 
-`predict` runs in numpy on whole batches (a population or a list of configs); `torch_module`
-gives the same function as a differentiable `nn.Module` for gradient-based search. The network
-is `accuracy = baseline(x) + target_scale * mlp(x)` where `x = space.encode(configs)`,
-`baseline` is a ridge regression fitted first and the MLP (ReLU hidden layers, as OFA's 3 x 400)
-learns the normalised residual. The baseline is `x . w + b + x^T Q x`: a line, plus (for the
-"interaction-ridge" baseline) pairwise products of encoding entries, which is how resolution x
-width and resolution x per-stage choices enter; with Q = 0 it is the line of version 1 files.
+Two layers, scikit-learn style:
+
+- `MLPEnsembleRegressor`: the estimator. Hyper-parameters in `__init__`, `fit(X, y) -> self`
+  and `predict(X)` on batches of encoded rows (`space.encode` of any space): an MLP (ReLU
+  hidden layers) on the centred, unit-variance targets; `ensemble=K` trains K seeds and
+  averages them into one MLP.
+- `AccuracyPredictor`: a fitted model bound to its search space, as files hold it:
+  `predict(configs)` takes a population or a list of configs, `predict_encoded(X)` the encoding,
+  `torch_module()` is the same function as a differentiable `nn.Module` for gradient search,
+  `save` writes it. Its function is `accuracy = baseline(x) + target_scale * mlp(x)` with
+  `baseline(x) = x . w + b + x^T Q x`; the shipped model (`fit_accuracy_predictor`) has w = 0
+  and Q = 0 (targets centred, OFA's choice). Version 1 files have no Q; version 2 files store it.
 
 Files hold no pickles: an `.npz` with the arrays (loaded with `allow_pickle=False`) and a JSON
 file beside it with metadata (space, supernet digest, quality, the command that made it).
@@ -18,25 +23,26 @@ file beside it with metadata (space, supernet digest, quality, the command that 
 from __future__ import annotations
 
 import hashlib
-import json
 import math
-import os
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Literal, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
+from pydantic import BaseModel, ConfigDict, ValidationError
 from torch import nn
 
 from ..datasets.images import ASSETS_DIR
 from ..families.mbv3.space import SearchSpace, SubnetConfig
+from ..files import atomic_write, atomic_write_json, read_json
 from .metrics import kendall_tau, split_indices as train_test_split  # noqa: F401  (API)
 
-__all__ = ["AccuracyPredictor", "AccuracyPredictorError", "load_accuracy_predictor",
-           "fit_accuracy_predictor", "evaluate_accuracy_predictor", "train_test_split",
-           "kendall_tau", "BUNDLED_PREDICTORS"]
+__all__ = ["AccuracyPredictor", "AccuracyPredictorError", "MLPEnsembleRegressor", "load_accuracy_predictor",
+           "fit_accuracy_predictor", "evaluate_accuracy_predictor", "train_test_split", "kendall_tau",
+           "file_digest", "BUNDLED_PREDICTORS", "MAX_WIDTH", "DEFAULT_HIDDEN", "DEFAULT_WEIGHT_DECAY",
+           "DEFAULT_ENSEMBLE", "SHIPPED_BASELINE", "SHIPPED_MLP_INPUTS"]
 
 FORMAT = "ofa-engine/accuracy-predictor"
 VERSION = 2                  # 2 added `quadratic_weight`; version 1 files (no such array) still load
@@ -46,30 +52,15 @@ BUNDLED_PREDICTORS = {"tiny-fmnist": PREDICTORS_DIR / "tiny-fmnist-accuracy.npz"
 _MAX_FILE_BYTES = 64 << 20       # a 3 x 400 MLP is ~1.5 MB; anything this big is not ours
 _MAX_LAYERS = 16
 MAX_WIDTH = 4096
-# Chosen by cross-validation in benchmarks/accuracy_predictor_report.py (see the report).
-# On the 1,602 training rows of the supernet bundled on 2026-11-28 (3-fold CV): ridge lines score
-# 0.567-0.573 points RMSE (0.568 with resolution interactions), MLPs on the residual of a ridge
-# line 0.47-0.57, OFA's 3 x 400 MLP on the encoding with centred targets 0.492 (240 s to fit,
-# 560 ms for 10k configs), a 128-128 MLP 0.501, and an MLP whose first hidden layer is a
-# 2-unit bottleneck (2 then 128) 0.433 (4 s to fit, well under 50 ms for 10k configs; a 4-unit
-# one 0.438, 8 units 0.462, 16 units 0.526): accuracy varies along very few directions of the
-# encoding, and the bottleneck keeps the MLP from fitting label noise. (On the 802 rows of the
-# first supernet the ridge lines had done as well as any MLP.) The same table on the supernet
-# rebundled later that day (with its `all` phase): 2-128 0.373, 4-128 0.376, 128-128 0.451,
-# ridge lines 0.491-0.517. The default is the 4-unit bottleneck: as good in cross-validation, and
-# the 2-unit one saturates at the top (both ReLU units at zero): 82 of 20,000 random configs got
-# exactly its maximum, 91.01%, so a search could not tell the best subnets apart (4 units: one).
-# The default averages 3 of them (seeds 0-2): an average's squared error is never above its
-# members' mean squared error. On the 5,602 training rows of the 7,002-row dataset the held-out
-# RMSE is 0.299 for one, 0.2950 for 3 and 0.2949 for 5 (the MLP part of predicting 10k configs
-# took about 2 ms for one and 19 ms for 5, on a busy machine); on 1,602 rows 3 scored 0.345
-# against 0.346-0.361 for each alone.
+# The defaults were chosen by cross-validation (benchmarks/accuracy_predictor_report.py); the
+# comparison and why a 4-unit bottleneck averaged over 3 seeds: assets/predictors/README.md.
 DEFAULT_HIDDEN = (4, 128)
-DEFAULT_BASELINE = "mean"
-DEFAULT_RIDGE_ALPHA = 0.3
-DEFAULT_MLP_INPUTS = "encoding"
 DEFAULT_WEIGHT_DECAY = 1e-4
 DEFAULT_ENSEMBLE = 3
+# What the shipped model's MLP is over, as its metadata names it (other baselines and inputs
+# are research: benchmarks/accuracy_predictor_report.py).
+SHIPPED_BASELINE = "mean"
+SHIPPED_MLP_INPUTS = "encoding"
 
 
 class AccuracyPredictorError(ValueError):
@@ -105,7 +96,7 @@ class AccuracyPredictor:
         self.quadratic_weight = _flush_subnormals(quadratic)
         _check_shapes(self.space, self.weights, self.biases, self.baseline_weight, "predictor",
                       self.quadratic_weight)
-        # Only the rows of Q with an entry take part (the resolution rows, for our baselines).
+        # Only the rows of Q with an entry take part (none in the shipped model).
         self._quadratic_rows = np.flatnonzero(np.abs(self.quadratic_weight).sum(1))
 
     @property
@@ -119,22 +110,19 @@ class AccuracyPredictor:
 
     def predict_encoded(self, x: np.ndarray) -> np.ndarray:
         """Same as `predict`, from `space.encode` output (N, encoding_size)."""
-        x = np.asarray(x, dtype=np.float32)
-        if x.ndim != 2 or x.shape[1] != self.space.encoding_size:
-            raise ValueError(f"encoding must have shape (N, {self.space.encoding_size}), got {x.shape}")
-        h = x
-        for w, b in zip(self.weights[:-1], self.biases[:-1]):
-            h = h @ w
-            h += b
-            np.maximum(h, 0.0, out=h)
-        out = (h @ self.weights[-1])[:, 0] + self.biases[-1][0]
-        out *= self.target_scale
-        out += x @ self.baseline_weight
-        out += self.baseline_bias
-        rows = self._quadratic_rows
-        if rows.size:
-            out += np.einsum("ij,ij->i", x[:, rows] @ self.quadratic_weight[rows], x)
-        return out.astype(np.float64)
+        x = _rows(x, self.space.encoding_size)
+        line = self.baseline_weight if self.baseline_weight.any() else None
+        return _forward(x, self.weights, self.biases, self.target_scale, self.baseline_bias, line,
+                        self.quadratic_weight, self._quadratic_rows)
+
+    @classmethod
+    def from_estimator(cls, space: SearchSpace, estimator: "MLPEnsembleRegressor",
+                       metadata: Mapping[str, Any] | None = None) -> "AccuracyPredictor":
+        """The fitted `estimator` (on `space.encode` rows) as a predictor of `space`."""
+        estimator._check_fitted()
+        return cls(space, weights=list(estimator.weights_), biases=list(estimator.biases_),
+                   baseline_weight=np.zeros(space.encoding_size), baseline_bias=estimator.offset_,
+                   target_scale=estimator.scale_, metadata=dict(metadata or {}))
 
     def torch_module(self) -> nn.Module:
         """A differentiable float32 `nn.Module`: encoding (N, encoding_size) -> (N,) accuracy.
@@ -157,9 +145,37 @@ class AccuracyPredictor:
             arrays[f"weight_{i}"], arrays[f"bias_{i}"] = w, b
         npz_path.parent.mkdir(parents=True, exist_ok=True)
         meta = {"format": FORMAT, "version": VERSION, "space": self.space.name, **self.metadata}
-        _atomic_write(npz_path, lambda fh: np.savez(fh, **arrays))
-        _atomic_write(json_path, lambda fh: fh.write((json.dumps(meta, indent=2) + "\n").encode()))
+        atomic_write(npz_path, lambda fh: np.savez(fh, **arrays))
+        atomic_write_json(json_path, meta)
         return npz_path
+
+
+def _rows(x: np.ndarray, width: int) -> np.ndarray:
+    """Encoded rows as float32 (N, width), or `ValueError` naming the shape."""
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim != 2 or x.shape[1] != width:
+        raise ValueError(f"encoding must have shape (N, {width}), got {x.shape}")
+    return x
+
+
+def _forward(x: np.ndarray, weights: Sequence[np.ndarray], biases: Sequence[np.ndarray], scale: float,
+             bias: float, line: np.ndarray | None = None, quadratic: np.ndarray | None = None,
+             quadratic_rows: np.ndarray | None = None) -> np.ndarray:
+    """`bias + scale * mlp(x) [+ x . line] [+ x^T Q x]` in float32 numpy, as float64 (N,)."""
+    h = x
+    for w, b in zip(weights[:-1], biases[:-1]):
+        h = h @ w
+        h += b
+        np.maximum(h, 0.0, out=h)
+    out = (h @ weights[-1])[:, 0] + biases[-1][0]
+    out *= scale
+    if line is not None:
+        out += x @ line
+    out += bias
+    if quadratic_rows is not None and quadratic_rows.size:
+        rows = quadratic_rows
+        out += np.einsum("ij,ij->i", x[:, rows] @ quadratic[rows], x)
+    return out.astype(np.float64)
 
 
 class _PredictorModule(nn.Module):
@@ -322,164 +338,133 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
                                      f"({type(exc).__name__}: {first_line})") from None
 
 
+class _Quality(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    rmse_points: Optional[float] = None
+    mae_points: Optional[float] = None
+    kendall_tau: Optional[float] = None
+    n_test: Optional[int] = None
+    n_train: Optional[int] = None
+
+
+class _Metadata(BaseModel):
+    """The .json beside the weights: what the app and the reports read; anything else is kept."""
+
+    model_config = ConfigDict(extra="allow")
+
+    format: Optional[Literal["ofa-engine/accuracy-predictor"]] = None
+    version: Optional[int] = None
+    space: Optional[str] = None
+    supernet: Optional[str] = None
+    supernet_digest: Optional[str] = None
+    quality: Optional[_Quality] = None
+    training: Optional[dict[str, Any]] = None
+    command: Optional[str] = None
+
+
 def _read_metadata(path: Path, space: SearchSpace) -> dict[str, Any]:
     if not path.exists():
         return {}
     try:
-        if path.stat().st_size > 1 << 20:
-            raise ValueError("larger than 1 MiB")
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise AccuracyPredictorError(f"{path}: metadata is not valid JSON ({exc})") from None
+        meta = read_json(path, f"{path}: metadata")
+    except OSError as exc:
+        raise AccuracyPredictorError(f"{path}: metadata cannot be read ({exc})") from None
+    except ValueError as exc:   # names the file and the syntax error or the limit
+        raise AccuracyPredictorError(str(exc)) from None
     if not isinstance(meta, dict):
         raise AccuracyPredictorError(f"{path}: metadata must be a JSON object")
+    try:
+        _Metadata.model_validate(meta)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = ".".join(map(str, error["loc"]))
+        raise AccuracyPredictorError(f"{path}: metadata field '{field}' = {error.get('input')!r}: "
+                                     f"{error['msg']}") from None
     if meta.get("space", space.name) != space.name:
         raise AccuracyPredictorError(f"{path}: metadata is for space '{meta.get('space')}', "
                                      f"the weights for '{space.name}'")
-    quality = meta.get("quality")
-    if quality is not None and not isinstance(quality, dict):
-        raise AccuracyPredictorError(f"{path}: 'quality' must be an object")
     return meta
 
 
-def _atomic_write(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        write(fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+# ---------------------------------------------------------------------- the estimator
+class MLPEnsembleRegressor:
+    """MLP regression on encoded rows, scikit-learn style: `fit(X, y) -> self`, `predict(X)`.
 
+    The targets are centred and scaled to unit variance; the MLP (ReLU between `hidden`
+    layers, zero-initialised output, so it starts from the mean) is trained with Adam, a cosine
+    learning rate and MSE, seeded and deterministic on CPU. `ensemble=K` trains K MLPs (seeds
+    `seed`, ..., `seed + K - 1`) and keeps their average as one MLP: hidden layers side by side,
+    block-diagonal weights between them, the output layer divided by K (widths K x `hidden`).
+    Averaging removes the part of each member's error that depends on its seed.
 
-# ---------------------------------------------------------------------- training
-def _ridge(x: np.ndarray, y: np.ndarray, alpha: float) -> tuple[np.ndarray, float]:
-    """Ridge regression with an unpenalised intercept, in float64."""
-    x = x.astype(np.float64)
-    x_mean, y_mean = x.mean(0), y.mean()
-    xc = x - x_mean
-    w = np.linalg.solve(xc.T @ xc + alpha * np.eye(x.shape[1]), xc.T @ (y - y_mean))
-    return w, float(y_mean - x_mean @ w)
+    Fitted attributes: `weights_` ((in, out) float32 per layer), `biases_`, `offset_` (the
+    targets' mean), `scale_` (their standard deviation).
+    """
 
+    def __init__(self, hidden: Sequence[int] = DEFAULT_HIDDEN, epochs: int = 300, batch_size: int = 64,
+                 lr: float = 1e-3, weight_decay: float = DEFAULT_WEIGHT_DECAY, seed: int = 0,
+                 ensemble: int = DEFAULT_ENSEMBLE):
+        self.hidden, self.epochs, self.batch_size, self.lr = hidden, epochs, batch_size, lr
+        self.weight_decay, self.seed, self.ensemble = weight_decay, seed, ensemble
 
-def stage_summary_projection(space: SearchSpace) -> np.ndarray:
-    """(encoding_size, k) matrix turning the one-hot encoding into per-stage counts: resolution
-    and width one-hots as they are, then per stage how many active blocks use each kernel size
-    and each expand ratio. A linear map, so a line fitted on it is still a line on the encoding."""
-    n_res, n_wid = len(space.resolutions), len(space.width_mults)
-    n_choice = len(space.kernel_sizes) + len(space.expand_ratios)
-    head = n_res + n_wid
-    projection = np.zeros((space.encoding_size, head + space.num_stages * n_choice))
-    projection[:head, :head] = np.eye(head)
-    for slot in range(space.num_slots):
-        stage = slot // space.max_depth
-        rows = head + slot * n_choice + np.arange(n_choice)
-        projection[rows, head + stage * n_choice + np.arange(n_choice)] = 1.0
-    return projection
+    def get_params(self) -> dict[str, Any]:
+        """The hyper-parameters (as scikit-learn's `get_params`)."""
+        return {"hidden": list(self.hidden), "epochs": self.epochs, "batch_size": self.batch_size,
+                "lr": self.lr, "weight_decay": self.weight_decay, "seed": self.seed, "ensemble": self.ensemble}
 
+    def fit(self, X: np.ndarray, y: Sequence[float] | np.ndarray) -> "MLPEnsembleRegressor":
+        """Fit to rows `X` (N, features) and targets `y` (N,); returns self."""
+        ensemble, hidden = self.ensemble, self.hidden
+        if not (isinstance(ensemble, int) and 1 <= ensemble <= 64):
+            raise ValueError(f"ensemble must be an integer 1..64, got {ensemble!r}")
+        if any(w * ensemble > MAX_WIDTH for w in hidden):
+            raise ValueError(f"ensemble {ensemble} x hidden {list(hidden)} is wider than {MAX_WIDTH} units")
+        x = np.asarray(X, dtype=np.float32)
+        y = np.asarray(y, dtype=np.float64).reshape(-1)
+        if x.ndim != 2 or len(y) != len(x) or len(y) < 2:
+            raise ValueError(f"need at least 2 configs with one accuracy each, got {len(x)} configs "
+                             f"and {len(y)} accuracies")
+        if not np.isfinite(y).all():
+            raise ValueError("accuracies contain NaN or infinity")
+        offset = float(y.mean())
+        residual = y - offset
+        scale = float(residual.std()) or 1.0
+        target = torch.from_numpy((residual / scale).astype(np.float32))
+        inputs = torch.from_numpy(x)
+        members = [_train_mlp(inputs, target, hidden, self.epochs, self.batch_size, self.lr, self.weight_decay,
+                              self.seed + k) for k in range(ensemble)]
+        weights, biases = _average_mlps(members)
+        self.weights_ = [_flush_subnormals(w) for w in weights]
+        self.biases_ = [_flush_subnormals(b).reshape(-1) for b in biases]
+        self.offset_, self.scale_ = offset, scale
+        self.n_features_in_ = x.shape[1]
+        return self
 
-def interaction_features(space: SearchSpace, x: np.ndarray) -> tuple[np.ndarray, Callable]:
-    """Features of the "interaction-ridge" baseline from the encoding `x`: the per-stage counts
-    (`stage_summary_projection`), then resolution x width and resolution x per-stage counts
-    (products of one-hot entries). Returns (features, to_weights) where `to_weights(theta)` maps
-    coefficients of these features back to (w, Q) on the encoding: features @ theta ==
-    x @ w + rowwise(x^T Q x) exactly, so the fitted baseline is stored as a line plus Q."""
-    projection = stage_summary_projection(space)
-    n_res, n_wid = len(space.resolutions), len(space.width_mults)
-    head = n_res + n_wid
-    summary = x @ projection
-    res, wid, counts = x[:, :n_res], x[:, n_res:head], summary[:, head:]
-    n_counts = counts.shape[1]
-    features = np.concatenate([summary, (res[:, :, None] * wid[:, None, :]).reshape(len(x), -1),
-                               (res[:, :, None] * counts[:, None, :]).reshape(len(x), -1)], 1)
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Predictions for rows `X` (N, features), float64 (N,)."""
+        self._check_fitted()
+        return _forward(_rows(X, self.n_features_in_), self.weights_, self.biases_, self.scale_, self.offset_)
 
-    def to_weights(theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        linear = projection @ theta[:projection.shape[1]]
-        rest = theta[projection.shape[1]:]
-        res_wid = rest[:n_res * n_wid].reshape(n_res, n_wid)
-        res_counts = rest[n_res * n_wid:].reshape(n_res, n_counts)
-        quadratic = np.zeros((space.encoding_size, space.encoding_size))
-        quadratic[:n_res, n_res:head] = res_wid
-        quadratic[:n_res] += res_counts @ projection[:, head:].T
-        return linear, quadratic
-
-    return features, to_weights
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "weights_"):
+            raise ValueError("this MLPEnsembleRegressor is not fitted yet: call fit(X, y) first")
 
 
 def fit_accuracy_predictor(space: SearchSpace, configs, accuracies: Sequence[float] | np.ndarray, *,
-                           hidden: Sequence[int] = DEFAULT_HIDDEN, baseline: str = DEFAULT_BASELINE,
-                           ridge_alpha: float = DEFAULT_RIDGE_ALPHA, epochs: int = 300, batch_size: int = 64,
-                           lr: float = 1e-3, weight_decay: float = DEFAULT_WEIGHT_DECAY, mlp_inputs: str = DEFAULT_MLP_INPUTS,
-                           seed: int = 0, ensemble: int = DEFAULT_ENSEMBLE) -> AccuracyPredictor:
-    """Train the MLP on `space.encode(configs)` -> `accuracies` (fractions).
-
-    `baseline="ridge"` first fits a ridge line and trains the MLP on the remaining residual;
-    `"stage-ridge"` fits the line on per-stage counts (`stage_summary_projection`), which
-    needs far fewer rows; `"interaction-ridge"` adds resolution x width and resolution x
-    per-stage counts to those (`interaction_features`); `"mean"` only centres the targets
-    (OFA's choice). The residual is
-    scaled to unit variance. `mlp_inputs="stage-summary"` feeds the MLP the per-stage counts
-    instead of the full encoding (the projection is folded into its first layer afterwards, so
-    the result is still an MLP on the encoding).
-    Seeded and deterministic on CPU (Adam, cosine learning rate, MSE loss).
-
-    `ensemble=K` trains K MLPs (seeds `seed`, ..., `seed + K - 1`, the same baseline) and
-    returns their average as one MLP: hidden layers side by side, block-diagonal weights between
-    them, the output layer divided by K. The file format is unchanged; the widths are K times
-    `hidden`. Averaging removes the part of each member's error that depends on its seed.
-    """
-    if not (isinstance(ensemble, int) and 1 <= ensemble <= 64):
-        raise ValueError(f"ensemble must be an integer 1..64, got {ensemble!r}")
-    if any(w * ensemble > MAX_WIDTH for w in hidden):
-        raise ValueError(f"ensemble {ensemble} x hidden {list(hidden)} is wider than {MAX_WIDTH} units")
+                           hidden: Sequence[int] = DEFAULT_HIDDEN, epochs: int = 300, batch_size: int = 64,
+                           lr: float = 1e-3, weight_decay: float = DEFAULT_WEIGHT_DECAY, seed: int = 0,
+                           ensemble: int = DEFAULT_ENSEMBLE) -> AccuracyPredictor:
+    """The shipped model: `MLPEnsembleRegressor` fitted on `space.encode(configs)` ->
+    `accuracies` (fractions), as an `AccuracyPredictor` of `space` whose metadata records the
+    hyper-parameters."""
     x = space.encode(configs)
-    y = np.asarray(accuracies, dtype=np.float64).reshape(-1)
-    if len(y) != len(x) or len(y) < 2:
-        raise ValueError(f"need at least 2 configs with one accuracy each, got {len(x)} configs "
-                         f"and {len(y)} accuracies")
-    if not np.isfinite(y).all():
-        raise ValueError("accuracies contain NaN or infinity")
-    quadratic = None
-    if baseline == "ridge":
-        base_w, base_b = _ridge(x, y, ridge_alpha)
-    elif baseline == "interaction-ridge":
-        features, to_weights = interaction_features(space, x.astype(np.float64))
-        theta, base_b = _ridge(features, y, ridge_alpha)
-        base_w, quadratic = to_weights(theta)
-    elif baseline == "stage-ridge":
-        projection = stage_summary_projection(space)
-        theta, base_b = _ridge(x @ projection, y, ridge_alpha)
-        base_w = projection @ theta
-    elif baseline == "mean":
-        base_w, base_b = np.zeros(x.shape[1]), float(y.mean())
-    else:
-        raise ValueError(f"baseline '{baseline}' is unknown; allowed: ridge, stage-ridge, "
-                         f"interaction-ridge, mean")
-    x64 = x.astype(np.float64)
-    residual = y - (x64 @ base_w + base_b)
-    if quadratic is not None:
-        residual -= np.einsum("ij,ij->i", x64 @ quadratic, x64)
-    scale = float(residual.std()) or 1.0
-    target = torch.from_numpy((residual / scale).astype(np.float32))
-    if mlp_inputs == "encoding":
-        projection = np.eye(x.shape[1])
-    elif mlp_inputs == "stage-summary":
-        projection = stage_summary_projection(space)
-    else:
-        raise ValueError(f"mlp_inputs '{mlp_inputs}' is unknown; allowed: encoding, stage-summary")
-    inputs = torch.from_numpy((x @ projection).astype(np.float32))
-
-    members = [_train_mlp(inputs, target, hidden, epochs, batch_size, lr, weight_decay, seed + k)
-               for k in range(ensemble)]
-    weights, biases = _average_mlps(members)
-    return AccuracyPredictor(
-        space,
-        weights=[projection @ weights[0].astype(np.float64), *weights[1:]],
-        biases=biases,
-        baseline_weight=base_w, baseline_bias=base_b, target_scale=scale, quadratic_weight=quadratic,
-        metadata={"training": {"hidden": list(hidden), "baseline": baseline, "ridge_alpha": ridge_alpha,
-                               "epochs": epochs, "batch_size": batch_size, "lr": lr,
-                               "weight_decay": weight_decay, "mlp_inputs": mlp_inputs, "seed": seed,
-                               "ensemble": ensemble, "n_train": len(y)}})
+    estimator = MLPEnsembleRegressor(hidden, epochs, batch_size, lr, weight_decay, seed, ensemble).fit(x, accuracies)
+    params = estimator.get_params()
+    training = {"hidden": params["hidden"], "baseline": SHIPPED_BASELINE, "epochs": epochs,
+                "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
+                "mlp_inputs": SHIPPED_MLP_INPUTS, "seed": seed, "ensemble": ensemble, "n_train": len(x)}
+    return AccuracyPredictor.from_estimator(space, estimator, {"training": training})
 
 
 def _train_mlp(inputs: torch.Tensor, target: torch.Tensor, hidden: Sequence[int], epochs: int,
@@ -557,5 +542,3 @@ def file_digest(path: str | Path) -> str:
             h.update(chunk)
     return "sha256:" + h.hexdigest()
 
-
-# ---------------------------------------------------------------------- CLI

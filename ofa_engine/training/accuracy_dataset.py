@@ -15,11 +15,10 @@ from __future__ import annotations
 import csv
 import fcntl
 import io
-import json
 import os
 import time
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 import torch
@@ -31,6 +30,7 @@ from ..runtime.preprocess import preprocess
 from ..families.mbv3.space import SearchSpace, SubnetConfig
 from ..families.mbv3.static import fold_bn
 from ..families.mbv3.supernet import Supernet
+from ..progress import Progress, report
 
 __all__ = ["CSV_FIELDS", "dataset_configs", "canonical_key", "read_accuracy_csv",
            "build_accuracy_dataset"]
@@ -157,14 +157,14 @@ def build_accuracy_dataset(supernet: Supernet, configs: Iterable[SubnetConfig], 
                            holdout: ImageSet, calib: ImageSet, max_new: int | None = None,
                            batch_size: int = 500, channels_last: bool = True,
                            shard: tuple[int, int] = (0, 1),
-                           progress: Callable[[int, int, SubnetConfig, float, float], None] | None = None
-                           ) -> int:
+                           progress: Progress | None = None) -> int:
     """Append the accuracy of every config of `configs` not yet in `out`; returns how many rows
     were added. Stops after `max_new` new rows when given (the rest is done on a later call).
 
     `shard=(k, n)` takes only the configs at positions k, k+n, k+2n, ... so that n processes
     can fill one CSV together (each row is one O_APPEND write).
-    `progress(done, todo, cfg, accuracy, seconds)` is called after each row.
+    `progress(done, total, message)` is called after each row (the message names the
+    accuracy, the seconds and the subnet's resolution and width).
     """
     k, n = shard
     if not 0 <= k < n:
@@ -197,9 +197,7 @@ def build_accuracy_dataset(supernet: Supernet, configs: Iterable[SubnetConfig], 
             seconds = time.perf_counter() - start
             _append_row(fh, [cfg.to_json(), cfg.image_size, cfg.wid, int(macs[i]), f"{acc:.6f}",
                              f"{seconds:.3f}"])
-            if progress is not None:
-                progress(i + 1, len(todo), cfg, acc, seconds)
+            report(progress, i + 1, len(todo),
+                   f"acc={acc:.4f} {seconds:.2f}s (r={cfg.image_size}, wid={cfg.wid})")
     return len(todo)
 
-
-# ---------------------------------------------------------------------- CLI

@@ -9,7 +9,7 @@ from ..runtime.evaluation import calibrate_bn
 from ..families.mbv3.space import SubnetConfig
 from ..families.mbv3.static import StaticNet
 from ..families.mbv3.supernet import Supernet
-from .train import load_supernet_file
+from .checkpoint import load_supernet_file
 
 __all__ = ["load_supernet", "extract_calibrated", "BUNDLED_SUPERNETS"]
 

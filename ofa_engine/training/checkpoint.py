@@ -1,0 +1,141 @@
+"""The files of a training run: supernet files, the resumable checkpoint and the epoch log.
+
+All are written atomically (`ofa_engine.files`): a kill at any moment leaves the previous file
+intact and no temporary file. Supernet files and checkpoints hold only tensors and plain
+values and load with `torch.load(..., weights_only=True)`, which never runs code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pickle
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..families.mbv3.space import SearchSpace
+from ..families.mbv3.supernet import Supernet
+from ..files import atomic_path, atomic_write_text
+from .recipe import Recipe
+
+__all__ = ["CHECKPOINT_VERSION", "SUPERNET_FORMAT", "space_from_dict", "save_supernet", "load_supernet_file",
+           "save_checkpoint", "load_checkpoint", "trim_log"]
+
+CHECKPOINT_VERSION = 1
+SUPERNET_FORMAT = "ofa_engine.families.mbv3.supernet"
+
+
+def _torch_save(obj: Any, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+    return path
+
+
+def _load_supernet_payload(path: Path) -> Any:
+    """`torch.load(weights_only=True)`, or `ValueError` naming the file and why it cannot be read."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"supernet file {path} does not exist") from None
+    except Exception as exc:  # corrupt or hostile files never execute: weights_only refuses code
+        if isinstance(exc, pickle.UnpicklingError) and "weights_only" in str(exc).lower():
+            reason = "it holds objects other than tensors and plain values, which are never loaded"
+        else:
+            reason = (str(exc).splitlines() or ["(no message)"])[0][:200]  # EOFError of an empty file has none
+        raise ValueError(f"{path} is not a readable supernet file ({type(exc).__name__}: {reason})") from None
+
+
+# ---------------------------------------------------------------------- supernet files
+def space_from_dict(data: Any, where: str = "space") -> SearchSpace:
+    """The `SearchSpace` of its `to_dict()` form; `ValueError` naming `where` and the field."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{where} must be an object of search-space fields, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(SearchSpace)}
+    unknown = sorted(set(map(str, data)) - set(fields))
+    if unknown:
+        raise ValueError(f"{where}: unknown fields {unknown}; allowed: {sorted(fields)}")
+    required = [name for name, f in fields.items()
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    missing = [name for name in required if name not in data]
+    if missing:
+        raise ValueError(f"{where}: missing fields {missing}")
+    try:
+        return SearchSpace(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{where}: {exc}") from None
+
+
+def save_supernet(supernet: Supernet, path: str | Path, half: bool = False,
+                  extra: dict[str, Any] | None = None) -> Path:
+    """Weights + the space definition, atomically; loads with weights_only=True."""
+    state = {k: (v.half() if half and v.is_floating_point() else v).clone()
+             for k, v in supernet.state_dict().items()}
+    payload = {"format": SUPERNET_FORMAT, "version": 1, "space": supernet.space.to_dict(),
+               "state_dict": state, "extra": extra or {}}
+    return _torch_save(payload, Path(path))
+
+
+def load_supernet_file(path: str | Path) -> Supernet:
+    """A supernet written by `save_supernet`, in eval mode; `ValueError` naming the file and the
+    field for anything else."""
+    path = Path(path)
+    payload = _load_supernet_payload(path)
+    if not isinstance(payload, dict) or "state_dict" not in payload or "space" not in payload:
+        raise ValueError(f"{path} is not an ofa_engine supernet file (expected keys 'space' and 'state_dict')")
+    space = space_from_dict(payload["space"], f"{path}: field 'space'")
+    state = payload["state_dict"]
+    if not isinstance(state, dict):
+        raise ValueError(f"{path}: field 'state_dict' must map names to tensors, got {type(state).__name__}")
+    bad = [str(k) for k, v in state.items() if not (isinstance(k, str) and isinstance(v, torch.Tensor))]
+    if bad:
+        raise ValueError(f"{path}: field 'state_dict' holds entries that are not named tensors: {bad[:3]}")
+    net = Supernet(space)
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as exc:
+        raise ValueError(f"{path}: weights do not fit space '{net.space.name}': "
+                         f"{str(exc).splitlines()[0][:300]}") from None
+    return net.eval()
+
+
+# ---------------------------------------------------------------------- checkpoints
+def save_checkpoint(payload: dict[str, Any], path: str | Path) -> Path:
+    """Write a training checkpoint atomically (`payload` holds tensors and plain values)."""
+    return _torch_save({"version": CHECKPOINT_VERSION, **payload}, Path(path))
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A checkpoint written by `save_checkpoint`, with its recipe as a `Recipe` under
+    "recipe"; `ValueError` naming the file when it cannot be resumed from."""
+    path = Path(path)
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated, corrupt or not ours; weights_only never runs code
+        raise ValueError(f"{path} cannot be resumed from ({type(exc).__name__}); delete it to "
+                         f"restart the run, or train into a new --out folder") from None
+    if not isinstance(ckpt, dict) or "recipe" not in ckpt or "state" not in ckpt:
+        raise ValueError(f"{path} is not a training checkpoint of ofa_engine")
+    try:
+        recipe = Recipe.from_dict(ckpt["recipe"])
+    except ValueError as exc:
+        raise ValueError(f"{path}: field 'recipe': {exc}") from None
+    return {**ckpt, "recipe": recipe}
+
+
+def trim_log(log_path: Path, recipe: Recipe, state: dict[str, Any]) -> None:
+    """Drop log records of epochs the checkpoint does not include (written after it, before a
+    kill): the resumed run writes them again."""
+    if not log_path.exists():
+        return
+    order = {p.name: i for i, p in enumerate(recipe.phases)}
+    kept = []
+    for line in log_path.read_text(encoding="utf-8").splitlines():
+        record = json.loads(line)
+        position = (order.get(record.get("phase"), len(order)), record.get("epoch", 0))
+        if position <= (state["phase"], state["epoch"]):
+            kept.append(line)
+    atomic_write_text(log_path, "".join(k + "\n" for k in kept))
