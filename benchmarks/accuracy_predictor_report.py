@@ -305,7 +305,7 @@ def split_half_noise(predictor, n: int, seed: int = 123) -> dict[str, float]:
     the two halves (2,500 images each) of the holdout. sd(acc_A - acc_B) / 2 estimates the
     sampling sd of a 5k accuracy; corr(error_A, error_B) says how much of the predictor's
     error is reproducible (a property of the subnet) rather than noise of the labels."""
-    from ofa_engine.training.accuracy_dataset import _evaluate, _PreprocessedCache
+    from ofa_engine.training.accuracy_dataset import PreprocessedImages, evaluate_holdout
     from ofa_engine.training.bundled import load_supernet
     from ofa_engine.datasets.images import load_split
 
@@ -313,11 +313,11 @@ def split_half_noise(predictor, n: int, seed: int = 123) -> dict[str, float]:
     space = supernet.space
     holdout, calib = load_split("holdout"), load_split("calib")
     half = np.random.default_rng(seed).permutation(len(holdout)) < len(holdout) // 2
-    calib_x = _PreprocessedCache(calib.images, space, True)
-    parts = [(_PreprocessedCache(holdout.images[m], space, True), torch.as_tensor(holdout.labels[m]))
+    calib_x = PreprocessedImages(calib.images, space, True)
+    parts = [(PreprocessedImages(holdout.images[m], space, True), torch.as_tensor(holdout.labels[m]))
              for m in (half, ~half)]
     configs = space.from_arrays(space.sample_population(n, np.random.default_rng(seed)))
-    acc = np.array([[_evaluate(supernet, cfg, calib_x, x, labels, 500, True) for x, labels in parts]
+    acc = np.array([[evaluate_holdout(supernet, cfg, calib_x, x, labels, 500, True) for x, labels in parts]
                     for cfg in configs])
     predicted = predictor.predict(configs)
     err_a, err_b = acc[:, 0] - predicted, acc[:, 1] - predicted

@@ -88,7 +88,7 @@ def bench_export(repeats: int, workdir: Path) -> list[str]:
         extract_s = median_seconds(lambda: supernet.extract(cfg), repeats)
         export_s = median_seconds(lambda: export_onnx(net, cfg, path), repeats)
         # The same steps export_onnx takes, apart: writing (incl. onnx.checker) and the ORT check.
-        write_s = median_seconds(lambda: export_module._write_onnx(net, space, cfg, path, 17), repeats)
+        write_s = median_seconds(lambda: export_module.write_onnx_unverified(net, space, cfg, path, 17), repeats)
         verify_s = median_seconds(lambda: export_module.verify_onnx(path, net), repeats)
         size_mb = path.stat().st_size / 1e6
         rows.append(f"| {name} | largest @{cfg.image_size} | {extract_s * 1e3:.1f} | {export_s * 1e3:.0f} "

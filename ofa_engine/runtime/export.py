@@ -28,8 +28,9 @@ from ..files import atomic_path
 from .ort import make_session
 from .preprocess import preprocessing_spec
 
-__all__ = ["export_onnx", "verify_onnx", "read_metadata", "export_subnets", "untrained_supernet",
-           "torch_threads", "ExportVerificationError", "EXPORT_LOCK", "MIN_OPSET", "TOLERANCE"]
+__all__ = ["export_onnx", "verify_onnx", "read_metadata", "write_onnx_unverified", "export_subnets",
+           "untrained_supernet", "torch_threads", "ExportVerificationError", "EXPORT_LOCK", "MIN_OPSET",
+           "TOLERANCE"]
 
 MIN_OPSET = 17
 # Largest |ORT - torch| allowed on any logit of the verification batch.
@@ -62,7 +63,7 @@ def export_onnx(model: StaticNet, cfg: SubnetConfig | Mapping[str, Any], path: s
     if not path.parent.is_dir():
         raise FileNotFoundError(f"cannot write '{path}': directory '{path.parent}' does not exist")
     with atomic_path(path) as tmp:
-        _write_onnx(model, space, cfg, tmp, opset)
+        write_onnx_unverified(model, space, cfg, tmp, opset)
         max_abs_diff = verify_onnx(tmp, model)
         if not max_abs_diff <= TOLERANCE:   # also catches NaN
             raise ExportVerificationError(
@@ -171,7 +172,9 @@ def _check_inputs(model: Any, cfg: Any, space: SearchSpace | str | None, opset: 
 EXPORT_LOCK = threading.Lock()
 
 
-def _write_onnx(model: StaticNet, space: SearchSpace, cfg: SubnetConfig, path: Path, opset: int) -> None:
+def write_onnx_unverified(model: StaticNet, space: SearchSpace, cfg: SubnetConfig, path: Path, opset: int) -> None:
+    """The ONNX file of `model` with its metadata, not checked in ONNX Runtime and not atomic:
+    `export_onnx` is the API; this is its writing step (benchmarks time it alone)."""
     dummy = torch.zeros(1, space.in_channels, cfg.image_size, cfg.image_size)
     was_training = model.training
     model.eval()

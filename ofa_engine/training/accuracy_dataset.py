@@ -32,7 +32,7 @@ from ..families.mbv3.static import fold_bn
 from ..families.mbv3.supernet import Supernet
 from ..progress import Progress, report
 
-__all__ = ["CSV_FIELDS", "dataset_configs", "canonical_key", "read_accuracy_csv",
+__all__ = ["CSV_FIELDS", "PreprocessedImages", "evaluate_holdout", "dataset_configs", "canonical_key", "read_accuracy_csv",
            "build_accuracy_dataset"]
 
 CSV_FIELDS = ("config", "image_size", "wid", "macs", "accuracy", "seconds")
@@ -96,7 +96,7 @@ def read_accuracy_csv(path: str | Path, space: SearchSpace | None = None) -> lis
     return rows
 
 
-class _PreprocessedCache:
+class PreprocessedImages:
     """Network input per image size, computed once (preprocessing dominates small subnets)."""
 
     def __init__(self, images: np.ndarray, space: SearchSpace, channels_last: bool):
@@ -111,9 +111,10 @@ class _PreprocessedCache:
 
 
 @torch.no_grad()
-def _evaluate(supernet: Supernet, cfg: SubnetConfig, calib: _PreprocessedCache,
-              holdout: _PreprocessedCache, labels: torch.Tensor, batch_size: int,
-              channels_last: bool) -> float:
+def evaluate_holdout(supernet: Supernet, cfg: SubnetConfig, calib: PreprocessedImages,
+                     holdout: PreprocessedImages, labels: torch.Tensor, batch_size: int,
+                     channels_last: bool) -> float:
+    """Top-1 accuracy of `cfg` on `holdout` after BN recalibration on `calib` (fraction)."""
     net = supernet.extract(cfg)
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
@@ -183,8 +184,8 @@ def build_accuracy_dataset(supernet: Supernet, configs: Iterable[SubnetConfig], 
         todo = todo[:max_new]
     if not todo:
         return 0
-    calib_x = _PreprocessedCache(calib.images, space, channels_last)
-    holdout_x = _PreprocessedCache(holdout.images, space, channels_last)
+    calib_x = PreprocessedImages(calib.images, space, channels_last)
+    holdout_x = PreprocessedImages(holdout.images, space, channels_last)
     labels = torch.as_tensor(np.asarray(holdout.labels, dtype=np.int64))
     macs = analyze(space, todo)["macs"]
     supernet.eval()
@@ -193,7 +194,7 @@ def build_accuracy_dataset(supernet: Supernet, configs: Iterable[SubnetConfig], 
             _append_row(fh, CSV_FIELDS)
         for i, cfg in enumerate(todo):
             start = time.perf_counter()
-            acc = _evaluate(supernet, cfg, calib_x, holdout_x, labels, batch_size, channels_last)
+            acc = evaluate_holdout(supernet, cfg, calib_x, holdout_x, labels, batch_size, channels_last)
             seconds = time.perf_counter() - start
             _append_row(fh, [cfg.to_json(), cfg.image_size, cfg.wid, int(macs[i]), f"{acc:.6f}",
                              f"{seconds:.3f}"])
