@@ -140,17 +140,20 @@ def read_json(path: str | os.PathLike, what: str | None = None, *, max_bytes: in
 
 
 # ---------------------------------------------------------------------- names and paths
-def resolve_name_or_path(name_or_path: str | os.PathLike, bundled: Mapping[str, Path], what: str) -> Path:
-    """The file of a bundled name, else the given path if it exists; `ValueError` naming the
-    bundled names otherwise. A bundled name whose file is missing is `FileNotFoundError`."""
+def resolve_name_or_path(name_or_path: str | os.PathLike, bundled: Mapping[str, Path], what: str, *,
+                         error: type[ValueError] = ValueError, readme: str = "assets/README.md") -> Path:
+    """The file of a bundled name, else the given path if it exists; `error` (a ValueError)
+    naming the bundled names otherwise. A bundled name whose file is missing is
+    `FileNotFoundError` pointing at `readme`, which names the command that makes it."""
     key = os.fspath(name_or_path)
     if key in bundled:
         path = Path(bundled[key])
         if not path.exists():
-            raise FileNotFoundError(2, f"bundled {what} '{key}' is missing (see assets/README.md)", str(path))
+            raise FileNotFoundError(f"bundled {what} {path} is missing; see {readme} for the command "
+                                    f"that makes it")
         return path
     path = Path(key)
     if not key or not path.exists():
-        raise ValueError(f"{what} '{key}' is neither a bundled name ({', '.join(bundled) or 'none'}) "
-                         f"nor an existing file")
+        raise error(f"{what} '{key}' is neither a bundled name ({', '.join(bundled) or 'none'}) "
+                    f"nor an existing file")
     return path

@@ -36,7 +36,7 @@ from torch import nn
 
 from ..datasets.images import ASSETS_DIR
 from ..families.mbv3.space import SearchSpace, SubnetConfig
-from ..files import atomic_write, atomic_write_json, read_json
+from ..files import atomic_write, atomic_write_json, read_json, resolve_name_or_path
 from .metrics import kendall_tau, split_indices as train_test_split  # noqa: F401  (API)
 
 __all__ = ["AccuracyPredictor", "AccuracyPredictorError", "MLPEnsembleRegressor", "load_accuracy_predictor",
@@ -249,17 +249,8 @@ def load_accuracy_predictor(name_or_path: str | Path = "tiny-fmnist") -> Accurac
     """A bundled predictor by space name ('tiny-fmnist') or a file written by `save` (the .npz,
     or its .json). Never executes code from the file; `AccuracyPredictorError` (a `ValueError`)
     names the file and the problem when it cannot be used."""
-    if str(name_or_path) in BUNDLED_PREDICTORS:
-        path = BUNDLED_PREDICTORS[str(name_or_path)]
-        if not path.exists():
-            raise FileNotFoundError(f"bundled accuracy predictor {path} is missing; see "
-                                    f"assets/predictors/README.md for the command that makes it")
-    else:
-        path = Path(name_or_path)
-        if not path.exists():
-            raise AccuracyPredictorError(
-                f"accuracy predictor '{name_or_path}' is neither a bundled name "
-                f"({', '.join(BUNDLED_PREDICTORS)}) nor an existing file")
+    path = resolve_name_or_path(name_or_path, BUNDLED_PREDICTORS, "accuracy predictor",
+                                error=AccuracyPredictorError, readme="assets/predictors/README.md")
     npz_path, json_path = _paths(path)
     arrays = _read_npz(npz_path)
     where = str(npz_path)

@@ -9,7 +9,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..families.mbv3.family import MobileNetV3Family
+from ..families import search_space
 from ..families.mbv3.tables import EfficiencyTables
 from ..space.interface import DiscreteSearchSpace
 
@@ -30,8 +30,9 @@ def efficiency_metrics(analytic: Mapping[str, Any]) -> dict[str, Any]:
 class Evaluator:
     """Predicted metrics of configs on one device.
 
-    `space`: any `DiscreteSearchSpace`, or a MobileNetV3 `SearchSpace` or preset name (wrapped
-    in `MobileNetV3Family`; `fast=False` makes it use `analyze` instead of its exact tables).
+    `space`: any `DiscreteSearchSpace`, or a registered family's space object or preset name
+    (turned into one by `ofa_engine.families.search_space`; `fast=False` makes it skip the
+    family's exact tables).
     `profile`: anything with `.predict_latency_ms(batch) -> (N,) ms` (a `DeviceProfile`, or a
     stand-in in tests) where `batch` is the space's `decode` form, a profile name, or None (no
     latency: `latency_ms` is NaN and a latency bound is refused). `accuracy_predictor`: anything
@@ -43,7 +44,7 @@ class Evaluator:
 
     def __init__(self, space: DiscreteSearchSpace | Any, profile: Any = None, accuracy_predictor: Any = None,
                  *, fast: bool = True):
-        self.space = space if isinstance(space, DiscreteSearchSpace) else MobileNetV3Family(space, fast=fast)
+        self.space = search_space(space, fast=fast)
         if isinstance(profile, str):
             from ..devices.profiles import load_profile
             profile = load_profile(profile)

@@ -9,6 +9,7 @@ from ..runtime.evaluation import calibrate_bn
 from ..families.mbv3.space import SubnetConfig
 from ..families.mbv3.static import StaticNet
 from ..families.mbv3.supernet import Supernet
+from ..files import resolve_name_or_path
 from .checkpoint import load_supernet_file
 
 __all__ = ["load_supernet", "extract_calibrated", "BUNDLED_SUPERNETS"]
@@ -19,17 +20,7 @@ BUNDLED_SUPERNETS = {"tiny-fmnist": ASSETS_DIR / "supernet" / "tiny-fmnist.pt"}
 def load_supernet(name_or_path: str | Path) -> Supernet:
     """A trained supernet: a bundled name ('tiny-fmnist') or a file written by training
     (`save_supernet`). Loading never executes code (weights_only)."""
-    if str(name_or_path) in BUNDLED_SUPERNETS:
-        path = BUNDLED_SUPERNETS[str(name_or_path)]
-        if not path.exists():
-            raise FileNotFoundError(f"bundled supernet {path} is missing; see assets/README.md for "
-                                    f"the command that trains it")
-        return load_supernet_file(path)
-    path = Path(name_or_path)
-    if not path.exists():
-        raise ValueError(f"supernet '{name_or_path}' is neither a bundled name "
-                         f"({', '.join(BUNDLED_SUPERNETS)}) nor an existing file")
-    return load_supernet_file(path)
+    return load_supernet_file(resolve_name_or_path(name_or_path, BUNDLED_SUPERNETS, "supernet"))
 
 
 def extract_calibrated(supernet: Supernet, cfg: SubnetConfig, calib: ImageSet | None = None) -> StaticNet:

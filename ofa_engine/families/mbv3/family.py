@@ -12,17 +12,27 @@ from typing import Any, Mapping
 import numpy as np
 
 from ...space.interface import ANALYTIC_METRICS, DiscreteSearchSpace
+from .. import FAMILIES
 from .analytics import analyze
 from .genome import MobileNetV3Genome
-from .space import SearchSpace, SubnetConfig, is_population
+from .space import PRESETS, SearchSpace, SubnetConfig, is_population
 from .tables import EfficiencyTables, efficiency_tables
 
 __all__ = ["MobileNetV3Family"]
 
 
+@FAMILIES.register("mbv3")
 class MobileNetV3Family(DiscreteSearchSpace):
     """`space`: a `SearchSpace` or preset name. `fast`: use the exact efficiency tables where
     they apply (False: `analyze` every time, and no exact extremes)."""
+
+    @staticmethod
+    def accepts(space: Any) -> bool:
+        return isinstance(space, SearchSpace) or (isinstance(space, str) and space in PRESETS)
+
+    @staticmethod
+    def preset_names() -> list[str]:
+        return PRESETS.names()
 
     def __init__(self, space: SearchSpace | str, fast: bool = True):
         self.space = SearchSpace.preset(space) if isinstance(space, str) else space

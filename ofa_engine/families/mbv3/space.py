@@ -20,10 +20,11 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from ...registry import Registry
 from .genome import MobileNetV3Genome
 from .layout import ChannelPlan, channel_plan, make_divisible
 
-__all__ = ["SubnetConfig", "SearchSpace", "ChannelPlan", "make_divisible", "list_presets", "is_population"]
+__all__ = ["PRESETS", "SubnetConfig", "SearchSpace", "ChannelPlan", "make_divisible", "list_presets", "is_population"]
 
 
 @dataclass(frozen=True)
@@ -126,10 +127,7 @@ class SearchSpace:
     @staticmethod
     def preset(name: str) -> "SearchSpace":
         """A named space: 'ofa-mbv3-w1.0', 'ofa-mbv3-w1.2' or 'tiny-fmnist'."""
-        try:
-            return _PRESETS[name]
-        except KeyError:
-            raise ValueError(f"unknown search space '{name}'; known: {sorted(_PRESETS)}") from None
+        return PRESETS.get(name)
 
     # ----------------------------------------------------------------- layout
     @property
@@ -359,26 +357,25 @@ _OFA_MBV3 = dict(
 FASHION_MNIST_LABELS = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                         "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 
-_PRESETS: dict[str, SearchSpace] = {
-    "ofa-mbv3-w1.0": SearchSpace(name="ofa-mbv3-w1.0", width_mults=(1.0,),
-                                 resolutions=tuple(range(128, 225, 4)), **_OFA_MBV3),
-    "ofa-mbv3-w1.2": SearchSpace(name="ofa-mbv3-w1.2", width_mults=(1.2,),
-                                 resolutions=tuple(range(160, 225, 4)), **_OFA_MBV3),
-    # Our bundled Fashion-MNIST supernet: the same family, scaled down (sized in docs/core.md).
-    "tiny-fmnist": SearchSpace(
-        name="tiny-fmnist", in_channels=1, num_classes=10,
-        width_mults=(0.5, 0.75, 1.0),
-        base_widths=(16, 16, 24, 32, 48, 72, 96, 256, 512),
-        first_conv_stride=2, first_block_stride=1, first_block_act="relu", first_block_se=False,
-        stage_strides=(2, 2, 1, 2, 1),
-        stage_acts=("relu", "relu", "h_swish", "h_swish", "h_swish"),
-        stage_se=(False, True, False, True, True),
-        kernel_sizes=(3, 5, 7), expand_ratios=(3, 4, 6), depths=(2, 3),
-        resolutions=(20, 24, 28, 32),
-        mean=(0.2860,), std=(0.3530,), labels=FASHION_MNIST_LABELS,
-    ),
-}
+PRESETS: Registry[SearchSpace] = Registry("search space")
+PRESETS.register("ofa-mbv3-w1.0", SearchSpace(name="ofa-mbv3-w1.0", width_mults=(1.0,),
+                                              resolutions=tuple(range(128, 225, 4)), **_OFA_MBV3))
+PRESETS.register("ofa-mbv3-w1.2", SearchSpace(name="ofa-mbv3-w1.2", width_mults=(1.2,),
+                                              resolutions=tuple(range(160, 225, 4)), **_OFA_MBV3))
+# Our bundled Fashion-MNIST supernet: the same family, scaled down (sized in docs/core.md).
+PRESETS.register("tiny-fmnist", SearchSpace(
+    name="tiny-fmnist", in_channels=1, num_classes=10,
+    width_mults=(0.5, 0.75, 1.0),
+    base_widths=(16, 16, 24, 32, 48, 72, 96, 256, 512),
+    first_conv_stride=2, first_block_stride=1, first_block_act="relu", first_block_se=False,
+    stage_strides=(2, 2, 1, 2, 1),
+    stage_acts=("relu", "relu", "h_swish", "h_swish", "h_swish"),
+    stage_se=(False, True, False, True, True),
+    kernel_sizes=(3, 5, 7), expand_ratios=(3, 4, 6), depths=(2, 3),
+    resolutions=(20, 24, 28, 32),
+    mean=(0.2860,), std=(0.3530,), labels=FASHION_MNIST_LABELS,
+))
 
 
 def list_presets() -> list[str]:
-    return sorted(_PRESETS)
+    return sorted(PRESETS.names())
