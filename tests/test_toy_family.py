@@ -209,3 +209,64 @@ def test_evolution_finds_the_toy_optimum(toy_eval):
     m = toy_eval.metrics_of(ALL_GENES)
     result = search(toy_eval, c, "evolution", seed=0, generations=30, population=30)
     assert result.predicted["accuracy"] == pytest.approx(m["accuracy"][c.feasible(m)].max())
+
+
+class EncodedAccuracy:
+    """The shipped accuracy estimator, fitted on the toy encoding, as the evaluator takes it."""
+
+    def __init__(self, estimator):
+        self.estimator = estimator
+
+    def predict_encoded(self, x):
+        return self.estimator.predict(x)
+
+    def predict(self, configs):
+        return self.predict_encoded(SPACE.genome.encode(SPACE.to_genes(configs)))
+
+    def torch_module(self):
+        return self.estimator.torch_module()
+
+
+class FittedLatency:
+    """A fitted latency model of the predictors package over the toy's MACs, as a profile."""
+
+    name = "toy-device (fitted)"
+
+    def __init__(self, model):
+        self.model = model
+
+    def predict_latency_ms(self, configs):
+        return self.model.predict(SPACE.analytic_efficiency(SPACE.to_genes(configs))["macs"][:, None])
+
+
+@pytest.fixture(scope="module")
+def fitted_eval():
+    from ofa_engine.predictors.accuracy import MLPEnsembleRegressor
+    from ofa_engine.predictors.latency import MacsLinearModel
+    from ofa_engine.predictors.metrics import kendall_tau, split_indices
+
+    train, test = split_indices(len(ALL_GENES), 0.3, 0)
+    x = SPACE.genome.encode(ALL_GENES)
+    y = ToyAccuracy(SPACE).predict_encoded(x)
+    accuracy = MLPEnsembleRegressor(hidden=(8,), epochs=150, ensemble=2, seed=0).fit(x[train], y[train])
+    assert kendall_tau(accuracy.predict(x[test]), y[test]) > 0.8
+    twin = accuracy.torch_module()(torch.from_numpy(x[test])).numpy()
+    np.testing.assert_allclose(twin, accuracy.predict(x[test]), atol=1e-5)
+    configs = SPACE.to_configs(ALL_GENES)
+    measured = ToyLatency().predict_latency_ms(configs)
+    macs = SPACE.analytic_efficiency(ALL_GENES)["macs"][:, None]
+    latency = MacsLinearModel().fit(macs[train], measured[train])
+    assert kendall_tau(latency.predict(macs[test]), measured[test]) > 0.8
+    return Evaluator(SPACE, FittedLatency(latency), EncodedAccuracy(accuracy))
+
+
+@pytest.mark.parametrize("strategy", STRATEGY_REGISTRY.names())
+def test_every_strategy_runs_with_fitted_predictors_on_the_toy_family(fitted_eval, strategy):
+    """The shipped accuracy estimator and a fitted latency model work on a family they never
+    saw: they take encoded rows and feature rows, nothing MobileNetV3."""
+    c = Constraints(macs_m=budget_ranges(fitted_eval)["macs_m"]["max"] * 0.3)
+    result = search(fitted_eval, c, strategy, seed=0, **QUICK[strategy])
+    assert SPACE.validate(result.config) == result.config and result.predicted["macs"] / 1e6 <= c.macs_m
+    again = fitted_eval.metrics(result.config)
+    assert again["accuracy"][0] == pytest.approx(result.predicted["accuracy"])
+    assert again["latency_ms"][0] == pytest.approx(result.predicted["latency_ms"])

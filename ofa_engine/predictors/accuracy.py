@@ -178,19 +178,37 @@ def _forward(x: np.ndarray, weights: Sequence[np.ndarray], biases: Sequence[np.n
     return out.astype(np.float64)
 
 
+def _mlp_module(weights: Sequence[np.ndarray], biases: Sequence[np.ndarray]) -> nn.Sequential:
+    """The torch twin of `_forward`'s MLP: Linear layers with ReLU between them."""
+    layers: list[nn.Module] = []
+    for i, (w, b) in enumerate(zip(weights, biases)):
+        linear = nn.Linear(w.shape[0], w.shape[1])
+        with torch.no_grad():
+            linear.weight.copy_(torch.from_numpy(w.T.copy()))
+            linear.bias.copy_(torch.from_numpy(b))
+        layers.append(linear)
+        if i < len(weights) - 1:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+class _ScaledMLP(nn.Module):
+    """offset + scale * mlp(x), frozen: the torch twin of a fitted `MLPEnsembleRegressor`."""
+
+    def __init__(self, weights, biases, scale: float, offset: float):
+        super().__init__()
+        self.mlp, self.scale, self.offset = _mlp_module(weights, biases), scale, offset
+        self.requires_grad_(False)
+        self.eval()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.mlp(x)[:, 0] * self.scale + self.offset
+
+
 class _PredictorModule(nn.Module):
     def __init__(self, predictor: AccuracyPredictor):
         super().__init__()
-        layers: list[nn.Module] = []
-        for i, (w, b) in enumerate(zip(predictor.weights, predictor.biases)):
-            linear = nn.Linear(w.shape[0], w.shape[1])
-            with torch.no_grad():
-                linear.weight.copy_(torch.from_numpy(w.T.copy()))
-                linear.bias.copy_(torch.from_numpy(b))
-            layers.append(linear)
-            if i < len(predictor.weights) - 1:
-                layers.append(nn.ReLU())
-        self.mlp = nn.Sequential(*layers)
+        self.mlp = _mlp_module(predictor.weights, predictor.biases)
         self.baseline = nn.Linear(predictor.space.encoding_size, 1)
         with torch.no_grad():
             self.baseline.weight.copy_(torch.from_numpy(predictor.baseline_weight)[None])
@@ -436,6 +454,12 @@ class MLPEnsembleRegressor:
         """Predictions for rows `X` (N, features), float64 (N,)."""
         self._check_fitted()
         return _forward(_rows(X, self.n_features_in_), self.weights_, self.biases_, self.scale_, self.offset_)
+
+    def torch_module(self) -> nn.Module:
+        """A differentiable float32 twin: rows (N, features) -> (N,) predictions, frozen
+        parameters (gradients flow to the input only; the gradient search uses it)."""
+        self._check_fitted()
+        return _ScaledMLP(self.weights_, self.biases_, self.scale_, self.offset_)
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "weights_"):
