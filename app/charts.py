@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Sequence
 
 import altair as alt
 import numpy as np
@@ -120,7 +120,3 @@ def tradeoff_chart(frame: pd.DataFrame, x: str, y: str = "accuracy", *, budget: 
             shape="diamond", size=260, filled=True, color="#f58518", stroke="black").encode(
             x=f"{x}:Q", y=f"{y}:Q", tooltip=list(chosen)))
     return alt.layer(*layers).properties(height=height)
-
-
-def table_records(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
-    return pd.DataFrame(list(rows))

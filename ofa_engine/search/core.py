@@ -137,11 +137,6 @@ class SearchResult:
     pareto: dict[str, Any] | None = None
     predictor_calls: int = 0
 
-    def history_population(self, rows: Any = None) -> Any:
-        """The evaluated candidates (or `rows` of them) in the space's batch form (`decode`)."""
-        genes = self.history_genes if rows is None else self.history_genes[rows]
-        return self.evaluator.space.decode(genes.astype(np.int64))
-
     def history_configs(self, rows: Any = None) -> list[Any]:
         genes = self.history_genes if rows is None else self.history_genes[np.atleast_1d(rows)]
         return self.evaluator.space.to_configs(genes.astype(np.int64))
