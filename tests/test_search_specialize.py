@@ -48,7 +48,7 @@ def test_specialize_end_to_end(tmp_path, ranges):
     stages = []
     budget = Constraints(latency_ms=(ranges["latency_ms"]["min"] + ranges["latency_ms"]["max"]) / 2)
     spec = specialize(PROFILE, budget, "evolution", seed=0, out=tmp_path / "model.onnx",
-                      progress=lambda stage, fraction: stages.append((stage, fraction)),
+                      progress=lambda done, total, stage: stages.append((stage, done / total)),
                       strategy_options={"generations": 50})
     r = spec.report
     for section in ("predicted", "measured"):

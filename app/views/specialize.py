@@ -54,8 +54,8 @@ def run_specialization() -> None:
         started = time.perf_counter()
         bar = st.progress(0.0, text="starting")
 
-        def progress(stage: str, fraction: float) -> None:
-            bar.progress(min(max(float(fraction), 0.0), 1.0),
+        def progress(done: int, total: int, stage: str) -> None:
+            bar.progress(min(max(done / total, 0.0), 1.0),
                          text=f"{STAGES.get(stage, stage)} ({time.perf_counter() - started:.1f} s)")
 
         try:

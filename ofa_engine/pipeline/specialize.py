@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import numpy as np
 import torch
@@ -30,13 +30,15 @@ from torch import nn
 from ..families.mbv3.analytics import analyze
 from ..families.mbv3.space import SearchSpace
 from ..files import atomic_write_json
+from ..progress import Progress, report as report_progress
 from ..search.constraints import Constraints
 from ..search.core import SearchResult, search
 from ..search.evaluator import Evaluator
 
 __all__ = ["specialize", "Specialization", "load_resources"]
 
-Progress = Callable[[str, float], None]
+# Stages report as `progress(done, STEPS, stage)`: `done` of 100 steps, the stage's name.
+STEPS = 100
 
 
 @dataclass
@@ -173,15 +175,15 @@ def specialize(profile: Any, constraints: Constraints | Mapping[str, float] | No
     """Search the best subnet for `profile` under `constraints`, extract, calibrate, export and
     measure it. `profile`: a `DeviceProfile` or its name; the device's memory limits (SRAM,
     Flash) are added to the constraints. `out`: ONNX path to write (its report goes next to it
-    as .json); None keeps the bytes in memory only. `progress(stage, fraction)` is called as
-    the stages advance. Thread-safe. Raises `InfeasibleBudgetError` / `ValueError` for budgets
+    as .json); None keeps the bytes in memory only. `progress(done, 100, stage)` (the engine's
+    one progress signature) is called as the stages advance: load, search, extract, export,
+    measure accuracy, measure latency, done. Thread-safe. Raises `InfeasibleBudgetError` / `ValueError` for budgets
     or names the user got wrong."""
     start = time.perf_counter()
     timings: dict[str, float] = {}
 
     def step(stage: str, fraction: float) -> None:
-        if progress is not None:
-            progress(stage, fraction)
+        report_progress(progress, round(fraction * STEPS), STEPS, stage)
 
     step("load", 0.0)
     prof = _load_profile(profile)
