@@ -18,7 +18,9 @@ import streamlit as st  # noqa: E402
 from app.resources import configure_threads  # noqa: E402
 
 configure_threads()
-st.set_page_config(page_title="OFA specialize", page_icon=":material/memory:", layout="wide")
+# An emoji favicon is drawn in the page; a ":material/...:" one would be fetched from a public font
+# host, and the app must work offline.
+st.set_page_config(page_title="OFA specialize", page_icon="🧩", layout="wide")
 
 VIEWS = Path(__file__).resolve().parent / "views"
 pages = {
