@@ -121,12 +121,14 @@ def get_profile(name: str):
 
 
 def profile_label(name: str) -> str:
+    """'Display name [name]' of a bundled profile, 'name (this session)' of an uploaded one. The
+    label needs no session state: a select box formats its value outside the script run too."""
+    if name not in bundled_profile_names():
+        return f"{name} (this session)"
     try:
-        profile = get_profile(name)
+        return f"{get_bundled_profile(name).display_name} [{name}]"
     except USER_ERRORS:
         return name
-    suffix = " (this session)" if name in session_profiles() else ""
-    return f"{profile.display_name} [{name}]{suffix}"
 
 
 def get_evaluator(name: str):

@@ -71,12 +71,16 @@ def budget_controls(profile_name: str, key: str) -> dict[str, float] | None:
     for column, field in zip(columns, kinds):
         lo, hi = float(ranges[field]["min"]), float(ranges[field]["max"])
         step = _slider_step(lo, hi)
-        lo_r, hi_r = math.floor(lo / step) * step, math.ceil(hi / step) * step
+        # The left end is the smallest achievable value rounded *up* to the step, so every
+        # position of the slider is a budget some subnet meets.
+        lo_r, hi_r = math.ceil(lo / step - 1e-9) * step, math.ceil(hi / step) * step
         value = lo_r + 0.4 * (hi_r - lo_r)
         label, unit = BUDGETS[field][:2]
+        decimals = max(0, -math.floor(math.log10(step)))
         limits[field] = column.slider(
             f"{label} budget ({unit})", min_value=round(lo_r, 6), max_value=round(hi_r, 6),
             value=round(math.floor(value / step) * step, 6), step=step, key=f"{key}_{field}",
+            format=f"%.{decimals}f {unit}",   # the value used, to the step, with its unit
             help=f"Achievable on this profile: {lo:.4g} to {hi:.4g} {unit}"
                  f"{'' if ranges[field].get('exact') else ' (estimated)'}.")
     if not kinds:

@@ -51,8 +51,9 @@ def fast_profile(at: AppTest, key: str) -> str:
 
 
 def profile_options(at: AppTest, key: str) -> list[str]:
-    """Profile names of a profile select box (its labels read 'Display name [name]')."""
-    return [re.search(r"\[([^\]]+)\]", label).group(1) for label in at.selectbox(key=key).options]
+    """Profile names of a profile select box (labels 'Display name [name]' or 'name (this session)')."""
+    return [m.group(1) if (m := re.search(r"\[([^\]]+)\]", label)) else label.split(" (")[0]
+            for label in at.selectbox(key=key).options]
 
 
 # ------------------------------------------------------------------------------ navigation
@@ -90,17 +91,34 @@ def test_specialize_small_budget_shows_cards_charts_and_downloads():
     assert result["report"]["config"] == result["result"].config.to_dict()
 
 
-def test_impossible_budget_is_a_message_not_a_traceback():
+def test_every_slider_at_its_minimum_is_a_budget_some_subnet_meets():
     at = open_page()
-    fast_profile(at, "spec_profile")
-    at.multiselect(key="spec_kinds").set_value(["peak_memory_kb", "flash_kb"]).run()
-    for key in ("spec_peak_memory_kb", "spec_flash_kb"):
+    at.selectbox(key="spec_profile").set_value("stm32f746").run()
+    at.multiselect(key="spec_kinds").set_value(["peak_memory_kb", "flash_kb", "macs_m"]).run()
+    for key in ("spec_peak_memory_kb", "spec_flash_kb", "spec_macs_m"):
         slider = at.slider(key=key)
-        slider.set_value(slider.min).run()  # the slider starts just below the smallest achievable value
+        slider.set_value(slider.min).run()
+    at.button[0].click().run()
+    assert_clean(at)
+    assert not errors(at), errors(at)
+    assert "Download ONNX" in download_labels(at)
+
+
+def test_impossible_budget_is_a_message_not_a_traceback():
+    """A profile whose SRAM no subnet fits (uploaded): the reason is shown, no traceback."""
+    from ofa_engine.devices.profiles import load_profile
+    data = load_profile("stm32f746").to_dict()
+    data["name"], data["display_name"] = "tiny-board", "Tiny board"
+    data["memory"] = {**data["memory"], "sram_kb": 1.0}
+    at = open_page("profiles")
+    at.file_uploader(key="json_upload").set_value(("p.json", json.dumps(data).encode(), "application/json")).run()
+    at.button(key="json_add").click().run()
+    at.switch_page("views/specialize.py").run()
+    at.selectbox(key="spec_profile").set_value("tiny-board").run()
     at.button[0].click().run()
     assert_clean(at)
     message = " ".join(errors(at))
-    assert "smallest achievable" in message, message
+    assert "smallest achievable" in message and "peak_memory_kb <= 1 " in message, message
     assert "Download ONNX" not in download_labels(at)
 
 
