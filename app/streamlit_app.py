@@ -15,7 +15,7 @@ if str(ROOT) not in sys.path:  # `streamlit run` puts app/ on the path, not the 
 
 import streamlit as st  # noqa: E402
 
-from app.resources import configure_threads  # noqa: E402
+from app.resources import SUPERNET, configure_threads, get_space  # noqa: E402
 
 configure_threads()
 # An emoji favicon is drawn in the page; a ":material/...:" one would be fetched from a public font
@@ -34,4 +34,13 @@ pages = {
         st.Page(VIEWS / "building_blocks.py", title="Building blocks", icon=":material/view_in_ar:"),
     ],
 }
+
+space = get_space()
+colour = "grayscale" if space.in_channels == 1 else f"{space.in_channels}-channel"
+st.sidebar.caption(
+    f"**The model**: supernet `{SUPERNET}`, a {len(space.labels) or space.num_classes}-class {colour} image "
+    f"classifier ({', '.join(space.labels[:4])}, ...), trained on Fashion-MNIST at "
+    f"{min(space.resolutions)}-{max(space.resolutions)} px (images are 28 px). Every subnet you "
+    f"specialize is one of its {len(space.width_mults)} widths x {len(space.resolutions)} resolutions x "
+    f"per-block kernel, expand ratio and depth choices.")
 st.navigation(pages).run()

@@ -61,6 +61,8 @@ def test_home_is_specialize_with_its_controls():
     at = open_page()
     assert at.title[0].value.startswith("Specialize")
     assert [b.label for b in at.button] == ["Specialize"]
+    model = " ".join(c.value for c in at.sidebar.caption)
+    assert "10-class grayscale" in model and "Fashion-MNIST" in model and "T-shirt/top" in model, model
     assert at.selectbox(key="spec_profile").options
     assert at.selectbox(key="spec_strategy").value == "evolution"
     assert at.multiselect(key="spec_kinds").value  # a budget kind is preselected

@@ -94,18 +94,26 @@ if done is not None:
         "peak memory (KB)": st.column_config.NumberColumn(format="%.1f"),
         "Flash (KB)": st.column_config.NumberColumn(format="%.1f"),
         "MACs (M)": st.column_config.NumberColumn(format="%.2f"),
-        "time (s)": st.column_config.NumberColumn(format="%.3f")})
+        "time (s)": st.column_config.NumberColumn(format="%.3f"),
+        "config": st.column_config.TextColumn(width="large", help="the chosen subnet (JSON)")})
+    with st.expander("Chosen configs in full (JSON)"):
+        st.code("\n".join(f"{row.strategy}: {row.config}" for row in table.itertuples()), language="text",
+                wrap_lines=True)
     left, right = st.columns(2)
     left.markdown("**Best accuracy within budget vs candidates evaluated**")
     left.altair_chart(alt.Chart(curves).mark_line(interpolate="step-after").encode(
         x=alt.X("evaluations:Q", scale=alt.Scale(type="log"), title="candidates evaluated (log)"),
-        y=alt.Y("best accuracy (%):Q", scale=alt.Scale(zero=False)), color="strategy:N",
+        y=alt.Y("best accuracy (%):Q", scale=alt.Scale(zero=False)),
+        color=alt.Color("strategy:N", legend=alt.Legend(orient="bottom", columns=3)),
         tooltip=["strategy", "evaluations", alt.Tooltip("best accuracy (%):Q", format=".2f")],
     ).properties(height=340), width="stretch")
     right.markdown("**Quality vs time** (point size: evaluations)")
     right.altair_chart(alt.Chart(table).mark_circle(opacity=0.8).encode(
         x=alt.X("time (s):Q", scale=alt.Scale(zero=False)),
         y=alt.Y("accuracy (%):Q", scale=alt.Scale(zero=False)),
-        size=alt.Size("evaluations:Q", scale=alt.Scale(range=[60, 600])), color="strategy:N",
+        # Legends below the plot: at the side, the size legend's labels ("40,000") were clipped.
+        size=alt.Size("evaluations:Q", scale=alt.Scale(range=[60, 600]),
+                      legend=alt.Legend(orient="bottom", format="~s", labelLimit=0)),
+        color=alt.Color("strategy:N", legend=alt.Legend(orient="bottom", columns=3)),
         tooltip=list(table.columns[:-1]),
     ).properties(height=340), width="stretch")
