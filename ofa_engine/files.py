@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterator, Mapping
 
 __all__ = ["MAX_JSON_BYTES", "MAX_JSON_DEPTH", "FileLimitError", "atomic_path", "atomic_write",
-           "atomic_write_bytes", "atomic_write_json", "atomic_write_text", "loads_json", "read_json",
-           "resolve_name_or_path"]
+           "atomic_write_bytes", "atomic_write_json", "atomic_write_text", "check_output_path", "loads_json",
+           "read_json", "resolve_name_or_path"]
 
 MAX_JSON_BYTES = 1 << 20      # configs, profiles, recipes, manifests: ours are a few KB
 MAX_JSON_DEPTH = 32           # ours nest 4 levels at most
@@ -32,21 +32,30 @@ class FileLimitError(ValueError):
 
 
 # ---------------------------------------------------------------------- atomic writes
-def _check_target(path: Path) -> None:
-    if not path.name or path.name in (".", ".."):
-        raise ValueError(f"output path '{path}' names no file")
-    if not path.parent.is_dir():
-        raise FileNotFoundError(2, "No such directory", str(path.parent))
-    if path.is_dir():
-        raise IsADirectoryError(21, "Is a directory", str(path))
+def check_output_path(path: str | os.PathLike, what: str = "output path") -> Path:
+    """`path` as a `Path` when a file can be written there, else `ValueError` naming the path
+    exactly as the user gave it (an empty name, a folder, a folder that does not exist)."""
+    raw = os.fspath(path)
+    target = Path(raw)
+    if not raw.strip() or not target.name or target.name in (".", ".."):
+        raise ValueError(f"{what} '{raw}' names no file; allowed: a file name such as model.onnx")
+    if target.is_dir():
+        raise ValueError(f"{what} '{raw}' is a folder; allowed: a file path (e.g. '{target / 'model.onnx'}')")
+    if not target.parent.is_dir():
+        raise ValueError(f"{what} '{raw}': folder '{target.parent}' does not exist")
+    return target
+
+
+def _check_target(path: str | os.PathLike) -> None:
+    check_output_path(path)
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """A temporary path to write `path` through: yields it, then moves it over `path` when the
     block ends without an exception. For writers that want a path (torch.save, onnx.save)."""
-    path = Path(path)
     _check_target(path)
+    path = Path(path)
     # Not mkstemp: its 0600 mode would survive os.replace; a random name is enough.
     tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
     try:
@@ -134,8 +143,13 @@ def read_json(path: str | os.PathLike, what: str | None = None, *, max_bytes: in
     what = what or f"'{path}'"
     if path.is_dir():
         raise IsADirectoryError(21, "Is a directory", str(path))
+    if path.exists() and not path.is_file():   # a FIFO or a device would block or never end
+        raise ValueError(f"{what} is not a regular file")
     with open(path, "rb") as fh:
         data = fh.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        size = path.stat().st_size
+        raise FileLimitError(f"{what} is {size:,} bytes; the limit is {max_bytes:,} (MAX_JSON_BYTES)")
     return loads_json(data, what, max_bytes=max_bytes, max_depth=max_depth)
 
 

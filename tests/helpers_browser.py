@@ -82,6 +82,10 @@ def chromium() -> Iterator["object"]:
 
 
 def wait_idle(page, timeout_ms: float = 120_000) -> None:
-    """Until the script run is over (Streamlit shows its status widget while running)."""
-    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')",
-                           timeout=timeout_ms)
+    """Until the script run is over. Streamlit 1.67 marks the app's container with
+    `data-test-script-state` ("running" while a script runs); its status widget never shows
+    in headless runs, so waiting for that widget to go away returned at once."""
+    page.wait_for_function(
+        "() => { const el = document.querySelector('[data-test-script-state]');"
+        " return el !== null && el.getAttribute('data-test-script-state') !== 'running'; }",
+        timeout=timeout_ms)

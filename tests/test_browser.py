@@ -57,3 +57,42 @@ def test_specialize_in_the_browser_and_run_the_downloaded_onnx(tmp_path):
     (logits,) = session.run(None, {model_input.name: x})
     assert logits.shape == (1, 10)
     assert np.isfinite(logits).all()
+
+
+def test_hostile_profile_uploads_are_refused_and_another_session_still_specializes(tmp_path):
+    """Issue 26: profiles asking for a million ORT threads or a batch of 4000 (measured on the
+    server) are refused at upload with a message; a second browser session then specializes
+    as usual, so the server was neither taken down nor slowed by them."""
+    import time
+
+    base = json.loads((Path(__file__).resolve().parents[1] / "assets" / "profiles" / "cpu-ort-1t.json").read_text())
+    hostile = [({**base, "name": "threads-1e6", "threads": 1_000_000}, "threads"),
+               ({**base, "name": "batch-4000", "batch_size": 4000}, "batch_size"),
+               ({**base, "name": "batch-1e12", "batch_size": 1e12}, "batch_size")]
+    with serve_app(log_path=tmp_path / "streamlit.log") as url, chromium() as browser:
+        attacker = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+        attacker.goto(f"{url}/profiles")
+        attacker.get_by_role("tab", name="Upload a profile (JSON)").wait_for(timeout=120_000)
+        wait_idle(attacker)
+        attacker.get_by_role("tab", name="Upload a profile (JSON)").click()
+        for i, (data, field) in enumerate(hostile):
+            path = tmp_path / f"hostile-{i}.json"
+            path.write_text(json.dumps(data))
+            attacker.locator("input[type=file]").last.set_input_files(str(path))
+            wait_idle(attacker)
+            attacker.get_by_role("button", name="Add profile").click()
+            alert = attacker.get_by_test_id("stAlert").filter(has_text=field)
+            alert.first.wait_for(timeout=60_000)
+            assert attacker.get_by_test_id("stException").count() == 0
+
+        visitor = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+        visitor.goto(url)
+        visitor.get_by_role("button", name="Specialize").wait_for(timeout=120_000)
+        wait_idle(visitor)
+        start = time.perf_counter()
+        visitor.get_by_role("button", name="Specialize").click()
+        visitor.get_by_role("button", name="Download ONNX").wait_for(timeout=240_000)
+        elapsed = time.perf_counter() - start
+        assert visitor.get_by_test_id("stException").count() == 0
+    # A hang guard, not a speed target: the issue's attack made each click take 118 s.
+    assert elapsed < 90, elapsed

@@ -182,8 +182,12 @@ def test_rejects_supernet_and_mismatched_config(tiny, tmp_path):
         export_onnx(net, cfg, tmp_path / "m.onnx", space="ofa-mbv3-w1.0")
     with pytest.raises(ValueError, match="opset"):
         export_onnx(net, cfg, tmp_path / "m.onnx", opset=13)
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+    with pytest.raises(ValueError, match="does not exist"):
         export_onnx(net, cfg, tmp_path / "missing" / "m.onnx")
+    with pytest.raises(ValueError, match="opset = 10000; allowed: an integer 17..20"):
+        export_onnx(net, cfg, tmp_path / "m.onnx", opset=10000)
+    with pytest.raises(ValueError, match="path '' names no file"):
+        export_onnx(net, cfg, "")
     assert list(tmp_path.iterdir()) == []
 
 

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ENGINE = ROOT / "ofa_engine"
 
 LAYERS = {
-    "registry": 0, "files": 0, "progress": 0,
+    "registry": 0, "files": 0, "progress": 0, "settings": 0,
     "space": 1,
     "families": 2, "datasets": 2,
     "runtime": 3, "predictors": 3,

@@ -130,7 +130,7 @@ def test_kit_configs_are_seeded_distinct_and_span_the_range():
     assert macs.min() == macs[0] and macs.max() == macs[1]
     with pytest.raises(ValueError, match=r"image_sizes \[21\]; allowed: a non-empty subset"):
         kit_configs(SPACE, 5, image_sizes=[21])
-    with pytest.raises(ValueError, match="n = 1; allowed: an integer >= 2"):
+    with pytest.raises(ValueError, match="n = 1; allowed: an integer 2..2000"):
         kit_configs(SPACE, 1)
 
 

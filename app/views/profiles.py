@@ -14,6 +14,7 @@ import streamlit as st
 from app.resources import (MAX_UPLOAD_BYTES, SUPERNET, bundled_profile_names, get_profile,
                            get_space, log, profile_names, session_profiles, user_errors)
 from ofa_engine.devices.profiles import load_profile, load_validation
+from ofa_engine.files import loads_json
 
 st.title("Device profiles")
 st.markdown("A profile says how fast subnets run on a device (a latency model fitted to "
@@ -215,12 +216,8 @@ with json_tab:
     if st.button("Add profile", disabled=upload_json is None, key="json_add"):
         with user_errors("The profile JSON"):
             data = read_upload(upload_json, "JSON file")
-            try:
-                parsed = json.loads(data.decode("utf-8"))
-            except UnicodeDecodeError:
-                raise ValueError("the file is not UTF-8 text") from None
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+            # Bounded parse (size, nesting depth) as for every user JSON in the engine.
+            parsed = loads_json(data, f"'{upload_json.name}'")
             if not isinstance(parsed, dict):
                 raise ValueError(f"a profile is a JSON object, got {type(parsed).__name__}")
             profile = load_profile(parsed)

@@ -15,8 +15,8 @@ import dataclasses
 from ..families.mbv3.analytics import analyze
 from ..families.mbv3.space import SearchSpace, list_presets
 from ..families.mbv3.supernet import build_supernet
-from ..files import read_json
-from ..runtime.export import export_onnx, verify_onnx
+from ..files import check_output_path, read_json
+from ..runtime.export import MAX_OPSET, MIN_OPSET, export_onnx, verify_onnx
 from ..training.bundled import extract_calibrated
 from .args import (EXIT_OK, UsageError, config_argument, load_config, load_space, load_trained, load_weights,
                    print_json, register, space_argument)
@@ -50,11 +50,14 @@ def _export_arguments(parser: argparse.ArgumentParser) -> None:
                              "without it the weights are freshly initialised (seed 0)")
     config_argument(parser)
     parser.add_argument("--out", required=True, metavar="PATH", help="ONNX file to write")
-    parser.add_argument("--opset", type=int, default=17, help="ONNX opset, >= 17 (default 17)")
+    parser.add_argument("--opset", type=int, default=17, help="ONNX opset, 17..20 (default 17)")
 
 
 @register("export", "extract a subnet and write it as a verified ONNX file", _export_arguments)
 def run_export(args: argparse.Namespace) -> int:
+    check_output_path(args.out, "--out")   # before any work, naming the path as given
+    if not MIN_OPSET <= args.opset <= MAX_OPSET:
+        raise ValueError(f"--opset {args.opset}; allowed: {MIN_OPSET}..{MAX_OPSET} (MIN_OPSET..MAX_OPSET)")
     if args.supernet is not None:
         if args.weights is not None:
             raise UsageError("--weights goes with --space, not with --supernet")

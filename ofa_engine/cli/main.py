@@ -11,8 +11,11 @@ Nothing in the engine imports this package: the CLI is a leaf.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
-from typing import Sequence
+import threading
+from typing import Iterator, Sequence
 
 from ..runtime.export import ExportVerificationError
 from . import core, devices, predictors, search  # noqa: F401  (each registers its commands)
@@ -38,16 +41,55 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Exit status of a run stopped by SIGTERM / Ctrl-C (128 + the signal's number, as shells report).
+EXIT_SIGTERM, EXIT_INTERRUPT = 128 + signal.SIGTERM, 128 + signal.SIGINT
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived: raised from the handler so that every `finally` (the atomic writes'
+    cleanup of their temporary files) runs before the process exits."""
+
+
+@contextlib.contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield   # signal handlers can only be set from the main thread
+        return
+
+    def handler(signum, frame):
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status (0 ok, 1 failure, 2 user error)."""
+    """Run the command line; returns the exit status (0 ok, 1 failure, 2 user error, 143 / 130
+    stopped by SIGTERM / Ctrl-C, with nothing half-written)."""
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
-        return COMMANDS.get(args.command).run(args)
+        with _sigterm_raises():
+            args = parser.parse_args(argv)
+            return COMMANDS.get(args.command).run(args)
     except SystemExit as exc:   # --help
         return exc.code if isinstance(exc.code, int) else EXIT_OK
+    except Terminated:
+        print("error: stopped by SIGTERM; no partial output was left", file=sys.stderr)
+        return EXIT_SIGTERM
+    except KeyboardInterrupt:
+        print("error: interrupted; no partial output was left", file=sys.stderr)
+        return EXIT_INTERRUPT
     except (ValueError, OSError) as exc:
         print(f"error: {_describe(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+    except (RecursionError, OverflowError, MemoryError) as exc:
+        # The net under the bounded parsing and validation: an input that still got this far is
+        # refused as the user's, not shown as a crash.
+        print(f"error: the input is too large or too deeply nested ({type(exc).__name__}: "
+              f"{str(exc)[:200]}); see docs/limits.md", file=sys.stderr)
         return EXIT_USAGE
     except ExportVerificationError as exc:   # not the user's fault, but not a crash either
         print(f"error: {exc}", file=sys.stderr)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any
+
+from ..files import FileLimitError, loads_json
 
 from ..search.constraints import CONSTRAINT_FIELDS, UNITS, Constraints
 from ..search.core import STRATEGIES
@@ -36,8 +37,10 @@ def _options(items: list[str]) -> dict[str, Any]:
         if not sep or not key:
             raise ValueError(f"--option '{item}': expected KEY=VALUE")
         try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
+            out[key] = loads_json(value, f"--option {key}")
+        except FileLimitError:
+            raise
+        except ValueError:   # not JSON: the plain string
             out[key] = value
     return out
 

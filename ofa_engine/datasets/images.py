@@ -18,8 +18,17 @@ from torchvision.datasets import VisionDataset
 
 from ..files import atomic_write
 
-__all__ = ["ImageSet", "load_split", "load_image_folder", "FASHION_MNIST_DIR", "ASSETS_DIR",
-           "DataMissingError", "SPLIT_SEED", "HOLDOUT_SIZE"]
+__all__ = ["ImageSet", "load_split", "load_image_folder", "open_image", "FASHION_MNIST_DIR", "ASSETS_DIR",
+           "DataMissingError", "SPLIT_SEED", "HOLDOUT_SIZE", "MAX_IMAGE_PIXELS", "MAX_FOLDER_IMAGES",
+           "MAX_FOLDER_ENTRIES", "MAX_FOLDER_BYTES", "MAX_IMAGE_SIZE"]
+
+# Limits on a user's ImageFolder (docs/limits.md). Pixels are checked from the header, before
+# decoding: a 20000x20000 PNG (a decompression bomb) is refused without being decoded.
+MAX_IMAGE_PIXELS = 25_000_000          # one image: 5000 x 5000
+MAX_FOLDER_IMAGES = 200_000            # images in one folder (Fashion-MNIST has 70k)
+MAX_FOLDER_ENTRIES = 1_000_000         # files and folders visited while walking it
+MAX_FOLDER_BYTES = 4 << 30             # decoded uint8 arrays: images x size^2 x channels
+MAX_IMAGE_SIZE = 1024                  # the stored size images are resized to
 
 FASHION_MNIST_DIR = Path(os.environ.get("OFA_FMNIST_DIR", "/usr/share/datasets/fashion-mnist"))
 ASSETS_DIR = Path(__file__).resolve().parents[2] / "assets"
@@ -131,9 +140,19 @@ def load_image_folder(root: str | Path, image_size: int, channels: int = 1) -> I
     root = Path(root)
     if not root.is_dir():
         raise DataMissingError(f"image folder {root} does not exist; expected one sub-folder per class")
+    for name, value, high in (("image_size", image_size, MAX_IMAGE_SIZE), ("channels", channels, 3)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 1 <= value <= high:
+            raise ValueError(f"{name} = {value!r}; allowed: an integer 1..{high}")
     convert = [transforms.Grayscale(1)] if channels == 1 else [transforms.Lambda(lambda im: im.convert("RGB"))]
+
+    class BoundedImageFolder(ImageFolder):
+        # torchvision walks with followlinks=True and no loop check: a symlink to a parent hangs it.
+        @staticmethod
+        def make_dataset(directory, class_to_idx, extensions=None, is_valid_file=None, allow_empty=False):
+            return _walk_images(Path(directory), class_to_idx, extensions, image_size, channels)
+
     try:
-        folder = ImageFolder(str(root), transform=transforms.Compose(
+        folder = BoundedImageFolder(str(root), loader=open_image, transform=transforms.Compose(
             convert + [transforms.Resize((image_size, image_size)), transforms.PILToTensor()]))
     except FileNotFoundError as exc:  # torchvision: no class folder, or no image in them
         raise DataMissingError(f"image folder {root} holds no images ({exc}); expected one "
@@ -144,6 +163,76 @@ def load_image_folder(root: str | Path, image_size: int, channels: int = 1) -> I
     if channels == 1:
         images = images[:, 0]
     return ImageSet(images, np.asarray(folder.targets, np.int64), tuple(folder.classes))
+
+
+def _walk_images(root: Path, class_to_idx: dict[str, int], extensions, image_size: int, channels: int
+                 ) -> list[tuple[str, int]]:
+    """(path, class) of every image under each class folder, sorted as torchvision sorts them;
+    symlinks are followed, but a folder already visited (a loop) is skipped; the walk and the
+    image count are capped (MAX_FOLDER_ENTRIES, MAX_FOLDER_IMAGES, MAX_FOLDER_BYTES)."""
+    extensions = tuple(e.lower() for e in (extensions or ()))
+    per_image = image_size * image_size * channels
+    max_images = min(MAX_FOLDER_IMAGES, MAX_FOLDER_BYTES // per_image)
+    samples: list[tuple[str, int]] = []
+    entries = found = 0
+    seen: set[tuple[int, int]] = set()
+    real_root = Path(os.path.realpath(root))
+    for name in sorted(class_to_idx):
+        target = root / name
+        if not target.is_dir():
+            continue
+        walked = []
+        # Not sorted(os.walk(...)) as torchvision does: that runs the whole walk before a loop
+        # can be pruned. The visited folders are sorted afterwards, giving torchvision's order.
+        for directory, dirs, files in os.walk(target, followlinks=True):
+            stat = os.stat(directory)
+            real = Path(os.path.realpath(directory))
+            # Reached again through a symlink, or a link up to the folder itself or above: a loop.
+            if (stat.st_dev, stat.st_ino) in seen or real == real_root or real in real_root.parents:
+                dirs[:] = []
+                continue
+            seen.add((stat.st_dev, stat.st_ino))
+            entries += len(dirs) + len(files)
+            if entries > MAX_FOLDER_ENTRIES:
+                raise ValueError(f"image folder {root} has more than {MAX_FOLDER_ENTRIES:,} files and "
+                                 f"folders; allowed: at most {MAX_FOLDER_ENTRIES:,} (MAX_FOLDER_ENTRIES)")
+            images = [f for f in files if f.lower().endswith(extensions)]
+            walked.append((directory, images))
+            found += len(images)
+            if found > max_images:
+                raise ValueError(
+                    f"image folder {root} has more than {max_images:,} images at size {image_size} x "
+                    f"{channels} channel(s); allowed: at most {MAX_FOLDER_IMAGES:,} images "
+                    f"(MAX_FOLDER_IMAGES) and {MAX_FOLDER_BYTES:,} decoded bytes (MAX_FOLDER_BYTES)")
+        for directory, files in sorted(walked):
+            samples += [(os.path.join(directory, file), class_to_idx[name]) for file in sorted(files)]
+    if not samples:
+        raise FileNotFoundError(f"no image with an extension {', '.join(extensions)} in the class folders")
+    return samples
+
+
+def open_image(path: str | os.PathLike):
+    """An RGB PIL image of a user's file (as torchvision's default loader gives it), or
+    `ValueError` naming the file: one that is not an image, or larger than MAX_IMAGE_PIXELS
+    (checked from the header, before anything is decoded)."""
+    import warnings
+
+    from PIL import Image, UnidentifiedImageError
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                width, height = im.size
+                if width * height > MAX_IMAGE_PIXELS:
+                    raise ValueError(f"image '{path}' is {width} x {height} pixels; allowed: at most "
+                                     f"{MAX_IMAGE_PIXELS:,} pixels (MAX_IMAGE_PIXELS)")
+                return im.convert("RGB")
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ValueError(f"image '{path}' has more pixels than allowed ({MAX_IMAGE_PIXELS:,}, "
+                         f"MAX_IMAGE_PIXELS)") from None
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:   # PIL's decoders raise these
+        raise ValueError(f"image '{path}' cannot be read as an image ({type(exc).__name__}: "
+                         f"{str(exc)[:200]})") from None
 
 
 def make_bundled_subsets(size: int = 2000, seed: int = 1) -> dict[str, Path]:

@@ -36,6 +36,7 @@ from ..families.mbv3.space import SubnetConfig
 from ..progress import Progress
 from ..runtime.export import export_subnets
 from ..runtime.measure import MANY_ROUNDS, MANY_RUNS, MANY_WARMUP, measure_many
+from ..settings import check_local_measurement
 from .latency_dataset import sample_configs
 from .profiles import DeviceProfile, ProfileError, load_profile
 
@@ -109,6 +110,7 @@ def calibrate_profile(profile: str | os.PathLike | DeviceProfile, n: int = DEFAU
                            f"{bool(profile.runtime.get('measure_locally', False))}); allowed: a measured "
                            f"ONNX Runtime CPU profile of this machine. Calibrate another device's "
                            f"profile by running the profile kit there and fitting it again")
+    check_local_measurement(profile.threads or 1, profile.batch_size, f"profile '{profile.name}'")
     configs = reference_configs(profile, n, seed)
     predicted = profile.predict_latency_ms(configs)
     start = time.perf_counter()

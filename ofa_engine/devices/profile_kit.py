@@ -34,10 +34,16 @@ from ..runtime import measure, ort
 from .profiles import DeviceProfile, today, write_validation_csv
 
 __all__ = ["write_profile_kit", "kit_zip_bytes", "kit_configs", "read_latency_csv",
-           "fit_profile_from_csv", "read_latency_runs", "MIN_ROWS", "KIT_README"]
+           "fit_profile_from_csv", "read_latency_runs", "MIN_ROWS", "MAX_CSV_BYTES", "MAX_CSV_ROWS",
+           "MAX_KIT_MODELS", "KIT_README"]
 
 MIN_ROWS = 20
-MAX_CSV_BYTES = 50 << 20
+# A latency CSV row is ~150 bytes; our datasets have 400 rows. The caps keep a hostile file's
+# row-by-row validation within a second or two.
+MAX_CSV_BYTES = 4 << 20
+MAX_CSV_ROWS = 20_000
+# Models in one kit (each is exported, ~0.4 s): 100 is the default, 2000 is over 10 minutes.
+MAX_KIT_MODELS = 2000
 REQUIRED_COLUMNS = ("config", "median_ms", "threads", "batch_size")
 
 KIT_README = """\
@@ -74,8 +80,9 @@ def kit_configs(space: SearchSpace, n: int, seed: int = 0,
     """`n` distinct subnets to measure: the smallest and the largest first (so the fit spans
     the whole range), then uniform random ones (seeded). `image_sizes` restricts the
     resolutions (e.g. for a quick test)."""
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 2:
-        raise ValueError(f"n = {n!r}; allowed: an integer >= 2 (>= {MIN_ROWS} to fit a profile)")
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 2 <= n <= MAX_KIT_MODELS:
+        raise ValueError(f"n = {n!r}; allowed: an integer 2..{MAX_KIT_MODELS} (MAX_KIT_MODELS; >= "
+                         f"{MIN_ROWS} to fit a profile)")
     sizes = tuple(space.resolutions) if image_sizes is None else tuple(int(s) for s in image_sizes)
     bad = [s for s in sizes if s not in space.resolutions]
     if not sizes or bad:
@@ -103,13 +110,14 @@ def write_profile_kit(space: SearchSpace | str, out_dir: str | os.PathLike, n: i
     folder. `progress(done, total, message)` is called after each model (the export takes
     ~0.4 s per model).
     """
-    import torch
-
-    from ..runtime.export import export_onnx, untrained_supernet
+    from .profile_schema import MAX_BATCH_SIZE
 
     space = SearchSpace.preset(space) if isinstance(space, str) else space
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"batch_size = {batch_size!r}; allowed: an integer >= 1")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
+            or not 1 <= batch_size <= MAX_BATCH_SIZE:
+        raise ValueError(f"batch_size = {batch_size!r}; allowed: an integer 1..{MAX_BATCH_SIZE} (MAX_BATCH_SIZE)")
+    if not os.fspath(out_dir).strip():
+        raise ValueError("--out '' names no folder; allowed: a folder path such as kit/")
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out '{out}' exists and is not a folder")
@@ -117,7 +125,33 @@ def write_profile_kit(space: SearchSpace | str, out_dir: str | os.PathLike, n: i
         raise ValueError(f"--out '{out}' is not empty; choose a new folder (or pass --force to "
                          f"overwrite the kit in it)")
     configs = kit_configs(space, n, seed, image_sizes)
-    out.mkdir(parents=True, exist_ok=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # The kit is written into a private folder beside `out` and renamed into place at the end:
+    # a full disk or a kill midway leaves no partial kit, and a rerun starts clean.
+    partial = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    try:
+        _write_kit_files(space, partial, configs, seed, batch_size, progress)
+        if out.is_dir():
+            # Empty, or `overwrite`: the old kit goes only once the new one is complete.
+            old = out.with_name(f".{out.name}.{os.getpid()}.old")
+            out.rename(old)
+            partial.rename(out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            partial.rename(out)
+    finally:
+        if partial.exists():
+            shutil.rmtree(partial, ignore_errors=True)
+    return out
+
+
+def _write_kit_files(space: SearchSpace, out: Path, configs: Sequence[SubnetConfig], seed: int,
+                     batch_size: int, progress: Progress | None) -> None:
+    import torch
+
+    from ..runtime.export import export_onnx, untrained_supernet
+
+    os.chmod(out, 0o755)   # mkdtemp makes it 0700; a kit is meant to be copied and shared
     supernet = untrained_supernet(space, seed)
     models = []
     for i, cfg in enumerate(configs):
@@ -141,7 +175,6 @@ def write_profile_kit(space: SearchSpace | str, out_dir: str | os.PathLike, n: i
     atomic_write_text(out / "README.txt", KIT_README.format(
         space=space.name, n=len(models), batch_size=batch_size, warmup=measure.DEFAULT_WARMUP,
         runs=measure.DEFAULT_RUNS))
-    return out
 
 
 def kit_zip_bytes(space: SearchSpace | str, n: int = 100, seed: int = 0, batch_size: int = 1,
@@ -169,7 +202,8 @@ def read_latency_csv(csv_path: str | os.PathLike, space: SearchSpace
         raise FileNotFoundError(2, "No such latency CSV", str(path))
     size = path.stat().st_size
     if size > MAX_CSV_BYTES:
-        raise ValueError(f"'{path}' is {size:,} bytes; allowed: at most {MAX_CSV_BYTES:,}")
+        raise ValueError(f"'{path}' is {size:,} bytes; allowed: at most {MAX_CSV_BYTES:,} "
+                         f"(MAX_CSV_BYTES)")
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
@@ -182,6 +216,10 @@ def read_latency_csv(csv_path: str | os.PathLike, space: SearchSpace
                          f"{list(measure.RESULT_COLUMNS)} (the profile kit's results.csv)")
     configs, latencies, threads, batches, runs = [], [], set(), set(), set()
     for row_number, row in enumerate(reader, start=1):
+        if row_number > MAX_CSV_ROWS:
+            raise ValueError(f"'{path}' has more than {MAX_CSV_ROWS:,} rows; allowed: at most "
+                             f"{MAX_CSV_ROWS:,} (MAX_CSV_ROWS)")
+
         def bad(column: str, allowed: str) -> ValueError:
             return ValueError(f"'{path}' row {row_number}, column '{column}' = {row.get(column)!r}; "
                               f"allowed: {allowed}")

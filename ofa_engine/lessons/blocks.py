@@ -43,9 +43,14 @@ from ..runtime.ort import make_session, time_session
 __all__ = ["BlockCost", "BLOCKS", "PRIMITIVES", "COMPARED_BLOCKS", "create_block", "block_cost",
            "count_with_hooks", "export_block_onnx", "measure_onnx_latency", "compare_blocks", "attention_token_sweep",
            "training_activation_ranking", "bottleneck_mac_saving", "shuffle_group_mixing",
-           "MatMul", "ChannelShuffle"]
+           "MatMul", "ChannelShuffle", "MAX_INPUT_ELEMENTS", "MAX_MEASURED_PEAK_BYTES"]
 
 Shape = Sequence[int]
+
+# What a block may cost before we build, run or measure it (closed-form costs need no memory
+# and have no cap). A 224x224 attention input would need ~40 GB for its N x N attention.
+MAX_INPUT_ELEMENTS = 1 << 23             # C x H x W of an input that is run: 32 MiB of float32
+MAX_MEASURED_PEAK_BYTES = 512 << 20      # float32 inference peak of a block that is run (closed form)
 
 
 @dataclass(frozen=True)
@@ -79,6 +84,19 @@ def _check_shape(input_shape: Shape) -> tuple[int, int, int]:
         raise ValueError(f"input_shape = {tuple(input_shape)!r}; allowed: (C, H, W) of positive ints")
     c, h, w = (_positive(n, v) for n, v in zip(("C", "H", "W"), input_shape))
     return c, h, w
+
+
+def _check_runnable(input_shape: Shape, peak_bytes: int | None = None) -> None:
+    """`ValueError` naming the cap when running a block on `input_shape` would allocate too much."""
+    c, h, w = _check_shape(input_shape)
+    if c * h * w > MAX_INPUT_ELEMENTS:
+        raise ValueError(f"input C x H x W = {c} x {h} x {w} = {c * h * w:,} values; allowed: at most "
+                         f"{MAX_INPUT_ELEMENTS:,} (MAX_INPUT_ELEMENTS) for a block that is run or measured")
+    if peak_bytes is not None and peak_bytes > MAX_MEASURED_PEAK_BYTES:
+        raise ValueError(f"input {c} x {h} x {w}: the block's inference peak is {peak_bytes / 2**20:,.0f} MiB; "
+                         f"allowed: at most {MAX_MEASURED_PEAK_BYTES / 2**20:,.0f} MiB "
+                         f"(MAX_MEASURED_PEAK_BYTES) to measure latency; use a smaller input or turn "
+                         f"latency off (the closed-form costs have no limit)")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -400,6 +418,7 @@ _TRAIN_TYPES = _PEAK_TYPES + (nn.BatchNorm2d, nn.ReLU, nn.ReLU6)
 
 def count_with_hooks(module: nn.Module, input_shape: Shape, *, dtype_bytes: int = 4) -> BlockCost:
     """The same four numbers as `block_cost`, counted by forward hooks on a batch-1 forward pass."""
+    _check_runnable(input_shape)
     macs = peak = saved = 0
     first = True
     block_input = int(np.prod(input_shape))
@@ -456,6 +475,7 @@ def measure_onnx_latency(module: nn.Module, input_shape: Shape, *, runs: int = 3
     """Median and inter-quartile range (ms) of `runs` timed onnxruntime runs at batch 1, after
     `warmup` untimed runs; the block is exported to a temporary file (opset 17)."""
     _positive("runs", runs)
+    _check_runnable(input_shape)
     x = np.random.default_rng(seed).standard_normal((1, *input_shape)).astype(np.float32)
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "block.onnx")
@@ -487,12 +507,15 @@ def compare_blocks(input_shape: Shape, channels: int | None = None, *,
                "inference_peak_bytes_int8": block_cost(name, input_shape, channels, dtype_bytes=1,
                                                        **overrides).inference_peak_bytes,
                "latency_ms": None, "latency_iqr_ms": None}
-        if measure:
+        rows.append(row)
+    if measure:
+        for row in rows:   # every block checked before any is run
+            _check_runnable(input_shape, row["inference_peak_bytes"])
+        for row in rows:
             torch.manual_seed(seed)
-            module = create_block(name, input_shape[0], channels, **overrides)
+            module = create_block(row["block"], input_shape[0], channels, **params.get(row["block"], {}))
             latency = measure_onnx_latency(module, input_shape, runs=runs, warmup=warmup, seed=seed)
             row["latency_ms"], row["latency_iqr_ms"] = latency["median_ms"], latency["iqr_ms"]
-        rows.append(row)
     return rows
 
 
@@ -507,6 +530,7 @@ def attention_token_sweep(tokens_list: Sequence[int], dim: int, heads: int, *, m
         row = {"tokens": n, **dataclasses.asdict(cost), "attention_matmul_macs": 2 * n * n * dim,
                "latency_ms": None, "latency_iqr_ms": None}
         if measure:
+            _check_runnable((dim, 1, n), cost.inference_peak_bytes)
             torch.manual_seed(0)
             latency = measure_onnx_latency(create_block("attention", dim, heads=heads), (dim, 1, n),
                                            runs=runs, warmup=warmup)

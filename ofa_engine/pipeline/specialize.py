@@ -14,6 +14,7 @@ new module, so concurrent calls never see each other's subnet.
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import threading
@@ -29,11 +30,12 @@ from torch import nn
 
 from ..families.mbv3.analytics import analyze
 from ..families.mbv3.space import SearchSpace
-from ..files import atomic_write_json
+from ..files import atomic_path, check_output_path
 from ..progress import Progress, report as report_progress
 from ..search.constraints import Constraints
 from ..search.core import SearchResult, search
 from ..search.evaluator import Evaluator
+from ..settings import check_local_measurement
 
 __all__ = ["specialize", "Specialization", "load_resources"]
 
@@ -168,6 +170,21 @@ def count_flash_bytes(model: nn.Module) -> int:
     return total
 
 
+def _output_paths(out: str | os.PathLike | None) -> tuple[Path | None, Path | None]:
+    """(model path, report path) for `out`, or `ValueError` naming `out` as the user gave it."""
+    if out is None:
+        return None, None
+    onnx_path = check_output_path(out, "out")
+    report_path = onnx_path.with_suffix(".json")
+    if report_path == onnx_path:
+        raise ValueError(f"out '{os.fspath(out)}' ends in .json, the name of the report written next "
+                         f"to the model: the report would overwrite the model; allowed: a path such "
+                         f"as '{onnx_path.with_suffix('.onnx')}'")
+    if report_path.is_dir():
+        raise ValueError(f"out '{os.fspath(out)}': its report path '{report_path}' is a folder")
+    return onnx_path, report_path
+
+
 def specialize(profile: Any, constraints: Constraints | Mapping[str, float] | None = None,
                strategy: str = "evolution", seed: int = 0, out: str | os.PathLike | None = None,
                supernet: str = "tiny-fmnist", progress: Progress | None = None,
@@ -186,6 +203,7 @@ def specialize(profile: Any, constraints: Constraints | Mapping[str, float] | No
         report_progress(progress, round(fraction * STEPS), STEPS, stage)
 
     step("load", 0.0)
+    onnx_path, report_path = _output_paths(out)   # refused before any work
     prof = _load_profile(profile)
     res = load_resources(supernet)
     space = res.space
@@ -193,6 +211,9 @@ def specialize(profile: Any, constraints: Constraints | Mapping[str, float] | No
     if isinstance(prof_space, str) and prof_space != space.name:
         raise ValueError(f"profile '{getattr(prof, 'name', prof)}' is for space '{prof_space}', "
                          f"not the supernet's '{space.name}'")
+    if getattr(prof, "measures_locally", False):   # before any work: the operator's limits
+        check_local_measurement(int(getattr(prof, "threads", None) or 1), int(getattr(prof, "batch_size", None) or 1),
+                                f"profile '{getattr(prof, 'name', 'custom')}'")
     if not isinstance(constraints, Constraints):
         constraints = Constraints.from_dict(constraints)
     effective = constraints.with_device_memory(prof)
@@ -215,14 +236,10 @@ def specialize(profile: Any, constraints: Constraints | Mapping[str, float] | No
     t = time.perf_counter()
     from ..runtime.export import export_onnx
     # export_onnx serialises torch's exporter itself (EXPORT_LOCK); everything else runs concurrently.
-    if out is not None:
-        onnx_path = Path(export_onnx(net, cfg, out, space=space))
-        onnx_bytes = onnx_path.read_bytes()
-    else:
-        with tempfile.TemporaryDirectory(prefix="ofa-specialize-") as tmp:
-            written = export_onnx(net, cfg, Path(tmp) / "model.onnx", space=space)
-            onnx_bytes = Path(written).read_bytes()
-        onnx_path = None
+    # Into a private folder: `out` is only replaced at the end, together with its report.
+    with tempfile.TemporaryDirectory(prefix="ofa-specialize-") as tmp:
+        written = export_onnx(net, cfg, Path(tmp) / "model.onnx", space=space)
+        onnx_bytes = Path(written).read_bytes()
     timings["export"] = time.perf_counter() - t
 
     step("measure accuracy", 0.7)
@@ -273,6 +290,10 @@ def specialize(profile: Any, constraints: Constraints | Mapping[str, float] | No
     }
     report["total_time_s"] = round(time.perf_counter() - start, 4)
     if onnx_path is not None:
-        atomic_write_json(onnx_path.with_suffix(".json"), report)
+        # Both files are written to temporary files first and moved into place only when both
+        # are complete: a failing report leaves an existing model (and report) intact.
+        with atomic_path(onnx_path) as tmp_onnx, atomic_path(report_path) as tmp_report:
+            tmp_onnx.write_bytes(onnx_bytes)
+            tmp_report.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     step("done", 1.0)
     return Specialization(report=report, onnx_path=onnx_path, onnx_bytes=onnx_bytes, model=net, result=result)

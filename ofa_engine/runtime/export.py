@@ -24,15 +24,17 @@ import torch
 from ..families.mbv3.space import SearchSpace, SubnetConfig
 from ..families.mbv3.static import StaticNet
 from ..families.mbv3.supernet import Supernet, build_supernet
-from ..files import atomic_path
+from ..files import atomic_path, check_output_path
 from .ort import make_session
 from .preprocess import preprocessing_spec
 
 __all__ = ["export_onnx", "verify_onnx", "read_metadata", "write_onnx_unverified", "export_subnets",
-           "untrained_supernet", "torch_threads", "ExportVerificationError", "EXPORT_LOCK", "MIN_OPSET",
+           "untrained_supernet", "torch_threads", "ExportVerificationError", "EXPORT_LOCK", "MIN_OPSET", "MAX_OPSET",
            "TOLERANCE"]
 
 MIN_OPSET = 17
+# The TorchScript exporter (torch 2.14) writes opsets up to 20; above it torch raises a bare RuntimeError.
+MAX_OPSET = 20
 # Largest |ORT - torch| allowed on any logit of the verification batch.
 TOLERANCE = 1e-4
 INPUT_NAME, OUTPUT_NAME = "input", "logits"
@@ -59,9 +61,7 @@ def export_onnx(model: StaticNet, cfg: SubnetConfig | Mapping[str, Any], path: s
     does not match PyTorch.
     """
     space, cfg = _check_inputs(model, cfg, space, opset)
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise FileNotFoundError(f"cannot write '{path}': directory '{path.parent}' does not exist")
+    path = check_output_path(path, "path")
     with atomic_path(path) as tmp:
         write_onnx_unverified(model, space, cfg, tmp, opset)
         max_abs_diff = verify_onnx(tmp, model)
@@ -149,8 +149,8 @@ def _check_inputs(model: Any, cfg: Any, space: SearchSpace | str | None, opset: 
     if not isinstance(model, StaticNet):
         raise ValueError(f"export_onnx needs a static subnet from Supernet.extract(cfg), got "
                          f"{type(model).__name__}; extract the subnet first")
-    if isinstance(opset, bool) or not isinstance(opset, int) or opset < MIN_OPSET:
-        raise ValueError(f"opset = {opset!r}; allowed: an integer >= {MIN_OPSET}")
+    if isinstance(opset, bool) or not isinstance(opset, int) or not MIN_OPSET <= opset <= MAX_OPSET:
+        raise ValueError(f"opset = {opset!r}; allowed: an integer {MIN_OPSET}..{MAX_OPSET} (MIN_OPSET..MAX_OPSET)")
     if space is None:
         space = SearchSpace.preset(model.space_name)
     elif isinstance(space, str):

@@ -37,6 +37,13 @@ class InfeasibleBudgetError(ValueError):
         self.smallest = dict(smallest or {})
 
 
+def _finite(value: Any) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:   # an int beyond float range (10**400)
+        return False
+
+
 @dataclass(frozen=True)
 class Constraints:
     """Upper bounds; `None` leaves a metric free. Any combination may be given at once."""
@@ -53,13 +60,17 @@ class Constraints:
             if value is None:
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
-                    or not math.isfinite(float(value)) or float(value) <= 0:
-                raise ValueError(f"constraint '{f.name}' = {value!r}; allowed: a positive number "
+                    or not _finite(value) or float(value) <= 0:
+                shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+                raise ValueError(f"constraint '{f.name}' = {shown}; allowed: a positive number "
                                  f"({UNITS[f.name]}) or None")
             object.__setattr__(self, f.name, float(value))
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> "Constraints":
+        if data is not None and not isinstance(data, Mapping):
+            raise ValueError(f"constraints must be an object of {list(CONSTRAINT_FIELDS)}, got "
+                             f"{type(data).__name__}")
         data = dict(data or {})
         unknown = sorted(set(data) - set(CONSTRAINT_FIELDS))
         if unknown:

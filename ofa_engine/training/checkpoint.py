@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from ..families.mbv3.space import SearchSpace
+from ..families.mbv3.space import SearchSpace, check_space_limits
 from ..families.mbv3.supernet import Supernet
 from ..files import atomic_path, atomic_write_text
 from .recipe import Recipe
@@ -63,9 +63,11 @@ def space_from_dict(data: Any, where: str = "space") -> SearchSpace:
     if missing:
         raise ValueError(f"{where}: missing fields {missing}")
     try:
-        return SearchSpace(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+        space = SearchSpace(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{where}: {exc}") from None
+    # A user's file: bounded before anything is built from it (MAX_SPACE_*, MAX_SUPERNET_PARAMS).
+    return check_space_limits(space, where)
 
 
 def save_supernet(supernet: Supernet, path: str | Path, half: bool = False,

@@ -20,11 +20,28 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from ...files import loads_json, read_json
 from ...registry import Registry
 from .genome import MobileNetV3Genome
 from .layout import ChannelPlan, channel_plan, make_divisible
 
-__all__ = ["PRESETS", "SubnetConfig", "SearchSpace", "ChannelPlan", "make_divisible", "list_presets", "is_population"]
+__all__ = ["PRESETS", "SubnetConfig", "SearchSpace", "ChannelPlan", "make_divisible", "list_presets", "is_population",
+           "MAX_SPACE_CHANNELS", "MAX_SPACE_STAGES", "MAX_SPACE_DEPTH", "MAX_SPACE_CHOICES", "MAX_SPACE_KERNEL",
+           "MAX_SPACE_RESOLUTION", "MAX_SPACE_CLASSES", "MAX_SPACE_IN_CHANNELS", "MAX_SUPERNET_PARAMS",
+           "check_space_limits"]
+
+# Limits on a space that comes from a user's file (a supernet file): checked before anything is
+# built, so a crafted file cannot make us allocate gigabytes. Our largest preset (ofa-mbv3-w1.2)
+# has 1536 channels, 5 stages of depth 4, resolution 224, 1000 classes and 10.7M parameters.
+MAX_SPACE_CHANNELS = 8192          # any layer's width, after the multiplier and the expansion
+MAX_SPACE_STAGES = 16
+MAX_SPACE_DEPTH = 16               # blocks per stage
+MAX_SPACE_CHOICES = 64             # entries of any list of choices (resolutions, kernels, ...)
+MAX_SPACE_KERNEL = 15
+MAX_SPACE_RESOLUTION = 1024
+MAX_SPACE_CLASSES = 100_000
+MAX_SPACE_IN_CHANNELS = 64
+MAX_SUPERNET_PARAMS = 100_000_000  # 400 MB of float32 weights, ~10x our largest preset
 
 
 @dataclass(frozen=True)
@@ -69,11 +86,8 @@ class SubnetConfig:
 
     @classmethod
     def from_json(cls, text: str) -> "SubnetConfig":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"subnet config is not valid JSON: {exc}") from None
-        return cls.from_dict(data)
+        # Bounded parse: size and nesting are capped before json sees the text.
+        return cls.from_dict(loads_json(text, "subnet config"))
 
 
 def _as_int(value: Any, field: str) -> int:
@@ -223,12 +237,11 @@ class SearchSpace:
         if text.startswith("{"):
             return self.validate(SubnetConfig.from_json(text))
         try:
-            with open(text, encoding="utf-8") as fh:
-                content = fh.read(1 << 20)
+            data = read_json(text, f"config file '{text}'")
         except OSError as exc:
             raise ValueError(f"config '{text}' is neither largest, smallest, random:SEED, a JSON "
                              f"object nor a readable file ({exc.strerror})") from None
-        return self.validate(SubnetConfig.from_json(content))
+        return self.validate(SubnetConfig.from_dict(data))
 
     # ----------------------------------------------------------------- encoding
     @property
@@ -375,6 +388,93 @@ PRESETS.register("tiny-fmnist", SearchSpace(
     resolutions=(20, 24, 28, 32),
     mean=(0.2860,), std=(0.3530,), labels=FASHION_MNIST_LABELS,
 ))
+
+
+def _limit_error(where: str, field: str, value: Any, allowed: str) -> ValueError:
+    shown = repr(value)
+    return ValueError(f"{where}: field '{field}' = {shown[:80] + '...' if len(shown) > 80 else shown}; "
+                      f"allowed: {allowed}")
+
+
+def check_space_limits(space: SearchSpace, where: str = "space") -> SearchSpace:
+    """`space` when every field has its type and stays within the MAX_SPACE_* limits (and the
+    supernet it describes within MAX_SUPERNET_PARAMS), else `ValueError` naming `where`, the
+    field, the value and the limit. Arithmetic only: nothing is allocated."""
+    def ints(field: str, low: int, high: int, limit: str, *, many: bool = False) -> None:
+        value = getattr(space, field)
+        items = value if many else (value,)
+        if many and (not isinstance(value, tuple) or not 1 <= len(value) <= MAX_SPACE_CHOICES):
+            raise _limit_error(where, field, value, f"a list of 1..{MAX_SPACE_CHOICES} integers (MAX_SPACE_CHOICES)")
+        for v in items:
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not low <= v <= high:
+                raise _limit_error(where, field, value, f"integers {low}..{high} ({limit})")
+
+    def reals(field: str, low: float, high: float, *, many: bool = True, size: int | None = None) -> None:
+        value = getattr(space, field)
+        items = value if many else (value,)
+        if many and (not isinstance(value, tuple) or not 1 <= len(value) <= MAX_SPACE_CHOICES
+                     or (size is not None and len(value) != size)):
+            count = f"{size} numbers" if size is not None else f"1..{MAX_SPACE_CHOICES} numbers"
+            raise _limit_error(where, field, value, f"a list of {count}")
+        for v in items:
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not low <= v <= high:
+                raise _limit_error(where, field, value, f"finite numbers in [{low}, {high}]")
+
+    if not isinstance(space.name, str) or not 0 < len(space.name) <= 100:
+        raise _limit_error(where, "name", space.name, "a name of 1..100 characters")
+    ints("in_channels", 1, MAX_SPACE_IN_CHANNELS, "MAX_SPACE_IN_CHANNELS")
+    ints("num_classes", 1, MAX_SPACE_CLASSES, "MAX_SPACE_CLASSES")
+    ints("channel_divisor", 1, 64, "channel divisor")
+    ints("se_reduction", 1, 64, "SE reduction")
+    ints("first_conv_stride", 1, 2, "strides")
+    ints("first_block_stride", 1, 2, "strides")
+    ints("stage_strides", 1, 2, "strides", many=True)
+    if len(space.stage_strides) > MAX_SPACE_STAGES:
+        raise _limit_error(where, "stage_strides", space.stage_strides,
+                           f"at most {MAX_SPACE_STAGES} stages (MAX_SPACE_STAGES)")
+    ints("depths", 1, MAX_SPACE_DEPTH, "MAX_SPACE_DEPTH", many=True)
+    ints("kernel_sizes", 1, MAX_SPACE_KERNEL, "MAX_SPACE_KERNEL", many=True)
+    if any(k % 2 == 0 for k in space.kernel_sizes):
+        raise _limit_error(where, "kernel_sizes", space.kernel_sizes, "odd kernel sizes")
+    ints("expand_ratios", 1, 16, "expand ratios", many=True)
+    ints("resolutions", 8, MAX_SPACE_RESOLUTION, "MAX_SPACE_RESOLUTION", many=True)
+    ints("base_widths", 1, MAX_SPACE_CHANNELS, "MAX_SPACE_CHANNELS", many=True)
+    reals("width_mults", 0.05, 8.0)
+    reals("dropout", 0.0, 0.99, many=False)
+    reals("mean", -10.0, 10.0, size=space.in_channels)
+    reals("std", 1e-6, 10.0, size=space.in_channels)
+    acts = ("relu", "h_swish")
+    for field, value in (("first_block_act", (space.first_block_act,)), ("stage_acts", space.stage_acts)):
+        if not isinstance(value, tuple) or any(a not in acts for a in value):
+            raise _limit_error(where, field, value, f"activations from {list(acts)}")
+    for field, value in (("first_block_se", (space.first_block_se,)), ("stage_se", space.stage_se)):
+        if not isinstance(value, tuple) or any(not isinstance(v, bool) for v in value):
+            raise _limit_error(where, field, value, "true / false")
+    if not isinstance(space.labels, tuple) or (space.labels and len(space.labels) != space.num_classes) \
+            or any(not isinstance(v, str) or len(v) > 200 for v in space.labels):
+        raise _limit_error(where, "labels", space.labels, f"none, or {space.num_classes} names of up to 200 characters")
+
+    # Widest layer and parameter count of the supernet (its largest subnet), by arithmetic.
+    mult = max(space.width_mults)
+    w = [make_divisible(b * mult, space.channel_divisor) for b in space.base_widths]
+    k2, e, depth = max(space.kernel_sizes) ** 2, max(space.expand_ratios), max(space.depths)
+    widest = max(max(w), max(space.middle_channels(c, e) for c in w[2:-2]))
+    if widest > MAX_SPACE_CHANNELS:
+        raise _limit_error(where, "base_widths", space.base_widths,
+                           f"layers of at most {MAX_SPACE_CHANNELS} channels after width multiplier "
+                           f"{mult} and expand ratio {e} (MAX_SPACE_CHANNELS); the widest has {widest}")
+    params = space.in_channels * w[0] * 9 + w[0] * 9 + w[0] * w[1]
+    c_in = w[1]
+    for c_out in w[2:-2]:
+        for _ in range(depth):
+            mid = space.middle_channels(c_in, e)
+            params += c_in * mid + mid * k2 + mid * c_out + 2 * mid * (mid // space.se_reduction + 1) + 4 * mid
+            c_in = c_out
+    params += c_in * w[-2] + w[-2] * w[-1] + (w[-1] + 1) * space.num_classes
+    if params > MAX_SUPERNET_PARAMS:
+        raise ValueError(f"{where}: the space describes a supernet of about {params:,} parameters; "
+                         f"allowed: at most {MAX_SUPERNET_PARAMS:,} (MAX_SUPERNET_PARAMS)")
+    return space
 
 
 def list_presets() -> list[str]:
