@@ -321,3 +321,20 @@ def test_bundled_profiles_models_pass_the_positivity_check():
         model = load_profile(name).latency_model
         assert latency_model_from_dict(model.to_dict(), space=SPACE) == model
         assert model.prediction_range(SPACE)[0] > 0
+
+
+@pytest.mark.parametrize("seed", [0, 4, 6])
+def test_a_profile_fit_of_few_noisy_subnets_still_predicts_positive_latency_everywhere(seed):
+    """12 noisy subnets fit per-block coefficients that go negative far from them (ridge 0:
+    some subnet of the space gets a negative latency); the profile fit raises the penalty until
+    every subnet of the space is predicted > 0 ms, so the profile it writes also loads."""
+    from ofa_engine import analyze
+    from ofa_engine.predictors.latency import fit_latency_model, latency_model_from_dict, profile_fit
+    space = SearchSpace.preset("tiny-fmnist")
+    rng = np.random.default_rng(seed)
+    configs = [space.sample(int(i)) for i in rng.integers(0, 10**6, 12)]
+    y = analyze(space, configs)["macs"] / 1e7 * np.exp(rng.normal(0, 0.4, len(configs))) + 0.05
+    assert fit_latency_model(space, configs, y, kind="learned", ridge=0.0).prediction_range(space)[0] < 0
+    fit = profile_fit(space, configs, y)
+    assert fit.quality["ridge"] >= 1e-2 and fit.model.prediction_range(space)[0] > 0
+    assert latency_model_from_dict(fit.model.to_dict(), space).prediction_range(space)[0] > 0

@@ -133,11 +133,30 @@ def profile_fit(space: SearchSpace | str, configs: Configs, latencies_ms: Sequen
     options = {}
     if kind == "learned":
         options["ridge"], _ = select_ridge(space, _subset(space, configs, train), y[train], seed=seed)
+        options["ridge"] = _positive_ridge(space, configs, y, options["ridge"])
     held_out = fit_latency_model(space, _subset(space, configs, train), y[train], kind=kind, **options)
     scores = evaluate_latency_model(held_out, space, _subset(space, configs, test), y[test])
     quality = {k: int(v) if k.startswith("n_") else float(v) for k, v in scores.items()}
     quality.update(n_train=len(train), **options)
     return ProfileFit(fit_latency_model(space, configs, y, kind=kind, **options), quality, held_out, train, test)
+
+
+# Penalties tried, in order, when the chosen one fits a model that predicts <= 0 ms somewhere.
+FALLBACK_RIDGES = (1e-2, 3e-2, 1e-1, 3e-1, 1.0)
+
+
+def _positive_ridge(space: SearchSpace, configs: Configs, y: np.ndarray, ridge: float) -> float:
+    """`ridge`, or the first larger penalty whose learned model predicts > 0 ms for every subnet
+    of the space (a profile must; `latency_model_from_dict` refuses one that does not). A few
+    noisy subnets can fit per-block coefficients whose sum goes negative on subnets far from the
+    measured ones; a larger penalty pulls them towards each other. `ValueError` when none does."""
+    for candidate in (ridge,) + tuple(r for r in FALLBACK_RIDGES if r > ridge):
+        model = fit_latency_model(space, configs, y, kind="learned", ridge=candidate)
+        if model.prediction_range(space)[0] > 0:
+            return candidate
+    raise ValueError(f"the {len(y)} measured subnets fit no latency model that predicts > 0 ms for "
+                     f"every subnet of space '{space.name}' (ridge up to {FALLBACK_RIDGES[-1]:g}); "
+                     f"measure more subnets (profile-kit --n), or fit with --model macs-linear")
 
 
 def fit_profile_latency(space: SearchSpace | str, configs: Configs, latencies_ms: Sequence[float],
