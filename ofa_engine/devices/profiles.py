@@ -140,6 +140,18 @@ class DeviceProfile:
         return (self.kind == "measured" and self.runtime.get("engine") == "onnxruntime"
                 and bool(self.runtime.get("measure_locally", False)))
 
+    @property
+    def precision(self) -> str:
+        """The precision this device deploys, the default of `specialize`: `runtime.precision`
+        (the microcontroller profiles say int8), fp32 where the profile does not say."""
+        return self.runtime.get("precision") or "fp32"
+
+    @property
+    def precisions(self) -> tuple[str, ...]:
+        """The precisions a file can be exported in for this device, its own first: every
+        profile offers both (an fp32 file for a microcontroller is a reference, not a deployment)."""
+        return (self.precision,) + tuple(p for p in ("fp32", "int8") if p != self.precision)
+
     # ----------------------------------------------------------------- serialisation
     def to_dict(self) -> dict[str, Any]:
         """The profile as plain JSON-safe data, in the schema's field order."""

@@ -171,13 +171,16 @@ def count_flash_bytes(model: nn.Module) -> int:
 def specialize(profile: Any, constraints: Constraints | Mapping[str, float] | None = None,
                strategy: str = "evolution", seed: int = 0, out: str | os.PathLike | None = None,
                supernet: str = "tiny-fmnist", progress: Progress | None = None,
-               strategy_options: Mapping[str, Any] | None = None) -> Specialization:
+               strategy_options: Mapping[str, Any] | None = None, precision: str | None = None) -> Specialization:
     """Search the best subnet for `profile` under `constraints`, extract, calibrate, export and
     measure it. `profile`: a `DeviceProfile` or its name; the device's memory limits (SRAM,
     Flash) are added to the constraints. `out`: ONNX path to write (its report goes next to it
     as .json); None keeps the bytes in memory only. `progress(done, 100, stage)` (the engine's
     one progress signature) is called as the stages advance: load, search, extract, export,
-    measure accuracy, measure latency, done. Thread-safe. Raises `InfeasibleBudgetError` / `ValueError` for budgets
+    measure accuracy, measure latency, done. `precision` ("fp32" or "int8"; None: the profile's
+    deployment precision) is that of the exported file, which is what gets measured; an int8
+    file is quantized on the calibration images and checked against its float model (the report
+    gives both accuracies). Thread-safe. Raises `InfeasibleBudgetError` / `ValueError` for budgets
     or names the user got wrong."""
     start = time.perf_counter()
     timings: dict[str, float] = {}
@@ -186,7 +189,9 @@ def specialize(profile: Any, constraints: Constraints | Mapping[str, float] | No
         report_progress(progress, round(fraction * STEPS), STEPS, stage)
 
     step("load", 0.0)
+    from ..runtime.quantize import check_precision
     prof = _load_profile(profile)
+    precision = check_precision(getattr(prof, "precision", "fp32") if precision is None else precision)
     res = load_resources(supernet)
     space = res.space
     prof_space = getattr(prof, "space", None)
@@ -215,12 +220,16 @@ def specialize(profile: Any, constraints: Constraints | Mapping[str, float] | No
     t = time.perf_counter()
     from ..runtime.export import export_onnx
     # export_onnx serialises torch's exporter itself (EXPORT_LOCK); everything else runs concurrently.
+    precision_options: dict[str, Any] = {}
+    if precision == "int8":
+        precision_options = {"precision": "int8", "calibration": res.inputs("calib", cfg.image_size),
+                             "evaluation": res.test}
     if out is not None:
-        onnx_path = Path(export_onnx(net, cfg, out, space=space))
+        onnx_path = Path(export_onnx(net, cfg, out, space=space, **precision_options))
         onnx_bytes = onnx_path.read_bytes()
     else:
         with tempfile.TemporaryDirectory(prefix="ofa-specialize-") as tmp:
-            written = export_onnx(net, cfg, Path(tmp) / "model.onnx", space=space)
+            written = export_onnx(net, cfg, Path(tmp) / "model.onnx", space=space, **precision_options)
             onnx_bytes = Path(written).read_bytes()
         onnx_path = None
     timings["export"] = time.perf_counter() - t
@@ -240,6 +249,12 @@ def specialize(profile: Any, constraints: Constraints | Mapping[str, float] | No
         timings["latency"] = time.perf_counter() - t
 
     metrics = analyze(space, cfg)
+    from ..runtime.quantize import quantization_metadata, weight_bytes
+    sizes = weight_bytes(onnx_bytes)
+    accuracies = {precision: measured_accuracy}
+    quantization = quantization_metadata(onnx_bytes)
+    if quantization is not None:
+        accuracies = {"fp32": quantization["float_accuracy"], "int8": measured_accuracy}
     measured = {
         "accuracy": measured_accuracy,
         "latency_ms": None if latency is None else float(latency.median_ms),
@@ -248,7 +263,14 @@ def specialize(profile: Any, constraints: Constraints | Mapping[str, float] | No
         "flash_kb": count_flash_bytes(net) / 1024,
         "macs": count_macs(net, cfg.image_size, space.in_channels),
         "params": int(sum(p.numel() for p in net.parameters())),
+        "precision": precision,
+        "accuracies": accuracies,
+        "onnx_file_bytes": len(onnx_bytes),
+        "weight_bytes": sizes["weight_bytes"],
     }
+    if quantization is not None:
+        measured["int8_agreement"] = quantization["agreement"]
+        measured["weight_qparam_bytes"] = sizes["scale_bytes"] + sizes["zero_point_bytes"]
     report = {
         "space": space.name, "supernet": supernet, "profile": str(getattr(prof, "name", "custom")),
         "constraints": constraints.to_dict(), "effective_constraints": effective.to_dict(),
@@ -265,7 +287,13 @@ def specialize(profile: Any, constraints: Constraints | Mapping[str, float] | No
             "flash_kb": "counted on the extracted network (int8 weights, int32 biases, BN folded)",
             "macs": "counted by forward hooks on the extracted network",
             "params": "counted on the extracted network",
+            "accuracies": ("the same images: the float model (BN folded) and the int8 file, both in ONNX Runtime"
+                           if precision == "int8" else "the exported float file (see accuracy)"),
+            "weight_bytes": ("the quantized initializers of the int8 file (int8 weights, int32 biases; "
+                             "scales and zero points apart)" if precision == "int8"
+                             else "the float32 initializers of the exported file"),
         },
+        "precision": precision,
         "search": {"strategy": result.strategy, "evaluations": result.evaluations,
                    "wall_time_s": round(result.wall_time_s, 4), "seed": result.seed, "options": result.options},
         "onnx": {"path": None if onnx_path is None else str(onnx_path), "bytes": len(onnx_bytes)},
