@@ -15,6 +15,7 @@ import sys
 from typing import Sequence
 
 from ..runtime.export import ExportVerificationError
+from ..runtime.quantize import QuantizationRefusedError
 from . import core, devices, predictors, search  # noqa: F401  (each registers its commands)
 from .args import COMMANDS, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageError
 
@@ -49,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, OSError) as exc:
         print(f"error: {_describe(exc)}", file=sys.stderr)
         return EXIT_USAGE
-    except ExportVerificationError as exc:   # not the user's fault, but not a crash either
+    except (ExportVerificationError, QuantizationRefusedError) as exc:   # not the user's fault, not a crash
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILURE
 

@@ -17,6 +17,8 @@ The calibration method was chosen by measured accuracy on subnets of the bundled
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import tempfile
@@ -155,10 +157,12 @@ def quantize_onnx(float_path: str | os.PathLike, out_path: str | os.PathLike, ca
                  "percentile": CalibrationMethod.Percentile}[method]
     with tempfile.TemporaryDirectory(prefix="ofa-quantize-") as tmp:
         prepared = Path(tmp) / "prepared.onnx"
-        quant_pre_process(os.fspath(float_path), os.fspath(prepared))
-        quantize_static(os.fspath(prepared), os.fspath(out_path), Reader(), quant_format=QuantFormat.QDQ,
-                        per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                        calibrate_method=calibrate, extra_options=extra)
+        # The calibrators print their progress to stdout, where the CLI writes its JSON.
+        with contextlib.redirect_stdout(io.StringIO()):
+            quant_pre_process(os.fspath(float_path), os.fspath(prepared))
+            quantize_static(os.fspath(prepared), os.fspath(out_path), Reader(), quant_format=QuantFormat.QDQ,
+                            per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                            calibrate_method=calibrate, extra_options=extra)
 
     expected = top1(float_path, evaluation)
     predicted = top1(out_path, evaluation)
