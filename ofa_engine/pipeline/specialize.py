@@ -29,7 +29,7 @@ from torch import nn
 
 from ..families.mbv3.analytics import analyze
 from ..families.mbv3.space import SearchSpace
-from ..files import atomic_write_json
+from ..files import atomic_write_bytes, atomic_write_json
 from ..progress import Progress, report as report_progress
 from ..search.constraints import Constraints
 from ..search.core import SearchResult, search
@@ -113,6 +113,10 @@ def _load_profile(profile: Any):
     return profile
 
 
+# Searches an int8 specialization may take to fit its file into the device's Flash (one, unless
+# the best subnet's weights leave no room for its scales and graph).
+FIT_ATTEMPTS = 4
+
 # Threads one specialize call spreads its two heaviest steps over (BN recalibration, ONNX
 # accuracy): the results do not depend on it; concurrent calls simply share the cores.
 WORKERS = 2
@@ -189,6 +193,8 @@ def specialize(profile: Any, constraints: Constraints | Mapping[str, float] | No
         report_progress(progress, round(fraction * STEPS), STEPS, stage)
 
     step("load", 0.0)
+    if out is not None and not Path(out).parent.is_dir():
+        raise FileNotFoundError(f"cannot write '{out}': directory '{Path(out).parent}' does not exist")
     from ..runtime.quantize import check_precision
     prof = _load_profile(profile)
     precision = check_precision(getattr(prof, "precision", "fp32") if precision is None else precision)
@@ -203,18 +209,36 @@ def specialize(profile: Any, constraints: Constraints | Mapping[str, float] | No
     effective = constraints.with_device_memory(prof)
     evaluator = res.evaluator(prof)
 
-    step("search", 0.05)
-    t = time.perf_counter()
-    result = search(evaluator, effective, strategy, seed, **dict(strategy_options or {}))
-    timings["search"] = time.perf_counter() - t
-    cfg = result.config
-
-    step("extract", 0.35)
-    t = time.perf_counter()
     from ..runtime.evaluation import calibrate_bn
-    net = res.supernet.extract(cfg)          # a new module: the shared supernet is only read
-    calibrate_bn(net, res.inputs("calib", cfg.image_size), workers=WORKERS)
-    timings["extract_calibrate"] = time.perf_counter() - t
+    from ..runtime.quantize import estimate_overhead_bytes
+    # An int8 file holds its weights' scales and its graph besides the weight bytes that the
+    # Flash bound counts: the search is repeated with a tighter bound until the file fits.
+    file_limit = None
+    if precision == "int8" and getattr(prof, "flash_kb", None) is not None:
+        file_limit = int(prof.flash_kb * 1024)
+    searched = effective
+    for attempt in range(FIT_ATTEMPTS):
+        step("search", 0.05)
+        t = time.perf_counter()
+        result = search(evaluator, searched, strategy, seed, **dict(strategy_options or {}))
+        timings["search"] = timings.get("search", 0.0) + time.perf_counter() - t
+        cfg = result.config
+
+        step("extract", 0.35)
+        t = time.perf_counter()
+        net = res.supernet.extract(cfg)          # a new module: the shared supernet is only read
+        calibrate_bn(net, res.inputs("calib", cfg.image_size), workers=WORKERS)
+        timings["extract_calibrate"] = timings.get("extract_calibrate", 0.0) + time.perf_counter() - t
+        if file_limit is None:
+            break
+        flash = int(analyze(space, cfg)["flash_bytes"])
+        excess = flash + estimate_overhead_bytes(net) - file_limit
+        if excess <= 0:
+            break
+        if attempt == FIT_ATTEMPTS - 1:
+            raise ValueError(f"no int8 file found within the Flash budget of {prof.flash_kb:g} KB after "
+                             f"{FIT_ATTEMPTS} searches; set a smaller flash_kb constraint")
+        searched = searched.tightened(flash_kb=(flash - excess) / 1024)
 
     step("export", 0.5)
     t = time.perf_counter()
@@ -224,7 +248,7 @@ def specialize(profile: Any, constraints: Constraints | Mapping[str, float] | No
     if precision == "int8":
         precision_options = {"precision": "int8", "calibration": res.inputs("calib", cfg.image_size),
                              "evaluation": res.test}
-    if out is not None:
+    if out is not None and file_limit is None:
         onnx_path = Path(export_onnx(net, cfg, out, space=space, **precision_options))
         onnx_bytes = onnx_path.read_bytes()
     else:
@@ -233,6 +257,12 @@ def specialize(profile: Any, constraints: Constraints | Mapping[str, float] | No
             onnx_bytes = Path(written).read_bytes()
         onnx_path = None
     timings["export"] = time.perf_counter() - t
+    if file_limit is not None:   # checked before it reaches `out` (the estimate is an upper bound)
+        if len(onnx_bytes) > file_limit:
+            raise RuntimeError(f"the int8 file is {len(onnx_bytes)} bytes, over the Flash budget of "
+                               f"{file_limit} bytes; nothing was written")
+        if out is not None:
+            onnx_path = atomic_write_bytes(out, onnx_bytes)
 
     step("measure accuracy", 0.7)
     t = time.perf_counter()
@@ -274,6 +304,7 @@ def specialize(profile: Any, constraints: Constraints | Mapping[str, float] | No
     report = {
         "space": space.name, "supernet": supernet, "profile": str(getattr(prof, "name", "custom")),
         "constraints": constraints.to_dict(), "effective_constraints": effective.to_dict(),
+        "searched_constraints": searched.to_dict(),
         "config": cfg.to_dict(),
         "predicted": result.predicted,
         "measured": measured,
