@@ -90,6 +90,31 @@ def test_specialize_small_budget_shows_cards_charts_and_downloads():
     assert result["report"]["config"] == result["result"].config.to_dict()
 
 
+def test_specialize_precision_defaults_to_the_profile_and_shows_in_the_result():
+    at = open_page()
+    at.selectbox(key="spec_profile").set_value("cpu-ort-1t").run()
+    assert at.radio(key="spec_precision_cpu-ort-1t").value == "fp32"
+    assert list(at.radio(key="spec_precision_cpu-ort-1t").options) == ["fp32", "int8"]
+    at.selectbox(key="spec_profile").set_value("stm32f746").run()
+    radio = at.radio(key="spec_precision_stm32f746")
+    assert radio.value == "int8" and list(radio.options) == ["int8", "fp32"]
+    assert_clean(at)
+
+
+@pytest.mark.slow
+def test_specialize_stm32f746_in_int8_downloads_a_file_within_its_flash():
+    at = open_page()
+    at.selectbox(key="spec_profile").set_value("stm32f746").run()
+    at.button[0].click().run()
+    assert_clean(at)
+    assert not errors(at)
+    result = at.session_state["specialization"]
+    assert result["precision"] == "int8" and result["report"]["precision"] == "int8"
+    assert len(result["onnx_bytes"]) <= 1024 * 1024
+    assert any(h.value.endswith(", int8") for h in at.subheader)
+    assert any("**int8** ONNX file" in c.value and "fp32" in c.value for c in at.caption)
+
+
 def test_impossible_budget_is_a_message_not_a_traceback():
     at = open_page()
     fast_profile(at, "spec_profile")

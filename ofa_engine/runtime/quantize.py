@@ -118,13 +118,15 @@ def top1(path_or_bytes: str | os.PathLike | bytes, x: np.ndarray, batch_size: in
 def quantize_onnx(float_path: str | os.PathLike, out_path: str | os.PathLike, calibration: np.ndarray,
                   evaluation: np.ndarray, labels: np.ndarray | None = None, *,
                   method: str = DEFAULT_CALIBRATION, floor: float = AGREEMENT_FLOOR,
-                  metadata: Mapping[str, str] | None = None) -> QuantizationReport:
+                  metadata: Mapping[str, str] | None = None, percentile: float = PERCENTILE
+                  ) -> QuantizationReport:
     """Quantize the float file at `float_path` into `out_path` (not atomic: the caller writes into
     a temporary path) and check it.
 
     `calibration`, `evaluation`: preprocessed float32 (N, C, S, S) images (`check_images`);
     `labels` (optional) of `evaluation`, for the two accuracies. `metadata`: the float file's
-    metadata_props, copied, plus `precision` and `quantization` (the report, JSON). Raises
+    metadata_props, copied, plus `precision` and `quantization` (the report, JSON).
+    `percentile`: the "percentile" method's (benchmarks compare values). Raises
     `ValueError` for bad images or method, `QuantizationRefusedError` when the agreement with the
     float file is below `floor`.
     """
@@ -152,7 +154,7 @@ def quantize_onnx(float_path: str | os.PathLike, out_path: str | os.PathLike, ca
 
     extra = {"ActivationSymmetric": False, "WeightSymmetric": True}
     if method == "percentile":
-        extra["CalibPercentile"] = PERCENTILE
+        extra["CalibPercentile"] = float(percentile)
     calibrate = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                  "percentile": CalibrationMethod.Percentile}[method]
     with tempfile.TemporaryDirectory(prefix="ofa-quantize-") as tmp:
