@@ -193,6 +193,13 @@ def main() -> None:
         f"{float(np.median(ratios)):.2f}) on these subnets: ORT's x86 int8 kernels run at their own speed, "
         "so the int8 latency model is fitted on its own dataset (assets/latency/cpu-1t-int8.csv, below).",
         "",
+        "Limits. The activations are signed int8 (S8S8), what int8 microcontroller kernels (CMSIS-NN "
+        f"class) take; ONNX Runtime on this x86 CPU runs these files in {min(ratios):.0f}-{max(ratios):.0f}x "
+        "the fp32 time at batch 1. Whether uint8 activations (U8S8) would be faster here was not measured. "
+        "The CPU profiles' search still predicts latency with their fp32 model: the int8 model below is "
+        "fitted and saved, not yet part of the profiles; with `measures_locally` the reported latency is "
+        "that of the int8 file itself.",
+        '',
     ])
     out = Path(args.out)
     existing = out.read_text(encoding="utf-8") if out.exists() else ""
