@@ -196,9 +196,10 @@ def main() -> None:
         "Limits. The activations are signed int8 (S8S8), what int8 microcontroller kernels (CMSIS-NN "
         f"class) take; ONNX Runtime on this x86 CPU runs these files in {min(ratios):.0f}-{max(ratios):.0f}x "
         "the fp32 time at batch 1. Whether uint8 activations (U8S8) would be faster here was not measured. "
-        "The CPU profiles' search still predicts latency with their fp32 model: the int8 model below is "
-        "fitted and saved, not yet part of the profiles; with `measures_locally` the reported latency is "
-        "that of the int8 file itself.",
+        "In int8, `specialize` for cpu-ort-1t searches with the int8 latency model below "
+        "(`DeviceProfile.for_precision`, `PRECISION_LATENCY_MODELS`); cpu-ort-2t has no int8 dataset and "
+        "keeps its fp32 model, and the app's latency budget sliders still span the fp32 model's range. "
+        "With `measures_locally` the reported latency is that of the int8 file itself.",
         '',
     ])
     out = Path(args.out)

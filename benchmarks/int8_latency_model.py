@@ -77,7 +77,8 @@ def main() -> None:
         f"Measured int8 latency against the fp32 model's prediction for the same subnets: ratio median "
         f"{float(np.median(ratio)):.2f} (range {ratio.min():.2f}-{ratio.max():.2f}); the fp32 model does "
         "not predict int8 latency, hence a model per precision. The fitted int8 block-linear model is "
-        "`assets/latency/cpu-ort-1t-int8.model.json`.",
+        "`assets/latency/cpu-ort-1t-int8.model.json`; `load_profile(\"cpu-ort-1t\").for_precision(\"int8\")` "
+        "carries it (and its quality above), and `specialize(..., precision=\"int8\")` searches with it.",
         "",
     ])
     out = Path(args.out)

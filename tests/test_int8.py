@@ -171,3 +171,29 @@ def test_mcu_specialize_int8_fits_the_flash_budget(name, tmp_path):
     assert set(measured["accuracies"]) == {"fp32", "int8"}
     assert measured["accuracies"]["int8"] == measured["accuracy"]
     assert measured["int8_agreement"] >= AGREEMENT_FLOOR
+
+
+def test_latency_model_per_precision():
+    cpu = load_profile("cpu-ort-1t")
+    int8 = cpu.for_precision("int8")
+    assert cpu.for_precision("fp32") is cpu and int8.precision == "int8"
+    cfgs = [cpu.search_space.largest(), cpu.search_space.smallest()]
+    # the int8 model is another fit (ORT's x86 int8 kernels run at another speed), with its quality
+    assert not np.allclose(int8.predict_latency_ms(cfgs), cpu.predict_latency_ms(cfgs), rtol=0.2)
+    assert int8.quality["n_train"] + int8.quality["n_test"] == 100
+    # a profile without an int8 model keeps its own; a look-alike is not the bundled profile
+    other = load_profile("cpu-ort-2t")
+    assert other.for_precision("int8") is other
+    data = cpu.to_dict()
+    data["display_name"] = "someone else's machine"
+    lookalike = load_profile(data)
+    assert lookalike.for_precision("int8") is lookalike
+
+
+@pytest.mark.slow
+def test_cpu_specialize_in_int8_searches_with_the_int8_latency_model():
+    spec = specialize("cpu-ort-1t", precision="int8", strategy="random")
+    int8 = load_profile("cpu-ort-1t").for_precision("int8")
+    predicted = spec.report["predicted"]["latency_ms"]
+    assert predicted == pytest.approx(float(int8.predict_latency_ms(spec.result.config)[0]))
+    assert spec.report["measured"]["latency_ms"] > 0 and spec.report["precision"] == "int8"

@@ -198,6 +198,8 @@ def specialize(profile: Any, constraints: Constraints | Mapping[str, float] | No
     from ..runtime.quantize import check_precision
     prof = _load_profile(profile)
     precision = check_precision(getattr(prof, "precision", "fp32") if precision is None else precision)
+    if hasattr(prof, "for_precision"):
+        prof = prof.for_precision(precision)     # its latency model for files of that precision
     res = load_resources(supernet)
     space = res.space
     prof_space = getattr(prof, "space", None)
