@@ -204,8 +204,10 @@ def main() -> None:
     ])
     out = Path(args.out)
     existing = out.read_text(encoding="utf-8") if out.exists() else ""
-    marker = "\n## int8 latency model"
-    tail = existing[existing.index(marker):] if marker in existing else ""
+    # the sections of benchmarks/int8_mcu_files.py and benchmarks/int8_latency_model.py stay
+    markers = [m for m in ("\n## int8 files for the microcontroller profiles", "\n## int8 latency model")
+               if m in existing]
+    tail = existing[existing.index(markers[0]):] if markers else ""
     out.write_text(text + tail, encoding="utf-8")
     print(text)
 

@@ -17,7 +17,7 @@ from ofa_engine.runtime.export import read_metadata
 from ofa_engine.runtime.ort import make_session
 from ofa_engine.runtime.preprocess import preprocess
 from ofa_engine.runtime.quantize import (AGREEMENT_FLOOR, SCHEME, QuantizationRefusedError, check_precision,
-                                         quantization_metadata, weight_bytes)
+                                         estimate_overhead_bytes, quantization_metadata, weight_bytes)
 
 # Enough images to calibrate and to measure agreement, few enough to keep each export ~2 s.
 N_CALIB, N_EVAL = 200, 300
@@ -82,6 +82,8 @@ def test_int8_export_of_random_configs(supernet, sets, tmp_path, seed):
     assert sizes["zero_point_bytes"] == 0 and sizes["scale_bytes"] > 0
     # size check: far below the float file, and only the quantization parameters and the graph
     # come on top of the weights
+    # specialize's upper estimate of what comes on top of the weights holds for this file
+    assert path.stat().st_size - sizes["weight_bytes"] <= estimate_overhead_bytes(net)
     fp32 = export_onnx(net, cfg, tmp_path / "f.onnx")
     assert path.stat().st_size < 0.4 * fp32.stat().st_size
     assert path.stat().st_size < sizes["weight_bytes"] + sizes["scale_bytes"] + 64 * 1024
