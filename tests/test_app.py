@@ -93,9 +93,35 @@ def test_specialize_small_budget_shows_cards_charts_and_downloads():
     assert result["report"]["config"] == result["result"].config.to_dict()
 
 
+def test_specialize_precision_defaults_to_the_profile_and_shows_in_the_result():
+    at = open_page()
+    at.selectbox(key="spec_profile").set_value("cpu-ort-1t").run()
+    assert at.radio(key="spec_precision_cpu-ort-1t").value == "fp32"
+    assert list(at.radio(key="spec_precision_cpu-ort-1t").options) == ["fp32", "int8"]
+    at.selectbox(key="spec_profile").set_value("stm32f746").run()
+    radio = at.radio(key="spec_precision_stm32f746")
+    assert radio.value == "int8" and list(radio.options) == ["int8", "fp32"]
+    assert_clean(at)
+
+
+@pytest.mark.slow
+def test_specialize_stm32f746_in_int8_downloads_a_file_within_its_flash():
+    at = open_page()
+    at.selectbox(key="spec_profile").set_value("stm32f746").run()
+    at.button[0].click().run()
+    assert_clean(at)
+    assert not errors(at)
+    result = at.session_state["specialization"]
+    assert result["precision"] == "int8" and result["report"]["precision"] == "int8"
+    assert len(result["onnx_bytes"]) <= 1024 * 1024
+    assert any(h.value.endswith(", int8") for h in at.subheader)
+    assert any("**int8** ONNX file" in c.value and "fp32" in c.value for c in at.caption)
+
+
 def test_every_slider_at_its_minimum_is_a_budget_some_subnet_meets():
     at = open_page()
     at.selectbox(key="spec_profile").set_value("stm32f746").run()
+    at.radio(key="spec_precision_stm32f746").set_value("fp32").run()   # int8's check is tested above
     at.multiselect(key="spec_kinds").set_value(["peak_memory_kb", "flash_kb", "macs_m"]).run()
     for key in ("spec_peak_memory_kb", "spec_flash_kb", "spec_macs_m"):
         slider = at.slider(key=key)

@@ -29,6 +29,12 @@ strategy = middle.selectbox("Search strategy", STRATEGIES, index=STRATEGIES.inde
                             key="spec_strategy", help="See 'Compare strategies' for how they differ.")
 seed = right.number_input("Seed", 0, 10_000, 0, key="spec_seed")
 describe_profile(profile_name)
+precisions = list(get_profile(profile_name).precisions)   # the profile's deployment precision first
+precision = st.radio("Precision of the ONNX file", precisions, index=0, horizontal=True,
+                     key=f"spec_precision_{profile_name}",
+                     help="int8: static post-training quantization (QDQ), calibrated on 2,000 images, "
+                          "what a microcontroller runs; fp32: the float network. The default is the "
+                          "profile's deployment precision.")
 limits = budget_controls(profile_name, "spec")
 if limits is None:
     st.stop()
@@ -36,7 +42,7 @@ if limits is None:
 
 STAGES = {"load": "loading the supernet and predictors", "search": "searching",
           "extract": "extracting the subnet and recalibrating its BatchNorm",
-          "export": "exporting to ONNX and verifying it in ONNX Runtime",
+          "export": "exporting to ONNX and verifying it in ONNX Runtime (int8: quantizing and checking it)",
           "measure accuracy": "measuring accuracy on 2,000 test images",
           "measure latency": "measuring latency with ONNX Runtime", "done": "done"}
 
@@ -60,7 +66,8 @@ def run_specialization() -> None:
 
         try:
             constraints = Constraints(**limits)
-            spec = specialize(profile, constraints, strategy=strategy, seed=int(seed), progress=progress)
+            spec = specialize(profile, constraints, strategy=strategy, seed=int(seed), progress=progress,
+                              precision=precision)
         except USER_ERRORS as exc:
             status.update(label="No subnet: the budget cannot be met" if isinstance(exc, InfeasibleBudgetError)
                           else "Cannot specialize with these settings", state="error")
@@ -79,7 +86,7 @@ def run_specialization() -> None:
                             f"with {strategy}", state="complete", expanded=False)
     st.session_state["specialization"] = {
         "profile": profile_name, "strategy": strategy, "limits": dict(limits), "seed": int(seed),
-        "report": spec.report, "onnx_bytes": spec.onnx_bytes, "result": spec.result, "elapsed_s": elapsed}
+        "precision": precision, "report": spec.report, "onnx_bytes": spec.onnx_bytes, "result": spec.result, "elapsed_s": elapsed}
 
 
 if st.button("Specialize", type="primary", icon=":material/bolt:"):
@@ -90,13 +97,22 @@ if done is None:
     st.stop()
 
 report, result = done["report"], done["result"]
-stale = (done["profile"], done["limits"], done["strategy"], done["seed"]) != (profile_name, limits, strategy, int(seed))
+stale = ((done["profile"], done["limits"], done["strategy"], done["seed"], done["precision"])
+         != (profile_name, limits, strategy, int(seed), precision))
 st.divider()
-st.subheader(f"Result for {get_profile(done['profile']).display_name if done['profile'] else ''}")
+st.subheader(f"Result for {get_profile(done['profile']).display_name if done['profile'] else ''}, "
+             f"{done['precision']}")
 if stale:
     st.caption("Settings changed since this result: press Specialize to update it.")
 metric_cards(report, done["limits"])
-name = f"ofa-{slug(done['profile'])}-{done['strategy']}"
+measured = report.get("measured", {})
+accuracies = measured.get("accuracies") or {}
+st.caption(f"**{done['precision']}** ONNX file: {len(done['onnx_bytes']) / 1024:,.1f} KB, weights "
+           f"{measured.get('weight_bytes', 0) / 1024:,.1f} KB; measured accuracy "
+           + ", ".join(f"{p} {a:.1%}" for p, a in accuracies.items())
+           + (f" (int8 agrees with fp32 on {measured['int8_agreement']:.1%} of the test images)"
+              if "int8_agreement" in measured else ""))
+name = f"ofa-{slug(done['profile'])}-{done['strategy']}-{done['precision']}"
 d1, d2, _ = st.columns([1, 1, 2])
 d1.download_button("Download ONNX", done["onnx_bytes"], file_name=f"{name}.onnx", mime="application/octet-stream",
                    type="primary", icon=":material/download:", on_click="ignore")

@@ -54,6 +54,13 @@ def space_argument(parser: argparse.ArgumentParser) -> None:
                         help=f"search space, one of {', '.join(list_presets())}")
 
 
+def precision_argument(parser: argparse.ArgumentParser, default: str | None = "fp32") -> None:
+    """`--precision fp32|int8` (argparse refuses anything else with exit 2)."""
+    note = f"default {default}" if default else "default: the profile's deployment precision"
+    parser.add_argument("--precision", choices=("fp32", "int8"), default=default,
+                        help=f"precision of the exported ONNX file: fp32, or int8 QDQ ({note})")
+
+
 def config_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True, metavar="C",
                         help="subnet: largest, smallest, random:SEED, a JSON object or a JSON file")

@@ -17,9 +17,10 @@ from ..families.mbv3.space import SearchSpace, list_presets
 from ..families.mbv3.supernet import build_supernet
 from ..files import check_output_path, read_json
 from ..runtime.export import MAX_OPSET, MIN_OPSET, export_onnx, verify_onnx
+from ..runtime.quantize import quantization_metadata, weight_bytes
 from ..training.bundled import extract_calibrated
 from .args import (EXIT_OK, UsageError, config_argument, load_config, load_space, load_trained, load_weights,
-                   print_json, register, space_argument)
+                   precision_argument, print_json, register, space_argument)
 
 
 # ---------------------------------------------------------------------- analyze
@@ -51,6 +52,7 @@ def _export_arguments(parser: argparse.ArgumentParser) -> None:
     config_argument(parser)
     parser.add_argument("--out", required=True, metavar="PATH", help="ONNX file to write")
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset, 17..20 (default 17)")
+    precision_argument(parser)
 
 
 @register("export", "extract a subnet and write it as a verified ONNX file", _export_arguments)
@@ -78,17 +80,23 @@ def run_export(args: argparse.Namespace) -> int:
         else:
             print("warning: no --weights given; exporting freshly initialised weights", file=sys.stderr)
         net = supernet.extract(cfg)
-    path = export_onnx(net, cfg, args.out, space=space, opset=args.opset)
-    print_json({
+    path = export_onnx(net, cfg, args.out, space=space, opset=args.opset, precision=args.precision)
+    summary = {
         "path": str(path),
         "bytes": Path(path).stat().st_size,
         "space": space.name,
         "config": cfg.to_dict(),
         "metrics": analyze(space, cfg),
         "opset": args.opset,
+    }
+    if args.precision == "fp32":
         # Re-measured on the file at its final path (export_onnx already checked it).
-        "max_abs_diff": verify_onnx(path, net),
-    })
+        summary["max_abs_diff"] = verify_onnx(path, net)
+    else:
+        summary["precision"] = args.precision
+        summary["weight_bytes"] = weight_bytes(path)["weight_bytes"]
+        summary["quantization"] = quantization_metadata(path)
+    print_json(summary)
     return EXIT_OK
 
 

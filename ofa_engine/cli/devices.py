@@ -19,7 +19,7 @@ from ..devices.profile_kit import fit_profile_from_csv, write_profile_kit
 from ..devices.profiles import PROFILES_DIR
 from ..predictors.latency import unique_blocks
 from ..runtime.measure import MANY_ROUNDS, MANY_RUNS, MANY_WARMUP
-from .args import EXIT_OK, load_space, print_json, register, space_argument
+from .args import EXIT_OK, load_space, precision_argument, print_json, register, space_argument
 
 
 def _calibrate_arguments(parser: argparse.ArgumentParser) -> None:
@@ -64,6 +64,7 @@ def _dataset_arguments(parser: argparse.ArgumentParser) -> None:
                         help="measure only the first K configs of the sample (a repeat for the noise floor)")
     parser.add_argument("--onnx-cache", metavar="DIR", default=None,
                         help="keep the exported ONNX files here, to reuse them for another thread count")
+    precision_argument(parser)
 
 
 def _progress(done: int, total: int, message: str) -> None:
@@ -77,9 +78,10 @@ def run_latency_dataset(args: argparse.Namespace) -> int:
     start = time.time()
     out = build_latency_dataset(space, args.n, args.out, threads=args.threads, batch_size=args.batch_size,
                                 seed=args.seed, runs=args.runs, rounds=args.rounds, warmup=args.warmup,
-                                onnx_cache=args.onnx_cache, first=args.first, progress=_progress)
+                                onnx_cache=args.onnx_cache, first=args.first, progress=_progress,
+                                precision=args.precision)
     print(json.dumps({"out": str(out), "n": args.n, "threads": args.threads, "batch_size": args.batch_size,
-                      "seconds": round(time.time() - start, 1)}))
+                      "precision": args.precision, "seconds": round(time.time() - start, 1)}))
     return EXIT_OK
 
 

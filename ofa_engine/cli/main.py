@@ -18,6 +18,7 @@ import threading
 from typing import Iterator, Sequence
 
 from ..runtime.export import ExportVerificationError
+from ..runtime.quantize import QuantizationRefusedError
 from . import core, devices, predictors, search  # noqa: F401  (each registers its commands)
 from .args import COMMANDS, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageError
 
@@ -91,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: the input is too large or too deeply nested ({type(exc).__name__}: "
               f"{str(exc)[:200]}); see docs/limits.md", file=sys.stderr)
         return EXIT_USAGE
-    except ExportVerificationError as exc:   # not the user's fault, but not a crash either
+    except (ExportVerificationError, QuantizationRefusedError) as exc:   # not the user's fault, not a crash
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILURE
 

@@ -9,7 +9,7 @@ from ..files import FileLimitError, loads_json
 
 from ..search.constraints import CONSTRAINT_FIELDS, UNITS, Constraints
 from ..search.core import STRATEGIES
-from .args import EXIT_OK, print_json, register
+from .args import EXIT_OK, precision_argument, print_json, register
 
 _FLAG_HELP = {"latency_ms": "latency bound (ms, from the profile's latency model)",
               "peak_memory_kb": "peak activation memory bound (KB, int8)",
@@ -79,6 +79,7 @@ def _specialize_arguments(parser: argparse.ArgumentParser) -> None:
     _common_arguments(parser)
     parser.add_argument("--out", required=True, metavar="PATH",
                         help="ONNX file to write; the JSON report goes next to it (.json)")
+    precision_argument(parser, default=None)
 
 
 @register("specialize", "search, extract, calibrate, export ONNX and measure a subnet for a device",
@@ -87,6 +88,6 @@ def run_specialize(args: argparse.Namespace) -> int:
     from ..pipeline.specialize import specialize
     profile, constraints, options = _inputs(args)
     spec = specialize(profile, constraints, args.strategy, args.seed, out=args.out,
-                      supernet=args.supernet, strategy_options=options)
+                      supernet=args.supernet, strategy_options=options, precision=args.precision)
     print_json(spec.report)
     return EXIT_OK

@@ -83,7 +83,8 @@ def _open_append(path: Path, columns: tuple[str, ...]):
 def build_latency_dataset(space: SearchSpace | str, n: int, out: str | os.PathLike, *, threads: int = 1,
                           batch_size: int = 1, seed: int = 0, runs: int = MANY_RUNS, rounds: int = MANY_ROUNDS,
                           warmup: int = MANY_WARMUP, onnx_cache: str | os.PathLike | None = None,
-                          first: int | None = None, progress: Progress | None = None) -> Path:
+                          first: int | None = None, progress: Progress | None = None,
+                          precision: str = "fp32") -> Path:
     """Measure `sample_configs(space, n, seed)` and append rows to the CSV `out` (resumable).
 
     `onnx_cache`: a folder keeping the exported files (named by a hash of the config), so that
@@ -91,7 +92,8 @@ def build_latency_dataset(space: SearchSpace | str, n: int, out: str | os.PathLi
     `first` configs of that sample (e.g. to measure some of them again, for the noise floor).
     Every missing config is exported first (the slow, resumable part), then all of them are
     measured together with `measure.measure_many` (interleaved rounds) and the rows appended.
-    `progress(round, rounds, message)` after each measuring round.
+    `progress(round, rounds, message)` after each measuring round. `precision="int8"`: the
+    subnets are measured as int8 QDQ files (`export_subnets`).
     """
     space = SearchSpace.preset(space) if isinstance(space, str) else space
     out = Path(out)
@@ -107,9 +109,10 @@ def build_latency_dataset(space: SearchSpace | str, n: int, out: str | os.PathLi
     with tempfile.TemporaryDirectory(prefix="ofa-latency-") as tmp:
         folder = cache if cache is not None else Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
+        suffix = "" if precision == "fp32" else f"-{precision}"
         paths = export_subnets(space, todo, [
-            folder / (hashlib.sha1(f"{space.name}:{c.to_json()}".encode()).hexdigest()[:16] + ".onnx")
-            for c in todo])
+            folder / (hashlib.sha1(f"{space.name}:{c.to_json()}".encode()).hexdigest()[:16] + suffix + ".onnx")
+            for c in todo], precision=precision)
         all_stats = measure_many(paths, threads=threads, batch_size=batch_size, rounds=rounds, runs=runs,
                                  warmup=warmup, progress=progress)
         fh, writer = _open_append(out, DATASET_COLUMNS)

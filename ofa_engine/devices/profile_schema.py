@@ -96,6 +96,12 @@ def _readable_version(version: int) -> int:
     return version
 
 
+def _precision(value: Any) -> Any:
+    if value is not None and value not in ("fp32", "int8"):
+        raise _not_allowed()
+    return value
+
+
 Int = Annotated[int, BeforeValidator(_python_scalar), Strict()]
 Number = Annotated[float, PlainValidator(_number)]
 KB = Annotated[Optional[float], PlainValidator(_kb)]
@@ -126,6 +132,9 @@ class RuntimeSchema(_Part):
     provider: OptionalText
     graph_optimization: OptionalText
     measure_locally: Annotated[bool, Strict(), Field(description="true or false")] = False
+    # The precision the device deploys (the default of `specialize`); older files lack it.
+    precision: Annotated[Optional[str], PlainValidator(_precision),
+                         Field(description="'fp32', 'int8', or null (fp32)")] = None
 
 
 class MemorySchema(_Part):

@@ -66,6 +66,12 @@ def _register_bundled() -> None:
 BUNDLED_PROFILES: Registry[Path] = Registry("bundled device profile", loader=_register_bundled)
 
 
+# Latency models of a bundled profile in another precision than its own, fitted on this
+# machine's datasets (benchmarks/int8_latency_model.py, docs/int8.md): name -> precision -> file.
+PRECISION_LATENCY_MODELS: dict[str, dict[str, Path]] = {
+    "cpu-ort-1t": {"int8": ASSETS_DIR / "latency" / "cpu-ort-1t-int8.model.json"}}
+
+
 # ---------------------------------------------------------------------- the profile
 @dataclass(frozen=True, eq=False)
 class DeviceProfile:
@@ -139,6 +145,38 @@ class DeviceProfile:
         on: an ONNX Runtime CPU profile made for "this machine" (runtime.measure_locally)."""
         return (self.kind == "measured" and self.runtime.get("engine") == "onnxruntime"
                 and bool(self.runtime.get("measure_locally", False)))
+
+    @property
+    def precision(self) -> str:
+        """The precision this device deploys, the default of `specialize`: `runtime.precision`
+        (the microcontroller profiles say int8), fp32 where the profile does not say."""
+        return self.runtime.get("precision") or "fp32"
+
+    @property
+    def precisions(self) -> tuple[str, ...]:
+        """The precisions a file can be exported in for this device, its own first: every
+        profile offers both (an fp32 file for a microcontroller is a reference, not a deployment)."""
+        return (self.precision,) + tuple(p for p in ("fp32", "int8") if p != self.precision)
+
+    def for_precision(self, precision: str) -> "DeviceProfile":
+        """This profile for files of `precision`: itself when that is its own precision; for a
+        bundled profile with a latency model measured in that precision (`PRECISION_LATENCY_MODELS`),
+        a copy with that model, its quality and `runtime.precision`; otherwise itself (its latency
+        model then stands for the other precision too: the microcontroller profiles' analytical
+        model counts int8 MACs whatever the file)."""
+        if precision == self.precision:
+            return self
+        path = PRECISION_LATENCY_MODELS.get(self.name, {}).get(precision)
+        # Only the bundled profile itself (same content), not another one that took its name.
+        if path is None or self.name not in BUNDLED_PROFILES or load_profile(self.name).to_json() != self.to_json():
+            return self
+        fitted = read_json(path)
+        provenance = {**to_plain(self.provenance), "latency_model_" + precision: f"assets/latency/{path.name}"}
+        return DeviceProfile(
+            name=self.name, display_name=f"{self.display_name} ({precision})", kind=self.kind, space=self.space,
+            batch_size=self.batch_size, threads=self.threads,
+            runtime={**to_plain(self.runtime), "precision": precision}, memory=to_plain(self.memory),
+            latency_model=fitted["latency_model"], quality=fitted["quality"], provenance=provenance)
 
     # ----------------------------------------------------------------- serialisation
     def to_dict(self) -> dict[str, Any]:

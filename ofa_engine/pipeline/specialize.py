@@ -115,6 +115,10 @@ def _load_profile(profile: Any):
     return profile
 
 
+# Searches an int8 specialization may take to fit its file into the device's Flash (one, unless
+# the best subnet's weights leave no room for its scales and graph).
+FIT_ATTEMPTS = 4
+
 # Threads one specialize call spreads its two heaviest steps over (BN recalibration, ONNX
 # accuracy): the results do not depend on it; concurrent calls simply share the cores.
 WORKERS = 2
@@ -188,13 +192,16 @@ def _output_paths(out: str | os.PathLike | None) -> tuple[Path | None, Path | No
 def specialize(profile: Any, constraints: Constraints | Mapping[str, float] | None = None,
                strategy: str = "evolution", seed: int = 0, out: str | os.PathLike | None = None,
                supernet: str = "tiny-fmnist", progress: Progress | None = None,
-               strategy_options: Mapping[str, Any] | None = None) -> Specialization:
+               strategy_options: Mapping[str, Any] | None = None, precision: str | None = None) -> Specialization:
     """Search the best subnet for `profile` under `constraints`, extract, calibrate, export and
     measure it. `profile`: a `DeviceProfile` or its name; the device's memory limits (SRAM,
     Flash) are added to the constraints. `out`: ONNX path to write (its report goes next to it
     as .json); None keeps the bytes in memory only. `progress(done, 100, stage)` (the engine's
     one progress signature) is called as the stages advance: load, search, extract, export,
-    measure accuracy, measure latency, done. Thread-safe. Raises `InfeasibleBudgetError` / `ValueError` for budgets
+    measure accuracy, measure latency, done. `precision` ("fp32" or "int8"; None: the profile's
+    deployment precision) is that of the exported file, which is what gets measured; an int8
+    file is quantized on the calibration images and checked against its float model (the report
+    gives both accuracies). Thread-safe. Raises `InfeasibleBudgetError` / `ValueError` for budgets
     or names the user got wrong."""
     start = time.perf_counter()
     timings: dict[str, float] = {}
@@ -204,7 +211,11 @@ def specialize(profile: Any, constraints: Constraints | Mapping[str, float] | No
 
     step("load", 0.0)
     onnx_path, report_path = _output_paths(out)   # refused before any work
+    from ..runtime.quantize import check_precision
     prof = _load_profile(profile)
+    precision = check_precision(getattr(prof, "precision", "fp32") if precision is None else precision)
+    if hasattr(prof, "for_precision"):
+        prof = prof.for_precision(precision)     # its latency model for files of that precision
     res = load_resources(supernet)
     space = res.space
     prof_space = getattr(prof, "space", None)
@@ -219,28 +230,54 @@ def specialize(profile: Any, constraints: Constraints | Mapping[str, float] | No
     effective = constraints.with_device_memory(prof)
     evaluator = res.evaluator(prof)
 
-    step("search", 0.05)
-    t = time.perf_counter()
-    result = search(evaluator, effective, strategy, seed, **dict(strategy_options or {}))
-    timings["search"] = time.perf_counter() - t
-    cfg = result.config
-
-    step("extract", 0.35)
-    t = time.perf_counter()
     from ..runtime.evaluation import calibrate_bn
-    net = res.supernet.extract(cfg)          # a new module: the shared supernet is only read
-    calibrate_bn(net, res.inputs("calib", cfg.image_size), workers=WORKERS)
-    timings["extract_calibrate"] = time.perf_counter() - t
+    from ..runtime.quantize import estimate_overhead_bytes
+    # An int8 file holds its weights' scales and its graph besides the weight bytes that the
+    # Flash bound counts: the search is repeated with a tighter bound until the file fits.
+    file_limit = None
+    if precision == "int8" and getattr(prof, "flash_kb", None) is not None:
+        file_limit = int(prof.flash_kb * 1024)
+    searched = effective
+    for attempt in range(FIT_ATTEMPTS):
+        step("search", 0.05)
+        t = time.perf_counter()
+        result = search(evaluator, searched, strategy, seed, **dict(strategy_options or {}))
+        timings["search"] = timings.get("search", 0.0) + time.perf_counter() - t
+        cfg = result.config
+
+        step("extract", 0.35)
+        t = time.perf_counter()
+        net = res.supernet.extract(cfg)          # a new module: the shared supernet is only read
+        calibrate_bn(net, res.inputs("calib", cfg.image_size), workers=WORKERS)
+        timings["extract_calibrate"] = timings.get("extract_calibrate", 0.0) + time.perf_counter() - t
+        if file_limit is None:
+            break
+        flash = int(analyze(space, cfg)["flash_bytes"])
+        excess = flash + estimate_overhead_bytes(net) - file_limit
+        if excess <= 0:
+            break
+        if attempt == FIT_ATTEMPTS - 1:
+            raise ValueError(f"no int8 file found within the Flash budget of {prof.flash_kb:g} KB after "
+                             f"{FIT_ATTEMPTS} searches; set a smaller flash_kb constraint")
+        searched = searched.tightened(flash_kb=(flash - excess) / 1024)
 
     step("export", 0.5)
     t = time.perf_counter()
     from ..runtime.export import export_onnx
     # export_onnx serialises torch's exporter itself (EXPORT_LOCK); everything else runs concurrently.
+    precision_options: dict[str, Any] = {}
+    if precision == "int8":
+        precision_options = {"precision": "int8", "calibration": res.inputs("calib", cfg.image_size),
+                             "evaluation": res.test}
     # Into a private folder: `out` is only replaced at the end, together with its report.
     with tempfile.TemporaryDirectory(prefix="ofa-specialize-") as tmp:
-        written = export_onnx(net, cfg, Path(tmp) / "model.onnx", space=space)
+        written = export_onnx(net, cfg, Path(tmp) / "model.onnx", space=space, **precision_options)
         onnx_bytes = Path(written).read_bytes()
     timings["export"] = time.perf_counter() - t
+    # Checked before it reaches `out` (the overhead estimate is an upper bound, so this holds).
+    if file_limit is not None and len(onnx_bytes) > file_limit:
+        raise RuntimeError(f"the int8 file is {len(onnx_bytes)} bytes, over the Flash budget of "
+                           f"{file_limit} bytes; nothing was written")
 
     step("measure accuracy", 0.7)
     t = time.perf_counter()
@@ -257,6 +294,12 @@ def specialize(profile: Any, constraints: Constraints | Mapping[str, float] | No
         timings["latency"] = time.perf_counter() - t
 
     metrics = analyze(space, cfg)
+    from ..runtime.quantize import quantization_metadata, weight_bytes
+    sizes = weight_bytes(onnx_bytes)
+    accuracies = {precision: measured_accuracy}
+    quantization = quantization_metadata(onnx_bytes)
+    if quantization is not None:
+        accuracies = {"fp32": quantization["float_accuracy"], "int8": measured_accuracy}
     measured = {
         "accuracy": measured_accuracy,
         "latency_ms": None if latency is None else float(latency.median_ms),
@@ -265,10 +308,18 @@ def specialize(profile: Any, constraints: Constraints | Mapping[str, float] | No
         "flash_kb": count_flash_bytes(net) / 1024,
         "macs": count_macs(net, cfg.image_size, space.in_channels),
         "params": int(sum(p.numel() for p in net.parameters())),
+        "precision": precision,
+        "accuracies": accuracies,
+        "onnx_file_bytes": len(onnx_bytes),
+        "weight_bytes": sizes["weight_bytes"],
     }
+    if quantization is not None:
+        measured["int8_agreement"] = quantization["agreement"]
+        measured["weight_qparam_bytes"] = sizes["scale_bytes"] + sizes["zero_point_bytes"]
     report = {
         "space": space.name, "supernet": supernet, "profile": str(getattr(prof, "name", "custom")),
         "constraints": constraints.to_dict(), "effective_constraints": effective.to_dict(),
+        "searched_constraints": searched.to_dict(),
         "config": cfg.to_dict(),
         "predicted": result.predicted,
         "measured": measured,
@@ -282,7 +333,13 @@ def specialize(profile: Any, constraints: Constraints | Mapping[str, float] | No
             "flash_kb": "counted on the extracted network (int8 weights, int32 biases, BN folded)",
             "macs": "counted by forward hooks on the extracted network",
             "params": "counted on the extracted network",
+            "accuracies": ("the same images: the float model (BN folded) and the int8 file, both in ONNX Runtime"
+                           if precision == "int8" else "the exported float file (see accuracy)"),
+            "weight_bytes": ("the quantized initializers of the int8 file (int8 weights, int32 biases; "
+                             "scales and zero points apart)" if precision == "int8"
+                             else "the float32 initializers of the exported file"),
         },
+        "precision": precision,
         "search": {"strategy": result.strategy, "evaluations": result.evaluations,
                    "wall_time_s": round(result.wall_time_s, 4), "seed": result.seed, "options": result.options},
         "onnx": {"path": None if onnx_path is None else str(onnx_path), "bytes": len(onnx_bytes)},

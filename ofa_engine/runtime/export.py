@@ -26,11 +26,13 @@ from ..families.mbv3.static import StaticNet
 from ..families.mbv3.supernet import Supernet, build_supernet
 from ..files import atomic_path, check_output_path
 from .ort import make_session
-from .preprocess import preprocessing_spec
+from .preprocess import preprocess, preprocessing_spec
+from .quantize import (AGREEMENT_FLOOR, DEFAULT_CALIBRATION, QuantizationRefusedError, check_precision,
+                       quantize_onnx)
 
 __all__ = ["export_onnx", "verify_onnx", "read_metadata", "write_onnx_unverified", "export_subnets",
-           "untrained_supernet", "torch_threads", "ExportVerificationError", "EXPORT_LOCK", "MIN_OPSET", "MAX_OPSET",
-           "TOLERANCE"]
+           "untrained_supernet", "torch_threads", "ExportVerificationError", "EXPORT_LOCK", "MIN_OPSET",
+           "MAX_OPSET", "TOLERANCE", "QuantizationRefusedError"]
 
 MIN_OPSET = 17
 # The TorchScript exporter (torch 2.14) writes opsets up to 20; above it torch raises a bare RuntimeError.
@@ -45,7 +47,10 @@ class ExportVerificationError(RuntimeError):
 
 
 def export_onnx(model: StaticNet, cfg: SubnetConfig | Mapping[str, Any], path: str | os.PathLike, *,
-                space: SearchSpace | str | None = None, opset: int = MIN_OPSET) -> Path:
+                space: SearchSpace | str | None = None, opset: int = MIN_OPSET, precision: str = "fp32",
+                calibration: Any = None, evaluation: Any = None,
+                calibration_method: str = DEFAULT_CALIBRATION,
+                agreement_floor: float = AGREEMENT_FLOOR) -> Path:
     """Write `model` (from `Supernet.extract(cfg)`) to `path` as a verified ONNX file.
 
     Input "input" (batch, C, S, S) float32 with a dynamic batch axis; output "logits"
@@ -56,12 +61,24 @@ def export_onnx(model: StaticNet, cfg: SubnetConfig | Mapping[str, Any], path: s
     only a file within `TOLERANCE` replaces `path` (atomically). On any failure nothing is
     left behind and an existing file at `path` is untouched.
 
+    `precision="int8"`: static post-training quantization (runtime/quantize.py) of a BN-folded
+    copy of `model` to QDQ ONNX, calibrated on `calibration` (default: the bundled 2,000
+    calibration images) and checked on `evaluation` (default: the bundled test2k images): a file
+    whose top-1 agreement with the float model is below `agreement_floor` is refused
+    (`QuantizationRefusedError`). Both sets: an `ImageSet`, uint8 images, or preprocessed float32
+    (N, C, S, S) input. The metadata then also has `precision` and `quantization` (scheme,
+    calibration method and image count, agreement, both accuracies when labels were given).
+
     Raises `ValueError` for a model that is not an extracted static net, a `cfg` that is not
-    the model's config or an unsupported opset, and `ExportVerificationError` when the file
-    does not match PyTorch.
+    the model's config, an unsupported opset or precision, or a bad calibration / evaluation set,
+    and `ExportVerificationError` when the file does not match PyTorch.
     """
+    check_precision(precision)
     space, cfg = _check_inputs(model, cfg, space, opset)
     path = check_output_path(path, "path")
+    if precision == "int8":
+        return _export_int8(model, space, cfg, path, opset, calibration, evaluation, calibration_method,
+                            agreement_floor)
     with atomic_path(path) as tmp:
         write_onnx_unverified(model, space, cfg, tmp, opset)
         max_abs_diff = verify_onnx(tmp, model)
@@ -70,6 +87,51 @@ def export_onnx(model: StaticNet, cfg: SubnetConfig | Mapping[str, Any], path: s
                 f"ONNX output differs from PyTorch by {max_abs_diff:.3g} (allowed {TOLERANCE:g}); "
                 f"nothing was written to '{path}'")
     return path
+
+
+def _export_int8(model: StaticNet, space: SearchSpace, cfg: SubnetConfig, path: Path, opset: int,
+                 calibration: Any, evaluation: Any, method: str, floor: float) -> Path:
+    import copy
+    import tempfile
+    from ..families.mbv3.static import fold_bn
+    calib_x, _ = _image_inputs(calibration, "calib", space, cfg.image_size, "calibration")
+    eval_x, labels = _image_inputs(evaluation, "test2k", space, cfg.image_size, "evaluation")
+    folded = fold_bn(copy.deepcopy(model).eval())
+    with tempfile.TemporaryDirectory(prefix="ofa-export-") as tmpdir:
+        float_path = Path(tmpdir) / "float.onnx"
+        write_onnx_unverified(folded, space, cfg, float_path, opset)
+        max_abs_diff = verify_onnx(float_path, folded)
+        if not max_abs_diff <= TOLERANCE:
+            raise ExportVerificationError(
+                f"ONNX output differs from PyTorch by {max_abs_diff:.3g} (allowed {TOLERANCE:g}); "
+                f"nothing was written to '{path}'")
+        metadata = {p.key: p.value for p in onnx.load(os.fspath(float_path)).metadata_props}
+        with atomic_path(path) as tmp:
+            quantize_onnx(float_path, tmp, calib_x, eval_x, labels, method=method, floor=floor,
+                          metadata=metadata)
+    return path
+
+
+def _image_inputs(images: Any, default_split: str, space: SearchSpace, size: int, what: str
+                  ) -> tuple[np.ndarray, np.ndarray | None]:
+    """Preprocessed float32 input and the labels (None when unknown) of a calibration / evaluation
+    set given as an ImageSet, uint8 images or preprocessed float input (None: the bundled split)."""
+    if images is None:
+        from ..datasets.images import load_split
+        images = load_split(default_split)
+    labels = getattr(images, "labels", None)
+    x = getattr(images, "images", images)
+    if isinstance(x, torch.Tensor):
+        x = x.numpy()
+    x = np.asarray(x)
+    if x.size == 0 or len(x) == 0:
+        raise ValueError(f"{what} set is empty; needed: at least one image")
+    if x.dtype == np.uint8:
+        try:
+            x = preprocess(x, space, size).numpy()
+        except ValueError as exc:
+            raise ValueError(f"{what} images: {exc}") from None
+    return x, None if labels is None else np.asarray(labels)
 
 
 def verify_onnx(path: str | os.PathLike, model: StaticNet, *, batch_size: int = 2, seed: int = 0) -> float:
@@ -118,17 +180,33 @@ def torch_threads(n: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def export_subnets(space: SearchSpace, configs: Sequence[SubnetConfig], paths: Sequence[Path]) -> list[Path]:
+# An int8 file for a latency measurement: random weights, so its agreement with the float model
+# means nothing (floor 0); the scales' values do not change the kernels ORT runs, so a few seeded
+# random inputs calibrate it (MinMax, the fastest method).
+LATENCY_CALIBRATION_IMAGES = 32
+
+
+def export_subnets(space: SearchSpace, configs: Sequence[SubnetConfig], paths: Sequence[Path],
+                   precision: str = "fp32") -> list[Path]:
     """Export each config of an `untrained_supernet(space)` to its path, skipping paths that
-    already exist (a resumable cache); returns the paths."""
+    already exist (a resumable cache); returns the paths. `precision="int8"`: quantized files
+    calibrated on `LATENCY_CALIBRATION_IMAGES` seeded random inputs (latency only)."""
+    check_precision(precision)
     paths = [Path(p) for p in paths]
     # Exports run beside latency measurements; one torch thread is plenty for them.
     with torch_threads(1):
         supernet = untrained_supernet(space)
         for cfg, path in zip(configs, paths, strict=True):
             if not path.exists():
+                options: dict[str, Any] = {}
+                if precision == "int8":
+                    x = np.random.default_rng(0).standard_normal(
+                        (LATENCY_CALIBRATION_IMAGES, space.in_channels, cfg.image_size, cfg.image_size))
+                    options = {"precision": "int8", "calibration": x.astype(np.float32),
+                               "evaluation": x.astype(np.float32), "calibration_method": "minmax",
+                               "agreement_floor": 0.0}
                 with torch.no_grad():
-                    export_onnx(supernet.extract(cfg), cfg, path, space=space)
+                    export_onnx(supernet.extract(cfg), cfg, path, space=space, **options)
     return paths
 
 

@@ -1,0 +1,303 @@
+"""Static post-training quantization of an exported float ONNX file to int8 QDQ ONNX.
+
+`quantize_onnx` takes a float file (BN already folded, see `export_onnx(..., precision="int8")`),
+calibrates the activation ranges on preprocessed calibration images with
+`onnxruntime.quantization.quantize_static` and writes a QDQ file: per-channel symmetric int8
+weights, per-tensor int8 activations, int32 biases. The quantized file is then checked against
+the float one: its top-1 agreement on evaluation images must reach `AGREEMENT_FLOOR`, else it is
+refused (`QuantizationRefusedError`) and nothing is written.
+
+`weight_bytes` counts what a deployment stores for the weights: the quantized initializers
+(int8 weights, int32 biases) apart from their scales and zero points, so that it can be set
+against the analytic `flash_bytes` (families/mbv3/analytics.py).
+
+The calibration method was chosen by measured accuracy on subnets of the bundled supernet
+(docs/int8.md, written by benchmarks/bench_int8.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from .ort import make_session
+
+__all__ = ["PRECISIONS", "CALIBRATION_METHODS", "DEFAULT_CALIBRATION", "AGREEMENT_FLOOR", "SCHEME",
+           "PERCENTILE", "QuantizationRefusedError", "QuantizationReport", "check_precision",
+           "check_calibration_method", "check_images", "quantize_onnx", "weight_bytes", "top1",
+           "quantization_metadata", "estimate_overhead_bytes"]
+
+PRECISIONS = ("fp32", "int8")
+CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+# Chosen by measured accuracy on the bundled supernet's subnets (docs/int8.md).
+DEFAULT_CALIBRATION = "percentile"
+# The percentile of |activation| kept by the "percentile" method (ORT's default is 99.999;
+# 99.99 measured better, docs/int8.md).
+PERCENTILE = 99.99
+# Lowest top-1 agreement between the int8 file and its float original on the evaluation images
+# that is accepted; a file below it is refused. Measured agreements on the bundled supernet are
+# 0.95-0.98 (docs/int8.md), so a file under 0.90 means a broken calibration, not rounding.
+AGREEMENT_FLOOR = 0.90
+SCHEME = ("QDQ; weights int8 per-channel symmetric; activations int8 per-tensor asymmetric; "
+          "biases int32; BN folded into the convolutions")
+CALIBRATION_BATCH = 100
+
+
+class QuantizationRefusedError(RuntimeError):
+    """The int8 file disagrees with its float original on too many evaluation images."""
+
+
+@dataclass(frozen=True)
+class QuantizationReport:
+    """What `quantize_onnx` measured: agreement with the float file (and the accuracies when labels
+    were given) on `evaluation_images` images, calibration on `calibration_images`."""
+
+    method: str
+    calibration_images: int
+    evaluation_images: int
+    agreement: float
+    float_accuracy: float | None
+    int8_accuracy: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"precision": "int8", "scheme": SCHEME, "calibration_method": self.method,
+                "calibration_images": self.calibration_images,
+                "evaluation_images": self.evaluation_images, "agreement": self.agreement,
+                "agreement_floor": AGREEMENT_FLOOR, "float_accuracy": self.float_accuracy,
+                "int8_accuracy": self.int8_accuracy}
+
+
+def check_precision(precision: Any) -> str:
+    """`precision` if it is one of `PRECISIONS`, else `ValueError` naming the allowed ones."""
+    if not isinstance(precision, str) or precision not in PRECISIONS:
+        raise ValueError(f"precision = {precision!r}; allowed: {', '.join(PRECISIONS)}")
+    return precision
+
+
+def check_calibration_method(method: Any) -> str:
+    if not isinstance(method, str) or method.lower() not in CALIBRATION_METHODS:
+        raise ValueError(f"calibration method = {method!r}; allowed: {', '.join(CALIBRATION_METHODS)}")
+    return method.lower()
+
+
+def check_images(x: Any, shape: tuple[int, int, int], what: str) -> np.ndarray:
+    """`x` as a float32 (N, C, S, S) array with `shape` == (C, S, S) and N >= 1, else `ValueError`
+    saying what was given and what is needed."""
+    arr = np.asarray(x.numpy() if hasattr(x, "numpy") else x)
+    if arr.ndim != 4 or tuple(arr.shape[1:]) != tuple(shape):
+        raise ValueError(f"{what} images have shape {tuple(arr.shape)}; needed: (N, {shape[0]}, "
+                         f"{shape[1]}, {shape[2]}) preprocessed images, N >= 1")
+    if len(arr) == 0:
+        raise ValueError(f"{what} set is empty; needed: at least one image")
+    if not np.issubdtype(arr.dtype, np.floating):
+        raise ValueError(f"{what} images are {arr.dtype}; needed: preprocessed float32 images "
+                         f"(ofa_engine.runtime.preprocess.preprocess)")
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{what} images contain NaN or infinite values")
+    return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+def top1(path_or_bytes: str | os.PathLike | bytes, x: np.ndarray, batch_size: int = 500) -> np.ndarray:
+    """Predicted classes of the ONNX model on `x` (ORT, one thread)."""
+    session = make_session(path_or_bytes, threads=1)
+    name = session.get_inputs()[0].name
+    return np.concatenate([session.run(None, {name: x[i:i + batch_size]})[0].argmax(1)
+                           for i in range(0, len(x), batch_size)])
+
+
+def quantize_onnx(float_path: str | os.PathLike, out_path: str | os.PathLike, calibration: np.ndarray,
+                  evaluation: np.ndarray, labels: np.ndarray | None = None, *,
+                  method: str = DEFAULT_CALIBRATION, floor: float = AGREEMENT_FLOOR,
+                  metadata: Mapping[str, str] | None = None, percentile: float = PERCENTILE
+                  ) -> QuantizationReport:
+    """Quantize the float file at `float_path` into `out_path` (not atomic: the caller writes into
+    a temporary path) and check it.
+
+    `calibration`, `evaluation`: preprocessed float32 (N, C, S, S) images (`check_images`);
+    `labels` (optional) of `evaluation`, for the two accuracies. `metadata`: the float file's
+    metadata_props, copied, plus `precision` and `quantization` (the report, JSON).
+    `percentile`: the "percentile" method's (benchmarks compare values). Raises
+    `ValueError` for bad images or method, `QuantizationRefusedError` when the agreement with the
+    float file is below `floor`.
+    """
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat,
+                                          QuantType, quantize_static)
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    method = check_calibration_method(method)
+    float_model = onnx.load(os.fspath(float_path), load_external_data=False)
+    dims = float_model.graph.input[0].type.tensor_type.shape.dim
+    shape = tuple(int(d.dim_value) for d in dims[1:])
+    calibration = check_images(calibration, shape, "calibration")
+    evaluation = check_images(evaluation, shape, "evaluation")
+    if labels is not None and len(labels) != len(evaluation):
+        raise ValueError(f"{len(labels)} labels for {len(evaluation)} evaluation images")
+    input_name = float_model.graph.input[0].name
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.batches = iter(range(0, len(calibration), CALIBRATION_BATCH))
+
+        def get_next(self) -> dict | None:
+            start = next(self.batches, None)
+            return None if start is None else {input_name: calibration[start:start + CALIBRATION_BATCH]}
+
+    extra = {"ActivationSymmetric": False, "WeightSymmetric": True}
+    if method == "percentile":
+        extra["CalibPercentile"] = float(percentile)
+    calibrate = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+                 "percentile": CalibrationMethod.Percentile}[method]
+    with tempfile.TemporaryDirectory(prefix="ofa-quantize-") as tmp:
+        prepared = Path(tmp) / "prepared.onnx"
+        # The calibrators print their progress to stdout, where the CLI writes its JSON.
+        with contextlib.redirect_stdout(io.StringIO()):
+            quant_pre_process(os.fspath(float_path), os.fspath(prepared))
+            quantize_static(os.fspath(prepared), os.fspath(out_path), Reader(), quant_format=QuantFormat.QDQ,
+                            per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                            calibrate_method=calibrate, extra_options=extra)
+
+    expected = top1(float_path, evaluation)
+    predicted = top1(out_path, evaluation)
+    agreement = float((expected == predicted).mean())
+    report = QuantizationReport(
+        method=method, calibration_images=len(calibration), evaluation_images=len(evaluation),
+        agreement=agreement,
+        float_accuracy=None if labels is None else float((expected == np.asarray(labels)).mean()),
+        int8_accuracy=None if labels is None else float((predicted == np.asarray(labels)).mean()))
+    if not agreement >= floor:
+        raise QuantizationRefusedError(
+            f"the int8 file agrees with the float model on {agreement:.1%} of {len(evaluation)} "
+            f"evaluation images, below the floor of {floor:.0%} (AGREEMENT_FLOOR); the file was "
+            f"refused (try another calibration method: {', '.join(CALIBRATION_METHODS)})")
+
+    proto = _compact(onnx.load(os.fspath(out_path)))
+    proto.producer_name = float_model.producer_name
+    proto.doc_string = float_model.doc_string
+    props = dict(metadata or {})
+    props["precision"] = json.dumps("int8")
+    props["quantization"] = json.dumps(report.to_dict())
+    del proto.metadata_props[:]
+    for key, value in props.items():
+        proto.metadata_props.add(key=key, value=value)
+    onnx.checker.check_model(proto, full_check=True)
+    onnx.save(proto, os.fspath(out_path))
+    if not (top1(proto.SerializeToString(), evaluation) == predicted).all():
+        raise QuantizationRefusedError("the compacted int8 file predicts differently from the one "
+                                       "ONNX Runtime's quantizer wrote; nothing was written")
+    return report
+
+
+def _compact(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """The same graph with what a deployment does not need taken out: tensors renamed to short
+    ids (the graph's input and output keep their names), node names and shape annotations
+    dropped, and the all-zero zero points of the symmetric weights removed (the ONNX default
+    for an omitted zero point is 0 of the data's type): the long names the exporter and the
+    quantizer give every tensor would otherwise cost a Flash budget tens of KB."""
+    graph = proto.graph
+    inits = {i.name: i for i in graph.initializer}
+    keep = {v.name for v in graph.input} | {v.name for v in graph.output}
+    names: dict[str, str] = {}
+
+    def short(name: str) -> str:
+        if not name or name in keep:
+            return name
+        if name not in names:
+            names[name] = f"t{len(names)}"
+        return names[name]
+
+    dropped: set[str] = set()
+    for node in graph.node:
+        if (node.op_type == "DequantizeLinear" and len(node.input) == 3 and node.input[0] in inits
+                and node.input[2] in inits and not numpy_helper.to_array(inits[node.input[2]]).any()):
+            dropped.add(node.input[2])
+            del node.input[2]
+    used = {n for node in graph.node for n in node.input}
+    kept = [i for i in graph.initializer if i.name in used or i.name not in dropped]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    for node in graph.node:
+        node.name = ""
+        for i, name in enumerate(node.input):
+            node.input[i] = short(name)
+        for i, name in enumerate(node.output):
+            node.output[i] = short(name)
+    for init in graph.initializer:
+        init.name = short(init.name)
+    del graph.value_info[:]
+    return proto
+
+
+def weight_bytes(model: str | os.PathLike | bytes | onnx.ModelProto) -> dict[str, int]:
+    """Bytes of a QDQ file's weights: `weight_bytes` is the sum of the quantized initializers
+    (int8 weights and int32 biases, the data input of each DequantizeLinear fed by an
+    initializer); `scale_bytes` and `zero_point_bytes` are those initializers' scales (float32)
+    and zero points (int8 / int32); `activation_qparam_bytes` the activations' scales and zero
+    points; `file_bytes` the serialised size. For a float file `weight_bytes` is the sum of all
+    initializers."""
+    if isinstance(model, bytes):
+        model = onnx.load_from_string(model)
+    elif not isinstance(model, onnx.ModelProto):
+        model = onnx.load(os.fspath(model))
+    inits = {i.name: i for i in model.graph.initializer}
+    sizes = {name: numpy_helper.to_array(t).nbytes for name, t in inits.items()}
+    weights = scales = zero_points = 0
+    used: set[str] = set()
+    for node in model.graph.node:
+        if node.op_type == "DequantizeLinear" and node.input[0] in inits:
+            weights += sizes[node.input[0]]
+            scales += sizes[node.input[1]]
+            zero_points += sizes[node.input[2]] if len(node.input) > 2 and node.input[2] else 0
+            used.update(node.input)
+    if not used:   # a float file: every initializer is a weight or bias
+        weights = sum(sizes.values())
+    qparams = 0
+    for node in model.graph.node:
+        if node.op_type in ("QuantizeLinear", "DequantizeLinear"):
+            qparams += sum(sizes[n] for n in node.input[1:] if n in inits and n not in used)
+            used.update(node.input[1:])
+    return {"weight_bytes": int(weights), "scale_bytes": int(scales), "zero_point_bytes": int(zero_points),
+            "activation_qparam_bytes": int(qparams), "file_bytes": int(model.ByteSize())}
+
+
+def quantization_metadata(model: str | os.PathLike | bytes) -> dict[str, Any] | None:
+    """The `quantization` metadata of an int8 file written by `quantize_onnx` (None for a file
+    without it, such as a float export)."""
+    proto = (onnx.load_from_string(model) if isinstance(model, bytes)
+             else onnx.load(os.fspath(model), load_external_data=False))
+    for prop in proto.metadata_props:
+        if prop.key == "quantization":
+            return json.loads(prop.value)
+    return None
+
+
+# Graph bytes per quantized conv / linear layer in a compacted QDQ file (its ~8 nodes, the
+# activations' scales and zero points), and the fixed part (metadata, inputs, outputs): generous
+# upper bounds (tests/test_int8.py checks that the estimate is not below a real file's overhead).
+LAYER_GRAPH_BYTES, FIXED_GRAPH_BYTES = 800, 8 * 1024
+
+
+def estimate_overhead_bytes(net: Any) -> int:
+    """An upper estimate of what an int8 file of `net` (a torch module) holds beyond its weight
+    bytes: a float32 scale per output channel of every conv / linear weight, another per int32
+    bias channel (BN folds into one), and the graph. `specialize` keeps the file within a
+    Flash budget with it."""
+    from torch import nn
+    layers = [m for m in net.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    folded = {id(m.conv) for m in net.modules() if hasattr(m, "conv") and hasattr(m, "bn")
+              and isinstance(getattr(m, "bn"), nn.BatchNorm2d)}
+    total = FIXED_GRAPH_BYTES
+    for m in layers:
+        out = m.weight.shape[0]
+        has_bias = m.bias is not None or id(m) in folded
+        total += 4 * out * (2 if has_bias else 1) + LAYER_GRAPH_BYTES
+    return int(total)
