@@ -10,14 +10,13 @@ from __future__ import annotations
 import argparse
 import json
 from dataclasses import dataclass
-from typing import Any, Callable
-
-import torch
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..families.mbv3.space import SearchSpace, SubnetConfig, list_presets
-from ..families.mbv3.supernet import Supernet
 from ..registry import Registry
-from ..training.bundled import load_supernet
+
+if TYPE_CHECKING:
+    from ..families.mbv3.supernet import Supernet
 
 __all__ = ["COMMANDS", "Command", "EXIT_FAILURE", "EXIT_OK", "EXIT_USAGE", "UsageError", "config_argument",
            "load_config", "load_space", "load_trained", "load_weights", "print_json", "register",
@@ -83,6 +82,8 @@ def load_config(space: SearchSpace, text: str) -> SubnetConfig:
 def load_weights(supernet: Supernet, path: str) -> None:
     """Load a supernet state dict saved by `torch.save` (optionally under "state_dict") or as
     safetensors; `ValueError` naming the file when it cannot be read or does not fit."""
+    import torch
+
     try:
         if path.endswith(".safetensors"):
             from safetensors.torch import load_file
@@ -123,6 +124,7 @@ def print_json(data: dict[str, Any]) -> None:
 
 
 def load_trained(name_or_path: str) -> Supernet:
+    from ..training.bundled import load_supernet
     try:
         return load_supernet(name_or_path)
     except (ValueError, FileNotFoundError) as exc:

@@ -3,22 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
 
 import numpy as np
-import torch
-
-import dataclasses
 
 from ..families.mbv3.analytics import analyze
 from ..families.mbv3.space import SearchSpace, list_presets
-from ..families.mbv3.supernet import build_supernet
 from ..files import check_output_path, read_json
-from ..runtime.export import MAX_OPSET, MIN_OPSET, export_onnx, verify_onnx
-from ..runtime.quantize import quantization_metadata, weight_bytes
-from ..training.bundled import extract_calibrated
+from ..runtime.common import MAX_OPSET, MIN_OPSET
 from .args import (EXIT_OK, UsageError, config_argument, load_config, load_space, load_trained, load_weights,
                    precision_argument, print_json, register, space_argument)
 
@@ -60,6 +55,7 @@ def run_export(args: argparse.Namespace) -> int:
     check_output_path(args.out, "--out")   # before any work, naming the path as given
     if not MIN_OPSET <= args.opset <= MAX_OPSET:
         raise ValueError(f"--opset {args.opset}; allowed: {MIN_OPSET}..{MAX_OPSET} (MIN_OPSET..MAX_OPSET)")
+    from ..training.bundled import extract_calibrated
     if args.supernet is not None:
         if args.weights is not None:
             raise UsageError("--weights goes with --space, not with --supernet")
@@ -70,6 +66,9 @@ def run_export(args: argparse.Namespace) -> int:
     else:
         space = load_space(args.space)
         cfg = load_config(space, args.config)
+        import torch
+
+        from ..families.mbv3.supernet import build_supernet
         # A fixed seed makes an export without --weights reproducible, without touching the
         # caller's global RNG.
         with torch.random.fork_rng(devices=[]):
@@ -80,6 +79,8 @@ def run_export(args: argparse.Namespace) -> int:
         else:
             print("warning: no --weights given; exporting freshly initialised weights", file=sys.stderr)
         net = supernet.extract(cfg)
+    from ..runtime.export import export_onnx, verify_onnx
+    from ..runtime.quantize import quantization_metadata, weight_bytes
     path = export_onnx(net, cfg, args.out, space=space, opset=args.opset, precision=args.precision)
     summary = {
         "path": str(path),
@@ -114,6 +115,7 @@ def _evaluate_arguments(parser: argparse.ArgumentParser) -> None:
 def run_evaluate(args: argparse.Namespace) -> int:
     from ..datasets.images import load_split
     from ..runtime.evaluation import accuracy
+    from ..training.bundled import extract_calibrated
 
     supernet = load_trained(args.supernet)
     space = supernet.space
@@ -151,10 +153,7 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
 @register("train", "progressive-shrinking training (resumable; runs under torchrun too)", _train_arguments)
 def run_train(args: argparse.Namespace) -> int:
     from ..datasets.images import load_image_folder, load_split
-    from ..training.train import Recipe, default_recipe, train, twin_recipe
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     space = SearchSpace.preset(args.space)
     if args.data == "fashion-mnist":
         train_set, val_set = load_split("train"), load_split("holdout")
@@ -173,6 +172,12 @@ def run_train(args: argparse.Namespace) -> int:
         if args.max_train_images < 1:
             raise ValueError(f"--max-train-images must be >= 1, got {args.max_train_images}")
         train_set = train_set.subset(np.arange(min(args.max_train_images, len(train_set))))
+    # The data and the arguments are checked before torch and the trainer load.
+    import torch
+
+    from ..training.train import Recipe, default_recipe, train, twin_recipe
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.recipe:
         recipe = Recipe.from_dict(read_json(args.recipe, f"--recipe {args.recipe}"))
     else:

@@ -12,17 +12,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..devices.calibration import DEFAULT_SUBNETS, MAX_SUBNETS, calibrate_profile
-from ..devices.latency_dataset import build_latency_dataset, measure_block_table
 from ..devices.mcu import MCU_PARTS, write_mcu_profiles
-from ..devices.profile_kit import fit_profile_from_csv, write_profile_kit
 from ..devices.profiles import PROFILES_DIR
-from ..predictors.latency import unique_blocks
 from ..runtime.measure import MANY_ROUNDS, MANY_RUNS, MANY_WARMUP
 from .args import EXIT_OK, load_space, precision_argument, print_json, register, space_argument
 
 
 def _calibrate_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..devices.calibration import DEFAULT_SUBNETS, MAX_SUBNETS
     parser.add_argument("profile", help="a bundled profile name (e.g. cpu-ort-2t) or a profile JSON path")
     parser.add_argument("--out", required=True, help="where to write the calibrated profile JSON")
     parser.add_argument("--subnets", type=int, default=DEFAULT_SUBNETS,
@@ -35,6 +32,7 @@ def _calibrate_arguments(parser: argparse.ArgumentParser) -> None:
 @register("calibrate-profile", "rescale a profile of this machine to its speed now (measures a few subnets)",
           _calibrate_arguments)
 def run_calibrate_profile(args: argparse.Namespace) -> int:
+    from ..devices.calibration import calibrate_profile
     out = Path(args.out)
     if not out.parent.is_dir():
         raise FileNotFoundError(2, "Output directory does not exist", str(out.parent))
@@ -74,6 +72,7 @@ def _progress(done: int, total: int, message: str) -> None:
 @register("latency-dataset", "sample, export and measure N subnets in ONNX Runtime; write a latency CSV",
           _dataset_arguments)
 def run_latency_dataset(args: argparse.Namespace) -> int:
+    from ..devices.latency_dataset import build_latency_dataset
     space = load_space(args.space)
     start = time.time()
     out = build_latency_dataset(space, args.n, args.out, threads=args.threads, batch_size=args.batch_size,
@@ -88,6 +87,8 @@ def run_latency_dataset(args: argparse.Namespace) -> int:
 @register("latency-blocks", "measure every block of a space in isolation (the 'lut' model's table)",
           _measure_arguments)
 def run_latency_blocks(args: argparse.Namespace) -> int:
+    from ..devices.latency_dataset import measure_block_table
+    from ..predictors.latency import unique_blocks
     space = load_space(args.space)
     start = time.time()
     out = measure_block_table(space, args.out, threads=args.threads, batch_size=args.batch_size,
@@ -112,6 +113,7 @@ def _kit_arguments(parser: argparse.ArgumentParser) -> None:
 @register("profile-kit", "write a kit of ONNX subnets + runner to measure latency on your own device",
           _kit_arguments)
 def run_profile_kit(args: argparse.Namespace) -> int:
+    from ..devices.profile_kit import write_profile_kit
     space = load_space(args.space)
     sizes = None
     if args.image_sizes:
@@ -157,6 +159,7 @@ def _fit_arguments(parser: argparse.ArgumentParser) -> None:
 @register("fit-profile", "fit a device profile (latency model + limits) to a profile kit's results.csv",
           _fit_arguments)
 def run_fit_profile(args: argparse.Namespace) -> int:
+    from ..devices.profile_kit import fit_profile_from_csv
     out = Path(args.out)
     validation = out.with_name(f"{out.stem}.validation.csv")
     command = "python -m ofa_engine fit-profile " + " ".join(

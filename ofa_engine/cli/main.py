@@ -17,8 +17,7 @@ import sys
 import threading
 from typing import Iterator, Sequence
 
-from ..runtime.export import ExportVerificationError
-from ..runtime.quantize import QuantizationRefusedError
+from ..runtime.common import ExportVerificationError, QuantizationRefusedError
 from . import core, devices, predictors, search  # noqa: F401  (each registers its commands)
 from .args import COMMANDS, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageError
 
@@ -32,14 +31,25 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see '{self.prog} --help')")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every command, or with only `command`'s own arguments (the others are
+    listed with their help): an argument's default may need a heavy module, and a command
+    should not wait for the modules of the others."""
     parser = _Parser(prog="python -m ofa_engine",
                      description="Once-for-All supernet engine.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    for name, command in COMMANDS.items():
-        command.add_arguments(sub.add_parser(name, help=command.help, description=command.help))
+    for name, spec in COMMANDS.items():
+        subparser = sub.add_parser(name, help=spec.help, description=spec.help)
+        if command is None or name == command:
+            spec.add_arguments(subparser)
     return parser
+
+
+def _command_of(argv: Sequence[str]) -> str | None:
+    """The command `argv` names (its first word that is not an option), if it is one."""
+    first = next((a for a in argv if not a.startswith("-")), None)
+    return first if first in COMMANDS else None
 
 
 # Exit status of a run stopped by SIGTERM / Ctrl-C (128 + the signal's number, as shells report).
@@ -70,7 +80,8 @@ def _sigterm_raises() -> Iterator[None]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (0 ok, 1 failure, 2 user error, 143 / 130
     stopped by SIGTERM / Ctrl-C, with nothing half-written)."""
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(_command_of(argv) or "")
     try:
         with _sigterm_raises():
             args = parser.parse_args(argv)

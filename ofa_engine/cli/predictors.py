@@ -8,18 +8,16 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from ..predictors.accuracy import (DEFAULT_ENSEMBLE, DEFAULT_HIDDEN, DEFAULT_WEIGHT_DECAY, MAX_WIDTH,
-                                   SHIPPED_BASELINE, SHIPPED_MLP_INPUTS, evaluate_accuracy_predictor, file_digest,
-                                   fit_accuracy_predictor)
 from ..predictors.metrics import split_indices as train_test_split
-from ..training.accuracy_dataset import DATASET_SEED, build_accuracy_dataset, dataset_configs, read_accuracy_csv
-from ..training.bundled import BUNDLED_SUPERNETS
 from .args import EXIT_OK, load_space, load_trained, register
+
+# torch and the predictor and dataset modules are imported inside the commands: building the
+# parser of another command, or refusing a bad argument, should not wait for them.
 
 
 def _accuracy_dataset_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..training.accuracy_dataset import DATASET_SEED
     parser.add_argument("--supernet", required=True, metavar="NAME|FILE",
                         help="'tiny-fmnist' (bundled) or a supernet file from training")
     parser.add_argument("--n", type=int, default=1000, help="random subnets (plus largest and smallest)")
@@ -36,7 +34,10 @@ def _accuracy_dataset_arguments(parser: argparse.ArgumentParser) -> None:
 
 @register("accuracy-dataset", "measure holdout accuracy of random subnets into a CSV (resumable)", _accuracy_dataset_arguments)
 def run_accuracy_dataset(args: argparse.Namespace) -> int:
+    import torch
+
     from ..datasets.images import load_split
+    from ..training.accuracy_dataset import build_accuracy_dataset, dataset_configs, read_accuracy_csv
 
     if args.threads < 1:
         raise ValueError(f"--threads must be >= 1, got {args.threads}")
@@ -67,6 +68,8 @@ def run_accuracy_dataset(args: argparse.Namespace) -> int:
 
 
 def _fit_accuracy_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..predictors.accuracy import (DEFAULT_ENSEMBLE, DEFAULT_HIDDEN, DEFAULT_WEIGHT_DECAY, SHIPPED_BASELINE,
+                                       SHIPPED_MLP_INPUTS)
     parser.add_argument("--csv", required=True, metavar="CSV", help="dataset from `accuracy-dataset`")
     parser.add_argument("--space", default="tiny-fmnist", metavar="NAME", help="search space of the CSV")
     parser.add_argument("--supernet", default="tiny-fmnist", metavar="NAME|FILE",
@@ -93,6 +96,13 @@ def _fit_accuracy_arguments(parser: argparse.ArgumentParser) -> None:
 
 @register("fit-accuracy-predictor", "train the accuracy predictor on an accuracy-dataset CSV", _fit_accuracy_arguments)
 def run_fit_accuracy_predictor(args: argparse.Namespace) -> int:
+    if not Path(args.csv).is_file():   # before torch loads
+        raise FileNotFoundError(2, "No such file", args.csv)
+    import torch
+
+    from ..predictors.accuracy import MAX_WIDTH, evaluate_accuracy_predictor, file_digest, fit_accuracy_predictor
+    from ..training.accuracy_dataset import read_accuracy_csv
+    from ..training.bundled import BUNDLED_SUPERNETS
 
     torch.set_num_threads(max(1, args.threads))
     try:

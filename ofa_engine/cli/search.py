@@ -9,6 +9,7 @@ from ..files import FileLimitError, loads_json
 
 from ..search.constraints import CONSTRAINT_FIELDS, UNITS, Constraints
 from ..search.core import STRATEGIES
+from ..search.strategies import make_strategy
 from .args import EXIT_OK, precision_argument, print_json, register
 
 _FLAG_HELP = {"latency_ms": "latency bound (ms, from the profile's latency model)",
@@ -54,7 +55,9 @@ def _inputs(args: argparse.Namespace):
     except (ValueError, FileNotFoundError) as exc:
         raise ValueError(f"--profile: {exc}") from None
     constraints = Constraints(**{name: getattr(args, name) for name in CONSTRAINT_FIELDS})
-    return profile, constraints, _options(args.option)
+    options = _options(args.option)
+    make_strategy(args.strategy, **options)   # its options are checked before the engine loads
+    return profile, constraints, options
 
 
 def _search_arguments(parser: argparse.ArgumentParser) -> None:
@@ -64,9 +67,9 @@ def _search_arguments(parser: argparse.ArgumentParser) -> None:
 @register("search", "find the most accurate subnet (predicted) under a budget on a device; JSON",
           _search_arguments)
 def run_search(args: argparse.Namespace) -> int:
-    from ..search.core import search
+    profile, constraints, options = _inputs(args)   # checked before the engine loads
     from ..pipeline.specialize import load_resources
-    profile, constraints, options = _inputs(args)
+    from ..search.core import search
     res = load_resources(args.supernet)
     effective = constraints.with_device_memory(profile)
     result = search(res.evaluator(profile), effective, args.strategy, args.seed, **options)
@@ -85,8 +88,10 @@ def _specialize_arguments(parser: argparse.ArgumentParser) -> None:
 @register("specialize", "search, extract, calibrate, export ONNX and measure a subnet for a device",
           _specialize_arguments)
 def run_specialize(args: argparse.Namespace) -> int:
-    from ..pipeline.specialize import specialize
+    from ..pipeline.outputs import output_paths
+    output_paths(args.out)                  # refused at once, before torch and the engine load
     profile, constraints, options = _inputs(args)
+    from ..pipeline.specialize import specialize
     spec = specialize(profile, constraints, args.strategy, args.seed, out=args.out,
                       supernet=args.supernet, strategy_options=options, precision=args.precision)
     print_json(spec.report)

@@ -13,8 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
-from torchvision.datasets import VisionDataset
 
 from ..files import atomic_write
 
@@ -29,6 +27,9 @@ MAX_FOLDER_IMAGES = 200_000            # images in one folder (Fashion-MNIST has
 MAX_FOLDER_ENTRIES = 1_000_000         # files and folders visited while walking it
 MAX_FOLDER_BYTES = 4 << 30             # decoded uint8 arrays: images x size^2 x channels
 MAX_IMAGE_SIZE = 1024                  # the stored size images are resized to
+
+# The image files ImageFolder reads (torchvision's IMG_EXTENSIONS).
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 
 FASHION_MNIST_DIR = Path(os.environ.get("OFA_FMNIST_DIR", "/usr/share/datasets/fashion-mnist"))
 ASSETS_DIR = Path(__file__).resolve().parents[2] / "assets"
@@ -59,26 +60,11 @@ class ImageSet:
     def subset(self, index: np.ndarray) -> "ImageSet":
         return ImageSet(self.images[index], self.labels[index], self.classes)
 
-    def as_dataset(self) -> "ArrayDataset":
-        return ArrayDataset(self)
-
-
-class ArrayDataset(VisionDataset):
-    """torchvision view of an `ImageSet` (item: uint8 CxHxW tensor, label)."""
-
-    def __init__(self, data: ImageSet, transform=None):
-        super().__init__(root=None, transform=transform)
-        self.data = data
-
-    def __len__(self) -> int:
-        return len(self.data)
-
-    def __getitem__(self, i: int):
-        image = torch.from_numpy(self.data.images[i])
-        image = image.unsqueeze(0) if image.dim() == 2 else image
-        if self.transform is not None:
-            image = self.transform(image)
-        return image, int(self.data.labels[i])
+    def as_dataset(self, transform=None):
+        """A torchvision dataset view (item: uint8 C x H x W tensor, label); torch and
+        torchvision are imported only here, so that reading images needs numpy alone."""
+        from .torch_view import ArrayDataset
+        return ArrayDataset(self, transform)
 
 
 def _read_idx(path: Path) -> np.ndarray:
@@ -134,15 +120,22 @@ def load_split(name: str) -> ImageSet:
 def load_image_folder(root: str | Path, image_size: int, channels: int = 1) -> ImageSet:
     """A user's own data: torchvision ImageFolder (one sub-folder per class), decoded once to
     uint8 arrays of `image_size` x `image_size` with `channels` channels."""
-    from torchvision import transforms
-    from torchvision.datasets import ImageFolder
-
     root = Path(root)
     if not root.is_dir():
         raise DataMissingError(f"image folder {root} does not exist; expected one sub-folder per class")
     for name, value, high in (("image_size", image_size, MAX_IMAGE_SIZE), ("channels", channels, 3)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 1 <= value <= high:
             raise ValueError(f"{name} = {value!r}; allowed: an integer 1..{high}")
+    # The walk (bounded, loop-safe) before torchvision loads: an empty or hostile folder is
+    # refused at once. ImageFolder then walks the same way (BoundedImageFolder).
+    classes = sorted(e.name for e in os.scandir(root) if e.is_dir())
+    try:
+        _walk_images(root, {c: i for i, c in enumerate(classes)}, IMAGE_EXTENSIONS, image_size, channels)
+    except FileNotFoundError as exc:
+        raise DataMissingError(f"image folder {root} holds no images ({exc}); expected one "
+                               f"sub-folder per class") from None
+    from torchvision import transforms
+    from torchvision.datasets import ImageFolder
     convert = [transforms.Grayscale(1)] if channels == 1 else [transforms.Lambda(lambda im: im.convert("RGB"))]
 
     class BoundedImageFolder(ImageFolder):

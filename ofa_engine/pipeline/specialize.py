@@ -30,7 +30,8 @@ from torch import nn
 
 from ..families.mbv3.analytics import analyze
 from ..families.mbv3.space import SearchSpace
-from ..files import atomic_path, check_output_path
+from ..files import atomic_path
+from .outputs import output_paths
 from ..progress import Progress, report as report_progress
 from ..search.constraints import Constraints
 from ..search.core import SearchResult, search
@@ -174,21 +175,6 @@ def count_flash_bytes(model: nn.Module) -> int:
     return total
 
 
-def _output_paths(out: str | os.PathLike | None) -> tuple[Path | None, Path | None]:
-    """(model path, report path) for `out`, or `ValueError` naming `out` as the user gave it."""
-    if out is None:
-        return None, None
-    onnx_path = check_output_path(out, "out")
-    report_path = onnx_path.with_suffix(".json")
-    if report_path == onnx_path:
-        raise ValueError(f"out '{os.fspath(out)}' ends in .json, the name of the report written next "
-                         f"to the model: the report would overwrite the model; allowed: a path such "
-                         f"as '{onnx_path.with_suffix('.onnx')}'")
-    if report_path.is_dir():
-        raise ValueError(f"out '{os.fspath(out)}': its report path '{report_path}' is a folder")
-    return onnx_path, report_path
-
-
 def specialize(profile: Any, constraints: Constraints | Mapping[str, float] | None = None,
                strategy: str = "evolution", seed: int = 0, out: str | os.PathLike | None = None,
                supernet: str = "tiny-fmnist", progress: Progress | None = None,
@@ -210,7 +196,7 @@ def specialize(profile: Any, constraints: Constraints | Mapping[str, float] | No
         report_progress(progress, round(fraction * STEPS), STEPS, stage)
 
     step("load", 0.0)
-    onnx_path, report_path = _output_paths(out)   # refused before any work
+    onnx_path, report_path = output_paths(out)   # refused before any work
     from ..runtime.quantize import check_precision
     prof = _load_profile(profile)
     precision = check_precision(getattr(prof, "precision", "fp32") if precision is None else precision)

@@ -27,6 +27,7 @@ from ..families.mbv3.supernet import Supernet, build_supernet
 from ..files import atomic_path, check_output_path
 from .ort import make_session
 from .preprocess import preprocess, preprocessing_spec
+from .common import MAX_OPSET, MIN_OPSET, ExportVerificationError
 from .quantize import (AGREEMENT_FLOOR, DEFAULT_CALIBRATION, QuantizationRefusedError, check_precision,
                        quantize_onnx)
 
@@ -34,16 +35,9 @@ __all__ = ["export_onnx", "verify_onnx", "read_metadata", "write_onnx_unverified
            "untrained_supernet", "torch_threads", "ExportVerificationError", "EXPORT_LOCK", "MIN_OPSET",
            "MAX_OPSET", "TOLERANCE", "QuantizationRefusedError"]
 
-MIN_OPSET = 17
-# The TorchScript exporter (torch 2.14) writes opsets up to 20; above it torch raises a bare RuntimeError.
-MAX_OPSET = 20
 # Largest |ORT - torch| allowed on any logit of the verification batch.
 TOLERANCE = 1e-4
 INPUT_NAME, OUTPUT_NAME = "input", "logits"
-
-
-class ExportVerificationError(RuntimeError):
-    """The exported file does not reproduce the PyTorch model (or onnxruntime cannot run it)."""
 
 
 def export_onnx(model: StaticNet, cfg: SubnetConfig | Mapping[str, Any], path: str | os.PathLike, *,

@@ -30,6 +30,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from .common import QuantizationRefusedError
 from .ort import make_session
 
 __all__ = ["PRECISIONS", "CALIBRATION_METHODS", "DEFAULT_CALIBRATION", "AGREEMENT_FLOOR", "SCHEME",
@@ -51,10 +52,6 @@ AGREEMENT_FLOOR = 0.90
 SCHEME = ("QDQ; weights int8 per-channel symmetric; activations int8 per-tensor asymmetric; "
           "biases int32; BN folded into the convolutions")
 CALIBRATION_BATCH = 100
-
-
-class QuantizationRefusedError(RuntimeError):
-    """The int8 file disagrees with its float original on too many evaluation images."""
 
 
 @dataclass(frozen=True)
