@@ -67,8 +67,8 @@ def main() -> None:
         "",
         f"Written by `{command.strip()}` on {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC "
         f"({cpu_model()}). Dataset: `assets/latency/cpu-1t-int8.csv`, {len(ms8)} subnets exported as int8 "
-        "QDQ files and measured with ORT, 1 thread, batch 1 (command in assets/latency/README.md; another "
-        "process shared the machine while it ran). Fitted with the profile protocol (`profile_fit`, the "
+        "QDQ files and measured with ORT, 1 thread, batch 1 (command, date and conditions in "
+        "assets/latency/README.md). Fitted with the profile protocol (`profile_fit`, the "
         "fp32 profiles' one: seeded 80/20 split, scored on the held-out subnets), next to the same fit of "
         f"the fp32 dataset (`cpu-1t.csv`, {len(ms32)} subnets):",
         "",
