@@ -85,12 +85,19 @@ if table is not None:
     metric = st.radio("Chart", [k for k in COLUMNS if measure or "latency" not in k and k != "latency_iqr_ms"],
                       format_func=COLUMNS.get, horizontal=True)
     log_scale = st.toggle("Log scale", value=True, key="blocks_log")
-    chart = alt.Chart(table).mark_bar().encode(
+    encoding = dict(
         x=alt.X(f"{metric}:Q", title=COLUMNS[metric],
                 scale=alt.Scale(type="log") if log_scale else alt.Scale(type="linear")),
-        y=alt.Y("block:N", sort="-x", title=None),
+        y=alt.Y("block:N", sort="-x", title=None, axis=alt.Axis(labelLimit=0)),
         color=alt.Color("block:N", legend=None),
         tooltip=["block", "description", alt.Tooltip(f"{metric}:Q", format=",.3f")])
+    if log_scale:
+        # Bars start at zero, which a log axis cannot show (the chart came out blank): start them
+        # at half the smallest positive value instead.
+        positive = table[metric][table[metric] > 0]
+        table = table.assign(bar_start=float(positive.min()) / 2 if len(positive) else 1.0)
+        encoding["x2"] = alt.X2("bar_start:Q")
+    chart = alt.Chart(table).mark_bar().encode(**encoding)
     st.altair_chart(chart.properties(height=230), width="stretch")
     if measure:
         st.caption("Latency vs MACs: blocks above the trend run fewer MACs per millisecond "
