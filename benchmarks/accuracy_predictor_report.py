@@ -33,9 +33,9 @@ import torch  # noqa: E402
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from benchmarks.docsections import write_sections  # noqa: E402
 from ofa_engine.devices.profile_kit import cpu_model  # noqa: E402
 from ofa_engine.training.accuracy_dataset import canonical_key, dataset_configs, read_accuracy_csv  # noqa: E402
-from ofa_engine.files import atomic_write_text  # noqa: E402
 from ofa_engine.predictors.linear import ridge_solve  # noqa: E402
 from ofa_engine.predictors.accuracy import (DEFAULT_ENSEMBLE, DEFAULT_HIDDEN,  # noqa: E402
                                            DEFAULT_WEIGHT_DECAY, SHIPPED_BASELINE, SHIPPED_MLP_INPUTS,
@@ -352,20 +352,6 @@ def plot(path: Path, measured_train, predicted_train, measured_test, predicted_t
     plt.close(fig)
 
 
-def write_section(doc: Path, body: str, heading: str = "## Accuracy") -> None:
-    """Replace (or append) the `heading` section of `doc`, leaving every other section alone."""
-    text = doc.read_text(encoding="utf-8") if doc.exists() else "# Predictors report\n"
-    lines = text.splitlines()
-    start = next((i for i, line in enumerate(lines) if line.strip() == heading), None)
-    if start is None:
-        new = text.rstrip("\n") + "\n\n" + body.rstrip("\n") + "\n"
-    else:
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-        new = "\n".join(lines[:start] + body.rstrip("\n").splitlines()
-                        + ([""] + lines[end:] if end < len(lines) else [])) + "\n"
-    atomic_write_text(doc, new)
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--csv", default=str(REPO / "assets/predictors/tiny-fmnist-accuracy.csv"))
@@ -519,7 +505,7 @@ def main(argv=None) -> int:
         f"list of `SubnetConfig` {list_ms:.1f} ms (both include `space.encode`).",
         "",
     ]
-    write_section(Path(args.doc), "\n".join(lines))
+    write_sections(Path(args.doc), "\n".join(lines), title="# Predictors report")
     print(f"wrote {args.doc} and {args.plot}")
     return 0
 

@@ -30,6 +30,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout, no install
 
+from benchmarks.docsections import write_sections  # noqa: E402
 from ofa_engine import analyze, export_onnx, extract_calibrated, load_supernet  # noqa: E402
 from ofa_engine.datasets.images import load_split  # noqa: E402
 from ofa_engine.devices.profile_kit import cpu_model  # noqa: E402
@@ -203,12 +204,8 @@ def main() -> None:
         '',
     ])
     out = Path(args.out)
-    existing = out.read_text(encoding="utf-8") if out.exists() else ""
-    # the sections of benchmarks/int8_mcu_files.py and benchmarks/int8_latency_model.py stay
-    markers = [m for m in ("\n## int8 files for the microcontroller profiles", "\n## int8 latency model")
-               if m in existing]
-    tail = existing[existing.index(markers[0]):] if markers else ""
-    out.write_text(text + tail, encoding="utf-8")
+    # Only this script's parts: the sections of int8_mcu_files.py and int8_latency_model.py stay.
+    write_sections(out, text, before="## int8 files for the microcontroller profiles")
     print(text)
 
 

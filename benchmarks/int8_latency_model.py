@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import sys
 from pathlib import Path
 
@@ -23,13 +22,14 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout, no install
 
+from benchmarks.docsections import write_sections  # noqa: E402
 from ofa_engine.devices.latency_dataset import read_latency_dataset  # noqa: E402
 from ofa_engine.devices.profile_kit import cpu_model  # noqa: E402
 from ofa_engine.families.mbv3.space import SearchSpace  # noqa: E402
 from ofa_engine.files import atomic_write_json  # noqa: E402
 from ofa_engine.predictors.latency import profile_fit  # noqa: E402
 
-MARKER = "\n## int8 latency model"
+MARKER = "## int8 latency model"
 
 
 def row(name: str, q: dict) -> str:
@@ -82,9 +82,7 @@ def main() -> None:
         "",
     ])
     out = Path(args.out)
-    text = out.read_text(encoding="utf-8") if out.exists() else ""
-    head = text[:text.index(MARKER)] if MARKER in text else text
-    out.write_text(head.rstrip("\n") + "\n\n" + section, encoding="utf-8")
+    write_sections(out, section)
     print(section)
 
 

@@ -18,11 +18,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout, no install
 
+from benchmarks.docsections import write_sections  # noqa: E402
 from ofa_engine import specialize  # noqa: E402
 from ofa_engine.devices.profile_kit import cpu_model  # noqa: E402
 from ofa_engine.devices.profiles import load_profile  # noqa: E402
 
-MARKER, NEXT = "\n## int8 files for the microcontroller profiles", "\n## int8 latency model"
+MARKER, NEXT = "## int8 files for the microcontroller profiles", "## int8 latency model"
 
 
 def main() -> None:
@@ -52,17 +53,7 @@ def main() -> None:
         "test2k images (tests/test_int8.py checks the file against the budget for the three profiles):",
         "", *lines, "", ""])
     out = Path(args.out)
-    text = out.read_text(encoding="utf-8") if out.exists() else ""
-    if MARKER in text:
-        start = text.index(MARKER)
-        end = text.index(NEXT) if NEXT in text[start:] else len(text)
-        text = text[:start] + "\n" + section + text[end:]
-    elif NEXT in text:
-        i = text.index(NEXT)
-        text = text[:i] + "\n" + section + text[i:]
-    else:
-        text = text + "\n" + section
-    out.write_text(text, encoding="utf-8")
+    write_sections(out, section, before=NEXT)
     print(section)
 
 

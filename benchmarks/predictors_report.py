@@ -26,7 +26,6 @@ import argparse
 import datetime
 import os
 import platform
-import re
 import sys
 import time
 from pathlib import Path
@@ -36,6 +35,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.docsections import write_sections  # noqa: E402
 from ofa_engine import SearchSpace  # noqa: E402
 from ofa_engine.devices.profile_kit import cpu_model, read_latency_runs  # noqa: E402
 from ofa_engine.devices.latency_dataset import read_block_table, read_latency_dataset  # noqa: E402
@@ -255,18 +255,6 @@ def latency_section(results, command: str, space) -> str:
     return "\n".join(lines)
 
 
-def write_section(section: str, heading: str = "## Latency", path: Path = REPORT) -> None:
-    """Replace the `heading` section of the report (up to the next '## ') or append it."""
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Predictor report\n\n"
-    pattern = re.compile(rf"^{re.escape(heading)}\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section.rstrip() + "\n\n", text)
-    else:
-        text = text.rstrip() + "\n\n" + section.rstrip() + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-
-
 def _pairs(items, what):
     out = {}
     for item in items or ():
@@ -293,7 +281,8 @@ def run_latency(args) -> None:
     command = "python benchmarks/predictors_report.py latency " + " ".join(
         [f"--dataset {k}={v}" for k, v in datasets.items()] + [f"--blocks {k}={v}" for k, v in blocks.items()]
         + [f"--repeat {k}={v}" for k, v in repeats.items()])
-    write_section(latency_section(results, command, space))
+    write_sections(REPORT, latency_section(results, command, space), before="## Accuracy",
+                   title="# Predictor report")
     print(f"wrote {REPORT}")
 
 

@@ -46,16 +46,11 @@ def check_output_path(path: str | os.PathLike, what: str = "output path") -> Pat
     return target
 
 
-def _check_target(path: str | os.PathLike) -> None:
-    check_output_path(path)
-
-
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """A temporary path to write `path` through: yields it, then moves it over `path` when the
     block ends without an exception. For writers that want a path (torch.save, onnx.save)."""
-    _check_target(path)
-    path = Path(path)
+    path = check_output_path(path)
     # Not mkstemp: its 0600 mode would survive os.replace; a random name is enough.
     tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
     try:

@@ -60,3 +60,15 @@ def test_bundled_twin_records_fit_the_space_and_the_test_set(report):
     records = report.read_twin_records(str(REPO / "assets" / "supernet" / "twins.json"), SPACE, "test", 10000)
     assert [r["label"] for r in records] == ["large", "small", "medium"]
     assert all(0 < r["correct"] <= r["images"] for r in records)
+
+
+def test_benchmark_doc_sections_are_replaced_inserted_or_appended_and_the_rest_kept(tmp_path):
+    from benchmarks.docsections import write_sections
+    doc = tmp_path / "d.md"
+    write_sections(doc, "## B\nb1", title="# Title")
+    assert doc.read_text() == "# Title\n\n## B\nb1\n"
+    write_sections(doc, "## C\nc1")                           # appended
+    write_sections(doc, "## A\na1\n\nmore", before="## B")    # inserted before B
+    write_sections(doc, "## B\nb2\n\n")                       # replaced in place
+    write_sections(doc, "# New title\nintro\n\n## C\nc2")     # a preamble and a section
+    assert doc.read_text() == "# New title\nintro\n\n## A\na1\n\nmore\n\n## B\nb2\n\n## C\nc2\n"

@@ -18,8 +18,8 @@ import json
 import os
 import tempfile
 import threading
-from concurrent.futures import ThreadPoolExecutor
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -31,12 +31,12 @@ from torch import nn
 from ..families.mbv3.analytics import analyze
 from ..families.mbv3.space import SearchSpace
 from ..files import atomic_path
-from .outputs import output_paths
 from ..progress import Progress, report as report_progress
 from ..search.constraints import Constraints
 from ..search.core import SearchResult, search
 from ..search.evaluator import Evaluator
 from ..settings import check_local_measurement
+from .outputs import output_paths
 
 __all__ = ["specialize", "Specialization", "load_resources"]
 
