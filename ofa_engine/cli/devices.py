@@ -1,5 +1,5 @@
 """Commands on device profiles and latency: calibrate-profile, latency-dataset, latency-blocks,
-profile-kit, fit-profile, write-mcu-profiles."""
+profile-kit, fit-profile, profile-this-machine, write-mcu-profiles."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from ..devices.mcu import MCU_PARTS, write_mcu_profiles
+from ..devices.profile_kit import DEFAULT_KIT_SUBNETS
 from ..devices.profiles import PROFILES_DIR
+from ..predictors.latency.fewshot import DEFAULT_FEWSHOT_METHOD, FEWSHOT_METHODS
 from ..runtime.measure import MANY_ROUNDS, MANY_RUNS, MANY_WARMUP
 from .args import EXIT_OK, load_space, precision_argument, print_json, register, space_argument
 
@@ -101,7 +103,9 @@ def run_latency_blocks(args: argparse.Namespace) -> int:
 def _kit_arguments(parser: argparse.ArgumentParser) -> None:
     space_argument(parser)
     parser.add_argument("--out", required=True, metavar="DIR", help="folder to create (must be empty)")
-    parser.add_argument("--n", type=int, default=100, help="number of subnets (default 100)")
+    parser.add_argument("--n", type=int, default=DEFAULT_KIT_SUBNETS,
+                        help=f"number of subnets, spread over the space (default {DEFAULT_KIT_SUBNETS}: enough for "
+                             f"fit-profile --prior, docs/latency-fewshot.md; from scratch measure 100)")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     parser.add_argument("--batch-size", type=int, default=1, help="batch size to measure (default 1)")
     parser.add_argument("--image-sizes", metavar="S,S", default=None,
@@ -154,12 +158,18 @@ def _fit_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--local", action="store_true",
                         help="the CSV was measured on the machine that runs the engine (its app may "
                              "then measure real latency too); used for the bundled cpu-ort profiles")
+    parser.add_argument("--prior", default=None, metavar="PROFILE",
+                        help="few-shot: fit on top of this profile's learned model (a bundled name such as "
+                             "cpu-ort-1t, or a profile JSON); then 5 measured subnets are enough")
+    parser.add_argument("--method", default=None, choices=FEWSHOT_METHODS,
+                        help=f"few-shot method with --prior (default {DEFAULT_FEWSHOT_METHOD})")
 
 
 @register("fit-profile", "fit a device profile (latency model + limits) to a profile kit's results.csv",
           _fit_arguments)
 def run_fit_profile(args: argparse.Namespace) -> int:
-    from ..devices.profile_kit import fit_profile_from_csv
+    from ..devices.profile_kit import fit_profile_from_csv, load_prior
+    prior = load_prior(args.prior) if args.prior is not None else None   # refused before any CSV is read
     out = Path(args.out)
     validation = out.with_name(f"{out.stem}.validation.csv")
     command = "python -m ofa_engine fit-profile " + " ".join(
@@ -169,7 +179,7 @@ def run_fit_profile(args: argparse.Namespace) -> int:
         space=load_space(args.space) if args.space else None, model=args.model,
         test_fraction=args.test_fraction, seed=args.seed, ram_kb=args.ram_kb, flash_kb=args.flash_kb,
         runtime_version=args.runtime_version, measure_locally=args.local, machine=args.machine,
-        command=command, validation_out=validation)
+        command=command, validation_out=validation, prior=prior, method=args.method)
     profile.save(out)
     print_json({"profile": str(out), "name": profile.name, "validation": str(validation),
                  "threads": profile.threads, "batch_size": profile.batch_size,
@@ -193,11 +203,74 @@ def _argv_of(args: argparse.Namespace) -> list[str]:
         argv += ["--seed", str(args.seed)]
     if args.local:
         argv.append("--local")
+    for flag, value in (("--prior", args.prior), ("--method", args.method)):
+        if value is not None:
+            argv += [flag, value]
     return argv
 
 
 def _quote(text: str) -> str:
     return shlex.quote(text)
+
+
+def _this_machine_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..devices.this_machine import STARTUP_ROUNDS, STARTUP_RUNS, STARTUP_SUBNETS, STARTUP_THREADS
+    parser.add_argument("--space", default="tiny-fmnist", help="search space (default tiny-fmnist)")
+    parser.add_argument("--threads", default=",".join(map(str, STARTUP_THREADS)), metavar="N[,N]",
+                        help="ONNX Runtime thread counts to profile, comma-separated (default "
+                             f"{','.join(map(str, STARTUP_THREADS))}: the bundled cpu-ort profiles)")
+    precision_argument(parser)
+    parser.add_argument("--out", default=None, metavar="FILE.json",
+                        help="also write the profile here (several --threads: FILE-<N>t.json)")
+    parser.add_argument("--refresh", action="store_true", help="measure again even if cached")
+    parser.add_argument("--cache-dir", default=None, metavar="DIR",
+                        help="cache folder (default $OFA_CACHE_DIR, else $XDG_CACHE_HOME/ofa_engine or "
+                             "~/.cache/ofa_engine)")
+    parser.add_argument("--n", type=int, default=STARTUP_SUBNETS,
+                        help=f"subnets to measure, spread over the space (default {STARTUP_SUBNETS})")
+    parser.add_argument("--rounds", type=int, default=STARTUP_ROUNDS,
+                        help=f"interleaved bursts per subnet (default {STARTUP_ROUNDS})")
+    parser.add_argument("--runs", type=int, default=STARTUP_RUNS, help=f"timed runs per burst (default {STARTUP_RUNS})")
+    parser.add_argument("--status", action="store_true",
+                        help="only print where the cached profiles stand (measures nothing)")
+
+
+def _thread_list(text: str) -> list[int]:
+    try:
+        threads = [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        threads = []
+    if not threads or any(t < 1 for t in threads):
+        raise ValueError(f"--threads {text!r}; allowed: integers >= 1, comma-separated (e.g. 1,2)")
+    return threads
+
+
+@register("profile-this-machine", "measure a few subnets here and fit this machine's CPU profiles (cached)",
+          _this_machine_arguments)
+def run_profile_this_machine(args: argparse.Namespace) -> int:
+    from ..devices import this_machine as tm
+    threads = _thread_list(args.threads)
+    load_space(args.space)
+    if args.out is not None and not Path(args.out).parent.is_dir():
+        raise FileNotFoundError(2, "Output directory does not exist", str(Path(args.out).parent))
+    if not args.status:
+        command = "python -m ofa_engine profile-this-machine " + " ".join(
+            _quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["profile-this-machine"] else ""
+        start = time.time()
+        tm.profile_this_machine(args.space, threads, args.precision, n=args.n, rounds=args.rounds, runs=args.runs,
+                                refresh=args.refresh, directory=args.cache_dir, out=args.out,
+                                progress=_progress, command=command)
+        seconds = round(time.time() - start, 1)
+    result: dict[str, Any] = {}
+    for t in threads:
+        status = tm.this_machine_status(t, args.precision, args.space, args.cache_dir)
+        result[f"{t}t"] = {"ready": status.ready, "profile": str(status.profile_path) if status.profile_path else None,
+                           "message": status.message,
+                           "label": tm.latency_label(t, args.precision, args.space, args.cache_dir)}
+    if not args.status:
+        result["seconds"] = seconds
+    print_json(result)
+    return EXIT_OK
 
 
 def _mcu_arguments(parser: argparse.ArgumentParser) -> None:

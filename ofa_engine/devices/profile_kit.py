@@ -38,6 +38,11 @@ __all__ = ["write_profile_kit", "kit_zip_bytes", "kit_configs", "read_latency_cs
            "MAX_KIT_MODELS", "KIT_README"]
 
 MIN_ROWS = 20
+# Kit subnets are chosen from a pool of this many random candidates per subnet (at least KIT_POOL_MIN).
+KIT_POOL_FACTOR, KIT_POOL_MIN = 10, 500
+# The kit's default size: with a bundled profile as prior (fit-profile --prior), few-shot fits
+# reach their plateau by ~20-30 subnets (docs/latency-fewshot.md); from scratch needs ~50-100.
+DEFAULT_KIT_SUBNETS = 30
 # A latency CSV row is ~150 bytes; our datasets have 400 rows. The caps keep a hostile file's
 # row-by-row validation within a second or two.
 MAX_CSV_BYTES = 4 << 20
@@ -77,12 +82,18 @@ Batch size: {batch_size} (change with --batch-size; the profile records what you
 # ---------------------------------------------------------------------- writing a kit
 def kit_configs(space: SearchSpace, n: int, seed: int = 0,
                 image_sizes: Sequence[int] | None = None) -> list[SubnetConfig]:
-    """`n` distinct subnets to measure: the smallest and the largest first (so the fit spans
-    the whole range), then uniform random ones (seeded). `image_sizes` restricts the
-    resolutions (e.g. for a quick test)."""
+    """`n` distinct subnets to measure, spread over the space: the smallest and the largest
+    first (so the fit spans the whole range), then, from a seeded pool of `KIT_POOL_FACTOR` x n
+    uniform random candidates (at least `KIT_POOL_MIN`), the farthest-point choice in the
+    latency features (`predictors.latency.fewshot.spread_indices`: each next subnet is the
+    one least like those chosen), not plain random draws, which bunch up in the middle of the
+    MACs range. `image_sizes` restricts the resolutions (e.g. for a quick test)."""
+    from ..predictors.latency import architecture_features
+    from ..predictors.latency.fewshot import spread_indices
+
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 2 <= n <= MAX_KIT_MODELS:
         raise ValueError(f"n = {n!r}; allowed: an integer 2..{MAX_KIT_MODELS} (MAX_KIT_MODELS; >= "
-                         f"{MIN_ROWS} to fit a profile)")
+                         f"{MIN_ROWS} to fit a profile from scratch, >= 5 with a --prior)")
     sizes = tuple(space.resolutions) if image_sizes is None else tuple(int(s) for s in image_sizes)
     bad = [s for s in sizes if s not in space.resolutions]
     if not sizes or bad:
@@ -91,15 +102,19 @@ def kit_configs(space: SearchSpace, n: int, seed: int = 0,
     configs = [SubnetConfig(**{**space.smallest().to_dict(), "image_size": min(sizes)}),
                SubnetConfig(**{**space.largest().to_dict(), "image_size": max(sizes)})]
     seen = set(configs)
-    for _ in range(100 * n):
-        if len(configs) >= n:
+    pool_size = max(KIT_POOL_MIN, KIT_POOL_FACTOR * n)
+    for _ in range(100 * pool_size):
+        if len(configs) >= pool_size + 2:
             break
         cfg = space.sample(rng)
         cfg = SubnetConfig(**{**cfg.to_dict(), "image_size": int(rng.choice(sizes))})
         if cfg not in seen:
             seen.add(cfg)
             configs.append(cfg)
-    return configs[:n]
+    if len(configs) <= n:
+        return configs
+    features, _ = architecture_features(space, configs)
+    return [configs[i] for i in spread_indices(features, n, first=(0, 1))]
 
 
 def write_profile_kit(space: SearchSpace | str, out_dir: str | os.PathLike, n: int = 100, seed: int = 0,
@@ -192,7 +207,7 @@ def kit_zip_bytes(space: SearchSpace | str, n: int = 100, seed: int = 0, batch_s
 
 
 # ---------------------------------------------------------------------- reading results
-def read_latency_csv(csv_path: str | os.PathLike, space: SearchSpace
+def read_latency_csv(csv_path: str | os.PathLike, space: SearchSpace, min_rows: int = MIN_ROWS
                      ) -> tuple[list[SubnetConfig], np.ndarray, int, int, int | None]:
     """(configs, median_ms, threads, batch_size, runs) from a profile-kit results.csv (or a
     latency dataset with the same columns), checked row by row: `ValueError` naming the row
@@ -250,13 +265,15 @@ def read_latency_csv(csv_path: str | os.PathLike, space: SearchSpace
         if len(seen) > 1:
             raise ValueError(f"'{path}': column '{column}' mixes values {sorted(seen)}; one profile "
                              f"is one setting: measure each setting into its own CSV")
-    if len(configs) < MIN_ROWS:
-        raise ValueError(f"'{path}' has {len(configs)} measured subnets; allowed: at least {MIN_ROWS} "
-                         f"to fit and validate a latency model (write the kit with a larger --n)")
+    if len(configs) < min_rows:
+        hint = ("with --prior" if min_rows < MIN_ROWS else
+                f"to fit and validate a latency model from scratch; with --prior cpu-ort-1t, at least 5")
+        raise ValueError(f"'{path}' has {len(configs)} measured subnets; allowed: at least {min_rows} "
+                         f"{hint} (write the kit with a larger --n)")
     return configs, np.array(latencies), threads.pop(), batches.pop(), (min(runs) if runs else None)
 
 
-def read_latency_runs(csv_paths: Sequence[str | os.PathLike], space: SearchSpace
+def read_latency_runs(csv_paths: Sequence[str | os.PathLike], space: SearchSpace, min_rows: int = MIN_ROWS
                       ) -> tuple[list[SubnetConfig], np.ndarray, int, int, int | None]:
     """`read_latency_csv` of one or more runs over the same subnets (the kit run again, at another
     time). A subnet's latency is the geometric mean of its medians over the runs: averaging
@@ -265,14 +282,14 @@ def read_latency_runs(csv_paths: Sequence[str | os.PathLike], space: SearchSpace
     paths = [Path(p) for p in csv_paths]
     if not paths:
         raise ValueError("no latency CSV given; allowed: one or more results.csv files")
-    configs, first, threads, batch_size, runs = read_latency_csv(paths[0], space)
+    configs, first, threads, batch_size, runs = read_latency_csv(paths[0], space, min_rows)
     keys = [cfg.to_json() for cfg in configs]
     if len(set(keys)) != len(keys):
         raise ValueError(f"'{paths[0]}' measures {len(keys) - len(set(keys))} subnet(s) twice; one row "
                          f"per subnet")
     logs = [np.log(first)]
     for path in paths[1:]:
-        other, latency, t, b, r = read_latency_csv(path, space)
+        other, latency, t, b, r = read_latency_csv(path, space, min_rows)
         if (t, b) != (threads, batch_size):
             raise ValueError(f"'{path}' was measured with threads={t}, batch_size={b}, '{paths[0]}' with "
                              f"threads={threads}, batch_size={batch_size}; runs of one profile share "
@@ -335,7 +352,8 @@ def fit_profile_from_csv(csv_path: str | os.PathLike | Sequence[str | os.PathLik
                          test_fraction: float = 0.2, seed: int = 0, ram_kb: float | None = None,
                          flash_kb: float | None = None, runtime_version: str | None = None,
                          measure_locally: bool = False, machine: str | None = None,
-                         command: str | None = None, validation_out: str | os.PathLike | None = None
+                         command: str | None = None, validation_out: str | os.PathLike | None = None,
+                         prior: str | os.PathLike | DeviceProfile | None = None, method: str | None = None
                          ) -> DeviceProfile:
     """Fit a measured `DeviceProfile` to a latency CSV (the profile kit's results.csv).
 
@@ -347,6 +365,10 @@ def fit_profile_from_csv(csv_path: str | os.PathLike | Sequence[str | os.PathLik
     latency is then the geometric mean of its medians).
     `name` may be free text ("my device"): the profile name is its slug, the text its display name.
     `measure_locally` marks a profile of the machine running the engine (the bundled cpu-ort-*).
+    `prior` (a bundled profile name such as "cpu-ort-1t", or a profile file with a learned
+    model): few-shot fitting from K >= 5 subnets on top of the prior's model
+    (`predictors.latency.fewshot`, `method` default `DEFAULT_FEWSHOT_METHOD`); quality is then
+    leave-one-out over the K (there are too few to hold out a fifth).
     """
     from ..predictors.latency import profile_fit
 
@@ -357,6 +379,13 @@ def fit_profile_from_csv(csv_path: str | os.PathLike | Sequence[str | os.PathLik
         if not path.is_file():
             raise FileNotFoundError(2, "No such latency CSV", str(path))
     space = _space_of(csv_paths[0], space)
+    if prior is not None:
+        return _fit_with_prior(csv_paths, space, name, prior, method, display_name=display_name,
+                               ram_kb=ram_kb, flash_kb=flash_kb, runtime_version=runtime_version,
+                               measure_locally=measure_locally, machine=machine, command=command,
+                               validation_out=validation_out)
+    if method is not None:
+        raise ValueError(f"--method {method!r} needs --prior (a few-shot method fits on top of a prior profile)")
     configs, latencies, threads, batch_size, runs = read_latency_runs(csv_paths, space)
     fit = profile_fit(space, configs, latencies, kind=model, seed=seed, test_fraction=test_fraction)
     train, test = fit.train, fit.test
@@ -393,3 +422,78 @@ def fit_profile_from_csv(csv_path: str | os.PathLike | Sequence[str | os.PathLik
                              fit.held_out.predict_ms(space, test_configs))
     return profile
 
+
+
+def load_prior(prior: str | os.PathLike | DeviceProfile) -> DeviceProfile:
+    """The profile a few-shot fit starts from: a bundled name or a profile file whose latency
+    model is learned (block-linear); `ValueError` naming what is allowed otherwise."""
+    from ..predictors.latency import BlockLinearModel
+    from .profiles import list_profiles, load_profile
+
+    try:
+        profile = load_profile(prior)
+    except ValueError as exc:
+        raise ValueError(f"--prior: {exc}") from None
+    if not isinstance(profile.latency_model, BlockLinearModel):
+        learned = [n for n in list_profiles() if isinstance(load_profile(n).latency_model, BlockLinearModel)]
+        raise ValueError(f"--prior {profile.name!r} has a '{profile.latency_model.to_dict().get('type')}' latency "
+                         f"model; allowed: a profile with a learned (block-linear) model, e.g. {learned}")
+    return profile
+
+
+def _fit_with_prior(csv_paths: Sequence[Path], space: SearchSpace, name: str,
+                    prior: str | os.PathLike | DeviceProfile, method: str | None, *, display_name: str | None,
+                    ram_kb: float | None, flash_kb: float | None, runtime_version: str | None,
+                    measure_locally: bool, machine: str | None, command: str | None,
+                    validation_out: str | os.PathLike | None) -> DeviceProfile:
+    from ..predictors.latency import architecture_features, latency_metrics
+    from ..predictors.latency.fewshot import (DEFAULT_FEWSHOT_METHOD, FEWSHOT_METHODS, MIN_FEWSHOT_SUBNETS,
+                                              fewshot_fit_rows)
+
+    method = DEFAULT_FEWSHOT_METHOD if method is None else method
+    if method not in FEWSHOT_METHODS:
+        raise ValueError(f"--method {method!r}; allowed: {list(FEWSHOT_METHODS)}")
+    reference = load_prior(prior)
+    if reference.space != space.name:
+        raise ValueError(f"--prior {reference.name!r} describes space '{reference.space}', the CSV space "
+                         f"'{space.name}'; allowed: a prior of the same space")
+    configs, latencies, threads, batch_size, runs = read_latency_runs(csv_paths, space, MIN_FEWSHOT_SUBNETS)
+    x, _ = architecture_features(space, configs)
+    base = None if method == "scratch" else reference.latency_model
+    fitted = fewshot_fit_rows(base, x, latencies, method)
+    fitted.space = space.name
+    if not fitted.prediction_range(space)[0] > 0:
+        raise ValueError(f"the {len(configs)} measured subnets fit a '{method}' model that predicts <= 0 ms for "
+                         f"some subnet of space '{space.name}'; measure more subnets or use --method scale-offset")
+    predicted = np.empty_like(latencies)
+    for i in range(len(latencies)):
+        keep = np.arange(len(latencies)) != i
+        predicted[i] = fewshot_fit_rows(base, x[keep], latencies[keep], method).predict(x[i:i + 1])[0]
+    quality = {k: int(v) if k == "n_test" else float(v) for k, v in latency_metrics(predicted, latencies).items()}
+    quality["n_train"] = len(latencies) - 1
+    if machine is None:
+        machine = this_machine() if measure_locally else "the device that ran the profile kit"
+    if runtime_version is None and measure_locally:
+        import onnxruntime
+        runtime_version = onnxruntime.__version__
+    profile = DeviceProfile(
+        name=_slug(name), display_name=display_name or name.strip(), kind="measured",
+        space=space.name, batch_size=batch_size, threads=threads,
+        runtime={"engine": "onnxruntime", "version": runtime_version,
+                 "provider": "CPUExecutionProvider", "graph_optimization": "ORT_ENABLE_ALL",
+                 "execution_mode": "sequential", "measure_locally": bool(measure_locally)},
+        memory={"ram_kb": ram_kb, "flash_kb": flash_kb}, latency_model=fitted.to_dict(), quality=quality,
+        provenance={"machine": machine, "date": today(),
+                    "command": command or ("python -m ofa_engine fit-profile "
+                                           + " ".join(str(p) for p in csv_paths) + f" --name {name!r} "
+                                           f"--prior {reference.name}"),
+                    "latency_data": ", ".join(p.name for p in csv_paths), "subnets": len(configs),
+                    "fit": method, "prior": reference.name,
+                    "prior_machine": reference.provenance.get("machine"),
+                    "method": (f"{len(configs)} subnets measured with ofa_engine.runtime.measure ("
+                               f"{runs if runs else '?'} timed runs each); few-shot fit '{method}' on top of the "
+                               f"'{reference.name}' profile's model; quality: leave-one-out over the "
+                               f"{len(configs)}")})
+    if validation_out is not None:
+        write_validation_csv(validation_out, configs, latencies, predicted)
+    return profile
