@@ -84,7 +84,7 @@ def build_latency_dataset(space: SearchSpace | str, n: int, out: str | os.PathLi
                           batch_size: int = 1, seed: int = 0, runs: int = MANY_RUNS, rounds: int = MANY_ROUNDS,
                           warmup: int = MANY_WARMUP, onnx_cache: str | os.PathLike | None = None,
                           first: int | None = None, progress: Progress | None = None,
-                          precision: str = "fp32") -> Path:
+                          precision: str = "fp32", skip_refused: bool = False) -> Path:
     """Measure `sample_configs(space, n, seed)` and append rows to the CSV `out` (resumable).
 
     `onnx_cache`: a folder keeping the exported files (named by a hash of the config), so that
@@ -93,7 +93,9 @@ def build_latency_dataset(space: SearchSpace | str, n: int, out: str | os.PathLi
     Every missing config is exported first (the slow, resumable part), then all of them are
     measured together with `measure.measure_many` (interleaved rounds) and the rows appended.
     `progress(round, rounds, message)` after each measuring round. `precision="int8"`: the
-    subnets are measured as int8 QDQ files (`export_subnets`).
+    subnets are measured as int8 QDQ files (`export_subnets`). `skip_refused`: a subnet whose
+    int8 file the quantizer's own check refuses (`QuantizationRefusedError`) is left out (no
+    row; tried again by a rerun) instead of stopping the dataset.
     """
     space = SearchSpace.preset(space) if isinstance(space, str) else space
     out = Path(out)
@@ -110,9 +112,23 @@ def build_latency_dataset(space: SearchSpace | str, n: int, out: str | os.PathLi
         folder = cache if cache is not None else Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
         suffix = "" if precision == "fp32" else f"-{precision}"
-        paths = export_subnets(space, todo, [
-            folder / (hashlib.sha1(f"{space.name}:{c.to_json()}".encode()).hexdigest()[:16] + suffix + ".onnx")
-            for c in todo], precision=precision)
+        targets = [folder / (hashlib.sha1(f"{space.name}:{c.to_json()}".encode()).hexdigest()[:16] + suffix + ".onnx")
+                   for c in todo]
+        if skip_refused:
+            from ..runtime.common import QuantizationRefusedError
+            kept = []
+            for i, (cfg, target) in enumerate(zip(todo, targets)):
+                try:
+                    export_subnets(space, [cfg], [target], precision=precision)
+                    kept.append(i)
+                except QuantizationRefusedError:
+                    if progress is not None:
+                        progress(0, rounds, f"skipped a subnet whose {precision} file was refused: {cfg.to_json()}")
+            todo, targets = [todo[i] for i in kept], [targets[i] for i in kept]
+            metrics = {k: np.asarray(v)[kept] for k, v in metrics.items()}
+            if not todo:
+                return out
+        paths = export_subnets(space, todo, targets, precision=precision)
         all_stats = measure_many(paths, threads=threads, batch_size=batch_size, rounds=rounds, runs=runs,
                                  warmup=warmup, progress=progress)
         fh, writer = _open_append(out, DATASET_COLUMNS)

@@ -468,7 +468,8 @@ def _fit_with_prior(csv_paths: Sequence[Path], space: SearchSpace, name: str,
     predicted = np.empty_like(latencies)
     for i in range(len(latencies)):
         keep = np.arange(len(latencies)) != i
-        predicted[i] = fewshot_fit_rows(base, x[keep], latencies[keep], method).predict(x[i:i + 1])[0]
+        predicted[i] = fewshot_fit_rows(base, x[keep], latencies[keep], method,
+                                        min_subnets=len(latencies) - 1).predict(x[i:i + 1])[0]
     quality = {k: int(v) if k == "n_test" else float(v) for k, v in latency_metrics(predicted, latencies).items()}
     quality["n_train"] = len(latencies) - 1
     if machine is None:

@@ -228,7 +228,8 @@ def _loo_quality(space: Any, prior: Any, x: np.ndarray, y: np.ndarray, method: s
     predicted = np.empty_like(y)
     for i in range(len(y)):
         keep = np.arange(len(y)) != i
-        predicted[i] = fewshot_fit_rows(prior, x[keep], y[keep], method).predict(x[i:i + 1])[0]
+        fitted = fewshot_fit_rows(prior, x[keep], y[keep], method, min_subnets=len(y) - 1)
+        predicted[i] = fitted.predict(x[i:i + 1])[0]
     quality = latency_metrics(predicted, y)
     return {k: int(v) if k == "n_test" else float(v) for k, v in quality.items()}
 
@@ -312,6 +313,8 @@ def profile_this_machine(space: str = "tiny-fmnist", threads: Sequence[int] = ST
     (one thread count; with several, `<out stem>-<T>t.json`). Progress goes to `progress` and
     to each setting's status file (`status_path`), which another process may poll."""
     from ..families.mbv3.space import SearchSpace
+    from ..predictors.latency.fewshot import MIN_FEWSHOT_SUBNETS
+    from ..runtime.common import QuantizationRefusedError
     from ..runtime.export import export_subnets
     from ..runtime.measure import measure_many
     from .profile_kit import kit_configs
@@ -337,10 +340,19 @@ def profile_this_machine(space: str = "tiny-fmnist", threads: Sequence[int] = ST
             _write_status(statuses, "running", 0.0, f"choosing {n} subnets to measure")
             configs = kit_configs(space_obj, n, seed=0)
             with tempfile.TemporaryDirectory(prefix="ofa-this-machine-") as tmp:
-                files = []
+                files, kept = [], []
                 for i, cfg in enumerate(configs):
-                    files += export_subnets(space_obj, [cfg], [Path(tmp) / f"m{i:03d}.onnx"], precision=precision)
+                    try:
+                        files += export_subnets(space_obj, [cfg], [Path(tmp) / f"m{i:03d}.onnx"],
+                                                precision=precision)
+                        kept.append(cfg)
+                    except QuantizationRefusedError:   # int8 only: the quantizer's own check
+                        log.warning("skipped subnet %s: its %s file was refused", cfg.to_json(), precision)
                     step(f"exported subnet {i + 1}/{n}")
+                configs = kept
+                if len(configs) < MIN_FEWSHOT_SUBNETS:
+                    raise ValueError(f"only {len(configs)} of {n} subnets could be exported as {precision}; "
+                                     f"a profile needs {MIN_FEWSHOT_SUBNETS}")
                 for t in todo:
                     stats = measure_many(files, threads=t, rounds=rounds, runs=runs, warmup=warmup,
                                          progress=lambda r, total, m, t=t: step(f"{t} thread(s): {m}"))

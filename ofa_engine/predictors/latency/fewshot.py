@@ -66,27 +66,29 @@ def _prior_rows(prior: BlockLinearModel, x: np.ndarray) -> np.ndarray:
     return x[:, [names.index(f) for f in prior.features]]
 
 
-def _check(prior: LatencyModel, x: np.ndarray, y: np.ndarray, method: str) -> None:
+def _check(prior: LatencyModel, x: np.ndarray, y: np.ndarray, method: str, min_subnets: int) -> None:
     if method not in FEWSHOT_METHODS:
         raise ValueError(f"few-shot method {method!r}; allowed: {list(FEWSHOT_METHODS)}")
     if method != "scratch" and not isinstance(prior, BlockLinearModel):
         kind = prior.to_dict().get("type") if hasattr(prior, "to_dict") else type(prior).__name__
         raise ValueError(f"a few-shot prior must be a '{LEARNED_KIND}' latency model (a measured profile's); "
                          f"got '{kind}'")
-    if y.shape[0] < MIN_FEWSHOT_SUBNETS:
-        raise ValueError(f"few-shot fitting needs at least {MIN_FEWSHOT_SUBNETS} measured subnets, got "
+    if y.shape[0] < min_subnets:
+        raise ValueError(f"few-shot fitting needs at least {min_subnets} measured subnets, got "
                          f"{y.shape[0]}")
     if not np.all(np.isfinite(y)) or np.any(y <= 0):
         raise ValueError("latencies_ms must be finite and > 0")
 
 
 def fewshot_fit_rows(prior: BlockLinearModel | None, x: np.ndarray, y: np.ndarray,
-                     method: str = DEFAULT_FEWSHOT_METHOD) -> BlockLinearModel:
+                     method: str = DEFAULT_FEWSHOT_METHOD, *, min_subnets: int = MIN_FEWSHOT_SUBNETS
+                     ) -> BlockLinearModel:
     """`fewshot_fit` on feature rows: `x` the (K, 14) `architecture_features` of the measured
-    subnets (all features, in their order), `y` their latencies (ms)."""
+    subnets (all features, in their order), `y` their latencies (ms). `min_subnets` is lowered
+    only by leave-one-out scoring (K - 1 of the K)."""
     x = np.asarray(x, np.float64)
     y = np.asarray(y, np.float64).reshape(-1)
-    _check(prior, x, y, method)
+    _check(prior, x, y, method, max(2, int(min_subnets)))
     k = len(y)
     if method == "scratch":
         return BlockLinearModel(prior.space if prior is not None else "", ridge=_cv_ridge(x, y)).fit(x, y)

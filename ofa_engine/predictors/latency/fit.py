@@ -92,7 +92,11 @@ def select_ridge(space: SearchSpace | str, configs: Configs, latencies_ms: Seque
         return DEFAULT_RIDGE, []
     parts = np.array_split(np.random.default_rng(seed).permutation(len(y)), folds)
     rows = []
-    for ridge in ridges:
+    # No penalty is singular when a training fold has fewer subnets than the model has
+    # coefficients (numpy raises); such a fold cannot choose it.
+    width = len(BlockLinearModel(space.name).features) + 1
+    smallest_fold = len(y) - max(len(p) for p in parts)
+    for ridge in [r for r in ridges if r > 0 or smallest_fold > width]:
         within, mape = [], []
         for k in range(folds):
             train = np.concatenate([parts[j] for j in range(folds) if j != k])
