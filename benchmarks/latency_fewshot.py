@@ -49,7 +49,7 @@ from ofa_engine.devices.profiles import load_profile  # noqa: E402
 from ofa_engine.families.mbv3.space import SearchSpace  # noqa: E402
 from ofa_engine.predictors.latency import architecture_features, fit_latency_model, latency_metrics  # noqa: E402
 from ofa_engine.predictors.latency.fewshot import (DEFAULT_FEWSHOT_METHOD, FEWSHOT_METHODS,  # noqa: E402
-                                                   fewshot_fit_rows, spread_indices)
+                                                   PRIOR_PENALTY, fewshot_fit_rows, spread_indices)
 
 SPACE = SearchSpace.preset("tiny-fmnist")
 ASSETS = ROOT / "assets" / "latency"
@@ -79,8 +79,10 @@ def mean_scores(rows: list[dict[str, float]]) -> dict[str, float]:
 
 
 def k_table(prior, x: np.ndarray, y: np.ndarray, pool: np.ndarray, test: np.ndarray, ks, draws: int,
-            methods) -> list[str]:
-    """Rows: K, then per method 'spread' and 'random (mean of draws)' cells."""
+            methods, summary: dict | None = None) -> list[str]:
+    """Rows: K, then per method 'spread' and 'random (mean of draws)' cells; `summary`
+    collects (task number, K) -> method -> the spread scores."""
+    task = len({t for t, _ in summary}) if summary is not None else 0
     lines = []
     for k in ks:
         if k > len(pool):
@@ -96,6 +98,8 @@ def k_table(prior, x: np.ndarray, y: np.ndarray, pool: np.ndarray, test: np.ndar
                 idx = np.random.default_rng(1000 + draw).choice(pool, k, replace=False)
                 rand.append(metrics(fewshot_fit_rows(base, x[idx], y[idx], method).predict(x[test]), y[test]))
             cells += [cell(spread), cell(mean_scores(rand))]
+            if summary is not None:
+                summary.setdefault((task, k), {})[method] = spread
         lines.append(f"| {k} | " + " | ".join(cells) + " |")
     return lines
 
@@ -128,6 +132,7 @@ def section_bundled(cfg: dict, command: str) -> str:
            f"+-10% / MAPE / Kendall tau; 'spread' = the K chosen by farthest point (`spread_indices`), 'random' "
            f"= mean over {cfg['draws']} seeded random draws. 'prior only' = the source model unchanged. "
            f"`{DEFAULT_FEWSHOT_METHOD}` is the default (`DEFAULT_FEWSHOT_METHOD`)."]
+    summary: dict = {}
     for src, dst in tasks:
         prior = fit_latency_model(SPACE, data[src][0], data[src][1], ridge=0.0)
         x, _ = architecture_features(SPACE, data[dst][0])
@@ -137,7 +142,27 @@ def section_bundled(cfg: dict, command: str) -> str:
                     f"{cell(metrics(prior.predict(x[test]), y[test]))})", "",
                 "| K | " + " | ".join(f"{m} spread | {m} random" for m in FEWSHOT_METHODS) + " |",
                 "|---:|" + "---|" * (2 * len(FEWSHOT_METHODS))]
-        out += k_table(prior, x, y, pool, test, cfg["ks"], cfg["draws"], FEWSHOT_METHODS)
+        out += k_table(prior, x, y, pool, test, cfg["ks"], cfg["draws"], FEWSHOT_METHODS, summary)
+    ks = [k for k in cfg["ks"] if all((t, k) in summary for t in range(len(tasks)))]
+    out += ["", "### Mean over the three transfers (the K spread over the space)", "",
+            "| method | " + " | ".join(f"K = {k}: within +-10% / MAPE" for k in ks) + " |",
+            "|---|" + "---:|" * len(ks)]
+    means = {}
+    for method in FEWSHOT_METHODS:
+        cells = []
+        for k in ks:
+            rows = [summary[(t, k)][method] for t in range(len(tasks))]
+            means[(method, k)] = mean_scores(rows)
+            cells.append(f"{100 * means[(method, k)]['within_10pct']:.1f}% / {100 * means[(method, k)]['mape']:.1f}%")
+        out.append(f"| {method} | " + " | ".join(cells) + " |")
+    best = {k: max(FEWSHOT_METHODS, key=lambda m: (means[(m, k)]["within_10pct"], -means[(m, k)]["mape"])) for k in ks}
+    out += ["", "Best mean within +-10% per K: " + ", ".join(f"K = {k}: `{m}`" for k, m in best.items())
+            + f". Every method with the prior is far ahead of scratch below K = 20; among them the "
+              f"differences are within the draw-to-draw noise up to K = 20, and at K = 50 the one that keeps "
+              f"improving where the device differs most (fp32 -> int8) is the one that may move every "
+              f"coefficient: the default is `{DEFAULT_FEWSHOT_METHOD}` (penalty {PRIOR_PENALTY:g}, the best of "
+              f"0.3 / 3 / 30 on these transfers). The int8 target is noisy in itself: the block-linear model "
+              f"fitted on 80 of its own subnets scores 60% within +-10% (docs/int8.md), the ceiling for any K here."]
     return "\n".join(out)
 
 
