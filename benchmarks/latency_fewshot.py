@@ -234,17 +234,20 @@ def _relative_iqr(path: Path) -> float:
 
 # ---------------------------------------------------------------------- 3. kit runner twice
 def section_runner(cfg: dict, command: str, work: Path) -> str:
-    from ofa_engine.devices.profile_kit import write_profile_kit
+    from ofa_engine.devices.profile_kit import latency_spread, write_profile_kit
     from ofa_engine.runtime.measure import MANY_ROUNDS, MANY_RUNS, MANY_WARMUP, run_kit
 
     rounds, runs, warmup = cfg.get("rounds", MANY_ROUNDS), cfg.get("runs", MANY_RUNS), cfg.get("warmup", MANY_WARMUP)
     kit = work / f"kit-n{cfg['kit_n']}"
     if not (kit / "manifest.json").is_file():
         write_profile_kit(SPACE, kit, n=cfg["kit_n"], overwrite=True)
-    results = []
-    for _ in range(2):
+    results, flagged = [], set()
+    for run in range(2):
         start = time.time()
         path = run_kit(str(kit), threads=1, rounds=rounds, runs=runs, warmup=warmup)
+        copy = work / f"kit-run{run + 1}.csv"
+        copy.write_bytes(Path(path).read_bytes())
+        flagged |= {i - 1 for i in latency_spread(copy)["noisy_rows"]}
         with open(path, newline="", encoding="utf-8") as fh:
             rows = list(csv.DictReader(fh))
         results.append((np.array([float(r["median_ms"]) for r in rows]),
@@ -266,9 +269,15 @@ def section_runner(cfg: dict, command: str, work: Path) -> str:
              f"{np.median(sa):.2f} / {np.median(sb):.2f} |",
              f"| median difference of the subnets with spread above / below the median spread | "
              f"{100 * np.median(diff[noisy]):.1f}% / {100 * np.median(diff[~noisy]):.1f}% |",
+             f"| subnets `fit-profile` flags as noisy in either run (`latency_spread`: spread > 0.3 and > 2x the "
+             f"median) | {len(flagged)} |",
+             f"| median difference of the flagged / the other subnets | "
+             + (f"{100 * np.median(diff[sorted(flagged)]):.1f}% / " if flagged else "- / ")
+             + f"{100 * np.median(np.delete(diff, sorted(flagged))):.1f}% |",
              f"| runs 1 and 2 rank the subnets alike (Kendall tau) | {metrics(a, b)['kendall_tau']:.3f} |", "",
              "How to tell a noisy measurement from a real one: the runner writes each subnet's spread "
-             "(`q1_ms`, `q3_ms`: the quartiles of all its timed runs) beside its median. A subnet whose relative "
+             "(`q1_ms`, `q3_ms`: the quartiles of all its timed runs) beside its median, and `fit-profile` prints "
+             "each CSV's median relative spread and the rows it flags as noisy. A subnet whose relative "
              "spread (q3 - q1) / median is large was measured while the machine's speed moved; a difference "
              "between two subnets (or two runs) smaller than their spreads is noise, not a real difference. "
              "Run the kit twice (at different times) and pass both results.csv to `fit-profile`: it fits the "

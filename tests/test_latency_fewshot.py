@@ -126,6 +126,17 @@ def test_fit_profile_with_a_prior_from_eight_subnets(tmp_path, capsys):
     assert profile.provenance["fit"] == DEFAULT_FEWSHOT_METHOD and profile.provenance["prior"] == "cpu-ort-1t"
     assert profile.provenance["subnets"] == 8 and "--prior cpu-ort-1t" in profile.provenance["command"]
     assert (tmp_path / "vm.validation.csv").is_file()
+    spread = printed["spread"][0]
+    assert spread["csv"] == "results.csv" and 0 < spread["median_relative_spread"] < 1
+
+
+def test_latency_spread_flags_the_noisy_rows(tmp_path):
+    from ofa_engine.devices.profile_kit import latency_spread
+    path = tmp_path / "r.csv"
+    rows = [("1.0", "0.95", "1.05")] * 5 + [("1.0", "0.6", "1.5")]
+    path.write_text("median_ms,q1_ms,q3_ms\n" + "".join(",".join(r) + "\n" for r in rows))
+    out = latency_spread(path)
+    assert out["median_relative_spread"] == pytest.approx(0.1) and out["noisy_rows"] == [6]
 
 
 def test_fit_profile_prior_refusals(tmp_path, capsys):

@@ -168,7 +168,7 @@ def _fit_arguments(parser: argparse.ArgumentParser) -> None:
 @register("fit-profile", "fit a device profile (latency model + limits) to a profile kit's results.csv",
           _fit_arguments)
 def run_fit_profile(args: argparse.Namespace) -> int:
-    from ..devices.profile_kit import fit_profile_from_csv, load_prior
+    from ..devices.profile_kit import fit_profile_from_csv, latency_spread, load_prior
     prior = load_prior(args.prior) if args.prior is not None else None   # refused before any CSV is read
     out = Path(args.out)
     validation = out.with_name(f"{out.stem}.validation.csv")
@@ -184,7 +184,8 @@ def run_fit_profile(args: argparse.Namespace) -> int:
     print_json({"profile": str(out), "name": profile.name, "validation": str(validation),
                  "threads": profile.threads, "batch_size": profile.batch_size,
                  "latency_model": profile.latency_model.to_dict().get("type"),
-                 "quality": dict(profile.quality)})
+                 "quality": dict(profile.quality),
+                 "spread": [latency_spread(path) for path in args.csv]})
     return 0
 
 

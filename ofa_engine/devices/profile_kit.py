@@ -23,7 +23,7 @@ import shutil
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -35,7 +35,7 @@ from .profiles import DeviceProfile, today, write_validation_csv
 
 __all__ = ["write_profile_kit", "kit_zip_bytes", "kit_configs", "read_latency_csv",
            "fit_profile_from_csv", "read_latency_runs", "MIN_ROWS", "MAX_CSV_BYTES", "MAX_CSV_ROWS",
-           "MAX_KIT_MODELS", "KIT_README"]
+           "MAX_KIT_MODELS", "KIT_README", "latency_spread", "load_prior", "DEFAULT_KIT_SUBNETS"]
 
 MIN_ROWS = 20
 # Kit subnets are chosen from a pool of this many random candidates per subnet (at least KIT_POOL_MIN).
@@ -303,6 +303,29 @@ def read_latency_runs(csv_paths: Sequence[str | os.PathLike], space: SearchSpace
         logs.append(np.log([by_key[k] for k in keys]))
         runs = None if runs is None or r is None else min(runs, r)
     return configs, np.exp(np.mean(logs, 0)), threads, batch_size, runs
+
+
+def latency_spread(csv_path: str | os.PathLike) -> dict[str, Any]:
+    """How noisy a results.csv is: each subnet's relative spread, (q3_ms - q1_ms) / median_ms
+    (the quartiles of all its timed runs, which the runner writes beside the median). Returns
+    the median spread, and the rows (1 = first data row) whose spread is more than twice that
+    and above 0.3: measured while the machine's speed moved, so their medians are the least
+    trustworthy. Differences between subnets smaller than their spreads are noise."""
+    path = Path(csv_path)
+    with open(path, newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    spread = []
+    for row in rows:
+        try:
+            spread.append((float(row["q3_ms"]) - float(row["q1_ms"])) / float(row["median_ms"]))
+        except (KeyError, TypeError, ValueError, ZeroDivisionError):
+            spread.append(float("nan"))
+    values = np.array(spread, np.float64)
+    if not np.isfinite(values).any():
+        return {"csv": path.name, "median_relative_spread": None, "noisy_rows": []}
+    median = float(np.nanmedian(values))
+    noisy = [i + 1 for i, v in enumerate(values) if np.isfinite(v) and v > max(0.3, 2 * median)]
+    return {"csv": path.name, "median_relative_spread": round(median, 3), "noisy_rows": noisy}
 
 
 def _space_of(csv_path: Path, space: SearchSpace | str | None) -> SearchSpace:
