@@ -289,7 +289,7 @@ def section_runner(cfg: dict, command: str, work: Path) -> str:
 # ---------------------------------------------------------------------- 4. start-up + check
 def section_startup(cfg: dict, command: str, work: Path) -> str:
     from ofa_engine.cli.main import main as cli_main
-    from ofa_engine.runtime.measure import measure_latency
+    from ofa_engine.runtime.measure import measure_latency, measure_many
 
     cache = work / "startup-cache"
     argv = [sys.executable, "-m", "ofa_engine", "profile-this-machine", "--threads", "1,2", "--cache-dir",
@@ -320,8 +320,20 @@ def section_startup(cfg: dict, command: str, work: Path) -> str:
             if code != 0:
                 raise RuntimeError(f"export of random:{seed} failed ({code})")
             configs.append(SPACE.parse_config(f"random:{seed}"))
-            measured.append(measure_latency(path, threads=1, warmup=cfg["check_warmup"], runs=cfg["check_runs"]).median_ms)
-    measured = np.array(measured)
+        files = sorted(Path(tmp).glob("check*.onnx"))
+        # The check as specified, then the same again (its own noise), then interleaved rounds.
+        passes = [np.array([measure_latency(f, threads=1, warmup=cfg["check_warmup"], runs=cfg["check_runs"]).median_ms
+                            for f in files]) for _ in range(2)]
+        interleaved = np.array([s.median_ms for s in measure_many(files, threads=1, **{
+            k: cfg[k] for k in ("rounds", "runs", "warmup") if k in cfg})])
+    measured = passes[0]
+    with open(work / "startup-check.csv", "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow(["config", "startup_predicted_ms", "bundled_predicted_ms", "check_ms", "check_again_ms",
+                         "interleaved_ms"])
+        for row in zip(configs, profile.predict_latency_ms(configs), load_profile("cpu-ort-1t").predict_latency_ms(configs),
+                       passes[0], passes[1], interleaved):
+            writer.writerow([row[0].to_json(), *(f"{v:.5f}" for v in row[1:])])
     q_new = metrics(profile.predict_latency_ms(configs), measured)
     q_old = metrics(bundled.predict_latency_ms(configs), measured)
     ok = q_new["within_10pct"] >= 0.9 and q_new["kendall_tau"] >= 0.85
@@ -336,9 +348,19 @@ def section_startup(cfg: dict, command: str, work: Path) -> str:
              f"| start-up profile `{profile.name}` (this machine) | {100 * q_new['within_10pct']:.0f}% | "
              f"{100 * q_new['mape']:.1f}% | {q_new['kendall_tau']:.3f} |",
              f"| bundled `cpu-ort-1t` ({bundled.provenance['machine']}) | {100 * q_old['within_10pct']:.0f}% | "
-             f"{100 * q_old['mape']:.1f}% | {q_old['kendall_tau']:.3f} |", "",
-             f"Targets (>= 90% within +-10%, tau >= 0.85): **{'met' if ok else 'not met'}**."]
+             f"{100 * q_old['mape']:.1f}% | {q_old['kendall_tau']:.3f} |",
+             _row("start-up profile, against the same subnets measured interleaved (`measure_many`)",
+                  metrics(profile.predict_latency_ms(configs), interleaved)),
+             _row("the check's own noise: a second pass of the check, against the first", metrics(passes[1], passes[0])),
+             "",
+             f"Targets (>= 90% within +-10%, tau >= 0.85, first row): **{'met' if ok else 'not met'}**. Where the "
+             f"second pass of the check agrees with the first no better than the profile does, the check measures "
+             f"the machine's drift, not the profile: run it again on an idle machine."]
     return "\n".join(lines)
+
+
+def _row(name: str, q: dict[str, float]) -> str:
+    return f"| {name} | {100 * q['within_10pct']:.0f}% | {100 * q['mape']:.1f}% | {q['kendall_tau']:.3f} |"
 
 
 def main() -> None:

@@ -28,6 +28,7 @@ rebuilds it. The cache folder: `$OFA_CACHE_DIR`, else `$XDG_CACHE_HOME/ofa_engin
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import hashlib
 import json
 import logging
@@ -79,12 +80,19 @@ class Status:
 def cache_key(threads: int, precision: str = "fp32", space: str = "tiny-fmnist") -> dict[str, Any]:
     """What a latency profile of this machine depends on: CPU model, logical core count, ONNX
     Runtime version, threads, precision and search space (a dict of JSON values)."""
+    cpu, cores, ort_version = _machine()
+    return {"version": _KEY_VERSION, "cpu": cpu, "cores": cores, "ort": ort_version,
+            "threads": int(threads), "precision": str(precision), "space": str(space)}
+
+
+@functools.lru_cache(maxsize=1)
+def _machine() -> tuple[str, int | None, str]:
+    # Read once per process: the app polls the status every second or so.
     import onnxruntime
 
     from .profile_kit import cpu_model
 
-    return {"version": _KEY_VERSION, "cpu": cpu_model(), "cores": os.cpu_count(), "ort": onnxruntime.__version__,
-            "threads": int(threads), "precision": str(precision), "space": str(space)}
+    return cpu_model(), os.cpu_count(), onnxruntime.__version__
 
 
 def _key_id(key: Mapping[str, Any]) -> str:
