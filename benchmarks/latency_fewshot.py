@@ -1,6 +1,6 @@
 """Few-shot latency profiles: the K table, the kit runner's repeatability, the start-up check.
 
-    python benchmarks/latency_fewshot.py            # the full run: needs an idle machine (~25 min)
+    python benchmarks/latency_fewshot.py            # the full run: needs an idle machine (20-30 min)
     python benchmarks/latency_fewshot.py --quick    # tiny sizes, to check the script (~3 min)
 
 Writes the sections of `--doc` (default docs/latency-fewshot.md; with --quick
@@ -271,7 +271,7 @@ def section_runner(cfg: dict, command: str, work: Path) -> str:
              f"{100 * np.median(diff[noisy]):.1f}% / {100 * np.median(diff[~noisy]):.1f}% |",
              f"| subnets `fit-profile` flags as noisy in either run (`latency_spread`: spread > 0.3 and > 2x the "
              f"median) | {len(flagged)} |",
-             f"| median difference of the flagged / the other subnets | "
+             "| median difference of the flagged / the other subnets | "
              + (f"{100 * np.median(diff[sorted(flagged)]):.1f}% / " if flagged else "- / ")
              + f"{100 * np.median(np.delete(diff, sorted(flagged))):.1f}% |",
              f"| runs 1 and 2 rank the subnets alike (Kendall tau) | {metrics(a, b)['kendall_tau']:.3f} |", "",

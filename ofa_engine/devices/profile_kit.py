@@ -267,7 +267,7 @@ def read_latency_csv(csv_path: str | os.PathLike, space: SearchSpace, min_rows: 
                              f"is one setting: measure each setting into its own CSV")
     if len(configs) < min_rows:
         hint = ("with --prior" if min_rows < MIN_ROWS else
-                f"to fit and validate a latency model from scratch; with --prior cpu-ort-1t, at least 5")
+                "to fit and validate a latency model from scratch; with --prior cpu-ort-1t, at least 5")
         raise ValueError(f"'{path}' has {len(configs)} measured subnets; allowed: at least {min_rows} "
                          f"{hint} (write the kit with a larger --n)")
     return configs, np.array(latencies), threads.pop(), batches.pop(), (min(runs) if runs else None)
