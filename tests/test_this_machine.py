@@ -127,7 +127,20 @@ def test_cli_status_only_measures_nothing(cache, capsys):
     assert main(["profile-this-machine", "--status", "--threads", "1,2"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["1t"]["ready"] is False and out["2t"]["label"].endswith("not this one")
-    assert not any(cache.glob("*.json")) if cache.exists() else True
+    assert not cache.exists()
+
+
+def test_cli_writes_a_loadable_profile(cache, tmp_path, capsys):
+    out = tmp_path / "here.json"
+    assert main(["profile-this-machine", "--threads", "1", "--n", "5", "--rounds", "1", "--runs", "2",
+                 "--out", str(out)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["1t"]["ready"] is True and printed["1t"]["label"].startswith("this machine (")
+    profile = load_profile(out)
+    assert profile.provenance["subnets"] == 5 and profile.runtime["precision"] == "fp32"
+    assert profile.provenance["command"] == ("python -m ofa_engine profile-this-machine --space tiny-fmnist "
+                                             f"--threads 1 --precision fp32 --n 5 --rounds 1 --runs 2 --out {out}")
+    assert load_profile(printed["1t"]["profile"]).to_json() == profile.to_json()
 
 
 @pytest.mark.slow

@@ -255,8 +255,10 @@ def run_profile_this_machine(args: argparse.Namespace) -> int:
     if args.out is not None and not Path(args.out).parent.is_dir():
         raise FileNotFoundError(2, "Output directory does not exist", str(Path(args.out).parent))
     if not args.status:
-        command = "python -m ofa_engine profile-this-machine " + " ".join(
-            _quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["profile-this-machine"] else ""
+        argv = ["--space", args.space, "--threads", args.threads, "--precision", args.precision, "--n", str(args.n),
+                "--rounds", str(args.rounds), "--runs", str(args.runs)]
+        argv += (["--out", args.out] if args.out else []) + (["--refresh"] if args.refresh else [])
+        command = "python -m ofa_engine profile-this-machine " + " ".join(_quote(a) for a in argv)
         start = time.time()
         tm.profile_this_machine(args.space, threads, args.precision, n=args.n, rounds=args.rounds, runs=args.runs,
                                 refresh=args.refresh, directory=args.cache_dir, out=args.out,
