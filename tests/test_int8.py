@@ -108,6 +108,19 @@ def test_agreement_floor_refuses_and_writes_nothing(small, sets, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]
 
 
+
+def test_latency_only_int8_files_of_untrained_weights_export(tmp_path):
+    """Latency datasets time int8 files of untrained weights (logits ~1e-12, top-1 meaningless):
+    they ask for no agreement, and the compaction check must not refuse them either."""
+    from ofa_engine import SearchSpace
+    from ofa_engine.runtime.export import export_subnets
+    space = SearchSpace.preset("tiny-fmnist")
+    configs = [space.sample(np.random.default_rng([3, i])) for i in range(2)]
+    paths = export_subnets(space, configs, [tmp_path / f"{i}.onnx" for i in range(2)], precision="int8")
+    for path in paths:
+        assert quantization_metadata(path)["agreement_floor"] == 0.0
+        make_session(path)
+
 @pytest.mark.parametrize("calibration, message", [
     (np.zeros((0, 28, 28), np.uint8), "calibration set is empty"),
     (np.zeros((0, 1, 20, 20), np.float32), "calibration set is empty"),
