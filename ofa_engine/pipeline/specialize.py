@@ -336,6 +336,7 @@ def specialize(profile: Any, constraints: Constraints | Mapping[str, float] | No
                          f"BN recalibrated on its {len(res.calib)} calibration images"),
             "latency_ms": (f"ONNX Runtime CPU here, median of {latency.runs} runs, {latency.threads} thread(s), "
                            f"batch {latency.batch_size}") if latency is not None
+                          else "not measured: no device profile" if prof is None
                           else "not measured: the profile is not this machine",
             "peak_memory_kb": "analytic (analyze on the extracted config, int8 activations)",
             "flash_kb": "counted on the extracted network (int8 weights, int32 biases, BN folded)",
