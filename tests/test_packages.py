@@ -87,7 +87,7 @@ def test_bundled_package_is_the_bundled_supernet_and_data():
         package.calibration.images[0, 0, 0] = 1
 
 
-def test_list_packages_bundled_and_a_folder(small_package, tmp_path, monkeypatch):
+def test_list_packages_bundled_and_a_folder(small_package, tmp_path, monkeypatch, capsys):
     folder = tmp_path / "more"
     folder.mkdir()
     shutil.copytree(small_package, folder / "small")
@@ -100,6 +100,9 @@ def test_list_packages_bundled_and_a_folder(small_package, tmp_path, monkeypatch
     assert entries[1].manifest is None and "not valid JSON" in entries[1].error
     monkeypatch.setenv(ENV_VAR, str(folder))
     assert packages_dir_from_env() == folder
+    assert main(["packages"]) == 0
+    listed = json.loads(capsys.readouterr().out)["packages"]
+    assert [p["name"] for p in listed] == ["tiny-fmnist", "broken", "small"] and "error" in listed[1]
     monkeypatch.setenv(ENV_VAR, str(tmp_path / "nope"))
     with pytest.raises(PackageError, match=ENV_VAR):
         packages_dir_from_env()
@@ -307,6 +310,7 @@ def _shapes_folder(root: Path, per_class: int = 70, seed: int = 0) -> Path:
     return root
 
 
+@pytest.mark.slow   # ~20 s alone on the 2-core VM (training, 2 searches, 14 labelled subnets, 3 exports)
 def test_own_data_train_package_predictor_specialize(tmp_path, capsys):
     from helpers_train import tiny_recipe
     data = _shapes_folder(tmp_path / "shapes")
@@ -333,6 +337,10 @@ def test_own_data_train_package_predictor_specialize(tmp_path, capsys):
 
     found = run("search", "--supernet", pkg, "--macs-m", 3, "--option", "generations=20")
     assert found["accuracy_source"] == "proxy: MACs"
+    evaluated = run("evaluate", "--supernet", pkg, "--config", "smallest")
+    assert evaluated["split"] == "evaluation" and evaluated["images"] == 30
+    assert main(["evaluate", "--supernet", str(pkg), "--config", "smallest", "--split", "test"]) == 2
+    assert "allowed: --split evaluation" in capsys.readouterr().err
 
     run("accuracy-dataset", "--supernet", pkg, "--n", 12)
     assert (pkg / "accuracy-dataset.csv").is_file()
@@ -359,3 +367,24 @@ def test_own_data_train_package_predictor_specialize(tmp_path, capsys):
     # A package is never overwritten.
     assert main(["package", "--run", str(tmp_path / "run"), "--data", str(data), "--out", str(pkg)]) == 2
     assert "never overwritten" in capsys.readouterr().err
+
+
+def test_package_commands_refuse_bad_arguments_before_loading_torch(tmp_path):
+    import subprocess
+    import sys
+    code = ("import sys; from ofa_engine.cli import main; rc = main(sys.argv[1:]); "
+            "assert 'torch' not in sys.modules, 'torch was loaded'; sys.exit(rc)")
+    (tmp_path / "run").mkdir()
+    for argv, message in (
+            (["package", "--run", str(tmp_path / "run"), "--data", str(tmp_path), "--out", str(tmp_path / "p")],
+             "has no supernet.pt"),
+            (["package", "--run", str(tmp_path / "run"), "--data", str(tmp_path), "--out", str(tmp_path),
+              "--calibration-images", "0"], "--calibration-images = 0"),
+            (["package", "--run", str(tmp_path / "run"), "--data", str(tmp_path), "--out", str(tmp_path)],
+             "never overwritten"),
+            (["import-official", "--checkpoint", str(tmp_path / "x.pth"), "--data", str(tmp_path),
+              "--out", str(tmp_path / "p")], "--checkpoint")):
+        proc = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True,
+                              cwd=Path(__file__).resolve().parents[1], timeout=60)
+        assert proc.returncode == 2 and message in proc.stderr, (argv, proc.stderr)
+        assert "Traceback" not in proc.stderr

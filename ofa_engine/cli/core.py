@@ -121,10 +121,11 @@ def run_export(args: argparse.Namespace) -> int:
 def _evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--supernet", required=True, metavar="PKG", help=SUPERNET_HELP)
     config_argument(parser)
-    parser.add_argument("--split", default="test", choices=["test", "holdout", "test2k", "evaluation"],
-                        help="evaluation: the package's evaluation images; for Fashion-MNIST supernets also "
-                             "test (the 10k official test set, default), holdout (the 5k held out of "
-                             "training) and test2k (the bundled 2k test images, no download)")
+    parser.add_argument("--split", default=None, choices=["test", "holdout", "test2k", "evaluation"],
+                        help="evaluation: the package's evaluation images (the default for a package of "
+                             "other data); for Fashion-MNIST supernets also test (the 10k official test set, "
+                             "their default), holdout (the 5k held out of training) and test2k (the bundled "
+                             "2k test images, no download)")
 
 
 @register("evaluate", "accuracy of a subnet (BN recalibrated) and its MACs, as JSON", _evaluate_arguments)
@@ -138,18 +139,19 @@ def run_evaluate(args: argparse.Namespace) -> int:
     space = supernet.space
     cfg = load_config(space, args.config)
     fashion = space.in_channels == 1 and tuple(space.labels or FASHION_MNIST_LABELS) == FASHION_MNIST_LABELS
-    if args.split == "evaluation":
+    split = args.split or ("test" if fashion or package is None else "evaluation")
+    if split == "evaluation":
         if package is None:
             raise ValueError(f"--split evaluation: '{args.supernet}' is a supernet file, not a package; "
                              f"allowed here: test, holdout, test2k")
         data = package.evaluation
     elif not fashion:
-        raise ValueError(f"--split {args.split} holds Fashion-MNIST images; supernet '{args.supernet}' is for "
+        raise ValueError(f"--split {split} holds Fashion-MNIST images; supernet '{args.supernet}' is for "
                          f"other data (space '{space.name}'); allowed: --split evaluation")
     else:
-        data = load_split(args.split)
+        data = load_split(split)
     net = extract_calibrated(supernet, cfg, package.calibration if package is not None else None)
-    print_json({"supernet": str(args.supernet), "config": cfg.to_dict(), "split": args.split,
+    print_json({"supernet": str(args.supernet), "config": cfg.to_dict(), "split": split,
                  "images": len(data), "accuracy": accuracy(net, data.images, data.labels, space),
                  "macs": analyze(space, cfg)["macs"]})
     return EXIT_OK

@@ -62,6 +62,13 @@ def run_package(args: argparse.Namespace) -> int:
     _positive("--evaluation-images", args.evaluation_images)
     _image_size(args.image_size)
     _check_out(args.out)
+    run_dir = Path(args.run)
+    if not (run_dir / "supernet.pt").is_file():   # before torch loads
+        raise ValueError(f"--run '{args.run}' " + ("has no supernet.pt: the run has not finished (resume it "
+                         f"with `python -m ofa_engine train --out {args.run} --resume`)" if run_dir.is_dir()
+                         else "is not a folder; allowed: a training run folder (train --out)"))
+    if not Path(args.data).is_dir():
+        raise ValueError(f"--data '{args.data}' is not a folder; allowed: an ImageFolder (one sub-folder per class)")
     import torch
 
     from ..packages import load_package

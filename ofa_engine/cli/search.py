@@ -10,7 +10,7 @@ from ..files import FileLimitError, loads_json
 from ..search.constraints import CONSTRAINT_FIELDS, UNITS, Constraints
 from ..search.core import STRATEGIES
 from ..search.strategies import make_strategy
-from .args import EXIT_OK, SUPERNET_HELP, precision_argument, print_json, register
+from .args import EXIT_OK, precision_argument, print_json, register
 
 _FLAG_HELP = {"latency_ms": "latency bound (ms, from the profile's latency model)",
               "peak_memory_kb": "peak activation memory bound (KB, int8)",

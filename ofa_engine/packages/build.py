@@ -24,7 +24,7 @@ from ..files import atomic_path, atomic_write, atomic_write_json, check_output_p
 from .manifest import MANIFEST_NAME, PACKAGE_FORMAT, PACKAGE_VERSION, PackageError, validate_manifest
 from .package import clear_package_cache, load_package
 
-__all__ = ["write_package", "package_from_run", "add_accuracy_predictor", "add_command", "accuracy_report",
+__all__ = ["write_package", "package_from_run", "check_destination", "add_accuracy_predictor", "add_command", "accuracy_report",
            "sha256_of", "utc_now", "WEIGHTS_FILE", "CALIBRATION_FILE", "EVALUATION_FILE", "PREDICTOR_FILE",
            "DATASET_FILE"]
 
@@ -47,7 +47,7 @@ def utc_now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
-def _check_destination(out: str | os.PathLike) -> Path:
+def check_destination(out: str | os.PathLike) -> Path:
     out = Path(out)
     if out.suffix == ".zip":
         check_output_path(out, "--out")
@@ -79,7 +79,7 @@ def write_package(out: str | os.PathLike, supernet: Any, calibration: ImageSet, 
     fields (the official presets). `accuracy_predictor`: an `AccuracyPredictor` to include.
     `extra_files`: package file name -> a file to copy in (e.g. an accuracy-dataset CSV)."""
     from safetensors.torch import save_file
-    out = _check_destination(out)
+    out = check_destination(out)
     sp = supernet.space
     labels = list(labels if labels is not None else sp.labels)
     if len(labels) != sp.num_classes:
@@ -169,7 +169,7 @@ def package_from_run(run_dir: str | os.PathLike, data_dir: str | os.PathLike, ou
     from ..datasets.images import sample_image_folder
     from ..training.checkpoint import load_supernet_file
     run_dir = Path(run_dir)
-    _check_destination(out)
+    check_destination(out)
     weights = run_dir / "supernet.pt"
     if not run_dir.is_dir():
         raise ValueError(f"--run '{run_dir}' is not a folder; allowed: a training run folder (train --out)")

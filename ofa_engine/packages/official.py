@@ -68,8 +68,8 @@ def import_official_package(checkpoint: str | os.PathLike, data_dir: str | os.Pa
     space's largest resolution)."""
     from ..datasets.images import sample_image_folder
     from ..families.mbv3.official import import_official_ofa
-    from .build import _check_destination
-    _check_destination(out)
+    from .build import check_destination
+    check_destination(out)
     state = read_checkpoint(checkpoint, "--checkpoint")
     try:
         supernet = import_official_ofa(state).eval()
