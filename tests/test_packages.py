@@ -139,6 +139,32 @@ def test_written_package_loads_from_folder_and_zip(small_package, tmp_path):
     assert np.array_equal(zipped.evaluation.images, package.evaluation.images)
 
 
+def test_latency_profiles_in_a_package(small_package, tmp_path):
+    root = Path(__file__).resolve().parents[1]
+    folder = _copy(small_package, tmp_path)
+    shutil.copy(root / "assets" / "profiles" / "cpu-ort-1t.json", folder / "cpu.json")
+    data = _manifest(folder)
+    _write_manifest(folder, {**data, "latency_profiles": [{"file": "cpu.json"}]})
+    clear_package_cache()
+    package = load_package(folder)
+    assert [p.name for p in package.latency_profiles] == ["cpu-ort-1t"]
+    assert package.summary()["latency_profiles"] == ["cpu-ort-1t"]
+    profile = json.loads((folder / "cpu.json").read_text())
+    (folder / "cpu.json").write_text(json.dumps({**profile, "space": "ofa-mbv3-w1.0",
+                                                 "latency_model": {**profile["latency_model"], "space": "ofa-mbv3-w1.0"}}))
+    _refused(folder, "cpu.json", "latency_profiles[0]", "ofa-mbv3-w1.0")
+
+
+def test_written_zip_package(tmp_path):
+    torch.manual_seed(1)
+    out = write_package(tmp_path / "z.zip", build_supernet("tiny-fmnist").eval(), _images(10, 3), _images(10, 4),
+                        name="zipped")
+    assert out.suffix == ".zip" and not list(tmp_path.glob(".z*"))   # no temporary folder left
+    assert load_package(out).name == "zipped"
+    with pytest.raises(ValueError, match="never overwritten"):
+        write_package(out, build_supernet("tiny-fmnist"), _images(10, 3), _images(10, 4), name="again")
+
+
 def test_package_without_predictor_ranks_by_macs_and_says_so(small_package):
     from ofa_engine.pipeline.specialize import specialize
     spec = specialize(None, {"macs_m": 2.0}, supernet=small_package, strategy="random",

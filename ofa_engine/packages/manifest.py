@@ -201,11 +201,12 @@ def _allowed(model: type[BaseModel], loc: tuple) -> str | None:
         field = current.model_fields.get(str(item))
         if field is None:
             return description
-        description = field.description
         annotation = field.annotation
         args = getattr(annotation, "__args__", ()) or ()
         nested = [a for a in (annotation, *args) if isinstance(a, type) and issubclass(a, BaseModel)]
         current = nested[0] if nested else None
+        description = field.description or (
+            f"an object with the fields {sorted(current.model_fields)}" if current is not None else None)
     return description
 
 
