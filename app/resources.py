@@ -19,7 +19,7 @@ import streamlit as st
 
 ROOT = Path(__file__).resolve().parent.parent
 SUPERNET = "tiny-fmnist"
-PREDICTOR_CSV = ROOT / "assets" / "predictors" / f"{SUPERNET}-accuracy.csv"
+PREDICTOR_CSV = ROOT / "assets" / "supernets" / SUPERNET / "accuracy-dataset.csv"
 PROFILES_DIR = ROOT / "assets" / "profiles"
 MAX_UPLOAD_BYTES = 512 * 1024  # profile CSVs / JSONs are a few KB; keep uploads small
 

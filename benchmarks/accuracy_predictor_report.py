@@ -47,9 +47,9 @@ from ofa_engine.families.mbv3.space import SearchSpace  # noqa: E402
 TARGETS = {"rmse_points": 0.3, "kendall_tau": 0.8}
 HOLDOUT_IMAGES = 5000
 # (label, fit options); the constant and ridge rows are baselines, the rest MLPs.
-# The command that built the dataset (assets/predictors/README.md): two shards fill one CSV.
+# The command that built the dataset (assets/supernets/tiny-fmnist/PREDICTOR.md): two shards fill one CSV.
 DATASET_COMMAND = ("two builds appending to one CSV: `python -m ofa_engine accuracy-dataset --supernet tiny-fmnist "
-                   "--n 2000 --out assets/predictors/tiny-fmnist-accuracy.csv --threads 1 --shard K/2`, then the same "
+                   "--n 2000 --out assets/supernets/tiny-fmnist/accuracy-dataset.csv --threads 1 --shard K/2`, then the same "
                    "with `--n 5000` (5,000 other random subnets), each for K = 0 and 1 at the same time")
 
 # OFA's 3 x 400 MLPs take minutes per fit at 1,000+ rows: `--skip-slow` leaves them out.
@@ -354,8 +354,8 @@ def plot(path: Path, measured_train, predicted_train, measured_test, predicted_t
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--csv", default=str(REPO / "assets/predictors/tiny-fmnist-accuracy.csv"))
-    parser.add_argument("--predictor", default=str(REPO / "assets/predictors/tiny-fmnist-accuracy.npz"))
+    parser.add_argument("--csv", default=str(REPO / "assets/supernets/tiny-fmnist/accuracy-dataset.csv"))
+    parser.add_argument("--predictor", default=str(REPO / "assets/supernets/tiny-fmnist/accuracy-predictor.npz"))
     parser.add_argument("--doc", default=str(REPO / "docs/predictors-report.md"))
     parser.add_argument("--plot", default=str(REPO / "docs/img/accuracy-tiny-fmnist.png"))
     parser.add_argument("--folds", type=int, default=5, help="cross-validation folds (0 = skip)")
@@ -418,7 +418,7 @@ def main(argv=None) -> int:
         f"- Machine: {cpu_model()}, {os.cpu_count()} cores (shared with other jobs), 1 torch thread; "
         f"Python {platform.python_version()}, torch {torch.__version__}, numpy {np.__version__}.",
         f"- Date: {datetime.date.today().isoformat()}.",
-        f"- Dataset: `assets/predictors/tiny-fmnist-accuracy.csv`, {len(rows)} subnets (largest, smallest, "
+        f"- Dataset: `assets/supernets/tiny-fmnist/accuracy-dataset.csv`, {len(rows)} subnets (largest, smallest, "
         f"then uniform random, seed 0), accuracy {100 * y.min():.2f}..{100 * y.max():.2f}% "
         f"(mean {100 * p:.2f}%, sd {100 * y.std():.2f} points), MACs {macs.min() / 1e6:.2f}..{macs.max() / 1e6:.2f} M.",
         f"  Build time: {build_seconds / 60:.0f} min of per-subnet time (extract + BN recalibration on 2k "
@@ -429,7 +429,7 @@ def main(argv=None) -> int:
            f"commands, the fit command and this script to complete it."]
           if len(rows) < n_full else []),
         f"  Command: {DATASET_COMMAND}",
-        f"- Predictor: `assets/predictors/tiny-fmnist-accuracy.npz` (+ `.json`); command: `{meta.get('command')}`",
+        f"- Predictor: `assets/supernets/tiny-fmnist/accuracy-predictor.npz` (+ `.json`); command: `{meta.get('command')}`",
         f"- Report: `python benchmarks/accuracy_predictor_report.py --folds {args.folds} --epochs {args.epochs} "
         f"--noise-subnets {args.noise_subnets}{' --skip-slow' if args.skip_slow else ''}"
         f"{' --curve' if args.curve else ''}{f' --jobs {args.jobs}' if args.jobs > 1 else ''}`",

@@ -8,7 +8,7 @@ bundled 2,000 training images, and evaluated on the 10k Fashion-MNIST test set; 
         --scratch large=largest=runs/tiny-fmnist/phase-00-full.pt \
         --scratch small=smallest=runs/scratch-smallest/supernet.pt \
         --scratch medium=random:278=runs/scratch-random-278/supernet.pt \
-        --record-twins assets/supernet/twins.json
+        --record-twins assets/supernets/tiny-fmnist/twins.json
 
 A twin's accuracy does not depend on the supernet, and run folders are not kept: `--record-twins`
 writes each twin measured from weights (config, correct / images, split, weights file, date) to a
@@ -155,7 +155,7 @@ def write_report(args, space, results, twins, log, seconds) -> None:
         f"torch {torch.__version__}; the evaluation took {seconds:.0f} s.",
         "",
         f"Every subnet is extracted from the supernet, its BatchNorm statistics are recalibrated on the "
-        f"bundled 2,000 training images (`assets/data/fmnist-calib-2k.npz`), and it is evaluated on the "
+        f"bundled 2,000 training images (`assets/supernets/tiny-fmnist/calibration.npz`), and it is evaluated on the "
         f"{'10,000-image Fashion-MNIST test set' if args.split == 'test' else args.split + ' split'}. "
         f"No fine-tuning.",
         "",

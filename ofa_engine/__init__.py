@@ -11,6 +11,7 @@ Layers, each importing only the ones above it in this list (tests/test_layers.py
 - `predictors/`: accuracy and latency predictors and their metrics;
 - `devices/`: device profiles, the MCU catalogue, the profile kit, rescaling;
 - `training/`: progressive shrinking, supernet files, the accuracy dataset;
+- `packages/`: supernet packages (weights, labels, images, predictor, provenance) and their loader;
 - `search/`: constraints, the evaluator, the strategies;
 - `pipeline/`: `specialize`, search to a verified ONNX file;
 - `cli/`: the command line, a leaf that nothing imports.
@@ -36,6 +37,7 @@ _PUBLIC = {
     "extract_calibrated": "training.bundled", "load_supernet": "training.bundled",
     "load_profile": "devices.profiles", "list_profiles": "devices.profiles",
     "load_accuracy_predictor": "predictors.accuracy",
+    "load_package": "packages.package", "list_packages": "packages.package",
     "Constraints": "search.constraints", "InfeasibleBudgetError": "search.constraints",
     "Evaluator": "search.evaluator", "search": "search.core",
     "specialize": "pipeline.specialize", "Specialization": "pipeline.specialize",

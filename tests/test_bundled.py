@@ -134,11 +134,11 @@ def test_calibrate_bn_with_two_workers_equals_one_pass():
 
 
 def test_bundled_predictor_was_fitted_on_the_bundled_supernet_and_dataset():
-    """Retraining the supernet invalidates the accuracy data and predictor (assets/predictors/
-    README.md): the shipped predictor must name the shipped supernet's digest and the CSV's rows."""
+    """Retraining the supernet invalidates the accuracy data and predictor (assets/supernets/tiny-fmnist/
+    PREDICTOR.md): the shipped predictor must name the shipped supernet's digest and the CSV's rows."""
     from ofa_engine.training.accuracy_dataset import read_accuracy_csv
     from ofa_engine.predictors.accuracy import BUNDLED_PREDICTORS, file_digest
     meta = json.loads(BUNDLED_PREDICTORS["tiny-fmnist"].with_suffix(".json").read_text())
     assert meta["supernet_digest"] == file_digest(BUNDLED_SUPERNETS["tiny-fmnist"])
-    rows = read_accuracy_csv(BUNDLED_PREDICTORS["tiny-fmnist"].with_suffix(".csv"))
+    rows = read_accuracy_csv(BUNDLED_PREDICTORS["tiny-fmnist"].with_name("accuracy-dataset.csv"))
     assert meta["dataset"]["rows"] == len(rows) >= 1000

@@ -24,6 +24,7 @@ LAYERS = {
     "families": 2, "datasets": 2,
     "runtime": 3, "predictors": 3,
     "devices": 4, "training": 4,
+    "packages": 4.5,
     "search": 5,
     "pipeline": 6,
     "cli": 7, "__main__": 7,

@@ -11,6 +11,8 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import numpy as np
+
 import pytest
 import torch
 
@@ -289,3 +291,132 @@ def test_duplicate_spelling_and_garbage():
     assert "empty" in _error({}) and "unexpected key 'fc.weight'" in _error({"fc.weight": torch.zeros(2)})
     with pytest.raises(ValueError):
         import_official_ofa([("first_conv.conv.weight", torch.zeros(1))])
+
+
+# ---------------------------------------------------------------- official checkpoints as a package
+@pytest.fixture(scope="module")
+def official_package(tmp_path_factory):
+    """An official-format w1.0 checkpoint and accuracy predictor with random weights (built with
+    the `ofa` package), and a 1000-class ImageNet-style folder of tiny images, imported with
+    `import-official`."""
+    pytest.importorskip("ofa")
+    from PIL import Image
+    from ofa.imagenet_classification.elastic_nn.networks import OFAMobileNetV3
+    from ofa.nas.accuracy_predictor import AccuracyPredictor, MobileNetArchEncoder
+
+    from ofa_engine.cli import main
+
+    space = SearchSpace.preset("ofa-mbv3-w1.0")
+    torch.manual_seed(10)
+    net = OFAMobileNetV3(n_classes=1000, dropout_rate=0, width_mult=1.0, ks_list=[3, 5, 7],
+                         expand_ratio_list=[3, 4, 6], depth_list=[2, 3, 4])
+    # The official initialisation, not _randomise: specialize recalibrates BN on the package's
+    # images, and _randomise's network is chaotic enough that the export check's random batch
+    # then gives logits of O(1000) (float32 rounding alone exceeds TOL); this one stays O(1).
+    _calibrate_bn(net, _input(128), seed=10)
+    encoder = MobileNetArchEncoder(image_size_list=list(space.resolutions), ks_list=[3, 5, 7],
+                                   expand_list=[3, 4, 6], depth_list=[2, 3, 4])
+    torch.manual_seed(5)
+    predictor = AccuracyPredictor(encoder, device="cpu")
+    with torch.no_grad():
+        predictor.base_acc.fill_(0.75)
+    root = tmp_path_factory.mktemp("official")
+    torch.save({"state_dict": net.state_dict()}, root / "ofa_mbv3_d234_e346_k357_w1.0.pth")
+    torch.save(predictor.state_dict(), root / "acc_predictor.pth")
+    rng = np.random.default_rng(0)
+    for c in range(1000):   # noise like the export check's random batch, at the stored size
+        (root / "imagenet" / f"n{c:08d}").mkdir(parents=True)
+        pixels = np.clip(115 + 58 * rng.standard_normal((128, 128, 3)), 0, 255).astype(np.uint8)
+        Image.fromarray(pixels).save(root / "imagenet" / f"n{c:08d}" / "0.png", compress_level=0)
+    pkg = root / "ofa-w1.0"
+    assert main(["import-official", "--checkpoint", str(root / "ofa_mbv3_d234_e346_k357_w1.0.pth"),
+                 "--accuracy-predictor", str(root / "acc_predictor.pth"), "--data", str(root / "imagenet"),
+                 "--out", str(pkg), "--calibration-images", "8", "--evaluation-images", "4",
+                 "--image-size", "128", "--no-accuracy-report"]) == 0
+    return net, predictor, pkg, root
+
+
+def test_official_package_and_its_predictor(official_package):
+    from ofa_engine.packages import load_package
+    net, predictor, pkg, _ = official_package
+    package = load_package(pkg)
+    assert package.space.name == "ofa-mbv3-w1.0" and package.num_classes == 1000 and package.channels == 3
+    assert package.labels[:2] == ("n00000000", "n00000001") and len(package.calibration) == 8
+    assert len(package.supernet.state_dict()) == len(net.state_dict()) == 475
+    space = package.space
+    configs = [space.largest(), space.smallest()] + [space.sample(seed) for seed in range(30)]
+    with torch.no_grad():
+        theirs = predictor.predict_acc([c.to_dict() for c in configs]).numpy()
+    ours = package.accuracy_predictor.predict(configs)
+    assert np.abs(ours - theirs).max() <= 1e-5
+    assert theirs.std() > 1e-3   # the predictions differ between configs: the comparison means something
+
+
+def test_official_package_specializes_and_matches_the_official_subnet(official_package, tmp_path, capsys):
+    import json
+
+    import onnx
+    import onnxruntime as ort
+
+    from ofa_engine.cli import main
+    net, _, pkg, _ = official_package
+    out = tmp_path / "m.onnx"
+    assert main(["specialize", "--supernet", str(pkg), "--macs-m", "150", "--option", "generations=10",
+                 "--out", str(out)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["measured"]["macs"] <= 150e6 and report["predicted"]["accuracy_source"] == "predictor"
+    model = onnx.load(out)
+    assert [d.dim_value for d in model.graph.output[0].type.tensor_type.shape.dim][1:] == [1000]
+    assert json.loads({p.key: p.value for p in model.metadata_props}["labels"])[999] == "n00000999"
+
+    # The same config at 128 px, where the random BN statistics were set (at other sizes this
+    # random network's activations grow until float32 rounding alone exceeds TOL, see
+    # _calibrate_bn), exported with the supernet's own statistics: equal to the official subnet.
+    cfg = dict(report["config"], image_size=128)
+    plain = tmp_path / "plain.onnx"
+    assert main(["export", "--supernet", str(pkg), "--config", json.dumps(cfg), "--out", str(plain),
+                 "--no-bn-recalibration"]) == 0
+    x = _input(128, batch=2, seed=3)
+    got = ort.InferenceSession(str(plain), providers=["CPUExecutionProvider"]).run(None, {"input": x.numpy()})[0]
+    with torch.no_grad():
+        net.set_active_subnet(ks=cfg["ks"], e=cfg["e"], d=cfg["d"])
+        expected = net(x).numpy()
+        net.set_max_net()
+        other = net(x).numpy()
+    diff = np.abs(got - expected).max()
+    assert diff <= TOL
+    # Meaningful: the logits differ between the two inputs, and between this subnet and the
+    # largest, by far more than between ours and the official (measured: 1.7e-4, 2.5 and 8e-8).
+    assert np.abs(expected[0] - expected[1]).max() > 100 * diff
+    assert np.abs(other - expected).max() > 100 * TOL
+
+
+def test_import_official_refuses_a_hostile_or_wrong_checkpoint(official_package, tmp_path, capsys):
+    import os
+    import pickle
+
+    from ofa_engine.cli import main
+    _, _, _, root = official_package
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    evil = tmp_path / "evil.pth"
+    evil.write_bytes(pickle.dumps({"state_dict": Evil()}))
+    wrong = tmp_path / "wrong.pth"
+    torch.save({"state_dict": {"fc.weight": torch.zeros(2)}}, wrong)
+    for checkpoint, pattern in ((evil, "cannot be read"), (wrong, "unexpected key 'fc.weight'")):
+        assert main(["import-official", "--checkpoint", str(checkpoint), "--data", str(root / "imagenet"),
+                     "--out", str(tmp_path / "pkg")]) == 2
+        err = capsys.readouterr().err
+        assert "--checkpoint" in err and pattern in err, err
+    assert not marker.exists() and not (tmp_path / "pkg").exists()
+    bad_predictor = tmp_path / "acc.pth"
+    torch.save({"layers.0.0.weight": torch.zeros(400, 7), "layers.0.0.bias": torch.zeros(400),
+                "layers.1.weight": torch.zeros(1, 400), "base_acc": torch.zeros(1)}, bad_predictor)
+    assert main(["import-official", "--checkpoint", str(root / "ofa_mbv3_d234_e346_k357_w1.0.pth"),
+                 "--accuracy-predictor", str(bad_predictor), "--data", str(root / "imagenet"),
+                 "--out", str(tmp_path / "pkg")]) == 2
+    assert "(hidden, 145)" in capsys.readouterr().err

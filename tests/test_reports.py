@@ -57,7 +57,7 @@ def test_twin_records_that_do_not_fit_the_report_are_refused(report, tmp_path):
 
 
 def test_bundled_twin_records_fit_the_space_and_the_test_set(report):
-    records = report.read_twin_records(str(REPO / "assets" / "supernet" / "twins.json"), SPACE, "test", 10000)
+    records = report.read_twin_records(str(REPO / "assets" / "supernets" / "tiny-fmnist" / "twins.json"), SPACE, "test", 10000)
     assert [r["label"] for r in records] == ["large", "small", "medium"]
     assert all(0 < r["correct"] <= r["images"] for r in records)
 

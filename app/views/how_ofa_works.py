@@ -177,7 +177,7 @@ frame = predictor_samples()
 if frame is not None:
     st.markdown(f"{len(frame):,} subnets (the largest, the smallest, then uniformly random ones), each "
                 "extracted, BN-recalibrated and measured on the 5,000 Fashion-MNIST holdout images training "
-                "never saw: the accuracy predictor's training data (`assets/predictors/tiny-fmnist-accuracy.csv`). "
+                "never saw: the accuracy predictor's training data (`assets/supernets/tiny-fmnist/accuracy-dataset.csv`). "
                 "Red: the Pareto front.")
 else:
     st.info("The accuracy predictor's data set is not bundled in this checkout; measure a small "

@@ -19,8 +19,11 @@ if TYPE_CHECKING:
     from ..families.mbv3.supernet import Supernet
 
 __all__ = ["COMMANDS", "Command", "EXIT_FAILURE", "EXIT_OK", "EXIT_USAGE", "UsageError", "config_argument",
-           "load_config", "load_space", "load_trained", "load_weights", "print_json", "register",
-           "space_argument"]
+           "load_config", "load_package_arg", "load_source", "load_space", "load_trained", "load_weights",
+           "print_json", "register", "space_argument", "SUPERNET_HELP"]
+
+SUPERNET_HELP = ("supernet package: a bundled name (tiny-fmnist), a package folder or .zip "
+                 "(docs/packages.md); or a supernet file from training (supernet.pt)")
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
@@ -129,3 +132,27 @@ def load_trained(name_or_path: str) -> Supernet:
         return load_supernet(name_or_path)
     except (ValueError, FileNotFoundError) as exc:
         raise ValueError(f"--supernet: {exc}") from None
+
+
+def load_package_arg(text: str, flag: str = "--supernet"):
+    """The package `text` names (bundled name, folder or .zip); `ValueError` naming `flag`."""
+    from ..packages import load_package
+    try:
+        return load_package(text)
+    except (ValueError, FileNotFoundError) as exc:
+        raise ValueError(f"{flag}: {exc}") from None
+
+
+def _is_supernet_file(text: str) -> bool:
+    from pathlib import Path
+    path = Path(text)
+    return path.is_file() and path.suffix != ".zip"
+
+
+def load_source(text: str, flag: str = "--supernet"):
+    """(supernet, package or None): a package, or a plain supernet file from training (whose
+    subnets are recalibrated on the bundled calibration images, as before packages)."""
+    if _is_supernet_file(text):
+        return load_trained(text), None
+    package = load_package_arg(text, flag)
+    return package.supernet, package

@@ -14,8 +14,8 @@ from ..families.mbv3.analytics import analyze
 from ..families.mbv3.space import SearchSpace, list_presets
 from ..files import check_output_path, read_json
 from ..runtime.common import MAX_OPSET, MIN_OPSET
-from .args import (EXIT_OK, UsageError, config_argument, load_config, load_space, load_trained, load_weights,
-                   precision_argument, print_json, register, space_argument)
+from .args import (EXIT_OK, SUPERNET_HELP, UsageError, config_argument, load_config, load_source, load_space,
+                   load_weights, precision_argument, print_json, register, space_argument)
 
 
 # ---------------------------------------------------------------------- analyze
@@ -38,15 +38,18 @@ def _export_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--space", metavar="NAME",
                         help=f"search space (fresh or --weights), one of {', '.join(list_presets())}")
-    source.add_argument("--supernet", metavar="NAME|FILE",
-                        help="trained supernet ('tiny-fmnist' = bundled, or a file from training); "
-                             "the subnet's BN statistics are recalibrated")
+    source.add_argument("--supernet", metavar="PKG",
+                        help=SUPERNET_HELP + "; the subnet's BN statistics are recalibrated on its "
+                             "calibration images (unless --no-bn-recalibration)")
     parser.add_argument("--weights", metavar="FILE",
                         help="with --space: supernet state dict (torch.save or .safetensors); "
                              "without it the weights are freshly initialised (seed 0)")
     config_argument(parser)
     parser.add_argument("--out", required=True, metavar="PATH", help="ONNX file to write")
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset, 17..20 (default 17)")
+    parser.add_argument("--no-bn-recalibration", action="store_true",
+                        help="with --supernet: keep the supernet's own BN statistics (to compare the "
+                             "subnet with another implementation's)")
     precision_argument(parser)
 
 
@@ -56,14 +59,22 @@ def run_export(args: argparse.Namespace) -> int:
     if not MIN_OPSET <= args.opset <= MAX_OPSET:
         raise ValueError(f"--opset {args.opset}; allowed: {MIN_OPSET}..{MAX_OPSET} (MIN_OPSET..MAX_OPSET)")
     from ..training.bundled import extract_calibrated
+    if args.supernet is None and args.no_bn_recalibration:
+        raise UsageError("--no-bn-recalibration goes with --supernet (a --space export is never recalibrated)")
     if args.supernet is not None:
         if args.weights is not None:
             raise UsageError("--weights goes with --space, not with --supernet")
-        supernet = load_trained(args.supernet)
+        supernet, package = load_source(args.supernet)
         space = supernet.space
         cfg = load_config(space, args.config)
-        net = extract_calibrated(supernet, cfg)
+        if args.no_bn_recalibration:
+            net = supernet.extract(cfg)
+        else:
+            net = extract_calibrated(supernet, cfg, package.calibration if package is not None else None)
+        precision_inputs = {} if package is None else {"calibration": package.calibration,
+                                                       "evaluation": package.evaluation}
     else:
+        precision_inputs = {}
         space = load_space(args.space)
         cfg = load_config(space, args.config)
         import torch
@@ -81,7 +92,10 @@ def run_export(args: argparse.Namespace) -> int:
         net = supernet.extract(cfg)
     from ..runtime.export import export_onnx, verify_onnx
     from ..runtime.quantize import quantization_metadata, weight_bytes
-    path = export_onnx(net, cfg, args.out, space=space, opset=args.opset, precision=args.precision)
+    if args.precision == "fp32":
+        precision_inputs = {}
+    path = export_onnx(net, cfg, args.out, space=space, opset=args.opset, precision=args.precision,
+                       **precision_inputs)
     summary = {
         "path": str(path),
         "bytes": Path(path).stat().st_size,
@@ -90,6 +104,8 @@ def run_export(args: argparse.Namespace) -> int:
         "metrics": analyze(space, cfg),
         "opset": args.opset,
     }
+    if args.supernet is not None:
+        summary["bn"] = "the supernet's own statistics" if args.no_bn_recalibration else "recalibrated"
     if args.precision == "fp32":
         # Re-measured on the file at its final path (export_onnx already checked it).
         summary["max_abs_diff"] = verify_onnx(path, net)
@@ -103,12 +119,13 @@ def run_export(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------- evaluate
 def _evaluate_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--supernet", required=True, metavar="NAME|FILE",
-                        help="'tiny-fmnist' (bundled) or a supernet file from training")
+    parser.add_argument("--supernet", required=True, metavar="PKG", help=SUPERNET_HELP)
     config_argument(parser)
-    parser.add_argument("--split", default="test", choices=["test", "holdout", "test2k"],
-                        help="test: 10k official test set; holdout: the 5k held out of training; "
-                             "test2k: the bundled 2k test images (no download)")
+    parser.add_argument("--split", default=None, choices=["test", "holdout", "test2k", "evaluation"],
+                        help="evaluation: the package's evaluation images (the default for a package of "
+                             "other data); for Fashion-MNIST supernets also test (the 10k official test set, "
+                             "their default), holdout (the 5k held out of training) and test2k (the bundled "
+                             "2k test images, no download)")
 
 
 @register("evaluate", "accuracy of a subnet (BN recalibrated) and its MACs, as JSON", _evaluate_arguments)
@@ -117,12 +134,24 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from ..runtime.evaluation import accuracy
     from ..training.bundled import extract_calibrated
 
-    supernet = load_trained(args.supernet)
+    from ..families.mbv3.space import FASHION_MNIST_LABELS
+    supernet, package = load_source(args.supernet)
     space = supernet.space
     cfg = load_config(space, args.config)
-    data = load_split(args.split)
-    net = extract_calibrated(supernet, cfg)
-    print_json({"supernet": str(args.supernet), "config": cfg.to_dict(), "split": args.split,
+    fashion = space.in_channels == 1 and tuple(space.labels or FASHION_MNIST_LABELS) == FASHION_MNIST_LABELS
+    split = args.split or ("test" if fashion or package is None else "evaluation")
+    if split == "evaluation":
+        if package is None:
+            raise ValueError(f"--split evaluation: '{args.supernet}' is a supernet file, not a package; "
+                             f"allowed here: test, holdout, test2k")
+        data = package.evaluation
+    elif not fashion:
+        raise ValueError(f"--split {split} holds Fashion-MNIST images; supernet '{args.supernet}' is for "
+                         f"other data (space '{space.name}'); allowed: --split evaluation")
+    else:
+        data = load_split(split)
+    net = extract_calibrated(supernet, cfg, package.calibration if package is not None else None)
+    print_json({"supernet": str(args.supernet), "config": cfg.to_dict(), "split": split,
                  "images": len(data), "accuracy": accuracy(net, data.images, data.labels, space),
                  "macs": analyze(space, cfg)["macs"]})
     return EXIT_OK
@@ -140,6 +169,9 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default="fashion-mnist",
                         help="'fashion-mnist' (Debian package) or 'folder:PATH' (ImageFolder, one sub-folder per class)")
     parser.add_argument("--image-size", type=int, default=28, help="stored size of ImageFolder images")
+    parser.add_argument("--channels", type=int, choices=(1, 3),
+                        help="with folder:PATH: input channels (default: the space's); another count than "
+                             "the space's takes its normalisation from the training images")
     parser.add_argument("--max-train-images", type=int, help="use only the first N training images")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     parser.add_argument("--init-from", metavar="FILE",
@@ -159,13 +191,21 @@ def run_train(args: argparse.Namespace) -> int:
         train_set, val_set = load_split("train"), load_split("holdout")
         calib = train_set.subset(np.random.default_rng(1).choice(len(train_set), 2000, replace=False))
     elif args.data.startswith("folder:"):
-        data = load_image_folder(args.data.split(":", 1)[1], args.image_size, space.in_channels)
+        channels = args.channels or space.in_channels
+        data = load_image_folder(args.data.split(":", 1)[1], args.image_size, channels)
         order = np.random.default_rng(0).permutation(len(data))
         n_val = max(1, len(data) // 10)
         train_set, val_set = data.subset(order[n_val:]), data.subset(order[:n_val])
         calib = train_set.subset(np.arange(min(2000, len(train_set))))
+        normalisation = {}
+        if channels != space.in_channels:
+            # Per-channel mean and std of the training images (after scaling to [0, 1]).
+            pixels = (train_set.images if channels > 1 else train_set.images[:, None]).astype(np.float64) / 255.0
+            normalisation = {"in_channels": channels,
+                             "mean": tuple(round(float(v), 4) for v in pixels.mean(axis=(0, 2, 3))),
+                             "std": tuple(round(max(float(v), 1e-3), 4) for v in pixels.std(axis=(0, 2, 3)))}
         space = dataclasses.replace(space, name=f"{space.name}-custom", num_classes=len(data.classes),
-                                    labels=tuple(data.classes))
+                                    labels=tuple(data.classes), **normalisation)
     else:
         raise ValueError(f"--data must be 'fashion-mnist' or 'folder:PATH', got '{args.data}'")
     if args.max_train_images is not None:

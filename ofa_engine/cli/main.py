@@ -18,7 +18,7 @@ import threading
 from typing import Iterator, Sequence
 
 from ..runtime.common import ExportVerificationError, QuantizationRefusedError
-from . import core, devices, predictors, search  # noqa: F401  (each registers its commands)
+from . import core, devices, packages, predictors, search  # noqa: F401  (each registers its commands)
 from .args import COMMANDS, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageError
 
 __all__ = ["main", "build_parser"]

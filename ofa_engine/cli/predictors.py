@@ -1,4 +1,8 @@
-"""Commands that build and fit the predictors: accuracy-dataset, fit-accuracy-predictor."""
+"""Commands that build and fit the predictors: accuracy-dataset, fit-accuracy-predictor.
+
+Both take a supernet package (`--supernet PKG`): without `--out` they write into it (the CSV
+beside its weights, the predictor named in its manifest) and record the command in its
+provenance. A plain supernet file from training still works with `--out`."""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..predictors.metrics import split_indices as train_test_split
-from .args import EXIT_OK, load_space, load_trained, register
+from .args import EXIT_OK, SUPERNET_HELP, UsageError, load_source, load_space, register
 
 # torch and the predictor and dataset modules are imported inside the commands: building the
 # parser of another command, or refusing a bad argument, should not wait for them.
@@ -18,11 +22,11 @@ from .args import EXIT_OK, load_space, load_trained, register
 
 def _accuracy_dataset_arguments(parser: argparse.ArgumentParser) -> None:
     from ..training.accuracy_dataset import DATASET_SEED
-    parser.add_argument("--supernet", required=True, metavar="NAME|FILE",
-                        help="'tiny-fmnist' (bundled) or a supernet file from training")
+    parser.add_argument("--supernet", required=True, metavar="PKG", help=SUPERNET_HELP)
     parser.add_argument("--n", type=int, default=1000, help="random subnets (plus largest and smallest)")
     parser.add_argument("--seed", type=int, default=DATASET_SEED, help="seed of the random subnets")
-    parser.add_argument("--out", required=True, metavar="CSV", help="CSV to write or resume")
+    parser.add_argument("--out", metavar="CSV",
+                        help="CSV to write or resume (default: accuracy-dataset.csv in the package folder)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--max-new", type=int, default=None, help="stop after this many new rows")
     parser.add_argument("--shard", default="0/1", metavar="K/N",
@@ -42,9 +46,13 @@ def run_accuracy_dataset(args: argparse.Namespace) -> int:
     if args.threads < 1:
         raise ValueError(f"--threads must be >= 1, got {args.threads}")
     torch.set_num_threads(args.threads)
-    supernet = load_trained(args.supernet)
+    supernet, package = load_source(args.supernet)
+    out = _package_output(args.out, package, "accuracy-dataset.csv", "--out")
     configs = dataset_configs(supernet.space, args.n, args.seed)
-    holdout, calib = load_split("holdout"), load_split("calib")
+    if package is None or package.manifest.predictor_images == "fashion-mnist-holdout":
+        holdout, calib = load_split("holdout"), load_split("calib")
+    else:   # the package's own labelled images
+        holdout, calib = package.evaluation, package.calibration
     started = time.perf_counter()
 
     def progress(done: int, todo: int, message: str) -> None:
@@ -59,22 +67,42 @@ def run_accuracy_dataset(args: argparse.Namespace) -> int:
             raise ValueError
     except ValueError:
         raise ValueError(f"--shard must look like K/N (e.g. 0/2), got '{args.shard}'") from None
-    added = build_accuracy_dataset(supernet, configs, args.out, holdout, calib, max_new=args.max_new,
+    added = build_accuracy_dataset(supernet, configs, out, holdout, calib, max_new=args.max_new,
                                    channels_last=args.channels_last, shard=shard, progress=progress)
-    total = len(read_accuracy_csv(args.out, supernet.space))
-    print(json.dumps({"out": str(args.out), "added": added, "rows": total,
+    total = len(read_accuracy_csv(out, supernet.space))
+    if package is not None and args.out is None:
+        from ..packages.build import add_command
+        add_command(package, f"python -m ofa_engine accuracy-dataset --supernet {args.supernet} --n {args.n} "
+                             f"--seed {args.seed}")
+    print(json.dumps({"out": str(out), "added": added, "rows": total,
                       "seconds": round(time.perf_counter() - started, 1)}), flush=True)
     return EXIT_OK
+
+
+def _package_output(out: str | None, package, file_name: str, flag: str) -> Path:
+    """`out`, or the file `file_name` in the package folder when `out` is None."""
+    if out is not None:
+        return Path(out)
+    if package is None:
+        raise UsageError(f"{flag} is needed with a supernet file (without it the result goes into a package)")
+    if not package.path.is_dir():
+        raise ValueError(f"--supernet '{package.path}' is a zip; give {flag}, or unzip the package to write "
+                         f"into it")
+    return package.path / file_name
 
 
 def _fit_accuracy_arguments(parser: argparse.ArgumentParser) -> None:
     from ..predictors.accuracy import (DEFAULT_ENSEMBLE, DEFAULT_HIDDEN, DEFAULT_WEIGHT_DECAY, SHIPPED_BASELINE,
                                        SHIPPED_MLP_INPUTS)
-    parser.add_argument("--csv", required=True, metavar="CSV", help="dataset from `accuracy-dataset`")
-    parser.add_argument("--space", default="tiny-fmnist", metavar="NAME", help="search space of the CSV")
-    parser.add_argument("--supernet", default="tiny-fmnist", metavar="NAME|FILE",
-                        help="supernet the CSV was measured on (its digest goes into the metadata)")
-    parser.add_argument("--out", required=True, metavar="NPZ", help="predictor file (.npz; .json beside it)")
+    parser.add_argument("--csv", metavar="CSV",
+                        help="dataset from `accuracy-dataset` (default: the package's accuracy-dataset.csv)")
+    parser.add_argument("--space", default=None, metavar="NAME",
+                        help="search space of the CSV (default: the package's, else tiny-fmnist)")
+    parser.add_argument("--supernet", default=None, metavar="PKG",
+                        help="package (or supernet file) the CSV was measured on: its digest goes into the "
+                             "metadata; without --out the predictor is written into the package")
+    parser.add_argument("--out", metavar="NPZ",
+                        help="predictor file (.npz; .json beside it); default: into the --supernet package")
     parser.add_argument("--test-fraction", type=float, default=0.2, help="held-out share (default 0.2)")
     parser.add_argument("--seed", type=int, default=0, help="split and training seed")
     # Other baselines and inputs are research (benchmarks/accuracy_predictor_report.py); these
@@ -96,13 +124,23 @@ def _fit_accuracy_arguments(parser: argparse.ArgumentParser) -> None:
 
 @register("fit-accuracy-predictor", "train the accuracy predictor on an accuracy-dataset CSV", _fit_accuracy_arguments)
 def run_fit_accuracy_predictor(args: argparse.Namespace) -> int:
-    if not Path(args.csv).is_file():   # before torch loads
+    if args.out is None and args.supernet is None:
+        raise UsageError("give --out, or --supernet PKG to write the predictor into that package")
+    if args.csv is not None and not Path(args.csv).is_file():   # before torch loads
         raise FileNotFoundError(2, "No such file", args.csv)
     import torch
 
     from ..predictors.accuracy import MAX_WIDTH, evaluate_accuracy_predictor, file_digest, fit_accuracy_predictor
     from ..training.accuracy_dataset import read_accuracy_csv
     from ..training.bundled import BUNDLED_SUPERNETS
+
+    supernet_name = args.supernet or "tiny-fmnist"
+    package = None
+    if args.supernet is not None and (args.out is None or args.csv is None or args.space is None):
+        package = load_source(args.supernet)[1]
+    csv_path = args.csv if args.csv is not None else str(_package_output(None, package, "accuracy-dataset.csv", "--csv"))
+    if not Path(csv_path).is_file():
+        raise FileNotFoundError(2, "No such file (run accuracy-dataset first)", csv_path)
 
     torch.set_num_threads(max(1, args.threads))
     try:
@@ -111,10 +149,11 @@ def run_fit_accuracy_predictor(args: argparse.Namespace) -> int:
         raise ValueError(f"--hidden must be comma-separated integers, got '{args.hidden}'") from None
     if not hidden or not all(1 <= w <= MAX_WIDTH for w in hidden):
         raise ValueError(f"--hidden widths must be 1..{MAX_WIDTH}, got '{args.hidden}'")
-    space = load_space(args.space)
-    rows = read_accuracy_csv(args.csv, space)
+    space = load_space(args.space) if args.space is not None else (
+        package.space if package is not None else load_space("tiny-fmnist"))
+    rows = read_accuracy_csv(csv_path, space)
     if len(rows) < 10:
-        raise ValueError(f"--csv: {args.csv} has {len(rows)} rows; at least 10 are needed")
+        raise ValueError(f"--csv: {csv_path} has {len(rows)} rows; at least 10 are needed")
     configs = [r["config"] for r in rows]
     y = np.array([r["accuracy"] for r in rows])
     train, test = train_test_split(len(rows), args.test_fraction, args.seed)
@@ -123,21 +162,36 @@ def run_fit_accuracy_predictor(args: argparse.Namespace) -> int:
                                        seed=args.seed, ensemble=args.ensemble)
     quality = evaluate_accuracy_predictor(predictor, [configs[i] for i in test], y[test])
     quality["n_train"] = int(len(train))
-    supernet_file = BUNDLED_SUPERNETS.get(args.supernet, Path(args.supernet))
+    if package is not None and package.path.is_dir():
+        supernet_file = package.path / package.manifest.weights.file
+    else:
+        supernet_file = BUNDLED_SUPERNETS.get(supernet_name, Path(supernet_name))
+    if package is not None and package.manifest.predictor_images == "evaluation":
+        target = (f"top-1 accuracy on the package's {len(package.evaluation)} evaluation images, BN recalibrated "
+                  f"on its calibration images (fraction)")
+    else:
+        target = "top-1 accuracy on the 5k Fashion-MNIST holdout, BN recalibrated (fraction)"
+    out_text = args.out if args.out is not None else "(into the package)"
     metadata = {
         "space": space.name,
-        "supernet": args.supernet,
+        "supernet": supernet_name,
         "supernet_digest": file_digest(supernet_file) if Path(supernet_file).is_file() else None,
         # The builder only appends, so the first `rows` rows identify the data even while it runs.
-        "dataset": {"csv": str(args.csv), "rows": len(rows)},
+        "dataset": {"csv": str(csv_path), "rows": len(rows)},
         "quality": {**quality, "split": f"seeded {args.test_fraction:.0%} held-out (seed {args.seed})"},
-        "target": "top-1 accuracy on the 5k Fashion-MNIST holdout, BN recalibrated (fraction)",
+        "target": target,
         "training": predictor.metadata["training"],
-        "command": (f"python -m ofa_engine fit-accuracy-predictor --csv {args.csv} --space {args.space} "
-                    f"--supernet {args.supernet} --out {args.out} --test-fraction {args.test_fraction} "
+        "command": (f"python -m ofa_engine fit-accuracy-predictor --csv {csv_path} --space {space.name} "
+                    f"--supernet {supernet_name} --out {out_text} --test-fraction {args.test_fraction} "
                     f"--seed {args.seed} --baseline {args.baseline} --mlp-inputs {args.mlp_inputs} --hidden {args.hidden} "
                     f"--epochs {args.epochs} --weight-decay {args.weight_decay} --ensemble {args.ensemble}"),
     }
-    path = predictor.save(args.out, metadata)
+    if args.out is None:
+        from ..packages.build import add_accuracy_predictor
+        if not package.path.is_dir():
+            raise ValueError(f"--supernet '{package.path}' is a zip; give --out, or unzip the package to write into it")
+        path = add_accuracy_predictor(package, predictor, metadata, command=metadata["command"])
+    else:
+        path = predictor.save(args.out, metadata)
     print(json.dumps({"out": str(path), **metadata["quality"]}, indent=2))
     return EXIT_OK

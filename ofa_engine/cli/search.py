@@ -19,7 +19,9 @@ _FLAG_HELP = {"latency_ms": "latency bound (ms, from the profile's latency model
 
 
 def _common_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--profile", required=True, metavar="NAME|FILE", help="device profile (see list in docs)")
+    parser.add_argument("--profile", metavar="NAME|FILE",
+                        help="device profile (see list in docs); without one: no latency, bounds on MACs, "
+                             "params, memory and Flash only")
     for name in CONSTRAINT_FIELDS:
         parser.add_argument("--" + name.replace("_", "-"), dest=name, type=float, metavar=UNITS[name].split()[0],
                             help=_FLAG_HELP[name])
@@ -28,7 +30,8 @@ def _common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                         help="strategy option, e.g. generations=100 (repeatable; VALUE is JSON)")
-    parser.add_argument("--supernet", default="tiny-fmnist", metavar="NAME", help="bundled supernet (default tiny-fmnist)")
+    parser.add_argument("--supernet", default="tiny-fmnist", metavar="PKG",
+                        help="supernet package: a bundled name (default tiny-fmnist), a package folder or .zip")
 
 
 def _options(items: list[str]) -> dict[str, Any]:
@@ -50,10 +53,12 @@ def _inputs(args: argparse.Namespace):
     from ..devices.profiles import load_profile
     if args.strategy not in STRATEGIES:
         raise ValueError(f"--strategy: unknown strategy '{args.strategy}'; allowed: {', '.join(STRATEGIES)}")
-    try:
-        profile = load_profile(args.profile)
-    except (ValueError, FileNotFoundError) as exc:
-        raise ValueError(f"--profile: {exc}") from None
+    profile = None
+    if args.profile is not None:
+        try:
+            profile = load_profile(args.profile)
+        except (ValueError, FileNotFoundError) as exc:
+            raise ValueError(f"--profile: {exc}") from None
     constraints = Constraints(**{name: getattr(args, name) for name in CONSTRAINT_FIELDS})
     options = _options(args.option)
     make_strategy(args.strategy, **options)   # its options are checked before the engine loads
@@ -70,11 +75,19 @@ def run_search(args: argparse.Namespace) -> int:
     profile, constraints, options = _inputs(args)   # checked before the engine loads
     from ..pipeline.specialize import load_resources
     from ..search.core import search
-    res = load_resources(args.supernet)
+    try:
+        res = load_resources(args.supernet)
+    except ValueError as exc:
+        raise ValueError(f"--supernet: {exc}") from None
+    prof_space = getattr(profile, "space", None)
+    if isinstance(prof_space, str) and prof_space != res.space.name:
+        raise ValueError(f"--profile '{profile.name}' is for space '{prof_space}', not the supernet's "
+                         f"'{res.space.name}'")
     effective = constraints.with_device_memory(profile)
     result = search(res.evaluator(profile), effective, args.strategy, args.seed, **options)
-    print_json({"profile": profile.name, "constraints": constraints.to_dict(),
-                 "effective_constraints": effective.to_dict(), **result.summary()})
+    print_json({"profile": "none" if profile is None else profile.name, "supernet": res.name,
+                "accuracy_source": res.accuracy_source, "constraints": constraints.to_dict(),
+                "effective_constraints": effective.to_dict(), **result.summary()})
     return EXIT_OK
 
 

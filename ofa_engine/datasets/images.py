@@ -16,7 +16,7 @@ import numpy as np
 
 from ..files import atomic_write
 
-__all__ = ["ImageSet", "load_split", "load_image_folder", "open_image", "FASHION_MNIST_DIR", "ASSETS_DIR",
+__all__ = ["ImageSet", "load_split", "load_image_folder", "sample_image_folder", "open_image", "FASHION_MNIST_DIR", "ASSETS_DIR",
            "DataMissingError", "SPLIT_SEED", "HOLDOUT_SIZE", "MAX_IMAGE_PIXELS", "MAX_FOLDER_IMAGES",
            "MAX_FOLDER_ENTRIES", "MAX_FOLDER_BYTES", "MAX_IMAGE_SIZE"]
 
@@ -35,8 +35,9 @@ FASHION_MNIST_DIR = Path(os.environ.get("OFA_FMNIST_DIR", "/usr/share/datasets/f
 ASSETS_DIR = Path(__file__).resolve().parents[2] / "assets"
 SPLIT_SEED = 0          # the fixed split of the 60k training images
 HOLDOUT_SIZE = 5000     # held out from training: accuracy-predictor data
-BUNDLED = {"calib": ASSETS_DIR / "data" / "fmnist-calib-2k.npz",
-           "test2k": ASSETS_DIR / "data" / "fmnist-test-2k.npz"}
+# The images of the bundled tiny-fmnist package (assets/supernets/tiny-fmnist/manifest.json).
+BUNDLED = {"calib": ASSETS_DIR / "supernets" / "tiny-fmnist" / "calibration.npz",
+           "test2k": ASSETS_DIR / "supernets" / "tiny-fmnist" / "evaluation.npz"}
 
 _FILES = {"train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
           "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")}
@@ -156,6 +157,38 @@ def load_image_folder(root: str | Path, image_size: int, channels: int = 1) -> I
     if channels == 1:
         images = images[:, 0]
     return ImageSet(images, np.asarray(folder.targets, np.int64), tuple(folder.classes))
+
+
+def sample_image_folder(root: str | Path, image_size: int, channels: int, n_first: int, n_second: int,
+                        seed: int = 0) -> tuple[ImageSet, ImageSet]:
+    """Two disjoint, class-stratified, seeded picks of `n_first` and `n_second` images of an
+    ImageFolder (`datasets.sampling.stratified_split`), decoded as `load_image_folder` decodes
+    them. Only the picked files are decoded, so a folder far larger than memory (ImageNet's
+    50k validation images) can be sampled; the walk is bounded as for `load_image_folder`."""
+    from .sampling import stratified_split
+    root = Path(root)
+    if not root.is_dir():
+        raise DataMissingError(f"image folder {root} does not exist; expected one sub-folder per class")
+    for name, value, high in (("image_size", image_size, MAX_IMAGE_SIZE), ("channels", channels, 3)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 1 <= value <= high:
+            raise ValueError(f"{name} = {value!r}; allowed: an integer 1..{high}")
+    classes = sorted(e.name for e in os.scandir(root) if e.is_dir())
+    try:
+        samples = _walk_images(root, {c: i for i, c in enumerate(classes)}, IMAGE_EXTENSIONS, image_size, channels)
+    except FileNotFoundError as exc:
+        raise DataMissingError(f"image folder {root} holds no images ({exc}); expected one "
+                               f"sub-folder per class") from None
+    targets = np.array([target for _, target in samples], np.int64)
+    first, second = stratified_split(targets, n_first, n_second, seed)
+    from torchvision import transforms
+    convert = [transforms.Grayscale(1)] if channels == 1 else [transforms.Lambda(lambda im: im.convert("RGB"))]
+    transform = transforms.Compose(convert + [transforms.Resize((image_size, image_size)), transforms.PILToTensor()])
+
+    def decode(index: np.ndarray) -> ImageSet:
+        images = np.stack([transform(open_image(samples[i][0])).numpy() for i in index])
+        return ImageSet(images[:, 0] if channels == 1 else images, targets[index], tuple(classes))
+
+    return decode(first), decode(second)
 
 
 def _walk_images(root: Path, class_to_idx: dict[str, int], extensions, image_size: int, channels: int

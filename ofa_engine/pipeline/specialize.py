@@ -1,14 +1,16 @@
 """`specialize`: budget in, deployable ONNX subnet and an honest report out, in one call.
 
-search (predicted metrics) -> extract the subnet from the loaded supernet -> recalibrate its BN
-statistics on the bundled calibration images -> export ONNX (verified in ONNX Runtime) ->
-measure: accuracy of the exported file (ONNX Runtime) on the bundled 2k test images, latency with ONNX Runtime when the profile is
-this machine, MACs and params counted on the extracted network, Flash counted from its layers
+search (predicted metrics) -> extract the subnet from the package's supernet -> recalibrate its
+BN statistics on the package's calibration images -> export ONNX (verified in ONNX Runtime; the
+package's labels in its metadata) -> measure: accuracy of the exported file (ONNX Runtime) on
+the package's evaluation images, latency with ONNX Runtime when the profile is this machine, MACs and params counted on the extracted network, Flash counted from its layers
 (int8 weights + int32 per-channel biases, BN folded), peak activation memory from `analyze` on
 the extracted config (an analytic count, not a measurement; `measured_sources` says which is which).
 
-The supernet, the accuracy predictor and the preprocessed calibration / test tensors are loaded
-once per process (lazily, under a lock) and only read afterwards: every call extracts its own
+The supernet is a package (`ofa_engine.packages`: a bundled name, a folder or a .zip). Without
+an accuracy predictor the search ranks by MACs, an explicit proxy that the report names
+(`report["predicted"]["accuracy_source"]`). The package and the preprocessed calibration /
+evaluation tensors are loaded once per process (lazily, under a lock) and only read afterwards: every call extracts its own
 new module, so concurrent calls never see each other's subnet.
 """
 
@@ -58,18 +60,19 @@ class Specialization:
 
 
 class _Resources:
-    """What every specialize call of one supernet shares, read-only after loading."""
+    """What every specialize call of one supernet package shares, read-only after loading."""
 
-    def __init__(self, supernet_name: str):
-        from ..predictors.accuracy import load_accuracy_predictor
-        from ..training.bundled import load_supernet
-        from ..datasets.images import load_split
-        self.supernet = load_supernet(supernet_name)
+    def __init__(self, package: Any):
+        self.package = package
+        self.name: str = package.name
+        self.supernet = package.supernet
         self.supernet.eval()
-        self.space: SearchSpace = self.supernet.space
-        self.predictor = load_accuracy_predictor(self.space.name)
-        self.calib = load_split("calib")
-        self.test = load_split("test2k")
+        self.space: SearchSpace = package.space
+        # The package's predictor, or the explicit MACs proxy (`accuracy_source` says which).
+        self.predictor = package.predictor_or_proxy()
+        self.accuracy_source: str = package.accuracy_source
+        self.calib = package.calibration
+        self.test = package.evaluation
         self._lock = threading.Lock()
         self._inputs: dict[tuple[str, int], torch.Tensor] = {}
         self._evaluators: dict[str, Evaluator] = {}
@@ -97,19 +100,25 @@ class _Resources:
             return self._evaluators[key]
 
 
-_RESOURCES: dict[str, _Resources] = {}
+_RESOURCES: dict[int, _Resources] = {}
 _RESOURCES_LOCK = threading.Lock()
 
 
-def load_resources(supernet: str = "tiny-fmnist") -> _Resources:
-    """The process-wide shared supernet, predictor and data for `supernet` (loaded on first use)."""
+def load_resources(supernet: Any = "tiny-fmnist") -> _Resources:
+    """The process-wide shared supernet, predictor and data of a package (a bundled name, a
+    folder, a .zip or a loaded `SupernetPackage`), loaded on first use."""
+    from ..packages import load_package
+    package = load_package(supernet)            # cached once per process by its path
     with _RESOURCES_LOCK:
-        if supernet not in _RESOURCES:
-            _RESOURCES[supernet] = _Resources(supernet)
-        return _RESOURCES[supernet]
+        key = id(package)
+        if key not in _RESOURCES or _RESOURCES[key].package is not package:
+            _RESOURCES[key] = _Resources(package)
+        return _RESOURCES[key]
 
 
 def _load_profile(profile: Any):
+    if profile is None:
+        return None
     if isinstance(profile, str):
         from ..devices.profiles import load_profile
         return load_profile(profile)
@@ -175,13 +184,25 @@ def count_flash_bytes(model: nn.Module) -> int:
     return total
 
 
+def _predicted(predicted: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """The search's predictions, saying where the accuracy came from: with the MACs proxy the
+    search's score is not an accuracy, so it is reported apart and `accuracy` is None."""
+    out = dict(predicted)
+    if source != "predictor":
+        out["accuracy_proxy_score"] = out.pop("accuracy", None)
+        out["accuracy"] = None
+    out["accuracy_source"] = source
+    return out
+
+
 def specialize(profile: Any, constraints: Constraints | Mapping[str, float] | None = None,
                strategy: str = "evolution", seed: int = 0, out: str | os.PathLike | None = None,
-               supernet: str = "tiny-fmnist", progress: Progress | None = None,
+               supernet: Any = "tiny-fmnist", progress: Progress | None = None,
                strategy_options: Mapping[str, Any] | None = None, precision: str | None = None) -> Specialization:
     """Search the best subnet for `profile` under `constraints`, extract, calibrate, export and
-    measure it. `profile`: a `DeviceProfile` or its name; the device's memory limits (SRAM,
-    Flash) are added to the constraints. `out`: ONNX path to write (its report goes next to it
+    measure it. `profile`: a `DeviceProfile` or its name, or None (no device: no latency, bounds
+    on MACs, params, memory and Flash only); the device's memory limits (SRAM, Flash) are added
+    to the constraints. `supernet`: a package (bundled name, folder, .zip or `SupernetPackage`). `out`: ONNX path to write (its report goes next to it
     as .json); None keeps the bytes in memory only. `progress(done, 100, stage)` (the engine's
     one progress signature) is called as the stages advance: load, search, extract, export,
     measure accuracy, measure latency, done. `precision` ("fp32" or "int8"; None: the profile's
@@ -303,17 +324,19 @@ def specialize(profile: Any, constraints: Constraints | Mapping[str, float] | No
         measured["int8_agreement"] = quantization["agreement"]
         measured["weight_qparam_bytes"] = sizes["scale_bytes"] + sizes["zero_point_bytes"]
     report = {
-        "space": space.name, "supernet": supernet, "profile": str(getattr(prof, "name", "custom")),
+        "space": space.name, "supernet": res.name,
+        "profile": "none" if prof is None else str(getattr(prof, "name", "custom")),
         "constraints": constraints.to_dict(), "effective_constraints": effective.to_dict(),
         "searched_constraints": searched.to_dict(),
         "config": cfg.to_dict(),
-        "predicted": result.predicted,
+        "predicted": _predicted(result.predicted, res.accuracy_source),
         "measured": measured,
         "measured_sources": {
-            "accuracy": (f"exported ONNX file in ONNX Runtime on the bundled test2k images ({len(res.test)}), "
-                         f"BN recalibrated on {len(res.calib)} calibration images"),
+            "accuracy": (f"exported ONNX file in ONNX Runtime on the package's {len(res.test)} evaluation images, "
+                         f"BN recalibrated on its {len(res.calib)} calibration images"),
             "latency_ms": (f"ONNX Runtime CPU here, median of {latency.runs} runs, {latency.threads} thread(s), "
                            f"batch {latency.batch_size}") if latency is not None
+                          else "not measured: no device profile" if prof is None
                           else "not measured: the profile is not this machine",
             "peak_memory_kb": "analytic (analyze on the extracted config, int8 activations)",
             "flash_kb": "counted on the extracted network (int8 weights, int32 biases, BN folded)",

@@ -16,8 +16,7 @@ Two layers, scikit-learn style:
 Files hold no pickles: an `.npz` with the arrays (loaded with `allow_pickle=False`) and a JSON
 file beside it with metadata (space, supernet digest, quality, the command that made it).
 
-    python -m ofa_engine fit-accuracy-predictor --csv assets/predictors/tiny-fmnist-accuracy.csv \\
-        --out assets/predictors/tiny-fmnist-accuracy.npz
+    python -m ofa_engine fit-accuracy-predictor --supernet PACKAGE   # writes into the package
 """
 
 from __future__ import annotations
@@ -39,7 +38,7 @@ from ..families.mbv3.space import SearchSpace, SubnetConfig
 from ..files import atomic_write, atomic_write_json, read_json, resolve_name_or_path
 from .metrics import kendall_tau, split_indices as train_test_split  # noqa: F401  (API)
 
-__all__ = ["AccuracyPredictor", "AccuracyPredictorError", "MLPEnsembleRegressor", "load_accuracy_predictor",
+__all__ = ["AccuracyPredictor", "AccuracyPredictorError", "MacsProxy", "MLPEnsembleRegressor", "load_accuracy_predictor",
            "fit_accuracy_predictor", "evaluate_accuracy_predictor", "train_test_split", "kendall_tau",
            "file_digest", "BUNDLED_PREDICTORS", "MAX_WIDTH", "DEFAULT_HIDDEN", "DEFAULT_WEIGHT_DECAY",
            "DEFAULT_ENSEMBLE", "SHIPPED_BASELINE", "SHIPPED_MLP_INPUTS"]
@@ -47,13 +46,14 @@ __all__ = ["AccuracyPredictor", "AccuracyPredictorError", "MLPEnsembleRegressor"
 FORMAT = "ofa-engine/accuracy-predictor"
 VERSION = 2                  # 2 added `quadratic_weight`; version 1 files (no such array) still load
 READABLE_VERSIONS = (1, 2)
-PREDICTORS_DIR = ASSETS_DIR / "predictors"
-BUNDLED_PREDICTORS = {"tiny-fmnist": PREDICTORS_DIR / "tiny-fmnist-accuracy.npz"}
+# The predictor of the bundled package (assets/supernets/tiny-fmnist/manifest.json).
+PREDICTORS_DIR = ASSETS_DIR / "supernets" / "tiny-fmnist"
+BUNDLED_PREDICTORS = {"tiny-fmnist": PREDICTORS_DIR / "accuracy-predictor.npz"}
 _MAX_FILE_BYTES = 64 << 20       # a 3 x 400 MLP is ~1.5 MB; anything this big is not ours
 _MAX_LAYERS = 16
 MAX_WIDTH = 4096
 # The defaults were chosen by cross-validation (benchmarks/accuracy_predictor_report.py); the
-# comparison and why a 4-unit bottleneck averaged over 3 seeds: assets/predictors/README.md.
+# comparison and why a 4-unit bottleneck averaged over 3 seeds: assets/supernets/tiny-fmnist/PREDICTOR.md.
 DEFAULT_HIDDEN = (4, 128)
 DEFAULT_WEIGHT_DECAY = 1e-4
 DEFAULT_ENSEMBLE = 3
@@ -262,13 +262,35 @@ def _check_shapes(space: SearchSpace, weights: Sequence[np.ndarray], biases: Seq
         raise AccuracyPredictorError(f"{where}: weights contain NaN or infinity")
 
 
+class MacsProxy:
+    """Stands in for an accuracy predictor where a supernet has none: the search then ranks
+    subnets by MACs (more MACs, assumed more accurate), an explicit proxy. `predict` gives
+    macs / largest subnet's MACs, in (0, 1]: a score, not an accuracy; `source` says so, and the
+    pipeline's report names it."""
+
+    source = "proxy: MACs"
+
+    def __init__(self, space: SearchSpace):
+        from ..families.mbv3.analytics import analyze
+        self.space = space
+        self._analyze = analyze
+        self._largest = float(analyze(space, space.largest())["macs"])
+        self.metadata: dict[str, Any] = {"proxy": self.source}
+
+    def predict(self, configs) -> np.ndarray:
+        macs = self._analyze(self.space, configs)["macs"]
+        return np.asarray(macs, np.float64).reshape(-1) / self._largest
+
+
 # ---------------------------------------------------------------------- loading
-def load_accuracy_predictor(name_or_path: str | Path = "tiny-fmnist") -> AccuracyPredictor:
+def load_accuracy_predictor(name_or_path: str | Path = "tiny-fmnist",
+                            space: SearchSpace | None = None) -> AccuracyPredictor:
     """A bundled predictor by space name ('tiny-fmnist') or a file written by `save` (the .npz,
-    or its .json). Never executes code from the file; `AccuracyPredictorError` (a `ValueError`)
-    names the file and the problem when it cannot be used."""
+    or its .json). `space`: the space the file is for when it is not a preset (a package's own
+    space); the file must name it. Never executes code from the file; `AccuracyPredictorError`
+    (a `ValueError`) names the file and the problem when it cannot be used."""
     path = resolve_name_or_path(name_or_path, BUNDLED_PREDICTORS, "accuracy predictor",
-                                error=AccuracyPredictorError, readme="assets/predictors/README.md")
+                                error=AccuracyPredictorError, readme="assets/supernets/tiny-fmnist/PREDICTOR.md")
     npz_path, json_path = _paths(path)
     arrays = _read_npz(npz_path)
     where = str(npz_path)
@@ -291,10 +313,15 @@ def load_accuracy_predictor(name_or_path: str | Path = "tiny-fmnist") -> Accurac
                                      f"(this ofa_engine reads versions {', '.join(map(str, READABLE_VERSIONS))})")
     if version >= 2 and "quadratic_weight" not in arrays:
         raise AccuracyPredictorError(f"{where}: a version {version} file needs 'quadratic_weight'")
-    try:
-        space = SearchSpace.preset(scalar("space", str))
-    except ValueError as exc:
-        raise AccuracyPredictorError(f"{where}: {exc}") from None
+    if space is not None:
+        if scalar("space", str) != space.name:
+            raise AccuracyPredictorError(f"{where}: 'space' is '{scalar('space', str)}'; expected "
+                                         f"'{space.name}' (the supernet's space)")
+    else:
+        try:
+            space = SearchSpace.preset(scalar("space", str))
+        except ValueError as exc:
+            raise AccuracyPredictorError(f"{where}: {exc}") from None
     n_layers = scalar("n_layers", int)
     if not 1 <= n_layers <= _MAX_LAYERS:
         raise AccuracyPredictorError(f"{where}: n_layers = {n_layers}; allowed 1..{_MAX_LAYERS}")

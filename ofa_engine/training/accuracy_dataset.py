@@ -7,7 +7,7 @@ training never saw. Rows are appended to a CSV and flushed to disk one by one, s
 configs already in the file are skipped and a truncated last line is dropped.
 
     python -m ofa_engine accuracy-dataset --supernet tiny-fmnist --n 1000 \\
-        --out assets/predictors/tiny-fmnist-accuracy.csv
+        --out assets/supernets/tiny-fmnist/accuracy-dataset.csv
 """
 
 from __future__ import annotations

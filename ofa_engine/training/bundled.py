@@ -14,7 +14,8 @@ from .checkpoint import load_supernet_file
 
 __all__ = ["load_supernet", "extract_calibrated", "BUNDLED_SUPERNETS"]
 
-BUNDLED_SUPERNETS = {"tiny-fmnist": ASSETS_DIR / "supernet" / "tiny-fmnist.pt"}
+# The weights of the bundled package (assets/supernets/tiny-fmnist/manifest.json).
+BUNDLED_SUPERNETS = {"tiny-fmnist": ASSETS_DIR / "supernets" / "tiny-fmnist" / "supernet.pt"}
 
 
 def load_supernet(name_or_path: str | Path) -> Supernet:

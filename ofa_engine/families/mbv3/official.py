@@ -15,9 +15,10 @@ from typing import Any, Mapping, NoReturn
 
 import torch
 
+from .space import SearchSpace
 from .supernet import Supernet, build_supernet
 
-__all__ = ["import_official_ofa", "OFFICIAL_PRESETS"]
+__all__ = ["import_official_ofa", "official_predictor_arrays", "OFFICIAL_PRESETS"]
 
 # Our preset for each official width multiplier (in the order tried when detecting).
 OFFICIAL_PRESETS = ("ofa-mbv3-w1.0", "ofa-mbv3-w1.2")
@@ -157,3 +158,79 @@ def import_official_ofa(state_dict: Mapping[str, Any]) -> Supernet:
     supernet = build_supernet(preset)
     supernet.load_state_dict(mapped, strict=True)
     return supernet
+
+
+# ---------------------------------------------------------------------- accuracy predictor
+def official_predictor_arrays(state_dict: Mapping[str, Any], space: SearchSpace
+                              ) -> tuple[list[Any], list[Any], float]:
+    """(weights (in, out), biases, base_acc) of the official OFA accuracy predictor
+    (`ofa.nas.accuracy_predictor.AccuracyPredictor`: `layers.{0,1,2}.0` Linear + ReLU, then
+    `layers.3` Linear without bias, plus `base_acc`), re-indexed from its encoding onto ours
+    (`space.encode`), so that our MLP on our encoding computes its function exactly.
+
+    Its encoding (`MobileNetArchEncoder.arch2feature`): the resolution one-hot, then every
+    slot's kernel one-hot, then every slot's expand one-hot (slots the depth leaves out all
+    zero). Ours: resolution, width, then per slot kernel and expand together. The width column
+    (one multiplier in the official spaces: always 1) gets zero weights. `ValueError` naming the
+    key and the shape for anything else."""
+    import numpy as np
+
+    if isinstance(state_dict, Mapping) and isinstance(state_dict.get("state_dict"), Mapping):
+        state_dict = state_dict["state_dict"]
+    if not isinstance(state_dict, Mapping):
+        raise ValueError(f"not an official OFA accuracy predictor: expected a mapping of names to tensors, "
+                         f"got {type(state_dict).__name__}")
+    n_res, n_k, n_e, slots = (len(space.resolutions), len(space.kernel_sizes), len(space.expand_ratios),
+                              space.num_slots)
+    official_dim = n_res + slots * (n_k + n_e)
+    names = [k for k in state_dict if k.startswith("layers.")]
+    layer_ids = sorted({int(k.split(".")[1]) for k in names if k.split(".")[1].isdigit()})
+    expected = {"base_acc"} | {f"layers.{i}.0.{p}" for i in layer_ids[:-1] for p in ("weight", "bias")}
+    if layer_ids:
+        expected.add(f"layers.{layer_ids[-1]}.weight")
+    unexpected = sorted(set(map(str, state_dict)) - expected)
+    missing = sorted(expected - set(map(str, state_dict)))
+    if len(layer_ids) < 2 or layer_ids != list(range(len(layer_ids))) or unexpected or missing:
+        raise ValueError(f"not an official OFA accuracy predictor: expected keys layers.I.0.weight / "
+                         f"layers.I.0.bias, a last layers.N.weight and base_acc; missing {missing[:3]}, "
+                         f"unexpected {unexpected[:3]}")
+
+    def array(key: str):
+        value = state_dict[key]
+        if not isinstance(value, torch.Tensor) or not value.is_floating_point():
+            raise ValueError(f"official accuracy predictor: '{key}' is not a floating-point tensor")
+        return value.detach().float().numpy()
+
+    weights, biases = [], []
+    for i in layer_ids[:-1]:
+        weights.append(array(f"layers.{i}.0.weight").T.copy())
+        biases.append(array(f"layers.{i}.0.bias").reshape(-1))
+    weights.append(array(f"layers.{layer_ids[-1]}.weight").T.copy())
+    biases.append(np.zeros(1, np.float32))
+    first = weights[0]
+    if first.ndim != 2 or first.shape[0] != official_dim:
+        raise ValueError(f"official accuracy predictor: 'layers.0.0.weight' has shape "
+                         f"{tuple(first.T.shape)}; space '{space.name}' needs (hidden, {official_dim}) "
+                         f"({n_res} resolutions + {slots} slots x ({n_k} kernels + {n_e} expand ratios))")
+    for i, (w, b) in enumerate(zip(weights, biases)):
+        if i and w.shape[0] != weights[i - 1].shape[1]:
+            raise ValueError(f"official accuracy predictor: layer {i} takes {w.shape[0]} inputs, "
+                             f"layer {i - 1} gives {weights[i - 1].shape[1]}")
+        if b.shape != (w.shape[1],):
+            raise ValueError(f"official accuracy predictor: layer {i}'s bias has shape {b.shape}")
+    if weights[-1].shape[1] != 1:
+        raise ValueError(f"official accuracy predictor: the last layer has {weights[-1].shape[1]} outputs; expected 1")
+    base = array("base_acc").reshape(-1)
+    if base.shape != (1,):
+        raise ValueError(f"official accuracy predictor: 'base_acc' has shape {base.shape}; expected (1,)")
+    # Our column -> the official column (-1: the width column, zero weights).
+    columns = list(range(n_res)) + [-1] * len(space.width_mults)
+    for slot in range(slots):
+        columns += [n_res + slot * n_k + j for j in range(n_k)]
+        columns += [n_res + slots * n_k + slot * n_e + j for j in range(n_e)]
+    ours = np.zeros((len(columns), first.shape[1]), np.float32)
+    for row, official in enumerate(columns):
+        if official >= 0:
+            ours[row] = first[official]
+    weights[0] = ours
+    return weights, biases, float(base[0])
