@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import io
-import json
 import math
 import time
-import zipfile
 
 import altair as alt
 import pandas as pd
@@ -15,6 +12,7 @@ import streamlit as st
 from app import format as fmt
 from app.resources import (SUPERNET, USER_ERRORS, configure_threads, get_evaluator, get_profile, get_space, log,
                            md, profile_label, profile_names, user_errors)
+from app.deployment import deployment_zip, file_name, result_rows
 from app.widgets import _slider_bounds, prediction_panel
 
 st.title("Train once, deploy everywhere")
@@ -37,16 +35,19 @@ def default_budget(name: str) -> float | None:
     return round(math.floor((lo + 0.4 * (hi - lo)) / step) * step, 6)
 
 
+names = profile_names()
+devices = st.multiselect("Devices", names, default=names, format_func=profile_label, key="deploy_devices")
 rows = []
 with st.spinner("Loading the supernet and predictors (first start only) ..."), user_errors("Loading the profiles"):
-    for name in profile_names():
+    for name in devices:
         profile = get_profile(name)
         budget = default_budget(name)
         memory = ", ".join(f"{k.replace('_kb', '').upper()} {fmt.memory_kb(v, 4)}" for k, v in dict(profile.memory).items()
                            if v is not None) or "no limit"
-        rows.append({"include": True, "profile": name, "device": profile_label(name),
+        rows.append({"profile": name, "device": profile_label(name),
                      "latency budget (ms)": budget, "precision": getattr(profile, "precision", "fp32"), "device memory": memory})
 if not rows:
+    st.info("Choose at least one device.", icon=":material/info:")
     st.stop()
 
 with st.form("deploy_form", border=False, enter_to_submit=False):
@@ -54,7 +55,6 @@ with st.form("deploy_form", border=False, enter_to_submit=False):
         pd.DataFrame(rows), hide_index=True, width="stretch", key="deploy_table",
         disabled=["profile", "device", "device memory"],
         column_config={
-            "include": st.column_config.CheckboxColumn(width="small"),
             "latency budget (ms)": st.column_config.NumberColumn(min_value=0.0, format="%.4g ms",
                                                                  help="The device's predicted latency bound"),
             "precision": st.column_config.SelectboxColumn(options=["fp32", "int8"], required=True),
@@ -95,9 +95,9 @@ def specialize_all(chosen: pd.DataFrame) -> list[dict]:
 
 
 if go:
-    chosen = table[table["include"].astype(bool)]
+    chosen = table
     if chosen.empty:
-        st.warning("No device included: tick at least one row.", icon=":material/warning:")
+        st.warning("No device chosen: add at least one above.", icon=":material/warning:")
     else:
         bad = [p for p, b in zip(chosen["profile"], chosen["latency budget (ms)"]) if pd.notna(b) and b <= 0]
         if bad:
@@ -110,62 +110,15 @@ if not deployment:
     st.stop()
 
 
-def file_name(entry: dict) -> str:
-    return f"{entry['profile']}-{entry['precision']}.onnx"
-
-
-def result_rows(deployment: list[dict]) -> list[dict]:
-    """One row per device, every number formatted with its unit (app.format)."""
-    out = []
-    for e in deployment:
-        if e["report"] is None:
-            out.append({"device": e["device"], "profile": e["profile"], "subnet": "none: " + e["error"]})
-            continue
-        r, cfg = e["report"], e["report"]["config"]
-        measured, predicted = r["measured"], r["predicted"]
-        latency = (fmt.latency_spread(measured["latency_ms"], measured.get("latency_iqr_ms"))
-                   if measured.get("latency_ms") is not None else "not measured here")
-        out.append({
-            "device": e["device"], "profile": e["profile"], "precision": e["precision"],
-            "subnet": f"width x{space.width_mults[cfg['wid']]}, {cfg['image_size']} px, depths {cfg['d']}",
-            "accuracy": fmt.percent(measured["accuracy"]),
-            "latency budget": "none" if e["budget_ms"] is None else fmt.budget(e["budget_ms"], "ms"),
-            "latency predicted": fmt.quantity(predicted.get("latency_ms"), "ms"),
-            "latency measured": latency,
-            "peak memory": fmt.memory_kb(measured["peak_memory_kb"]),
-            "Flash": fmt.memory_kb(measured["flash_kb"]),
-            "MACs": fmt.quantity(measured["macs"] / 1e6, "M"),
-            "file": f"{file_name(e)} ({fmt.memory_bytes(len(e['onnx_bytes']))})"})
-    return out
-
-
-def deployment_zip(deployment: list[dict]) -> bytes:
-    """Every ONNX file and manifest.json (per device: file name, config, budget, predicted and
-    measured numbers, as the engine's report gives them)."""
-    manifest = {"format": "ofa-engine/deployment", "supernet": SUPERNET, "space": space.name,
-                "devices": [{"profile": e["profile"], "device": e["device"], "file": file_name(e),
-                             "precision": e["precision"], "latency_budget_ms": e["budget_ms"],
-                             "config": e["report"]["config"], "predicted": e["report"]["predicted"],
-                             "measured": e["report"]["measured"], "onnx_bytes": len(e["onnx_bytes"])}
-                            for e in deployment if e["report"] is not None]}
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as z:
-        z.writestr("manifest.json", json.dumps(manifest, indent=2, default=str) + "\n")
-        for e in deployment:
-            if e["report"] is not None:
-                z.writestr(file_name(e), e["onnx_bytes"])
-    return buffer.getvalue()
-
-
 ok = [e for e in deployment if e["report"] is not None]
 st.subheader(f"{len(ok)} subnets of one supernet, `{SUPERNET}`")
-st.dataframe(pd.DataFrame(result_rows(deployment)), hide_index=True, width="stretch",
+st.dataframe(pd.DataFrame(result_rows(deployment, space)), hide_index=True, width="stretch",
              column_config={"subnet": st.column_config.TextColumn(width="large")})
 for e in deployment:
     if e["error"]:
         st.error(f"{md(e['device'])}: {md(e['error'])}", icon=":material/error:")
 if ok:
-    st.download_button(f"Download all ({len(ok)} ONNX files + manifest.json)", deployment_zip(deployment),
+    st.download_button(f"Download all ({len(ok)} ONNX files + manifest.json)", deployment_zip(deployment, space, SUPERNET),
                        file_name=f"ofa-{SUPERNET}-deployment.zip", mime="application/zip", type="primary",
                        icon=":material/download:", on_click="ignore")
     points = pd.DataFrame([{"device": e["device"], "accuracy (%)": e["report"]["measured"]["accuracy"] * 100,
