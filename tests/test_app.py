@@ -277,7 +277,7 @@ def test_deploy_everywhere_specializes_each_device_and_zips_them_with_a_manifest
     deployment = at.session_state["deployment"]
     assert [e["profile"] for e in deployment] == ["cpu-ort-1t", "stm32f412"]
     assert [e["precision"] for e in deployment] == ["fp32", "int8"]   # each profile's own
-    table = at.dataframe[-1].value     # the first is the budgets' editor
+    table = at.table[0].value
     assert list(table["profile"]) == ["cpu-ort-1t", "stm32f412"], table
     assert all(re.fullmatch(r"[0-9.]+ %", a) for a in table["accuracy"])
     assert any(label.startswith("Download all (2 ONNX files") for label in download_labels(at))

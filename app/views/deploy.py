@@ -112,8 +112,8 @@ if not deployment:
 
 ok = [e for e in deployment if e["report"] is not None]
 st.subheader(f"{len(ok)} subnets of one supernet, `{SUPERNET}`")
-st.dataframe(pd.DataFrame(result_rows(deployment, space)), hide_index=True, width="stretch",
-             column_config={"subnet": st.column_config.TextColumn(width="large")})
+# A static table: every value in full (a data grid cuts long cells), a few rows only.
+st.table(pd.DataFrame(result_rows(deployment, space)).set_index("device"))
 for e in deployment:
     if e["error"]:
         st.error(f"{md(e['device'])}: {md(e['error'])}", icon=":material/error:")
