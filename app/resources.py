@@ -58,14 +58,27 @@ def start_warmup() -> threading.Thread:
     with _WARMUP_LOCK:
         if not _WARMUP:
             def warm() -> None:
+                import time
+                clock, steps = time.perf_counter(), []
+
+                def done(what: str) -> None:
+                    nonlocal clock
+                    steps.append(f"{what} {time.perf_counter() - clock:.2f} s")
+                    clock = time.perf_counter()
                 try:
                     import altair, pandas  # noqa: F401 - the home page's own imports, meanwhile
+                    done("altair+pandas")
                     import torch
                     torch.set_num_threads(int(os.environ.get("OFA_APP_TORCH_THREADS", "1")))
+                    done("torch")
                     from ofa_engine.devices.profiles import load_profile
                     from ofa_engine.pipeline.specialize import load_resources
+                    resources = load_resources(SUPERNET)
+                    done("supernet+predictor+data")
                     from ofa_engine.search import budget_ranges
-                    budget_ranges(load_resources(SUPERNET).evaluator(load_profile("cpu-ort-1t")))
+                    budget_ranges(resources.evaluator(load_profile("cpu-ort-1t")))
+                    done("budget ranges")
+                    log.info("engine warm: %s", ", ".join(steps))
                 except Exception:  # noqa: BLE001 - the page that needs it reports the error
                     log.exception("warming up the engine failed")
             thread = threading.Thread(target=warm, name="ofa-warmup", daemon=True)

@@ -20,6 +20,11 @@ APP = ROOT / "app" / "streamlit_app.py"
 def main(argv: list[str] | None = None) -> int:
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
+    import logging
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(message)s"))
+    logging.getLogger("ofa_app").addHandler(handler)
+    logging.getLogger("ofa_app").setLevel(logging.INFO)   # the warm-up's timings go to the server log
     from app.resources import start_warmup
     start_warmup()   # the script run imports the same module and finds the thread started
     from streamlit.web import cli

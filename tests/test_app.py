@@ -465,3 +465,46 @@ def test_building_blocks_measures_latency_on_a_small_input():
     assert not errors(at)
     latency = at.dataframe[0].value["ORT latency (ms)"]
     assert (latency > 0).all()
+
+
+def test_building_blocks_caps_a_large_input_with_a_message_naming_the_cap_and_shows_memory_in_kb_or_mb():
+    at = open_page("building_blocks")
+    for label, value in (("Height H", 224), ("Width W", 224)):
+        next(n for n in at.number_input if n.label == label).set_value(value).run()
+    at.toggle(key="blocks_measure").set_value(True).run()
+    assert_clean(at)
+    assert not errors(at), errors(at)
+    warning = " ".join(w.value for w in at.warning)
+    assert "Latency not measured" in warning and "MAX_MEASURED_PEAK_BYTES" in warning, warning
+    table = at.dataframe[0].value
+    assert "ORT latency (ms)" not in table.columns and len(table) == 6
+    memory = [c for c in table.columns if c.startswith(("inference peak", "training"))]
+    assert memory and all(c.endswith("(MB)") for c in memory), table.columns   # 224 x 224: MB, not KiB
+    text = " ".join(m.value for m in at.markdown)
+    assert "KiB" not in text and re.search(r"keeps the most activations for backward \(\d[\d.,]* (KB|MB|GB),", text)
+
+
+def test_user_text_is_not_markdown_and_errors_name_no_server_path():
+    """A profile's display name and provenance with Markdown in them show as written; a bad
+    latency CSV's error names the uploaded file, not the server's temporary folder."""
+    from ofa_engine.devices.profiles import load_profile
+    data = load_profile("stm32f746").to_dict()
+    data["name"], data["display_name"] = "md-board", "My __import__ *board*"
+    data["provenance"] = {**data.get("provenance", {}), "command": "__import__('os')"}
+    at = open_page("profiles")
+    at.file_uploader(key="json_upload").set_value(("p.json", json.dumps(data).encode(), "application/json")).run()
+    at.button(key="json_add").click().run()
+    at.selectbox(key="prof_detail").set_value("md-board").run()
+    assert_clean(at)
+    assert any("command: __import__('os')" in t.value for t in at.text)
+    at.switch_page("views/specialize.py").run()
+    at.selectbox(key="spec_profile").set_value("md-board").run()
+    caption = next(c.value for c in at.caption if "board" in c.value)
+    assert r"My \_\_import\_\_ \*board\*" in caption and plain(caption).startswith("**My __import__ *board***")
+
+    at.switch_page("views/profiles.py").run()
+    at.file_uploader(key="csv_upload").set_value(("my-results.csv", b"file,config\nm.onnx,{}\n", "text/csv")).run()
+    at.button(key="csv_create").click().run()
+    message = " ".join(errors(at))
+    assert "my-results.csv" in message and "missing column" in message, message
+    assert "/tmp" not in message and "ofa-upload-" not in message, message

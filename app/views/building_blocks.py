@@ -74,25 +74,28 @@ measure = st.toggle("Measure ONNX Runtime latency on this server", value=False, 
 shape = (int(channels_in), int(height), int(width))
 params_key = tuple(sorted((k, tuple(sorted(v.items()))) for k, v in overrides.items()))
 elements = shape[0] * shape[1] * shape[2]
-if measure and elements > MAX_INPUT_ELEMENTS:
-    # Running the blocks on this input could exhaust the server's memory (a 224 x 224 attention
-    # input asks for ~40 GB): the closed-form costs are shown, latency is not measured.
-    st.warning(f"Input C x H x W = {shape[0]} x {shape[1]} x {shape[2]} = {elements:,} values is over the cap of "
-               f"{MAX_INPUT_ELEMENTS:,} values (MAX_INPUT_ELEMENTS) for a block that is run, and a block's "
-               f"inference peak may be at most {fmt.memory_bytes(MAX_MEASURED_PEAK_BYTES)} "
-               f"(MAX_MEASURED_PEAK_BYTES): latency is not measured; the closed-form costs below need no run.",
-               icon=":material/warning:")
-    measure = False
-else:
-    st.caption(f"Latency is measured only for inputs of at most {MAX_INPUT_ELEMENTS:,} values (C x H x W, "
-               f"MAX_INPUT_ELEMENTS) and blocks whose inference peak is at most "
-               f"{fmt.memory_bytes(MAX_MEASURED_PEAK_BYTES)} (MAX_MEASURED_PEAK_BYTES); larger ones could "
-               f"exhaust the server's memory. Closed-form costs have no cap.")
+st.caption(f"Latency is measured only for inputs of at most {MAX_INPUT_ELEMENTS:,} values (C x H x W, "
+           f"MAX_INPUT_ELEMENTS) and blocks whose float32 inference peak is at most "
+           f"{fmt.memory_bytes(MAX_MEASURED_PEAK_BYTES)} (MAX_MEASURED_PEAK_BYTES): larger ones could exhaust "
+           f"the server's memory (a 224 x 224 attention input asks for ~40 GB). Closed-form costs have no cap.")
 
 table = None
 with user_errors("Block parameters"):
-    with st.spinner("Measuring the blocks with ONNX Runtime ..." if measure else "Computing ..."):
-        table = block_table(shape, int(channels_out), params_key, measure)
+    with st.spinner("Computing ..."):
+        table = block_table(shape, int(channels_out), params_key, False)
+    if measure:
+        largest = float(table["inference_peak_kib"].max()) * KB
+        if elements > MAX_INPUT_ELEMENTS or largest > MAX_MEASURED_PEAK_BYTES:
+            heaviest = table.loc[table["inference_peak_kib"].idxmax(), "block"]
+            st.warning(f"Latency not measured: input C x H x W = {shape[0]} x {shape[1]} x {shape[2]} = "
+                       f"{elements:,} values (cap {MAX_INPUT_ELEMENTS:,}, MAX_INPUT_ELEMENTS); largest float32 "
+                       f"inference peak {fmt.memory_bytes(largest)} (`{heaviest}`; cap "
+                       f"{fmt.memory_bytes(MAX_MEASURED_PEAK_BYTES)}, MAX_MEASURED_PEAK_BYTES). The closed-form "
+                       f"costs are below; use a smaller input to measure.", icon=":material/warning:")
+            measure = False
+        else:
+            with st.spinner("Measuring the blocks with ONNX Runtime ..."):
+                table = block_table(shape, int(channels_out), params_key, True)
 
 if table is not None:
     st.subheader(f"Comparison at input {shape[0]}x{shape[1]}x{shape[2]}, {int(channels_out)} output channels")
