@@ -53,7 +53,7 @@ def _slider_step(lo: float, hi: float) -> float:
     return float(10 ** math.floor(math.log10(span / 200)))
 
 
-def _slider_bounds(lo: float, hi: float) -> tuple[float, float, float]:
+def slider_bounds(lo: float, hi: float) -> tuple[float, float, float]:
     """(left end, right end, step): the smallest achievable value rounded *up* to the step, so
     every position of the slider is a budget some subnet meets."""
     step = _slider_step(lo, hi)
@@ -86,7 +86,7 @@ def budget_controls(profile_name: str, key: str, submit_label: str, submit_icon:
     columns = form.columns(max(len(kinds), 1))
     for column, field in zip(columns, kinds):
         lo, hi = float(ranges[field]["min"]), float(ranges[field]["max"])
-        lo_r, hi_r, step = _slider_bounds(lo, hi)
+        lo_r, hi_r, step = slider_bounds(lo, hi)
         label, unit = BUDGETS[field][:2]
         decimals = max(0, -math.floor(math.log10(step)))
         widget_key = f"{key}_{field}"
@@ -122,7 +122,7 @@ def _use_smallest(profile_name: str, key: str, fields: list[str]) -> None:
     smallest = _smallest_subnet_metrics(profile_name)
     for field in fields:
         widget_key = f"{key}_{field}"
-        lo_r, hi_r, step = _slider_bounds(float(ranges[field]["min"]), float(ranges[field]["max"]))
+        lo_r, hi_r, step = slider_bounds(float(ranges[field]["min"]), float(ranges[field]["max"]))
         need = round(math.ceil(smallest.get(field, lo_r) / step - 1e-9) * step, 6)
         st.session_state[widget_key] = min(max(float(st.session_state.get(widget_key, lo_r)), need, lo_r), hi_r)
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
+import re
 import statistics
 import sys
 import time
@@ -30,7 +31,7 @@ sys.path.insert(0, str(ROOT))  # run from a checkout, no install
 from ofa_engine.devices.profile_kit import cpu_model  # noqa: E402
 from tests.helpers_browser import chromium, serve_app, wait_idle  # noqa: E402
 
-PAGES = [("specialize", ""), ("compare", "compare"), ("profiles", "profiles"),
+PAGES = [("specialize", ""), ("deploy", "deploy"), ("compare", "compare"), ("profiles", "profiles"),
          ("how-ofa-works", "how_ofa_works"), ("building-blocks", "building_blocks")]
 
 
@@ -94,6 +95,9 @@ def screenshots(out_dir: Path, log_path: Path) -> list[Path]:
             if name == "specialize":
                 page.get_by_role("button", name="Specialize").click()
                 page.get_by_role("button", name="Download ONNX").wait_for(timeout=600_000)
+            elif name == "deploy":
+                page.get_by_role("button", name="Specialize for every device").click()
+                page.get_by_role("button", name=re.compile(r"^Download all")).wait_for(timeout=600_000)
             elif name == "compare":
                 page.get_by_role("button", name="Run all strategies").click()
                 page.get_by_test_id("stDataFrame").first.wait_for(timeout=600_000)

@@ -13,7 +13,7 @@ from app import format as fmt
 from app.resources import (SUPERNET, USER_ERRORS, configure_threads, get_evaluator, get_profile, get_space, log,
                            md, profile_label, profile_names, user_errors)
 from app.deployment import deployment_zip, file_name, result_rows
-from app.widgets import _slider_bounds, prediction_panel
+from app.widgets import slider_bounds, prediction_panel
 
 st.title("Train once, deploy everywhere")
 st.markdown(
@@ -31,7 +31,7 @@ def default_budget(name: str) -> float | None:
     ranges = budget_ranges(get_evaluator(name))
     if "latency_ms" not in ranges:
         return None
-    lo, hi, step = _slider_bounds(float(ranges["latency_ms"]["min"]), float(ranges["latency_ms"]["max"]))
+    lo, hi, step = slider_bounds(float(ranges["latency_ms"]["min"]), float(ranges["latency_ms"]["max"]))
     return round(math.floor((lo + 0.4 * (hi - lo)) / step) * step, 6)
 
 
@@ -52,7 +52,8 @@ if not rows:
 
 with st.form("deploy_form", border=False, enter_to_submit=False):
     table = st.data_editor(
-        pd.DataFrame(rows), hide_index=True, width="stretch", key="deploy_table",
+        # Keyed by the device list: an edit is kept per row, and a different list is a new table.
+        pd.DataFrame(rows), hide_index=True, width="stretch", key=f"deploy_table_{'|'.join(devices)}",
         disabled=["profile", "device", "device memory"],
         column_config={
             "latency budget (ms)": st.column_config.NumberColumn(min_value=0.0, format="%.4g ms",
