@@ -115,7 +115,7 @@ if done is not None:
         y=alt.Y("accuracy (%):Q", scale=alt.Scale(zero=False)),
         # Legends below the plot: at the side, the size legend's labels ("40,000") were clipped.
         size=alt.Size("evaluations:Q", scale=alt.Scale(range=[60, 600]),
-                      legend=alt.Legend(orient="bottom", format=",d", labelLimit=0)),
+                      legend=alt.Legend(orient="bottom", format="~s", labelLimit=0)),   # 10k, 20k
         color=alt.Color("strategy:N", legend=alt.Legend(orient="bottom", columns=3)),
         tooltip=list(table.columns[:-1]),
     ).properties(height=340), width="stretch")

@@ -42,9 +42,9 @@ with st.spinner("Loading the supernet and predictors (first start only) ..."), u
     for name in devices:
         profile = get_profile(name)
         budget = default_budget(name)
-        memory = ", ".join(f"{k.replace('_kb', '').upper()} {fmt.memory_kb(v, 4)}" for k, v in dict(profile.memory).items()
-                           if v is not None) or "no limit"
-        rows.append({"profile": name, "device": profile_label(name),
+        memory = ", ".join(f"{k.replace('_kb', '').replace('flash', 'Flash').replace('sram', 'SRAM').replace('ram', 'RAM')} "
+                           f"{fmt.memory_kb(v)}" for k, v in dict(profile.memory).items() if v is not None) or "no limit"
+        rows.append({"profile": name, "device": profile.display_name,
                      "latency budget (ms)": budget, "precision": getattr(profile, "precision", "fp32"), "device memory": memory})
 if not rows:
     st.info("Choose at least one device.", icon=":material/info:")
@@ -56,6 +56,8 @@ with st.form("deploy_form", border=False, enter_to_submit=False):
         pd.DataFrame(rows), hide_index=True, width="stretch", key=f"deploy_table_{'|'.join(devices)}",
         disabled=["profile", "device", "device memory"],
         column_config={
+            "device": st.column_config.TextColumn(width="large"),
+            "device memory": st.column_config.TextColumn(width="medium"),
             "latency budget (ms)": st.column_config.NumberColumn(min_value=0.0, format="%.4g ms",
                                                                  help="The device's predicted latency bound"),
             "precision": st.column_config.SelectboxColumn(options=["fp32", "int8"], required=True),
@@ -122,20 +124,30 @@ if ok:
     st.download_button(f"Download all ({len(ok)} ONNX files + manifest.json)", deployment_zip(deployment, space, SUPERNET),
                        file_name=f"ofa-{SUPERNET}-deployment.zip", mime="application/zip", type="primary",
                        icon=":material/download:", on_click="ignore")
-    points = pd.DataFrame([{"device": e["device"], "accuracy (%)": e["report"]["measured"]["accuracy"] * 100,
+    points = pd.DataFrame([{"profile": e["profile"], "device": e["device"],
+                            "accuracy (%)": e["report"]["measured"]["accuracy"] * 100,
                             "predicted latency (ms)": e["report"]["predicted"].get("latency_ms"),
-                            "MACs (M)": e["report"]["measured"]["macs"] / 1e6,
-                            "peak memory (KB)": e["report"]["measured"]["peak_memory_kb"]} for e in ok])
-    base = alt.Chart(points).encode(
-        x=alt.X("MACs (M):Q", scale=alt.Scale(zero=False, padding=40)),
-        y=alt.Y("accuracy (%):Q", scale=alt.Scale(zero=False, padding=30)),
-        tooltip=["device", alt.Tooltip("accuracy (%):Q", format=".2f"), alt.Tooltip("MACs (M):Q", format=".3g"),
-                 alt.Tooltip("predicted latency (ms):Q", format=".3g"), alt.Tooltip("peak memory (KB):Q", format=".4g")])
-    chart = (base.mark_circle(size=160).encode(color=alt.Color("device:N", legend=alt.Legend(orient="bottom", columns=2)))
-             + base.mark_text(dy=-14, fontSize=11).encode(text="device:N"))
-    st.markdown(f"**Measured accuracy against MACs**: every point is a subnet cut from the same trained "
-                f"`{SUPERNET}` weights; bigger devices get bigger, more accurate subnets.")
-    st.altair_chart(chart.properties(height=360), width="stretch")
+                            "latency budget (ms)": e["budget_ms"],
+                            "subnet": f"{e['report']['config']['image_size']} px, "
+                                      f"{fmt.quantity(e['report']['measured']['macs'] / 1e6, 'M')} MACs"}
+                           for e in ok])
+    y = alt.Y("profile:N", sort=None, title=None, axis=alt.Axis(labelLimit=0))
+    tooltip = ["device", "subnet", alt.Tooltip("accuracy (%):Q", format=".2f"),
+               alt.Tooltip("predicted latency (ms):Q", format=".3g"), alt.Tooltip("latency budget (ms):Q", format=".4g")]
+    low = float(points["accuracy (%)"].min())
+    accuracy = alt.Chart(points).encode(y=y, tooltip=tooltip)
+    accuracy = (accuracy.mark_bar(color="#4c78a8").encode(
+        x=alt.X("accuracy (%):Q", title="measured accuracy (%)", scale=alt.Scale(domain=[math.floor(low) - 2, 100])))
+        + accuracy.mark_text(align="left", dx=4, fontSize=11).encode(x="accuracy (%):Q", text="subnet:N"))
+    latency = alt.Chart(points).encode(y=y, tooltip=tooltip)
+    latency = (latency.mark_bar(color="#f58518").encode(
+        x=alt.X("predicted latency (ms):Q", title="predicted latency (ms, log)", scale=alt.Scale(type="log")))
+        + latency.mark_tick(color="black", thickness=2, size=22).encode(x="latency budget (ms):Q"))
+    st.markdown(f"**Every device's subnet comes from the same trained `{SUPERNET}` weights**: its measured "
+                f"accuracy (label: input size and MACs) and its predicted latency against its budget (black tick).")
+    left, right = st.columns(2)
+    left.altair_chart(accuracy.properties(height=40 * len(points) + 40), width="stretch")
+    right.altair_chart(latency.properties(height=40 * len(points) + 40), width="stretch")
 
     st.subheader("See the model work")
     pick = st.selectbox("Device", [e["profile"] for e in ok], key="deploy_predict_device",

@@ -104,7 +104,8 @@ largest = {k: float(v[0]) for k, v in analyze(space, [space.largest()]).items()}
 m1, m2, m3, m4, m5 = st.columns(5)
 m1.metric("MACs", fmt.quantity(stats["macs"] / 1e6, "M"), f"{stats['macs'] / largest['macs'] - 1:+.0%} vs largest",
           delta_color="off")
-m2.metric("Params", f"{stats['params'] / 1e3:.1f} K",
+m2.metric("Params", fmt.quantity(stats["params"] / 1e6, "M") if stats["params"] >= 1e6
+          else fmt.quantity(stats["params"] / 1e3, "K"),
           f"{stats['params'] / largest['params'] - 1:+.0%} vs largest", delta_color="off")
 m3.metric("Peak memory (int8)", fmt.memory_bytes(stats["peak_activation_bytes"]))
 m4.metric("Flash (int8)", fmt.memory_bytes(stats["flash_bytes"]))
