@@ -135,19 +135,23 @@ if ok:
     tooltip = ["device", "subnet", alt.Tooltip("accuracy (%):Q", format=".2f"),
                alt.Tooltip("predicted latency (ms):Q", format=".3g"), alt.Tooltip("latency budget (ms):Q", format=".4g")]
     low = float(points["accuracy (%)"].min())
+    height = 34 * len(points)
     accuracy = alt.Chart(points).encode(y=y, tooltip=tooltip)
     accuracy = (accuracy.mark_bar(color="#4c78a8").encode(
-        x=alt.X("accuracy (%):Q", title="measured accuracy (%)", scale=alt.Scale(domain=[math.floor(low) - 2, 100])))
-        + accuracy.mark_text(align="left", dx=4, fontSize=11).encode(x="accuracy (%):Q", text="subnet:N"))
+        x=alt.X("accuracy (%):Q", title="measured accuracy (%)",
+                scale=alt.Scale(domain=[math.floor(low) - 2, 100], clamp=True)))
+        + accuracy.mark_text(align="left", dx=4, fontSize=11).encode(x="accuracy (%):Q", text="subnet:N")
+    ).properties(width=420, height=height)
+    # Dots, not bars, on the log axis: a bar starts at 0, which a log axis cannot draw.
     latency = alt.Chart(points).encode(y=y, tooltip=tooltip)
-    latency = (latency.mark_bar(color="#f58518").encode(
-        x=alt.X("predicted latency (ms):Q", title="predicted latency (ms, log)", scale=alt.Scale(type="log")))
-        + latency.mark_tick(color="black", thickness=2, size=22).encode(x="latency budget (ms):Q"))
+    latency = (latency.mark_tick(color="black", thickness=2, size=20).encode(
+        x=alt.X("latency budget (ms):Q", title="predicted latency (ms, log); black: budget",
+                scale=alt.Scale(type="log")))
+        + latency.mark_circle(color="#f58518", size=140, opacity=1).encode(x="predicted latency (ms):Q")
+    ).properties(width=420, height=height)
     st.markdown(f"**Every device's subnet comes from the same trained `{SUPERNET}` weights**: its measured "
-                f"accuracy (label: input size and MACs) and its predicted latency against its budget (black tick).")
-    left, right = st.columns(2)
-    left.altair_chart(accuracy.properties(height=40 * len(points) + 40), width="stretch")
-    right.altair_chart(latency.properties(height=40 * len(points) + 40), width="stretch")
+                f"accuracy (label: input size and MACs) and its predicted latency against its budget.")
+    st.altair_chart(alt.hconcat(accuracy, latency, spacing=40), width="content")
 
     st.subheader("See the model work")
     pick = st.selectbox("Device", [e["profile"] for e in ok], key="deploy_predict_device",
