@@ -141,14 +141,14 @@ if ok:
         x=alt.X("accuracy (%):Q", title="measured accuracy (%)",
                 scale=alt.Scale(domain=[math.floor(low) - 2, 100], clamp=True)))
         + accuracy.mark_text(align="left", dx=4, fontSize=11).encode(x="accuracy (%):Q", text="subnet:N")
-    ).properties(width=420, height=height)
+    ).properties(width=370, height=height)
     # Dots, not bars, on the log axis: a bar starts at 0, which a log axis cannot draw.
     latency = alt.Chart(points).encode(y=y, tooltip=tooltip)
     latency = (latency.mark_tick(color="black", thickness=2, size=20).encode(
         x=alt.X("latency budget (ms):Q", title="predicted latency (ms, log); black: budget",
                 scale=alt.Scale(type="log")))
         + latency.mark_circle(color="#f58518", size=140, opacity=1).encode(x="predicted latency (ms):Q")
-    ).properties(width=420, height=height)
+    ).properties(width=370, height=height)
     st.markdown(f"**Every device's subnet comes from the same trained `{SUPERNET}` weights**: its measured "
                 f"accuracy (label: input size and MACs) and its predicted latency against its budget.")
     st.altair_chart(alt.hconcat(accuracy, latency, spacing=40), width="content")
