@@ -21,9 +21,10 @@ bench:
 	$(PYTHON) benchmarks/bench_blocks.py --runs 50 --warmup 5
 
 # Serve the app at http://localhost:$(PORT) with the bundled supernet, predictors and profiles
-# (installs the requirements first; nothing is downloaded at run time).
+# (installs the requirements first; nothing is downloaded at run time). app/serve.py is
+# `streamlit run app/streamlit_app.py` with the engine loading in the background from the start.
 PORT ?= 8501
 .PHONY: run
 run:
 	$(PIP) install -q -r requirements.txt
-	OPENBLAS_NUM_THREADS=1 $(PYTHON) -m streamlit run app/streamlit_app.py --server.port $(PORT) --server.headless true
+	OPENBLAS_NUM_THREADS=1 $(PYTHON) -m app.serve --server.port $(PORT) --server.headless true

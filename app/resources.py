@@ -11,6 +11,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
+import sys
+import threading
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -22,6 +25,8 @@ SUPERNET = "tiny-fmnist"
 PREDICTOR_CSV = ROOT / "assets" / "supernets" / SUPERNET / "accuracy-dataset.csv"
 PROFILES_DIR = ROOT / "assets" / "profiles"
 MAX_UPLOAD_BYTES = 512 * 1024  # profile CSVs / JSONs are a few KB; keep uploads small
+MAX_IMAGE_UPLOAD_BYTES = 1000 * 1024   # an image to classify (Streamlit itself refuses > 1 MB)
+MAX_IMAGE_UPLOAD_PIXELS = 4096 * 4096  # checked from the header before the image is decoded
 
 log = logging.getLogger("ofa_app")
 
@@ -31,11 +36,67 @@ USER_ERRORS = (ValueError, FileNotFoundError, KeyError)
 
 
 def configure_threads() -> None:
-    """One torch thread per request by default: the server runs several sessions on few cores."""
-    import torch
+    """One torch thread per request by default: the server runs several sessions on few cores.
+    Only once torch is loaded (by the warm-up or a page that needs it): the home page's first run
+    does not wait for torch."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return
     threads = int(os.environ.get("OFA_APP_TORCH_THREADS", "1"))
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
+
+
+_WARMUP: list[threading.Thread] = []
+_WARMUP_LOCK = threading.Lock()
+
+
+def start_warmup() -> threading.Thread:
+    """Load torch, the supernet, the predictor, the data and the default profile's budget ranges
+    in a background thread, once per process. The first page renders meanwhile; whatever needs
+    them waits for the engine's own lock (`load_resources`), so nothing is loaded twice."""
+    with _WARMUP_LOCK:
+        if not _WARMUP:
+            def warm() -> None:
+                import time
+                clock, steps = time.perf_counter(), []
+
+                def done(what: str) -> None:
+                    nonlocal clock
+                    steps.append(f"{what} {time.perf_counter() - clock:.2f} s")
+                    clock = time.perf_counter()
+                try:
+                    import altair, pandas  # noqa: F401 - the home page's own imports, meanwhile
+                    done("altair+pandas")
+                    import torch
+                    torch.set_num_threads(int(os.environ.get("OFA_APP_TORCH_THREADS", "1")))
+                    done("torch")
+                    from ofa_engine.devices.profiles import load_profile
+                    from ofa_engine.pipeline.specialize import load_resources
+                    resources = load_resources(SUPERNET)
+                    done("supernet+predictor+data")
+                    from ofa_engine.search import budget_ranges
+                    budget_ranges(resources.evaluator(load_profile("cpu-ort-1t")))
+                    done("budget ranges")
+                    log.info("engine warm: %s", ", ".join(steps))
+                except Exception:  # noqa: BLE001 - the page that needs it reports the error
+                    log.exception("warming up the engine failed")
+            thread = threading.Thread(target=warm, name="ofa-warmup", daemon=True)
+            thread.start()
+            _WARMUP.append(thread)
+        return _WARMUP[0]
+
+
+# Inline Markdown of st.markdown / st.error (emphasis, code, links, HTML, math, colour and icon
+# directives); user text in an error message never starts a line, so block syntax cannot apply.
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>~$:|])")
+
+
+def md(text: object) -> str:
+    """`text` with its Markdown characters escaped (and on one line), to show user-supplied
+    text (a profile's name, an uploaded value quoted in an error) in st.markdown / st.error as
+    it is: `__import__` stays `__import__`, not a bold 'import'."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(str(text).split()))
 
 
 @contextlib.contextmanager
@@ -48,10 +109,10 @@ def user_errors(what: str) -> Iterator[None]:
         yield
     except USER_ERRORS as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        st.error(f"{what}: {message}", icon=":material/error:")
+        st.error(f"{what}: {md(message)}", icon=":material/error:")
     except Exception as exc:  # noqa: BLE001 - the app must not show a traceback
         log.exception("%s failed", what)
-        st.error(f"{what} failed unexpectedly ({type(exc).__name__}: {exc}). "
+        st.error(f"{what} failed unexpectedly ({type(exc).__name__}: {md(exc)}). "
                  f"The server log has the details.", icon=":material/error:")
 
 
@@ -135,6 +196,25 @@ def get_evaluator(name: str):
     """The search evaluator of a profile: the engine keeps one per profile (with its cached
     budget ranges) and replaces it when a session uploads a different profile of that name."""
     return get_engine().evaluator(get_profile(name))
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _onnx_session(onnx_bytes: bytes):
+    from ofa_engine.runtime.ort import make_session
+    return make_session(onnx_bytes, threads=1, allow_spinning=False)
+
+
+def classify(onnx_bytes: bytes, images: np.ndarray, image_size: int) -> np.ndarray:
+    """Class probabilities (N, classes) of uint8 `images` (N,H,W[,C]) by the ONNX file, run in
+    ONNX Runtime here, the images preprocessed by the engine's one preprocessing function."""
+    from ofa_engine.runtime.preprocess import preprocess
+    session = _onnx_session(onnx_bytes)
+    x = preprocess(np.ascontiguousarray(images), get_space(), image_size).numpy()
+    (name,) = [i.name for i in session.get_inputs()]
+    logits = np.concatenate([session.run(None, {name: x[i:i + 1]})[0] for i in range(len(x))])
+    logits = logits - logits.max(1, keepdims=True)
+    e = np.exp(logits)
+    return e / e.sum(1, keepdims=True)
 
 
 # ------------------------------------------------------------------------------------ data

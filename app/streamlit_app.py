@@ -13,11 +13,17 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # `streamlit run` puts app/ on the path, not the repository root
     sys.path.insert(0, str(ROOT))
 
+from app.resources import start_warmup  # noqa: E402
+
+# Torch, the supernet, the predictor and the data load in the background while the first page
+# renders (a cold start used to wait for them: torch alone takes ~3 s to import here).
+start_warmup()
+
 import streamlit as st  # noqa: E402
 
 from app.resources import SUPERNET, configure_threads, get_space  # noqa: E402
 
-configure_threads()
+configure_threads()   # once torch is loaded: one thread per request
 # An emoji favicon is drawn in the page; a ":material/...:" one would be fetched from a public font
 # host, and the app must work offline.
 st.set_page_config(page_title="OFA specialize", page_icon="🧩", layout="wide")
@@ -26,6 +32,7 @@ VIEWS = Path(__file__).resolve().parent / "views"
 pages = {
     "Specialize": [
         st.Page(VIEWS / "specialize.py", title="Specialize", icon=":material/tune:", default=True),
+        st.Page(VIEWS / "deploy.py", title="Deploy everywhere", icon=":material/devices:"),
         st.Page(VIEWS / "compare.py", title="Compare strategies", icon=":material/leaderboard:"),
         st.Page(VIEWS / "profiles.py", title="Device profiles", icon=":material/developer_board:"),
     ],
@@ -39,8 +46,8 @@ space = get_space()
 colour = "grayscale" if space.in_channels == 1 else f"{space.in_channels}-channel"
 st.sidebar.caption(
     f"**The model**: supernet `{SUPERNET}`, a {len(space.labels) or space.num_classes}-class {colour} image "
-    f"classifier ({', '.join(space.labels[:4])}, ...), trained on Fashion-MNIST at "
-    f"{min(space.resolutions)}-{max(space.resolutions)} px (images are 28 px). Every subnet you "
+    f"classifier ({', '.join(space.labels[:4])}, ...) of 28 px Fashion-MNIST images, trained at "
+    f"{min(space.resolutions)}-{max(space.resolutions)} px input. Every subnet you "
     f"specialize is one of its {len(space.width_mults)} widths x {len(space.resolutions)} resolutions x "
     f"per-block kernel, expand ratio and depth choices.")
 st.navigation(pages).run()

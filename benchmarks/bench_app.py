@@ -4,7 +4,8 @@
 
 Each run starts a fresh `streamlit run` process (nothing cached in memory) and a headless
 chromium (Debian's, via Playwright), and times
-- cold start: `streamlit run` process start -> the "Specialize" button is visible and the first
+- cold start: `python -m app.serve` (streamlit run + the engine warm-up) process start -> the
+  "Specialize" button is visible and the first
   script run is over, in a browser that is already open;
 - specialization in the browser: click "Specialize" -> the "Download ONNX" button is visible and
   the script run is over (home page defaults: cpu-ort-1t, its default budget, evolution, seed 0).
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
+import re
 import statistics
 import sys
 import time
@@ -29,16 +31,18 @@ sys.path.insert(0, str(ROOT))  # run from a checkout, no install
 from ofa_engine.devices.profile_kit import cpu_model  # noqa: E402
 from tests.helpers_browser import chromium, serve_app, wait_idle  # noqa: E402
 
-PAGES = [("specialize", ""), ("compare", "compare"), ("profiles", "profiles"),
+PAGES = [("specialize", ""), ("deploy", "deploy"), ("compare", "compare"), ("profiles", "profiles"),
          ("how-ofa-works", "how_ofa_works"), ("building-blocks", "building_blocks")]
 
 
-def browser_run(log_path: Path) -> tuple[float, float]:
-    """(cold start s, specialization s) of one fresh server, seen from an already open browser."""
+def browser_run(log_path: Path) -> tuple[float, float, float]:
+    """(cold start s, specialization s, server answering s) of one fresh server, seen from an
+    already open browser."""
     with chromium() as browser:
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         started = time.perf_counter()
         with serve_app(log_path=log_path) as url:
+            healthy = time.perf_counter() - started
             page.goto(url)
             button = page.get_by_role("button", name="Specialize")
             button.wait_for(timeout=180_000)
@@ -49,7 +53,7 @@ def browser_run(log_path: Path) -> tuple[float, float]:
             page.get_by_role("button", name="Download ONNX").wait_for(timeout=600_000)
             wait_idle(page, 600_000)
             specialization = time.perf_counter() - clicked
-    return cold, specialization
+    return cold, specialization, healthy
 
 
 def in_process_runs(runs: int) -> list[dict[str, float]]:
@@ -91,6 +95,9 @@ def screenshots(out_dir: Path, log_path: Path) -> list[Path]:
             if name == "specialize":
                 page.get_by_role("button", name="Specialize").click()
                 page.get_by_role("button", name="Download ONNX").wait_for(timeout=600_000)
+            elif name == "deploy":
+                page.get_by_role("button", name="Specialize for every device").click()
+                page.get_by_role("button", name=re.compile(r"^Download all")).wait_for(timeout=600_000)
             elif name == "compare":
                 page.get_by_role("button", name="Run all strategies").click()
                 page.get_by_test_id("stDataFrame").first.wait_for(timeout=600_000)
@@ -124,11 +131,12 @@ def main() -> None:
             print(f"screenshot: {path}")
         return
     load_before = os.getloadavg()[0]
-    cold, spec_browser = [], []
+    cold, spec_browser, healthy = [], [], []
     for run in range(args.runs):
-        c, s = browser_run(args.log_dir / f"bench_app_{run}.log")
+        c, s, h = browser_run(args.log_dir / f"bench_app_{run}.log")
         cold.append(c)
         spec_browser.append(s)
+        healthy.append(h)
     inproc = in_process_runs(args.runs)
     load_after = os.getloadavg()[0]
 
@@ -139,12 +147,17 @@ def main() -> None:
     print("| measurement (s) | median | runs |")
     print("|---|---:|---|")
     print(row("cold start -> Specialize button interactive (browser)", cold))
+    print(row("  of which: process start -> server answers /_stcore/health", healthy))
     print(row("click Specialize -> result and Download ONNX shown, run over (browser)", spec_browser))
     print(row("specialize() in-process, warm", [r["total"] for r in inproc]))
     for stage in ("search", "extract_calibrate", "export", "accuracy", "latency"):
         values = [r[stage] for r in inproc if stage in r]
         if values:
             print(row(f"  of which {stage}", values))
+    warm = [line.split("engine warm: ", 1)[1].strip() for run in range(args.runs)
+            for line in (args.log_dir / f"bench_app_{run}.log").read_text().splitlines() if "engine warm: " in line]
+    if warm:
+        print("\nThe server's background warm-up (app/resources.py start_warmup), per run: " + "; ".join(warm) + ".")
     print(f"\nSettings: profile {inproc[0]['profile']}, {inproc[0]['budget']}, strategy evolution, "
           f"seeds 0..{args.runs - 1}. The browser and the server share the machine's cores; 1-minute "
           f"load average {load_before:.1f} before, {load_after:.1f} after (other jobs included).")

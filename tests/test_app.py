@@ -33,8 +33,13 @@ def assert_clean(at: AppTest) -> None:
     assert not at.exception, [e.value for e in at.exception]
 
 
+def plain(text: str) -> str:
+    """Markdown as the reader sees it: the app escapes user text (app.resources.md)."""
+    return re.sub(r"\\(.)", r"\1", text)
+
+
 def errors(at: AppTest) -> list[str]:
-    return [e.value for e in at.error]
+    return [plain(e.value) for e in at.error]
 
 
 def download_labels(at: AppTest) -> list[str]:
@@ -132,8 +137,9 @@ def test_every_slider_at_its_minimum_is_a_budget_some_subnet_meets():
     assert "Download ONNX" in download_labels(at)
 
 
-def test_impossible_budget_is_a_message_not_a_traceback():
-    """A profile whose SRAM no subnet fits (uploaded): the reason is shown, no traceback."""
+def test_impossible_uploaded_profile_shows_its_reason_before_any_click():
+    """A profile whose SRAM no subnet fits (uploaded): the reason is on the page at once, with no
+    'use the smallest achievable' (the device cannot be changed); Specialize then downloads nothing."""
     from ofa_engine.devices.profiles import load_profile
     data = load_profile("stm32f746").to_dict()
     data["name"], data["display_name"] = "tiny-board", "Tiny board"
@@ -143,11 +149,151 @@ def test_impossible_budget_is_a_message_not_a_traceback():
     at.button(key="json_add").click().run()
     at.switch_page("views/specialize.py").run()
     at.selectbox(key="spec_profile").set_value("tiny-board").run()
-    at.button[0].click().run()
     assert_clean(at)
     message = " ".join(errors(at))
-    assert "smallest achievable" in message and "peak_memory_kb <= 1 " in message, message
+    assert "No subnet fits this device" in message and "smallest achievable" in message, message
+    assert "peak_memory_kb <= 1 " in message, message
+    assert not [b for b in at.button if b.key == "spec_use_smallest"]
+    at.button[0].click().run()
+    assert_clean(at)
     assert "Download ONNX" not in download_labels(at)
+
+
+def test_budgets_no_subnet_meets_together_offer_the_smallest_achievable_in_one_click():
+    at = open_page()
+    at.selectbox(key="spec_profile").set_value("cpu-ort-1t").run()
+    at.multiselect(key="spec_kinds").set_value(["latency_ms", "macs_m"]).run()
+    for key in ("spec_latency_ms", "spec_macs_m"):
+        at.slider(key=key).set_value(at.slider(key=key).min)
+    at.button[0].click().run()     # the form's submit: both sliders at their minimum
+    assert_clean(at)
+    message = " ".join(errors(at))
+    assert "This budget cannot be met" in message and "each alone is achievable" in message, message
+    assert "Download ONNX" not in download_labels(at)
+    at.button(key="spec_use_smallest").click().run()
+    assert_clean(at)
+    assert not errors(at), errors(at)
+    assert at.slider(key="spec_latency_ms").value > at.slider(key="spec_latency_ms").min or \
+        at.slider(key="spec_macs_m").value > at.slider(key="spec_macs_m").min
+    at.button[0].click().run()
+    assert_clean(at)
+    assert not errors(at), errors(at)
+    assert "Download ONNX" in download_labels(at)
+
+
+def test_cards_have_units_noisy_latency_is_remeasured_and_the_model_predicts():
+    """One specialization: every card's title and value carry units; a measured latency whose
+    spread straddles the budget says 'noisy' (not 'over budget') with a re-measure button; the
+    'See the model work' panel labels evaluation images and an uploaded PNG."""
+    import io
+
+    from PIL import Image
+
+    from app import format as fmt
+    at = open_page()
+    at.selectbox(key="spec_profile").set_value("cpu-ort-1t").run()
+    at.button[0].click().run()
+    assert_clean(at)
+    assert not errors(at), errors(at)
+    cards = {m.label.split(" ≤ ")[0]: m for m in at.metric}
+    assert re.fullmatch(r"Latency ≤ [0-9.]+ ms", cards["Latency"].label)
+    assert re.fullmatch(r"[0-9.]+ ms", cards["Latency"].value)
+    assert re.fullmatch(r"[0-9.]+ %", cards["Accuracy"].value)
+    for label in ("Peak memory", "Flash"):
+        assert re.fullmatch(r"[0-9.,]+ (KB|MB)", cards[label].value), cards[label].value
+    assert re.fullmatch(r"[0-9.]+ M", cards["MACs"].value)
+    report = at.session_state["specialization"]["report"]
+    assert cards["MACs"].value == fmt.quantity(report["predicted"]["macs"] / 1e6, "M")
+    assert any(c.value.startswith("median of the runs, IQR ") and c.value.endswith(" ms") for c in at.caption)
+
+    # The stored measurement made noisy: median over the budget, but by less than its spread.
+    limit = at.slider(key="spec_latency_ms").value
+    report["measured"]["latency_ms"], report["measured"]["latency_iqr_ms"] = limit * 1.05, limit * 0.2
+    at.run()
+    captions = " ".join(c.value for c in at.caption)
+    assert "measurement was noisy" in captions and "over budget" not in captions, captions
+    at.button(key="spec_remeasure").click().run()
+    assert_clean(at)
+    latency = at.session_state["specialization"]["latency"]
+    assert latency["median_ms"] > 0 and latency["runs"] > 0
+    assert any(c.value.startswith("Latency re-measured: median") for c in at.caption)
+
+    shown = [plain(m.value) for m in at.markdown if m.value.startswith("true: ")]
+    assert len(shown) == 8
+    from ofa_engine.families.mbv3.space import FASHION_MNIST_LABELS
+    assert [re.match(r"true: \*\*(.+?)\*\*", t).group(1) for t in shown] == list(FASHION_MNIST_LABELS[:8])
+    assert all("predicted: " in t for t in shown)
+
+    from ofa_engine.datasets.images import load_split
+    image = load_split("test2k").images[0]
+    png = io.BytesIO()
+    Image.fromarray(255 - image).save(png, format="PNG")     # dark on light: the invert box undoes it
+    at.checkbox(key="spec_predict_invert").check()
+    at.file_uploader(key="spec_predict_image").set_value(("boot.png", png.getvalue(), "image/png")).run()
+    assert_clean(at)
+    assert not errors(at), errors(at)
+    assert any(m.value.startswith("Predicted: **") for m in at.markdown)
+    at.file_uploader(key="spec_predict_image").set_value(("x.png", b"not an image", "image/png")).run()
+    assert any("'x.png' cannot be read as a PNG or JPEG" in e for e in errors(at)), errors(at)
+    huge = io.BytesIO()
+    Image.new("L", (5000, 4000)).save(huge, format="PNG")
+    at.file_uploader(key="spec_predict_image").set_value(("huge.png", huge.getvalue(), "image/png")).run()
+    assert any("'huge.png' is 5000 x 4000 pixels; allowed: at most 16,777,216" in e for e in errors(at)), errors(at)
+
+
+def test_format_gives_significant_digits_and_units():
+    from app import format as fmt
+    assert fmt.sig(0.51634) == "0.516" and fmt.sig(449.93) == "450" and fmt.sig(0.99996) == "1.00"
+    assert fmt.quantity(0.2119, "ms") == "0.212 ms" and fmt.quantity(None, "ms") == "n/a"
+    assert fmt.memory_kb(3.125, 4) == "3.125 KB" and fmt.memory_kb(2048) == "2.00 MB"
+    assert fmt.memory_bytes(78675968 * 1024) == "75.0 GB" and fmt.quantity(1536, "KB") == "1.50 MB"
+    assert fmt.budget(0.5167, "ms") == "0.5167 ms" and fmt.percent(0.8512) == "85.1 %"
+
+
+@pytest.mark.parametrize("median, iqr, verdict", [(0.50, 0.02, "within"), (0.60, 0.05, "over"),
+                                                  (0.53, 0.05, "noisy"), (0.53, None, "over")])
+def test_latency_is_over_budget_only_when_its_spread_clears_the_budget(median, iqr, verdict):
+    from app.widgets import card_values, latency_verdict
+    assert latency_verdict(median, iqr, 0.52) == verdict
+    report = {"predicted": {"latency_ms": 0.5}, "measured": {"latency_ms": median, "latency_iqr_ms": iqr}}
+    card = next(c for c in card_values(report, {"latency_ms": 0.52}) if c["field"] == "latency_ms")
+    assert card["verdict"] == verdict and card["label"] == "Latency ≤ 0.52 ms"
+
+
+# ------------------------------------------------------------------------------ deploy everywhere
+@pytest.mark.slow
+def test_deploy_everywhere_specializes_each_device_and_zips_them_with_a_manifest():
+    import io
+    import zipfile
+
+    import onnxruntime as ort
+
+    from app.deployment import deployment_zip
+    at = open_page("deploy")
+    at.multiselect(key="deploy_devices").set_value(["cpu-ort-1t", "stm32f412"]).run()
+    at.button[0].click().run()
+    assert_clean(at)
+    assert not errors(at), errors(at)
+    deployment = at.session_state["deployment"]
+    assert [e["profile"] for e in deployment] == ["cpu-ort-1t", "stm32f412"]
+    assert [e["precision"] for e in deployment] == ["fp32", "int8"]   # each profile's own
+    table = at.table[0].value
+    assert list(table["profile"]) == ["cpu-ort-1t", "stm32f412"], table
+    assert all(re.fullmatch(r"[0-9.]+ %", a) for a in table["accuracy"])
+    assert any(label.startswith("Download all (2 ONNX files") for label in download_labels(at))
+    assert len([m for m in at.markdown if m.value.startswith("true: ")]) == 8
+
+    space = SearchSpace.preset("tiny-fmnist")
+    with zipfile.ZipFile(io.BytesIO(deployment_zip(deployment, space, "tiny-fmnist"))) as z:
+        manifest = json.loads(z.read("manifest.json"))
+        assert manifest["supernet"] == "tiny-fmnist"
+        assert sorted(z.namelist()) == sorted(["manifest.json"] + [d["file"] for d in manifest["devices"]])
+        for device, entry in zip(manifest["devices"], deployment):
+            assert device["config"] == entry["report"]["config"]
+            session = ort.InferenceSession(z.read(device["file"]), providers=["CPUExecutionProvider"])
+            size = device["config"]["image_size"]
+            assert session.get_inputs()[0].shape[-2:] == [size, size]
+            assert device["measured"]["accuracy"] == entry["report"]["measured"]["accuracy"]
 
 
 # ------------------------------------------------------------------------------ compare
@@ -319,3 +465,46 @@ def test_building_blocks_measures_latency_on_a_small_input():
     assert not errors(at)
     latency = at.dataframe[0].value["ORT latency (ms)"]
     assert (latency > 0).all()
+
+
+def test_building_blocks_caps_a_large_input_with_a_message_naming_the_cap_and_shows_memory_in_kb_or_mb():
+    at = open_page("building_blocks")
+    for label, value in (("Height H", 224), ("Width W", 224)):
+        next(n for n in at.number_input if n.label == label).set_value(value).run()
+    at.toggle(key="blocks_measure").set_value(True).run()
+    assert_clean(at)
+    assert not errors(at), errors(at)
+    warning = " ".join(w.value for w in at.warning)
+    assert "Latency not measured" in warning and "MAX_MEASURED_PEAK_BYTES" in warning, warning
+    table = at.dataframe[0].value
+    assert "ORT latency (ms)" not in table.columns and len(table) == 6
+    memory = [c for c in table.columns if c.startswith(("inference peak", "training"))]
+    assert memory and all(c.endswith("(MB)") for c in memory), table.columns   # 224 x 224: MB, not KiB
+    text = " ".join(m.value for m in at.markdown)
+    assert "KiB" not in text and re.search(r"keeps the most activations for backward \(\d[\d.,]* (KB|MB|GB),", text)
+
+
+def test_user_text_is_not_markdown_and_errors_name_no_server_path():
+    """A profile's display name and provenance with Markdown in them show as written; a bad
+    latency CSV's error names the uploaded file, not the server's temporary folder."""
+    from ofa_engine.devices.profiles import load_profile
+    data = load_profile("stm32f746").to_dict()
+    data["name"], data["display_name"] = "md-board", "My __import__ *board*"
+    data["provenance"] = {**data.get("provenance", {}), "command": "__import__('os')"}
+    at = open_page("profiles")
+    at.file_uploader(key="json_upload").set_value(("p.json", json.dumps(data).encode(), "application/json")).run()
+    at.button(key="json_add").click().run()
+    at.selectbox(key="prof_detail").set_value("md-board").run()
+    assert_clean(at)
+    assert any("command: __import__('os')" in t.value for t in at.text)
+    at.switch_page("views/specialize.py").run()
+    at.selectbox(key="spec_profile").set_value("md-board").run()
+    caption = next(c.value for c in at.caption if "board" in c.value)
+    assert r"My \_\_import\_\_ \*board\*" in caption and plain(caption).startswith("**My __import__ *board***")
+
+    at.switch_page("views/profiles.py").run()
+    at.file_uploader(key="csv_upload").set_value(("my-results.csv", b"file,config\nm.onnx,{}\n", "text/csv")).run()
+    at.button(key="csv_create").click().run()
+    message = " ".join(errors(at))
+    assert "my-results.csv" in message and "missing column" in message, message
+    assert "/tmp" not in message and "ofa-upload-" not in message, message

@@ -201,3 +201,36 @@ def test_make_bundled_subsets_writes_atomically(tmp_path, monkeypatch):
         D.make_bundled_subsets(size=10)
     assert paths["calib"].read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["calib.npz", "test2k.npz"]
+
+
+def test_decode_image_bytes_reads_png_and_jpeg_and_refuses_the_rest():
+    """An uploaded image: PNG / JPEG to uint8 grayscale or RGB; a non-image, a damaged file, a
+    GIF and an image over the pixel cap (refused from its header) each name the file."""
+    import io
+
+    from PIL import Image
+    from ofa_engine.datasets.images import decode_image_bytes
+
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)
+    png = io.BytesIO()
+    Image.fromarray(rgb).save(png, format="PNG")
+    gray = decode_image_bytes(png.getvalue(), "shirt.png")
+    assert gray.shape == (30, 40) and gray.dtype == np.uint8
+    assert np.array_equal(gray, np.asarray(Image.fromarray(rgb).convert("L")))
+    assert np.array_equal(decode_image_bytes(png.getvalue(), "shirt.png", channels=3), rgb)
+    jpeg = io.BytesIO()
+    Image.fromarray(rgb).save(jpeg, format="JPEG")
+    assert decode_image_bytes(jpeg.getvalue(), "shirt.jpg").shape == (30, 40)
+
+    big = io.BytesIO()
+    Image.new("L", (300, 200)).save(big, format="PNG")
+    with pytest.raises(ValueError, match=r"'big.png' is 300 x 200 pixels; allowed: at most 50,000"):
+        decode_image_bytes(big.getvalue(), "big.png", max_pixels=50_000)
+    gif = io.BytesIO()
+    Image.fromarray(rgb).save(gif, format="GIF")
+    for data, name in ((b"not an image", "x.png"), (png.getvalue()[:60], "cut.png"), (gif.getvalue(), "a.gif")):
+        with pytest.raises(ValueError, match=f"'{name}' cannot be read as a PNG or JPEG"):
+            decode_image_bytes(data, name)
+    with pytest.raises(ValueError, match="channels"):
+        decode_image_bytes(png.getvalue(), channels=2)

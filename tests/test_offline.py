@@ -16,7 +16,7 @@ pytestmark = [
 ]
 pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
 
-PAGES = ["", "compare", "profiles", "how_ofa_works", "building_blocks"]
+PAGES = ["", "deploy", "compare", "profiles", "how_ofa_works", "building_blocks"]
 LOCAL = {"127.0.0.1", "localhost"}
 
 

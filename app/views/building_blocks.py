@@ -8,15 +8,18 @@ import pandas as pd
 import streamlit as st
 import torch
 
+from app import format as fmt
 from app.resources import user_errors
-from ofa_engine.lessons.blocks import (BLOCKS, ChannelShuffle, attention_token_sweep, bottleneck_mac_saving,
-                               compare_blocks, shuffle_group_mixing)
+from ofa_engine.lessons.blocks import (BLOCKS, MAX_INPUT_ELEMENTS, MAX_MEASURED_PEAK_BYTES, ChannelShuffle,
+                                       attention_token_sweep, bottleneck_mac_saving, compare_blocks,
+                                       shuffle_group_mixing)
 
-KIB = 1024
-COLUMNS = {"macs_m": "MACs (M)", "params_k": "params (K)", "inference_peak_kib": "inference peak fp32 (KiB)",
-           "inference_peak_int8_kib": "inference peak int8 (KiB)",
-           "training_activation_kib": "training activations fp32 (KiB)",
+KB = 1024   # the engine's KB: 1024 bytes
+COLUMNS = {"macs_m": "MACs (M)", "params_k": "params (K)", "inference_peak_kib": "inference peak fp32 (KB)",
+           "inference_peak_int8_kib": "inference peak int8 (KB)",
+           "training_activation_kib": "training activations fp32 (KB)",
            "latency_ms": "ORT latency (ms)", "latency_iqr_ms": "latency IQR (ms)"}
+MEMORY = ("inference_peak_kib", "inference_peak_int8_kib", "training_activation_kib")
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -28,9 +31,9 @@ def block_table(shape: tuple[int, int, int], channels: int, params: tuple, measu
         "block": frame["block"],
         "description": [BLOCKS[b].description for b in frame["block"]],
         "macs_m": frame["macs"] / 1e6, "params_k": frame["params"] / 1e3,
-        "inference_peak_kib": frame["inference_peak_bytes"] / KIB,
-        "inference_peak_int8_kib": frame["inference_peak_bytes_int8"] / KIB,
-        "training_activation_kib": frame["training_activation_bytes"] / KIB,
+        "inference_peak_kib": frame["inference_peak_bytes"] / KB,
+        "inference_peak_int8_kib": frame["inference_peak_bytes_int8"] / KB,
+        "training_activation_kib": frame["training_activation_bytes"] / KB,
         "latency_ms": frame["latency_ms"], "latency_iqr_ms": frame["latency_iqr_ms"]})
 
 
@@ -70,18 +73,45 @@ measure = st.toggle("Measure ONNX Runtime latency on this server", value=False, 
                     help="Exports each block to ONNX and times it (a few seconds; large inputs longer).")
 shape = (int(channels_in), int(height), int(width))
 params_key = tuple(sorted((k, tuple(sorted(v.items()))) for k, v in overrides.items()))
+elements = shape[0] * shape[1] * shape[2]
+st.caption(f"Latency is measured only for inputs of at most {MAX_INPUT_ELEMENTS:,} values (C x H x W, "
+           f"MAX_INPUT_ELEMENTS) and blocks whose float32 inference peak is at most "
+           f"{fmt.memory_bytes(MAX_MEASURED_PEAK_BYTES)} (MAX_MEASURED_PEAK_BYTES): larger ones could exhaust "
+           f"the server's memory (a 224 x 224 attention input asks for ~40 GB). Closed-form costs have no cap.")
 
 table = None
 with user_errors("Block parameters"):
-    with st.spinner("Measuring the blocks with ONNX Runtime ..." if measure else "Computing ..."):
-        table = block_table(shape, int(channels_out), params_key, measure)
+    with st.spinner("Computing ..."):
+        table = block_table(shape, int(channels_out), params_key, False)
+    if measure:
+        largest = float(table["inference_peak_kib"].max()) * KB
+        if elements > MAX_INPUT_ELEMENTS or largest > MAX_MEASURED_PEAK_BYTES:
+            heaviest = table.loc[table["inference_peak_kib"].idxmax(), "block"]
+            st.warning(f"Latency not measured: input C x H x W = {shape[0]} x {shape[1]} x {shape[2]} = "
+                       f"{elements:,} values (cap {MAX_INPUT_ELEMENTS:,}, MAX_INPUT_ELEMENTS); largest float32 "
+                       f"inference peak {fmt.memory_bytes(largest)} (`{heaviest}`; cap "
+                       f"{fmt.memory_bytes(MAX_MEASURED_PEAK_BYTES)}, MAX_MEASURED_PEAK_BYTES). The closed-form "
+                       f"costs are below; use a smaller input to measure.", icon=":material/warning:")
+            measure = False
+        else:
+            with st.spinner("Measuring the blocks with ONNX Runtime ..."):
+                table = block_table(shape, int(channels_out), params_key, True)
 
 if table is not None:
     st.subheader(f"Comparison at input {shape[0]}x{shape[1]}x{shape[2]}, {int(channels_out)} output channels")
     shown = table.drop(columns=[] if measure else ["latency_ms", "latency_iqr_ms"])
-    st.dataframe(shown.rename(columns=COLUMNS), hide_index=True, width="stretch", column_config={
-        label: st.column_config.NumberColumn(format="%.3f" if "latency" in key else "%.2f")
-        for key, label in COLUMNS.items()})
+    # Memory in KB, or MB when the largest value is over 10 MB (never raw bytes).
+    in_mb = float(table[list(MEMORY)].to_numpy().max()) > 10 * 1024
+    labels = {k: (v.replace("(KB)", "(MB)") if in_mb and k in MEMORY else v) for k, v in COLUMNS.items()}
+    if in_mb:
+        shown = shown.assign(**{k: shown[k] / 1024 for k in MEMORY})
+    units = {"macs_m": " M", "params_k": " K", "latency_ms": " ms", "latency_iqr_ms": " ms"}
+    st.dataframe(shown.rename(columns=labels), hide_index=True, width="stretch", column_config={
+        "block": st.column_config.TextColumn(width="medium"),
+        "description": st.column_config.TextColumn(width="large"),
+        **{label: st.column_config.NumberColumn(
+            format=("%.3f" if "latency" in key else "%.2f") + units.get(key, " MB" if in_mb else " KB"))
+           for key, label in labels.items()}})
     metric = st.radio("Chart", [k for k in COLUMNS if measure or "latency" not in k and k != "latency_iqr_ms"],
                       format_func=COLUMNS.get, horizontal=True)
     log_scale = st.toggle("Log scale", value=True, key="blocks_log")
@@ -111,7 +141,7 @@ if table is not None:
     top, ratio = ranked.iloc[0], ranked.iloc[0]["training_activation_kib"] / ranked.iloc[-1]["training_activation_kib"]
     st.markdown(
         f"**Training memory.** `{top['block']}` keeps the most activations for backward "
-        f"({top['training_activation_kib']:,.0f} KiB, {ratio:.1f}x the smallest, "
+        f"({fmt.memory_kb(top['training_activation_kib'])}, {ratio:.1f}x the smallest, "
         f"`{ranked.iloc[-1]['block']}`): the inverted bottleneck works at `expansion` times the "
         f"width and attention stores the (heads x N x N) attention matrix.")
 
@@ -147,15 +177,15 @@ with user_errors("Token sweep"):
         x=alt.X("tokens:Q", title="tokens N"), y=alt.Y("MACs:Q", stack=True), color="part:N",
         tooltip=["tokens", "part", alt.Tooltip("MACs:Q", format=",")]).properties(height=260,
                                                                                      title="MACs"), width="stretch")
-    memory = sweep.assign(peak_kib=sweep["inference_peak_bytes"] / KIB,
-                          train_kib=sweep["training_activation_bytes"] / KIB)
+    memory = sweep.assign(peak_kib=sweep["inference_peak_bytes"] / KB,
+                          train_kib=sweep["training_activation_bytes"] / KB)
     mem_long = memory.melt(id_vars=["tokens"], value_vars=["peak_kib", "train_kib"], var_name="memory",
-                           value_name="KiB")
+                           value_name="KB")
     mem_long["memory"] = mem_long["memory"].map({"peak_kib": "inference peak", "train_kib": "training"})
     right.altair_chart(alt.Chart(mem_long).mark_line(point=True).encode(
         x=alt.X("tokens:Q", title="tokens N", scale=alt.Scale(type="log", base=2)),
-        y=alt.Y("KiB:Q", scale=alt.Scale(type="log")), color="memory:N",
-        tooltip=["tokens", "memory", alt.Tooltip("KiB:Q", format=",.1f")]).properties(
+        y=alt.Y("KB:Q", title="KB", scale=alt.Scale(type="log")), color="memory:N",
+        tooltip=["tokens", "memory", alt.Tooltip("KB:Q", format=",.1f")]).properties(
         height=260, title="activation memory fp32 (log-log)"), width="stretch")
     if measure_sweep:
         st.altair_chart(alt.Chart(sweep).mark_line(point=True).encode(

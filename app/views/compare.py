@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app.resources import USER_ERRORS, get_evaluator, log
-from app.widgets import budget_controls, describe_profile, profile_picker
+from app.resources import USER_ERRORS, get_evaluator, log, md
+from app.widgets import budget_controls, budget_feasibility, describe_profile, profile_picker
 from ofa_engine.search import STRATEGIES, Constraints, InfeasibleBudgetError, search
 
 st.title("Compare search strategies")
@@ -25,10 +25,12 @@ if profile_name is None:
     st.stop()
 seed = right.number_input("Seed", 0, 10_000, 0, key="cmp_seed")
 describe_profile(profile_name)
-limits = budget_controls(profile_name, "cmp")
+strategies = st.multiselect("Strategies", STRATEGIES, default=list(STRATEGIES), key="cmp_strategies")
+limits, submitted = budget_controls(profile_name, "cmp", "Run all strategies", ":material/play_arrow:",
+                                    disabled=not strategies)
 if limits is None:
     st.stop()
-strategies = st.multiselect("Strategies", STRATEGIES, default=list(STRATEGIES), key="cmp_strategies")
+feasible = budget_feasibility(profile_name, limits, "cmp")
 
 
 def curve(result, strategy: str) -> pd.DataFrame:
@@ -43,7 +45,7 @@ def curve(result, strategy: str) -> pd.DataFrame:
     return frame[np.isfinite(frame["best accuracy (%)"])]
 
 
-if st.button("Run all strategies", type="primary", icon=":material/play_arrow:", disabled=not strategies):
+if submitted and feasible:
     rows, curves, failed = [], [], False
     evaluator = get_evaluator(profile_name)
     with st.status("Running the strategies ...", expanded=True) as status:
@@ -55,13 +57,13 @@ if st.button("Run all strategies", type="primary", icon=":material/play_arrow:",
                 wall = time.perf_counter() - started
             except InfeasibleBudgetError as exc:  # the same for every strategy: stop here
                 status.update(label="No subnet meets this budget", state="error")
-                st.error(str(exc), icon=":material/error:")
+                st.error(md(exc), icon=":material/error:")
                 failed = True
                 break
             except Exception as exc:  # noqa: BLE001 - one strategy failing must not hide the others
                 if not isinstance(exc, USER_ERRORS):
                     log.exception("search %s failed", strategy)
-                st.warning(f"{strategy}: {exc}", icon=":material/warning:")
+                st.warning(f"{strategy}: {md(exc)}", icon=":material/warning:")
                 continue
             p = result.predicted
             rows.append({"strategy": strategy, "accuracy (%)": p["accuracy"] * 100,
@@ -88,13 +90,13 @@ if done is not None:
         st.caption("Settings changed since this comparison: run it again to update.")
     best = table["accuracy (%)"].max()
     st.dataframe(table, hide_index=True, width="stretch", column_config={
-        "accuracy (%)": st.column_config.ProgressColumn(format="%.2f", min_value=float(table["accuracy (%)"].min()) - 1,
+        "accuracy (%)": st.column_config.ProgressColumn(format="%.2f %%", min_value=float(table["accuracy (%)"].min()) - 1,
                                                         max_value=float(best)),
-        "latency (ms)": st.column_config.NumberColumn(format="%.3f"),
-        "peak memory (KB)": st.column_config.NumberColumn(format="%.1f"),
-        "Flash (KB)": st.column_config.NumberColumn(format="%.1f"),
-        "MACs (M)": st.column_config.NumberColumn(format="%.2f"),
-        "time (s)": st.column_config.NumberColumn(format="%.3f"),
+        "latency (ms)": st.column_config.NumberColumn(format="%.3f ms"),
+        "peak memory (KB)": st.column_config.NumberColumn(format="%.1f KB"),
+        "Flash (KB)": st.column_config.NumberColumn(format="%.1f KB"),
+        "MACs (M)": st.column_config.NumberColumn(format="%.3f M"),
+        "time (s)": st.column_config.NumberColumn(format="%.3f s"),
         "config": st.column_config.TextColumn(width="large", help="the chosen subnet (JSON)")})
     with st.expander("Chosen configs in full (JSON)"):
         st.code("\n".join(f"{row.strategy}: {row.config}" for row in table.itertuples()), language="text",
@@ -113,7 +115,7 @@ if done is not None:
         y=alt.Y("accuracy (%):Q", scale=alt.Scale(zero=False)),
         # Legends below the plot: at the side, the size legend's labels ("40,000") were clipped.
         size=alt.Size("evaluations:Q", scale=alt.Scale(range=[60, 600]),
-                      legend=alt.Legend(orient="bottom", format=",d", labelLimit=0)),
+                      legend=alt.Legend(orient="bottom", format="~s", labelLimit=0)),   # 10k, 20k
         color=alt.Color("strategy:N", legend=alt.Legend(orient="bottom", columns=3)),
         tooltip=list(table.columns[:-1]),
     ).properties(height=340), width="stretch")

@@ -12,6 +12,7 @@ import streamlit as st
 import torch
 
 from app import charts
+from app import format as fmt
 from app.resources import (get_accuracy_predictor, get_space, get_split, get_supernet, measured_samples,
                            predictor_samples, user_errors)
 from ofa_engine import SubnetConfig, analyze
@@ -101,15 +102,16 @@ cfg = SubnetConfig(wid=wid, ks=[kernel] * space.num_slots, e=[expand] * space.nu
 stats = {k: float(v[0]) for k, v in analyze(space, [cfg]).items()}
 largest = {k: float(v[0]) for k, v in analyze(space, [space.largest()]).items()}
 m1, m2, m3, m4, m5 = st.columns(5)
-m1.metric("MACs", f"{stats['macs'] / 1e6:.2f} M", f"{stats['macs'] / largest['macs'] - 1:+.0%} vs largest",
+m1.metric("MACs", fmt.quantity(stats["macs"] / 1e6, "M"), f"{stats['macs'] / largest['macs'] - 1:+.0%} vs largest",
           delta_color="off")
-m2.metric("Params", f"{stats['params'] / 1e3:.1f} K",
+m2.metric("Params", fmt.quantity(stats["params"] / 1e6, "M") if stats["params"] >= 1e6
+          else fmt.quantity(stats["params"] / 1e3, "K"),
           f"{stats['params'] / largest['params'] - 1:+.0%} vs largest", delta_color="off")
-m3.metric("Peak memory (int8)", f"{stats['peak_activation_bytes'] / 1024:.1f} KB")
-m4.metric("Flash (int8)", f"{stats['flash_bytes'] / 1024:.1f} KB")
+m3.metric("Peak memory (int8)", fmt.memory_bytes(stats["peak_activation_bytes"]))
+m4.metric("Flash (int8)", fmt.memory_bytes(stats["flash_bytes"]))
 try:
     predicted = float(get_accuracy_predictor().predict([cfg])[0])
-    m5.metric("Predicted accuracy", f"{predicted:.1%}")
+    m5.metric("Predicted accuracy", fmt.percent(predicted))
 except Exception as exc:  # noqa: BLE001 - a missing predictor must not break the page
     m5.metric("Predicted accuracy", "n/a", help=str(exc))
 st.altair_chart(charts.config_picture(space, cfg), width="content")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import re
 import tempfile
 from pathlib import Path
 
@@ -11,8 +13,9 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app.resources import (MAX_UPLOAD_BYTES, SUPERNET, bundled_profile_names, get_profile,
-                           get_space, log, profile_names, session_profiles, user_errors)
+from app import format as fmt
+from app.resources import (MAX_UPLOAD_BYTES, SUPERNET, USER_ERRORS, bundled_profile_names, get_profile,
+                           get_space, log, md, profile_names, session_profiles, user_errors)
 from ofa_engine.devices.profiles import load_profile, load_validation
 from ofa_engine.files import loads_json
 
@@ -29,14 +32,17 @@ def summary_row(name: str) -> dict:
     profile = get_profile(name)
     quality = profile.quality or {}
     memory = dict(profile.memory)
-    return {"profile": name, "device": profile.display_name, "kind": profile.kind,
-            "source": "this session" if name in session_profiles() else "bundled",
-            "threads": profile.threads, "batch": profile.batch_size,
-            "SRAM/RAM (KB)": memory.get("sram_kb", memory.get("ram_kb")), "Flash (KB)": memory.get("flash_kb"),
+    # The quality columns right after the name: at 1400 px the later columns scroll off-screen.
+    return {"profile": name, "device": profile.display_name,
+            "MAPE": quality.get("mape"), "Kendall tau": quality.get("kendall_tau"),
+            "RMSE (ms)": quality.get("rmse_ms"), "within 10 %": quality.get("within_10pct"),
+            "held-out subnets": quality.get("n_test"),
             "latency model": profile.latency_model.to_dict().get("type"),
-            "RMSE (ms)": quality.get("rmse_ms"), "MAPE": quality.get("mape"),
-            "Kendall tau": quality.get("kendall_tau"), "within 10 %": quality.get("within_10pct"),
-            "held-out subnets": quality.get("n_test")}
+            "SRAM/RAM": fmt.memory_kb(memory.get("sram_kb", memory.get("ram_kb")), 4)
+            if memory.get("sram_kb", memory.get("ram_kb")) is not None else "no limit",
+            "Flash": fmt.memory_kb(memory["flash_kb"], 4) if memory.get("flash_kb") is not None else "no limit",
+            "kind": profile.kind, "source": "this session" if name in session_profiles() else "bundled",
+            "threads": profile.threads, "batch": profile.batch_size}
 
 
 rows = []
@@ -46,22 +52,26 @@ if rows:
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", column_config={
         "MAPE": st.column_config.NumberColumn(format="percent"),
         "within 10 %": st.column_config.NumberColumn(format="percent"),
-        "RMSE (ms)": st.column_config.NumberColumn(format="%.4f"),
-        "Kendall tau": st.column_config.NumberColumn(format="%.3f")})
+        "RMSE (ms)": st.column_config.NumberColumn(format="%.4f ms"),
+        "Kendall tau": st.column_config.NumberColumn(format="%.3f"),
+        "device": st.column_config.TextColumn(width="medium")})
 
 
 def validation_chart(measured: np.ndarray, predicted: np.ndarray) -> alt.LayerChart:
+    """Predicted against measured latency on one square chart: both axes share one domain, so
+    the dashed diagonal is y = x and a point's distance from it is the prediction error."""
     frame = pd.DataFrame({"measured (ms)": measured, "predicted (ms)": predicted,
                           "error (%)": (predicted / measured - 1) * 100})
     hi = float(max(frame["measured (ms)"].max(), frame["predicted (ms)"].max())) * 1.05
     lo = float(min(frame["measured (ms)"].min(), frame["predicted (ms)"].min())) * 0.95
-    line = alt.Chart(pd.DataFrame({"x": [lo, hi]})).mark_line(color="#888", strokeDash=[4, 4]).encode(
-        x=alt.X("x:Q", title="measured (ms)"), y=alt.Y("x:Q", title="predicted (ms)"))
+    scale = alt.Scale(domain=[lo, hi], nice=False, zero=False)
+    x = alt.X("measured (ms):Q", title="measured (ms)", scale=scale)
+    y = alt.Y("predicted (ms):Q", title="predicted (ms)", scale=scale)
+    line = alt.Chart(pd.DataFrame({"measured (ms)": [lo, hi], "predicted (ms)": [lo, hi]})).mark_line(
+        color="#888", strokeDash=[4, 4], clip=True).encode(x=x, y=y)
     points = alt.Chart(frame).mark_circle(size=50, opacity=0.7).encode(
-        x=alt.X("measured (ms):Q", scale=alt.Scale(domain=[lo, hi])),
-        y=alt.Y("predicted (ms):Q", scale=alt.Scale(domain=[lo, hi])),
-        tooltip=[alt.Tooltip(c, format=".3f") for c in frame.columns])
-    return (line + points).properties(height=340)
+        x=x, y=y, tooltip=[alt.Tooltip(c, format=".3f") for c in frame.columns])
+    return (line + points).properties(width=360, height=360)
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -102,8 +112,8 @@ def calibrate_button(profile) -> None:
             "what": "reference subnets measured for the calibration (in-sample)"})
         log.info("profile %s calibrated: %s", profile.name, result.summary())
         st.session_state["profile_flash"] = (
-            f"Profile '{result.profile.name}' added: this machine now runs these subnets at "
-            f"{result.scale:.2f}x the latency '{profile.name}' predicts ({len(result.configs)} subnets measured "
+            f"Profile '{md(result.profile.name)}' added: this machine now runs these subnets at "
+            f"{result.scale:.2f}x the latency '{md(profile.name)}' predicts ({len(result.configs)} subnets measured "
             f"in {result.seconds:.1f} s). Pick it on the Specialize page; it lives in this session only.")
     if "profile_flash" in st.session_state:
         st.rerun()
@@ -124,7 +134,7 @@ if names:
                 what = validation.get("what", "held-out subnets")
                 st.markdown(f"**Predicted vs measured latency** on {len(validation['measured_ms'])} {what}")
                 st.altair_chart(validation_chart(np.asarray(validation["measured_ms"]),
-                                                 np.asarray(validation["predicted_ms"])), width="stretch")
+                                                 np.asarray(validation["predicted_ms"])), width="content")
             else:
                 st.markdown("**Analytical latency vs MACs** (400 random subnets; no measurements)")
                 st.altair_chart(alt.Chart(analytical_curve(profile.to_json())).mark_circle(size=20).encode(
@@ -133,13 +143,14 @@ if names:
             if profile.quality:
                 q = profile.quality
                 a, b = st.columns(2)
-                a.metric("MAPE", f"{q['mape']:.1%}")
-                b.metric("Kendall tau", f"{q['kendall_tau']:.3f}")
-                a.metric("RMSE", f"{q['rmse_ms']:.4f} ms")
-                b.metric("within 10 %", f"{q['within_10pct']:.0%}")
+                a.metric("MAPE", fmt.percent(q["mape"]))
+                b.metric("Kendall tau", fmt.sig(q["kendall_tau"]))
+                a.metric("RMSE", fmt.quantity(q["rmse_ms"], "ms"))
+                b.metric("within 10 %", fmt.percent(q["within_10pct"]))
             provenance = dict(profile.provenance)
-            st.caption(f"Machine: {provenance.get('machine')}; date {provenance.get('date')}; "
-                       f"command `{provenance.get('command')}`")
+            st.caption("Provenance (as the profile states it):")
+            st.text(f"machine: {provenance.get('machine')}\ndate: {provenance.get('date')}\n"
+                    f"command: {provenance.get('command')}")
             st.download_button("Download profile JSON", profile.to_json(), file_name=f"{profile.name}.json",
                                mime="application/json", icon=":material/download:", on_click="ignore")
             with st.expander("Profile JSON"):
@@ -151,6 +162,20 @@ if names:
 st.header("Add your device")
 
 
+@contextlib.contextmanager
+def server_paths_hidden(tmp: str):
+    """Re-raise a user error without the server's temporary folder in its message: it names the
+    uploaded file as the user called it."""
+    try:
+        yield
+    except USER_ERRORS as exc:
+        text = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+        hidden = re.sub(re.escape(str(Path(tmp))) + r"/(\d+/)?", "", str(text))
+        if hidden == str(text):
+            raise
+        raise ValueError(hidden) from None
+
+
 def read_upload(upload, kind: str) -> bytes:
     data = upload.getvalue()
     if len(data) > MAX_UPLOAD_BYTES:
@@ -160,8 +185,10 @@ def read_upload(upload, kind: str) -> bytes:
     return data
 
 
+# A key keeps the open tab across reruns (an upload reruns the page; without it the page jumped
+# back to the first tab and hid the button that goes with the upload).
 kit_tab, csv_tab, json_tab = st.tabs(["1. Download the profile kit", "2. Upload measured latencies (CSV)",
-                                      "Upload a profile (JSON)"])
+                                      "Upload a profile (JSON)"], key="add_device_tab", on_change="rerun")
 with kit_tab:
     st.markdown("The kit holds N subnets as ONNX files, a manifest and a runner that needs only "
                 "Python, numpy and onnxruntime: copy it to the device, run "
@@ -169,11 +196,17 @@ with kit_tab:
     n = st.slider("Subnets in the kit", 20, 200, 60, step=10, key="kit_n")
     if st.button("Prepare the profile kit", icon=":material/inventory_2:"):
         from ofa_engine.devices.profile_kit import kit_zip_bytes
-        with st.spinner(f"Exporting {n} subnets to ONNX ..."), user_errors("Building the kit"):
-            st.session_state["kit_zip"] = (n, kit_zip_bytes(SUPERNET, n=n))
+        bar = st.progress(0.0, text=f"Exporting {n} subnets to ONNX ...")
+
+        def kit_progress(done: int, total: int, message: str) -> None:   # the engine's Progress
+            bar.progress(min(done / max(total, 1), 1.0), text=f"{done} of {total}: {message}")
+
+        with user_errors("Building the kit"):
+            st.session_state["kit_zip"] = (n, kit_zip_bytes(SUPERNET, n=n, progress=kit_progress))
+        bar.empty()
     if "kit_zip" in st.session_state:
         kit_n, kit = st.session_state["kit_zip"]
-        st.download_button(f"Download profile kit ({kit_n} subnets, {len(kit) / 1e6:.1f} MB)", kit,
+        st.download_button(f"Download profile kit ({kit_n} subnets, {fmt.memory_bytes(len(kit))})", kit,
                            file_name="ofa-profile-kit.zip", mime="application/zip",
                            icon=":material/download:", on_click="ignore")
 
@@ -190,10 +223,13 @@ with csv_tab:
                                accept_multiple_files=True)
     if st.button("Create profile", disabled=not uploads, key="csv_create"):
         from ofa_engine.devices.profile_kit import fit_profile_from_csv
-        with user_errors("The latency CSV"), tempfile.TemporaryDirectory(prefix="ofa-upload-") as tmp:
+        with user_errors("The latency CSV"), tempfile.TemporaryDirectory(prefix="ofa-upload-") as tmp, \
+                server_paths_hidden(tmp):
             paths = []
             for i, upload in enumerate(uploads):
-                paths.append(Path(tmp) / f"{i + 1}-{Path(upload.name).name}")   # errors name the user's file
+                # One folder per upload, the file under the user's own name: errors name that.
+                (Path(tmp) / str(i + 1)).mkdir()
+                paths.append(Path(tmp) / str(i + 1) / (Path(upload.name).name or "results.csv"))
                 paths[-1].write_bytes(read_upload(upload, "CSV"))
             validation_path = Path(tmp) / "validation.csv"
             profile = fit_profile_from_csv(paths, device_name, space=SUPERNET, ram_kb=ram_kb or None,
@@ -203,7 +239,7 @@ with csv_tab:
             add_session_profile(profile, {"measured_ms": held["measured_ms"].to_numpy(),
                                           "predicted_ms": held["predicted_ms"].to_numpy()})
             st.session_state["profile_flash"] = (
-                f"Profile '{profile.name}' created: held-out MAPE {profile.quality['mape']:.1%}, Kendall tau "
+                f"Profile '{md(profile.name)}' created: held-out MAPE {fmt.percent(profile.quality['mape'])}, Kendall tau "
                 f"{profile.quality['kendall_tau']:.3f}. It is now in the profile lists of every page "
                 f"(this session only).")
         if "profile_flash" in st.session_state:
@@ -225,6 +261,6 @@ with json_tab:
                 raise ValueError(f"profile space '{profile.space}'; allowed: '{SUPERNET}' (the bundled supernet)")
             add_session_profile(profile)
             log.info("session profile %s added", profile.name)
-            st.session_state["profile_flash"] = f"Profile '{profile.name}' added for this session."
+            st.session_state["profile_flash"] = f"Profile '{md(profile.name)}' added for this session."
         if "profile_flash" in st.session_state:
             st.rerun()

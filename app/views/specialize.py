@@ -10,14 +10,16 @@ import altair as alt
 import streamlit as st
 
 from app import charts
-from app.resources import USER_ERRORS, get_profile, get_space, log
-from app.widgets import (BUDGETS, budget_controls, candidates_chart, describe_profile, metric_cards,
-                         profile_picker, progress_frame)
+from app import format as fmt
+from app.resources import USER_ERRORS, configure_threads, get_profile, get_space, log, md, user_errors
+from app.widgets import (BUDGETS, budget_controls, budget_feasibility, candidates_chart, describe_profile,
+                         metric_cards, prediction_panel, profile_picker, progress_frame)
 from ofa_engine.search import STRATEGIES
 
 st.title("Specialize a model for your device")
-st.markdown("Choose a device and a budget; the engine searches the trained once-for-all supernet "
-            "for the most accurate subnet that fits, extracts it and exports it to ONNX.")
+st.markdown("Choose a device and a budget; the engine searches the trained once-for-all supernet (a "
+            "10-class Fashion-MNIST classifier of 28 px grayscale images) for the most accurate subnet that "
+            "fits, extracts it and exports it to ONNX. *Deploy everywhere* does it for every device at once.")
 
 space = get_space()
 left, middle, right = st.columns([3, 2, 1])
@@ -35,9 +37,10 @@ precision = st.radio("Precision of the ONNX file", precisions, index=0, horizont
                      help="int8: static post-training quantization (QDQ), calibrated on 2,000 images, "
                           "what a microcontroller runs; fp32: the float network. The default is the "
                           "profile's deployment precision.")
-limits = budget_controls(profile_name, "spec")
+limits, submitted = budget_controls(profile_name, "spec", "Specialize", ":material/bolt:")
 if limits is None:
     st.stop()
+feasible = budget_feasibility(profile_name, limits, "spec")   # the reason in the open, before any click
 
 
 STAGES = {"load": "loading the supernet and predictors", "search": "searching",
@@ -55,6 +58,7 @@ def run_specialization() -> None:
     from ofa_engine.search import Constraints, InfeasibleBudgetError
     from ofa_engine import specialize
 
+    configure_threads()
     profile = get_profile(profile_name)
     with st.status("Specializing ...", expanded=True) as status:
         started = time.perf_counter()
@@ -72,13 +76,13 @@ def run_specialization() -> None:
             status.update(label="No subnet: the budget cannot be met" if isinstance(exc, InfeasibleBudgetError)
                           else "Cannot specialize with these settings", state="error")
             st.session_state.pop("specialization", None)
-            st.error(str(exc), icon=":material/error:")
+            st.error(md(exc), icon=":material/error:")
             return
         except Exception as exc:  # noqa: BLE001 - never a traceback in the browser
             log.exception("specialize failed")
             status.update(label="Specialization failed", state="error")
             st.session_state.pop("specialization", None)
-            st.error(f"The specialization failed unexpectedly ({type(exc).__name__}: {exc}).",
+            st.error(f"The specialization failed unexpectedly ({type(exc).__name__}: {md(exc)}).",
                      icon=":material/error:")
             return
         elapsed = time.perf_counter() - started
@@ -89,7 +93,7 @@ def run_specialization() -> None:
         "precision": precision, "report": spec.report, "onnx_bytes": spec.onnx_bytes, "result": spec.result, "elapsed_s": elapsed}
 
 
-if st.button("Specialize", type="primary", icon=":material/bolt:"):
+if submitted and feasible:
     run_specialization()
 
 done = st.session_state.get("specialization")
@@ -100,17 +104,32 @@ report, result = done["report"], done["result"]
 stale = ((done["profile"], done["limits"], done["strategy"], done["seed"], done["precision"])
          != (profile_name, limits, strategy, int(seed), precision))
 st.divider()
-st.subheader(f"Result for {get_profile(done['profile']).display_name if done['profile'] else ''}, "
+st.subheader(f"Result for {md(get_profile(done['profile']).display_name) if done['profile'] else ''}, "
              f"{done['precision']}")
 if stale:
     st.caption("Settings changed since this result: press Specialize to update it.")
-metric_cards(report, done["limits"])
+verdict = metric_cards(report, done["limits"], done.get("latency"))
+if verdict == "noisy":
+    if st.button("Re-measure the latency", key="spec_remeasure", icon=":material/replay:",
+                 help="Times the downloaded ONNX file again with ONNX Runtime on this server (the "
+                      "engine's measure_latency: warm-up, then the median of many runs)."):
+        from ofa_engine.runtime.measure import measure_latency
+        profile = get_profile(done["profile"])
+        with st.spinner("Timing the ONNX file with ONNX Runtime ..."), \
+                user_errors("Re-measuring the latency"):
+            stats = measure_latency(done["onnx_bytes"], threads=int(profile.threads or 1),
+                                    batch_size=int(profile.batch_size or 1))
+            done["latency"] = {"median_ms": stats.median_ms, "iqr_ms": stats.iqr_ms, "runs": stats.runs}
+            st.rerun()
+if done.get("latency"):
+    st.caption(f"Latency re-measured: median {fmt.latency_spread(done['latency']['median_ms'], done['latency']['iqr_ms'])} "
+               f"over {done['latency']['runs']} runs (the report keeps the first measurement).")
 measured = report.get("measured", {})
 accuracies = measured.get("accuracies") or {}
-st.caption(f"**{done['precision']}** ONNX file: {len(done['onnx_bytes']) / 1024:,.1f} KB, weights "
-           f"{measured.get('weight_bytes', 0) / 1024:,.1f} KB; measured accuracy "
-           + ", ".join(f"{p} {a:.1%}" for p, a in accuracies.items())
-           + (f" (int8 agrees with fp32 on {measured['int8_agreement']:.1%} of the test images)"
+st.caption(f"**{done['precision']}** ONNX file: {fmt.memory_bytes(len(done['onnx_bytes']))}, weights "
+           f"{fmt.memory_bytes(measured.get('weight_bytes', 0))}; measured accuracy "
+           + ", ".join(f"{p} {fmt.percent(a)}" for p, a in accuracies.items())
+           + (f" (int8 agrees with fp32 on {fmt.percent(measured['int8_agreement'])} of the test images)"
               if "int8_agreement" in measured else ""))
 name = f"ofa-{slug(done['profile'])}-{done['strategy']}-{done['precision']}"
 d1, d2, _ = st.columns([1, 1, 2])
@@ -123,6 +142,10 @@ cfg = result.config
 st.markdown(f"**Chosen subnet**: width x{space.width_mults[cfg.wid]}, resolution {cfg.image_size}x{cfg.image_size}, "
             f"depths {list(cfg.d)} per stage")
 st.altair_chart(charts.config_picture(space, cfg), width="content")
+
+st.subheader("See the model work")
+st.caption("The downloaded ONNX file itself, run in ONNX Runtime on this server.")
+prediction_panel(done["onnx_bytes"], cfg.image_size, "spec_predict")
 
 budgeted = [f for f in done["limits"] if f in BUDGETS] or ["macs_m"]
 chart_col, progress_col = st.columns([3, 2])

@@ -274,3 +274,38 @@ def make_bundled_subsets(size: int = 2000, seed: int = 1) -> dict[str, Path]:
                                                           labels=data.labels[index].astype(np.uint8)))
         out[name] = path
     return out
+
+
+def decode_image_bytes(data: bytes, name: str = "image", channels: int = 1,
+                       max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
+    """A user's PNG or JPEG file content as a uint8 array, (H, W) for `channels` 1 (grayscale)
+    or (H, W, 3), ready for `runtime.preprocess`. `ValueError` naming `name`: not PNG / JPEG,
+    a damaged file, or more than `max_pixels` pixels (checked from the header, before anything
+    is decoded; a JPEG is decoded at a reduced scale when that is enough)."""
+    import io
+    import warnings
+
+    from PIL import Image, UnidentifiedImageError
+    if channels not in (1, 3):
+        raise ValueError(f"channels = {channels!r}; allowed: 1 or 3")
+    limit = min(int(max_pixels), MAX_IMAGE_PIXELS)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data), formats=("PNG", "JPEG")) as probe:
+                probe.verify()                      # structure and checksums, without decoding
+            with Image.open(io.BytesIO(data), formats=("PNG", "JPEG")) as im:
+                width, height = im.size
+                if width * height > limit:
+                    raise ValueError(f"image '{name}' is {width} x {height} pixels; allowed: at most "
+                                     f"{limit:,} pixels")
+                mode = "L" if channels == 1 else "RGB"
+                if im.format == "JPEG":
+                    im.draft(mode, (min(width, MAX_IMAGE_SIZE), min(height, MAX_IMAGE_SIZE)))
+                decoded = im.convert(mode)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ValueError(f"image '{name}' has more pixels than allowed ({limit:,})") from None
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:   # PIL's decoders raise these
+        raise ValueError(f"image '{name}' cannot be read as a PNG or JPEG image ({type(exc).__name__}: "
+                         f"{str(exc)[:200]})") from None
+    return np.asarray(decoded, dtype=np.uint8).copy()

@@ -1,0 +1,36 @@
+"""Serve the app with the engine warming up from the first moment:
+
+    python -m app.serve [streamlit options, e.g. --server.port 8501]
+
+the same as `streamlit run app/streamlit_app.py [options]`, except that torch, the supernet,
+the predictor, the data and the default profile's budget ranges start loading in a background
+thread (`app.resources.start_warmup`) while the server itself starts and the browser loads the
+page, instead of when the first visitor's script run asks for them. `make run` uses it.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+APP = ROOT / "app" / "streamlit_app.py"
+
+
+def main(argv: list[str] | None = None) -> int:
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    import logging
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(message)s"))
+    logging.getLogger("ofa_app").addHandler(handler)
+    logging.getLogger("ofa_app").setLevel(logging.INFO)   # the warm-up's timings go to the server log
+    from app.resources import start_warmup
+    start_warmup()   # the script run imports the same module and finds the thread started
+    from streamlit.web import cli
+    return cli.main(["run", str(APP), *(sys.argv[1:] if argv is None else argv)], prog_name="streamlit",
+                    standalone_mode=False) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
