@@ -209,6 +209,19 @@ def test_import_ofa_engine_loads_no_heavy_module():
     assert out.stdout.strip() == "[]", out.stdout
 
 
+
+def test_budget_ranges_need_no_torch():
+    """The app's first page shows budget ranges (predictor + profile + analytics): numpy only,
+    so a cold start does not wait for torch."""
+    code = ("import sys\n"
+            "from ofa_engine import SearchSpace, Evaluator, load_profile, load_accuracy_predictor\n"
+            "from ofa_engine.search.ranges import budget_ranges\n"
+            "space = SearchSpace.preset('tiny-fmnist')\n"
+            "budget_ranges(Evaluator(space, load_profile('cpu-ort-1t'), load_accuracy_predictor('tiny-fmnist')))\n"
+            "print(sorted(m for m in sys.modules if m.startswith(('torch', 'onnx'))))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
+
 def test_public_names_import_from_the_package():
     import ofa_engine
     for name in ofa_engine.__all__:

@@ -26,17 +26,18 @@ import math
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Literal, Mapping, Optional, Sequence
 
 import numpy as np
-import torch
 from pydantic import BaseModel, ConfigDict, ValidationError
-from torch import nn
 
 from ..datasets.images import ASSETS_DIR
 from ..families.mbv3.space import SearchSpace, SubnetConfig
 from ..files import atomic_write, atomic_write_json, read_json, resolve_name_or_path
 from .metrics import kendall_tau, split_indices as train_test_split  # noqa: F401  (API)
+
+if TYPE_CHECKING:
+    from torch import nn
 
 __all__ = ["AccuracyPredictor", "AccuracyPredictorError", "MacsProxy", "MLPEnsembleRegressor", "load_accuracy_predictor",
            "fit_accuracy_predictor", "evaluate_accuracy_predictor", "train_test_split", "kendall_tau",
@@ -124,10 +125,11 @@ class AccuracyPredictor:
                    baseline_weight=np.zeros(space.encoding_size), baseline_bias=estimator.offset_,
                    target_scale=estimator.scale_, metadata=dict(metadata or {}))
 
-    def torch_module(self) -> nn.Module:
+    def torch_module(self) -> "nn.Module":
         """A differentiable float32 `nn.Module`: encoding (N, encoding_size) -> (N,) accuracy.
         Its parameters are frozen copies (gradients flow to the input only)."""
-        return _PredictorModule(self)
+        from .accuracy_torch import PredictorModule
+        return PredictorModule(self)
 
     # ------------------------------------------------------------------ files
     def save(self, path: str | Path, metadata: Mapping[str, Any] | None = None) -> Path:
@@ -176,55 +178,6 @@ def _forward(x: np.ndarray, weights: Sequence[np.ndarray], biases: Sequence[np.n
         rows = quadratic_rows
         out += np.einsum("ij,ij->i", x[:, rows] @ quadratic[rows], x)
     return out.astype(np.float64)
-
-
-def _mlp_module(weights: Sequence[np.ndarray], biases: Sequence[np.ndarray]) -> nn.Sequential:
-    """The torch twin of `_forward`'s MLP: Linear layers with ReLU between them."""
-    layers: list[nn.Module] = []
-    for i, (w, b) in enumerate(zip(weights, biases)):
-        linear = nn.Linear(w.shape[0], w.shape[1])
-        with torch.no_grad():
-            linear.weight.copy_(torch.from_numpy(w.T.copy()))
-            linear.bias.copy_(torch.from_numpy(b))
-        layers.append(linear)
-        if i < len(weights) - 1:
-            layers.append(nn.ReLU())
-    return nn.Sequential(*layers)
-
-
-class _ScaledMLP(nn.Module):
-    """offset + scale * mlp(x), frozen: the torch twin of a fitted `MLPEnsembleRegressor`."""
-
-    def __init__(self, weights, biases, scale: float, offset: float):
-        super().__init__()
-        self.mlp, self.scale, self.offset = _mlp_module(weights, biases), scale, offset
-        self.requires_grad_(False)
-        self.eval()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.mlp(x)[:, 0] * self.scale + self.offset
-
-
-class _PredictorModule(nn.Module):
-    def __init__(self, predictor: AccuracyPredictor):
-        super().__init__()
-        self.mlp = _mlp_module(predictor.weights, predictor.biases)
-        self.baseline = nn.Linear(predictor.space.encoding_size, 1)
-        with torch.no_grad():
-            self.baseline.weight.copy_(torch.from_numpy(predictor.baseline_weight)[None])
-            self.baseline.bias.fill_(predictor.baseline_bias)
-        self.target_scale = predictor.target_scale
-        rows = predictor._quadratic_rows
-        self.register_buffer("quadratic_rows", torch.from_numpy(rows.astype(np.int64)))
-        self.register_buffer("quadratic", torch.from_numpy(predictor.quadratic_weight[rows].copy()))
-        self.requires_grad_(False)
-        self.eval()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.mlp(x)[:, 0] * self.target_scale + self.baseline(x)[:, 0]
-        if self.quadratic_rows.numel():
-            out = out + ((x[:, self.quadratic_rows] @ self.quadratic) * x).sum(1)
-        return out
 
 
 def _flush_subnormals(array) -> np.ndarray:
@@ -466,11 +419,11 @@ class MLPEnsembleRegressor:
         offset = float(y.mean())
         residual = y - offset
         scale = float(residual.std()) or 1.0
-        target = torch.from_numpy((residual / scale).astype(np.float32))
-        inputs = torch.from_numpy(x)
-        members = [_train_mlp(inputs, target, hidden, self.epochs, self.batch_size, self.lr, self.weight_decay,
-                              self.seed + k) for k in range(ensemble)]
-        weights, biases = _average_mlps(members)
+        from .accuracy_torch import average_mlps, train_mlp
+        target = (residual / scale).astype(np.float32)
+        members = [train_mlp(x, target, hidden, self.epochs, self.batch_size, self.lr, self.weight_decay,
+                             self.seed + k) for k in range(ensemble)]
+        weights, biases = average_mlps(members)
         self.weights_ = [_flush_subnormals(w) for w in weights]
         self.biases_ = [_flush_subnormals(b).reshape(-1) for b in biases]
         self.offset_, self.scale_ = offset, scale
@@ -482,11 +435,12 @@ class MLPEnsembleRegressor:
         self._check_fitted()
         return _forward(_rows(X, self.n_features_in_), self.weights_, self.biases_, self.scale_, self.offset_)
 
-    def torch_module(self) -> nn.Module:
+    def torch_module(self) -> "nn.Module":
         """A differentiable float32 twin: rows (N, features) -> (N,) predictions, frozen
         parameters (gradients flow to the input only; the gradient search uses it)."""
         self._check_fitted()
-        return _ScaledMLP(self.weights_, self.biases_, self.scale_, self.offset_)
+        from .accuracy_torch import ScaledMLP
+        return ScaledMLP(self.weights_, self.biases_, self.scale_, self.offset_)
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "weights_"):
@@ -509,63 +463,6 @@ def fit_accuracy_predictor(space: SearchSpace, configs, accuracies: Sequence[flo
     return AccuracyPredictor.from_estimator(space, estimator, {"training": training})
 
 
-def _train_mlp(inputs: torch.Tensor, target: torch.Tensor, hidden: Sequence[int], epochs: int,
-               batch_size: int, lr: float, weight_decay: float, seed: int) -> list[nn.Linear]:
-    """One seeded MLP (ReLU between `hidden` layers, zero-initialised output) fitted to `target`
-    with Adam, a cosine learning rate and MSE; returns its linear layers."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        sizes = [inputs.shape[1], *hidden, 1]
-        layers: list[nn.Module] = []
-        for i in range(len(sizes) - 1):
-            layers.append(nn.Linear(sizes[i], sizes[i + 1]))
-            if i < len(sizes) - 2:
-                layers.append(nn.ReLU())
-        mlp = nn.Sequential(*layers)
-        nn.init.zeros_(layers[-1].weight)   # start from the baseline exactly
-        nn.init.zeros_(layers[-1].bias)
-        optimizer = torch.optim.Adam(mlp.parameters(), lr=lr, weight_decay=weight_decay)
-        steps_per_epoch = math.ceil(len(target) / batch_size)
-        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs * steps_per_epoch)
-        generator = torch.Generator().manual_seed(seed)
-        mlp.train()
-        for _ in range(epochs):
-            order = torch.randperm(len(target), generator=generator)
-            for start in range(0, len(target), batch_size):
-                idx = order[start:start + batch_size]
-                loss = torch.mean((mlp(inputs[idx])[:, 0] - target[idx]) ** 2)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                schedule.step()
-    return [m for m in mlp if isinstance(m, nn.Linear)]
-
-
-def _average_mlps(members: Sequence[Sequence[nn.Linear]]) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Weights (in, out) and biases of one MLP whose output is the mean of `members`' outputs
-    (all of one shape): first layers side by side, block-diagonal hidden-to-hidden layers, the
-    output layer stacked and divided by the member count."""
-    k = len(members)
-    layers = [[(m.weight.detach().numpy().T.astype(np.float32), m.bias.detach().numpy().astype(np.float32))
-               for m in member] for member in members]
-    weights = [np.concatenate([member[0][0] for member in layers], axis=1)]
-    biases = [np.concatenate([member[0][1] for member in layers])]
-    for i in range(1, len(layers[0])):
-        rows, cols = layers[0][i][0].shape
-        last = i == len(layers[0]) - 1
-        w = np.zeros((rows * k, 1 if last else cols * k), dtype=np.float32)
-        for j, member in enumerate(layers):
-            if last:
-                w[j * rows:(j + 1) * rows] = member[i][0] / k
-            else:
-                w[j * rows:(j + 1) * rows, j * cols:(j + 1) * cols] = member[i][0]
-        weights.append(w)
-        biases.append(np.mean([member[i][1] for member in layers], axis=0) if last
-                      else np.concatenate([member[i][1] for member in layers]))
-    return weights, biases
-
-
-# ---------------------------------------------------------------------- quality
 def evaluate_accuracy_predictor(predictor: AccuracyPredictor, configs, accuracies) -> dict[str, float]:
     """RMSE and MAE in accuracy points (percent), Kendall tau and n_test on (configs, accuracies)."""
     y = np.asarray(accuracies, dtype=np.float64)
