@@ -279,7 +279,9 @@ def run_profile_this_machine(args: argparse.Namespace) -> int:
 def _mcu_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=str(PROFILES_DIR), metavar="DIR",
                         help="folder to write <part>.json into (default: the bundled assets/profiles)")
-    parser.add_argument("--space", default="tiny-fmnist", help="search space (default tiny-fmnist)")
+    parser.add_argument("--space", default="*",
+                        help="search space the profiles are for (default '*': any space; they count MACs, "
+                             "memory and Flash from the config)")
     parser.add_argument("--date", default=None, help="provenance date, YYYY-MM-DD (default today; the "
                                                      "bundled files are dated 2026-11-28)")
 
@@ -287,6 +289,7 @@ def _mcu_arguments(parser: argparse.ArgumentParser) -> None:
 @register("write-mcu-profiles", f"write the analytical microcontroller profiles ({', '.join(MCU_PARTS)})",
           _mcu_arguments)
 def run_write_mcu_profiles(args: argparse.Namespace) -> int:
-    space = load_space(args.space)
-    print_json({"written": [str(p) for p in write_mcu_profiles(args.out, space.name, args.date)]})
+    from ..devices.profiles import ANY_SPACE
+    space = args.space if args.space == ANY_SPACE else load_space(args.space).name
+    print_json({"written": [str(p) for p in write_mcu_profiles(args.out, space, args.date)]})
     return EXIT_OK
