@@ -183,3 +183,15 @@ def test_fit_profile_needs_out_or_a_package(tmp_path, capsys):
     code, _, err = _run(capsys, "fit-profile", results, "--name", "x", "--space", "tiny-fmnist",
                         "--supernet", "tiny-fmnist", "--out", tmp_path / "x.json")
     assert code == 2 and "not allowed with argument" in err
+
+
+def test_zip_refusal_loads_no_torch(package_dir, tmp_path):
+    import subprocess
+    import sys
+    archive = shutil.make_archive(str(tmp_path / "shapes"), "zip", package_dir.parent, package_dir.name)
+    code = ("import sys; from ofa_engine.cli import main; rc = main(sys.argv[1:]); "
+            "assert 'torch' not in sys.modules, 'torch was loaded'; sys.exit(rc)")
+    proc = subprocess.run([sys.executable, "-c", code, "fit-profile", str(tmp_path / "r.csv"), "--name", "x",
+                           "--supernet", archive], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[1], timeout=60)
+    assert proc.returncode == 2 and "is a zip, which is read-only" in proc.stderr, proc.stderr

@@ -184,6 +184,10 @@ def run_fit_profile(args: argparse.Namespace) -> int:
     from ..devices.profile_kit import fit_profile_from_csv, latency_spread, load_prior, profile_slug
     if args.out is None and args.supernet is None:
         raise UsageError("fit-profile needs --out JSON, or --supernet PKG to write the profile into a package")
+    if args.supernet and args.out is None and Path(args.supernet).is_file():
+        # Refused before the package (and torch) is loaded: a .zip package is read-only.
+        raise ValueError(f"--supernet '{args.supernet}' is a zip, which is read-only; unzip it and pass the "
+                         f"folder to write into the package (or give --out)")
     package = load_package_arg(args.supernet) if args.supernet else None
     into_package = package is not None and args.out is None
     if into_package:   # refused before anything is fitted
