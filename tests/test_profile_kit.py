@@ -220,5 +220,6 @@ def test_kit_for_a_packages_own_space(tmp_path, capsys):
     assert dims[1:] == [3, 20, 20] and graph.output[0].type.tensor_type.shape.dim[1].dim_value == 3
     assert "fit-profile results.csv --name \"my device\" --supernet my-pkg" in (kit / "README.txt").read_text()
     # profile-kit takes --space or --supernet, not both.
-    assert main(["profile-kit", "--space", "tiny-fmnist", "--supernet", "tiny-fmnist", "--out", str(tmp_path / "k")]) == 2
+    assert main(["profile-kit", "--space", "tiny-fmnist", "--supernet", "tiny-fmnist",
+                 "--out", str(tmp_path / "k")]) == 2
     assert "not allowed with argument" in capsys.readouterr().err

@@ -186,7 +186,8 @@ def _write_kit_files(space: SearchSpace, out: Path, configs: Sequence[SubnetConf
         report(progress, i + 1, len(configs), f"exported {file}")
     from .profiles import space_fingerprint
     manifest = {"format": measure.KIT_FORMAT, "version": measure.KIT_VERSION, "space": space.name,
-                "space_fingerprint": space_fingerprint(space), "batch_size": int(batch_size), "seed": int(seed), "created": today(), "models": models}
+                "space_fingerprint": space_fingerprint(space), "batch_size": int(batch_size), "seed": int(seed),
+                "created": today(), "models": models}
     atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=1) + "\n")
     shutil.copyfile(measure.__file__, out / "runner.py")
     shutil.copyfile(ort.__file__, out / "ort.py")

@@ -53,8 +53,8 @@ from ..families.mbv3.analytics import analyze
 from ..families.mbv3.space import SearchSpace, SubnetConfig, list_presets
 from ..files import MAX_JSON_BYTES, atomic_write_text, read_json
 from ..registry import Registry
-from .profile_schema import (ANALYTICAL_MODEL_TYPE, ANY_SPACE, FIELDS, KINDS, MAX_BATCH_SIZE, MAX_THREADS, PROFILE_FORMAT,
-                             PROFILE_VERSION, ProfileError, to_plain, validate_profile)
+from .profile_schema import (ANALYTICAL_MODEL_TYPE, ANY_SPACE, FIELDS, KINDS, MAX_BATCH_SIZE, MAX_THREADS,
+                             PROFILE_FORMAT, PROFILE_VERSION, ProfileError, to_plain, validate_profile)
 
 __all__ = ["DeviceProfile", "ProfileError", "load_profile", "list_profiles", "fit_profile",
            "load_validation", "write_validation_csv", "validation_path", "today", "BUNDLED_PROFILES",
