@@ -201,3 +201,25 @@ def test_runs_of_one_profile_must_match(tmp_path):
         fit_profile_from_csv([], "x", space=SPACE)
     with pytest.raises(FileNotFoundError):
         fit_profile_from_csv([a, tmp_path / "missing.csv"], "x", space=SPACE)
+
+
+def test_kit_for_a_packages_own_space(tmp_path, capsys):
+    """A kit for a space that is not a preset (a package's; `profile-kit --supernet PKG`): its
+    models take that space's input, and its manifest and README say which space and package."""
+    import dataclasses
+    import onnx
+    from ofa_engine.devices.profiles import space_fingerprint
+    custom = dataclasses.replace(SPACE, name="tiny-fmnist-custom", in_channels=3, num_classes=3,
+                                 labels=("a", "b", "c"), mean=(0.5,) * 3, std=(0.25,) * 3)
+    kit = write_profile_kit(custom, tmp_path / "kit", n=2, image_sizes=(20,), supernet="my-pkg")
+    manifest = json.loads((kit / "manifest.json").read_text())
+    assert manifest["space"] == "tiny-fmnist-custom"
+    assert manifest["space_fingerprint"] == space_fingerprint(custom) != space_fingerprint(SPACE)
+    graph = onnx.load(kit / "m000.onnx").graph
+    dims = [d.dim_value for d in graph.input[0].type.tensor_type.shape.dim]
+    assert dims[1:] == [3, 20, 20] and graph.output[0].type.tensor_type.shape.dim[1].dim_value == 3
+    assert "fit-profile results.csv --name \"my device\" --supernet my-pkg" in (kit / "README.txt").read_text()
+    # profile-kit takes --space or --supernet, not both.
+    assert main(["profile-kit", "--space", "tiny-fmnist", "--supernet", "tiny-fmnist",
+                 "--out", str(tmp_path / "k")]) == 2
+    assert "not allowed with argument" in capsys.readouterr().err

@@ -24,8 +24,8 @@ def test_list_profiles_names_exactly_the_bundled_five():
 
 @pytest.mark.parametrize("name", BUNDLED)
 def test_every_bundled_profile_loads_and_predicts(name):
-    profile = load_profile(name)
-    assert profile.name == name and profile.space == "tiny-fmnist"
+    profile = load_profile(name).for_space(SPACE)
+    assert profile.name == name and profile.space == ("*" if profile.kind == "analytical" else "tiny-fmnist")
     # The file states batch size and threads explicitly (threads null on microcontrollers).
     raw = json.loads((validation_path(name).parent / f"{name}.json").read_text())
     assert raw["format"] == "ofa-engine/device-profile" and raw["version"] == 1
@@ -59,7 +59,7 @@ def test_measured_profiles_carry_quality_and_validation_data(name):
 
 def test_mcu_formula_matches_a_hand_computation():
     # STM32F746: 216 MHz, 0.5 MACs/cycle -> MACs / (0.5 * 216e6) seconds.
-    f746, f412 = load_profile("stm32f746"), load_profile("stm32f412")
+    f746, f412 = load_profile("stm32f746", space=SPACE), load_profile("stm32f412").for_space(SPACE)
     cfg = SPACE.smallest()
     macs = analyze(SPACE, cfg)["macs"]
     assert macs == 482_752
@@ -69,7 +69,7 @@ def test_mcu_formula_matches_a_hand_computation():
     pop = SPACE.sample_population(200, np.random.default_rng(1))
     for name, part in MCU_PARTS.items():
         expected = analyze(SPACE, pop)["macs"] / (part.macs_per_cycle * part.clock_mhz * 1e6) * 1e3
-        np.testing.assert_allclose(load_profile(name).predict_latency_ms(pop), expected, rtol=1e-12)
+        np.testing.assert_allclose(load_profile(name).predict_latency_ms(pop, space=SPACE), expected, rtol=1e-12)
         model = load_profile(name).to_dict()["latency_model"]
         assert model["type"] == "analytical-mcu" and model["source"]
         assert "MACs / (macs_per_cycle * clock_mhz" in load_profile(name).provenance["formula"]
@@ -79,7 +79,7 @@ def test_mcu_memory_limits_and_figures_in_kb_from_analyze():
     limits = {name: (load_profile(name).memory["sram_kb"], load_profile(name).memory["flash_kb"])
               for name in MCU_PARTS}
     assert limits == {"stm32f412": (256, 1024), "stm32f746": (320, 1024), "stm32h743": (512, 2048)}
-    profile = load_profile("stm32f746")
+    profile = load_profile("stm32f746").for_space(SPACE)
     pop = SPACE.sample_population(300, np.random.default_rng(2))
     usage = profile.memory_usage_kb(pop)
     metrics = analyze(SPACE, pop)
@@ -90,7 +90,7 @@ def test_mcu_memory_limits_and_figures_in_kb_from_analyze():
     # The largest tiny-fmnist net needs ~1.6 MB of int8 weights: too big for the F746, fine for the H743.
     largest = SPACE.largest()
     assert analyze(SPACE, largest)["flash_bytes"] / 1024 > 1024
-    assert not profile.fits_memory(largest)[0] and load_profile("stm32h743").fits_memory(largest)[0]
+    assert not profile.fits_memory(largest)[0] and load_profile("stm32h743").fits_memory(largest, SPACE)[0]
     assert load_profile("cpu-ort-1t").fits_memory(pop).all()   # unlimited
 
 
@@ -158,6 +158,9 @@ def test_schema_errors_name_the_field_and_what_is_allowed(field, value, message)
 def test_kind_and_model_must_agree():
     data = _set(_valid(), "kind", "measured")
     data["threads"] = 1
+    with pytest.raises(ProfileError, match=r"field 'space' = '\*'; '\*' \(any space\) is for analytical profiles only"):
+        load_profile(data)
+    data["space"] = "tiny-fmnist"
     with pytest.raises(ProfileError, match="a measured profile holds a model fitted"):
         load_profile(data)
     measured = load_profile("cpu-ort-1t").to_dict()
@@ -248,3 +251,64 @@ def test_bundled_profiles_come_from_the_registry():
     assert BUNDLED_PROFILES.get("stm32f746") == PROFILES_DIR / "stm32f746.json"
     with pytest.raises(ValueError, match="unknown bundled device profile 'nope'; known: cpu-ort-1t"):
         BUNDLED_PROFILES.get("nope")
+
+
+# ---------------------------------------------------------------------- spaces
+W10 = SearchSpace.preset("ofa-mbv3-w1.0")
+
+
+def test_analytical_profiles_apply_to_any_space_with_that_spaces_analytics():
+    for name, part in MCU_PARTS.items():
+        profile = load_profile(name)
+        assert profile.space == "*" and profile.any_space and profile.bound_space is None
+        assert profile.applies_to(W10) and profile.applies_to("tiny-fmnist")
+        for space in (SPACE, W10):
+            bound = profile.for_space(space)
+            assert bound.search_space is space and bound.to_json() == profile.to_json()
+            pop = space.sample_population(50, np.random.default_rng(3))
+            metrics = analyze(space, pop)
+            np.testing.assert_allclose(bound.predict_latency_ms(pop),
+                                       metrics["macs"] / (part.macs_per_cycle * part.clock_mhz * 1e6) * 1e3, rtol=1e-12)
+            np.testing.assert_array_equal(bound.memory_usage_kb(pop)["flash_kb"], metrics["flash_bytes"] / 1024)
+    # Unbound, it cannot guess the space of a config.
+    with pytest.raises(ProfileError, match=r"applies to any space \('\*'\) and is not bound to one; say which"):
+        load_profile("stm32f746").predict_latency_ms(SPACE.smallest())
+
+
+def test_measured_profiles_stay_bound_to_their_space():
+    cpu = load_profile("cpu-ort-1t")
+    assert cpu.applies_to(SPACE) and not cpu.applies_to(W10) and cpu.for_space(SPACE) is cpu
+    with pytest.raises(ProfileError, match=r"profile 'cpu-ort-1t' is for space 'tiny-fmnist', not 'ofa-mbv3-w1.0': "
+                                           r"its 'block-linear' latency model was fitted .*allowed: an analytical"):
+        cpu.for_space(W10)
+    with pytest.raises(ProfileError, match=r"profile file '.*cpu-ort-1t.json': profile 'cpu-ort-1t' is for space"):
+        load_profile(str(PROFILES_DIR / "cpu-ort-1t.json"), space=W10)
+
+
+def test_a_profile_may_name_the_space_it_is_loaded_for(tmp_path):
+    import dataclasses as dc
+    custom = dc.replace(SPACE, name="tiny-fmnist-custom", num_classes=3, labels=("a", "b", "c"))
+    data = load_profile("cpu-ort-1t").to_dict()
+    data["space"] = data["latency_model"]["space"] = "tiny-fmnist-custom"
+    with pytest.raises(ProfileError, match=r"field 'space' = 'tiny-fmnist-custom'; allowed: \['ofa-mbv3-w1.0'"):
+        load_profile(data)   # without the space it is for, only presets are known
+    profile = load_profile(data, space=custom)
+    assert profile.search_space is custom and profile.predict_latency_ms(custom.smallest())[0] > 0
+    # A space of the same name but another architecture is refused when the fit recorded it.
+    from ofa_engine.devices.profiles import space_fingerprint
+    data["provenance"]["space_fingerprint"] = space_fingerprint(custom)
+    assert load_profile(data, space=custom).applies_to(custom)
+    other = dc.replace(custom, num_classes=5, labels=tuple("abcde"))
+    with pytest.raises(ProfileError, match="of another architecture"):
+        load_profile(data, space=other)
+    # Labels, mean and std do not change a latency model.
+    assert load_profile(data, space=dc.replace(custom, labels=("x", "y", "z"))).applies_to(custom)
+
+
+def test_profiles_for_space_lists_which_have_a_latency_model():
+    from ofa_engine.devices.profiles import profiles_for_space
+    assert profiles_for_space("tiny-fmnist") == [(name, True) for name in BUNDLED]
+    rows = profiles_for_space(W10)
+    assert rows == [("cpu-ort-1t", False), ("cpu-ort-2t", False), ("stm32f412", True), ("stm32f746", True),
+                    ("stm32h743", True)]
+    assert rows[2].name == "stm32f412" and rows[2].has_latency_model

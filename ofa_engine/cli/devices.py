@@ -8,6 +8,7 @@ import json
 import shlex
 import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -15,9 +16,11 @@ from typing import Any
 from ..devices.mcu import MCU_PARTS, write_mcu_profiles
 from ..devices.profile_kit import DEFAULT_KIT_SUBNETS
 from ..devices.profiles import PROFILES_DIR
+from ..families.mbv3.space import list_presets
 from ..predictors.latency.fewshot import DEFAULT_FEWSHOT_METHOD, FEWSHOT_METHODS
 from ..runtime.measure import MANY_ROUNDS, MANY_RUNS, MANY_WARMUP
-from .args import EXIT_OK, load_space, precision_argument, print_json, register, space_argument
+from .args import (EXIT_OK, UsageError, load_package_arg, load_space, precision_argument, print_json, register,
+                   space_argument)
 
 
 def _calibrate_arguments(parser: argparse.ArgumentParser) -> None:
@@ -100,8 +103,17 @@ def run_latency_blocks(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _space_or_package_arguments(parser: argparse.ArgumentParser, required: bool) -> None:
+    group = parser.add_mutually_exclusive_group(required=required)
+    group.add_argument("--space", metavar="NAME", default=None,
+                       help=f"search space, one of {', '.join(list_presets())}"
+                            + ("" if required else " (default: from the kit's manifest.json)"))
+    group.add_argument("--supernet", metavar="PKG", default=None,
+                       help="a supernet package (bundled name, folder or .zip; docs/packages.md): its space")
+
+
 def _kit_arguments(parser: argparse.ArgumentParser) -> None:
-    space_argument(parser)
+    _space_or_package_arguments(parser, required=True)
     parser.add_argument("--out", required=True, metavar="DIR", help="folder to create (must be empty)")
     parser.add_argument("--n", type=int, default=DEFAULT_KIT_SUBNETS,
                         help=f"number of subnets, spread over the space (default {DEFAULT_KIT_SUBNETS}: enough for "
@@ -118,7 +130,7 @@ def _kit_arguments(parser: argparse.ArgumentParser) -> None:
           _kit_arguments)
 def run_profile_kit(args: argparse.Namespace) -> int:
     from ..devices.profile_kit import write_profile_kit
-    space = load_space(args.space)
+    space = load_package_arg(args.supernet).space if args.supernet else load_space(args.space)
     sizes = None
     if args.image_sizes:
         try:
@@ -127,7 +139,7 @@ def run_profile_kit(args: argparse.Namespace) -> int:
             raise ValueError(f"--image-sizes {args.image_sizes!r}; allowed: comma-separated integers "
                              f"from {list(space.resolutions)}") from None
     out = write_profile_kit(space, args.out, n=args.n, seed=args.seed, batch_size=args.batch_size,
-                            image_sizes=sizes, overwrite=args.force)
+                            image_sizes=sizes, overwrite=args.force, supernet=args.supernet)
     result: dict[str, Any] = {"kit": str(out), "space": space.name,
                               "models": len(list(out.glob("m*.onnx"))),
                               "next": f"python {out / 'runner.py'} {out}"}
@@ -143,9 +155,10 @@ def _fit_arguments(parser: argparse.ArgumentParser) -> None:
                         help="results.csv written by the kit's runner.py; several runs of the same kit "
                              "(e.g. at different times) are averaged per subnet (geometric mean)")
     parser.add_argument("--name", required=True, help="device name, e.g. \"my device\"")
-    parser.add_argument("--out", required=True, metavar="JSON",
-                        help="profile to write (the held-out predictions go next to it, .validation.csv)")
-    parser.add_argument("--space", default=None, help="search space (default: from the kit's manifest.json)")
+    parser.add_argument("--out", default=None, metavar="JSON",
+                        help="profile to write (the held-out predictions go next to it, .validation.csv); "
+                             "needed without --supernet; with it, the profile goes into the package")
+    _space_or_package_arguments(parser, required=False)
     parser.add_argument("--display-name", default=None, help="label shown in the app (default: --name)")
     parser.add_argument("--model", default="learned", choices=["learned", "macs-linear"],
                         help="latency model to fit (default learned)")
@@ -168,30 +181,64 @@ def _fit_arguments(parser: argparse.ArgumentParser) -> None:
 @register("fit-profile", "fit a device profile (latency model + limits) to a profile kit's results.csv",
           _fit_arguments)
 def run_fit_profile(args: argparse.Namespace) -> int:
-    from ..devices.profile_kit import fit_profile_from_csv, latency_spread, load_prior
+    from ..devices.profile_kit import fit_profile_from_csv, latency_spread, load_prior, profile_slug
+    if args.out is None and args.supernet is None:
+        raise UsageError("fit-profile needs --out JSON, or --supernet PKG to write the profile into a package")
+    if args.supernet and args.out is None and Path(args.supernet).is_file():
+        # Refused before the package (and torch) is loaded: a .zip package is read-only.
+        raise ValueError(f"--supernet '{args.supernet}' is a zip, which is read-only; unzip it and pass the "
+                         f"folder to write into the package (or give --out)")
+    package = load_package_arg(args.supernet) if args.supernet else None
+    into_package = package is not None and args.out is None
+    if into_package:   # refused before anything is fitted
+        from ..devices.profiles import list_profiles
+        from ..packages.build import latency_profile_file, writable_folder
+        folder = writable_folder(package)
+        slug = profile_slug(args.name)
+        if slug in list_profiles():
+            raise ValueError(f"--name {args.name!r}: '{slug}' is a bundled profile's name; allowed: another name")
+        if slug in {p.name for p in package.latency_profiles}:
+            raise ValueError(f"--supernet '{package.path}' already has a latency profile '{slug}'; allowed: "
+                             f"another --name")
+        out = folder / latency_profile_file(slug)
+    else:
+        out = Path(args.out)
     prior = load_prior(args.prior) if args.prior is not None else None   # refused before any CSV is read
-    out = Path(args.out)
-    validation = out.with_name(f"{out.stem}.validation.csv")
     command = "python -m ofa_engine fit-profile " + " ".join(
         _quote(a) for a in _argv_of(args))
-    profile = fit_profile_from_csv(
-        args.csv, args.name, display_name=args.display_name,
-        space=load_space(args.space) if args.space else None, model=args.model,
-        test_fraction=args.test_fraction, seed=args.seed, ram_kb=args.ram_kb, flash_kb=args.flash_kb,
-        runtime_version=args.runtime_version, measure_locally=args.local, machine=args.machine,
-        command=command, validation_out=validation, prior=prior, method=args.method)
-    profile.save(out)
-    print_json({"profile": str(out), "name": profile.name, "validation": str(validation),
-                 "threads": profile.threads, "batch_size": profile.batch_size,
-                 "latency_model": profile.latency_model.to_dict().get("type"),
-                 "quality": dict(profile.quality),
-                 "spread": [latency_spread(path) for path in args.csv]})
+    with tempfile.TemporaryDirectory(prefix="ofa-fit-profile-") as tmp:
+        # Into a package, the held-out predictions go in with the profile, after the fit.
+        validation = Path(tmp) / "validation.csv" if into_package else out.with_name(f"{out.stem}.validation.csv")
+        profile = fit_profile_from_csv(
+            args.csv, args.name, display_name=args.display_name,
+            space=package.space if package is not None else load_space(args.space) if args.space else None,
+            model=args.model, test_fraction=args.test_fraction, seed=args.seed, ram_kb=args.ram_kb,
+            flash_kb=args.flash_kb, runtime_version=args.runtime_version, measure_locally=args.local,
+            machine=args.machine, command=command, validation_out=validation, prior=prior, method=args.method)
+        listed = None
+        if into_package:
+            from ..packages import load_package
+            from ..packages.build import add_latency_profile
+            add_latency_profile(package, profile, command=command, validation_csv=validation)
+            validation = out.with_name(f"{profile.name}.validation.csv")
+            listed = [p.name for p in load_package(folder).latency_profiles]
+        else:
+            profile.save(out)
+    result = {"profile": str(out), "name": profile.name, "validation": str(validation),
+              "threads": profile.threads, "batch_size": profile.batch_size,
+              "latency_model": profile.latency_model.to_dict().get("type"),
+              "quality": dict(profile.quality),
+              "spread": [latency_spread(path) for path in args.csv]}
+    if listed is not None:
+        result["package"] = str(folder)
+        result["package_latency_profiles"] = listed
+    print_json(result)
     return 0
 
 
 def _argv_of(args: argparse.Namespace) -> list[str]:
-    argv = [*args.csv, "--name", args.name, "--out", args.out]
-    for flag, value in (("--space", args.space), ("--display-name", args.display_name),
+    argv = [*args.csv, "--name", args.name] + (["--out", args.out] if args.out is not None else [])
+    for flag, value in (("--space", args.space), ("--supernet", args.supernet), ("--display-name", args.display_name),
                         ("--runtime-version", args.runtime_version), ("--machine", args.machine),
                         ("--ram-kb", args.ram_kb), ("--flash-kb", args.flash_kb)):
         if value is not None:
@@ -279,7 +326,9 @@ def run_profile_this_machine(args: argparse.Namespace) -> int:
 def _mcu_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=str(PROFILES_DIR), metavar="DIR",
                         help="folder to write <part>.json into (default: the bundled assets/profiles)")
-    parser.add_argument("--space", default="tiny-fmnist", help="search space (default tiny-fmnist)")
+    parser.add_argument("--space", default="*",
+                        help="search space the profiles are for (default '*': any space; they count MACs, "
+                             "memory and Flash from the config)")
     parser.add_argument("--date", default=None, help="provenance date, YYYY-MM-DD (default today; the "
                                                      "bundled files are dated 2026-11-28)")
 
@@ -287,6 +336,7 @@ def _mcu_arguments(parser: argparse.ArgumentParser) -> None:
 @register("write-mcu-profiles", f"write the analytical microcontroller profiles ({', '.join(MCU_PARTS)})",
           _mcu_arguments)
 def run_write_mcu_profiles(args: argparse.Namespace) -> int:
-    space = load_space(args.space)
-    print_json({"written": [str(p) for p in write_mcu_profiles(args.out, space.name, args.date)]})
+    from ..devices.profiles import ANY_SPACE
+    space = args.space if args.space == ANY_SPACE else load_space(args.space).name
+    print_json({"written": [str(p) for p in write_mcu_profiles(args.out, space, args.date)]})
     return EXIT_OK

@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .profiles import ANALYTICAL_MODEL_TYPE, PROFILES_DIR, DeviceProfile, today
+from .profiles import ANALYTICAL_MODEL_TYPE, ANY_SPACE, PROFILES_DIR, DeviceProfile, today
 
 __all__ = ["McuPart", "MCU_PARTS", "MCU_FORMULA", "mcu_profile", "write_mcu_profiles", "WRITE_COMMAND"]
 
@@ -56,10 +56,11 @@ MCU_PARTS: dict[str, McuPart] = {
 MCU_FORMULA = "latency_ms = MACs / (macs_per_cycle * clock_mhz * 1e3) + overhead_ms"
 
 
-def mcu_profile(name: str, space: str = "tiny-fmnist", date: str | None = None) -> DeviceProfile:
+def mcu_profile(name: str, space: str = ANY_SPACE, date: str | None = None) -> DeviceProfile:
     """The analytical profile of a microcontroller class in `MCU_PARTS` (int8 deployment with
     CMSIS-NN / TinyEngine-style kernels): SRAM holds the peak int8 activations, Flash the int8
-    weights, latency = MACs at the part's clock and `macs_per_cycle` (see `MCU_FORMULA`)."""
+    weights, latency = MACs at the part's clock and `macs_per_cycle` (see `MCU_FORMULA`).
+    `space` "*" (default): it applies to every space, counting from the config it is given."""
     if name not in MCU_PARTS:
         raise ValueError(f"unknown microcontroller '{name}'; known: {sorted(MCU_PARTS)}")
     part = MCU_PARTS[name]
@@ -89,7 +90,7 @@ def mcu_profile(name: str, space: str = "tiny-fmnist", date: str | None = None) 
         })
 
 
-def write_mcu_profiles(out_dir: str | os.PathLike = PROFILES_DIR, space: str = "tiny-fmnist",
+def write_mcu_profiles(out_dir: str | os.PathLike = PROFILES_DIR, space: str = ANY_SPACE,
                        date: str | None = None) -> list[Path]:
     """Write the analytical microcontroller profiles (one JSON each, `<name>.json`) to `out_dir`,
     dated `date` (default today); the bundled ones are `write_mcu_profiles(date="2026-11-28")`."""

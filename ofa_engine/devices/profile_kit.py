@@ -35,7 +35,7 @@ from .profiles import DeviceProfile, today, write_validation_csv
 
 __all__ = ["write_profile_kit", "kit_zip_bytes", "kit_configs", "read_latency_csv",
            "fit_profile_from_csv", "read_latency_runs", "MIN_ROWS", "MAX_CSV_BYTES", "MAX_CSV_ROWS",
-           "MAX_KIT_MODELS", "KIT_README", "latency_spread", "load_prior", "DEFAULT_KIT_SUBNETS"]
+           "MAX_KIT_MODELS", "KIT_README", "profile_slug", "latency_spread", "load_prior", "DEFAULT_KIT_SUBNETS"]
 
 MIN_ROWS = 20
 # Kit subnets are chosen from a pool of this many random candidates per subnet (at least KIT_POOL_MIN).
@@ -69,7 +69,7 @@ results.csv here. Close other programs first; it takes about a minute on a lapto
 
 Back on the machine with ofa_engine:
 
-    python -m ofa_engine fit-profile results.csv --name "my device" --out my-device.json
+    python -m ofa_engine fit-profile results.csv --name "my device" {fit_target}
 
 which fits a latency predictor, reports its accuracy on held-out subnets and writes a device
 profile you can load with ofa_engine.devices.profiles.load_profile("my-device.json") or upload in the app.
@@ -119,11 +119,13 @@ def kit_configs(space: SearchSpace, n: int, seed: int = 0,
 
 def write_profile_kit(space: SearchSpace | str, out_dir: str | os.PathLike, n: int = 100, seed: int = 0,
                       batch_size: int = 1, image_sizes: Sequence[int] | None = None,
-                      overwrite: bool = False, progress: Progress | None = None) -> Path:
+                      overwrite: bool = False, progress: Progress | None = None,
+                      supernet: str | None = None) -> Path:
     """Write a profile kit for `space` into `out_dir` (created; must be empty unless
     `overwrite`): `n` ONNX subnets, manifest.json, runner.py, ort.py, README.txt. Returns the
     folder. `progress(done, total, message)` is called after each model (the export takes
-    ~0.4 s per model).
+    ~0.4 s per model). `supernet`: the package the kit is for (a package's space), as the
+    README's fit-profile command names it.
     """
     from .profile_schema import MAX_BATCH_SIZE
 
@@ -145,7 +147,7 @@ def write_profile_kit(space: SearchSpace | str, out_dir: str | os.PathLike, n: i
     # a full disk or a kill midway leaves no partial kit, and a rerun starts clean.
     partial = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
     try:
-        _write_kit_files(space, partial, configs, seed, batch_size, progress)
+        _write_kit_files(space, partial, configs, seed, batch_size, progress, package=supernet)
         if out.is_dir():
             # Empty, or `overwrite`: the old kit goes only once the new one is complete.
             old = out.with_name(f".{out.name}.{os.getpid()}.old")
@@ -161,7 +163,7 @@ def write_profile_kit(space: SearchSpace | str, out_dir: str | os.PathLike, n: i
 
 
 def _write_kit_files(space: SearchSpace, out: Path, configs: Sequence[SubnetConfig], seed: int,
-                     batch_size: int, progress: Progress | None) -> None:
+                     batch_size: int, progress: Progress | None, package: str | None = None) -> None:
     import torch
 
     from ..runtime.export import export_onnx, untrained_supernet
@@ -182,14 +184,17 @@ def _write_kit_files(space: SearchSpace, out: Path, configs: Sequence[SubnetConf
         export_onnx(net, cfg, out / file, space=space)
         models.append({"file": file, "config": cfg.to_dict()})
         report(progress, i + 1, len(configs), f"exported {file}")
+    from .profiles import space_fingerprint
     manifest = {"format": measure.KIT_FORMAT, "version": measure.KIT_VERSION, "space": space.name,
-                "batch_size": int(batch_size), "seed": int(seed), "created": today(), "models": models}
+                "space_fingerprint": space_fingerprint(space), "batch_size": int(batch_size), "seed": int(seed),
+                "created": today(), "models": models}
     atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=1) + "\n")
     shutil.copyfile(measure.__file__, out / "runner.py")
     shutil.copyfile(ort.__file__, out / "ort.py")
     atomic_write_text(out / "README.txt", KIT_README.format(
         space=space.name, n=len(models), batch_size=batch_size, warmup=measure.DEFAULT_WARMUP,
-        runs=measure.DEFAULT_RUNS))
+        runs=measure.DEFAULT_RUNS,
+        fit_target=f"--supernet {package}   # into the package" if package else "--out my-device.json"))
 
 
 def kit_zip_bytes(space: SearchSpace | str, n: int = 100, seed: int = 0, batch_size: int = 1,
@@ -328,22 +333,54 @@ def latency_spread(csv_path: str | os.PathLike) -> dict[str, Any]:
     return {"csv": path.name, "median_relative_spread": round(median, 3), "noisy_rows": noisy}
 
 
-def _space_of(csv_path: Path, space: SearchSpace | str | None) -> SearchSpace:
-    if space is not None:
-        return SearchSpace.preset(space) if isinstance(space, str) else space
+def _kit_manifest(csv_path: Path) -> dict[str, Any] | None:
     manifest = csv_path.parent / "manifest.json"
-    if manifest.is_file():
-        try:
-            name = read_json(manifest).get("space")
-        except (ValueError, AttributeError):
-            name = None
-        if isinstance(name, str):
-            return SearchSpace.preset(name)
+    if not manifest.is_file():
+        return None
+    try:
+        data = read_json(manifest)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _space_of(csv_path: Path, space: SearchSpace | str | None) -> SearchSpace:
+    from .profiles import space_fingerprint
+    manifest = _kit_manifest(csv_path)
+    name = manifest.get("space") if manifest is not None else None
+    if space is not None:
+        space = SearchSpace.preset(space) if isinstance(space, str) else space
+        # A kit written for another space (or another architecture of the same name) is refused.
+        recorded = manifest.get("space_fingerprint") if manifest is not None else None
+        if isinstance(name, str) and (name != space.name or (isinstance(recorded, str)
+                                                             and recorded != space_fingerprint(space))):
+            raise ValueError(f"'{csv_path}': its kit (manifest.json) was written for space '{name}'"
+                             + (" of another architecture" if name == space.name else "")
+                             + f", not '{space.name}'; allowed: the kit's own space (profile-kit --supernet PKG "
+                               f"writes a kit for a package's space)")
+        return space
+    if isinstance(name, str):
+        from ..families.mbv3.space import list_presets
+        if name not in list_presets():
+            raise ValueError(f"'{csv_path}': the kit is for space '{name}', a supernet package's own space; "
+                             f"pass --supernet PKG (that package)")
+        return SearchSpace.preset(name)
     raise ValueError(f"cannot tell the search space of '{csv_path}': no kit manifest.json next to "
                      f"it; pass --space")
 
 
-def _slug(name: str) -> str:
+def _space_provenance(space: SearchSpace) -> dict[str, str]:
+    """`space_fingerprint` for a space that is not the preset of its name (a package's own)."""
+    from ..families.mbv3.space import list_presets
+    from .profiles import space_fingerprint
+    fingerprint = space_fingerprint(space)
+    if space.name in list_presets() and fingerprint == space_fingerprint(SearchSpace.preset(space.name)):
+        return {}
+    return {"space_fingerprint": fingerprint}
+
+
+def profile_slug(name: str) -> str:
+    """The profile name of free text ("my device" -> "my-device"); `ValueError` without a letter or digit."""
     import re
     slug = re.sub(r"[^a-z0-9._-]+", "-", name.strip().lower()).strip("-._")[:64]
     if not slug:
@@ -418,14 +455,14 @@ def fit_profile_from_csv(csv_path: str | os.PathLike | Sequence[str | os.PathLik
         import onnxruntime
         runtime_version = onnxruntime.__version__
     profile = DeviceProfile(
-        name=_slug(name), display_name=display_name or name.strip(), kind="measured",
+        name=profile_slug(name), display_name=display_name or name.strip(), kind="measured",
         space=space.name, batch_size=batch_size, threads=threads,
         runtime={"engine": "onnxruntime", "version": runtime_version,
                  "provider": "CPUExecutionProvider", "graph_optimization": "ORT_ENABLE_ALL",
                  "execution_mode": "sequential", "measure_locally": bool(measure_locally)},
         memory={"ram_kb": ram_kb, "flash_kb": flash_kb},
-        latency_model=fit.model, quality=fit.quality,
-        provenance={"machine": machine, "date": today(),
+        latency_model=fit.model, quality=fit.quality, bound_space=space,
+        provenance={"machine": machine, "date": today(), **_space_provenance(space),
                     "command": command or ("python -m ofa_engine fit-profile "
                                            + " ".join(str(p) for p in csv_paths) + f" --name {name!r}"),
                     "latency_data": ", ".join(p.name for p in csv_paths),
@@ -501,13 +538,13 @@ def _fit_with_prior(csv_paths: Sequence[Path], space: SearchSpace, name: str,
         import onnxruntime
         runtime_version = onnxruntime.__version__
     profile = DeviceProfile(
-        name=_slug(name), display_name=display_name or name.strip(), kind="measured",
+        name=profile_slug(name), display_name=display_name or name.strip(), kind="measured",
         space=space.name, batch_size=batch_size, threads=threads,
         runtime={"engine": "onnxruntime", "version": runtime_version,
                  "provider": "CPUExecutionProvider", "graph_optimization": "ORT_ENABLE_ALL",
                  "execution_mode": "sequential", "measure_locally": bool(measure_locally)},
         memory={"ram_kb": ram_kb, "flash_kb": flash_kb}, latency_model=fitted.to_dict(), quality=quality,
-        provenance={"machine": machine, "date": today(),
+        bound_space=space, provenance={"machine": machine, "date": today(), **_space_provenance(space),
                     "command": command or ("python -m ofa_engine fit-profile "
                                            + " ".join(str(p) for p in csv_paths) + f" --name {name!r} "
                                            f"--prior {reference.name}"),

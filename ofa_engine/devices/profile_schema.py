@@ -25,11 +25,14 @@ from ..families.mbv3.space import list_presets
 
 __all__ = ["ProfileError", "ProfileSchema", "RuntimeSchema", "MemorySchema", "QualitySchema",
            "ProvenanceSchema", "validate_profile", "to_plain", "PROFILE_FORMAT", "PROFILE_VERSION", "FIELDS",
-           "KINDS", "MAX_THREADS", "MAX_BATCH_SIZE", "ANALYTICAL_MODEL_TYPE"]
+           "KINDS", "MAX_THREADS", "MAX_BATCH_SIZE", "ANALYTICAL_MODEL_TYPE", "ANY_SPACE"]
 
 PROFILE_FORMAT, PROFILE_VERSION = "ofa-engine/device-profile", 1
 KINDS = ("measured", "analytical")
 ANALYTICAL_MODEL_TYPE = "analytical-mcu"
+# The `space` of a profile that applies to every space: an analytical profile counts MACs,
+# memory and Flash from the config of whichever space it is used with.
+ANY_SPACE = "*"
 # A profile may come from anyone (an upload in the app), and the server acts on two of its
 # numbers: it starts `threads` ONNX Runtime threads and allocates a batch of `batch_size`
 # inputs to measure a subnet. 64 threads is more cores than the machines we target have;
@@ -219,9 +222,19 @@ class ProfileSchema(BaseModel):
 
     @field_validator("space", mode="plain")
     @classmethod
-    def _known_space(cls, space: Any) -> str:
-        if not isinstance(space, str) or space not in list_presets():
-            raise _rule(f"= {space!r}; allowed: {list_presets()}")
+    def _known_space(cls, space: Any, info: ValidationInfo) -> str:
+        # A preset, '*' (analytical profiles: any space), or the space the profile is loaded for
+        # (a package's own space, passed as validation context by `validate_profile`).
+        own = (info.context or {}).get("space_name")
+        if space == ANY_SPACE:
+            if info.data.get("kind") == "measured":
+                raise _rule(f"= '{ANY_SPACE}'; '{ANY_SPACE}' (any space) is for analytical profiles only: a "
+                            f"measured profile's latency model is fitted to the subnets of one space; allowed: "
+                            f"{list_presets()}" + (f" or '{own}'" if own else ""))
+            return space
+        if not isinstance(space, str) or (space not in list_presets() and space != own):
+            allowed = list_presets() + ([own] if own and own not in list_presets() else [])
+            raise _rule(f"= {space!r}; allowed: {allowed}, or '{ANY_SPACE}' for an analytical profile (any space)")
         return space
 
     @field_validator("threads")
@@ -245,8 +258,11 @@ class ProfileSchema(BaseModel):
             raise _rule(f"= {model_type!r}; a measured profile holds a model fitted to its measurements, "
                         f"not '{ANALYTICAL_MODEL_TYPE}'", "latency_model.type")
         from ..predictors.latency import latency_model_from_dict
+        context = info.context or {}
+        own = context.get("space") if data.get("space") == context.get("space_name") else None
         try:
-            model = latency_model_from_dict(dict(data))
+            # A model of the space the profile is loaded for is checked on that space itself.
+            model = latency_model_from_dict(dict(data), space=own)
         except ValueError as exc:
             raise _rule(f"is invalid: {exc}") from None
         space, model_space = info.data.get("space"), data.get("space")
@@ -263,11 +279,13 @@ _REPORT_ORDER = [f for f in FIELDS if f != "latency_model"] + ["latency_model"]
 
 
 # ---------------------------------------------------------------------- validation
-def validate_profile(data: Any, source: str) -> tuple[dict[str, Any], Any]:
+def validate_profile(data: Any, source: str, space: Any = None) -> tuple[dict[str, Any], Any]:
     """(the checked profile as plain data in `FIELDS` order, its latency model object), or
-    `ProfileError` naming `source`, the field, the value and what is allowed."""
+    `ProfileError` naming `source`, the field, the value and what is allowed. `space`: a
+    `SearchSpace` beyond the presets that the profile may be for (a package's own space)."""
+    context = {"space": space, "space_name": getattr(space, "name", None)}
     try:
-        checked = ProfileSchema.model_validate(data)
+        checked = ProfileSchema.model_validate(data, context=context)
     except ValidationError as exc:
         raise ProfileError(_message(exc.errors(include_url=False), source)) from None
     except RecursionError:

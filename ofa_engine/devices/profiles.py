@@ -5,7 +5,8 @@ A profile is one JSON file (``"format": "ofa-engine/device-profile", "version": 
     {"format": "ofa-engine/device-profile", "version": 1,
      "name": "stm32f746", "display_name": "STM32F746 (Cortex-M7, 216 MHz)",
      "kind": "analytical",                # "measured" (fitted to real latencies) | "analytical"
-     "space": "tiny-fmnist",              # the search space the latency model describes
+     "space": "*",                        # "*": any space (analytical); else the space the
+                                          # latency model was fitted to (a preset or a package's)
      "batch_size": 1,
      "threads": null,                     # ONNX Runtime intra-op threads; null for microcontrollers
      "runtime": {"engine": ..., "version": ..., "provider": ..., "graph_optimization": ...,
@@ -14,6 +15,12 @@ A profile is one JSON file (``"format": "ofa-engine/device-profile", "version": 
      "latency_model": {"type": "analytical-mcu", ...},  # see ofa_engine.predictors.latency
      "quality": null,                     # held-out rmse_ms, mape, kendall_tau, within_10pct, n_test
      "provenance": {"machine": ..., "date": ..., "command": ..., ...}}
+
+An analytical profile (`"space": "*"`) applies to every space: it counts MACs, activation
+memory and Flash from the config. A measured profile is bound to the space its latency model
+was fitted to; `profile.for_space(space)` gives the profile bound to a space (the evaluator and
+the pipeline do this), or a `ProfileError` saying why it does not apply there;
+`profiles_for_space(space, package)` says which profiles have a latency model for a space.
 
 Every file is validated on load against the schema of `devices.profile_schema`; a
 `ProfileError` (a `ValueError`) names the field, the value and what is allowed. Memory limits are in KB (1024 bytes) and compare with
@@ -28,6 +35,7 @@ microcontroller profiles among them are written by `devices.mcu`.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime as _dt
 import functools
 import io
@@ -36,22 +44,23 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
 from ..datasets.images import ASSETS_DIR
 from ..families.mbv3.analytics import analyze
-from ..families.mbv3.space import SearchSpace, SubnetConfig
+from ..families.mbv3.space import SearchSpace, SubnetConfig, list_presets
 from ..files import MAX_JSON_BYTES, atomic_write_text, read_json
 from ..registry import Registry
-from .profile_schema import (ANALYTICAL_MODEL_TYPE, FIELDS, KINDS, MAX_BATCH_SIZE, MAX_THREADS, PROFILE_FORMAT,
-                             PROFILE_VERSION, ProfileError, to_plain, validate_profile)
+from .profile_schema import (ANALYTICAL_MODEL_TYPE, ANY_SPACE, FIELDS, KINDS, MAX_BATCH_SIZE, MAX_THREADS,
+                             PROFILE_FORMAT, PROFILE_VERSION, ProfileError, to_plain, validate_profile)
 
 __all__ = ["DeviceProfile", "ProfileError", "load_profile", "list_profiles", "fit_profile",
            "load_validation", "write_validation_csv", "validation_path", "today", "BUNDLED_PROFILES",
            "PROFILE_FORMAT", "PROFILE_VERSION", "PROFILES_DIR", "MAX_PROFILE_BYTES", "MAX_THREADS",
-           "MAX_BATCH_SIZE", "FIELDS", "KINDS", "ANALYTICAL_MODEL_TYPE"]
+           "MAX_BATCH_SIZE", "FIELDS", "KINDS", "ANALYTICAL_MODEL_TYPE", "ANY_SPACE", "profiles_for_space",
+           "ProfileForSpace", "space_fingerprint"]
 
 PROFILES_DIR = ASSETS_DIR / "profiles"
 MAX_PROFILE_BYTES = MAX_JSON_BYTES
@@ -79,6 +88,8 @@ class DeviceProfile:
 
     Build one with `load_profile`, `DeviceProfile.from_dict` or `fit_profile`; constructing it
     directly validates the same way (a `latency_model` may be given as its dict).
+    `bound_space`: the `SearchSpace` its predictions are for (default: the preset its `space`
+    names; none for `space` "*" or a package's space until `for_space` binds one).
     """
 
     name: str
@@ -92,32 +103,94 @@ class DeviceProfile:
     latency_model: Any   # an ofa_engine.predictors.latency.LatencyModel
     quality: Mapping[str, float] | None
     provenance: Mapping[str, Any]
-    _search_space: SearchSpace = field(init=False, repr=False)
+    bound_space: SearchSpace | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
-        data, model = validate_profile(self.to_dict(), "profile")
+        bound = self.bound_space
+        if bound is not None and not isinstance(bound, SearchSpace):
+            raise ProfileError(f"bound_space must be a SearchSpace, got {type(bound).__name__}")
+        data, model = validate_profile(self.to_dict(), "profile", bound)
         for key in ("runtime", "memory", "quality", "provenance"):
             object.__setattr__(self, key, _freeze(data[key]))
         object.__setattr__(self, "latency_model", model)
-        object.__setattr__(self, "_search_space", SearchSpace.preset(self.space))
+        if bound is None and self.space in list_presets():
+            bound = SearchSpace.preset(self.space)
+        elif bound is not None:
+            self._check_applies(bound)
+        object.__setattr__(self, "bound_space", bound)
+
+    # ----------------------------------------------------------------- spaces
+    @property
+    def any_space(self) -> bool:
+        """True for a profile that applies to every space (`space` "*": analytical)."""
+        return self.space == ANY_SPACE
+
+    def applies_to(self, space: SearchSpace | str) -> bool:
+        """Does this profile's latency model describe `space` (a `SearchSpace` or its name)?"""
+        try:
+            self._check_applies(space)
+        except ProfileError:
+            return False
+        return True
+
+    def _check_applies(self, space: SearchSpace | str) -> None:
+        name = space if isinstance(space, str) else space.name
+        if self.any_space:
+            return
+        if self.space != name:
+            raise ProfileError(
+                f"profile '{self.name}' is for space '{self.space}', not '{name}': its "
+                f"'{_model_dict(self.latency_model).get('type')}' latency model was fitted to measured "
+                f"subnets of '{self.space}'; allowed: an analytical profile (space '{ANY_SPACE}', e.g. the "
+                f"stm32 ones) or one fitted for '{name}' (python -m ofa_engine profile-kit --supernet PKG, "
+                f"then fit-profile --supernet PKG)")
+        recorded = self.provenance.get("space_fingerprint") if isinstance(self.provenance, Mapping) else None
+        if recorded is not None and not isinstance(space, str) and recorded != space_fingerprint(space):
+            raise ProfileError(
+                f"profile '{self.name}' was fitted for a space named '{name}' of another architecture "
+                f"(provenance.space_fingerprint differs: channels, classes, blocks or resolutions); "
+                f"allowed: a profile fitted for this space")
+
+    def for_space(self, space: SearchSpace | str) -> "DeviceProfile":
+        """This profile bound to `space` (a `SearchSpace` or a preset name): itself when it is
+        bound to it already; for an analytical profile (any space), a copy whose predictions use
+        `space`'s MACs and memory; a `ProfileError` naming both spaces when its latency model
+        describes another space."""
+        if isinstance(space, str):
+            self._check_applies(space)
+            space = SearchSpace.preset(space)
+        self._check_applies(space)
+        if self.bound_space is space or self.bound_space == space:
+            return self
+        return dataclasses.replace(self, bound_space=space)
+
+    def _space_for(self, space: SearchSpace | str | None) -> SearchSpace:
+        if space is not None:
+            return self.for_space(space).bound_space
+        if self.bound_space is None:
+            raise ProfileError(
+                f"profile '{self.name}' applies to any space ('{ANY_SPACE}') and is not bound to one; "
+                f"say which: profile.for_space(space), or pass space=")
+        return self.bound_space
 
     # ----------------------------------------------------------------- predictions
-    def predict_latency_ms(self, configs_or_pop: Any) -> np.ndarray:
+    def predict_latency_ms(self, configs_or_pop: Any, space: SearchSpace | str | None = None) -> np.ndarray:
         """Predicted latency (ms, one batch of `batch_size`) of each config: a `SubnetConfig`,
-        a list of them or a population; float64 array of shape (N,)."""
-        out = self.latency_model.predict_ms(self._search_space, configs_or_pop)
+        a list of them or a population; float64 array of shape (N,). `space`: the space of the
+        configs (default: the one the profile is bound to)."""
+        out = self.latency_model.predict_ms(self._space_for(space), configs_or_pop)
         return np.asarray(out, dtype=np.float64).reshape(-1)
 
-    def memory_usage_kb(self, configs_or_pop: Any) -> dict[str, np.ndarray]:
+    def memory_usage_kb(self, configs_or_pop: Any, space: SearchSpace | str | None = None) -> dict[str, np.ndarray]:
         """`peak_memory_kb` (int8 activations) and `flash_kb` (int8 weights) of each config, from
         `analyze`, in KB: the figures the `memory` limits apply to."""
-        metrics = analyze(self._search_space, _as_batch(configs_or_pop))
+        metrics = analyze(self._space_for(space), _as_batch(configs_or_pop))
         return {"peak_memory_kb": np.asarray(metrics["peak_activation_bytes"], np.float64) / 1024,
                 "flash_kb": np.asarray(metrics["flash_bytes"], np.float64) / 1024}
 
-    def fits_memory(self, configs_or_pop: Any) -> np.ndarray:
+    def fits_memory(self, configs_or_pop: Any, space: SearchSpace | str | None = None) -> np.ndarray:
         """Boolean array: does each config fit the activation-memory and Flash limits?"""
-        usage = self.memory_usage_kb(configs_or_pop)
+        usage = self.memory_usage_kb(configs_or_pop, space)
         ok = np.ones(usage["flash_kb"].shape, bool)
         if self.activation_memory_kb is not None:
             ok &= usage["peak_memory_kb"] <= self.activation_memory_kb
@@ -128,7 +201,8 @@ class DeviceProfile:
     # ----------------------------------------------------------------- properties
     @property
     def search_space(self) -> SearchSpace:
-        return self._search_space
+        """The space the profile is bound to (`ProfileError` when it is not bound to one)."""
+        return self._space_for(None)
 
     @property
     def activation_memory_kb(self) -> float | None:
@@ -176,7 +250,8 @@ class DeviceProfile:
             name=self.name, display_name=f"{self.display_name} ({precision})", kind=self.kind, space=self.space,
             batch_size=self.batch_size, threads=self.threads,
             runtime={**to_plain(self.runtime), "precision": precision}, memory=to_plain(self.memory),
-            latency_model=fitted["latency_model"], quality=fitted["quality"], provenance=provenance)
+            latency_model=fitted["latency_model"], quality=fitted["quality"], provenance=provenance,
+            bound_space=self.bound_space)
 
     # ----------------------------------------------------------------- serialisation
     def to_dict(self) -> dict[str, Any]:
@@ -191,11 +266,17 @@ class DeviceProfile:
         return json.dumps(self.to_dict(), indent=2) + "\n"
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], source: str = "profile") -> "DeviceProfile":
-        """Validate `data` (a parsed profile JSON) and build the profile; `ProfileError` otherwise."""
-        data, model = validate_profile(data, source)
-        return cls(**{k: data[k] for k in FIELDS if k not in ("format", "version", "latency_model")},
-                   latency_model=model)
+    def from_dict(cls, data: Mapping[str, Any], source: str = "profile",
+                  space: SearchSpace | None = None) -> "DeviceProfile":
+        """Validate `data` (a parsed profile JSON) and build the profile; `ProfileError` otherwise.
+        `space`: the space to bind it to, which may be a package's own (not a preset)."""
+        data, model = validate_profile(data, source, space)
+        try:
+            profile = cls(**{k: data[k] for k in FIELDS if k not in ("format", "version", "latency_model")},
+                          latency_model=model, bound_space=None if data["space"] == ANY_SPACE else space)
+            return profile if space is None else profile.for_space(space)
+        except ProfileError as exc:   # a profile of another space
+            raise ProfileError(f"{source}: {exc}") from None
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the profile's JSON to `path` atomically (a temporary file, then rename)."""
@@ -212,24 +293,28 @@ def list_profiles() -> list[str]:
     return sorted(BUNDLED_PROFILES.names())
 
 
-def load_profile(profile: str | os.PathLike | Mapping[str, Any] | DeviceProfile) -> DeviceProfile:
+def load_profile(profile: str | os.PathLike | Mapping[str, Any] | DeviceProfile,
+                 space: SearchSpace | None = None) -> DeviceProfile:
     """A profile from a bundled name (see `list_profiles`), a JSON file path, a parsed dict, or
-    a `DeviceProfile` (returned as is). `ProfileError` for an invalid or unknown profile."""
+    a `DeviceProfile` (returned as is). `ProfileError` for an invalid or unknown profile.
+    `space`: bind it to this `SearchSpace` (which may be a package's own, not a preset);
+    `ProfileError` when its latency model describes another space."""
     if isinstance(profile, DeviceProfile):
-        return profile
+        return profile if space is None else profile.for_space(space)
     if isinstance(profile, Mapping):
-        return DeviceProfile.from_dict(profile, "profile")
+        return DeviceProfile.from_dict(profile, "profile", space)
     if not isinstance(profile, (str, os.PathLike)):
         raise ProfileError(f"a profile is a bundled name, a path, a dict or a DeviceProfile; got "
                            f"{type(profile).__name__}")
     text = os.fspath(profile)
     if text in BUNDLED_PROFILES:
-        return _load_bundled(text)
+        bundled = _load_bundled(text)
+        return bundled if space is None else bundled.for_space(space)
     path = Path(text)
     if not path.is_file():
         raise ProfileError(f"unknown profile '{text}': neither a bundled profile "
                            f"({', '.join(list_profiles())}) nor an existing JSON file")
-    return _load_file(path)
+    return _load_file(path, space)
 
 
 @functools.lru_cache(maxsize=None)
@@ -238,7 +323,7 @@ def _load_bundled(name: str) -> DeviceProfile:
     return _load_file(BUNDLED_PROFILES.get(name))
 
 
-def _load_file(path: Path) -> DeviceProfile:
+def _load_file(path: Path, space: SearchSpace | None = None) -> DeviceProfile:
     what = f"profile file '{path}'"
     size = path.stat().st_size
     if size > MAX_PROFILE_BYTES:
@@ -247,7 +332,42 @@ def _load_file(path: Path) -> DeviceProfile:
         data = read_json(path, what, max_bytes=MAX_PROFILE_BYTES)
     except ValueError as exc:   # not UTF-8, not JSON, nested too deep
         raise ProfileError(str(exc)) from None
-    return DeviceProfile.from_dict(data, what)
+    return DeviceProfile.from_dict(data, what, space)
+
+
+class ProfileForSpace(NamedTuple):
+    """One row of `profiles_for_space`: a profile's name and whether it has a latency model for
+    the space (False: it is listed, but its latency model describes another space)."""
+
+    name: str
+    has_latency_model: bool
+
+
+def profiles_for_space(space: SearchSpace | str, package: Any = None) -> list[ProfileForSpace]:
+    """Which profiles have a latency model for `space` (a `SearchSpace`, a preset name, or a
+    supernet package whose space is meant; `package`: a loaded `SupernetPackage` whose own
+    `latency_profiles` are listed too): the bundled profiles (sorted), then the package's. A
+    package's profile shadows a bundled one of the same name. Analytical profiles (space "*")
+    have one for every space; a measured one only for the space it was fitted to."""
+    if package is None and hasattr(space, "latency_profiles") and hasattr(space, "space"):
+        package, space = space, space.space
+    if package is not None and isinstance(space, str) and space == package.space.name:
+        space = package.space
+    own = list(getattr(package, "latency_profiles", ()) or ())
+    own_names = {p.name for p in own}
+    rows = [ProfileForSpace(name, load_profile(name).applies_to(space))
+            for name in list_profiles() if name not in own_names]
+    rows += [ProfileForSpace(p.name, p.applies_to(space)) for p in own]
+    return rows
+
+
+def space_fingerprint(space: SearchSpace) -> str:
+    """sha256 of what a latency model of `space` depends on: its name and architecture fields
+    (not labels, mean, std or dropout). Recorded in the provenance of a profile fitted by the
+    kit, so that it is not taken for another space of the same name."""
+    import hashlib
+    fields = {k: v for k, v in dataclasses.asdict(space).items() if k not in ("labels", "mean", "std", "dropout")}
+    return "sha256:" + hashlib.sha256(json.dumps(fields, sort_keys=True, default=list).encode()).hexdigest()
 
 
 def fit_profile(csv_path: str | os.PathLike, name: str, **options: Any) -> DeviceProfile:

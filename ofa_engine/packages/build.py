@@ -24,7 +24,8 @@ from ..files import atomic_path, atomic_write, atomic_write_json, check_output_p
 from .manifest import MANIFEST_NAME, PACKAGE_FORMAT, PACKAGE_VERSION, PackageError, validate_manifest
 from .package import clear_package_cache, load_package
 
-__all__ = ["write_package", "package_from_run", "check_destination", "add_accuracy_predictor", "add_command", "accuracy_report",
+__all__ = ["write_package", "package_from_run", "check_destination", "add_accuracy_predictor", "add_command",
+           "add_latency_profile", "latency_profile_file", "writable_folder", "PROFILES_FOLDER", "accuracy_report",
            "sha256_of", "utc_now", "WEIGHTS_FILE", "CALIBRATION_FILE", "EVALUATION_FILE", "PREDICTOR_FILE",
            "DATASET_FILE"]
 
@@ -33,6 +34,7 @@ CALIBRATION_FILE = "calibration.npz"
 EVALUATION_FILE = "evaluation.npz"
 PREDICTOR_FILE = "accuracy-predictor.npz"    # its metadata: accuracy-predictor.json
 DATASET_FILE = "accuracy-dataset.csv"
+PROFILES_FOLDER = "profiles"                 # <name>.json, and <name>.validation.csv beside it
 
 
 def sha256_of(path: str | os.PathLike) -> str:
@@ -250,4 +252,61 @@ def add_accuracy_predictor(package: Any, predictor: Any, metadata: Mapping[str, 
         if quality:
             data.setdefault("provenance", {}).setdefault("accuracy_report", {})["predictor"] = dict(quality)
     _rewrite_manifest(folder, change)
+    return path
+
+
+def writable_folder(package: Any) -> Path:
+    """The folder a command writes into; `PackageError` for a zip (read-only)."""
+    if not package.bundled and not package.path.is_dir():
+        raise PackageError(f"--supernet '{package.path}' is a zip, which is read-only; unzip it and pass the "
+                           f"folder to write into the package (or give --out)")
+    return _folder_of(package)
+
+
+def latency_profile_file(name: str) -> str:
+    """Where a package keeps the latency profile `name` (relative to the package folder)."""
+    return f"{PROFILES_FOLDER}/{name}.json"
+
+
+def add_latency_profile(package: Any, profile: Any, command: str | None = None,
+                        validation_csv: str | os.PathLike | None = None) -> Path:
+    """Write `profile` (a `DeviceProfile` fitted for the package's space) into the package folder
+    as profiles/<name>.json and name it, with its digest, in the manifest's `latency_profiles`;
+    returns the file. `validation_csv`: its held-out predictions, moved beside it (charts only;
+    not in the manifest). Refused for a zip, a profile of another space, or a name the package
+    already has; if the manifest cannot be rewritten, the files written are removed."""
+    folder = writable_folder(package)
+    if not profile.applies_to(package.space):
+        raise PackageError(f"profile '{profile.name}' is for space '{profile.space}', not the package's "
+                           f"'{package.space.name}'")
+    taken = {p.name for p in package.latency_profiles}
+    file_name = latency_profile_file(profile.name)
+    listed = {ref.file for ref in package.manifest.latency_profiles}
+    if profile.name in taken or file_name in listed:
+        raise PackageError(f"{folder}: the package already has a latency profile '{profile.name}'; allowed: "
+                           f"another --name")
+    (folder / PROFILES_FOLDER).mkdir(exist_ok=True)
+    path = profile.save(folder / file_name)
+    written = [path]
+    if validation_csv is not None:
+        target = folder / PROFILES_FOLDER / f"{profile.name}.validation.csv"
+        atomic_write(target, lambda fh: fh.write(Path(validation_csv).read_bytes()))
+        written.append(target)
+
+    def change(data: dict) -> None:
+        data.setdefault("latency_profiles", []).append({"file": file_name, "sha256": sha256_of(path)})
+        if command:
+            commands = data.setdefault("provenance", {}).setdefault("commands", [])
+            commands.append(command)
+    before = (folder / MANIFEST_NAME).read_bytes()
+    try:
+        _rewrite_manifest(folder, change)
+        load_package(folder)   # the package loads with it (and is cached again)
+    except BaseException:
+        # Back to the package as it was: its manifest, without the files written here.
+        atomic_write(folder / MANIFEST_NAME, lambda fh: fh.write(before))
+        clear_package_cache(folder)
+        for item in written:
+            item.unlink(missing_ok=True)
+        raise
     return path

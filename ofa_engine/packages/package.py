@@ -366,13 +366,11 @@ def _load_folder(root: Path, origin: str, label: str) -> SupernetPackage:
         _check_digest(path, ref.sha256, show(ref.file), f"latency_profiles[{i}]")
         from ..devices.profiles import load_profile
         try:
-            profile = load_profile(path)
+            # Bound to the package's space (which may be its own, not a preset); a profile of
+            # another space is refused.
+            profile = load_profile(path, space=space)
         except (ValueError, OSError) as exc:
             raise PackageError(f"{show(ref.file)} (field 'latency_profiles[{i}]'): {exc}") from None
-        profile_space = getattr(profile, "space", None)
-        if isinstance(profile_space, str) and profile_space != space.name:
-            raise PackageError(f"{show(ref.file)} (field 'latency_profiles[{i}]'): the profile is for space "
-                               f"'{profile_space}', not the package's '{space.name}'")
         profiles.append(profile)
     return SupernetPackage(manifest.name, origin, root, manifest, space, supernet, images["calibration"],
                            images["evaluation"], predictor, tuple(profiles))

@@ -225,8 +225,10 @@ def specialize(profile: Any, constraints: Constraints | Mapping[str, float] | No
         prof = prof.for_precision(precision)     # its latency model for files of that precision
     res = load_resources(supernet)
     space = res.space
+    if hasattr(prof, "for_space"):
+        prof = prof.for_space(space)   # analytical profiles: any space; a measured one: its own only
     prof_space = getattr(prof, "space", None)
-    if isinstance(prof_space, str) and prof_space != space.name:
+    if isinstance(prof_space, str) and not hasattr(prof, "for_space") and prof_space != space.name:
         raise ValueError(f"profile '{getattr(prof, 'name', prof)}' is for space '{prof_space}', "
                          f"not the supernet's '{space.name}'")
     if getattr(prof, "measures_locally", False):   # before any work: the operator's limits

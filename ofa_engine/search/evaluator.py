@@ -33,9 +33,10 @@ class Evaluator:
     `space`: any `DiscreteSearchSpace`, or a registered family's space object or preset name
     (turned into one by `ofa_engine.families.search_space`; `fast=False` makes it skip the
     family's exact tables).
-    `profile`: anything with `.predict_latency_ms(batch) -> (N,) ms` (a `DeviceProfile`, or a
-    stand-in in tests) where `batch` is the space's `decode` form, a profile name, or None (no
-    latency: `latency_ms` is NaN and a latency bound is refused). `accuracy_predictor`: anything
+    `profile`: anything with `.predict_latency_ms(batch) -> (N,) ms` (a `DeviceProfile`, bound
+    to this space with its `for_space`, or a stand-in in tests) where `batch` is the space's
+    `decode` form, a profile name, or None (no latency: `latency_ms` is NaN and a latency bound
+    is refused). `accuracy_predictor`: anything
     with `.predict(batch) -> (N,)` fraction (optionally `.predict_encoded(encoding)`), or a
     predictor name.
 
@@ -51,7 +52,13 @@ class Evaluator:
         if isinstance(accuracy_predictor, str):
             from ..predictors.accuracy import load_accuracy_predictor
             accuracy_predictor = load_accuracy_predictor(accuracy_predictor)
-        for what, obj in (("profile", profile), ("accuracy predictor", accuracy_predictor)):
+        bind = getattr(profile, "for_space", None)
+        if bind is not None:
+            # A DeviceProfile bound to this space: an analytical one (space "*") counts this
+            # space's MACs; one fitted to another space is refused, saying so.
+            profile = bind(getattr(self.space, "space", self.space.name))
+        for what, obj in (("profile", None if bind is not None else profile),
+                          ("accuracy predictor", accuracy_predictor)):
             other = getattr(obj, "space", None)
             other = getattr(other, "name", other)
             if isinstance(other, str) and other != self.space.name:
