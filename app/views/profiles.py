@@ -77,8 +77,8 @@ def validation_chart(measured: np.ndarray, predicted: np.ndarray) -> alt.LayerCh
 @st.cache_data(show_spinner=False, max_entries=16)
 def analytical_curve(profile_json: str) -> pd.DataFrame:
     from ofa_engine import analyze
-    profile = load_profile(json.loads(profile_json))
     space = get_space()
+    profile = load_profile(json.loads(profile_json), space=space)
     pop = space.sample_population(400, np.random.default_rng(0))
     return pd.DataFrame({"MACs (M)": analyze(space, pop)["macs"] / 1e6,
                          "predicted latency (ms)": profile.predict_latency_ms(pop)})
@@ -256,9 +256,7 @@ with json_tab:
             parsed = loads_json(data, f"'{upload_json.name}'")
             if not isinstance(parsed, dict):
                 raise ValueError(f"a profile is a JSON object, got {type(parsed).__name__}")
-            profile = load_profile(parsed)
-            if profile.space != SUPERNET:
-                raise ValueError(f"profile space '{profile.space}'; allowed: '{SUPERNET}' (the bundled supernet)")
+            profile = load_profile(parsed, space=get_space())   # refuses a profile of another space
             add_session_profile(profile)
             log.info("session profile %s added", profile.name)
             st.session_state["profile_flash"] = f"Profile '{md(profile.name)}' added for this session."
