@@ -11,6 +11,7 @@ creates an import cycle. Lookups of an unknown name raise `ValueError` naming wh
 
 from __future__ import annotations
 
+import threading
 from typing import Any, Callable, Generic, Iterator, TypeVar
 
 __all__ = ["Registry"]
@@ -24,13 +25,19 @@ class Registry(Generic[T]):
     def __init__(self, what: str, loader: Callable[[], None] | None = None):
         self.what = what
         self._items: dict[str, T] = {}
-        # Called once before the first lookup: imports the modules that fill the registry.
+        # Called once before the first lookup: imports the modules that fill the registry. Other
+        # threads wait until it has run (a lookup never sees a half-filled registry); the lock is
+        # re-entrant so that the loader itself may look names up.
         self._loader = loader
+        self._lock = threading.RLock()
 
     def _load(self) -> None:
-        if self._loader is not None:
-            loader, self._loader = self._loader, None
-            loader()
+        if self._loader is None:
+            return
+        with self._lock:
+            if self._loader is not None:
+                self._loader()
+                self._loader = None
 
     def register(self, name: str, obj: T | None = None) -> Any:
         """`register(name, obj)`, or `@register(name)` as a decorator."""

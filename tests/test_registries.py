@@ -87,3 +87,22 @@ def test_every_latency_model_type_is_a_class_of_that_type(kind):
 def test_every_command_has_help(command, capsys):
     assert main([command, "--help"]) == 0
     assert "usage: python -m ofa_engine " + command in capsys.readouterr().out
+
+
+def test_a_lookup_during_another_threads_load_waits_for_the_whole_registry():
+    import threading
+    import time
+    started = threading.Event()
+
+    def slow_loader():
+        registry.register("a", 1)
+        started.set()
+        time.sleep(0.2)
+        registry.register("b", 2)
+
+    registry = Registry("thing", loader=slow_loader)
+    first = threading.Thread(target=registry.names)
+    first.start()
+    started.wait(5)
+    assert registry.names() == ["a", "b"]
+    first.join()
