@@ -264,11 +264,12 @@ def profile_label(name: str) -> str:
     needs no session state: a select box formats its value outside the script run too."""
     if name not in bundled_profile_names():
         return f"{name} (this session)"
+    threads = this_machine_threads(name)
+    measured = None if threads is None else this_machine_profile(threads)
     try:
-        label = f"{get_bundled_profile(name).display_name} [{name}]"
+        label = f"{(measured or get_bundled_profile(name)).display_name} [{name}]"
     except USER_ERRORS:
         return name
-    threads = this_machine_threads(name)
     return label if threads is None else f"{label}: {machine_label(threads)}"
 
 
@@ -316,38 +317,39 @@ def this_machine_status(threads: int):
     return status(threads, "fp32", BUNDLED_SUPERNET)
 
 
-@st.cache_resource(show_spinner=False, ttl=5)
-def _this_machine_profile(threads: int, stamp: float):
-    from ofa_engine.devices.this_machine import load_this_machine_profile
-    return load_this_machine_profile(threads, "fp32", BUNDLED_SUPERNET)
-
-
-def this_machine_profile(threads: int):
-    """This machine's measured profile for `threads` (cached while its file is unchanged), or None."""
+def _cache_file(threads: int) -> tuple[str, float | None]:
+    """This machine's cached profile for `threads`: its path and modification time (None: absent),
+    the key under which the app caches what it reads from it."""
     from ofa_engine.devices.this_machine import cache_path
     path = cache_path(threads, "fp32", BUNDLED_SUPERNET)
     try:
-        stamp = path.stat().st_mtime
+        return str(path), path.stat().st_mtime_ns
     except OSError:
-        return None
-    return _this_machine_profile(threads, stamp)
+        return str(path), None
 
 
-@st.cache_resource(show_spinner=False, ttl=5)
-def _machine_label(threads: int, stamp: float | None) -> str:
+@st.cache_resource(show_spinner=False, max_entries=16)
+def _this_machine_profile(threads: int, path: str, stamp: float | None):
+    from ofa_engine.devices.this_machine import load_this_machine_profile
+    return load_this_machine_profile(threads, "fp32", BUNDLED_SUPERNET, Path(path).parent)
+
+
+def this_machine_profile(threads: int):
+    """This machine's measured profile for `threads` (read again when its file changes), or None."""
+    path, stamp = _cache_file(threads)
+    return None if stamp is None else _this_machine_profile(threads, path, stamp)
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def _machine_label(threads: int, path: str, stamp: float | None) -> str:
     from ofa_engine.devices.this_machine import latency_label
-    return latency_label(threads, "fp32", BUNDLED_SUPERNET)
+    return latency_label(threads, "fp32", BUNDLED_SUPERNET, Path(path).parent)
 
 
 def machine_label(threads: int) -> str:
     """'reference machine (X, date), not this one' until this machine is measured, then 'this
     machine (X), measured DATE from N subnets' (the engine's `latency_label`)."""
-    from ofa_engine.devices.this_machine import cache_path
-    try:
-        stamp = cache_path(threads, "fp32", BUNDLED_SUPERNET).stat().st_mtime
-    except OSError:
-        stamp = None
-    return _machine_label(threads, stamp)
+    return _machine_label(threads, *_cache_file(threads))
 
 
 def latency_provenance(profile: Any) -> str:
