@@ -47,6 +47,10 @@ def _picked() -> None:
     # Results of another supernet do not describe this one.
     for key in ("specialization", "deployment", "landscape"):
         st.session_state.pop(key, None)
+    from app.widgets import BUDGETS
+    for page in ("spec", "cmp"):      # budgets of another space's ranges: back to this one's defaults
+        for field in BUDGETS:
+            st.session_state.pop(f"{page}_{field}", None)
 
 
 def describe_package() -> None:

@@ -106,7 +106,9 @@ def test_picker_lists_packages_and_a_broken_one_with_its_error(packages_dir, mon
     assert "broken" in captions and "version" in captions, captions  # shown with its error
     assert at.main.button[0].label == "Specialize" and not at.error   # the app still works
 
+    at.selectbox(key="spec_profile").set_value("stm32f746").run()   # its budgets, for tiny-fmnist's ranges
     pick(at, "shapes")
+    assert not at.error, [e.value for e in at.error]
     model = " ".join(c.value for c in at.sidebar.caption)
     assert "`shapes`" in model and "3-class 3-channel" in model and "circle" in model, model
     assert "MACs" in model                                            # no predictor: the proxy, said so
