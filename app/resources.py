@@ -59,6 +59,11 @@ def start_warmup() -> threading.Thread:
     them waits for the engine's own lock (`load_resources`), so nothing is loaded twice."""
     with _WARMUP_LOCK:
         if not _WARMUP:
+            # The bundled profiles' registry fills itself on first use without a lock: filled here,
+            # before the thread, a page never lists it half-filled (empty) while the warm-up loads one.
+            from ofa_engine.devices.profiles import list_profiles
+            list_profiles()
+
             def warm() -> None:
                 import time
                 clock, steps = time.perf_counter(), []
