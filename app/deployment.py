@@ -36,6 +36,7 @@ def result_rows(deployment: list[dict], space) -> list[dict]:
             "accuracy": fmt.percent(measured["accuracy"]),
             "latency budget": "none" if e["budget_ms"] is None else fmt.budget(e["budget_ms"], "ms"),
             "latency predicted": fmt.quantity(predicted.get("latency_ms"), "ms"),
+            **({"latency from": e["latency_source"]} if e.get("latency_source") else {}),
             "latency measured": latency,
             "peak memory": fmt.memory_kb(measured["peak_memory_kb"]),
             "Flash": fmt.memory_kb(measured["flash_kb"]),
@@ -50,6 +51,7 @@ def deployment_zip(deployment: list[dict], space, supernet: str) -> bytes:
     manifest = {"format": "ofa-engine/deployment", "supernet": supernet, "space": space.name,
                 "devices": [{"profile": e["profile"], "device": e["device"], "file": file_name(e),
                              "precision": e["precision"], "latency_budget_ms": e["budget_ms"],
+                             **({"latency_source": e["latency_source"]} if e.get("latency_source") else {}),
                              "config": e["report"]["config"], "predicted": e["report"]["predicted"],
                              "measured": e["report"]["measured"], "onnx_bytes": len(e["onnx_bytes"])}
                             for e in deployment if e["report"] is not None]}

@@ -21,8 +21,9 @@ import numpy as np
 import streamlit as st
 
 ROOT = Path(__file__).resolve().parent.parent
-SUPERNET = "tiny-fmnist"
-PREDICTOR_CSV = ROOT / "assets" / "supernets" / SUPERNET / "accuracy-dataset.csv"
+BUNDLED_SUPERNET = "tiny-fmnist"   # the default package; the cpu-ort-* profiles and this machine's are for its space
+SUPERNET_KEY = "supernet"          # st.session_state: the chosen package's path (a str)
+PREDICTOR_CSV_NAME = "accuracy-dataset.csv"
 PROFILES_DIR = ROOT / "assets" / "profiles"
 MAX_UPLOAD_BYTES = 512 * 1024  # profile CSVs / JSONs are a few KB; keep uploads small
 MAX_IMAGE_UPLOAD_BYTES = 1000 * 1024   # an image to classify (Streamlit itself refuses > 1 MB)
@@ -53,10 +54,16 @@ _WARMUP_LOCK = threading.Lock()
 
 def start_warmup() -> threading.Thread:
     """Load torch, the supernet, the predictor, the data and the default profile's budget ranges
-    in a background thread, once per process. The first page renders meanwhile; whatever needs
+    in a background thread, once per process, then start measuring this machine
+    (`start_this_machine`, a subprocess). The first page renders meanwhile; whatever needs
     them waits for the engine's own lock (`load_resources`), so nothing is loaded twice."""
     with _WARMUP_LOCK:
         if not _WARMUP:
+            # The bundled profiles' registry fills itself on first use without a lock: filled here,
+            # before the thread, a page never lists it half-filled (empty) while the warm-up loads one.
+            from ofa_engine.devices.profiles import list_profiles
+            list_profiles()
+
             def warm() -> None:
                 import time
                 clock, steps = time.perf_counter(), []
@@ -73,7 +80,7 @@ def start_warmup() -> threading.Thread:
                     done("torch")
                     from ofa_engine.devices.profiles import load_profile
                     from ofa_engine.pipeline.specialize import load_resources
-                    resources = load_resources(SUPERNET)
+                    resources = load_resources(BUNDLED_SUPERNET)
                     done("supernet+predictor+data")
                     from ofa_engine.search import budget_ranges
                     budget_ranges(resources.evaluator(load_profile("cpu-ort-1t")))
@@ -81,6 +88,9 @@ def start_warmup() -> threading.Thread:
                     log.info("engine warm: %s", ", ".join(steps))
                 except Exception:  # noqa: BLE001 - the page that needs it reports the error
                     log.exception("warming up the engine failed")
+                # Then (not meanwhile: it would time a busy CPU) this machine's latency profile, in
+                # its own process; the pages keep the reference profiles until it is ready.
+                start_this_machine()
             thread = threading.Thread(target=warm, name="ofa-warmup", daemon=True)
             thread.start()
             _WARMUP.append(thread)
@@ -116,43 +126,82 @@ def user_errors(what: str) -> Iterator[None]:
                  f"The server log has the details.", icon=":material/error:")
 
 
-# ------------------------------------------------------------------------------------ engine
-@st.cache_resource(show_spinner=False)
+# ------------------------------------------------------------------------------------ packages
+@st.cache_resource(show_spinner=False, ttl=30)
+def package_entries() -> tuple[Any, ...]:
+    """The bundled packages and those in $OFA_SUPERNETS (manifests only; a broken one carries its
+    error). Re-read every 30 s, so a package copied into the folder appears without a restart."""
+    from ofa_engine.packages import list_packages, packages_dir_from_env
+    return tuple(list_packages(packages_dir_from_env()))
+
+
+def selected_package_path() -> str:
+    """The path of this session's package (the bundled tiny-fmnist until another is picked)."""
+    chosen = st.session_state.get(SUPERNET_KEY)
+    if chosen:
+        return str(chosen)
+    from ofa_engine.packages.package import bundled_packages
+    return str(bundled_packages()[BUNDLED_SUPERNET])
+
+
+@st.cache_resource(show_spinner="Loading the supernet package ...")
+def _package(path: str):
+    """One loaded package per path, per process (the engine's own cache too); read only."""
+    from ofa_engine.packages import load_package
+    return load_package(path)
+
+
+def get_package():
+    """This session's `SupernetPackage` (supernet, space, images, predictor, profiles, labels)."""
+    return _package(selected_package_path())
+
+
+def supernet_name() -> str:
+    return get_package().name
+
+
 def get_space():
-    from ofa_engine import SearchSpace
-    return SearchSpace.preset(SUPERNET)
+    """The chosen package's space (channels, classes, labels, resolutions of its manifest)."""
+    return get_package().space
 
 
 @st.cache_resource(show_spinner="Loading the supernet and predictors ...")
-def get_engine():
-    """The engine's process-wide resources (supernet, accuracy predictor, data, evaluators per
-    profile), the same objects `specialize` uses, so they are loaded once."""
+def _engine(path: str):
     from ofa_engine.pipeline.specialize import load_resources
-    return load_resources(SUPERNET)
+    return load_resources(_package(path))
 
 
-@st.cache_resource(show_spinner="Loading the supernet ...")
-def _own_supernet():
-    from ofa_engine import load_supernet
-    return load_supernet(SUPERNET).eval()
+def get_engine():
+    """The engine's process-wide resources of the chosen package (supernet, accuracy predictor or
+    MACs proxy, images, evaluators per profile), the same objects `specialize` uses."""
+    return _engine(selected_package_path())
 
 
 def get_supernet():
     """The trained supernet (read only: forward/extract take the subnet as an argument)."""
-    try:
-        return get_engine().supernet
-    except (ImportError, FileNotFoundError):  # predictor or search not in this checkout: the net alone
-        return _own_supernet()
+    return get_package().supernet
 
 
-@st.cache_resource(show_spinner=False)
 def get_split(name: str):
-    from ofa_engine.datasets.images import load_split
-    return load_split(name)
+    """The package's images: "calib" its calibration images, anything else ("test2k") its
+    evaluation images (the bundled package: 2,000 Fashion-MNIST test images)."""
+    package = get_package()
+    return package.calibration if name == "calib" else package.evaluation
 
 
 def get_accuracy_predictor():
+    """The package's accuracy predictor, or the MACs proxy (`accuracy_source()` says which)."""
     return get_engine().predictor
+
+
+def accuracy_source() -> str:
+    return get_package().accuracy_source
+
+
+def predictor_csv() -> Path | None:
+    """The package's accuracy-dataset CSV (the predictor's training data), if it has one."""
+    path = Path(get_package().path)
+    return path / PREDICTOR_CSV_NAME if path.is_dir() and (path / PREDICTOR_CSV_NAME).is_file() else None
 
 
 @st.cache_resource(show_spinner=False)
@@ -167,35 +216,156 @@ def get_bundled_profile(name: str):
     return load_profile(name)
 
 
+@st.cache_resource(show_spinner=False)
+def _profiles_for(path: str) -> tuple[tuple[str, bool], ...]:
+    from ofa_engine.devices.profiles import profiles_for_space
+    return tuple((row.name, bool(row.has_latency_model)) for row in profiles_for_space(_package(path)))
+
+
+@st.cache_resource(show_spinner=False)
+def _package_profile(path: str, name: str):
+    """A profile bound to the package's space: the package's own of that name, else the bundled
+    one (an analytical profile: a copy predicting with this space's MACs and memory)."""
+    package = _package(path)
+    own = {p.name: p for p in package.latency_profiles}
+    profile = own.get(name) or get_bundled_profile(name)
+    return profile.for_space(package.space)
+
+
 def session_profiles() -> dict[str, Any]:
     """Profiles uploaded in this browser session (never shared between users)."""
     return st.session_state.setdefault("session_profiles", {})
 
 
 def profile_names() -> list[str]:
-    return list(bundled_profile_names()) + [n for n in session_profiles() if n not in bundled_profile_names()]
+    """The profiles offered for the chosen package: those with a latency model for its space
+    (analytical MCU profiles: any space; measured ones: their own space), then this session's."""
+    offered = [n for n, has in _profiles_for(selected_package_path()) if has]
+    return offered + [n for n in session_profiles() if n not in offered]
+
+
+def unavailable_profile_names() -> list[str]:
+    """Profiles whose latency model describes another space than the chosen package's: not offered."""
+    return [n for n, has in _profiles_for(selected_package_path()) if not has and n not in session_profiles()]
 
 
 def get_profile(name: str):
+    """The profile `name` for the chosen package: this session's upload, else the package's or the
+    bundled one bound to its space; for cpu-ort-1t/2t, this machine's measured profile once ready."""
     custom = session_profiles()
-    return custom[name] if name in custom else get_bundled_profile(name)
+    if name in custom:
+        return custom[name]
+    threads = this_machine_threads(name)
+    if threads is not None:
+        measured = this_machine_profile(threads)
+        if measured is not None:
+            return measured
+    return _package_profile(selected_package_path(), name)
 
 
 def profile_label(name: str) -> str:
-    """'Display name [name]' of a bundled profile, 'name (this session)' of an uploaded one. The
-    label needs no session state: a select box formats its value outside the script run too."""
+    """'Display name [name]' of a bundled profile, 'name (this session)' of an uploaded one; a
+    cpu-ort-1t/2t profile says whose machine its latency is (reference or this one). The label
+    needs no session state: a select box formats its value outside the script run too."""
     if name not in bundled_profile_names():
         return f"{name} (this session)"
+    threads = this_machine_threads(name)
+    measured = None if threads is None else this_machine_profile(threads)
     try:
-        return f"{get_bundled_profile(name).display_name} [{name}]"
+        label = f"{(measured or get_bundled_profile(name)).display_name} [{name}]"
     except USER_ERRORS:
         return name
+    return label if threads is None else f"{label}: {machine_label(threads)}"
 
 
 def get_evaluator(name: str):
     """The search evaluator of a profile: the engine keeps one per profile (with its cached
     budget ranges) and replaces it when a session uploads a different profile of that name."""
     return get_engine().evaluator(get_profile(name))
+
+
+# ------------------------------------------------------------------------------ this machine
+# The cpu-ort-1t/2t profiles were fitted on a reference VM; the app measures this machine in the
+# background (a subprocess) and, once its profile is cached, uses it for those two entries.
+THIS_MACHINE_PROFILES = {"cpu-ort-1t": 1, "cpu-ort-2t": 2}
+THIS_MACHINE_ENV = "OFA_APP_PROFILE_AT_START"   # "0": do not measure this machine at start-up (tests)
+_THIS_MACHINE: list[Any] = []   # the process started by this server, if any
+
+
+def this_machine_threads(name: str) -> int | None:
+    """The thread count of a cpu-ort-* profile name that this machine's profile replaces."""
+    return THIS_MACHINE_PROFILES.get(name)
+
+
+def start_this_machine(refresh: bool = False) -> Any:
+    """Start measuring this machine in the background, once per process (or again with
+    `refresh`); never waits. Not when $OFA_APP_PROFILE_AT_START is "0" (unless `refresh`: a
+    user asked). Returns the process or None (cached, already running, or disabled)."""
+    if not refresh and os.environ.get(THIS_MACHINE_ENV, "1").strip() == "0":
+        return None
+    with _WARMUP_LOCK:
+        if _THIS_MACHINE and not refresh:
+            return None
+        from ofa_engine.devices.this_machine import start_profile_this_machine
+        try:
+            process = start_profile_this_machine(space=BUNDLED_SUPERNET, threads=tuple(THIS_MACHINE_PROFILES.values()),
+                                                 refresh=refresh)
+        except Exception:  # noqa: BLE001 - the reference profiles stay in use; the log says why
+            log.exception("starting the measurement of this machine failed")
+            process = None
+        _THIS_MACHINE.append(process)
+        return process
+
+
+def this_machine_status(threads: int):
+    from ofa_engine.devices.this_machine import this_machine_status as status
+    return status(threads, "fp32", BUNDLED_SUPERNET)
+
+
+def _cache_file(threads: int) -> tuple[str, float | None]:
+    """This machine's cached profile for `threads`: its path and modification time (None: absent),
+    the key under which the app caches what it reads from it."""
+    from ofa_engine.devices.this_machine import cache_path
+    path = cache_path(threads, "fp32", BUNDLED_SUPERNET)
+    try:
+        return str(path), path.stat().st_mtime_ns
+    except OSError:
+        return str(path), None
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def _this_machine_profile(threads: int, path: str, stamp: float | None):
+    from ofa_engine.devices.this_machine import load_this_machine_profile
+    return load_this_machine_profile(threads, "fp32", BUNDLED_SUPERNET, Path(path).parent)
+
+
+def this_machine_profile(threads: int):
+    """This machine's measured profile for `threads` (read again when its file changes), or None."""
+    path, stamp = _cache_file(threads)
+    return None if stamp is None else _this_machine_profile(threads, path, stamp)
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def _machine_label(threads: int, path: str, stamp: float | None) -> str:
+    from ofa_engine.devices.this_machine import latency_label
+    return latency_label(threads, "fp32", BUNDLED_SUPERNET, Path(path).parent)
+
+
+def machine_label(threads: int) -> str:
+    """'reference machine (X, date), not this one' until this machine is measured, then 'this
+    machine (X), measured DATE from N subnets' (the engine's `latency_label`)."""
+    return _machine_label(threads, *_cache_file(threads))
+
+
+def latency_provenance(profile: Any) -> str:
+    """Whose latency a profile predicts: machine and date (this machine's or the reference's)."""
+    threads = this_machine_threads(getattr(profile, "name", ""))
+    if threads is not None or str(getattr(profile, "name", "")).startswith("this-machine-"):
+        threads = threads or int(getattr(profile, "threads", None) or 1)
+        return machine_label(threads)
+    p = dict(getattr(profile, "provenance", {}) or {})
+    machine, date = p.get("machine"), p.get("date")
+    return f"{machine or 'analytical model'}, {date or 'undated'}"
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
@@ -209,7 +379,7 @@ def classify(onnx_bytes: bytes, images: np.ndarray, image_size: int) -> np.ndarr
     ONNX Runtime here, the images preprocessed by the engine's one preprocessing function."""
     from ofa_engine.runtime.preprocess import preprocess
     session = _onnx_session(onnx_bytes)
-    x = preprocess(np.ascontiguousarray(images), get_space(), image_size).numpy()
+    x = preprocess(np.require(images, requirements=["C", "W"]), get_space(), image_size).numpy()  # a package's arrays are read-only
     (name,) = [i.name for i in session.get_inputs()]
     logits = np.concatenate([session.run(None, {name: x[i:i + 1]})[0] for i in range(len(x))])
     logits = logits - logits.max(1, keepdims=True)
@@ -219,29 +389,32 @@ def classify(onnx_bytes: bytes, images: np.ndarray, image_size: int) -> np.ndarr
 
 # ------------------------------------------------------------------------------------ data
 @st.cache_data(show_spinner=False)
-def predictor_samples() -> "Any | None":
-    """The accuracy predictor's training data (config, macs, accuracy) as a DataFrame, or None."""
+def _predictor_samples(path: str) -> "Any | None":
     import pandas as pd
-    if not PREDICTOR_CSV.exists():
-        return None
-    frame = pd.read_csv(PREDICTOR_CSV)
+    frame = pd.read_csv(path)
     missing = {"config", "macs", "accuracy"} - set(frame.columns)
     if missing:
-        log.warning("%s lacks columns %s", PREDICTOR_CSV, sorted(missing))
+        log.warning("%s lacks columns %s", path, sorted(missing))
         return None
     return frame
 
 
+def predictor_samples() -> "Any | None":
+    """The package's accuracy-predictor training data (config, macs, accuracy) as a DataFrame, or
+    None when the package has none."""
+    path = predictor_csv()
+    return None if path is None else _predictor_samples(str(path))
+
+
 @st.cache_data(show_spinner=False, max_entries=4)
-def measured_samples(n: int, seed: int, images: int) -> "Any":
-    """Accuracy of `n` random subnets measured on `images` test images (BN recalibrated on as
-    many calibration images): the slow fallback when no predictor data is bundled."""
+def _measured_samples(path: str, n: int, seed: int, images: int) -> "Any":
     import pandas as pd
     from ofa_engine import analyze, extract_calibrated
     from ofa_engine.runtime.evaluation import accuracy
 
-    space, supernet = get_space(), get_supernet()
-    calib, test = get_split("calib"), get_split("test2k")
+    package = _package(path)
+    space, supernet = package.space, package.supernet
+    calib, test = package.calibration, package.evaluation
     calib = calib.subset(np.arange(min(images, len(calib))))
     test = test.subset(np.arange(min(images, len(test))))
     configs = [space.sample(np.random.default_rng([seed, i])) for i in range(n)]
@@ -252,3 +425,19 @@ def measured_samples(n: int, seed: int, images: int) -> "Any":
         rows.append({"config": cfg.to_json(), "macs": int(m),
                      "accuracy": float(accuracy(net, test.images, test.labels, space))})
     return pd.DataFrame(rows)
+
+
+def measured_samples(n: int, seed: int, images: int) -> "Any":
+    """Accuracy of `n` random subnets of the chosen package measured on `images` evaluation
+    images (BN recalibrated on as many calibration images): the slow fallback when the package
+    has no predictor data."""
+    return _measured_samples(selected_package_path(), n, seed, images)
+
+
+def display_images(images: np.ndarray) -> np.ndarray:
+    """uint8 images (N,H,W) or (N,C,H,W) as st.image takes them: (N,H,W) or (N,H,W,C)."""
+    if images.ndim == 4:
+        images = np.moveaxis(images, 1, -1)
+        if images.shape[-1] == 1:
+            images = images[..., 0]
+    return np.ascontiguousarray(images)

@@ -5,7 +5,9 @@
 the same as `streamlit run app/streamlit_app.py [options]`, except that torch, the supernet,
 the predictor, the data and the default profile's budget ranges start loading in a background
 thread (`app.resources.start_warmup`) while the server itself starts and the browser loads the
-page, instead of when the first visitor's script run asks for them. `make run` uses it.
+page, instead of when the first visitor's script run asks for them; after them, this machine's
+latency profile is measured in a background process unless cached (`start_this_machine`;
+OFA_APP_PROFILE_AT_START=0: not). `make run` and the Dockerfile use it.
 """
 
 from __future__ import annotations

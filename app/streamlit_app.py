@@ -21,7 +21,8 @@ start_warmup()
 
 import streamlit as st  # noqa: E402
 
-from app.resources import SUPERNET, configure_threads, get_space  # noqa: E402
+from app.resources import configure_threads  # noqa: E402
+from app.sidebar import describe_package, machine_status, supernet_picker  # noqa: E402
 
 configure_threads()   # once torch is loaded: one thread per request
 # An emoji favicon is drawn in the page; a ":material/...:" one would be fetched from a public font
@@ -42,12 +43,7 @@ pages = {
     ],
 }
 
-space = get_space()
-colour = "grayscale" if space.in_channels == 1 else f"{space.in_channels}-channel"
-st.sidebar.caption(
-    f"**The model**: supernet `{SUPERNET}`, a {len(space.labels) or space.num_classes}-class {colour} image "
-    f"classifier ({', '.join(space.labels[:4])}, ...) of 28 px Fashion-MNIST images, trained at "
-    f"{min(space.resolutions)}-{max(space.resolutions)} px input. Every subnet you "
-    f"specialize is one of its {len(space.width_mults)} widths x {len(space.resolutions)} resolutions x "
-    f"per-block kernel, expand ratio and depth choices.")
+supernet_picker()
+describe_package()
+machine_status()
 st.navigation(pages).run()

@@ -45,7 +45,9 @@ def describe_profile(name: str) -> None:
     detail = (f"latency model `{model}`, held-out MAPE {fmt.percent(quality['mape'])}, Kendall tau "
               f"{quality['kendall_tau']:.2f}" if quality else f"latency model `{model}` (analytical)")
     measured = " Real latency is measured on this server after the search." if profile.measures_locally else ""
-    st.caption(f"**{md(profile.display_name)}** - {md(profile.kind)} profile, {memory}; {detail}.{measured}")
+    from app.resources import latency_provenance
+    st.caption(f"**{md(profile.display_name)}** - {md(profile.kind)} profile, {memory}; {detail}.{measured} "
+               f"Latency predictions from: {md(latency_provenance(profile))}.")
 
 
 def _slider_step(lo: float, hi: float) -> float:
@@ -279,12 +281,15 @@ def prediction_panel(onnx_bytes: bytes, image_size: int, key: str, count: int = 
     evaluation images (true and predicted class), and on an image the user uploads (PNG / JPEG,
     capped in bytes and pixels, decoded by the engine, preprocessed by the engine's one
     preprocessing function)."""
-    from app.resources import MAX_IMAGE_UPLOAD_BYTES, MAX_IMAGE_UPLOAD_PIXELS, classify, get_space, get_split
+    from app.resources import (MAX_IMAGE_UPLOAD_BYTES, MAX_IMAGE_UPLOAD_PIXELS, classify, display_images, get_package,
+                               get_space, get_split)
     space = get_space()
     test = get_split("test2k")
+    classes = get_package().labels
     # A fixed, seeded pick: the same images every time, one of each class first.
     rng = np.random.default_rng(0)
-    index = [int(rng.choice(np.flatnonzero(test.labels == c))) for c in range(min(count, len(test.classes)))]
+    index = [int(rng.choice(np.flatnonzero(test.labels == c))) for c in range(min(count, len(classes)))
+             if (test.labels == c).any()]
     images = test.images[index]
     with user_errors("Running the model"):
         probabilities = classify(onnx_bytes, images, image_size)
@@ -293,15 +298,16 @@ def prediction_panel(onnx_bytes: bytes, image_size: int, key: str, count: int = 
         st.markdown(f"**Evaluation images** (held-out test images, never trained on): the file predicts "
                     f"{right} of {len(index)} right.")
         cols = st.columns(len(index))
-        for col, image, label, guess, p in zip(cols, images, test.labels[index], predicted, probabilities):
+        for col, image, label, guess, p in zip(cols, display_images(images), test.labels[index], predicted, probabilities):
             col.image(image, width=84, clamp=True)
             ok = int(label) == int(guess)
-            col.markdown(f"true: **{test.classes[int(label)]}**  \npredicted: "
-                         f"{'' if ok else ':red['}**{test.classes[int(guess)]}**{'' if ok else ']'} "
+            col.markdown(f"true: **{md(classes[int(label)])}**  \npredicted: "
+                         f"{'' if ok else ':red['}**{md(classes[int(guess)])}**{'' if ok else ']'} "
                          f"({fmt.percent(float(p[guess]))})")
     upload = st.file_uploader("Your own image (PNG or JPEG)", type=["png", "jpg", "jpeg"], key=f"{key}_image",
                               help=f"At most {fmt.memory_bytes(MAX_IMAGE_UPLOAD_BYTES)} and "
-                                   f"{MAX_IMAGE_UPLOAD_PIXELS:,} pixels. It is turned to grayscale and resized "
+                                   f"{MAX_IMAGE_UPLOAD_PIXELS:,} pixels. It is turned to "
+                                   f"{'grayscale' if space.in_channels == 1 else 'RGB'} and resized "
                                    f"to {image_size} px by the engine's preprocessing.")
     invert = st.checkbox("Invert (Fashion-MNIST garments are light on a black background)", key=f"{key}_invert")
     if upload is None:
@@ -319,8 +325,8 @@ def prediction_panel(onnx_bytes: bytes, image_size: int, key: str, count: int = 
         top = np.argsort(p)[::-1][:3]
         left, right = st.columns([1, 4])
         left.image(pixels, width=112, clamp=True, caption="your image as decoded")
-        right.markdown(f"Predicted: **{test.classes[int(top[0])]}** ({fmt.percent(float(p[top[0]]))}); then "
-                       + ", ".join(f"{test.classes[int(c)]} ({fmt.percent(float(p[c]))})" for c in top[1:]))
+        right.markdown(f"Predicted: **{md(classes[int(top[0])])}** ({fmt.percent(float(p[top[0]]))}); then "
+                       + ", ".join(f"{md(classes[int(c)])} ({fmt.percent(float(p[c]))})" for c in top[1:]))
 
 
 def candidates_chart(result, limits: Mapping[str, float], x_field: str) -> Any:

@@ -2,6 +2,14 @@ import os
 
 # Before numpy loads: one BLAS thread, like torch below (the suite shares 2 cores with other work).
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+# The app measures this machine in a background process at start-up; not during the suite (a test
+# that wants it sets the variable itself; docs/app.md).
+os.environ.setdefault("OFA_APP_PROFILE_AT_START", "0")
+# This machine's measured profiles: a private cache, so that what the user measured (or a
+# measurement under way) does not change what the app's tests see.
+import tempfile  # noqa: E402
+
+os.environ["OFA_CACHE_DIR"] = tempfile.mkdtemp(prefix="ofa-test-cache-")
 
 import numpy as np
 import pytest

@@ -65,7 +65,7 @@ def profile_options(at: AppTest, key: str) -> list[str]:
 def test_home_is_specialize_with_its_controls():
     at = open_page()
     assert at.title[0].value.startswith("Specialize")
-    assert [b.label for b in at.button] == ["Specialize"]
+    assert [b.label for b in at.main.button] == ["Specialize"]
     model = " ".join(c.value for c in at.sidebar.caption)
     assert "10-class grayscale" in model and "Fashion-MNIST" in model and "T-shirt/top" in model, model
     assert at.selectbox(key="spec_profile").options

@@ -336,7 +336,7 @@ def _shapes_folder(root: Path, per_class: int = 70, seed: int = 0) -> Path:
     return root
 
 
-@pytest.mark.slow   # ~20 s alone on the 2-core VM (training, 2 searches, 14 labelled subnets, 3 exports)
+@pytest.mark.slow   # ~20 s alone on the 2-core VM (training, 2 searches, 14 labelled subnets, 3 exports), + the app step
 def test_own_data_train_package_predictor_specialize(tmp_path, capsys):
     from helpers_train import tiny_recipe
     data = _shapes_folder(tmp_path / "shapes")
@@ -384,6 +384,16 @@ def test_own_data_train_package_predictor_specialize(tmp_path, capsys):
     metadata = {p.key: p.value for p in model.metadata_props}
     assert json.loads(metadata["labels"]) == ["circle", "square", "triangle"]
     assert json.loads(metadata["preprocessing"])["channels"] == 3
+
+    # The app picks the package (from $OFA_SUPERNETS) and specializes it under an MCU profile.
+    pytest.importorskip("streamlit")
+    from test_app_packages import check_downloaded_onnx, open_app, pick, specialize_in_app
+    with pytest.MonkeyPatch.context() as patch:
+        at = open_app(patch, tmp_path)
+        pick(at, "shapes-pkg")
+        done = specialize_in_app(at, "stm32f746")
+    assert done["report"]["predicted"]["accuracy_source"] == "predictor"
+    check_downloaded_onnx(done, tmp_path, ("circle", "square", "triangle"))
 
     # Zipped, the same package specializes to the same subnet.
     archive = shutil.make_archive(str(tmp_path / "shapes"), "zip", tmp_path, pkg.name)

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app.resources import USER_ERRORS, get_evaluator, log, md
+from app.resources import USER_ERRORS, accuracy_source, get_evaluator, log, md
 from app.widgets import budget_controls, budget_feasibility, describe_profile, profile_picker
 from ofa_engine.search import STRATEGIES, Constraints, InfeasibleBudgetError, search
 
@@ -18,6 +18,10 @@ st.markdown("Run every strategy on the same device and budget. All of them query
             "predictors, so they differ only in **which** candidates they evaluate and how many: "
             "quality (best predicted accuracy within budget) vs evaluations vs time.")
 
+if accuracy_source() != "predictor":
+    st.info("This package has no accuracy predictor: every strategy ranks by the MACs proxy "
+            "(`accuracy_source: proxy: MACs`), so the 'accuracy' columns below are its score, not an accuracy.",
+            icon=":material/info:")
 left, right = st.columns([4, 1])
 with left:
     profile_name = profile_picker("cmp_profile")

@@ -10,15 +10,17 @@ import pandas as pd
 import streamlit as st
 
 from app import format as fmt
-from app.resources import (SUPERNET, USER_ERRORS, configure_threads, get_evaluator, get_profile, get_space, log,
-                           md, profile_label, profile_names, user_errors)
+from app.resources import (USER_ERRORS, configure_threads, get_evaluator, get_package, get_profile, get_space,
+                           latency_provenance, log, md, profile_label, profile_names, supernet_name, user_errors)
 from app.deployment import deployment_zip, file_name, result_rows
 from app.widgets import slider_bounds, prediction_panel
 
 st.title("Train once, deploy everywhere")
+SUPERNET = supernet_name()
+_package = get_package()
 st.markdown(
-    f"Once-for-all trains **one** supernet (`{SUPERNET}`, a 10-class Fashion-MNIST classifier of 28 px "
-    "grayscale images) and then cuts from it, without any retraining, the subnet that fits each "
+    f"Once-for-all trains **one** supernet (`{md(SUPERNET)}`, a {_package.num_classes}-class "
+    f"{'grayscale' if _package.channels == 1 else f'{_package.channels}-channel'} image classifier) and then cuts from it, without any retraining, the subnet that fits each "
     "device best. One click specializes it for every profile below, each under its own latency "
     "budget (editable) and within its device's memory, and gives you all the ONNX files in one zip.")
 
@@ -45,7 +47,8 @@ with st.spinner("Loading the supernet and predictors (first start only) ..."), u
         memory = ", ".join(f"{k.replace('_kb', '').replace('flash', 'Flash').replace('sram', 'SRAM').replace('ram', 'RAM')} "
                            f"{fmt.memory_kb(v)}" for k, v in dict(profile.memory).items() if v is not None) or "no limit"
         rows.append({"profile": name, "device": profile.display_name,
-                     "latency budget (ms)": budget, "precision": getattr(profile, "precision", "fp32"), "device memory": memory})
+                     "latency budget (ms)": budget, "precision": getattr(profile, "precision", "fp32"), "device memory": memory,
+                     "latency from": latency_provenance(profile)})
 if not rows:
     st.info("Choose at least one device.", icon=":material/info:")
     st.stop()
@@ -54,10 +57,12 @@ with st.form("deploy_form", border=False, enter_to_submit=False):
     table = st.data_editor(
         # Keyed by the device list: an edit is kept per row, and a different list is a new table.
         pd.DataFrame(rows), hide_index=True, width="stretch", key=f"deploy_table_{'|'.join(devices)}",
-        disabled=["profile", "device", "device memory"],
+        disabled=["profile", "device", "device memory", "latency from"],
         column_config={
             "device": st.column_config.TextColumn(width="large"),
             "device memory": st.column_config.TextColumn(width="medium"),
+            "latency from": st.column_config.TextColumn(width="large", help="The machine and date the profile's "
+                                                        "latency model was measured on"),
             "latency budget (ms)": st.column_config.NumberColumn(min_value=0.0, format="%.4g ms",
                                                                  help="The device's predicted latency bound"),
             "precision": st.column_config.SelectboxColumn(options=["fp32", "int8"], required=True),
@@ -75,8 +80,10 @@ def specialize_all(chosen: pd.DataFrame) -> list[dict]:
     for i, row in enumerate(chosen.to_dict("records")):
         name = row["profile"]
         budget = row["latency budget (ms)"]
-        entry = {"profile": name, "device": get_profile(name).display_name, "precision": row["precision"],
-                 "budget_ms": None if budget is None or pd.isna(budget) else float(budget)}
+        profile = get_profile(name)
+        entry = {"profile": name, "device": profile.display_name, "precision": row["precision"],
+                 "budget_ms": None if budget is None or pd.isna(budget) else float(budget),
+                 "latency_source": latency_provenance(profile)}
 
         def progress(done: int, total: int, stage: str, i=i, name=name) -> None:
             bar.progress(min((i + done / total) / len(chosen), 1.0),
@@ -84,8 +91,9 @@ def specialize_all(chosen: pd.DataFrame) -> list[dict]:
 
         try:
             limits = {} if entry["budget_ms"] is None else {"latency_ms": entry["budget_ms"]}
-            spec = specialize(get_profile(name), Constraints(**limits), "evolution", seed=0, progress=progress,
-                              precision=row["precision"])
+            spec = specialize(profile, Constraints(**limits), "evolution", seed=0, progress=progress,
+                              precision=row["precision"], supernet=_package)
+            spec.report["latency_source"] = entry["latency_source"]
             entry.update(report=spec.report, onnx_bytes=spec.onnx_bytes, error=None)
         except USER_ERRORS as exc:
             entry.update(report=None, onnx_bytes=None, error=str(exc))
@@ -114,7 +122,7 @@ if not deployment:
 
 
 ok = [e for e in deployment if e["report"] is not None]
-st.subheader(f"{len(ok)} subnets of one supernet, `{SUPERNET}`")
+st.subheader(f"{len(ok)} subnets of one supernet, `{md(SUPERNET)}`")
 # A static table: every value in full (a data grid cuts long cells), a few rows only.
 st.table(pd.DataFrame(result_rows(deployment, space)).set_index("device"))
 for e in deployment:
@@ -126,13 +134,14 @@ if ok:
                        icon=":material/download:", on_click="ignore")
     points = pd.DataFrame([{"profile": e["profile"], "device": e["device"],
                             "accuracy (%)": e["report"]["measured"]["accuracy"] * 100,
+                            "latency from": e.get("latency_source", ""),
                             "predicted latency (ms)": e["report"]["predicted"].get("latency_ms"),
                             "latency budget (ms)": e["budget_ms"],
                             "subnet": f"{e['report']['config']['image_size']} px, "
                                       f"{fmt.quantity(e['report']['measured']['macs'] / 1e6, 'M')} MACs"}
                            for e in ok])
     y = alt.Y("profile:N", sort=None, title=None, axis=alt.Axis(labelLimit=0))
-    tooltip = ["device", "subnet", alt.Tooltip("accuracy (%):Q", format=".2f"),
+    tooltip = ["device", "subnet", "latency from", alt.Tooltip("accuracy (%):Q", format=".2f"),
                alt.Tooltip("predicted latency (ms):Q", format=".3g"), alt.Tooltip("latency budget (ms):Q", format=".4g")]
     low = float(points["accuracy (%)"].min())
     height = 34 * len(points)
@@ -149,7 +158,7 @@ if ok:
                 scale=alt.Scale(type="log")))
         + latency.mark_circle(color="#f58518", size=140, opacity=1).encode(x="predicted latency (ms):Q")
     ).properties(width=370, height=height)
-    st.markdown(f"**Every device's subnet comes from the same trained `{SUPERNET}` weights**: its measured "
+    st.markdown(f"**Every device's subnet comes from the same trained `{md(SUPERNET)}` weights**: its measured "
                 f"accuracy (label: input size and MACs) and its predicted latency against its budget.")
     st.altair_chart(alt.hconcat(accuracy, latency, spacing=40), width="content")
 

@@ -13,8 +13,8 @@ import torch
 
 from app import charts
 from app import format as fmt
-from app.resources import (get_accuracy_predictor, get_space, get_split, get_supernet, measured_samples,
-                           predictor_samples, user_errors)
+from app.resources import (get_accuracy_predictor, get_package, get_space, get_split, get_supernet, md,
+                           measured_samples, predictor_csv, predictor_samples, user_errors)
 from ofa_engine import SubnetConfig, analyze
 from ofa_engine.runtime.preprocess import preprocess
 
@@ -22,7 +22,8 @@ st.title("How Once-for-All works")
 st.markdown(
     "One **supernet** is trained once; every subnet shares its weights. A subnet is a choice of "
     "kernel size and expand ratio per block, depth per stage, a width multiplier and an input "
-    "resolution. Everything below is read from the bundled `tiny-fmnist` supernet (Fashion-MNIST).")
+    f"resolution. Everything below is read from the chosen `{md(get_package().name)}` supernet (the sidebar "
+    "picks another).")
 
 space = get_space()
 supernet = get_supernet()
@@ -110,6 +111,8 @@ m2.metric("Params", fmt.quantity(stats["params"] / 1e6, "M") if stats["params"] 
 m3.metric("Peak memory (int8)", fmt.memory_bytes(stats["peak_activation_bytes"]))
 m4.metric("Flash (int8)", fmt.memory_bytes(stats["flash_bytes"]))
 try:
+    if get_package().accuracy_source != "predictor":
+        raise ValueError("this package has no accuracy predictor (the search ranks by MACs)")
     predicted = float(get_accuracy_predictor().predict([cfg])[0])
     m5.metric("Predicted accuracy", fmt.percent(predicted))
 except Exception as exc:  # noqa: BLE001 - a missing predictor must not break the page
@@ -171,18 +174,21 @@ for column, size in zip(columns, space.resolutions):
     pixels = np.kron(pixels, np.ones((112 // size + 1,) * 2))  # nearest-neighbour upscale to see the pixels
     macs = analyze(space, [SubnetConfig(**{**space.largest().to_dict(), "image_size": size})])["macs"][0]
     column.image(pixels, caption=f"{size}x{size}: {macs / 1e6:.2f} M MACs (largest)", clamp=True)
-st.caption(f"Label: {test.classes[test.labels[index]]}")
+st.caption(f"Label: {md(get_package().labels[int(test.labels[index])])}"
+           + (" (channel 1 of the input shown)" if space.in_channels > 1 else ""))
 
 # ------------------------------------------------------------------------ landscape
 st.header("5. The landscape of random subnets")
 frame = predictor_samples()
 if frame is not None:
+    images = ("the 5,000 Fashion-MNIST holdout images training never saw"
+              if get_package().manifest.predictor_images == "fashion-mnist-holdout" else "the package's evaluation images")
     st.markdown(f"{len(frame):,} subnets (the largest, the smallest, then uniformly random ones), each "
-                "extracted, BN-recalibrated and measured on the 5,000 Fashion-MNIST holdout images training "
-                "never saw: the accuracy predictor's training data (`assets/supernets/tiny-fmnist/accuracy-dataset.csv`). "
-                "Red: the Pareto front.")
+                f"extracted, BN-recalibrated and measured on {images}: the accuracy predictor's training data "
+                f"(`{md(predictor_csv().name)}` of the package). Red: the Pareto front.")
 else:
-    st.info("The accuracy predictor's data set is not bundled in this checkout; measure a small "
+    st.info(f"The package `{md(get_package().name)}` has no accuracy-predictor data set (`accuracy-dataset.csv`, "
+            "written by `python -m ofa_engine accuracy-dataset --supernet PKG`); measure a small "
             "sample instead (a few seconds per subnet on this machine).", icon=":material/info:")
     n = st.slider("Subnets to measure", 4, 16, 6)
     if st.button("Measure random subnets"):

@@ -14,7 +14,7 @@ import pandas as pd
 import streamlit as st
 
 from app import format as fmt
-from app.resources import (MAX_UPLOAD_BYTES, SUPERNET, USER_ERRORS, bundled_profile_names, get_profile,
+from app.resources import (MAX_UPLOAD_BYTES, USER_ERRORS, latency_provenance, unavailable_profile_names, bundled_profile_names, get_profile,
                            get_space, log, md, profile_names, session_profiles, user_errors)
 from ofa_engine.devices.profiles import load_profile, load_validation
 from ofa_engine.files import loads_json
@@ -42,12 +42,17 @@ def summary_row(name: str) -> dict:
             if memory.get("sram_kb", memory.get("ram_kb")) is not None else "no limit",
             "Flash": fmt.memory_kb(memory["flash_kb"], 4) if memory.get("flash_kb") is not None else "no limit",
             "kind": profile.kind, "source": "this session" if name in session_profiles() else "bundled",
-            "threads": profile.threads, "batch": profile.batch_size}
+            "threads": profile.threads, "batch": profile.batch_size, "latency from": latency_provenance(profile)}
 
 
 rows = []
 with user_errors("Loading the profiles"):
     rows = [summary_row(n) for n in profile_names()]
+unavailable = unavailable_profile_names()
+st.caption(f"Profiles for the space `{md(get_space().name)}` of the chosen supernet."
+           + (f" Not offered (their latency model was fitted to another space): {md(', '.join(unavailable))}; "
+              "analytical MCU profiles work for any space, a measured one needs the profile kit run for this "
+              "space (`profile-kit --supernet PKG`, then `fit-profile --supernet PKG`)." if unavailable else ""))
 if rows:
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", column_config={
         "MAPE": st.column_config.NumberColumn(format="percent"),
@@ -127,7 +132,7 @@ if names:
     with user_errors("Showing the profile"):
         profile = get_profile(name)
         validation = (st.session_state.get("session_validation", {}).get(name) if name in session_profiles()
-                      else load_validation(name))
+                      else load_validation(name if profile.name == name else profile))
         left, right = st.columns([3, 2])
         with left:
             if validation is not None:
@@ -202,7 +207,7 @@ with kit_tab:
             bar.progress(min(done / max(total, 1), 1.0), text=f"{done} of {total}: {message}")
 
         with user_errors("Building the kit"):
-            st.session_state["kit_zip"] = (n, kit_zip_bytes(SUPERNET, n=n, progress=kit_progress))
+            st.session_state["kit_zip"] = (n, kit_zip_bytes(get_space(), n=n, progress=kit_progress))
         bar.empty()
     if "kit_zip" in st.session_state:
         kit_n, kit = st.session_state["kit_zip"]
@@ -232,7 +237,7 @@ with csv_tab:
                 paths.append(Path(tmp) / str(i + 1) / (Path(upload.name).name or "results.csv"))
                 paths[-1].write_bytes(read_upload(upload, "CSV"))
             validation_path = Path(tmp) / "validation.csv"
-            profile = fit_profile_from_csv(paths, device_name, space=SUPERNET, ram_kb=ram_kb or None,
+            profile = fit_profile_from_csv(paths, device_name, space=get_space(), ram_kb=ram_kb or None,
                                            flash_kb=flash_kb or None, validation_out=validation_path,
                                            command="uploaded in the app")
             held = pd.read_csv(validation_path)

@@ -11,14 +11,17 @@ import streamlit as st
 
 from app import charts
 from app import format as fmt
-from app.resources import USER_ERRORS, configure_threads, get_profile, get_space, log, md, user_errors
+from app.resources import (USER_ERRORS, configure_threads, get_package, get_profile, get_space, latency_provenance, log,
+                           md, user_errors)
 from app.widgets import (BUDGETS, budget_controls, budget_feasibility, candidates_chart, describe_profile,
                          metric_cards, prediction_panel, profile_picker, progress_frame)
 from ofa_engine.search import STRATEGIES
 
 st.title("Specialize a model for your device")
-st.markdown("Choose a device and a budget; the engine searches the trained once-for-all supernet (a "
-            "10-class Fashion-MNIST classifier of 28 px grayscale images) for the most accurate subnet that "
+package = get_package()
+st.markdown(f"Choose a device and a budget; the engine searches the trained once-for-all supernet `{md(package.name)}` "
+            f"(a {package.num_classes}-class {'grayscale' if package.channels == 1 else f'{package.channels}-channel'} "
+            "image classifier; the sidebar picks another) for the most accurate subnet that "
             "fits, extracts it and exports it to ONNX. *Deploy everywhere* does it for every device at once.")
 
 space = get_space()
@@ -71,7 +74,8 @@ def run_specialization() -> None:
         try:
             constraints = Constraints(**limits)
             spec = specialize(profile, constraints, strategy=strategy, seed=int(seed), progress=progress,
-                              precision=precision)
+                              precision=precision, supernet=package)
+            spec.report["latency_source"] = latency_provenance(profile)
         except USER_ERRORS as exc:
             status.update(label="No subnet: the budget cannot be met" if isinstance(exc, InfeasibleBudgetError)
                           else "Cannot specialize with these settings", state="error")
@@ -109,6 +113,14 @@ st.subheader(f"Result for {md(get_profile(done['profile']).display_name) if done
 if stale:
     st.caption("Settings changed since this result: press Specialize to update it.")
 verdict = metric_cards(report, done["limits"], done.get("latency"))
+if report.get("latency_source") and (report.get("predicted") or {}).get("latency_ms") is not None:
+    st.caption(f"Predicted latency from the profile `{md(report.get('profile', done['profile']))}`: "
+               f"{md(report['latency_source'])}.")
+if (report.get("predicted") or {}).get("accuracy_source") == "proxy: MACs":
+    st.warning("This package has no accuracy predictor: the search ranked the subnets by **MACs** (an explicit "
+               "proxy, `accuracy_source: proxy: MACs`), so no predicted accuracy is shown; the measured accuracy is "
+               "the exported file's on the package's evaluation images. `fit-accuracy-predictor` adds one "
+               "(docs/packages.md).", icon=":material/info:")
 if verdict == "noisy":
     if st.button("Re-measure the latency", key="spec_remeasure", icon=":material/replay:",
                  help="Times the downloaded ONNX file again with ONNX Runtime on this server (the "
