@@ -27,6 +27,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout, no install
+# No start-up latency profile in the measured servers: its background run would share the CPUs
+# with the cold start being timed, and the screenshots would depend on this machine's cache.
+os.environ.setdefault("OFA_APP_PROFILE_AT_START", "0")
 
 from ofa_engine.devices.profile_kit import cpu_model  # noqa: E402
 from tests.helpers_browser import chromium, serve_app, wait_idle  # noqa: E402
