@@ -5,36 +5,24 @@ classes and labels."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from ofa_engine import SearchSpace  # noqa: E402
-from ofa_engine.datasets.images import ImageSet  # noqa: E402
 from ofa_engine.families.mbv3.supernet import Supernet  # noqa: E402
 from ofa_engine.packages import ENV_VAR, clear_package_cache  # noqa: E402
 from ofa_engine.packages.build import write_package  # noqa: E402
+from tests.helpers_packages import LABELS, SPACE, random_images  # noqa: E402
 from ofa_engine.runtime.export import read_metadata  # noqa: E402
 
 APP = Path(__file__).resolve().parent.parent / "app" / "streamlit_app.py"
 TIMEOUT = 300
-LABELS = ("circle", "square", "triangle")
-# A space of the kind `train --data folder:... --channels 3` makes: not a preset, 3 channels, 3 classes.
-SPACE = dataclasses.replace(SearchSpace.preset("tiny-fmnist"), name="tiny-fmnist-custom", in_channels=3,
-                            num_classes=3, labels=LABELS, mean=(0.2, 0.2, 0.2), std=(0.3, 0.3, 0.3))
-
-
-def _images(n: int, seed: int) -> ImageSet:
-    rng = np.random.default_rng(seed)
-    return ImageSet(rng.integers(0, 256, (n, 3, 32, 32), dtype=np.uint8), np.arange(n, dtype=np.int64) % 3, LABELS)
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +31,7 @@ def packages_dir(tmp_path_factory) -> Path:
     images, no predictor) and a broken package (a manifest of another version)."""
     torch.manual_seed(0)
     root = tmp_path_factory.mktemp("supernets")
-    write_package(root / "shapes", Supernet(SPACE).eval(), _images(12, 1), _images(12, 2), name="shapes",
+    write_package(root / "shapes", Supernet(SPACE).eval(), random_images(12, 1), random_images(12, 2), name="shapes",
                   provenance={"dataset": "random test images", "commands": ["made by test_app_packages"],
                               "date": "2026-12-02T00:00:00Z"})
     (root / "broken").mkdir()

@@ -5,7 +5,6 @@ writes a profile fitted for the package's space into the package (never into a z
 from __future__ import annotations
 
 import csv
-import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -16,23 +15,14 @@ import torch
 
 from ofa_engine import SearchSpace, analyze
 from ofa_engine.cli import main
-from ofa_engine.datasets.images import ImageSet
 from ofa_engine.devices.profile_kit import kit_configs
 from ofa_engine.devices.profiles import ProfileError, load_profile, profiles_for_space
 from ofa_engine.families.mbv3.supernet import Supernet
 from ofa_engine.packages import PackageError, clear_package_cache, load_package
 from ofa_engine.packages.build import write_package
+from tests.helpers_packages import SPACE, random_images
 from ofa_engine.search.evaluator import Evaluator
 
-LABELS = ("circle", "square", "triangle")
-# A space of the kind `train --data folder:... --channels 3` makes: not a preset, 3 channels, 3 classes.
-SPACE = dataclasses.replace(SearchSpace.preset("tiny-fmnist"), name="tiny-fmnist-custom", in_channels=3,
-                            num_classes=3, labels=LABELS, mean=(0.2, 0.2, 0.2), std=(0.3, 0.3, 0.3))
-
-
-def _images(n: int, seed: int) -> ImageSet:
-    rng = np.random.default_rng(seed)
-    return ImageSet(rng.integers(0, 256, (n, 3, 32, 32), dtype=np.uint8), np.arange(n, dtype=np.int64) % 3, LABELS)
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +30,7 @@ def package_dir(tmp_path_factory) -> Path:
     """A package of an untrained 3-channel, 3-class supernet with 12 + 12 random images."""
     torch.manual_seed(0)
     out = tmp_path_factory.mktemp("pkg") / "shapes"
-    write_package(out, Supernet(SPACE).eval(), _images(12, 1), _images(12, 2), name="shapes",
+    write_package(out, Supernet(SPACE).eval(), random_images(12, 1), random_images(12, 2), name="shapes",
                   provenance={"dataset": "random test images", "commands": ["made by a test"]})
     return out
 

@@ -105,16 +105,9 @@ def load_weights(supernet: Supernet, path: str) -> None:
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f"--weights: '{path}' does not hold a state dict (name -> tensor)")
     expected = supernet.state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    mismatched = [f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}"
-                  for k, v in expected.items() if k in state and state[k].shape != v.shape]
-    if missing or unexpected or mismatched:
-        def some(items: list[str]) -> str:
-            return ", ".join(items[:3]) + (", ..." if len(items) > 3 else "")
-        problems = [f"{len(items)} {what} ({some(items)})" for what, items in
-                    (("missing keys", missing), ("unexpected keys", unexpected),
-                     ("shape mismatches", mismatched)) if items]
+    from ..families.mbv3.supernet import state_dict_problems
+    problems = state_dict_problems(expected, state)
+    if problems:
         raise ValueError(f"--weights: '{path}' is not a supernet of space "
                          f"'{supernet.space.name}': {'; '.join(problems)}")
     supernet.load_state_dict(state)

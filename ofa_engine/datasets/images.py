@@ -121,23 +121,11 @@ def load_split(name: str) -> ImageSet:
 def load_image_folder(root: str | Path, image_size: int, channels: int = 1) -> ImageSet:
     """A user's own data: torchvision ImageFolder (one sub-folder per class), decoded once to
     uint8 arrays of `image_size` x `image_size` with `channels` channels."""
-    root = Path(root)
-    if not root.is_dir():
-        raise DataMissingError(f"image folder {root} does not exist; expected one sub-folder per class")
-    for name, value, high in (("image_size", image_size, MAX_IMAGE_SIZE), ("channels", channels, 3)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 1 <= value <= high:
-            raise ValueError(f"{name} = {value!r}; allowed: an integer 1..{high}")
     # The walk (bounded, loop-safe) before torchvision loads: an empty or hostile folder is
     # refused at once. ImageFolder then walks the same way (BoundedImageFolder).
-    classes = sorted(e.name for e in os.scandir(root) if e.is_dir())
-    try:
-        _walk_images(root, {c: i for i, c in enumerate(classes)}, IMAGE_EXTENSIONS, image_size, channels)
-    except FileNotFoundError as exc:
-        raise DataMissingError(f"image folder {root} holds no images ({exc}); expected one "
-                               f"sub-folder per class") from None
-    from torchvision import transforms
+    root = Path(root)
+    _checked_walk(root, image_size, channels)
     from torchvision.datasets import ImageFolder
-    convert = [transforms.Grayscale(1)] if channels == 1 else [transforms.Lambda(lambda im: im.convert("RGB"))]
 
     class BoundedImageFolder(ImageFolder):
         # torchvision walks with followlinks=True and no loop check: a symlink to a parent hangs it.
@@ -146,8 +134,7 @@ def load_image_folder(root: str | Path, image_size: int, channels: int = 1) -> I
             return _walk_images(Path(directory), class_to_idx, extensions, image_size, channels)
 
     try:
-        folder = BoundedImageFolder(str(root), loader=open_image, transform=transforms.Compose(
-            convert + [transforms.Resize((image_size, image_size)), transforms.PILToTensor()]))
+        folder = BoundedImageFolder(str(root), loader=open_image, transform=_transform(image_size, channels))
     except FileNotFoundError as exc:  # torchvision: no class folder, or no image in them
         raise DataMissingError(f"image folder {root} holds no images ({exc}); expected one "
                                f"sub-folder per class") from None
@@ -166,7 +153,21 @@ def sample_image_folder(root: str | Path, image_size: int, channels: int, n_firs
     them. Only the picked files are decoded, so a folder far larger than memory (ImageNet's
     50k validation images) can be sampled; the walk is bounded as for `load_image_folder`."""
     from .sampling import stratified_split
-    root = Path(root)
+    classes, samples = _checked_walk(Path(root), image_size, channels)
+    targets = np.array([target for _, target in samples], np.int64)
+    first, second = stratified_split(targets, n_first, n_second, seed)
+    transform = _transform(image_size, channels)
+
+    def decode(index: np.ndarray) -> ImageSet:
+        images = np.stack([transform(open_image(samples[i][0])).numpy() for i in index])
+        return ImageSet(images[:, 0] if channels == 1 else images, targets[index], tuple(classes))
+
+    return decode(first), decode(second)
+
+
+def _checked_walk(root: Path, image_size: int, channels: int) -> tuple[list[str], list[tuple[str, int]]]:
+    """The class names and the bounded walk of an ImageFolder, with the arguments checked; an
+    absent or empty folder is a `DataMissingError`."""
     if not root.is_dir():
         raise DataMissingError(f"image folder {root} does not exist; expected one sub-folder per class")
     for name, value, high in (("image_size", image_size, MAX_IMAGE_SIZE), ("channels", channels, 3)):
@@ -178,17 +179,14 @@ def sample_image_folder(root: str | Path, image_size: int, channels: int, n_firs
     except FileNotFoundError as exc:
         raise DataMissingError(f"image folder {root} holds no images ({exc}); expected one "
                                f"sub-folder per class") from None
-    targets = np.array([target for _, target in samples], np.int64)
-    first, second = stratified_split(targets, n_first, n_second, seed)
+    return classes, samples
+
+
+def _transform(image_size: int, channels: int):
+    """PIL image -> uint8 tensor (channels, image_size, image_size), as both readers decode."""
     from torchvision import transforms
     convert = [transforms.Grayscale(1)] if channels == 1 else [transforms.Lambda(lambda im: im.convert("RGB"))]
-    transform = transforms.Compose(convert + [transforms.Resize((image_size, image_size)), transforms.PILToTensor()])
-
-    def decode(index: np.ndarray) -> ImageSet:
-        images = np.stack([transform(open_image(samples[i][0])).numpy() for i in index])
-        return ImageSet(images[:, 0] if channels == 1 else images, targets[index], tuple(classes))
-
-    return decode(first), decode(second)
+    return transforms.Compose(convert + [transforms.Resize((image_size, image_size)), transforms.PILToTensor()])
 
 
 def _walk_images(root: Path, class_to_idx: dict[str, int], extensions, image_size: int, channels: int

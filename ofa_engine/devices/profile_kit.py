@@ -449,20 +449,10 @@ def fit_profile_from_csv(csv_path: str | os.PathLike | Sequence[str | os.PathLik
     configs, latencies, threads, batch_size, runs = read_latency_runs(csv_paths, space)
     fit = profile_fit(space, configs, latencies, kind=model, seed=seed, test_fraction=test_fraction)
     train, test = fit.train, fit.test
-    if machine is None:
-        machine = this_machine() if measure_locally else "the device that ran the profile kit"
-    if runtime_version is None and measure_locally:
-        import onnxruntime
-        runtime_version = onnxruntime.__version__
-    profile = DeviceProfile(
-        name=profile_slug(name), display_name=display_name or name.strip(), kind="measured",
-        space=space.name, batch_size=batch_size, threads=threads,
-        runtime={"engine": "onnxruntime", "version": runtime_version,
-                 "provider": "CPUExecutionProvider", "graph_optimization": "ORT_ENABLE_ALL",
-                 "execution_mode": "sequential", "measure_locally": bool(measure_locally)},
-        memory={"ram_kb": ram_kb, "flash_kb": flash_kb},
-        latency_model=fit.model, quality=fit.quality, bound_space=space,
-        provenance={"machine": machine, "date": today(), **_space_provenance(space),
+    profile = _measured_profile(
+        name, display_name, space, batch_size, threads, ram_kb, flash_kb, runtime_version, measure_locally,
+        latency_model=fit.model, quality=fit.quality,
+        provenance={"machine": _machine(machine, measure_locally), "date": today(), **_space_provenance(space),
                     "command": command or ("python -m ofa_engine fit-profile "
                                            + " ".join(str(p) for p in csv_paths) + f" --name {name!r}"),
                     "latency_data": ", ".join(p.name for p in csv_paths),
@@ -501,6 +491,30 @@ def load_prior(prior: str | os.PathLike | DeviceProfile) -> DeviceProfile:
     return profile
 
 
+def _machine(machine: str | None, measure_locally: bool) -> str:
+    if machine is not None:
+        return machine
+    return this_machine() if measure_locally else "the device that ran the profile kit"
+
+
+def _measured_profile(name: str, display_name: str | None, space: SearchSpace, batch_size: int, threads: int,
+                      ram_kb: float | None, flash_kb: float | None, runtime_version: str | None,
+                      measure_locally: bool, *, latency_model: Any, quality: Any,
+                      provenance: dict[str, Any]) -> DeviceProfile:
+    """A measured ONNX Runtime CPU profile (both fits build theirs here)."""
+    if runtime_version is None and measure_locally:
+        import onnxruntime
+        runtime_version = onnxruntime.__version__
+    return DeviceProfile(
+        name=profile_slug(name), display_name=display_name or name.strip(), kind="measured",
+        space=space.name, batch_size=batch_size, threads=threads,
+        runtime={"engine": "onnxruntime", "version": runtime_version,
+                 "provider": "CPUExecutionProvider", "graph_optimization": "ORT_ENABLE_ALL",
+                 "execution_mode": "sequential", "measure_locally": bool(measure_locally)},
+        memory={"ram_kb": ram_kb, "flash_kb": flash_kb}, latency_model=latency_model, quality=quality,
+        bound_space=space, provenance=provenance)
+
+
 def _fit_with_prior(csv_paths: Sequence[Path], space: SearchSpace, name: str,
                     prior: str | os.PathLike | DeviceProfile, method: str | None, *, display_name: str | None,
                     ram_kb: float | None, flash_kb: float | None, runtime_version: str | None,
@@ -532,19 +546,10 @@ def _fit_with_prior(csv_paths: Sequence[Path], space: SearchSpace, name: str,
                                         min_subnets=len(latencies) - 1).predict(x[i:i + 1])[0]
     quality = {k: int(v) if k == "n_test" else float(v) for k, v in latency_metrics(predicted, latencies).items()}
     quality["n_train"] = len(latencies) - 1
-    if machine is None:
-        machine = this_machine() if measure_locally else "the device that ran the profile kit"
-    if runtime_version is None and measure_locally:
-        import onnxruntime
-        runtime_version = onnxruntime.__version__
-    profile = DeviceProfile(
-        name=profile_slug(name), display_name=display_name or name.strip(), kind="measured",
-        space=space.name, batch_size=batch_size, threads=threads,
-        runtime={"engine": "onnxruntime", "version": runtime_version,
-                 "provider": "CPUExecutionProvider", "graph_optimization": "ORT_ENABLE_ALL",
-                 "execution_mode": "sequential", "measure_locally": bool(measure_locally)},
-        memory={"ram_kb": ram_kb, "flash_kb": flash_kb}, latency_model=fitted.to_dict(), quality=quality,
-        bound_space=space, provenance={"machine": machine, "date": today(), **_space_provenance(space),
+    profile = _measured_profile(
+        name, display_name, space, batch_size, threads, ram_kb, flash_kb, runtime_version, measure_locally,
+        latency_model=fitted.to_dict(), quality=quality,
+        provenance={"machine": _machine(machine, measure_locally), "date": today(), **_space_provenance(space),
                     "command": command or ("python -m ofa_engine fit-profile "
                                            + " ".join(str(p) for p in csv_paths) + f" --name {name!r} "
                                            f"--prior {reference.name}"),

@@ -412,7 +412,7 @@ def _labels_error(where: str, manifest: Manifest, outputs: int, display: str) ->
 def _load_weights(path: Path, manifest: Manifest, space: SearchSpace, where: str, display: str):
     import torch
 
-    from ..families.mbv3.supernet import Supernet
+    from ..families.mbv3.supernet import Supernet, state_dict_problems
     if manifest.weights.format == "torch":
         from ..training.checkpoint import load_supernet_file
         try:
@@ -452,16 +452,8 @@ def _load_weights(path: Path, manifest: Manifest, space: SearchSpace, where: str
                            f"has {space.num_classes} classes; allowed: one label per class")
     with torch.device("meta"):
         expected = Supernet(space).state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    mismatched = [f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}" for k, v in expected.items()
-                  if k in state and tuple(state[k].shape) != tuple(v.shape)]
-    if missing or unexpected or mismatched:
-        def some(items: list[str]) -> str:
-            return ", ".join(items[:3]) + (", ..." if len(items) > 3 else "")
-        problems = [f"{len(items)} {what} ({some(items)})" for what, items in
-                    (("missing keys", missing), ("unexpected keys", unexpected),
-                     ("shape mismatches", mismatched)) if items]
+    problems = state_dict_problems(expected, state)
+    if problems:
         raise PackageError(f"{display} (field 'weights') holds weights of another architecture than "
                            f"space '{space.name}': {'; '.join(problems)}")
     net = Supernet(space)

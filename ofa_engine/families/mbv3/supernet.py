@@ -13,7 +13,7 @@ from .layout import walk_configs
 from .space import SearchSpace, SubnetConfig
 from .static import StaticNet
 
-__all__ = ["Supernet", "build_supernet"]
+__all__ = ["Supernet", "build_supernet", "state_dict_problems"]
 
 
 class Supernet(nn.Module):
@@ -172,3 +172,17 @@ def build_supernet(preset: str | SearchSpace) -> Supernet:
     """A freshly initialised supernet of a named space (or of a `SearchSpace`)."""
     space = SearchSpace.preset(preset) if isinstance(preset, str) else preset
     return Supernet(space)
+
+
+def state_dict_problems(expected: Mapping[str, Any], state: Mapping[str, Any]) -> list[str]:
+    """How `state` differs from the `expected` state dict, as short phrases ("2 missing keys
+    (a, b)", "1 shape mismatches (...)"); empty when every key and shape matches."""
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    mismatched = [f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}" for k, v in expected.items()
+                  if k in state and tuple(state[k].shape) != tuple(v.shape)]
+
+    def some(items: list[str]) -> str:
+        return ", ".join(items[:3]) + (", ..." if len(items) > 3 else "")
+    return [f"{len(items)} {what} ({some(items)})" for what, items in
+            (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", mismatched)) if items]
