@@ -194,7 +194,7 @@ def test_an_impossible_uploaded_profile_shows_its_reason_without_a_click(served,
     page.get_by_test_id("stSidebarNav").get_by_role("link", name="Specialize").click()   # same session
     page.get_by_role("button", name="Specialize").wait_for(timeout=120_000)
     wait_idle(page)
-    page.get_by_test_id("stSelectbox").first.click()
+    page.get_by_test_id("stMain").get_by_test_id("stSelectbox").first.click()   # the sidebar has the supernet picker
     page.get_by_role("option", name="tiny-board (this session)").click()
     alert = page.get_by_test_id("stAlert").filter(has_text="No subnet fits this device")
     alert.first.wait_for(timeout=60_000)
