@@ -2,6 +2,7 @@
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -318,9 +319,11 @@ def test_models_predicting_non_positive_latency_are_refused(data, message):
 def test_bundled_profiles_models_pass_the_positivity_check():
     from ofa_engine.devices.profiles import list_profiles, load_profile
     for name in list_profiles():
-        model = load_profile(name).latency_model
-        assert latency_model_from_dict(model.to_dict(), space=SPACE) == model
-        assert model.prediction_range(SPACE)[0] > 0
+        profile = load_profile(name)
+        space = SPACE if profile.space in ("*", SPACE.name) else SearchSpace.preset(profile.space)
+        model = profile.latency_model
+        assert latency_model_from_dict(model.to_dict(), space=space) == model
+        assert model.prediction_range(space)[0] > 0
 
 
 @pytest.mark.parametrize("seed", [0, 4, 6])
@@ -339,3 +342,17 @@ def test_a_profile_fit_of_few_noisy_subnets_still_predicts_positive_latency_ever
     fit = profile_fit(space, configs, y)
     assert fit.quality["ridge"] >= 1e-2 and fit.model.prediction_range(space)[0] > 0
     assert latency_model_from_dict(fit.model.to_dict(), space).prediction_range(space)[0] > 0
+
+
+def test_the_bundled_w10_profile_refits_from_its_two_runs():
+    """The ImageNet w1.0 CPU profile is fitted to two runs of the same 80 subnets (geometric mean
+    per subnet). On those, no penalty is numerically singular in some cross-validation fold;
+    `select_ridge` used to raise numpy's "Singular matrix" there instead of skipping it."""
+    from ofa_engine.devices.profile_kit import fit_profile_from_csv
+    from ofa_engine.devices.profiles import load_profile
+    latency = Path(__file__).resolve().parents[1] / "assets" / "latency"
+    refit = fit_profile_from_csv([latency / "w1.0-1t.csv", latency / "w1.0-1t-repeat.csv"], "cpu-ort-1t-w1.0",
+                                 space="ofa-mbv3-w1.0")
+    bundled = load_profile("cpu-ort-1t-w1.0")
+    assert refit.latency_model.to_dict() == bundled.latency_model.to_dict()
+    assert dict(refit.quality) == dict(bundled.quality) and refit.quality["ridge"] > 0

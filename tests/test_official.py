@@ -391,6 +391,28 @@ def test_official_package_specializes_and_matches_the_official_subnet(official_p
     assert np.abs(other - expected).max() > 100 * TOL
 
 
+def test_official_package_searches_under_the_bundled_w10_cpu_latency_profile(official_package, capsys):
+    """The bundled cpu-ort-1t-w1.0 profile (measured for the w1.0 space) has a latency model for
+    an imported official package; tiny-fmnist's cpu-ort-1t does not."""
+    import json
+
+    from ofa_engine.cli import main
+    from ofa_engine.devices.profiles import load_profile, profiles_for_space
+    from ofa_engine.packages import load_package
+    _, _, pkg, _ = official_package
+    package = load_package(pkg)
+    listed = dict(profiles_for_space(package))
+    assert listed["cpu-ort-1t-w1.0"] and not listed["cpu-ort-1t"] and listed["stm32f746"]
+    assert main(["search", "--supernet", str(pkg), "--profile", "cpu-ort-1t-w1.0", "--latency-ms", "12",
+                 "--option", "generations=10"]) == 0
+    found = json.loads(capsys.readouterr().out)
+    from ofa_engine import SubnetConfig
+    config = SubnetConfig.from_dict(found["config"])
+    latency = load_profile("cpu-ort-1t-w1.0").for_space(package.space).predict_latency_ms([config])[0]
+    assert latency <= 12
+    assert load_profile("cpu-ort-1t-w1.0").predict_latency_ms([package.space.largest()], space=package.space)[0] > 12
+
+
 def test_import_official_refuses_a_hostile_or_wrong_checkpoint(official_package, tmp_path, capsys):
     import os
     import pickle

@@ -1,4 +1,4 @@
-"""Device profiles: the bundled five, the schema's errors, the MCU formula and memory figures."""
+"""Device profiles: the bundled six, the schema's errors, the MCU formula and memory figures."""
 
 import dataclasses
 import json
@@ -14,31 +14,34 @@ from ofa_engine.devices.profiles import (BUNDLED_PROFILES, MAX_BATCH_SIZE, MAX_P
                                          PROFILES_DIR, DeviceProfile, ProfileError, fit_profile, list_profiles,
                                          load_profile, load_validation, validation_path)
 
-BUNDLED = ["cpu-ort-1t", "cpu-ort-2t", "stm32f412", "stm32f746", "stm32h743"]
+BUNDLED = ["cpu-ort-1t", "cpu-ort-1t-w1.0", "cpu-ort-2t", "stm32f412", "stm32f746", "stm32h743"]
 SPACE = SearchSpace.preset("tiny-fmnist")
+# The space each measured profile was fitted to (analytical ones apply to every space).
+SPACE_OF = {"cpu-ort-1t-w1.0": "ofa-mbv3-w1.0"}
 
 
-def test_list_profiles_names_exactly_the_bundled_five():
+def test_list_profiles_names_exactly_the_bundled_six():
     assert list_profiles() == BUNDLED
 
 
 @pytest.mark.parametrize("name", BUNDLED)
 def test_every_bundled_profile_loads_and_predicts(name):
-    profile = load_profile(name).for_space(SPACE)
-    assert profile.name == name and profile.space == ("*" if profile.kind == "analytical" else "tiny-fmnist")
+    space = SearchSpace.preset(SPACE_OF.get(name, "tiny-fmnist"))
+    profile = load_profile(name).for_space(space)
+    assert profile.name == name and profile.space == ("*" if profile.kind == "analytical" else space.name)
     # The file states batch size and threads explicitly (threads null on microcontrollers).
     raw = json.loads((validation_path(name).parent / f"{name}.json").read_text())
     assert raw["format"] == "ofa-engine/device-profile" and raw["version"] == 1
     assert "batch_size" in raw and "threads" in raw and raw["batch_size"] == profile.batch_size
     # Round trip: the dict written is the dict read.
     assert DeviceProfile.from_dict(profile.to_dict()).to_dict() == profile.to_dict()
-    pop = SPACE.sample_population(500, np.random.default_rng(0))
+    pop = space.sample_population(500, np.random.default_rng(0))
     latency = profile.predict_latency_ms(pop)
     assert latency.shape == (500,) and np.all(np.isfinite(latency)) and np.all(latency > 0)
     # Lists of configs and populations agree; bigger nets are slower.
-    configs = SPACE.from_arrays(pop)[:20]
+    configs = space.from_arrays(pop)[:20]
     np.testing.assert_allclose(profile.predict_latency_ms(configs), latency[:20])
-    small, large = profile.predict_latency_ms([SPACE.smallest(), SPACE.largest()])
+    small, large = profile.predict_latency_ms([space.smallest(), space.largest()])
     assert large > 2 * small
 
 
@@ -47,7 +50,7 @@ def test_measured_profiles_carry_quality_and_validation_data(name):
     profile = load_profile(name)
     validation = load_validation(name)
     if profile.kind == "measured":
-        assert profile.threads == int(name[-2]) and profile.measures_locally
+        assert profile.threads == int(name.split("-")[2][:-1]) and profile.measures_locally
         assert profile.memory == {"ram_kb": None, "flash_kb": None}
         assert set(profile.quality) >= {"rmse_ms", "mape", "kendall_tau", "within_10pct", "n_test"}
         assert validation is not None and len(validation["configs"]) == profile.quality["n_test"]
@@ -247,7 +250,7 @@ def test_write_mcu_profiles_reproduces_the_bundled_files(tmp_path, capsys):
 
 
 def test_bundled_profiles_come_from_the_registry():
-    assert BUNDLED_PROFILES.names() == BUNDLED
+    assert sorted(BUNDLED_PROFILES.names()) == BUNDLED
     assert BUNDLED_PROFILES.get("stm32f746") == PROFILES_DIR / "stm32f746.json"
     with pytest.raises(ValueError, match="unknown bundled device profile 'nope'; known: cpu-ort-1t"):
         BUNDLED_PROFILES.get("nope")
@@ -307,8 +310,8 @@ def test_a_profile_may_name_the_space_it_is_loaded_for(tmp_path):
 
 def test_profiles_for_space_lists_which_have_a_latency_model():
     from ofa_engine.devices.profiles import profiles_for_space
-    assert profiles_for_space("tiny-fmnist") == [(name, True) for name in BUNDLED]
+    assert profiles_for_space("tiny-fmnist") == [(name, name not in SPACE_OF) for name in BUNDLED]
     rows = profiles_for_space(W10)
-    assert rows == [("cpu-ort-1t", False), ("cpu-ort-2t", False), ("stm32f412", True), ("stm32f746", True),
-                    ("stm32h743", True)]
-    assert rows[2].name == "stm32f412" and rows[2].has_latency_model
+    assert rows == [("cpu-ort-1t", False), ("cpu-ort-1t-w1.0", True), ("cpu-ort-2t", False), ("stm32f412", True),
+                    ("stm32f746", True), ("stm32h743", True)]
+    assert rows[3].name == "stm32f412" and rows[3].has_latency_model

@@ -96,14 +96,21 @@ def select_ridge(space: SearchSpace | str, configs: Configs, latencies_ms: Seque
     # coefficients (numpy raises); such a fold cannot choose it.
     width = len(BlockLinearModel(space.name).features) + 1
     smallest_fold = len(y) - max(len(p) for p in parts)
+    # Even with enough subnets, no penalty is singular when two features move together in
+    # the sample (numpy raises LinAlgError): that penalty is then not a candidate either.
     for ridge in [r for r in ridges if r > 0 or smallest_fold > width]:
         within, mape = [], []
-        for k in range(folds):
-            train = np.concatenate([parts[j] for j in range(folds) if j != k])
-            model = fit_latency_model(space, _subset(space, configs, train), y[train], ridge=ridge)
-            scores = evaluate_latency_model(model, space, _subset(space, configs, parts[k]), y[parts[k]])
-            within.append(scores["within_10pct"])
-            mape.append(scores["mape"])
+        try:
+            for k in range(folds):
+                train = np.concatenate([parts[j] for j in range(folds) if j != k])
+                model = fit_latency_model(space, _subset(space, configs, train), y[train], ridge=ridge)
+                scores = evaluate_latency_model(model, space, _subset(space, configs, parts[k]), y[parts[k]])
+                within.append(scores["within_10pct"])
+                mape.append(scores["mape"])
+        except np.linalg.LinAlgError:
+            if ridge > 0:
+                raise
+            continue
         rows.append((float(ridge), float(np.mean(within)), float(np.mean(mape))))
     best = max(rows, key=lambda r: (r[1], -r[2]))
     return best[0], rows
