@@ -177,6 +177,19 @@ def test_unwritable_output_exit_2(capsys, tmp_path):
     assert code == 2 and "does not exist" in err
 
 
+def test_search_takes_an_analytical_profile_and_refuses_one_of_another_space(capsys):
+    """The README's `search --profile stm32f746 ...` (an analytical profile, space "*"): found
+    within the device's memory; a profile measured for another space: exit 2 naming both."""
+    code, out, err = run(capsys, "search", "--profile", "stm32f746", "--peak-memory-kb", "64", "--flash-kb", "512",
+                         "--strategy", "nsga2", "--seed", "1")
+    assert code == 0, err
+    found = json.loads(out)
+    assert found["profile"] == "stm32f746" and found["predicted"]["peak_memory_kb"] <= 64
+    assert found["predicted"]["flash_kb"] <= 512
+    code, out, err = run(capsys, "search", "--profile", "cpu-ort-1t-w1.0", "--latency-ms", "5")
+    assert code == 2 and "'ofa-mbv3-w1.0', not 'tiny-fmnist'" in err
+
+
 def test_help_exits_0(capsys):
     assert main(["--help"]) == 0
     assert "analyze" in capsys.readouterr().out

@@ -79,10 +79,10 @@ def run_search(args: argparse.Namespace) -> int:
         res = load_resources(args.supernet)
     except ValueError as exc:
         raise ValueError(f"--supernet: {exc}") from None
-    prof_space = getattr(profile, "space", None)
-    if isinstance(prof_space, str) and prof_space != res.space.name:
-        raise ValueError(f"--profile '{profile.name}' is for space '{prof_space}', not the supernet's "
-                         f"'{res.space.name}'")
+    if profile is not None:
+        # Binds an analytical profile (space "*") to the supernet's space; refuses, naming both
+        # spaces, a measured profile fitted to another space.
+        profile = profile.for_space(res.space)
     effective = constraints.with_device_memory(profile)
     result = search(res.evaluator(profile), effective, args.strategy, args.seed, **options)
     print_json({"profile": "none" if profile is None else profile.name, "supernet": res.name,
