@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from typing import Sequence
 
-import altair as alt
 import numpy as np
-import pandas as pd
 
+from app.lazy import lazy_module
 from ofa_engine.families.mbv3.layout import walk_configs
+
+# Imported on first use: the home page's first run draws no chart (app/lazy.py).
+alt = lazy_module("altair")
+pd = lazy_module("pandas")
 
 METRIC_LABELS = {
     "accuracy": "accuracy (%)",

@@ -1,7 +1,9 @@
 """The "deploy everywhere" results as data: table rows and the zip (no Streamlit here).
 
 A deployment is a list of entries, one per device: {"profile", "device", "precision",
-"budget_ms", "report" (the engine's specialize report, None on failure), "onnx_bytes", "error"}.
+"budget_ms", "report" (the engine's specialize report, None on failure), "onnx_bytes", "error"},
+optionally "latency_source" (whose latency, in full: the manifest) and "device_short" /
+"latency_source_short" (the same in a few words: the table).
 """
 
 from __future__ import annotations
@@ -24,19 +26,20 @@ def result_rows(deployment: list[dict], space) -> list[dict]:
     out = []
     for e in deployment:
         if e["report"] is None:
-            out.append({"device": e["device"], "profile": e["profile"], "subnet": "none: " + e["error"]})
+            out.append({"profile": e["profile"], "device": e.get("device_short", e["device"]),
+                        "subnet": "none: " + e["error"]})
             continue
         r, cfg = e["report"], e["report"]["config"]
         measured, predicted = r["measured"], r["predicted"]
         latency = (fmt.latency_spread(measured["latency_ms"], measured.get("latency_iqr_ms"))
                    if measured.get("latency_ms") is not None else "not measured here")
         out.append({
-            "device": e["device"], "profile": e["profile"], "precision": e["precision"],
+            "profile": e["profile"], "device": e.get("device_short", e["device"]), "precision": e["precision"],
             "subnet": f"width x{space.width_mults[cfg['wid']]}, {cfg['image_size']} px, depths {cfg['d']}",
             "accuracy": fmt.percent(measured["accuracy"]),
             "latency budget": "none" if e["budget_ms"] is None else fmt.budget(e["budget_ms"], "ms"),
             "latency predicted": fmt.quantity(predicted.get("latency_ms"), "ms"),
-            **({"latency from": e["latency_source"]} if e.get("latency_source") else {}),
+            **({"latency from": e.get("latency_source_short", e["latency_source"])} if e.get("latency_source") else {}),
             "latency measured": latency,
             "peak memory": fmt.memory_kb(measured["peak_memory_kb"]),
             "Flash": fmt.memory_kb(measured["flash_kb"]),

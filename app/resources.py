@@ -36,13 +36,21 @@ log = logging.getLogger("ofa_app")
 USER_ERRORS = (ValueError, FileNotFoundError, KeyError)
 
 
+_TORCH_READY = threading.Event()   # set once `import torch` has finished (the warm-up's, or a page's)
+
+
 def configure_threads() -> None:
     """One torch thread per request by default: the server runs several sessions on few cores.
     Only once torch is loaded (by the warm-up or a page that needs it): the home page's first run
-    does not wait for torch."""
-    torch = sys.modules.get("torch")
-    if torch is None:
-        return
+    does not wait for torch. A torch still being imported by the warm-up thread is a partly
+    initialised module: left alone (the warm-up sets the threads when its import is over)."""
+    if not _TORCH_READY.is_set():
+        torch = sys.modules.get("torch")
+        spec = getattr(torch, "__spec__", None)
+        if torch is None or spec is None or getattr(spec, "_initializing", False):
+            return
+        _TORCH_READY.set()
+    import torch
     threads = int(os.environ.get("OFA_APP_TORCH_THREADS", "1"))
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
@@ -50,13 +58,35 @@ def configure_threads() -> None:
 
 _WARMUP: list[threading.Thread] = []
 _WARMUP_LOCK = threading.Lock()
+# Set when the first script run of the process is over (`first_page_done`): the warm-up imports
+# torch only then (or after FIRST_PAGE_WAIT_S without a visitor), so that the ~4 s torch import
+# does not share the GIL with the home page's first run, which does not need it.
+_FIRST_PAGE = threading.Event()
+FIRST_PAGE_WAIT_S = 10.0
+FIRST_PAGE_GRACE_S = 2.0
+
+
+_NEXT_RUN = threading.Event()     # set when a run starts after the first one
+
+
+def page_run_started() -> None:
+    """Called by the entry script at the start of every run."""
+    if _FIRST_PAGE.is_set():
+        _NEXT_RUN.set()
+
+
+def first_page_done() -> None:
+    """Called by the entry script at the end of every run; the first call lets the warm-up go on."""
+    _FIRST_PAGE.set()
 
 
 def start_warmup() -> threading.Thread:
-    """Load torch, the supernet, the predictor, the data and the default profile's budget ranges
-    in a background thread, once per process, then start measuring this machine
-    (`start_this_machine`, a subprocess). The first page renders meanwhile; whatever needs
-    them waits for the engine's own lock (`load_resources`), so nothing is loaded twice."""
+    """Load the bundled package without its weights (space, predictor, images, profiles: no
+    torch) and the default profile's budget ranges in a background thread, once per process;
+    then, once the first page has rendered, torch and the supernet; then start measuring this
+    machine (`start_this_machine`, a subprocess). Pages render meanwhile: what they need waits
+    for the engine's own locks (`load_package`, `load_resources`), so nothing is loaded twice,
+    and only the pages that need the weights (a specialization, How OFA works) wait for torch."""
     with _WARMUP_LOCK:
         if not _WARMUP:
             # The bundled profiles' registry fills itself on first use without a lock: filled here,
@@ -73,18 +103,32 @@ def start_warmup() -> threading.Thread:
                     steps.append(f"{what} {time.perf_counter() - clock:.2f} s")
                     clock = time.perf_counter()
                 try:
-                    import altair, pandas  # noqa: F401 - the home page's own imports, meanwhile
-                    done("altair+pandas")
-                    import torch
-                    torch.set_num_threads(int(os.environ.get("OFA_APP_TORCH_THREADS", "1")))
-                    done("torch")
                     from ofa_engine.devices.profiles import load_profile
-                    from ofa_engine.pipeline.specialize import load_resources
-                    resources = load_resources(BUNDLED_SUPERNET)
-                    done("supernet+predictor+data")
+                    from ofa_engine.packages import load_package
+                    from ofa_engine.packages.package import bundled_packages
+                    from ofa_engine.pipeline.resources import load_resources
                     from ofa_engine.search import budget_ranges
+                    # The same object as the pages' `_package(path)`: the engine caches by path.
+                    resources = load_resources(load_package(str(bundled_packages()[BUNDLED_SUPERNET]),
+                                                            weights=False))
+                    done("package without weights+predictor+data")
                     budget_ranges(resources.evaluator(load_profile("cpu-ort-1t")))
                     done("budget ranges")
+                    if _FIRST_PAGE.wait(FIRST_PAGE_WAIT_S):
+                        # The run is over, but its page is still on its way to the browser (the
+                        # server's event loop sends it) and being drawn there: an import holding
+                        # the GIL and a core now would stall both by seconds. Unless the visitor
+                        # already asks for more (a click: that run may need torch).
+                        _NEXT_RUN.wait(FIRST_PAGE_GRACE_S)
+                    done("first page")
+                    import torch  # noqa: F401 - then configure_threads may touch it
+                    _TORCH_READY.set()
+                    configure_threads()
+                    done("torch")
+                    resources.supernet   # noqa: B018 - loads and validates the weights
+                    done("supernet")
+                    import altair, pandas  # noqa: F401 - the charts' and tables' (app/lazy.py)
+                    done("altair+pandas")
                     log.info("engine warm: %s", ", ".join(steps))
                 except Exception:  # noqa: BLE001 - the page that needs it reports the error
                     log.exception("warming up the engine failed")
@@ -146,13 +190,15 @@ def selected_package_path() -> str:
 
 @st.cache_resource(show_spinner="Loading the supernet package ...")
 def _package(path: str):
-    """One loaded package per path, per process (the engine's own cache too); read only."""
+    """One loaded package per path, per process (the engine's own cache too); read only. Without
+    its weights (no torch): the supernet is the engine's (`get_supernet`), loaded when needed."""
     from ofa_engine.packages import load_package
-    return load_package(path)
+    return load_package(path, weights=False)
 
 
 def get_package():
-    """This session's `SupernetPackage` (supernet, space, images, predictor, profiles, labels)."""
+    """This session's `SupernetPackage` without its weights (space, images, predictor, profiles,
+    labels, provenance; `get_supernet()` for the supernet)."""
     return _package(selected_package_path())
 
 
@@ -167,7 +213,7 @@ def get_space():
 
 @st.cache_resource(show_spinner="Loading the supernet and predictors ...")
 def _engine(path: str):
-    from ofa_engine.pipeline.specialize import load_resources
+    from ofa_engine.pipeline.resources import load_resources
     return load_resources(_package(path))
 
 
@@ -178,8 +224,9 @@ def get_engine():
 
 
 def get_supernet():
-    """The trained supernet (read only: forward/extract take the subnet as an argument)."""
-    return get_package().supernet
+    """The trained supernet (read only: forward/extract take the subnet as an argument); the
+    first call loads torch and the weights unless the warm-up has."""
+    return get_engine().supernet
 
 
 def get_split(name: str):
@@ -368,6 +415,37 @@ def latency_provenance(profile: Any) -> str:
     return f"{machine or 'analytical model'}, {date or 'undated'}"
 
 
+# "Reference machine (Intel Xeon VM, 2026-11-28): ONNX Runtime CPU, 1 thread", as the measured CPU
+# profiles name themselves: the machine in brackets, then the device.
+_MACHINE_PREFIX = re.compile(r"^(?:Reference machine|This machine) \((?P<machine>[^)]*)\):\s*(?P<device>.+)$")
+
+
+def device_name(profile: Any) -> str:
+    """The device a profile describes, without the machine a measured CPU profile names first:
+    'ONNX Runtime CPU, 1 thread' (for chips and table cells; `latency_source` says whose machine)."""
+    match = _MACHINE_PREFIX.match(str(getattr(profile, "display_name", "")))
+    return match["device"] if match else str(getattr(profile, "display_name", getattr(profile, "name", "")))
+
+
+def latency_source(profile: Any) -> str:
+    """`latency_provenance` in a few words, for a table cell: 'this machine, measured DATE',
+    'reference machine (Intel Xeon VM, 2026-11-28), not this one', 'analytical model (no device
+    measured), DATE' or 'MACHINE, DATE'."""
+    name = str(getattr(profile, "name", ""))
+    threads = this_machine_threads(name)
+    measured = this_machine_profile(threads) if threads is not None else (
+        profile if name.startswith("this-machine-") else None)
+    if measured is not None:
+        return f"this machine, measured {dict(measured.provenance or {}).get('date') or 'undated'}"
+    p = dict(getattr(profile, "provenance", {}) or {})
+    match = _MACHINE_PREFIX.match(str(getattr(profile, "display_name", "")))
+    if threads is not None:
+        return f"reference machine ({match['machine'] if match else p.get('machine')}), not this one"
+    if match:
+        return match["machine"]
+    return f"{p.get('machine') or 'analytical model'}, {p.get('date') or 'undated'}"
+
+
 @st.cache_resource(show_spinner=False, max_entries=8)
 def _onnx_session(onnx_bytes: bytes):
     from ofa_engine.runtime.ort import make_session
@@ -413,7 +491,7 @@ def _measured_samples(path: str, n: int, seed: int, images: int) -> "Any":
     from ofa_engine.runtime.evaluation import accuracy
 
     package = _package(path)
-    space, supernet = package.space, package.supernet
+    space, supernet = package.space, _engine(path).supernet
     calib, test = package.calibration, package.evaluation
     calib = calib.subset(np.arange(min(images, len(calib))))
     test = test.subset(np.arange(min(images, len(test))))

@@ -15,8 +15,9 @@ if str(ROOT) not in sys.path:  # `streamlit run` puts app/ on the path, not the 
 
 from app.resources import start_warmup  # noqa: E402
 
-# Torch, the supernet, the predictor and the data load in the background while the first page
-# renders (a cold start used to wait for them: torch alone takes ~3 s to import here).
+# The package (without its weights), the predictor and the budget ranges load in the background
+# while the server starts; torch and the supernet after the first page (torch alone takes ~4 s
+# to import here, and the home page does not need it).
 start_warmup()
 
 import streamlit as st  # noqa: E402
@@ -43,7 +44,13 @@ pages = {
     ],
 }
 
-supernet_picker()
-describe_package()
-machine_status()
-st.navigation(pages).run()
+from app.resources import first_page_done, page_run_started  # noqa: E402
+
+page_run_started()
+try:
+    supernet_picker()
+    describe_package()
+    machine_status()
+    st.navigation(pages).run()
+finally:
+    first_page_done()   # the warm-up imports torch only now: it does not slow the first page

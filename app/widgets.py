@@ -6,13 +6,16 @@ import math
 from typing import Any, Mapping
 
 import numpy as np
-import pandas as pd
 import streamlit as st
 
 from app import charts
+from app.lazy import lazy_module
 from app import format as fmt
 from app.resources import (USER_ERRORS, get_evaluator, get_profile, md, profile_label, profile_names,
                            user_errors)
+
+# Imported on first use: the home page's first run draws no chart (app/lazy.py).
+pd = lazy_module("pandas")
 
 # Budget kinds offered in the UI: constraint field -> (label, unit, history column, scale).
 BUDGETS: dict[str, tuple[str, str, str, float]] = {

@@ -278,7 +278,12 @@ def test_deploy_everywhere_specializes_each_device_and_zips_them_with_a_manifest
     assert [e["profile"] for e in deployment] == ["cpu-ort-1t", "stm32f412"]
     assert [e["precision"] for e in deployment] == ["fp32", "int8"]   # each profile's own
     table = at.table[0].value
-    assert list(table["profile"]) == ["cpu-ort-1t", "stm32f412"], table
+    assert list(table.index) == ["cpu-ort-1t", "stm32f412"], table
+    # Short cells (a long one is cut off): the device without its machine, whose latency in a few words.
+    assert list(table["device"]) == ["ONNX Runtime CPU, 1 thread", "STM32F412 (Cortex-M4, 100 MHz, 256 KB SRAM, 1 MB Flash)"]
+    assert list(table["latency from"]) == ["reference machine (Intel Xeon VM, 2026-11-28), not this one",
+                                           "analytical (no device measured), 2026-11-28"]
+    assert all(len(v) <= 60 for v in table["latency from"])
     assert all(re.fullmatch(r"[0-9.]+ %", a) for a in table["accuracy"])
     assert any(label.startswith("Download all (2 ONNX files") for label in download_labels(at))
     assert len([m for m in at.markdown if m.value.startswith("true: ")]) == 8
@@ -294,6 +299,7 @@ def test_deploy_everywhere_specializes_each_device_and_zips_them_with_a_manifest
             size = device["config"]["image_size"]
             assert session.get_inputs()[0].shape[-2:] == [size, size]
             assert device["measured"]["accuracy"] == entry["report"]["measured"]["accuracy"]
+        assert manifest["devices"][0]["latency_source"].startswith("reference machine (Intel(R) Xeon(R) Processor")
 
 
 # ------------------------------------------------------------------------------ compare
@@ -331,6 +337,14 @@ def test_profiles_page_lists_bundled_profiles_with_quality_chart():
     assert not errors(at)
     table = at.dataframe[0].value
     assert set(table["profile"]) >= {"stm32f412", "stm32f746", "stm32h743"}
+    rows = table.set_index("profile")
+    # Scores formatted with units; an analytical model was not fitted, so it has none (not "None").
+    assert rows.loc["cpu-ort-1t", "MAPE"] == "2.05 %" and rows.loc["cpu-ort-1t", "held-out subnets"] == "80"
+    assert rows.loc["stm32f746", "MAPE"] == rows.loc["stm32f746", "Kendall tau"] == "n/a (analytical)"
+    assert not table.isin(["None", None]).any().any()
+    # One type per column: Arrow refuses a column of ints and text (the page then logs an error).
+    assert all(table[column].map(type).nunique() == 1 for column in table), table.dtypes
+    assert rows.loc["cpu-ort-1t", "device"] == "ONNX Runtime CPU, 1 thread"
     assert len(at.get("vega_lite_chart")) == 1
     assert "Download profile JSON" in download_labels(at)
 

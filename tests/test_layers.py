@@ -222,6 +222,27 @@ def test_budget_ranges_need_no_torch():
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout
 
+
+def test_a_package_without_its_weights_loads_and_ranks_without_torch():
+    """What the app's home page needs from a package (load_package(..., weights=False), the
+    pipeline's shared resources, a profile's budget ranges): no torch; its supernet, asked for,
+    loads torch and the weights."""
+    code = ("import sys\n"
+            "from ofa_engine.packages import load_package\n"
+            "from ofa_engine.pipeline.resources import load_resources\n"
+            "from ofa_engine.devices.profiles import load_profile, profiles_for_space\n"
+            "from ofa_engine.search import budget_ranges\n"
+            "package = load_package('tiny-fmnist', weights=False)\n"
+            "resources = load_resources(package)\n"
+            "budget_ranges(resources.evaluator(load_profile('cpu-ort-1t')))\n"
+            "profiles_for_space(package)\n"
+            "print(sorted(m for m in sys.modules if m.startswith(('torch', 'onnx'))))\n"
+            "resources.supernet\n"
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["[]", "True"], out.stdout
+
+
 def test_public_names_import_from_the_package():
     import ofa_engine
     for name in ofa_engine.__all__:

@@ -139,6 +139,30 @@ def test_written_package_loads_from_folder_and_zip(small_package, tmp_path):
     assert np.array_equal(zipped.evaluation.images, package.evaluation.images)
 
 
+def test_a_package_without_its_weights_is_the_package_less_the_supernet(small_package, tmp_path):
+    """load_package(..., weights=False): what the app's pages need before torch; the pipeline's
+    resources load the weights on first use, the same tensors as the whole package's."""
+    from ofa_engine.pipeline.resources import load_resources
+    clear_package_cache()
+    light, full = load_package(small_package, weights=False), load_package(small_package)
+    assert light is load_package(small_package, weights=False) and light is not full
+    assert not light.has_weights and light.supernet is None and full.has_weights
+    assert light.space == full.space and light.labels == full.labels and light.manifest == full.manifest
+    assert np.array_equal(light.evaluation.images, full.evaluation.images)
+    assert np.array_equal(light.calibration.labels, full.calibration.labels)
+    resources = load_resources(light)
+    assert resources.supernet is full.supernet and not resources.supernet.training
+    # The weights file is still found and its digest checked without the weights.
+    folder = _copy(small_package, tmp_path)
+    (folder / "supernet.safetensors").write_bytes(b"not the weights")
+    clear_package_cache()
+    with pytest.raises(PackageError, match="weights.sha256"):
+        load_package(folder, weights=False)
+    (folder / "supernet.safetensors").unlink()
+    with pytest.raises(PackageError, match="supernet.safetensors"):
+        load_package(folder, weights=False)
+
+
 def test_latency_profiles_in_a_package(small_package, tmp_path):
     root = Path(__file__).resolve().parents[1]
     folder = _copy(small_package, tmp_path)

@@ -10,8 +10,9 @@ import pandas as pd
 import streamlit as st
 
 from app import format as fmt
-from app.resources import (USER_ERRORS, configure_threads, get_evaluator, get_package, get_profile, get_space,
-                           latency_provenance, log, md, profile_label, profile_names, supernet_name, user_errors)
+from app.resources import (USER_ERRORS, configure_threads, device_name, get_evaluator, get_package, get_profile,
+                           get_space, latency_provenance, latency_source, log, md, profile_names, supernet_name,
+                           user_errors)
 from app.deployment import deployment_zip, file_name, result_rows
 from app.widgets import slider_bounds, prediction_panel
 
@@ -38,7 +39,9 @@ def default_budget(name: str) -> float | None:
 
 
 names = profile_names()
-devices = st.multiselect("Devices", names, default=names, format_func=profile_label, key="deploy_devices")
+# Chips carry the profile name only (a long label is cut off); the table below names each device.
+devices = st.multiselect("Devices", names, default=names, key="deploy_devices",
+                         help="Device profiles: the table below says what each one is and whose latency it predicts")
 rows = []
 with st.spinner("Loading the supernet and predictors (first start only) ..."), user_errors("Loading the profiles"):
     for name in devices:
@@ -46,9 +49,9 @@ with st.spinner("Loading the supernet and predictors (first start only) ..."), u
         budget = default_budget(name)
         memory = ", ".join(f"{k.replace('_kb', '').replace('flash', 'Flash').replace('sram', 'SRAM').replace('ram', 'RAM')} "
                            f"{fmt.memory_kb(v)}" for k, v in dict(profile.memory).items() if v is not None) or "no limit"
-        rows.append({"profile": name, "device": profile.display_name,
+        rows.append({"profile": name, "device": device_name(profile),
                      "latency budget (ms)": budget, "precision": getattr(profile, "precision", "fp32"), "device memory": memory,
-                     "latency from": latency_provenance(profile)})
+                     "latency from": latency_source(profile)})
 if not rows:
     st.info("Choose at least one device.", icon=":material/info:")
     st.stop()
@@ -59,9 +62,9 @@ with st.form("deploy_form", border=False, enter_to_submit=False):
         pd.DataFrame(rows), hide_index=True, width="stretch", key=f"deploy_table_{'|'.join(devices)}",
         disabled=["profile", "device", "device memory", "latency from"],
         column_config={
-            "device": st.column_config.TextColumn(width="large"),
+            "device": st.column_config.TextColumn(width="medium"),
             "device memory": st.column_config.TextColumn(width="medium"),
-            "latency from": st.column_config.TextColumn(width="large", help="The machine and date the profile's "
+            "latency from": st.column_config.TextColumn(width="medium", help="The machine and date the profile's "
                                                         "latency model was measured on"),
             "latency budget (ms)": st.column_config.NumberColumn(min_value=0.0, format="%.4g ms",
                                                                  help="The device's predicted latency bound"),
@@ -81,9 +84,9 @@ def specialize_all(chosen: pd.DataFrame) -> list[dict]:
         name = row["profile"]
         budget = row["latency budget (ms)"]
         profile = get_profile(name)
-        entry = {"profile": name, "device": profile.display_name, "precision": row["precision"],
-                 "budget_ms": None if budget is None or pd.isna(budget) else float(budget),
-                 "latency_source": latency_provenance(profile)}
+        entry = {"profile": name, "device": profile.display_name, "device_short": device_name(profile),
+                 "precision": row["precision"], "budget_ms": None if budget is None or pd.isna(budget) else float(budget),
+                 "latency_source": latency_provenance(profile), "latency_source_short": latency_source(profile)}
 
         def progress(done: int, total: int, stage: str, i=i, name=name) -> None:
             bar.progress(min((i + done / total) / len(chosen), 1.0),
@@ -124,7 +127,7 @@ if not deployment:
 ok = [e for e in deployment if e["report"] is not None]
 st.subheader(f"{len(ok)} subnets of one supernet, `{md(SUPERNET)}`")
 # A static table: every value in full (a data grid cuts long cells), a few rows only.
-st.table(pd.DataFrame(result_rows(deployment, space)).set_index("device"))
+st.table(pd.DataFrame(result_rows(deployment, space)).set_index("profile"))
 for e in deployment:
     if e["error"]:
         st.error(f"{md(e['device'])}: {md(e['error'])}", icon=":material/error:")

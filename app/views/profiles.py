@@ -14,8 +14,9 @@ import pandas as pd
 import streamlit as st
 
 from app import format as fmt
-from app.resources import (MAX_UPLOAD_BYTES, USER_ERRORS, latency_provenance, unavailable_profile_names, bundled_profile_names, get_profile,
-                           get_space, log, md, profile_names, session_profiles, user_errors)
+from app.resources import (MAX_UPLOAD_BYTES, USER_ERRORS, bundled_profile_names, device_name, get_profile, get_space,
+                           latency_source, log, md, profile_names, session_profiles, unavailable_profile_names,
+                           user_errors)
 from ofa_engine.devices.profiles import load_profile, load_validation
 from ofa_engine.files import loads_json
 
@@ -32,17 +33,26 @@ def summary_row(name: str) -> dict:
     profile = get_profile(name)
     quality = profile.quality or {}
     memory = dict(profile.memory)
+    # An analytical model was not fitted to measurements: it has no held-out score to show.
+    none = "n/a (analytical)" if profile.kind == "analytical" else "n/a"
+
+    def score(key: str, show) -> str:
+        return show(quality[key]) if quality.get(key) is not None else none
+
     # The quality columns right after the name: at 1400 px the later columns scroll off-screen.
-    return {"profile": name, "device": profile.display_name,
-            "MAPE": quality.get("mape"), "Kendall tau": quality.get("kendall_tau"),
-            "RMSE (ms)": quality.get("rmse_ms"), "within 10 %": quality.get("within_10pct"),
-            "held-out subnets": quality.get("n_test"),
+    # Text, formatted here (app.format): a number column would show a missing score as "None".
+    return {"profile": name, "device": device_name(profile),
+            "MAPE": score("mape", fmt.percent), "Kendall tau": score("kendall_tau", lambda v: f"{v:.3f}"),
+            "RMSE": score("rmse_ms", lambda v: fmt.quantity(v, "ms")),
+            "within 10 %": score("within_10pct", fmt.percent),
+            "held-out subnets": score("n_test", lambda v: f"{int(v)}"),
             "latency model": profile.latency_model.to_dict().get("type"),
             "SRAM/RAM": fmt.memory_kb(memory.get("sram_kb", memory.get("ram_kb")), 4)
             if memory.get("sram_kb", memory.get("ram_kb")) is not None else "no limit",
             "Flash": fmt.memory_kb(memory["flash_kb"], 4) if memory.get("flash_kb") is not None else "no limit",
             "kind": profile.kind, "source": "this session" if name in session_profiles() else "bundled",
-            "threads": profile.threads, "batch": profile.batch_size, "latency from": latency_provenance(profile)}
+            "threads": str(profile.threads) if profile.threads is not None else "n/a",   # one type per column
+            "batch": profile.batch_size, "latency from": latency_source(profile)}
 
 
 rows = []
@@ -55,11 +65,8 @@ st.caption(f"Profiles for the space `{md(get_space().name)}` of the chosen super
               "space (`profile-kit --supernet PKG`, then `fit-profile --supernet PKG`)." if unavailable else ""))
 if rows:
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", column_config={
-        "MAPE": st.column_config.NumberColumn(format="percent"),
-        "within 10 %": st.column_config.NumberColumn(format="percent"),
-        "RMSE (ms)": st.column_config.NumberColumn(format="%.4f ms"),
-        "Kendall tau": st.column_config.NumberColumn(format="%.3f"),
-        "device": st.column_config.TextColumn(width="medium")})
+        "device": st.column_config.TextColumn(width="medium"),
+        "latency from": st.column_config.TextColumn(width="medium")})
 
 
 def validation_chart(measured: np.ndarray, predicted: np.ndarray) -> alt.LayerChart:
@@ -221,7 +228,7 @@ with csv_tab:
                 "profile lives in this browser session only. On a noisy device, run the kit several times "
                 "and upload every `results.csv`: each subnet's latency is then the geometric mean of its runs.")
     c1, c2, c3 = st.columns(3)
-    device_name = c1.text_input("Device name", "my device", max_chars=64, key="csv_name")
+    new_device = c1.text_input("Device name", "my device", max_chars=64, key="csv_name")
     ram_kb = c2.number_input("RAM for activations (KB, 0 = unlimited)", 0, 10_000_000, 0, key="csv_ram")
     flash_kb = c3.number_input("Flash / storage for weights (KB, 0 = unlimited)", 0, 10_000_000, 0, key="csv_flash")
     uploads = st.file_uploader("Latency CSV (one or more runs of the same kit)", type=["csv"], key="csv_upload",
@@ -237,7 +244,7 @@ with csv_tab:
                 paths.append(Path(tmp) / str(i + 1) / (Path(upload.name).name or "results.csv"))
                 paths[-1].write_bytes(read_upload(upload, "CSV"))
             validation_path = Path(tmp) / "validation.csv"
-            profile = fit_profile_from_csv(paths, device_name, space=get_space(), ram_kb=ram_kb or None,
+            profile = fit_profile_from_csv(paths, new_device, space=get_space(), ram_kb=ram_kb or None,
                                            flash_kb=flash_kb or None, validation_out=validation_path,
                                            command="uploaded in the app")
             held = pd.read_csv(validation_path)

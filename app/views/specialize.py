@@ -6,16 +6,19 @@ import json
 import re
 import time
 
-import altair as alt
 import streamlit as st
 
 from app import charts
+from app.lazy import lazy_module
 from app import format as fmt
 from app.resources import (USER_ERRORS, configure_threads, get_package, get_profile, get_space, latency_provenance, log,
                            md, user_errors)
 from app.widgets import (BUDGETS, budget_controls, budget_feasibility, candidates_chart, describe_profile,
                          metric_cards, prediction_panel, profile_picker, progress_frame)
 from ofa_engine.search import STRATEGIES
+
+# Imported on first use: the home page's first run draws no chart (app/lazy.py).
+alt = lazy_module("altair")
 
 st.title("Specialize a model for your device")
 package = get_package()

@@ -18,7 +18,6 @@ import csv
 import io
 import json
 import os
-import platform
 import shutil
 import tempfile
 import zipfile
@@ -31,6 +30,7 @@ from ..families.mbv3.space import SearchSpace, SubnetConfig
 from ..files import atomic_write_text, read_json
 from ..progress import Progress, report
 from ..runtime import measure, ort
+from .machine import cpu_model, this_machine  # noqa: F401 - re-exported (the benchmarks print them)
 from .profiles import DeviceProfile, today, write_validation_csv
 
 __all__ = ["write_profile_kit", "kit_zip_bytes", "kit_configs", "read_latency_csv",
@@ -386,24 +386,6 @@ def profile_slug(name: str) -> str:
     if not slug:
         raise ValueError(f"--name {name!r}: needs at least one letter or digit")
     return slug
-
-
-def cpu_model() -> str:
-    """The CPU's model name (/proc/cpuinfo on Linux; platform's guess elsewhere). The benchmark
-    scripts print it too."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown CPU"
-
-
-def this_machine() -> str:
-    """A short description of the machine running this code (CPU model, cores, OS)."""
-    return f"{cpu_model()}, {os.cpu_count()} logical cores, {platform.system()} {platform.release()}"
 
 
 # ---------------------------------------------------------------------- fitting

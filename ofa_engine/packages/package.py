@@ -63,6 +63,12 @@ class SupernetPackage:
     latency_profiles: tuple = field(default=(), repr=False)
 
     @property
+    def has_weights(self) -> bool:
+        """False for a package loaded with `load_package(..., weights=False)`: everything but the
+        supernet (`supernet` is None; `load_package(package.path)` loads the whole package)."""
+        return self.supernet is not None
+
+    @property
     def bundled(self) -> bool:
         return self.origin.startswith("bundled:")
 
@@ -162,19 +168,25 @@ def _resolve(name_or_path: str | os.PathLike) -> tuple[Path, str]:
                        f"or a .zip of one")
 
 
-_CACHE: dict[str, SupernetPackage] = {}
+_CACHE: dict[tuple[str, bool], SupernetPackage] = {}
 _CACHE_LOCK = threading.Lock()
-_LOAD_LOCKS: dict[str, threading.Lock] = {}
+_LOAD_LOCKS: dict[tuple[str, bool], threading.Lock] = {}
 
 
-def load_package(name_or_path: str | os.PathLike | SupernetPackage) -> SupernetPackage:
+def load_package(name_or_path: str | os.PathLike | SupernetPackage, *, weights: bool = True) -> SupernetPackage:
     """The package of a bundled name ('tiny-fmnist'), a folder or a .zip, loaded and validated
     once per process (later calls return the same object). `PackageError` (a ValueError) names
-    the file and the field of anything wrong."""
+    the file and the field of anything wrong.
+
+    `weights=False`: everything but the supernet (manifest, space, images, predictor, profiles,
+    each validated; the weights file only found and its digest checked), without importing
+    torch: what a page showing budgets and predictions needs, in a fraction of the time. Its
+    `supernet` is None; the pipeline loads the whole package when it needs the weights
+    (`pipeline.resources`). A loaded package passed in is returned as it is."""
     if isinstance(name_or_path, SupernetPackage):
         return name_or_path
     path, origin = _resolve(name_or_path)
-    key = str(path)
+    key = (str(path), bool(weights))
     with _CACHE_LOCK:
         if key in _CACHE:
             return _CACHE[key]
@@ -183,7 +195,8 @@ def load_package(name_or_path: str | os.PathLike | SupernetPackage) -> SupernetP
         with _CACHE_LOCK:
             if key in _CACHE:
                 return _CACHE[key]
-        package = _load_zip(path, origin) if path.is_file() else _load_folder(path, origin, str(path))
+        package = (_load_zip(path, origin, weights) if path.is_file()
+                   else _load_folder(path, origin, str(path), weights))
         with _CACHE_LOCK:
             _CACHE[key] = package
         return package
@@ -195,7 +208,8 @@ def clear_package_cache(path: str | os.PathLike | None = None) -> None:
         if path is None:
             _CACHE.clear()
         else:
-            _CACHE.pop(str(Path(path).resolve()), None)
+            for weights in (True, False):
+                _CACHE.pop((str(Path(path).resolve()), weights), None)
 
 
 def list_packages(extra_dir: str | os.PathLike | None = None) -> list[PackageEntry]:
@@ -266,7 +280,7 @@ def _zip_layout(zf: zipfile.ZipFile, where: str) -> tuple[str, list[zipfile.ZipI
     return prefix, [i for i in infos if i.filename.startswith(prefix) and not i.is_dir()]
 
 
-def _load_zip(path: Path, origin: str) -> SupernetPackage:
+def _load_zip(path: Path, origin: str, weights: bool = True) -> SupernetPackage:
     try:
         zf = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as exc:
@@ -288,7 +302,7 @@ def _load_zip(path: Path, origin: str) -> SupernetPackage:
                         raise PackageError(f"{path}: member {info.filename!r} holds more than its declared size")
                     dst.write(chunk)
         try:
-            package = _load_folder(root, origin, f"{path}:{prefix}".rstrip("/:") + ":")
+            package = _load_folder(root, origin, f"{path}:{prefix}".rstrip("/:") + ":", weights)
         except PackageError as exc:   # name the zip, not the temporary folder
             raise PackageError(str(exc).replace(f"{root}/", f"{path}:{prefix}").replace(str(root), str(path))) from None
         return dataclasses.replace(package, path=path)
@@ -332,7 +346,7 @@ def _check_digest(path: Path, expected: str | None, display: str, field: str) ->
                            f"was changed or corrupted")
 
 
-def _load_folder(root: Path, origin: str, label: str) -> SupernetPackage:
+def _load_folder(root: Path, origin: str, label: str, weights: bool = True) -> SupernetPackage:
     where = f"{label}{MANIFEST_NAME}" if label.endswith(":") else str(root / MANIFEST_NAME)
     manifest = _read_manifest(root / MANIFEST_NAME, where)
 
@@ -342,8 +356,10 @@ def _load_folder(root: Path, origin: str, label: str) -> SupernetPackage:
     space = _space(manifest, where)
     weights_path = _member(root, manifest.weights.file, where, "weights.file", label)
     _check_digest(weights_path, manifest.weights.sha256, show(manifest.weights.file), "weights")
-    supernet = _load_weights(weights_path, manifest, space, where, show(manifest.weights.file))
-    space = supernet.space
+    supernet = None
+    if weights:
+        supernet = _load_weights(weights_path, manifest, space, where, show(manifest.weights.file))
+        space = supernet.space   # the manifest's (checked equal), on the loaded network
     images = {}
     for part in ("calibration", "evaluation"):
         ref: ImagesRef = getattr(manifest, part)
@@ -378,7 +394,7 @@ def _load_folder(root: Path, origin: str, label: str) -> SupernetPackage:
 
 def _space(manifest: Manifest, where: str) -> SearchSpace:
     """The manifest's space (a preset or its fields) with the manifest's labels and preprocessing."""
-    from ..training.checkpoint import space_from_dict
+    from ..families.mbv3.space import space_from_dict
     if isinstance(manifest.space, str):
         try:
             base = SearchSpace.preset(manifest.space)

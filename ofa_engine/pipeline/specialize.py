@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -31,14 +30,13 @@ import torch
 from torch import nn
 
 from ..families.mbv3.analytics import analyze
-from ..families.mbv3.space import SearchSpace
 from ..files import atomic_path
 from ..progress import Progress, report as report_progress
 from ..search.constraints import Constraints
 from ..search.core import SearchResult, search
-from ..search.evaluator import Evaluator
 from ..settings import check_local_measurement
 from .outputs import output_paths
+from .resources import load_resources
 
 __all__ = ["specialize", "Specialization", "load_resources"]
 
@@ -57,63 +55,6 @@ class Specialization:
     onnx_bytes: bytes = field(repr=False)
     model: nn.Module = field(repr=False)
     result: SearchResult = field(repr=False)
-
-
-class _Resources:
-    """What every specialize call of one supernet package shares, read-only after loading."""
-
-    def __init__(self, package: Any):
-        self.package = package
-        self.name: str = package.name
-        self.supernet = package.supernet
-        self.supernet.eval()
-        self.space: SearchSpace = package.space
-        # The package's predictor, or the explicit MACs proxy (`accuracy_source` says which).
-        self.predictor = package.predictor_or_proxy()
-        self.accuracy_source: str = package.accuracy_source
-        self.calib = package.calibration
-        self.test = package.evaluation
-        self._lock = threading.Lock()
-        self._inputs: dict[tuple[str, int], torch.Tensor] = {}
-        self._evaluators: dict[str, Evaluator] = {}
-
-    def inputs(self, split: str, size: int) -> torch.Tensor:
-        """Preprocessed images of a split at one resolution (cached; never modified in place)."""
-        from ..runtime.preprocess import preprocess
-        key = (split, size)
-        with self._lock:
-            if key not in self._inputs:
-                images = (self.calib if split == "calib" else self.test).images
-                self._inputs[key] = preprocess(images, self.space, size)
-            return self._inputs[key]
-
-    def evaluator(self, profile: Any) -> Evaluator:
-        """One shared evaluator per distinct profile (by content), so that its budget ranges are
-        computed once however often the profile is loaded again."""
-        to_json = getattr(profile, "to_json", None)
-        key = to_json() if callable(to_json) else None
-        with self._lock:
-            if key is None:
-                return Evaluator(self.space, profile, self.predictor)
-            if key not in self._evaluators:
-                self._evaluators[key] = Evaluator(self.space, profile, self.predictor)
-            return self._evaluators[key]
-
-
-_RESOURCES: dict[int, _Resources] = {}
-_RESOURCES_LOCK = threading.Lock()
-
-
-def load_resources(supernet: Any = "tiny-fmnist") -> _Resources:
-    """The process-wide shared supernet, predictor and data of a package (a bundled name, a
-    folder, a .zip or a loaded `SupernetPackage`), loaded on first use."""
-    from ..packages import load_package
-    package = load_package(supernet)            # cached once per process by its path
-    with _RESOURCES_LOCK:
-        key = id(package)
-        if key not in _RESOURCES or _RESOURCES[key].package is not package:
-            _RESOURCES[key] = _Resources(package)
-        return _RESOURCES[key]
 
 
 def _load_profile(profile: Any):

@@ -7,7 +7,6 @@ values and load with `torch.load(..., weights_only=True)`, which never runs code
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import pickle
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import Any
 
 import torch
 
-from ..families.mbv3.space import SearchSpace, check_space_limits
+from ..families.mbv3.space import space_from_dict  # noqa: F401 - re-exported (it lives with the space)
 from ..families.mbv3.supernet import Supernet
 from ..files import atomic_path, atomic_write_text
 from .recipe import Recipe
@@ -49,27 +48,6 @@ def _load_supernet_payload(path: Path) -> Any:
 
 
 # ---------------------------------------------------------------------- supernet files
-def space_from_dict(data: Any, where: str = "space") -> SearchSpace:
-    """The `SearchSpace` of its `to_dict()` form; `ValueError` naming `where` and the field."""
-    if not isinstance(data, dict):
-        raise ValueError(f"{where} must be an object of search-space fields, got {type(data).__name__}")
-    fields = {f.name: f for f in dataclasses.fields(SearchSpace)}
-    unknown = sorted(set(map(str, data)) - set(fields))
-    if unknown:
-        raise ValueError(f"{where}: unknown fields {unknown}; allowed: {sorted(fields)}")
-    required = [name for name, f in fields.items()
-                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
-    missing = [name for name in required if name not in data]
-    if missing:
-        raise ValueError(f"{where}: missing fields {missing}")
-    try:
-        space = SearchSpace(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{where}: {exc}") from None
-    # A user's file: bounded before anything is built from it (MAX_SPACE_*, MAX_SUPERNET_PARAMS).
-    return check_space_limits(space, where)
-
-
 def save_supernet(supernet: Supernet, path: str | Path, half: bool = False,
                   extra: dict[str, Any] | None = None) -> Path:
     """Weights + the space definition, atomically; loads with weights_only=True."""

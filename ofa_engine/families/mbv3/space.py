@@ -479,3 +479,24 @@ def check_space_limits(space: SearchSpace, where: str = "space") -> SearchSpace:
 
 def list_presets() -> list[str]:
     return sorted(PRESETS.names())
+
+
+def space_from_dict(data: Any, where: str = "space") -> SearchSpace:
+    """The `SearchSpace` of its `to_dict()` form; `ValueError` naming `where` and the field."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{where} must be an object of search-space fields, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(SearchSpace)}
+    unknown = sorted(set(map(str, data)) - set(fields))
+    if unknown:
+        raise ValueError(f"{where}: unknown fields {unknown}; allowed: {sorted(fields)}")
+    required = [name for name, f in fields.items()
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    missing = [name for name in required if name not in data]
+    if missing:
+        raise ValueError(f"{where}: missing fields {missing}")
+    try:
+        space = SearchSpace(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{where}: {exc}") from None
+    # A user's file: bounded before anything is built from it (MAX_SPACE_*, MAX_SUPERNET_PARAMS).
+    return check_space_limits(space, where)
