@@ -157,6 +157,11 @@ def main() -> None:
         values = [r[stage] for r in inproc if stage in r]
         if values:
             print(row(f"  of which {stage}", values))
+    target, median = 5.0, statistics.median(cold)
+    print(f"\nCold-start target (issue 25): {target:.0f} s; median {median:.2f} s: "
+          + ("met." if median <= target else f"missed by {median - target:.2f} s (where the time goes: the "
+             "server's health row above, then the browser loading the page, the first script run and "
+             "drawing it; docs/app.md)."))
     warm = [line.split("engine warm: ", 1)[1].strip() for run in range(args.runs)
             for line in (args.log_dir / f"bench_app_{run}.log").read_text().splitlines() if "engine warm: " in line]
     if warm:

@@ -185,6 +185,8 @@ def test_an_impossible_uploaded_profile_shows_its_reason_without_a_click(served,
     wait_idle(page)
     page.get_by_role("tab", name="Upload a profile (JSON)").click()
     page.locator("input[type=file]").last.set_input_files(str(profile))
+    # The upload is over when the uploader lists the file; then its rerun.
+    page.get_by_text("tiny-board.json").first.wait_for(timeout=30_000)
     wait_idle(page)
     add = page.get_by_role("button", name="Add profile")
     # The upload's rerun did not jump back to the first tab (a hidden tab's button never shows).

@@ -50,8 +50,7 @@ with st.spinner("Loading the supernet and predictors (first start only) ..."), u
         memory = ", ".join(f"{k.replace('_kb', '').replace('flash', 'Flash').replace('sram', 'SRAM').replace('ram', 'RAM')} "
                            f"{fmt.memory_kb(v)}" for k, v in dict(profile.memory).items() if v is not None) or "no limit"
         rows.append({"profile": name, "device": device_name(profile),
-                     "latency budget (ms)": budget, "precision": getattr(profile, "precision", "fp32"), "device memory": memory,
-                     "latency from": latency_source(profile)})
+                     "latency budget (ms)": budget, "precision": getattr(profile, "precision", "fp32"), "device memory": memory})
 if not rows:
     st.info("Choose at least one device.", icon=":material/info:")
     st.stop()
@@ -60,12 +59,11 @@ with st.form("deploy_form", border=False, enter_to_submit=False):
     table = st.data_editor(
         # Keyed by the device list: an edit is kept per row, and a different list is a new table.
         pd.DataFrame(rows), hide_index=True, width="stretch", key=f"deploy_table_{'|'.join(devices)}",
-        disabled=["profile", "device", "device memory", "latency from"],
+        # Whose latency each profile predicts is in the results table (a grid cell cuts long text).
+        disabled=["profile", "device", "device memory"],
         column_config={
-            "device": st.column_config.TextColumn(width="medium"),
+            "device": st.column_config.TextColumn(width="large"),
             "device memory": st.column_config.TextColumn(width="medium"),
-            "latency from": st.column_config.TextColumn(width="medium", help="The machine and date the profile's "
-                                                        "latency model was measured on"),
             "latency budget (ms)": st.column_config.NumberColumn(min_value=0.0, format="%.4g ms",
                                                                  help="The device's predicted latency bound"),
             "precision": st.column_config.SelectboxColumn(options=["fp32", "int8"], required=True),

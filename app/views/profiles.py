@@ -33,8 +33,9 @@ def summary_row(name: str) -> dict:
     profile = get_profile(name)
     quality = profile.quality or {}
     memory = dict(profile.memory)
-    # An analytical model was not fitted to measurements: it has no held-out score to show.
-    none = "n/a (analytical)" if profile.kind == "analytical" else "n/a"
+    # An analytical model was not fitted to measurements: it has no held-out score to show (its
+    # kind says why; the first score says so too, the others stay narrow).
+    none = "n/a"
 
     def score(key: str, show) -> str:
         return show(quality[key]) if quality.get(key) is not None else none
@@ -42,7 +43,7 @@ def summary_row(name: str) -> dict:
     # The quality columns right after the name: at 1400 px the later columns scroll off-screen.
     # Text, formatted here (app.format): a number column would show a missing score as "None".
     return {"profile": name, "device": device_name(profile),
-            "MAPE": score("mape", fmt.percent), "Kendall tau": score("kendall_tau", lambda v: f"{v:.3f}"),
+            "MAPE": score("mape", fmt.percent) if profile.kind != "analytical" else "n/a (analytical)", "Kendall tau": score("kendall_tau", lambda v: f"{v:.3f}"),
             "RMSE": score("rmse_ms", lambda v: fmt.quantity(v, "ms")),
             "within 10 %": score("within_10pct", fmt.percent),
             "held-out subnets": score("n_test", lambda v: f"{int(v)}"),
@@ -65,7 +66,7 @@ st.caption(f"Profiles for the space `{md(get_space().name)}` of the chosen super
               "space (`profile-kit --supernet PKG`, then `fit-profile --supernet PKG`)." if unavailable else ""))
 if rows:
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", column_config={
-        "device": st.column_config.TextColumn(width="medium"),
+        "device": st.column_config.TextColumn(width="large"),
         "latency from": st.column_config.TextColumn(width="medium")})
 
 
