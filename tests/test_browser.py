@@ -20,6 +20,7 @@ pytestmark = [
     pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no chromium at {CHROMIUM} (apt-get install chromium)"),
 ]
 playwright = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+expect = playwright.expect
 
 
 def test_specialize_in_the_browser_and_run_the_downloaded_onnx(tmp_path):
@@ -182,16 +183,17 @@ def test_an_impossible_uploaded_profile_shows_its_reason_without_a_click(served,
     open_app(page, url, "profiles")
     page.get_by_role("tab", name="2. Upload measured latencies (CSV)").click()
     page.locator("input[type=file]").first.set_input_files(str(csv))
+    # The CSV's rerun is over once it enables its button: a file set while that rerun redraws
+    # the page could be dropped (wait_idle alone may look before the rerun has started).
+    expect(page.get_by_role("button", name="Create profile")).to_be_enabled(timeout=30_000)
     wait_idle(page)
     page.get_by_role("tab", name="Upload a profile (JSON)").click()
     page.locator("input[type=file]").last.set_input_files(str(profile))
-    # The upload is over when the uploader lists the file; then its rerun.
-    page.get_by_text("tiny-board.json").first.wait_for(timeout=30_000)
-    wait_idle(page)
     add = page.get_by_role("button", name="Add profile")
-    # The upload's rerun did not jump back to the first tab (a hidden tab's button never shows).
-    # Waited for: the reruns may still be on their way while the engine loads torch meanwhile.
-    add.wait_for(state="visible", timeout=30_000)
+    # The upload's rerun enables Add, and did not jump back to the first tab (a hidden tab's
+    # button is never visible).
+    expect(add).to_be_enabled(timeout=30_000)
+    wait_idle(page)
     assert add.is_visible()
     add.click()
     page.get_by_test_id("stAlert").filter(has_text="tiny-board").first.wait_for(timeout=60_000)
