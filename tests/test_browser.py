@@ -81,6 +81,10 @@ def test_hostile_profile_uploads_are_refused_and_another_session_still_specializ
             path = tmp_path / f"hostile-{i}.json"
             path.write_text(json.dumps(data))
             attacker.locator("input[type=file]").last.set_input_files(str(path))
+            # Uploaded when the uploader lists this file, and its rerun over when Add is enabled
+            # (wait_idle alone may look before the rerun has started: Add then took the last file).
+            attacker.get_by_text(path.name).first.wait_for(timeout=30_000)
+            expect(attacker.get_by_role("button", name="Add profile")).to_be_enabled(timeout=30_000)
             wait_idle(attacker)
             attacker.get_by_role("button", name="Add profile").click()
             alert = attacker.get_by_test_id("stAlert").filter(has_text=field)
