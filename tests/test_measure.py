@@ -84,7 +84,8 @@ def _kit(tmp_path, models=2):
 
 def test_runner_writes_results_csv(tmp_path, capsys):
     entries = _kit(tmp_path)
-    assert main([str(tmp_path), "--rounds", "2", "--runs", "5", "--warmup", "1", "--quiet"]) == 0
+    assert main([str(tmp_path), "--rounds", "2", "--runs", "5", "--warmup", "1", "--speed-seconds", "0.1",
+                 "--quiet"]) == 0
     with open(tmp_path / "results.csv", newline="") as fh:
         reader = csv.DictReader(fh)
         assert tuple(reader.fieldnames) == measure.RESULT_COLUMNS
@@ -95,17 +96,22 @@ def test_runner_writes_results_csv(tmp_path, capsys):
         assert " " not in row["config"]                       # compact JSON
         assert 0 < float(row["q1_ms"]) <= float(row["median_ms"]) <= float(row["q3_ms"])
         assert (row["runs"], row["threads"], row["batch_size"]) == ("10", "1", "1")
-    # Atomic: no temporary file is left behind.
-    assert sorted(os.listdir(tmp_path)) == ["m000.onnx", "m001.onnx", "manifest.json", "results.csv"]
+    # Atomic: no temporary file is left behind; how steady the machine was goes beside the results.
+    assert sorted(os.listdir(tmp_path)) == ["m000.onnx", "m001.onnx", "machine_speed.json", "manifest.json",
+                                            "results.csv"]
+    speed = json.loads((tmp_path / measure.SPEED_FILE).read_text())
+    assert speed["samples"] >= 10 and speed["steady"] == (speed["spread"] <= measure.STEADY_SPREAD)
+    assert "machine speed:" in capsys.readouterr().err   # printed even with --quiet (not a progress line)
 
 
 def test_runner_failure_leaves_previous_results(tmp_path, capsys):
     _kit(tmp_path)
     (tmp_path / "results.csv").write_text("old\n")
     (tmp_path / "m001.onnx").unlink()
-    assert main([str(tmp_path), "--runs", "2", "--quiet"]) == 2
+    assert main([str(tmp_path), "--runs", "2", "--speed-seconds", "0.1", "--quiet"]) == 2
     assert "m001.onnx" in capsys.readouterr().err
     assert (tmp_path / "results.csv").read_text() == "old\n"
+    assert not (tmp_path / measure.SPEED_FILE).exists()   # nothing of a failed run is written
     assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
 
 
@@ -174,3 +180,42 @@ def test_measure_many_interleaves_rounds_and_validates(tiny_bytes):
     assert seen == [(1, 2, "measured round 1/2"), (2, 2, "measured round 2/2")]
     with pytest.raises(ValueError, match="rounds"):
         measure_many([tiny_bytes], rounds=0)
+
+
+def test_machine_speed_summarises_a_fixed_workload():
+    speed = measure.machine_speed(0.05, min_samples=12)
+    assert speed.samples >= 12 and 0 < speed.seconds < 5
+    assert 0 < speed.p10_ms <= speed.median_ms <= speed.p90_ms
+    assert speed.spread == pytest.approx((speed.p90_ms - speed.p10_ms) / speed.median_ms)
+    assert speed.steady == (speed.spread <= measure.STEADY_SPREAD)
+    data = speed.to_dict()
+    assert measure.MachineSpeed(**{k: data[k] for k in ("median_ms", "p10_ms", "p90_ms", "samples", "seconds")}) == speed
+    assert measure.speed_samples(0.01, work=100, min_samples=7).shape[0] >= 7
+
+
+def test_machine_speed_says_what_unsteady_means():
+    steady = measure.MachineSpeed.from_times([1.0] * 9 + [1.05], 1.0)
+    assert steady.steady and steady.spread == pytest.approx(0.005) and "steady (at most 10%)" in steady.describe()
+    two_speeds = measure.MachineSpeed.from_times([0.6] * 50 + [1.2] * 50, 1.0)
+    assert not two_speeds.steady and two_speeds.spread == pytest.approx(0.6 / 0.9)
+    text = two_speeds.describe()
+    assert "UNSTEADY" in text and "spread of 67%" in text and "quieter machine" in text
+
+
+@pytest.mark.parametrize("seconds", [0, -1, 61, True, "1", float("nan")])
+def test_machine_speed_rejects_bad_durations(seconds):
+    with pytest.raises(ValueError, match=r"seconds = .*allowed: a number in \(0, 60\]"):
+        measure.machine_speed(seconds)
+
+
+@pytest.mark.parametrize("times", [[], [0.0, 1.0], [float("nan")], [-1.0]])
+def test_machine_speed_needs_positive_timings(times):
+    with pytest.raises(ValueError, match="positive, finite timings"):
+        measure.MachineSpeed.from_times(times, 1.0)
+
+
+def test_runner_refuses_a_bad_speed_duration(tmp_path, capsys):
+    _kit(tmp_path)
+    assert main([str(tmp_path), "--speed-seconds", "0", "--quiet"]) == 2
+    assert "speed_seconds = 0.0; allowed: a number in (0, 120]" in capsys.readouterr().err
+    assert not (tmp_path / "results.csv").exists()

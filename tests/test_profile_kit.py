@@ -16,8 +16,8 @@ from ofa_engine import SearchSpace, analyze
 from ofa_engine.runtime import measure, ort
 from ofa_engine.cli import main
 from ofa_engine.predictors.latency import kendall_tau
-from ofa_engine.devices.profile_kit import (MIN_ROWS, fit_profile_from_csv, kit_configs, kit_zip_bytes,
-                                    read_latency_csv, read_latency_runs, write_profile_kit)
+from ofa_engine.devices.profile_kit import (MIN_ROWS, fit_profile_from_csv, kit_configs, kit_machine_speed,
+                                    kit_zip_bytes, read_latency_csv, read_latency_runs, write_profile_kit)
 from ofa_engine.devices.profiles import load_profile, load_validation
 
 SPACE = SearchSpace.preset("tiny-fmnist")
@@ -41,7 +41,8 @@ def measured_kit(tmp_path_factory):
 def test_kit_contents(measured_kit):
     files = sorted(p.name for p in measured_kit.iterdir())
     assert files == sorted([f"m{i:03d}.onnx" for i in range(N)]
-                           + ["manifest.json", "runner.py", "ort.py", "README.txt", "results.csv"])
+                           + ["manifest.json", "runner.py", "ort.py", "README.txt", "results.csv",
+                              "machine_speed.json"])
     manifest = json.loads((measured_kit / "manifest.json").read_text())
     assert manifest["format"] == "ofa-engine/profile-kit" and manifest["version"] == 1
     assert manifest["space"] == "tiny-fmnist" and manifest["batch_size"] == 1
@@ -61,6 +62,9 @@ def test_round_trip_fit_profile_via_cli(measured_kit, tmp_path, capsys):
     assert code == 0, capsys.readouterr().err
     printed = json.loads(capsys.readouterr().out)
     assert printed["name"] == "my-device" and printed["threads"] == 1
+    speed = printed["spread"][0]["machine_speed"]   # the runner's machine_speed.json, read back
+    assert set(speed) == {"spread", "steady", "summary"} and speed["summary"].startswith("machine speed:")
+    assert speed["steady"] == (speed["spread"] <= measure.STEADY_SPREAD)
     profile = load_profile(str(out))
     assert profile.name == "my-device" and profile.display_name == "my device"
     assert profile.kind == "measured" and profile.threads == 1 and profile.batch_size == 1
@@ -223,3 +227,22 @@ def test_kit_for_a_packages_own_space(tmp_path, capsys):
     assert main(["profile-kit", "--space", "tiny-fmnist", "--supernet", "tiny-fmnist",
                  "--out", str(tmp_path / "k")]) == 2
     assert "not allowed with argument" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("content", [
+    "[1, 2]", '{"median_ms": 1.0}', '{"median_ms": -1, "p10_ms": 1, "p90_ms": 1, "samples": 3, "seconds": 1}',
+    '{"median_ms": "1", "p10_ms": 1, "p90_ms": 1, "samples": 3, "seconds": 1}', "{not json", "",
+])
+def test_a_malformed_machine_speed_file_is_ignored_with_a_warning(tmp_path, caplog, content):
+    (tmp_path / measure.SPEED_FILE).write_text(content)
+    with caplog.at_level("WARNING", logger="ofa_engine.devices.profile_kit"):
+        assert kit_machine_speed(tmp_path / "results.csv") is None
+    assert any(measure.SPEED_FILE in r.getMessage() for r in caplog.records)
+
+
+def test_machine_speed_file_read_back(tmp_path):
+    assert kit_machine_speed(tmp_path / "results.csv") is None   # none written: nothing to say
+    speed = measure.MachineSpeed.from_times([0.6] * 5 + [1.2] * 5, 1.0)
+    (tmp_path / measure.SPEED_FILE).write_text(json.dumps(speed.to_dict()))
+    read = kit_machine_speed(tmp_path / "results.csv")
+    assert read == {"spread": round(speed.spread, 4), "steady": False, "summary": speed.describe()}

@@ -14,7 +14,7 @@ from ofa_engine.devices import this_machine as tm
 from ofa_engine.devices.profile_kit import this_machine
 from ofa_engine.devices.profiles import load_profile, today
 
-TINY = {"n": 5, "rounds": 1, "runs": 2, "warmup": 0}   # seconds, not a measurement to trust
+TINY = {"n": 5, "rounds": 1, "runs": 2, "warmup": 0, "speed_seconds": 0.05}   # seconds, not a measurement to trust
 
 
 @pytest.fixture
@@ -62,6 +62,7 @@ def test_measure_cache_and_reuse(cache, tmp_path):
     p = profile.provenance
     assert p["subnets"] == 5 and p["fit"] in ("ridge-prior", "scale-offset") and p["prior"] == "cpu-ort-1t"
     assert p["cache_key"] == tm.cache_key(1) and p["date"] == today() and p["machine"] == this_machine()
+    assert p["machine_speed"]["samples"] >= 10 and p["machine_speed"]["steady"] in (True, False)
     status = tm.this_machine_status(1)
     assert status.ready and status.profile_path == paths[1] and status.progress == 1.0
     assert json.loads(tm.status_path(1).read_text())["state"] == "done"
@@ -71,6 +72,19 @@ def test_measure_cache_and_reuse(cache, tmp_path):
     tm.profile_this_machine(threads=(1,), **TINY)
     assert paths[1].stat().st_mtime_ns == before
     assert tm.start_profile_this_machine(threads=(1,)) is None
+
+
+def test_label_says_when_the_machine_was_unsteady(cache):
+    tm.profile_this_machine(threads=(1,), **TINY)
+    path = tm.cache_path(1)
+    data = json.loads(path.read_text())
+    for steady, spread in ((True, 0.04), (False, 0.62)):
+        data["provenance"]["machine_speed"] = {**data["provenance"]["machine_speed"], "steady": steady,
+                                               "spread": spread}
+        path.write_text(json.dumps(data))
+        label = tm.latency_label(1)
+        assert label.startswith("this machine (")
+        assert ("its speed swung by 62% while measured" in label) == (not steady)
 
 
 def test_corrupt_cache_is_ignored_and_rebuilt(cache, caplog):
@@ -136,6 +150,9 @@ def test_cli_writes_a_loadable_profile(cache, tmp_path, capsys):
                  "--out", str(out)]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["1t"]["ready"] is True and printed["1t"]["label"].startswith("this machine (")
+    speed = printed["1t"]["machine_speed"]
+    assert speed["steady"] == (speed["spread"] <= 0.10)
+    assert ("its speed swung by" in printed["1t"]["label"]) == (not speed["steady"])
     profile = load_profile(out)
     assert profile.provenance["subnets"] == 5 and profile.runtime["precision"] == "fp32"
     assert profile.provenance["command"] == ("python -m ofa_engine profile-this-machine --space tiny-fmnist "

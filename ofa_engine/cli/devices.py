@@ -317,6 +317,10 @@ def run_profile_this_machine(args: argparse.Namespace) -> int:
         result[f"{t}t"] = {"ready": status.ready, "profile": str(status.profile_path) if status.profile_path else None,
                            "message": status.message,
                            "label": tm.latency_label(t, args.precision, args.space, args.cache_dir)}
+        profile = tm.load_this_machine_profile(t, args.precision, args.space, args.cache_dir) if status.ready else None
+        speed = profile.provenance.get("machine_speed") if profile is not None else None
+        if speed is not None:   # how steady the machine was while measured (runtime.measure.machine_speed)
+            result[f"{t}t"]["machine_speed"] = {"spread": speed.get("spread"), "steady": speed.get("steady")}
     if not args.status:
         result["seconds"] = seconds
     print_json(result)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -33,9 +34,12 @@ from ..runtime import measure, ort
 from .machine import cpu_model, this_machine  # noqa: F401 - re-exported (the benchmarks print them)
 from .profiles import DeviceProfile, today, write_validation_csv
 
+log = logging.getLogger(__name__)
+
 __all__ = ["write_profile_kit", "kit_zip_bytes", "kit_configs", "read_latency_csv",
            "fit_profile_from_csv", "read_latency_runs", "MIN_ROWS", "MAX_CSV_BYTES", "MAX_CSV_ROWS",
-           "MAX_KIT_MODELS", "KIT_README", "profile_slug", "latency_spread", "load_prior", "DEFAULT_KIT_SUBNETS"]
+           "MAX_KIT_MODELS", "KIT_README", "profile_slug", "latency_spread", "kit_machine_speed", "load_prior",
+           "DEFAULT_KIT_SUBNETS"]
 
 MIN_ROWS = 20
 # Kit subnets are chosen from a pool of this many random candidates per subnet (at least KIT_POOL_MIN).
@@ -65,7 +69,10 @@ On the device (Python 3.9+):
     python runner.py . --threads 4      # or the thread count you will deploy with
 
 It measures every model ({warmup} warm-up runs, then {runs} timed runs, median kept) and writes
-results.csv here. Close other programs first; it takes about a minute on a laptop.
+results.csv here. Close other programs first; it takes about a minute on a laptop. It also
+times a fixed workload before and after (machine_speed.json) and prints how steady the machine
+was: "UNSTEADY" means its speed moved by more than 10% within seconds (a shared or throttling
+machine), and latencies measured there scatter by as much.
 
 Back on the machine with ofa_engine:
 
@@ -330,7 +337,29 @@ def latency_spread(csv_path: str | os.PathLike) -> dict[str, Any]:
         return {"csv": path.name, "median_relative_spread": None, "noisy_rows": []}
     median = float(np.nanmedian(values))
     noisy = [i + 1 for i, v in enumerate(values) if np.isfinite(v) and v > max(0.3, 2 * median)]
-    return {"csv": path.name, "median_relative_spread": round(median, 3), "noisy_rows": noisy}
+    return {"csv": path.name, "median_relative_spread": round(median, 3), "noisy_rows": noisy,
+            "machine_speed": kit_machine_speed(path)}
+
+
+def kit_machine_speed(csv_path: str | os.PathLike) -> dict[str, Any] | None:
+    """How steady the machine was while the runner measured `csv_path` (the runner's
+    `machine_speed.json` beside it: spread, steady and what that means), or None when there is
+    no such file or it is not one the runner writes (it is advice, never required)."""
+    from ..runtime.measure import SPEED_FILE, MachineSpeed
+    speed_file = Path(csv_path).parent / SPEED_FILE
+    if not speed_file.is_file():
+        return None
+    try:
+        data = read_json(speed_file)
+        speed = MachineSpeed(**{k: data[k] for k in ("median_ms", "p10_ms", "p90_ms", "samples", "seconds")})
+        if not all(isinstance(getattr(speed, k), (int, float)) and not isinstance(getattr(speed, k), bool)
+                   and np.isfinite(getattr(speed, k)) and getattr(speed, k) > 0
+                   for k in ("median_ms", "p10_ms", "p90_ms", "samples", "seconds")):
+            raise ValueError("not positive numbers")
+    except (ValueError, TypeError, KeyError) as exc:
+        log.warning("ignored '%s': not a machine_speed.json of the kit runner (%s)", speed_file, exc)
+        return None
+    return {"spread": round(speed.spread, 4), "steady": speed.steady, "summary": speed.describe()}
 
 
 def _kit_manifest(csv_path: Path) -> dict[str, Any] | None:

@@ -8,7 +8,11 @@ of `runtime.measure.measure_many`, and fits each profile few-shot on top of the 
 (`predictors.latency.fewshot`, method chosen in docs/latency-fewshot.md). The result is an
 ordinary profile (`load_profile(path)`) cached on disk under a key of what the latency
 depends on (`cache_key`: CPU model, core count, ORT version, threads, precision, space) and
-reused from then on; `refresh=True` measures again.
+reused from then on; `refresh=True` measures again. Around each thread count's measurement the
+run also times how steady the machine is (`runtime.measure.machine_speed`, half a second before
+and after) and keeps it in the profile's provenance (`machine_speed`): on a shared VM whose
+speed swings (2x within a second on the VMs here), no measurement, and so no profile, is closer
+than that, and the label says so.
 
 The app calls, without blocking a page:
 
@@ -18,7 +22,8 @@ The app calls, without blocking a page:
   running)`, from the cache and the small status JSON the run rewrites (atomically) as it goes;
 - `load_this_machine_profile(threads, ...)` -> the cached `DeviceProfile`, or None;
 - `latency_label(threads, ...)` -> what to write next to predictions: the measured profile's
-  provenance when ready, otherwise "reference machine (X), not this one".
+  provenance when ready (with the speed swing when the machine was unsteady), otherwise
+  "reference machine (X), not this one".
 
 A cache or status file that cannot be read is ignored with a logged warning; the next run
 rebuilds it. The cache folder: `$OFA_CACHE_DIR`, else `$XDG_CACHE_HOME/ofa_engine`, else
@@ -59,6 +64,9 @@ STARTUP_THREADS = (1, 2)       # the bundled CPU profiles the app offers
 # The start-up run: subnets, and measure_many's rounds / timed runs / warm-up per burst. Sized
 # to stay under 60 s of one core for fp32 at 1 and 2 threads (docs/latency-fewshot.md).
 STARTUP_SUBNETS, STARTUP_ROUNDS, STARTUP_RUNS, STARTUP_WARMUP = 20, 7, 20, 5
+# How steady the machine was (runtime.measure.machine_speed), timed half before and half after
+# each thread count's measurement; recorded in the profile's provenance.
+STARTUP_SPEED_SECONDS = 1.0
 _KEY_VERSION = 1
 
 
@@ -213,13 +221,18 @@ def _reference_profile(threads: int, precision: str) -> DeviceProfile:
 def latency_label(threads: int = 1, precision: str = "fp32", space: str = "tiny-fmnist",
                   directory: str | os.PathLike | None = None) -> str:
     """The honest label of the latency predictions for the setting: the measured profile's
-    provenance when it is ready, otherwise "reference machine (X), not this one" with X the
-    machine the bundled profile was fitted on."""
+    provenance when it is ready (and, when the machine's speed was unsteady while measured,
+    `runtime.measure.machine_speed`, by how much, since its latencies scatter that much),
+    otherwise "reference machine (X), not this one" with X the machine the bundled profile was
+    fitted on."""
     profile = load_this_machine_profile(threads, precision, space, directory)
     if profile is not None:
         p = profile.provenance
-        return (f"this machine ({p.get('machine')}), measured {p.get('date')} from {p.get('subnets')} "
-                f"subnets")
+        label = f"this machine ({p.get('machine')}), measured {p.get('date')} from {p.get('subnets')} subnets"
+        speed = p.get("machine_speed")
+        if isinstance(speed, Mapping) and speed.get("steady") is False and isinstance(speed.get("spread"), (int, float)):
+            label += f"; its speed swung by {100 * float(speed['spread']):.0f}% while measured: expect as much scatter"
+        return label
     reference = _reference_profile(threads, precision)
     p = reference.provenance
     return f"reference machine ({p.get('machine')}, {p.get('date')}), not this one"
@@ -250,7 +263,7 @@ def _loo_quality(space: Any, prior: Any, x: np.ndarray, y: np.ndarray, method: s
 def fit_this_machine_profile(space: Any, threads: int, precision: str, configs: Sequence[Any],
                              latencies_ms: np.ndarray, *, spread: np.ndarray | None = None,
                              key: Mapping[str, Any] | None = None, command: str = "",
-                             measure_seconds: float | None = None,
+                             measure_seconds: float | None = None, speed: Any = None,
                              protocol: tuple[int, int, int] = (STARTUP_ROUNDS, STARTUP_WARMUP, STARTUP_RUNS)
                              ) -> DeviceProfile:
     """The profile of this machine from measured subnets: a few-shot fit
@@ -288,6 +301,8 @@ def fit_this_machine_profile(space: Any, threads: int, precision: str, configs: 
         provenance["run_cpu_seconds"] = round(float(measure_seconds), 2)
     if spread is not None:
         provenance["median_relative_spread"] = round(float(np.median(spread)), 4)
+    if speed is not None:   # a runtime.measure.MachineSpeed
+        provenance["machine_speed"] = speed.to_dict()
     return DeviceProfile(
         name=f"this-machine-{threads}t{suffix}",
         display_name=f"This machine ({cpu_model()}): ONNX Runtime CPU, {threads} thread{'s' * (threads > 1)}"
@@ -319,9 +334,12 @@ def profile_this_machine(space: str = "tiny-fmnist", threads: Sequence[int] = ST
                          precision: str = "fp32", *, n: int = STARTUP_SUBNETS, rounds: int = STARTUP_ROUNDS,
                          runs: int = STARTUP_RUNS, warmup: int = STARTUP_WARMUP, refresh: bool = False,
                          directory: str | os.PathLike | None = None, out: str | os.PathLike | None = None,
-                         progress: Progress | None = None, command: str = "") -> dict[int, Path]:
+                         progress: Progress | None = None, command: str = "",
+                         speed_seconds: float = STARTUP_SPEED_SECONDS) -> dict[int, Path]:
     """Measure and fit the profiles of this machine for each thread count; returns threads ->
     cached profile path. Settings already cached (and valid) are kept unless `refresh`.
+    How steady the machine was (`machine_speed`, `speed_seconds` per thread count, half before
+    and half after) goes into each profile's provenance, and a warning is logged when unsteady.
     The same exported subnets serve every thread count. `out`: also write the profile there
     (one thread count; with several, `<out stem>-<T>t.json`). Progress goes to `progress` and
     to each setting's status file (`status_path`), which another process may poll."""
@@ -329,7 +347,7 @@ def profile_this_machine(space: str = "tiny-fmnist", threads: Sequence[int] = ST
     from ..predictors.latency.fewshot import MIN_FEWSHOT_SUBNETS
     from ..runtime.common import QuantizationRefusedError
     from ..runtime.export import export_subnets
-    from ..runtime.measure import measure_many
+    from ..runtime.measure import MachineSpeed, measure_many, speed_samples
     from .profile_kit import kit_configs
 
     threads = _check_setting(threads, precision, n)
@@ -367,14 +385,20 @@ def profile_this_machine(space: str = "tiny-fmnist", threads: Sequence[int] = ST
                     raise ValueError(f"only {len(configs)} of {n} subnets could be exported as {precision}; "
                                      f"a profile needs {MIN_FEWSHOT_SUBNETS}")
                 for t in todo:
+                    before = speed_samples(speed_seconds / 2)
                     stats = measure_many(files, threads=t, rounds=rounds, runs=runs, warmup=warmup,
                                          progress=lambda r, total, m, t=t: step(f"{t} thread(s): {m}"))
+                    speed_times = np.concatenate([before, speed_samples(speed_seconds / 2)])
+                    speed = MachineSpeed.from_times(speed_times, float(speed_times.sum()) / 1e3)
+                    if not speed.steady:
+                        log.warning("%s thread(s): %s", t, speed.describe())
                     medians = np.array([s.median_ms for s in stats])
                     spread = np.array([s.iqr_ms / s.median_ms for s in stats])
                     profile = fit_this_machine_profile(
                         space_obj, t, precision, configs, medians, spread=spread,
                         key=cache_key(t, precision, space_obj.name), command=command,
-                        measure_seconds=time.process_time() - start_cpu, protocol=(rounds, warmup, runs))
+                        measure_seconds=time.process_time() - start_cpu, protocol=(rounds, warmup, runs),
+                        speed=speed)
                     atomic_write_text(paths[t], profile.to_json())
                     step(f"{t} thread(s): fitted and cached {paths[t].name}")
             seconds = time.process_time() - start_cpu

@@ -24,6 +24,15 @@ within +-10% for only ~30% of them). So every model gets `rounds` short bursts, 
 fresh random order each round, and its latency is the median over rounds of each burst's
 median: a slow phase spoils a few bursts of many models, not all bursts of one (the same two
 passes, 7 rounds: 95% within +-10%).
+
+How steady the machine is (`machine_speed`): some machines change speed faster than any
+interleaving can average out. On the 2-vCPU VMs this project runs on (2026-12-02), a fixed
+pure-Python loop took anywhere from 7.5 to 14.5 ms from one 13 ms sample to the next, and a
+subnet's 100-run median moved by up to 2.5x between bursts 0.3 s apart, with no steal time
+reported: the host shares the physical cores. `machine_speed` times such a fixed
+single-threaded workload for a while and reports the spread of its 10th-90th percentile; a
+spread above `STEADY_SPREAD` means the machine cannot time a model to +-10% at all, whatever
+the protocol. The kit runner and the start-up profile record it beside their results.
 """
 
 from __future__ import annotations
@@ -34,6 +43,7 @@ import io
 import json
 import os
 import sys
+import time
 from dataclasses import asdict, dataclass
 from typing import Callable, Sequence
 
@@ -44,14 +54,18 @@ if __package__:
 else:   # runner.py of a profile kit: ort.py is copied beside it
     from ort import input_feed, make_session, time_session
 
-__all__ = ["LatencyStats", "measure_latency", "measure_many", "run_kit", "main",
-           "KIT_FORMAT", "KIT_VERSION", "RESULT_COLUMNS"]
+__all__ = ["LatencyStats", "MachineSpeed", "measure_latency", "measure_many", "machine_speed", "run_kit", "main",
+           "speed_samples", "KIT_FORMAT", "KIT_VERSION", "RESULT_COLUMNS", "STEADY_SPREAD", "SPEED_FILE"]
 
 KIT_FORMAT, KIT_VERSION = "ofa-engine/profile-kit", 1
 RESULT_COLUMNS = ("file", "config", "median_ms", "q1_ms", "q3_ms", "runs", "threads", "batch_size")
 DEFAULT_WARMUP, DEFAULT_RUNS = 20, 100
 # measure_many: runs per burst, warm-up per burst, bursts (rounds) per model.
 MANY_RUNS, MANY_WARMUP, MANY_ROUNDS = 30, 5, 11
+# machine_speed: a machine whose fixed workload's 10th-90th percentile spread (over its median)
+# exceeds this cannot time a model to +-10%; loop iterations of one sample (~1-2 ms here).
+STEADY_SPREAD, SPEED_WORK = 0.10, 20_000
+SPEED_FILE = "machine_speed.json"   # written by run_kit beside results.csv
 
 
 @dataclass(frozen=True)
@@ -68,6 +82,74 @@ class LatencyStats:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class MachineSpeed:
+    """How steady the machine's speed was: `samples` timings (ms) of one fixed single-threaded
+    workload over `seconds`. `spread` = (p90 - p10) / median; `steady` when it is at most
+    `STEADY_SPREAD`."""
+
+    median_ms: float
+    p10_ms: float
+    p90_ms: float
+    samples: int
+    seconds: float
+
+    @classmethod
+    def from_times(cls, times_ms: Sequence[float], seconds: float) -> "MachineSpeed":
+        t = np.asarray(times_ms, np.float64)
+        if t.size < 1 or not np.isfinite(t).all() or (t <= 0).any():
+            raise ValueError("machine speed: needs one or more positive, finite timings")
+        p10, median, p90 = np.percentile(t, [10, 50, 90])
+        return cls(float(median), float(p10), float(p90), int(t.size), float(seconds))
+
+    @property
+    def spread(self) -> float:
+        return (self.p90_ms - self.p10_ms) / self.median_ms
+
+    @property
+    def steady(self) -> bool:
+        return self.spread <= STEADY_SPREAD
+
+    def describe(self) -> str:
+        """One line for a person: the spread, and what it means for the measurements."""
+        head = (f"machine speed: a fixed workload took {self.p10_ms:.2f}-{self.p90_ms:.2f} ms (10th-90th "
+                f"percentile of {self.samples} samples over {self.seconds:.1f} s), a spread of "
+                f"{100 * self.spread:.0f}%")
+        if self.steady:
+            return f"{head}: steady (at most {100 * STEADY_SPREAD:.0f}%)"
+        return (f"{head}: UNSTEADY (more than {100 * STEADY_SPREAD:.0f}%): this machine changes speed by about that "
+                f"much within seconds, so latencies measured here scatter by as much; measure on a quieter "
+                f"machine, or expect predictions no closer than that")
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "spread": round(self.spread, 4), "steady": self.steady}
+
+
+def speed_samples(seconds: float = 1.0, work: int = SPEED_WORK, min_samples: int = 10) -> np.ndarray:
+    """Timings (ms) of a fixed single-threaded pure-Python loop (`work` iterations), repeated
+    for `seconds` and at least `min_samples` times; about `seconds` of one core. `ValueError`
+    for `seconds` outside (0, 60] or a bad count."""
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 < seconds <= 60:
+        raise ValueError(f"seconds = {seconds!r}; allowed: a number in (0, 60]")
+    work, min_samples = _positive_int(work, "work"), _positive_int(min_samples, "min_samples")
+    clock = time.perf_counter_ns
+    times = []
+    end = clock() + int(seconds * 1e9)
+    while clock() < end or len(times) < min_samples:
+        t0 = clock()
+        x = 0
+        for i in range(work):
+            x += i
+        times.append((clock() - t0) / 1e6)
+    return np.array(times)
+
+
+def machine_speed(seconds: float = 1.0, work: int = SPEED_WORK, min_samples: int = 10) -> MachineSpeed:
+    """How steady this machine's speed is: `speed_samples` summarised (`MachineSpeed`)."""
+    times = speed_samples(seconds, work, min_samples)
+    return MachineSpeed.from_times(times, float(times.sum()) / 1e3)
 
 
 def _positive_int(value, name: str) -> int:
@@ -164,39 +246,55 @@ def _read_manifest(kit_dir: str) -> dict:
 
 def run_kit(kit_dir: str, threads: int = 1, batch_size: int | None = None, runs: int = MANY_RUNS,
             warmup: int = MANY_WARMUP, rounds: int = MANY_ROUNDS,
-            progress: Callable[[int, int, str], None] | None = None) -> str:
+            progress: Callable[[int, int, str], None] | None = None, speed_seconds: float = 2.0,
+            speed_report: Callable[[MachineSpeed], None] | None = None) -> str:
     """Measure every model of a profile kit (`measure_many`) and write `KIT_DIR/results.csv`
-    atomically; returns its path. `batch_size` defaults to the manifest's."""
+    atomically; returns its path. `batch_size` defaults to the manifest's. How steady the
+    machine was (`machine_speed`, half of `speed_seconds` before the models and half after) goes
+    to `KIT_DIR/machine_speed.json` (`MachineSpeed.to_dict`) and to `speed_report`."""
     manifest = _read_manifest(kit_dir)
     batch_size = int(manifest.get("batch_size", 1)) if batch_size is None else batch_size
+    if isinstance(speed_seconds, bool) or not isinstance(speed_seconds, (int, float)) or not 0 < speed_seconds <= 120:
+        raise ValueError(f"speed_seconds = {speed_seconds!r}; allowed: a number in (0, 120]")
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(RESULT_COLUMNS)
     models = manifest["models"]
+    before = speed_samples(speed_seconds / 2)
     all_stats = measure_many([os.path.join(kit_dir, entry["file"]) for entry in models], threads=threads,
                              batch_size=batch_size, rounds=rounds, runs=runs, warmup=warmup,
                              progress=progress)
+    times = np.concatenate([before, speed_samples(speed_seconds / 2)])
+    speed = MachineSpeed.from_times(times, float(times.sum()) / 1e3)
     for entry, stats in zip(models, all_stats):
         config = json.dumps(entry["config"], separators=(",", ":"))
         writer.writerow([entry["file"], config, f"{stats.median_ms:.6f}", f"{stats.q1_ms:.6f}",
                          f"{stats.q3_ms:.6f}", stats.runs, stats.threads, stats.batch_size])
     out = os.path.join(kit_dir, "results.csv")
-    # Written by hand, not with ofa_engine.files: the runner runs where ofa_engine is not installed.
-    tmp = f"{out}.{os.getpid()}.tmp"
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="") as fh:
-            fh.write(buffer.getvalue())
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    _write_atomic(os.path.join(kit_dir, SPEED_FILE), json.dumps(speed.to_dict(), indent=1) + "\n")
+    _write_atomic(out, buffer.getvalue())
+    if speed_report is not None:
+        speed_report(speed)
     return out
 
 
+def _write_atomic(path: str, text: str) -> None:
+    # Written by hand, not with ofa_engine.files: the runner runs where ofa_engine is not installed.
+    tmp = f"{path}.{os.getpid()}.tmp"
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python runner.py KIT_DIR [--threads T] [--batch-size B] [--rounds N] [--runs R] [--warmup W]`."""
+    """`python runner.py KIT_DIR [--threads T] [--batch-size B] [--rounds N] [--runs R] [--warmup W]
+    [--speed-seconds S] [--quiet]`."""
     parser = argparse.ArgumentParser(
         description="Measure the ONNX models of an ofa_engine profile kit; writes KIT_DIR/results.csv.")
     parser.add_argument("kit_dir", metavar="KIT_DIR")
@@ -209,6 +307,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         f"(default {MANY_RUNS})")
     parser.add_argument("--warmup", type=int, default=MANY_WARMUP,
                         help=f"untimed runs before each burst (default {MANY_WARMUP})")
+    parser.add_argument("--speed-seconds", type=float, default=2.0,
+                        help="how long to time the machine's own speed, half before and half after the models "
+                             "(default 2; machine_speed.json)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     args = parser.parse_args(argv)
 
@@ -217,7 +318,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         out = run_kit(args.kit_dir, threads=args.threads, batch_size=args.batch_size, runs=args.runs,
-                      warmup=args.warmup, rounds=args.rounds, progress=None if args.quiet else progress)
+                      warmup=args.warmup, rounds=args.rounds, progress=None if args.quiet else progress,
+                      speed_seconds=args.speed_seconds, speed_report=lambda speed: print(speed.describe(), file=sys.stderr))
     except (ValueError, OSError) as exc:
         where = f": '{exc.filename}'" if isinstance(exc, OSError) and exc.filename else ""
         print(f"error: {exc.strerror if isinstance(exc, OSError) and exc.strerror else exc}{where}",
