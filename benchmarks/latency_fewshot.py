@@ -6,6 +6,10 @@
 Writes the sections of `--doc` (default docs/latency-fewshot.md; with --quick
 /tmp/latency-fewshot-quick.md, so that tiny numbers never land in the docs):
 
+0. "How steady this machine is": `measure.speed_samples` (a fixed pure-Python loop) in
+   consecutive windows; a machine whose speed moves by more than `STEADY_SPREAD` cannot time
+   a subnet to +-10%, which bounds every measured number below.
+
 1. "Method choice on the bundled datasets": no measuring. Each few-shot method
    (`predictors.latency.fewshot`) with a prior fitted on one bundled dataset and K subnets of
    another (1 thread -> 2 threads, 2 -> 1, fp32 -> int8), scored on held-out subnets, against
@@ -35,6 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -56,9 +61,10 @@ ASSETS = ROOT / "assets" / "latency"
 TITLE = ("# Few-shot latency profiles: this machine at start-up, a new device from a few subnets\n\n"
          "Written by `benchmarks/latency_fewshot.py` (each section names its command, machine and date).")
 FULL = {"ks": (5, 10, 20, 50, 100), "draws": 20, "n_fp32": 300, "n_int8": 150, "kit_n": 30,
-        "check_n": 24, "check_runs": 100, "check_warmup": 20}
+        "check_n": 24, "check_runs": 100, "check_warmup": 20, "speed_windows": 5, "speed_window_s": 2.0}
 QUICK = {"ks": (5, 10), "draws": 3, "n_fp32": 24, "n_int8": 12, "kit_n": 8, "check_n": 6,
-         "check_runs": 10, "check_warmup": 2, "rounds": 3, "runs": 5, "warmup": 1}
+         "check_runs": 10, "check_warmup": 2, "rounds": 3, "runs": 5, "warmup": 1, "speed_windows": 2,
+         "speed_window_s": 0.2}
 
 
 def stamp(command: str) -> str:
@@ -232,21 +238,56 @@ def _relative_iqr(path: Path) -> float:
     return float(np.median([(float(r["q3_ms"]) - float(r["q1_ms"])) / float(r["median_ms"]) for r in rows]))
 
 
+# ---------------------------------------------------------------------- 0. how steady is it
+def section_steady(cfg: dict, command: str) -> str:
+    """`machine_speed` in consecutive windows: how far this machine's own speed moves."""
+    from ofa_engine.runtime.measure import STEADY_SPREAD, MachineSpeed, speed_samples
+
+    windows = [speed_samples(cfg["speed_window_s"]) for _ in range(cfg["speed_windows"])]
+    pooled = np.concatenate(windows)
+    fast = np.percentile(pooled, 5)
+    rows = []
+    for i, w in enumerate(windows):
+        m = MachineSpeed.from_times(w, float(w.sum()) / 1e3)
+        rows.append(f"| {i + 1} | {m.p10_ms:.3f} | {m.median_ms:.3f} | {m.p90_ms:.3f} | {100 * m.spread:.0f}% | "
+                    f"{100 * np.mean(w <= 1.1 * fast):.0f}% |")
+    whole = MachineSpeed.from_times(pooled, float(pooled.sum()) / 1e3)
+    lines = ["## How steady this machine is", "", stamp(command), "",
+             f"`ofa_engine.runtime.measure.speed_samples`: a fixed single-threaded pure-Python loop (about "
+             f"{np.median(pooled):.1f} ms), timed over and over in {len(windows)} consecutive windows of "
+             f"{cfg['speed_window_s']:g} s. On a steady machine every sample takes the same time (spread = "
+             f"(p90 - p10) / median of a few %); `machine_speed` calls a spread above {100 * STEADY_SPREAD:.0f}% "
+             f"unsteady, and the kit runner and the start-up profile record it (`machine_speed.json`, the "
+             f"profile's provenance, the app's latency label).", "",
+             "| window | p10 ms | median ms | p90 ms | spread | samples at full speed (within 10% of the fastest 5%) |",
+             "|---:|---:|---:|---:|---:|---:|", *rows, "",
+             f"All windows: spread **{100 * whole.spread:.0f}%** ({'steady' if whole.steady else 'unsteady'}); "
+             f"{100 * np.mean(pooled <= 1.1 * fast):.0f}% of the samples ran at full speed. "
+             + ("" if whole.steady else
+                "The same loop runs at two speeds, about 2x apart, switching within fractions of a second, with no "
+                "steal time reported inside the VM: the host shares the physical core. A subnet's 100-run median "
+                "then depends on which speed its 0.1 s happened to get, so no protocol of bounded length times a "
+                "subnet to +-10% here, and neither the K table's nor the check's targets can be met or refuted "
+                "on such a machine; the sections below show the consequences.")]
+    return "\n".join(lines)
+
+
 # ---------------------------------------------------------------------- 3. kit runner twice
 def section_runner(cfg: dict, command: str, work: Path) -> str:
-    from ofa_engine.devices.profile_kit import latency_spread, write_profile_kit
+    from ofa_engine.devices.profile_kit import kit_machine_speed, latency_spread, write_profile_kit
     from ofa_engine.runtime.measure import MANY_ROUNDS, MANY_RUNS, MANY_WARMUP, run_kit
 
     rounds, runs, warmup = cfg.get("rounds", MANY_ROUNDS), cfg.get("runs", MANY_RUNS), cfg.get("warmup", MANY_WARMUP)
     kit = work / f"kit-n{cfg['kit_n']}"
     if not (kit / "manifest.json").is_file():
         write_profile_kit(SPACE, kit, n=cfg["kit_n"], overwrite=True)
-    results, flagged = [], set()
+    results, flagged, speeds = [], set(), []
     for run in range(2):
         start = time.time()
         path = run_kit(str(kit), threads=1, rounds=rounds, runs=runs, warmup=warmup)
         copy = work / f"kit-run{run + 1}.csv"
         copy.write_bytes(Path(path).read_bytes())
+        speeds.append(kit_machine_speed(path))
         flagged |= {i - 1 for i in latency_spread(copy)["noisy_rows"]}
         with open(path, newline="", encoding="utf-8") as fh:
             rows = list(csv.DictReader(fh))
@@ -274,7 +315,10 @@ def section_runner(cfg: dict, command: str, work: Path) -> str:
              "| median difference of the flagged / the other subnets | "
              + (f"{100 * np.median(diff[sorted(flagged)]):.1f}% / " if flagged else "- / ")
              + f"{100 * np.median(np.delete(diff, sorted(flagged))):.1f}% |",
-             f"| runs 1 and 2 rank the subnets alike (Kendall tau) | {metrics(a, b)['kendall_tau']:.3f} |", "",
+             f"| runs 1 and 2 rank the subnets alike (Kendall tau) | {metrics(a, b)['kendall_tau']:.3f} |",
+             "| the machine's speed spread during runs 1 and 2 (`machine_speed.json`) | "
+             + " / ".join(f"{100 * sp['spread']:.0f}% ({'steady' if sp['steady'] else 'unsteady'})" if sp else "-"
+                          for sp in speeds) + " |", "",
              "How to tell a noisy measurement from a real one: the runner writes each subnet's spread "
              "(`q1_ms`, `q3_ms`: the quartiles of all its timed runs) beside its median, and `fit-profile` prints "
              "each CSV's median relative spread and the rows it flags as noisy. A subnet whose relative "
@@ -289,7 +333,7 @@ def section_runner(cfg: dict, command: str, work: Path) -> str:
 # ---------------------------------------------------------------------- 4. start-up + check
 def section_startup(cfg: dict, command: str, work: Path) -> str:
     from ofa_engine.cli.main import main as cli_main
-    from ofa_engine.runtime.measure import measure_latency, measure_many
+    from ofa_engine.runtime.measure import MachineSpeed, measure_latency, measure_many, speed_samples
 
     cache = work / "startup-cache"
     argv = [sys.executable, "-m", "ofa_engine", "profile-this-machine", "--threads", "1,2", "--cache-dir",
@@ -322,8 +366,11 @@ def section_startup(cfg: dict, command: str, work: Path) -> str:
             configs.append(SPACE.parse_config(f"random:{seed}"))
         files = sorted(Path(tmp).glob("check*.onnx"))
         # The check as specified, then the same again (its own noise), then interleaved rounds.
+        speed_before = speed_samples(1.0)
         passes = [np.array([measure_latency(f, threads=1, warmup=cfg["check_warmup"], runs=cfg["check_runs"]).median_ms
                             for f in files]) for _ in range(2)]
+        speed_times = np.concatenate([speed_before, speed_samples(1.0)])
+        check_speed = MachineSpeed.from_times(speed_times, float(speed_times.sum()) / 1e3)
         interleaved = np.array([s.median_ms for s in measure_many(files, threads=1, **{
             k: cfg[k] for k in ("rounds", "runs", "warmup") if k in cfg})])
     measured = passes[0]
@@ -355,7 +402,11 @@ def section_startup(cfg: dict, command: str, work: Path) -> str:
              "",
              f"Targets (>= 90% within +-10%, tau >= 0.85, first row): **{'met' if ok else 'not met'}**. Where the "
              f"second pass of the check agrees with the first no better than the profile does, the check measures "
-             f"the machine's drift, not the profile: run it again on an idle machine."]
+             f"the machine's drift, not the profile: run it again on an idle machine. The machine's speed around "
+             f"the check (`machine_speed`, 1 s before and 1 s after): spread {100 * check_speed.spread:.0f}% "
+             f"({'steady' if check_speed.steady else 'unsteady'}); the start-up profile recorded "
+             + (f"{100 * profile.provenance['machine_speed']['spread']:.0f}% in its provenance."
+                if isinstance(profile.provenance.get("machine_speed"), Mapping) else "none.")]
     return "\n".join(lines)
 
 
@@ -371,8 +422,8 @@ def main() -> None:
     parser.add_argument("--data-dir", default=None,
                         help="where measured datasets, ONNX files and the kit are kept between runs (default "
                              "~/.cache/ofa_engine/bench-latency-fewshot[-quick])")
-    parser.add_argument("--sections", default="bundled,machine,runner,startup",
-                        help="comma-separated subset of bundled,machine,runner,startup")
+    parser.add_argument("--sections", default="steady,bundled,machine,runner,startup",
+                        help="comma-separated subset of steady,bundled,machine,runner,startup")
     args = parser.parse_args()
     cfg = QUICK if args.quick else FULL
     doc = Path(args.doc or ("/tmp/latency-fewshot-quick.md" if args.quick else ROOT / "docs" / "latency-fewshot.md"))
@@ -381,7 +432,7 @@ def main() -> None:
     data_dir.mkdir(parents=True, exist_ok=True)
     command = "python benchmarks/latency_fewshot.py" + (" --quick" if args.quick else "")
     wanted = {s.strip() for s in args.sections.split(",")}
-    unknown = wanted - {"bundled", "machine", "runner", "startup"}
+    unknown = wanted - {"steady", "bundled", "machine", "runner", "startup"}
     if unknown:
         parser.error(f"--sections: unknown {sorted(unknown)}")
 
@@ -389,6 +440,9 @@ def main() -> None:
         print(f"  {message}", file=sys.stderr)
 
     parts = []
+    if "steady" in wanted:
+        parts.append(section_steady(cfg, command))
+        print(parts[-1], "\n")
     if "bundled" in wanted:
         parts.append(section_bundled(cfg, command))
         print(parts[-1], "\n")
