@@ -163,6 +163,38 @@ def test_a_package_without_its_weights_is_the_package_less_the_supernet(small_pa
         load_package(folder, weights=False)
 
 
+@pytest.mark.parametrize("zipped", [False, True])
+def test_load_weights_reads_only_the_weights_of_a_light_package(small_package, tmp_path, zipped):
+    """load_weights: the light package's supernet from its weights file alone (a zip: that one
+    member), the same tensors as the whole package's; then cached, sharing the light package's
+    images, so load_package(path) loads nothing again."""
+    from ofa_engine.packages import load_weights
+    folder = _copy(small_package, tmp_path)
+    source = folder
+    if zipped:
+        source = tmp_path / "pkg.zip"
+        with zipfile.ZipFile(source, "w") as zf:
+            for f in sorted(folder.rglob("*")):
+                zf.write(f, f"pkg/{f.relative_to(folder)}")
+    clear_package_cache()
+    light = load_package(source, weights=False)
+    net = load_weights(light)
+    assert not net.training and load_weights(light) is net
+    full = load_package(source)
+    assert full.supernet is net and full.evaluation is light.evaluation and full.path == light.path
+    clear_package_cache()
+    reference = load_package(small_package).supernet.state_dict()
+    assert all(torch.equal(v, net.state_dict()[k]) for k, v in reference.items())
+    # A weights file changed after the light load is refused by its digest, and nothing is cached.
+    clear_package_cache()
+    light = load_package(folder, weights=False)
+    (folder / "supernet.safetensors").write_bytes(b"changed")
+    with pytest.raises(PackageError, match="weights.sha256"):
+        load_weights(light)
+    with pytest.raises(PackageError, match="weights.sha256"):
+        load_package(folder)
+
+
 def test_latency_profiles_in_a_package(small_package, tmp_path):
     root = Path(__file__).resolve().parents[1]
     folder = _copy(small_package, tmp_path)

@@ -4,8 +4,8 @@ provenance (docs/packages.md). `load_package` resolves a bundled name, a folder 
 
 from .manifest import MANIFEST_NAME, PACKAGE_FORMAT, PACKAGE_VERSION, Manifest, PackageError
 from .package import (ENV_VAR, PackageEntry, SupernetPackage, bundled_packages, clear_package_cache, list_packages,
-                      load_package, packages_dir_from_env)
+                      load_package, load_weights, packages_dir_from_env)
 
 __all__ = ["MANIFEST_NAME", "PACKAGE_FORMAT", "PACKAGE_VERSION", "Manifest", "PackageError", "ENV_VAR",
            "PackageEntry", "SupernetPackage", "bundled_packages", "clear_package_cache", "list_packages",
-           "load_package", "packages_dir_from_env"]
+           "load_package", "load_weights", "packages_dir_from_env"]

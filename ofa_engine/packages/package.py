@@ -33,7 +33,7 @@ from ..families.mbv3.space import SearchSpace
 from ..files import read_json
 from .manifest import MANIFEST_NAME, ImagesRef, Manifest, PackageError, check_member_name, validate_manifest
 
-__all__ = ["SupernetPackage", "PackageEntry", "load_package", "list_packages", "packages_dir_from_env",
+__all__ = ["SupernetPackage", "PackageEntry", "load_package", "load_weights", "list_packages", "packages_dir_from_env",
            "bundled_packages", "clear_package_cache", "BUNDLED_DIR", "ENV_VAR", "MAX_PACKAGE_BYTES",
            "MAX_MEMBER_BYTES", "MAX_ZIP_MEMBERS", "MAX_IMAGES_BYTES"]
 
@@ -65,7 +65,7 @@ class SupernetPackage:
     @property
     def has_weights(self) -> bool:
         """False for a package loaded with `load_package(..., weights=False)`: everything but the
-        supernet (`supernet` is None; `load_package(package.path)` loads the whole package)."""
+        supernet (`supernet` is None; `load_weights(package)` reads only the weights)."""
         return self.supernet is not None
 
     @property
@@ -181,8 +181,8 @@ def load_package(name_or_path: str | os.PathLike | SupernetPackage, *, weights: 
     `weights=False`: everything but the supernet (manifest, space, images, predictor, profiles,
     each validated; the weights file only found and its digest checked), without importing
     torch: what a page showing budgets and predictions needs, in a fraction of the time. Its
-    `supernet` is None; the pipeline loads the whole package when it needs the weights
-    (`pipeline.resources`). A loaded package passed in is returned as it is."""
+    `supernet` is None; the pipeline reads the weights alone when it needs them
+    (`load_weights`, `pipeline.resources`). A loaded package passed in is returned as it is."""
     if isinstance(name_or_path, SupernetPackage):
         return name_or_path
     path, origin = _resolve(name_or_path)
@@ -200,6 +200,31 @@ def load_package(name_or_path: str | os.PathLike | SupernetPackage, *, weights: 
         with _CACHE_LOCK:
             _CACHE[key] = package
         return package
+
+
+def load_weights(package: SupernetPackage) -> Any:
+    """The trained supernet (eval mode) of `package`. A package loaded with its weights has it;
+    for one loaded with `weights=False`, only its weights file is read (for a zip, that one
+    member), its digest checked and the network checked against the manifest, once per process:
+    the package with weights is then cached too, sharing the images and predictor already
+    loaded, so `load_package(package.path)` returns it without loading anything again.
+    `PackageError` as `load_package` raises it (a weights file changed since: its digest)."""
+    if package.supernet is not None:
+        return package.supernet
+    key = (str(package.path), True)
+    with _CACHE_LOCK:
+        if key in _CACHE:
+            return _CACHE[key].supernet
+        lock = _LOAD_LOCKS.setdefault(key, threading.Lock())
+    with lock:
+        with _CACHE_LOCK:
+            if key in _CACHE:
+                return _CACHE[key].supernet
+        net = (_zip_weights(package) if package.path.is_file()
+               else _folder_weights(package.path, package.manifest, package.space, str(package.path)))
+        with _CACHE_LOCK:
+            _CACHE[key] = dataclasses.replace(package, supernet=net, space=net.space)
+        return net
 
 
 def clear_package_cache(path: str | os.PathLike | None = None) -> None:
@@ -289,23 +314,54 @@ def _load_zip(path: Path, origin: str, weights: bool = True) -> SupernetPackage:
         prefix, members = _zip_layout(zf, str(path))
         root = Path(tmp)
         for info in members:
-            target = root / info.filename[len(prefix):]
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with zf.open(info) as src, open(target, "wb") as dst:
-                left = info.file_size
-                while True:   # bounded by the declared size, whatever the stream holds
-                    chunk = src.read(min(1 << 20, left + 1))
-                    if not chunk:
-                        break
-                    left -= len(chunk)
-                    if left < 0:
-                        raise PackageError(f"{path}: member {info.filename!r} holds more than its declared size")
-                    dst.write(chunk)
+            _extract(zf, info, root / info.filename[len(prefix):], path)
         try:
-            package = _load_folder(root, origin, f"{path}:{prefix}".rstrip("/:") + ":", weights)
+            package = _load_folder(root, origin, _zip_label(path, prefix), weights)
         except PackageError as exc:   # name the zip, not the temporary folder
-            raise PackageError(str(exc).replace(f"{root}/", f"{path}:{prefix}").replace(str(root), str(path))) from None
+            raise _zip_error(exc, root, path, prefix) from None
         return dataclasses.replace(package, path=path)
+
+
+def _zip_label(path: Path, prefix: str) -> str:
+    return f"{path}:{prefix}".rstrip("/:") + ":"
+
+
+def _zip_error(exc: PackageError, root: Path, path: Path, prefix: str) -> PackageError:
+    return PackageError(str(exc).replace(f"{root}/", f"{path}:{prefix}").replace(str(root), str(path)))
+
+
+def _extract(zf: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, path: Path) -> None:
+    """Write one member to `target`, reading no more than its declared size."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with zf.open(info) as src, open(target, "wb") as dst:
+        left = info.file_size
+        while True:   # bounded by the declared size, whatever the stream holds
+            chunk = src.read(min(1 << 20, left + 1))
+            if not chunk:
+                break
+            left -= len(chunk)
+            if left < 0:
+                raise PackageError(f"{path}: member {info.filename!r} holds more than its declared size")
+            dst.write(chunk)
+
+
+def _zip_weights(package: SupernetPackage) -> Any:
+    """The supernet of a zip package loaded without it: only the weights member is extracted."""
+    path = package.path
+    try:
+        zf = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise PackageError(f"{path}: not a readable zip ({exc})") from None
+    with zf, tempfile.TemporaryDirectory(prefix="ofa-package-") as tmp:
+        prefix, members = _zip_layout(zf, str(path))
+        root, name = Path(tmp), package.manifest.weights.file
+        for info in members:
+            if info.filename == prefix + name:
+                _extract(zf, info, root / name, path)
+        try:
+            return _folder_weights(root, package.manifest, package.space, _zip_label(path, prefix))
+        except PackageError as exc:
+            raise _zip_error(exc, root, path, prefix) from None
 
 
 # ---------------------------------------------------------------------- folder
@@ -354,12 +410,13 @@ def _load_folder(root: Path, origin: str, label: str, weights: bool = True) -> S
         return f"{label}{name}" if label.endswith(":") else str(root / name)
 
     space = _space(manifest, where)
-    weights_path = _member(root, manifest.weights.file, where, "weights.file", label)
-    _check_digest(weights_path, manifest.weights.sha256, show(manifest.weights.file), "weights")
     supernet = None
     if weights:
-        supernet = _load_weights(weights_path, manifest, space, where, show(manifest.weights.file))
+        supernet = _folder_weights(root, manifest, space, label)
         space = supernet.space   # the manifest's (checked equal), on the loaded network
+    else:   # found and its digest checked, not loaded
+        weights_path = _member(root, manifest.weights.file, where, "weights.file", label)
+        _check_digest(weights_path, manifest.weights.sha256, show(manifest.weights.file), "weights")
     images = {}
     for part in ("calibration", "evaluation"):
         ref: ImagesRef = getattr(manifest, part)
@@ -390,6 +447,17 @@ def _load_folder(root: Path, origin: str, label: str, weights: bool = True) -> S
         profiles.append(profile)
     return SupernetPackage(manifest.name, origin, root, manifest, space, supernet, images["calibration"],
                            images["evaluation"], predictor, tuple(profiles))
+
+
+def _folder_weights(root: Path, manifest: Manifest, space: SearchSpace, label: str) -> Any:
+    """The supernet of the weights file in folder `root`: found, its digest checked, loaded and
+    checked against the manifest (`_load_weights`)."""
+    where = f"{label}{MANIFEST_NAME}" if label.endswith(":") else str(root / MANIFEST_NAME)
+    name = manifest.weights.file
+    weights_path = _member(root, name, where, "weights.file", label)
+    display = f"{label}{name}" if label.endswith(":") else str(root / name)
+    _check_digest(weights_path, manifest.weights.sha256, display, "weights")
+    return _load_weights(weights_path, manifest, space, where, display)
 
 
 def _space(manifest: Manifest, where: str) -> SearchSpace:

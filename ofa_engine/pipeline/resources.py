@@ -40,12 +40,12 @@ class _Resources:
     @property
     def supernet(self) -> Any:
         """The package's trained supernet (eval mode), loaded on first use when the package was
-        loaded without its weights (the whole package is then loaded and validated once)."""
+        loaded without its weights (`packages.load_weights`: the weights file alone, once)."""
         if self._supernet is None:
             with self._weights_lock:
                 if self._supernet is None:
-                    from ..packages import load_package
-                    self._supernet = load_package(self.package.path).supernet
+                    from ..packages import load_weights
+                    self._supernet = load_weights(self.package)
         return self._supernet
 
     def inputs(self, split: str, size: int) -> Any:
