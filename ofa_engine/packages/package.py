@@ -24,7 +24,7 @@ import threading
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -306,6 +306,13 @@ def _zip_layout(zf: zipfile.ZipFile, where: str) -> tuple[str, list[zipfile.ZipI
 
 
 def _load_zip(path: Path, origin: str, weights: bool = True) -> SupernetPackage:
+    package = _from_zip(path, lambda root, label: _load_folder(root, origin, label, weights))
+    return dataclasses.replace(package, path=path)
+
+
+def _from_zip(path: Path, load: Callable[[Path, str], Any], only: str | None = None) -> Any:
+    """`load(root, label)` on the package members of the zip `path` (all, or only the one named
+    `only`), extracted into a temporary folder `root`; errors name the zip, not that folder."""
     try:
         zf = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as exc:
@@ -314,20 +321,13 @@ def _load_zip(path: Path, origin: str, weights: bool = True) -> SupernetPackage:
         prefix, members = _zip_layout(zf, str(path))
         root = Path(tmp)
         for info in members:
-            _extract(zf, info, root / info.filename[len(prefix):], path)
+            name = info.filename[len(prefix):]
+            if only is None or name == only:
+                _extract(zf, info, root / name, path)
         try:
-            package = _load_folder(root, origin, _zip_label(path, prefix), weights)
+            return load(root, f"{path}:{prefix}".rstrip("/:") + ":")
         except PackageError as exc:   # name the zip, not the temporary folder
-            raise _zip_error(exc, root, path, prefix) from None
-        return dataclasses.replace(package, path=path)
-
-
-def _zip_label(path: Path, prefix: str) -> str:
-    return f"{path}:{prefix}".rstrip("/:") + ":"
-
-
-def _zip_error(exc: PackageError, root: Path, path: Path, prefix: str) -> PackageError:
-    return PackageError(str(exc).replace(f"{root}/", f"{path}:{prefix}").replace(str(root), str(path)))
+            raise PackageError(str(exc).replace(f"{root}/", f"{path}:{prefix}").replace(str(root), str(path))) from None
 
 
 def _extract(zf: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, path: Path) -> None:
@@ -347,21 +347,9 @@ def _extract(zf: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, path: Pat
 
 def _zip_weights(package: SupernetPackage) -> Any:
     """The supernet of a zip package loaded without it: only the weights member is extracted."""
-    path = package.path
-    try:
-        zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise PackageError(f"{path}: not a readable zip ({exc})") from None
-    with zf, tempfile.TemporaryDirectory(prefix="ofa-package-") as tmp:
-        prefix, members = _zip_layout(zf, str(path))
-        root, name = Path(tmp), package.manifest.weights.file
-        for info in members:
-            if info.filename == prefix + name:
-                _extract(zf, info, root / name, path)
-        try:
-            return _folder_weights(root, package.manifest, package.space, _zip_label(path, prefix))
-        except PackageError as exc:
-            raise _zip_error(exc, root, path, prefix) from None
+    manifest, space = package.manifest, package.space
+    return _from_zip(package.path, lambda root, label: _folder_weights(root, manifest, space, label),
+                     only=manifest.weights.file)
 
 
 # ---------------------------------------------------------------------- folder
