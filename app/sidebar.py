@@ -104,9 +104,12 @@ def _machine_status_body() -> None:
         progress = min(s.progress for s in running)
         st.progress(progress, text=f"Measuring this machine ({md(running[0].message)})")
         st.caption(f"Until it is ready, cpu-ort-1t/2t latencies are the {md(machine_label(1))}.")
-    else:
-        st.caption(f"**This machine** is not measured ({md(next(iter(statuses.values())).message)}); "
-                   f"cpu-ort-1t/2t latencies are the {md(machine_label(1))}.")
+    else:   # none measured, or some (a run that measured one thread count only, or died)
+        missing = [t for t, s in statuses.items() if not s.ready]
+        threads = ", ".join(f"{t} thread{'s' * (t > 1)}" for t in missing)
+        labels = "; ".join(f"{t} thread{'s' * (t > 1)}: {md(machine_label(t))}" for t in statuses)
+        st.caption(f"**This machine** is not measured at {threads} ({md(statuses[missing[0]].message)}); "
+                   f"cpu-ort-1t/2t latencies are from: {labels}.")
     if st.button("Re-measure this machine", key="remeasure_machine", icon=":material/speed:", disabled=bool(running),
                  help="Measures ~20 subnets in ONNX Runtime at 1 and 2 threads in a background process "
                       "(about a minute of one core) and refits the cpu-ort-1t/2t profiles for this machine."):

@@ -82,6 +82,9 @@ def test_reference_label_until_measured_then_this_machine(cache, starts, tmp_pat
     label = label_of(at, "cpu-ort-1t")
     assert "this machine (" in label and f"measured {mine.provenance['date']} from 8 subnets" in label, label
     assert "not this one" in label_of(at, "cpu-ort-2t")                       # 2 threads: not measured yet
+    sidebar = " ".join(c.value for c in at.sidebar.caption)
+    assert "is not measured at 2 threads (not measured on this machine yet)" in sidebar, sidebar
+    assert "1 thread: this machine (" in sidebar and "2 threads: reference machine (" in sidebar, sidebar
     at.selectbox(key="spec_profile").set_value("cpu-ort-1t").run()
     assert "Latency predictions from: this machine (" in " ".join(c.value for c in at.caption)
     at.main.button[0].click().run()
