@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..files import atomic_write
+from ..files import atomic_write, exception_reason
 
 __all__ = ["ImageSet", "load_split", "load_image_folder", "sample_image_folder", "open_image", "FASHION_MNIST_DIR", "ASSETS_DIR",
            "DataMissingError", "SPLIT_SEED", "HOLDOUT_SIZE", "MAX_IMAGE_PIXELS", "MAX_FOLDER_IMAGES",
@@ -256,7 +256,7 @@ def open_image(path: str | os.PathLike):
                          f"MAX_IMAGE_PIXELS)") from None
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:   # PIL's decoders raise these
         raise ValueError(f"image '{path}' cannot be read as an image ({type(exc).__name__}: "
-                         f"{str(exc)[:200]})") from None
+                         f"{exception_reason(exc)})") from None
 
 
 def make_bundled_subsets(size: int = 2000, seed: int = 1) -> dict[str, Path]:
@@ -305,5 +305,5 @@ def decode_image_bytes(data: bytes, name: str = "image", channels: int = 1,
         raise ValueError(f"image '{name}' has more pixels than allowed ({limit:,})") from None
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:   # PIL's decoders raise these
         raise ValueError(f"image '{name}' cannot be read as a PNG or JPEG image ({type(exc).__name__}: "
-                         f"{str(exc)[:200]})") from None
+                         f"{exception_reason(exc)})") from None
     return np.asarray(decoded, dtype=np.uint8).copy()

@@ -16,6 +16,7 @@ new module, so concurrent calls never see each other's subnet.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -30,7 +31,7 @@ import torch
 from torch import nn
 
 from ..families.mbv3.analytics import analyze
-from ..files import atomic_path
+from ..files import atomic_paths
 from ..progress import Progress, report as report_progress
 from ..search.constraints import Constraints
 from ..search.core import SearchResult, search
@@ -294,15 +295,23 @@ def specialize(profile: Any, constraints: Constraints | Mapping[str, float] | No
         "precision": precision,
         "search": {"strategy": result.strategy, "evaluations": result.evaluations,
                    "wall_time_s": round(result.wall_time_s, 4), "seed": result.seed, "options": result.options},
-        "onnx": {"path": None if onnx_path is None else str(onnx_path), "bytes": len(onnx_bytes)},
+        # The model's size and hash: whoever reads the report can check that the file beside it
+        # is the one it describes.
+        "onnx": {"path": None if onnx_path is None else str(onnx_path), "bytes": len(onnx_bytes),
+                 "sha256": hashlib.sha256(onnx_bytes).hexdigest()},
         "timings_s": {k: round(v, 4) for k, v in timings.items()},
     }
     report["total_time_s"] = round(time.perf_counter() - start, 4)
     if onnx_path is not None:
-        # Both files are written to temporary files first and moved into place only when both
-        # are complete: a failing report leaves an existing model (and report) intact.
-        with atomic_path(onnx_path) as tmp_onnx, atomic_path(report_path) as tmp_report:
+        report_text = json.dumps(report, indent=2) + "\n"
+        # Both files are written to temporary files first; when both are complete the model is
+        # moved into place first and its report last, with SIGTERM / Ctrl-C held back between
+        # the two moves: a failure or a stop leaves the previous pair (model, report) or the new
+        # one, and a report never stands beside a model older than itself. (A SIGKILL between
+        # the moves can leave the new model beside the old report; the report's onnx.sha256
+        # tells.)
+        with atomic_paths(onnx_path, report_path) as (tmp_onnx, tmp_report):
             tmp_onnx.write_bytes(onnx_bytes)
-            tmp_report.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+            tmp_report.write_text(report_text, encoding="utf-8")
     step("done", 1.0)
     return Specialization(report=report, onnx_path=onnx_path, onnx_bytes=onnx_bytes, model=net, result=result)

@@ -93,5 +93,5 @@ def accuracy(model: nn.Module, images, labels, space: SearchSpace | None = None,
              image_size: int | None = None) -> float:
     """Top-1 accuracy (0..1) of `model` on `images`."""
     logits = predict_logits(model, images, space, image_size)
-    labels = torch.as_tensor(np.asarray(labels))
+    labels = torch.as_tensor(np.array(labels))   # a copy: a package's arrays are read-only, which torch warns about
     return float((logits.argmax(1) == labels).float().mean())

@@ -13,7 +13,6 @@ import contextlib
 import json
 import os
 import threading
-import warnings
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
@@ -244,6 +243,22 @@ def _check_inputs(model: Any, cfg: Any, space: SearchSpace | str | None, opset: 
 EXPORT_LOCK = threading.Lock()
 
 
+def _torchscript_export() -> Any:
+    """torch's TorchScript ONNX exporter, the one `torch.onnx.export(..., dynamo=False)` runs (the
+    dynamo exporter needs onnxscript, which we do not depend on). Since torch 2.9
+    `torch.onnx.export(dynamo=False)` warns on every call that this exporter is the legacy one
+    (a DeprecationWarning); silencing it with `warnings.catch_warnings` swaps the process's
+    warning filters, which is not thread-safe (concurrent exports could leave a filter behind
+    or drop another thread's). `torch.onnx.utils.export` is the same exporter without the
+    notice; where a torch lacks it, the public call is used."""
+    try:
+        from torch.onnx.utils import export
+    except ImportError:   # pragma: no cover - a torch without the legacy module
+        import functools
+        return functools.partial(torch.onnx.export, dynamo=False)
+    return export
+
+
 def write_onnx_unverified(model: StaticNet, space: SearchSpace, cfg: SubnetConfig, path: Path, opset: int) -> None:
     """The ONNX file of `model` with its metadata, not checked in ONNX Runtime and not atomic:
     `export_onnx` is the API; this is its writing step (benchmarks time it alone)."""
@@ -251,16 +266,12 @@ def write_onnx_unverified(model: StaticNet, space: SearchSpace, cfg: SubnetConfi
     was_training = model.training
     model.eval()
     try:
-        with warnings.catch_warnings():
-            # torch 2.14 flags the TorchScript exporter as legacy; the dynamo exporter needs
-            # onnxscript, which we do not depend on.
-            warnings.simplefilter("ignore", DeprecationWarning)
-            with EXPORT_LOCK:
-                torch.onnx.export(
-                    model, (dummy,), os.fspath(path), dynamo=False, opset_version=opset,
-                    input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                    dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
-                    do_constant_folding=True)
+        with EXPORT_LOCK:
+            _torchscript_export()(
+                model, (dummy,), os.fspath(path), opset_version=opset,
+                input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+                do_constant_folding=True, keep_initializers_as_inputs=False)
     finally:
         model.train(was_training)
 

@@ -37,7 +37,14 @@ def preprocessing_spec(space: SearchSpace, image_size: int) -> dict[str, Any]:
 
 def preprocess(images: np.ndarray | torch.Tensor, space: SearchSpace, image_size: int) -> torch.Tensor:
     """uint8 images (N,H,W), (N,C,H,W) or (N,H,W,C) -> float32 (N,C,S,S) normalised input."""
-    x = torch.as_tensor(np.asarray(images) if not isinstance(images, torch.Tensor) else images)
+    if isinstance(images, torch.Tensor):
+        x = images
+    else:
+        arr = np.asarray(images)
+        # torch warns the user (UserWarning) when a tensor would share a read-only array's memory,
+        # as the bundled and packaged image sets' are; a copy of uint8 images is cheap (the
+        # float conversion below copies them anyway).
+        x = torch.as_tensor(arr if arr.flags.writeable else arr.copy())
     if x.dtype != torch.uint8:
         raise ValueError(f"preprocess expects uint8 images, got {x.dtype}")
     if x.dim() == 3:

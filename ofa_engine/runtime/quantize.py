@@ -17,8 +17,6 @@ The calibration method was chosen by measured accuracy on subnets of the bundled
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import tempfile
@@ -128,8 +126,7 @@ def quantize_onnx(float_path: str | os.PathLike, out_path: str | os.PathLike, ca
     `ValueError` for bad images or method, `QuantizationRefusedError` when the agreement with the
     float file is below `floor`.
     """
-    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat,
-                                          QuantType, quantize_static)
+    from onnxruntime.quantization import CalibrationDataReader
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     method = check_calibration_method(method)
@@ -150,19 +147,11 @@ def quantize_onnx(float_path: str | os.PathLike, out_path: str | os.PathLike, ca
             start = next(self.batches, None)
             return None if start is None else {input_name: calibration[start:start + CALIBRATION_BATCH]}
 
-    extra = {"ActivationSymmetric": False, "WeightSymmetric": True}
-    if method == "percentile":
-        extra["CalibPercentile"] = float(percentile)
-    calibrate = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-                 "percentile": CalibrationMethod.Percentile}[method]
     with tempfile.TemporaryDirectory(prefix="ofa-quantize-") as tmp:
         prepared = Path(tmp) / "prepared.onnx"
-        # The calibrators print their progress to stdout, where the CLI writes its JSON.
-        with contextlib.redirect_stdout(io.StringIO()):
-            quant_pre_process(os.fspath(float_path), os.fspath(prepared))
-            quantize_static(os.fspath(prepared), os.fspath(out_path), Reader(), quant_format=QuantFormat.QDQ,
-                            per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                            calibrate_method=calibrate, extra_options=extra)
+        quant_pre_process(os.fspath(float_path), os.fspath(prepared))
+        ranges = _calibration_ranges(prepared, Path(tmp) / "augmented.onnx", Reader(), method, percentile)
+        _quantize_qdq(prepared, out_path, ranges, method, percentile)
 
     expected = top1(float_path, evaluation)
     predicted = top1(out_path, evaluation)
@@ -196,6 +185,134 @@ def quantize_onnx(float_path: str | os.PathLike, out_path: str | os.PathLike, ca
         raise QuantizationRefusedError("the compacted int8 file predicts differently from the one "
                                        "ONNX Runtime's quantizer wrote; nothing was written")
     return report
+
+
+# What `quantize_onnx` asks of ONNX Runtime's quantizer: QDQ, per-channel symmetric int8 weights,
+# per-tensor asymmetric int8 activations (SCHEME).
+def _extra_options(method: str, percentile: float) -> dict[str, Any]:
+    extra: dict[str, Any] = {"ActivationSymmetric": False, "WeightSymmetric": True}
+    if method == "percentile":
+        extra["CalibPercentile"] = float(percentile)
+    return extra
+
+
+def _op_types() -> list[str]:
+    """The operator types `quantize_static` quantizes by default (all it knows)."""
+    from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
+    return sorted(set(QLinearOpsRegistry) | set(QDQRegistry))
+
+
+def _calibration_ranges(prepared: Path, augmented: Path, reader: Any, method: str, percentile: float) -> Any:
+    """The activations' ranges (`TensorsData`) that `quantize_static` would compute for `method`,
+    without anything printed.
+
+    `quantize_static` calibrates with ORT's calibrators, whose histogram collector `print`s its
+    progress to `sys.stdout` (where the CLI writes its JSON and every other thread prints too):
+    silencing it with `contextlib.redirect_stdout` swapped `sys.stdout` for the whole process,
+    so concurrent exports lost each other's output. Here the same calibrator (same options, same
+    model, same images in the same batches) collects into `_quiet_collector()`, ORT's
+    collector with the printing methods restated without their prints: the ranges are the same
+    numbers, and no process-wide state is touched."""
+    from onnxruntime.quantization.calibrate import CalibrationMethod, create_calibrator
+    calibrate_method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+                        "percentile": CalibrationMethod.Percentile}[method]
+    # quantize_static's mapping of the extra options to the calibrator's (only CalibPercentile is set).
+    options = {"percentile": float(percentile)} if method == "percentile" else {}
+    calibrator = create_calibrator(prepared, _op_types(), augmented_model_path=os.fspath(augmented),
+                                   calibrate_method=calibrate_method, extra_options=options)
+    if method != "minmax":   # the min-max calibrator prints nothing
+        calibrator.collector = _quiet_collector(
+            method=calibrator.method, symmetric=calibrator.symmetric, num_bins=calibrator.num_bins,
+            num_quantized_bins=calibrator.num_quantized_bins, percentile=calibrator.percentile,
+            scenario=calibrator.scenario)
+    calibrator.collect_data(reader)
+    return calibrator.compute_data()
+
+
+def _quantize_qdq(prepared: Path, out_path: str | os.PathLike, ranges: Any, method: str,
+                  percentile: float) -> None:
+    """`quantize_static`'s QDQ step with the calibration ranges given: the same quantizer, the
+    same arguments. (It would also raise the opset of a model below opset 11 or of a 16-bit or
+    float8 quantization; exports are opset MIN_OPSET >= 17 and int8, which it leaves as they are.)"""
+    from onnxruntime.quantization import QuantType
+    from onnxruntime.quantization.qdq_quantizer import QDQQuantizer
+    from onnxruntime.quantization.quant_utils import load_model_with_shape_infer
+    model = load_model_with_shape_infer(Path(prepared))
+    quantizer = QDQQuantizer(model, True, False, QuantType.QInt8, QuantType.QInt8, ranges, [], [], _op_types(),
+                             _extra_options(method, percentile))
+    quantizer.quantize_model()
+    quantizer.model.save_model_to_file(os.fspath(out_path), False)
+
+
+def _quiet_collector(**options: Any) -> Any:
+    """ORT's `HistogramCollector` without its `print`s (and taking a last batch smaller than the
+    others): `collect` and `compute_collection_result` dispatch as ORT's do, and the percentile
+    and entropy thresholds are computed as ORT's `compute_percentile` / `compute_entropy` do
+    (restated from onnxruntime 1.32's calibrate.py; tests/test_reliability.py checks that the
+    files are byte for byte `quantize_static`'s)."""
+    from onnxruntime.quantization.calibrate import HistogramCollector
+
+    class QuietHistogramCollector(HistogramCollector):
+        def collect(self, name_to_arr):
+            name_to_arr = _EvenBatches(name_to_arr)
+            if self.method == "percentile" and self.symmetric:
+                return self.collect_absolute_value(name_to_arr)
+            if self.method in ("percentile", "entropy", "distribution"):
+                return self.collect_value(name_to_arr)
+            raise ValueError("Only 'entropy', 'percentile' or 'distribution' methods are supported")
+
+        def compute_collection_result(self):
+            if not self.histogram_dict:
+                raise ValueError("Histogram has not been collected. Please run collect() first.")
+            if self.method == "entropy":
+                return {tensor: (*self.get_entropy_threshold(histogram, self.num_quantized_bins), *histogram[:2])
+                        for tensor, histogram in self.histogram_dict.items()}
+            if self.method == "percentile":
+                return self._percentile_thresholds()
+            raise ValueError(f"calibration method {self.method!r} is not used here")
+
+        def _percentile_thresholds(self):
+            if self.percentile < 0 or self.percentile > 100:
+                raise ValueError("Invalid percentile. Must be in range 0 <= percentile <= 100.")
+            thresholds = {}
+            for tensor, histogram in self.histogram_dict.items():
+                hist, hist_edges = histogram[0], histogram[1]
+                cdf = np.cumsum(hist / hist.sum())
+                if self.symmetric:
+                    idx_right = np.searchsorted(cdf, self.percentile / 100.0)
+                    low = -np.array(hist_edges[idx_right], dtype=hist_edges.dtype)
+                    high = np.array(hist_edges[idx_right], dtype=hist_edges.dtype)
+                else:
+                    cut = (100.0 - self.percentile) / 200.0
+                    low = np.array(hist_edges[np.searchsorted(cdf, cut)], dtype=hist_edges.dtype)
+                    high = np.array(hist_edges[np.searchsorted(cdf, 1.0 - cut)], dtype=hist_edges.dtype)
+                min_value, max_value = histogram[2], histogram[3]
+                if low < min_value:
+                    low = min_value
+                if high > max_value:
+                    high = max_value
+                # (ORT keeps the first two histogram counts beside the range; kept alike.)
+                thresholds[tensor] = (low, high, *hist[:2])
+            return thresholds
+
+    return QuietHistogramCollector(**options)
+
+
+class _EvenBatches:
+    """The calibrator's {tensor: list of its batches' arrays}, as ORT's collector reads it
+    (`items()`, one tensor at a time). The collector stacks each list with np.asarray, which fails
+    when the last batch is smaller than the others (a calibration set that is not a multiple of
+    CALIBRATION_BATCH): such a list is joined flat instead, the same values in the same order, so
+    the same histograms. Lists of equal batches pass as they are."""
+
+    def __init__(self, name_to_arr: Mapping[str, Any]) -> None:
+        self.name_to_arr = name_to_arr
+
+    def items(self):
+        for name, arr in self.name_to_arr.items():
+            if isinstance(arr, list) and len({np.shape(a) for a in arr}) > 1:
+                arr = np.concatenate([np.ravel(a) for a in arr])
+            yield name, arr
 
 
 def _compact(proto: onnx.ModelProto) -> onnx.ModelProto:

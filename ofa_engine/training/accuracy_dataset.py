@@ -186,7 +186,7 @@ def build_accuracy_dataset(supernet: Supernet, configs: Iterable[SubnetConfig], 
         return 0
     calib_x = PreprocessedImages(calib.images, space, channels_last)
     holdout_x = PreprocessedImages(holdout.images, space, channels_last)
-    labels = torch.as_tensor(np.asarray(holdout.labels, dtype=np.int64))
+    labels = torch.as_tensor(np.array(holdout.labels, dtype=np.int64))   # a copy: package arrays are read-only
     macs = analyze(space, todo)["macs"]
     supernet.eval()
     with open(out, "a", encoding="utf-8", newline="") as fh:

@@ -16,7 +16,7 @@ import torch
 
 from ..families.mbv3.space import space_from_dict  # noqa: F401 - re-exported (it lives with the space)
 from ..families.mbv3.supernet import Supernet
-from ..files import atomic_path, atomic_write_text
+from ..files import atomic_path, atomic_write_text, exception_reason
 from .recipe import Recipe
 
 __all__ = ["CHECKPOINT_VERSION", "SUPERNET_FORMAT", "space_from_dict", "save_supernet", "load_supernet_file",
@@ -43,7 +43,7 @@ def _load_supernet_payload(path: Path) -> Any:
         if isinstance(exc, pickle.UnpicklingError) and "weights_only" in str(exc).lower():
             reason = "it holds objects other than tensors and plain values, which are never loaded"
         else:
-            reason = (str(exc).splitlines() or ["(no message)"])[0][:200]  # EOFError of an empty file has none
+            reason = exception_reason(exc)   # EOFError of an empty file says nothing
         raise ValueError(f"{path} is not a readable supernet file ({type(exc).__name__}: {reason})") from None
 
 
@@ -78,7 +78,7 @@ def load_supernet_file(path: str | Path) -> Supernet:
         net.load_state_dict(state)
     except RuntimeError as exc:
         raise ValueError(f"{path}: weights do not fit space '{net.space.name}': "
-                         f"{str(exc).splitlines()[0][:300]}") from None
+                         f"{exception_reason(exc)}") from None
     return net.eval()
 
 

@@ -58,6 +58,7 @@ class _Run:
     optimizer_state: dict | None = None  # of a resumed mid-phase checkpoint, until it is used
     steps_per_epoch: int = 0
     t_start: float = 0.0
+    fresh: bool = True                  # a new run (not resumed from a checkpoint)
     max_steps: int | None = None         # optimizer steps this call may run
     steps_done: int = 0
 
@@ -87,6 +88,8 @@ def train(space: SearchSpace, recipe: Recipe, train_set: ImageSet, val_set: Imag
     if run.steps_per_epoch < 1:
         raise ValueError(f"{n} training images are too few for batch size {recipe.batch_size} "
                          f"on {run.env.world} process(es)")
+    _check_phases(run)
+    _make_folder(run)   # only now: a run refused at its start leaves no folder behind
     images = torch.from_numpy(train_set.images)
     if images.dim() == 3:
         images = images.unsqueeze(1)
@@ -127,18 +130,33 @@ def _start(space: SearchSpace, recipe: Recipe, out_dir: Path, resume: bool,
             raise ValueError(f"{run.ckpt_path} exists: --resume continues that run (started with or without "
                              f"--init-from); leave --init-from out, or start a new --out folder")
         _restore(run, load_checkpoint(run.ckpt_path))
-        if env.main:
-            trim_log(run.log_path, recipe, run.state)
-    else:
-        if init_from is not None:
-            run.teacher_state = _initial_teacher(space, recipe, init_from)
-            model.load_state_dict(run.teacher_state)
-            run.state["phase"], run.state["init_from"] = 1, str(init_from)
-        if env.main:
-            out_dir.mkdir(parents=True, exist_ok=True)
-            if run.log_path.exists():
-                run.log_path.unlink()
+        run.fresh = False
+    elif init_from is not None:
+        run.teacher_state = _initial_teacher(space, recipe, init_from)
+        model.load_state_dict(run.teacher_state)
+        run.state["phase"], run.state["init_from"] = 1, str(init_from)
     return run
+
+
+def _check_phases(run: _Run) -> None:
+    """The checks each phase makes when it starts, made before the run writes anything."""
+    phases = run.recipe.phases[run.state["phase"]:]
+    for phase in phases:
+        _in_place(run.recipe, phase)
+    if phases and phases[0].distill and not _in_place(run.recipe, phases[0]) and run.teacher_state is None:
+        raise _no_teacher_error(phases[0])
+
+
+def _make_folder(run: _Run) -> None:
+    """The run folder of a fresh run (an old log in it removed); a resumed run trims its log."""
+    if not run.env.main:
+        return
+    if run.fresh:
+        run.out_dir.mkdir(parents=True, exist_ok=True)
+        if run.log_path.exists():
+            run.log_path.unlink()
+    else:
+        trim_log(run.log_path, run.recipe, run.state)
 
 
 def _restore(run: _Run, ckpt: dict[str, Any]) -> None:
@@ -210,11 +228,15 @@ def _sort_channels(model: Supernet, phase: Phase) -> None:
         model.reorganize_channels(middle=False, stage=True)
 
 
+def _no_teacher_error(phase: Phase) -> ValueError:
+    return ValueError(f"phase '{phase.name}' distils from the full network, but no earlier "
+                      f"phase trained it; put a phase with distill=false first")
+
+
 def _frozen_teacher(run: _Run, phase: Phase) -> nn.Module:
     """The full network of the first phase, extracted and frozen."""
     if run.teacher_state is None:
-        raise ValueError(f"phase '{phase.name}' distils from the full network, but no earlier "
-                         f"phase trained it; put a phase with distill=false first")
+        raise _no_teacher_error(phase)
     # Building modules draws initial weights from the global RNG, which also drives dropout:
     # fork it so that a resumed phase sees the same random stream.
     with torch.random.fork_rng(devices=[]):
