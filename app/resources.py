@@ -32,8 +32,10 @@ MAX_IMAGE_UPLOAD_PIXELS = 4096 * 4096  # checked from the header before the imag
 log = logging.getLogger("ofa_app")
 
 # Errors a user can cause: the engine raises these with a message naming the field, the value
-# and what is allowed (ValueError covers InfeasibleBudgetError and ProfileError).
-USER_ERRORS = (ValueError, FileNotFoundError, KeyError)
+# and what is allowed (ValueError covers InfeasibleBudgetError and ProfileError). Not KeyError:
+# the engine turns a user's missing field or unknown name into a ValueError, so a KeyError is a
+# bug, logged with its traceback and never shown as the user's mistake.
+USER_ERRORS = (ValueError, FileNotFoundError)
 
 
 _TORCH_READY = threading.Event()   # set once `import torch` has finished (the warm-up's, or a page's)
@@ -162,8 +164,7 @@ def user_errors(what: str) -> Iterator[None]:
     try:
         yield
     except USER_ERRORS as exc:
-        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        st.error(f"{what}: {md(message)}", icon=":material/error:")
+        st.error(f"{what}: {md(exc)}", icon=":material/error:")
     except Exception as exc:  # noqa: BLE001 - the app must not show a traceback
         log.exception("%s failed", what)
         st.error(f"{what} failed unexpectedly ({type(exc).__name__}: {md(exc)}). "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import zipfile
 from pathlib import Path
 
@@ -96,6 +97,14 @@ def test_save_load_round_trip(fitted, tmp_path):
     assert json.loads((tmp_path / "p.json").read_text())["space"] == "tiny-fmnist"
 
 
+@pytest.mark.parametrize("field", ["ks", "e", "d", "image_size"])
+def test_a_population_missing_a_field_is_refused_naming_it(fitted, field):
+    pop = SPACE.sample_population(4, np.random.default_rng(0))
+    del pop[field]
+    with pytest.raises(ValueError, match=re.escape(f"missing ['{field}']")):
+        fitted[0].predict(pop)
+
+
 def test_kendall_tau_matches_definition():
     assert kendall_tau([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
     assert kendall_tau([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
@@ -120,9 +129,6 @@ def _rewrite(path, **changes):
     ({"bias_1": None}, "missing arrays"),
     ({"weight_2": np.full((64, 1), np.nan, np.float32)}, "NaN"),
     ({"target_scale": np.array("big")}, "target_scale"),
-    ({"quadratic_weight": np.zeros((5, 5))}, "quadratic_weight has shape"),
-    ({"quadratic_weight": None}, "needs 'quadratic_weight'"),
-    ({"quadratic_weight": np.full((SPACE.encoding_size,) * 2, np.inf)}, "NaN or infinity"),
     ({"weight_1": np.array([[object()]], dtype=object)}, "plain arrays"),
 ])
 def test_bad_npz_is_rejected_with_a_clear_error(fitted, tmp_path, change, message):
@@ -258,14 +264,17 @@ def test_fit_command_writes_predictor_from_csv(tmp_path, capsys):
     for cfg, acc in zip(SPACE.from_arrays(pop), y):
         lines.append('"' + cfg.to_json().replace('"', '""') + f'",{cfg.image_size},{cfg.wid},1,{acc:.6f},1.0')
     path.write_text("\n".join(lines) + "\n")
-    # The options of the command recorded in the shipped predictor's .json still parse.
-    code = main(["fit-accuracy-predictor", "--csv", str(path), "--out", str(tmp_path / "p.npz"),
-                 "--epochs", "3", "--baseline", "mean", "--ridge-alpha", "0.3", "--mlp-inputs", "encoding"])
+    code = main(["fit-accuracy-predictor", "--csv", str(path), "--out", str(tmp_path / "p.npz"), "--epochs", "3"])
     assert code == 0, capsys.readouterr().err
     predictor = load_accuracy_predictor(tmp_path / "p.npz")
     assert predictor.quality["n_test"] == 12 and predictor.quality["n_train"] == 48
     meta = json.loads((tmp_path / "p.json").read_text())
     assert meta["supernet_digest"].startswith("sha256:") and "fit-accuracy-predictor" in meta["command"]
+    # Neither the arrays nor the metadata carry the removed research terms and options.
+    with np.load(tmp_path / "p.npz") as arrays:
+        assert not set(arrays.files) & {"baseline_weight", "quadratic_weight"} and int(arrays["version"]) == 3
+    assert not set(meta["training"]) & {"baseline", "ridge_alpha", "mlp_inputs"}
+    assert not any(option in meta["command"] for option in ("--baseline", "--ridge-alpha", "--mlp-inputs"))
     assert main(["fit-accuracy-predictor", "--csv", str(tmp_path / "none.csv"), "--out",
                  str(tmp_path / "q.npz")]) == 2
     assert main(["fit-accuracy-predictor", "--csv", str(path), "--out", str(tmp_path / "e.npz"),
@@ -312,7 +321,7 @@ def test_interaction_features_map_back_to_a_line_plus_quadratic_form_exactly():
     assert np.flatnonzero(np.abs(quadratic).sum(1)).max() < len(SPACE.resolutions)  # resolution rows only
 
 
-def test_interaction_baseline_fits_what_a_line_cannot_and_survives_save_and_torch(tmp_path):
+def test_interaction_baseline_fits_what_a_line_cannot():
     pop, y = synthetic_interaction(300)
     test_pop, test_y = synthetic_interaction(100, seed=1)
     research_fit = report_module().research_fit
@@ -320,22 +329,54 @@ def test_interaction_baseline_fits_what_a_line_cannot_and_survives_save_and_torc
     both = research_fit(SPACE, pop, y, hidden=(1,), baseline="interaction-ridge", epochs=0, ridge_alpha=1e-3)
     assert evaluate_accuracy_predictor(both, test_pop, test_y)["rmse_points"] < 0.01
     assert evaluate_accuracy_predictor(line, test_pop, test_y)["rmse_points"] > 0.1
-    loaded = load_accuracy_predictor(both.save(tmp_path / "q.npz"))
-    np.testing.assert_array_equal(loaded.predict(test_pop), both.predict(test_pop))
-    x = torch.from_numpy(SPACE.encode(test_pop)).requires_grad_(True)
-    out = both.torch_module()(x)
-    np.testing.assert_allclose(out.detach().numpy(), both.predict(test_pop), atol=1e-5)
-    out.sum().backward()
-    assert torch.isfinite(x.grad).all() and x.grad[:, :len(SPACE.resolutions)].abs().sum() > 0
 
 
-def test_version_1_files_without_a_quadratic_term_still_load(fitted, tmp_path):
+# ---------------------------------------------------------------------- files of earlier versions
+ZERO_LINE = np.zeros(SPACE.encoding_size, np.float32)
+ZERO_Q = np.zeros((SPACE.encoding_size,) * 2, np.float32)
+
+
+@pytest.mark.parametrize("version, retired", [
+    (1, {"baseline_weight": ZERO_LINE}),
+    (2, {"baseline_weight": ZERO_LINE, "quadratic_weight": ZERO_Q}),
+])
+def test_earlier_files_with_all_zero_research_terms_load_and_predict_the_same(fitted, tmp_path, version, retired):
+    """Versions 1 and 2 stored a line (and a quadratic form) under the MLP, all zero in every
+    file the engine fitted: they still load, and predict what the same MLP predicts now."""
     predictor, configs, _ = fitted
-    path = predictor.save(tmp_path / "v1.npz")
-    _rewrite(path, version=np.array(1), quadratic_weight=None)
+    path = predictor.save(tmp_path / f"v{version}.npz")
+    _rewrite(path, version=np.array(version), **retired)
     loaded = load_accuracy_predictor(path)
     np.testing.assert_array_equal(loaded.predict(configs), predictor.predict(configs))
-    assert not loaded.quadratic_weight.any()
+    x = torch.from_numpy(SPACE.encode(configs))
+    np.testing.assert_array_equal(loaded.torch_module()(x).numpy(), predictor.torch_module()(x).numpy())
+
+
+def test_the_bundled_predictor_is_a_version_2_file_and_loads():
+    path = REPO / "assets" / "supernets" / "tiny-fmnist" / "accuracy-predictor.npz"
+    with np.load(path) as arrays:
+        assert int(arrays["version"]) == 2 and {"baseline_weight", "quadratic_weight"} <= set(arrays.files)
+    assert load_accuracy_predictor("tiny-fmnist").predict(SPACE.largest()).shape == (1,)
+
+
+@pytest.mark.parametrize("version, retired, message", [
+    (1, {"baseline_weight": ZERO_LINE + np.eye(1, SPACE.encoding_size, 3, np.float32)[0] * 0.25},
+     r"'baseline_weight' has 1 non-zero entries \(the first: 0\.25 at index \[3\]\); allowed: all zeros"),
+    (2, {"baseline_weight": ZERO_LINE, "quadratic_weight": np.where(np.eye(SPACE.encoding_size) > 0, -0.5, 0)},
+     r"'quadratic_weight' has \d+ non-zero entries \(the first: -0\.5 at index \[0, 0\]\); allowed: all zeros"),
+    (2, {"baseline_weight": np.full(SPACE.encoding_size, np.nan), "quadratic_weight": ZERO_Q},
+     r"'baseline_weight' has \d+ non-zero entries \(the first: nan"),
+    (1, {}, "a version 1 file needs 'baseline_weight'"),
+    (2, {"baseline_weight": ZERO_LINE}, "a version 2 file needs 'quadratic_weight'"),
+    (1, {"baseline_weight": np.zeros(SPACE.encoding_size, np.int64)}, "'baseline_weight' has dtype int64; expected float"),
+])
+def test_earlier_files_with_a_research_term_are_refused(fitted, tmp_path, version, retired, message):
+    """A non-zero line or quadratic form (a research baseline of benchmarks/) would be dropped
+    silently: the file is refused, naming the array, the value and what is allowed."""
+    path = fitted[0].save(tmp_path / "p.npz")
+    _rewrite(path, version=np.array(version), **retired)
+    with pytest.raises(AccuracyPredictorError, match=message):
+        load_accuracy_predictor(path)
 
 
 @pytest.mark.parametrize("hidden", [(4, 16), (8,)])
@@ -425,11 +466,13 @@ def test_bad_metadata_fields_are_named(fitted, tmp_path, metadata, message):
         load_accuracy_predictor(path)
 
 
-@pytest.mark.parametrize("option", [["--baseline", "ridge"], ["--mlp-inputs", "stage-summary"]])
-def test_fit_command_accepts_only_the_shipped_baseline_and_inputs(tmp_path, option):
-    """The research baselines live in benchmarks/accuracy_predictor_report.py now."""
+@pytest.mark.parametrize("option", [["--baseline", "mean"], ["--mlp-inputs", "encoding"], ["--ridge-alpha", "0.3"]])
+def test_fit_command_has_no_research_options(tmp_path, option, capsys):
+    """The research baselines live in benchmarks/accuracy_predictor_report.py; the options that
+    allowed only the shipped model's values (or were unused) are gone."""
     assert main(["fit-accuracy-predictor", "--csv", str(tmp_path / "a.csv"), "--out", str(tmp_path / "p.npz"),
                  *option]) == 2
+    assert f"unrecognized arguments: {' '.join(option)}" in capsys.readouterr().err
 
 
 def test_builder_reports_progress_as_done_total_message(tiny_setup, tmp_path):

@@ -213,6 +213,21 @@ def test_register_adds_a_subcommand(capsys):
     assert "hello" not in COMMANDS
 
 
+def test_a_bug_in_a_command_is_not_reported_as_the_users_mistake(capsys):
+    """User mistakes are ValueError / OSError ('error: ...', exit 2). A KeyError is a bug: it
+    propagates (a traceback, exit 1 under python -m) instead of blaming the user's input."""
+    @register("buggy", "raise a KeyError", lambda parser: None)
+    def buggy(args):
+        return {}["missing"]
+
+    try:
+        with pytest.raises(KeyError, match="missing"):
+            main(["buggy"])
+        assert "error:" not in capsys.readouterr().err
+    finally:
+        COMMANDS.unregister("buggy")
+
+
 def test_python_dash_m_entry_point(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([sys.executable, "-m", "ofa_engine", "analyze", "--space", "tiny-fmnist",

@@ -315,3 +315,15 @@ def test_profiles_for_space_lists_which_have_a_latency_model():
     assert rows == [("cpu-ort-1t", False), ("cpu-ort-1t-w1.0", True), ("cpu-ort-2t", False), ("stm32f412", True),
                     ("stm32f746", True), ("stm32h743", True)]
     assert rows[3].name == "stm32f412" and rows[3].has_latency_model
+
+
+@pytest.mark.parametrize("name", ["cpu-ort-1t", "stm32f746"])
+@pytest.mark.parametrize("field", ["ks", "e", "d", "image_size"])
+def test_a_population_missing_a_field_is_refused_naming_it(name, field):
+    """A user's population (a dict of arrays) without one of its fields: a ValueError naming the
+    field and the fields a population has, not a bare KeyError."""
+    pop = SPACE.sample_population(4, np.random.default_rng(0))
+    del pop[field]
+    with pytest.raises(ValueError, match=re.escape(f"a population needs the fields ['wid', 'ks', 'e', 'd', "
+                                                   f"'image_size']; missing ['{field}']")):
+        load_profile(name).for_space(SPACE).predict_latency_ms(pop)

@@ -182,9 +182,9 @@ def server_paths_hidden(tmp: str):
     try:
         yield
     except USER_ERRORS as exc:
-        text = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-        hidden = re.sub(re.escape(str(Path(tmp))) + r"/(\d+/)?", "", str(text))
-        if hidden == str(text):
+        text = str(exc)
+        hidden = re.sub(re.escape(str(Path(tmp))) + r"/(\d+/)?", "", text)
+        if hidden == text:
             raise
         raise ValueError(hidden) from None
 

@@ -92,8 +92,7 @@ def _package_output(out: str | None, package, file_name: str, flag: str) -> Path
 
 
 def _fit_accuracy_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..predictors.accuracy import (DEFAULT_ENSEMBLE, DEFAULT_HIDDEN, DEFAULT_WEIGHT_DECAY, SHIPPED_BASELINE,
-                                       SHIPPED_MLP_INPUTS)
+    from ..predictors.accuracy import DEFAULT_ENSEMBLE, DEFAULT_HIDDEN, DEFAULT_WEIGHT_DECAY
     parser.add_argument("--csv", metavar="CSV",
                         help="dataset from `accuracy-dataset` (default: the package's accuracy-dataset.csv)")
     parser.add_argument("--space", default=None, metavar="NAME",
@@ -105,14 +104,6 @@ def _fit_accuracy_arguments(parser: argparse.ArgumentParser) -> None:
                         help="predictor file (.npz; .json beside it); default: into the --supernet package")
     parser.add_argument("--test-fraction", type=float, default=0.2, help="held-out share (default 0.2)")
     parser.add_argument("--seed", type=int, default=0, help="split and training seed")
-    # Other baselines and inputs are research (benchmarks/accuracy_predictor_report.py); these
-    # options stay so that the commands recorded in predictor files still run.
-    parser.add_argument("--baseline", default=SHIPPED_BASELINE, choices=[SHIPPED_BASELINE],
-                        help="what the MLP's residual is over: the mean accuracy (targets centred)")
-    parser.add_argument("--ridge-alpha", type=float, default=None,
-                        help="unused: the mean baseline has no ridge penalty (accepted for recorded commands)")
-    parser.add_argument("--mlp-inputs", default=SHIPPED_MLP_INPUTS, choices=[SHIPPED_MLP_INPUTS],
-                        help="what the MLP sees: the one-hot encoding")
     parser.add_argument("--hidden", default=",".join(map(str, DEFAULT_HIDDEN)), metavar="W,W,...",
                         help="hidden layer widths (default %(default)s)")
     parser.add_argument("--epochs", type=int, default=300)
@@ -183,7 +174,7 @@ def run_fit_accuracy_predictor(args: argparse.Namespace) -> int:
         "training": predictor.metadata["training"],
         "command": (f"python -m ofa_engine fit-accuracy-predictor --csv {csv_path} --space {space.name} "
                     f"--supernet {supernet_name} --out {out_text} --test-fraction {args.test_fraction} "
-                    f"--seed {args.seed} --baseline {args.baseline} --mlp-inputs {args.mlp_inputs} --hidden {args.hidden} "
+                    f"--seed {args.seed} --hidden {args.hidden} "
                     f"--epochs {args.epochs} --weight-decay {args.weight_decay} --ensemble {args.ensemble}"),
     }
     if args.out is None:

@@ -1,19 +1,18 @@
 """Rescale a measured latency profile to this machine's speed right now.
 
-A shared CPU runs uniformly faster or slower from hour to hour: the 2-thread runs of the same
-400 subnets measured 0.75x apart a few hours from each other, while their rankings agreed
-(assets/profiles/README.md). A profile predicts the speed of the hours it was fitted in. This
-module measures a few reference subnets now, takes the geometric mean of measured / predicted
-(one number: the drift is a common factor) and returns a copy of the profile whose latency model
-predicts that many times more::
+A shared CPU can run uniformly faster or slower from hour to hour with the subnets' ranking
+intact, and a profile predicts the speed of the hours it was fitted in. This module measures a
+few reference subnets now, takes the geometric mean of measured / predicted (one number: the
+drift is a common factor) and returns a copy of the profile whose latency model predicts that
+many times more::
 
     from ofa_engine.devices.calibration import calibrate_profile
     result = calibrate_profile("cpu-ort-2t")      # about 8 subnets, a few seconds
     result.scale, result.profile.predict_latency_ms(configs)
 
-This helps where the speed shifted and stays shifted. On this project's VM it did not: its speed
-also moves by up to 1.6x within seconds, so a factor measured a few seconds before does not carry
-over (docs/latency-calibration.md, `benchmarks/bench_calibration.py`).
+This helps only where the speed shifted and stays shifted: on a machine whose speed also moves
+within seconds, a factor measured a few seconds before does not carry over. Measurements:
+docs/latency-calibration.md (`benchmarks/bench_calibration.py`) and docs/latency-measurement.md.
 
 Only profiles measured on this machine (`profile.measures_locally`) can be calibrated here:
 another device's latency cannot be measured from this one. Command line:

@@ -10,9 +10,9 @@ ordinary profile (`load_profile(path)`) cached on disk under a key of what the l
 depends on (`cache_key`: CPU model, core count, ORT version, threads, precision, space) and
 reused from then on; `refresh=True` measures again. Around each thread count's measurement the
 run also times how steady the machine is (`runtime.measure.machine_speed`, half a second before
-and after) and keeps it in the profile's provenance (`machine_speed`): on a shared VM whose
-speed swings (2x within a second on the VMs here), no measurement, and so no profile, is closer
-than that, and the label says so.
+and after) and keeps it in the profile's provenance (`machine_speed`): on a machine whose speed
+swings within a second, no measurement, and so no profile, is closer than that swing, and the
+label says so (docs/latency-measurement.md).
 
 The app calls, without blocking a page:
 

@@ -13,8 +13,7 @@ import pickle
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from ..files import exception_reason
 from .build import accuracy_report, utc_now, write_package
 from .manifest import PackageError
 
@@ -38,7 +37,7 @@ def read_checkpoint(path: str | os.PathLike, what: str) -> Any:
         if isinstance(exc, pickle.UnpicklingError) and "weights_only" in str(exc).lower():
             reason = "it holds objects other than tensors and plain values, which are never loaded"
         else:
-            reason = (str(exc).splitlines() or ["(no message)"])[0][:200]
+            reason = exception_reason(exc)
         raise PackageError(f"{what} '{path}' cannot be read ({type(exc).__name__}: {reason})") from None
 
 
@@ -51,7 +50,7 @@ def load_official_predictor(path: str | os.PathLike, space: Any):
         weights, biases, base_acc = official_predictor_arrays(state, space)
     except ValueError as exc:
         raise PackageError(f"--accuracy-predictor '{path}': {exc}") from None
-    return AccuracyPredictor(space, weights, biases, np.zeros(space.encoding_size), base_acc, 1.0,
+    return AccuracyPredictor(space, weights, biases, base_acc, 1.0,
                              metadata={"source": f"the official OFA accuracy predictor '{Path(path).name}' "
                                                  f"(3x400 MLP + base_acc), re-indexed onto our encoding",
                                        "target": "the official predictor's output (ImageNet top-1, fraction)"})

@@ -30,7 +30,7 @@ import numpy as np
 
 from ..datasets.images import ASSETS_DIR, ImageSet
 from ..families.mbv3.space import SearchSpace
-from ..files import read_json
+from ..files import exception_reason, read_json
 from .manifest import MANIFEST_NAME, ImagesRef, Manifest, PackageError, check_member_name, validate_manifest
 
 __all__ = ["SupernetPackage", "PackageEntry", "load_package", "load_weights", "list_packages", "packages_dir_from_env",
@@ -266,7 +266,7 @@ def _entry(name: str, path: Path, source: str) -> PackageEntry:
                 data = loads_json(zf.read(info), f"{path}:{info.filename}")
                 manifest = validate_manifest(data, f"{path}:{info.filename}")
         return PackageEntry(manifest.name, path, source, manifest)
-    except (ValueError, OSError, zipfile.BadZipFile, KeyError) as exc:
+    except (ValueError, OSError, zipfile.BadZipFile) as exc:
         return PackageEntry(name, path, source, None, str(exc))
 
 
@@ -515,7 +515,7 @@ def _load_weights(path: Path, manifest: Manifest, space: SearchSpace, where: str
         state = load_file(str(path), device="cpu")
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise PackageError(f"{display} (field 'weights'): not a readable safetensors file "
-                           f"({type(exc).__name__}: {str(exc)[:200]})") from None
+                           f"({type(exc).__name__}: {exception_reason(exc)})") from None
     classifier = state.get("classifier.weight")
     if classifier is not None and classifier.dim() == 2 and classifier.shape[0] != len(manifest.labels):
         raise _labels_error(where, manifest, int(classifier.shape[0]), display)
@@ -550,7 +550,7 @@ def _load_images(path: Path, ref: ImagesRef, manifest: Manifest, space: SearchSp
         raise
     except Exception as exc:   # zip, npy header, "Object arrays cannot be loaded" all differ
         raise PackageError(f"{display}: not a readable .npz of uint8 images ({type(exc).__name__}: "
-                           f"{(str(exc).splitlines() or [''])[0][:200]})") from None
+                           f"{exception_reason(exc)})") from None
     c = space.in_channels
     shape_ok = (images.ndim == 3 and c == 1) or (images.ndim == 4 and images.shape[1] == c)
     if images.dtype != np.uint8 or not shape_ok or min(images.shape[1:], default=0) < 1 \

@@ -9,9 +9,12 @@ Two layers, scikit-learn style:
 - `AccuracyPredictor`: a fitted model bound to its search space, as files hold it:
   `predict(configs)` takes a population or a list of configs, `predict_encoded(X)` the encoding,
   `torch_module()` is the same function as a differentiable `nn.Module` for gradient search,
-  `save` writes it. Its function is `accuracy = baseline(x) + target_scale * mlp(x)` with
-  `baseline(x) = x . w + b + x^T Q x`; the shipped model (`fit_accuracy_predictor`) has w = 0
-  and Q = 0 (targets centred, OFA's choice). Version 1 files have no Q; version 2 files store it.
+  `save` writes it. Its function is `accuracy = baseline_bias + target_scale * mlp(x)`: the MLP
+  learns the centred, scaled targets (OFA's choice) and `baseline_bias` is their mean.
+  Files of versions 1 and 2 also carry a line `baseline_weight` (and, version 2, a quadratic form
+  `quadratic_weight`) under the MLP: they load when those are all zero (as in every file
+  `fit-accuracy-predictor` wrote) and are refused otherwise (the research baselines that set them
+  live in `benchmarks/accuracy_predictor_report.py`).
 
 Files hold no pickles: an `.npz` with the arrays (loaded with `allow_pickle=False`) and a JSON
 file beside it with metadata (space, supernet digest, quality, the command that made it).
@@ -42,11 +45,14 @@ if TYPE_CHECKING:
 __all__ = ["AccuracyPredictor", "AccuracyPredictorError", "MacsProxy", "MLPEnsembleRegressor", "load_accuracy_predictor",
            "fit_accuracy_predictor", "evaluate_accuracy_predictor", "train_test_split", "kendall_tau",
            "file_digest", "BUNDLED_PREDICTORS", "MAX_WIDTH", "DEFAULT_HIDDEN", "DEFAULT_WEIGHT_DECAY",
-           "DEFAULT_ENSEMBLE", "SHIPPED_BASELINE", "SHIPPED_MLP_INPUTS"]
+           "DEFAULT_ENSEMBLE"]
 
 FORMAT = "ofa-engine/accuracy-predictor"
-VERSION = 2                  # 2 added `quadratic_weight`; version 1 files (no such array) still load
-READABLE_VERSIONS = (1, 2)
+VERSION = 3                  # 3 dropped the research terms below; versions 1 and 2 still load
+READABLE_VERSIONS = (1, 2, 3)
+# Arrays of terms under the MLP that versions 1 and 2 stored (the versions that required each)
+# and the engine no longer computes: read only to check that they are all zero.
+RETIRED_ARRAYS = {"baseline_weight": (1, 2), "quadratic_weight": (2,)}
 # The predictor of the bundled package (assets/supernets/tiny-fmnist/manifest.json).
 PREDICTORS_DIR = ASSETS_DIR / "supernets" / "tiny-fmnist"
 BUNDLED_PREDICTORS = {"tiny-fmnist": PREDICTORS_DIR / "accuracy-predictor.npz"}
@@ -58,10 +64,6 @@ MAX_WIDTH = 4096
 DEFAULT_HIDDEN = (4, 128)
 DEFAULT_WEIGHT_DECAY = 1e-4
 DEFAULT_ENSEMBLE = 3
-# What the shipped model's MLP is over, as its metadata names it (other baselines and inputs
-# are research: benchmarks/accuracy_predictor_report.py).
-SHIPPED_BASELINE = "mean"
-SHIPPED_MLP_INPUTS = "encoding"
 
 
 class AccuracyPredictorError(ValueError):
@@ -73,32 +75,24 @@ class AccuracyPredictorError(ValueError):
 class AccuracyPredictor:
     """Predicts top-1 accuracy (fraction 0..1) of subnets of `space`.
 
-    `weights[i]` has shape (in, out); the last layer has out = 1. `metadata` is the JSON side
+    `weights[i]` has shape (in, out); the last layer has out = 1. `baseline_bias` is the mean
+    accuracy the MLP's output (times `target_scale`) is added to. `metadata` is the JSON side
     file (may be empty for a predictor that was never saved).
     """
 
     space: SearchSpace
     weights: list[np.ndarray]
     biases: list[np.ndarray]
-    baseline_weight: np.ndarray          # (encoding_size,)
     baseline_bias: float
     target_scale: float
     metadata: dict[str, Any] = field(default_factory=dict)
-    quadratic_weight: np.ndarray | None = None   # (encoding_size, encoding_size); None = zeros
 
     def __post_init__(self) -> None:
         self.weights = [_flush_subnormals(w) for w in self.weights]
         self.biases = [_flush_subnormals(b).reshape(-1) for b in self.biases]
-        self.baseline_weight = _flush_subnormals(self.baseline_weight).reshape(-1)
         self.baseline_bias = float(self.baseline_bias)
         self.target_scale = float(self.target_scale)
-        size = self.space.encoding_size
-        quadratic = np.zeros((size, size)) if self.quadratic_weight is None else self.quadratic_weight
-        self.quadratic_weight = _flush_subnormals(quadratic)
-        _check_shapes(self.space, self.weights, self.biases, self.baseline_weight, "predictor",
-                      self.quadratic_weight)
-        # Only the rows of Q with an entry take part (none in the shipped model).
-        self._quadratic_rows = np.flatnonzero(np.abs(self.quadratic_weight).sum(1))
+        _check_shapes(self.space, self.weights, self.biases, "predictor")
 
     @property
     def quality(self) -> dict[str, Any] | None:
@@ -112,9 +106,7 @@ class AccuracyPredictor:
     def predict_encoded(self, x: np.ndarray) -> np.ndarray:
         """Same as `predict`, from `space.encode` output (N, encoding_size)."""
         x = _rows(x, self.space.encoding_size)
-        line = self.baseline_weight if self.baseline_weight.any() else None
-        return _forward(x, self.weights, self.biases, self.target_scale, self.baseline_bias, line,
-                        self.quadratic_weight, self._quadratic_rows)
+        return _forward(x, self.weights, self.biases, self.target_scale, self.baseline_bias)
 
     @classmethod
     def from_estimator(cls, space: SearchSpace, estimator: "MLPEnsembleRegressor",
@@ -122,14 +114,13 @@ class AccuracyPredictor:
         """The fitted `estimator` (on `space.encode` rows) as a predictor of `space`."""
         estimator._check_fitted()
         return cls(space, weights=list(estimator.weights_), biases=list(estimator.biases_),
-                   baseline_weight=np.zeros(space.encoding_size), baseline_bias=estimator.offset_,
-                   target_scale=estimator.scale_, metadata=dict(metadata or {}))
+                   baseline_bias=estimator.offset_, target_scale=estimator.scale_, metadata=dict(metadata or {}))
 
     def torch_module(self) -> "nn.Module":
         """A differentiable float32 `nn.Module`: encoding (N, encoding_size) -> (N,) accuracy.
         Its parameters are frozen copies (gradients flow to the input only)."""
-        from .accuracy_torch import PredictorModule
-        return PredictorModule(self)
+        from .accuracy_torch import ScaledMLP
+        return ScaledMLP(self.weights, self.biases, self.target_scale, self.baseline_bias)
 
     # ------------------------------------------------------------------ files
     def save(self, path: str | Path, metadata: Mapping[str, Any] | None = None) -> Path:
@@ -139,10 +130,8 @@ class AccuracyPredictor:
             self.metadata = dict(metadata)
         arrays = {"format": np.array(FORMAT), "version": np.array(VERSION),
                   "space": np.array(self.space.name), "n_layers": np.array(len(self.weights)),
-                  "baseline_weight": self.baseline_weight,
                   "baseline_bias": np.array(self.baseline_bias, dtype=np.float64),
-                  "target_scale": np.array(self.target_scale, dtype=np.float64),
-                  "quadratic_weight": self.quadratic_weight}
+                  "target_scale": np.array(self.target_scale, dtype=np.float64)}
         for i, (w, b) in enumerate(zip(self.weights, self.biases)):
             arrays[f"weight_{i}"], arrays[f"bias_{i}"] = w, b
         npz_path.parent.mkdir(parents=True, exist_ok=True)
@@ -161,9 +150,8 @@ def _rows(x: np.ndarray, width: int) -> np.ndarray:
 
 
 def _forward(x: np.ndarray, weights: Sequence[np.ndarray], biases: Sequence[np.ndarray], scale: float,
-             bias: float, line: np.ndarray | None = None, quadratic: np.ndarray | None = None,
-             quadratic_rows: np.ndarray | None = None) -> np.ndarray:
-    """`bias + scale * mlp(x) [+ x . line] [+ x^T Q x]` in float32 numpy, as float64 (N,)."""
+             bias: float) -> np.ndarray:
+    """`bias + scale * mlp(x)` in float32 numpy, as float64 (N,)."""
     h = x
     for w, b in zip(weights[:-1], biases[:-1]):
         h = h @ w
@@ -171,12 +159,7 @@ def _forward(x: np.ndarray, weights: Sequence[np.ndarray], biases: Sequence[np.n
         np.maximum(h, 0.0, out=h)
     out = (h @ weights[-1])[:, 0] + biases[-1][0]
     out *= scale
-    if line is not None:
-        out += x @ line
     out += bias
-    if quadratic_rows is not None and quadratic_rows.size:
-        rows = quadratic_rows
-        out += np.einsum("ij,ij->i", x[:, rows] @ quadratic[rows], x)
     return out.astype(np.float64)
 
 
@@ -189,8 +172,7 @@ def _flush_subnormals(array) -> np.ndarray:
     return out
 
 
-def _check_shapes(space: SearchSpace, weights: Sequence[np.ndarray], biases: Sequence[np.ndarray],
-                  baseline_weight: np.ndarray, where: str, quadratic_weight: np.ndarray | None = None) -> None:
+def _check_shapes(space: SearchSpace, weights: Sequence[np.ndarray], biases: Sequence[np.ndarray], where: str) -> None:
     if not 1 <= len(weights) <= _MAX_LAYERS or len(weights) != len(biases):
         raise AccuracyPredictorError(f"{where}: needs 1..{_MAX_LAYERS} layers with one bias each, "
                                      f"got {len(weights)} weights and {len(biases)} biases")
@@ -203,16 +185,30 @@ def _check_shapes(space: SearchSpace, weights: Sequence[np.ndarray], biases: Seq
         width = w.shape[1]
     if width != 1:
         raise AccuracyPredictorError(f"{where}: the last layer has {width} outputs; expected 1")
-    if baseline_weight.shape != (space.encoding_size,):
-        raise AccuracyPredictorError(f"{where}: baseline_weight has shape {baseline_weight.shape}; "
-                                     f"expected ({space.encoding_size},)")
-    size = space.encoding_size
-    if quadratic_weight is not None and quadratic_weight.shape != (size, size):
-        raise AccuracyPredictorError(f"{where}: quadratic_weight has shape {quadratic_weight.shape}; "
-                                     f"expected ({size}, {size})")
-    extra = () if quadratic_weight is None else (quadratic_weight,)
-    if not all(np.isfinite(a).all() for a in (*weights, *biases, baseline_weight, *extra)):
+    if not all(np.isfinite(a).all() for a in (*weights, *biases)):
         raise AccuracyPredictorError(f"{where}: weights contain NaN or infinity")
+
+
+def _check_retired(arrays: Mapping[str, np.ndarray], version: int, where: str) -> None:
+    """The `RETIRED_ARRAYS` of an older file: present where its version required them, and all
+    zero (the engine has no such term, so a non-zero entry would be silently dropped). Subnormal
+    values count as zero, as `_flush_subnormals` made them when the term was still computed."""
+    for key, versions in RETIRED_ARRAYS.items():
+        if key not in arrays:
+            if version in versions:
+                raise AccuracyPredictorError(f"{where}: a version {version} file needs '{key}'")
+            continue
+        array = arrays[key]
+        if not np.issubdtype(array.dtype, np.floating):
+            raise AccuracyPredictorError(f"{where}: '{key}' has dtype {array.dtype}; expected float")
+        bad = np.flatnonzero(~(np.abs(array.reshape(-1)) < np.finfo(np.float32).tiny))   # NaN too
+        if bad.size:
+            index = np.unravel_index(bad[0], array.shape) if array.ndim else ()
+            raise AccuracyPredictorError(
+                f"{where}: '{key}' has {bad.size} non-zero entries (the first: {float(array[index])!r} at "
+                f"index {list(map(int, index))}); allowed: all zeros, or no '{key}' at all. This ofa_engine "
+                f"computes only mean + MLP (the research baselines that set '{key}' are in "
+                f"benchmarks/accuracy_predictor_report.py): refit with `fit-accuracy-predictor`")
 
 
 class MacsProxy:
@@ -254,7 +250,7 @@ def load_accuracy_predictor(name_or_path: str | Path = "tiny-fmnist",
             raise AccuracyPredictorError(f"{where}: '{key}' must be a {kind.__name__} scalar")
         return kind(value)
 
-    required = ["format", "version", "space", "n_layers", "baseline_weight", "baseline_bias", "target_scale"]
+    required = ["format", "version", "space", "n_layers", "baseline_bias", "target_scale"]
     missing = [k for k in required if k not in arrays]
     if missing:
         raise AccuracyPredictorError(f"{where}: not an accuracy-predictor file (missing {missing})")
@@ -264,8 +260,7 @@ def load_accuracy_predictor(name_or_path: str | Path = "tiny-fmnist",
     if version not in READABLE_VERSIONS:
         raise AccuracyPredictorError(f"{where}: version {version} is not supported "
                                      f"(this ofa_engine reads versions {', '.join(map(str, READABLE_VERSIONS))})")
-    if version >= 2 and "quadratic_weight" not in arrays:
-        raise AccuracyPredictorError(f"{where}: a version {version} file needs 'quadratic_weight'")
+    _check_retired(arrays, version, where)
     if space is not None:
         if scalar("space", str) != space.name:
             raise AccuracyPredictorError(f"{where}: 'space' is '{scalar('space', str)}'; expected "
@@ -282,20 +277,17 @@ def load_accuracy_predictor(name_or_path: str | Path = "tiny-fmnist",
     missing = [k for k in keys if k not in arrays]
     if missing:
         raise AccuracyPredictorError(f"{where}: missing arrays {missing[:4]}")
-    optional = ["quadratic_weight"] if version >= 2 else []
-    for key in keys + ["baseline_weight"] + optional:
+    for key in keys:
         if not np.issubdtype(arrays[key].dtype, np.floating):
             raise AccuracyPredictorError(f"{where}: '{key}' has dtype {arrays[key].dtype}; expected float")
     weights = [arrays[f"weight_{i}"] for i in range(n_layers)]
     biases = [arrays[f"bias_{i}"] for i in range(n_layers)]
-    quadratic = arrays["quadratic_weight"] if version >= 2 else None
-    _check_shapes(space, weights, biases, arrays["baseline_weight"], where, quadratic)
+    _check_shapes(space, weights, biases, where)
     baseline_bias, target_scale = scalar("baseline_bias", float), scalar("target_scale", float)
     if not (math.isfinite(baseline_bias) and math.isfinite(target_scale)):
         raise AccuracyPredictorError(f"{where}: baseline_bias / target_scale must be finite")
     metadata = _read_metadata(json_path, space)
-    return AccuracyPredictor(space, weights, biases, arrays["baseline_weight"], baseline_bias,
-                             target_scale, metadata, quadratic_weight=quadratic)
+    return AccuracyPredictor(space, weights, biases, baseline_bias, target_scale, metadata)
 
 
 def _paths(path: str | Path) -> tuple[Path, Path]:
@@ -457,9 +449,8 @@ def fit_accuracy_predictor(space: SearchSpace, configs, accuracies: Sequence[flo
     x = space.encode(configs)
     estimator = MLPEnsembleRegressor(hidden, epochs, batch_size, lr, weight_decay, seed, ensemble).fit(x, accuracies)
     params = estimator.get_params()
-    training = {"hidden": params["hidden"], "baseline": SHIPPED_BASELINE, "epochs": epochs,
-                "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
-                "mlp_inputs": SHIPPED_MLP_INPUTS, "seed": seed, "ensemble": ensemble, "n_train": len(x)}
+    training = {"hidden": params["hidden"], "epochs": epochs, "batch_size": batch_size, "lr": lr,
+                "weight_decay": weight_decay, "seed": seed, "ensemble": ensemble, "n_train": len(x)}
     return AccuracyPredictor.from_estimator(space, estimator, {"training": training})
 
 

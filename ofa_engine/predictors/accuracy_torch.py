@@ -5,16 +5,13 @@ imports torch: the app's first page ranks subnets without it."""
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
-if TYPE_CHECKING:
-    from .accuracy import AccuracyPredictor
-
-__all__ = ["PredictorModule", "ScaledMLP", "average_mlps", "mlp_module", "train_mlp"]
+__all__ = ["ScaledMLP", "average_mlps", "mlp_module", "train_mlp"]
 
 
 def mlp_module(weights: Sequence[np.ndarray], biases: Sequence[np.ndarray]) -> nn.Sequential:
@@ -32,7 +29,8 @@ def mlp_module(weights: Sequence[np.ndarray], biases: Sequence[np.ndarray]) -> n
 
 
 class ScaledMLP(nn.Module):
-    """offset + scale * mlp(x), frozen: the torch twin of a fitted `MLPEnsembleRegressor`."""
+    """offset + scale * mlp(x), frozen: the torch twin of a fitted `MLPEnsembleRegressor` and of
+    an `AccuracyPredictor` (offset = its `baseline_bias`, scale = its `target_scale`)."""
 
     def __init__(self, weights, biases, scale: float, offset: float):
         super().__init__()
@@ -42,30 +40,6 @@ class ScaledMLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.mlp(x)[:, 0] * self.scale + self.offset
-
-
-class PredictorModule(nn.Module):
-    def __init__(self, predictor: "AccuracyPredictor"):
-        super().__init__()
-        self.mlp = mlp_module(predictor.weights, predictor.biases)
-        self.baseline = nn.Linear(predictor.space.encoding_size, 1)
-        with torch.no_grad():
-            self.baseline.weight.copy_(torch.from_numpy(predictor.baseline_weight)[None])
-            self.baseline.bias.fill_(predictor.baseline_bias)
-        self.target_scale = predictor.target_scale
-        rows = predictor._quadratic_rows
-        self.register_buffer("quadratic_rows", torch.from_numpy(rows.astype(np.int64)))
-        self.register_buffer("quadratic", torch.from_numpy(predictor.quadratic_weight[rows].copy()))
-        self.requires_grad_(False)
-        self.eval()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.mlp(x)[:, 0] * self.target_scale + self.baseline(x)[:, 0]
-        if self.quadratic_rows.numel():
-            out = out + ((x[:, self.quadratic_rows] @ self.quadratic) * x).sum(1)
-        return out
-
-
 
 
 def train_mlp(inputs: np.ndarray, target: np.ndarray, hidden: Sequence[int], epochs: int,

@@ -19,20 +19,18 @@ says how noisy the machine was.
 
 Many models (`measure_many`, the kit runner, the latency datasets): shared and virtual
 machines go through slow phases lasting seconds, which a model measured in one stretch takes
-for its own latency (measured here: two back-to-back passes over the same 60 subnets agreed
-within +-10% for only ~30% of them). So every model gets `rounds` short bursts, visited in a
-fresh random order each round, and its latency is the median over rounds of each burst's
-median: a slow phase spoils a few bursts of many models, not all bursts of one (the same two
-passes, 7 rounds: 95% within +-10%).
+for its own latency. So every model gets `rounds` short bursts, visited in a fresh random
+order each round, and its latency is the median over rounds of each burst's median: a slow
+phase spoils a few bursts of many models, not all bursts of one.
 
 How steady the machine is (`machine_speed`): some machines change speed faster than any
-interleaving can average out. On the 2-vCPU VMs this project runs on (2026-12-02), a fixed
-pure-Python loop took anywhere from 7.5 to 14.5 ms from one 13 ms sample to the next, and a
-subnet's 100-run median moved by up to 2.5x between bursts 0.3 s apart, with no steal time
-reported: the host shares the physical cores. `machine_speed` times such a fixed
-single-threaded workload for a while and reports the spread of its 10th-90th percentile; a
-spread above `STEADY_SPREAD` means the machine cannot time a model to +-10% at all, whatever
-the protocol. The kit runner and the start-up profile record it beside their results.
+interleaving can average out. `machine_speed` times a fixed single-threaded workload for a
+while and reports the spread of its 10th-90th percentile; a spread above `STEADY_SPREAD` means
+the machine cannot time a model to +-10% at all, whatever the protocol. The kit runner and the
+start-up profile record it beside their results.
+
+The measurements behind both choices (machines, dates, commands): ofa_engine's
+docs/latency-measurement.md.
 """
 
 from __future__ import annotations

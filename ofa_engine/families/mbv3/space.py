@@ -42,6 +42,8 @@ MAX_SPACE_RESOLUTION = 1024
 MAX_SPACE_CLASSES = 100_000
 MAX_SPACE_IN_CHANNELS = 64
 MAX_SUPERNET_PARAMS = 100_000_000  # 400 MB of float32 weights, ~10x our largest preset
+# The fields of a subnet config, and of a population (one array per field, a row per config).
+CONFIG_FIELDS = ("wid", "ks", "e", "d", "image_size")
 
 
 @dataclass(frozen=True)
@@ -72,14 +74,13 @@ class SubnetConfig:
     def from_dict(cls, data: Mapping[str, Any]) -> "SubnetConfig":
         if not isinstance(data, Mapping):
             raise ValueError(f"a subnet config must be a JSON object, got {type(data).__name__}")
-        fields = ("wid", "ks", "e", "d", "image_size")
-        missing = [f for f in fields if f not in data]
-        extra = sorted(set(data) - set(fields))
+        missing = [f for f in CONFIG_FIELDS if f not in data]
+        extra = sorted(set(data) - set(CONFIG_FIELDS))
         if missing or extra:
             raise ValueError(
-                f"subnet config must have exactly the fields {list(fields)}; "
+                f"subnet config must have exactly the fields {list(CONFIG_FIELDS)}; "
                 f"missing {missing}, unexpected {extra}")
-        return cls(**{f: data[f] for f in fields})
+        return cls(**{f: data[f] for f in CONFIG_FIELDS})
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), separators=(",", ":"))
@@ -295,6 +296,9 @@ class SearchSpace:
 
     def _check_population(self, pop: Mapping[str, np.ndarray]):
         """(ks, e, d, image_size, wid) of a population (see `is_population`), or ValueError."""
+        missing = [key for key in CONFIG_FIELDS if key not in pop]
+        if missing:
+            raise ValueError(f"a population needs the fields {list(CONFIG_FIELDS)}; missing {missing}")
         wid = np.asarray(pop["wid"], np.int64).reshape(-1)
         n = wid.shape[0]
         shapes = {"ks": (n, self.num_slots), "e": (n, self.num_slots), "d": (n, self.num_stages),
