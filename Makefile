@@ -8,9 +8,10 @@ install:
 	$(PIP) install -q -r requirements-test.txt
 	$(PIP) install -q --no-deps ofa==0.1.0.post202307202001
 
-# The README's test command: set up, then run the whole suite.
+# The README's test command: set up, then run the whole suite; the 25 slowest tests are listed
+# at the end, so a test that grows slow is seen in CI.
 test: install
-	$(PYTHON) -m pytest -q
+	$(PYTHON) -m pytest -q --durations=25
 
 # Without the few slow tests (marked slow).
 test-fast:

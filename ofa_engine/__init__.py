@@ -17,6 +17,9 @@ Layers, each importing only the ones above it in this list (tests/test_layers.py
 - `cli/`: the command line, a leaf that nothing imports.
 - `lessons/`: the notes' building blocks, apart from the OFA pipeline.
 
+Not `search`: that name is the subpackage, which the import system sets as this package's
+attribute once it is imported (use `from ofa_engine.search import search`).
+
 Public names are loaded lazily, so `import ofa_engine` stays cheap (no torch, ONNX, trainer or
 CLI until a name that needs them is used).
 """
@@ -39,7 +42,7 @@ _PUBLIC = {
     "load_accuracy_predictor": "predictors.accuracy",
     "load_package": "packages.package", "list_packages": "packages.package",
     "Constraints": "search.constraints", "InfeasibleBudgetError": "search.constraints",
-    "Evaluator": "search.evaluator", "search": "search.core",
+    "Evaluator": "search.evaluator",
     "specialize": "pipeline.specialize", "Specialization": "pipeline.specialize",
 }
 

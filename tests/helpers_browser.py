@@ -82,11 +82,53 @@ def chromium() -> Iterator["object"]:
             browser.close()
 
 
-def wait_idle(page, timeout_ms: float = 120_000) -> None:
-    """Until the script run is over. Streamlit 1.67 marks the app's container with
-    `data-test-script-state` ("running" while a script runs); its status widget never shows
-    in headless runs, so waiting for that widget to go away returned at once."""
-    page.wait_for_function(
-        "() => { const el = document.querySelector('[data-test-script-state]');"
-        " return el !== null && el.getAttribute('data-test-script-state') !== 'running'; }",
-        timeout=timeout_ms)
+def wait_idle(page, timeout_ms: float = 180_000) -> None:
+    """Until the page's script run is over: Streamlit 1.67 marks the app's container with
+    `data-test-script-state`, "notRunning" once a run has finished ("initial" before the first,
+    "running" or "rerunRequested" meanwhile); its status widget never shows in headless runs.
+
+    Reliable only once the run that matters has begun on the page: just after `goto`, or once an
+    element that only that run draws is visible (a result, an alert, a button it enables). Right
+    after a click the state still reads "notRunning" from the run before, until the server's
+    answer arrives: wait for such an element first, or use `ScriptRuns.one_run`."""
+    page.wait_for_selector("[data-test-script-state='notRunning']", state="attached", timeout=timeout_ms)
+
+
+def _finished_run(payload) -> bool:
+    """Whether a websocket frame from the server says that a script run finished (not one
+    stopped early for another rerun)."""
+    if not isinstance(payload, (bytes, bytearray)):
+        return False
+    from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+    try:
+        message = ForwardMsg.FromString(bytes(payload))
+    except Exception:  # noqa: BLE001 - not a ForwardMsg: not what we wait for
+        return False
+    return message.WhichOneof("type") == "script_finished" and \
+        message.script_finished == ForwardMsg.FINISHED_SUCCESSFULLY
+
+
+class ScriptRuns:
+    """The script runs the server finishes for one page, read from the page's websocket.
+
+    For an action whose rerun draws nothing new (a tab click: the page looks the same before and
+    after), so that no element can say that the run is over: `with runs.one_run(): tab.click()`
+    returns once the server has finished that run. Create it before the page's first `goto`."""
+
+    def __init__(self, page):
+        self.page = page
+        self.socket = None
+        page.on("websocket", self._opened)
+
+    def _opened(self, socket) -> None:
+        if socket.url.endswith("/_stcore/stream"):
+            self.socket = socket
+
+    @contextlib.contextmanager
+    def one_run(self, timeout_ms: float = 180_000) -> Iterator[None]:
+        """Around one action on an idle page (its last run over, nothing else asked) that
+        reruns the script once: the first run the server finishes after it is that action's."""
+        assert self.socket is not None, "ScriptRuns: the page has no Streamlit websocket (created after goto?)"
+        with self.socket.expect_event("framereceived", predicate=_finished_run, timeout=timeout_ms):
+            yield
+        wait_idle(self.page, timeout_ms)

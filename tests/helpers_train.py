@@ -1,15 +1,19 @@
 """Shared tiny training setup for tests/test_train.py, also runnable as a script.
 
-    python tests/helpers_train.py OUT [--resume] [--max-steps N]
+    python tests/helpers_train.py OUT [--resume] [--max-steps N] [--pause-at PHASE:STEP]
 
 trains the tiny recipe below on synthetic data into OUT (one torch thread, seeded), so that a
-test can SIGKILL it mid-run and resume it. Used by helpers_ddp.py under torchrun as well.
+test can SIGKILL it mid-run and resume it. `--pause-at PHASE:STEP` prints "PAUSED ..." and
+waits for ever (for the kill) just before the optimizer step that would make the phase's step
+count STEP+1: a known point, the checkpoint before it written and the steps since it lost. Used
+by helpers_ddp.py under torchrun as well.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import threading
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
@@ -45,6 +49,20 @@ def tiny_recipe(**overrides) -> Recipe:
     return Recipe(**base)
 
 
+def pause_before_step(phase: int, step: int) -> None:
+    """Block the training thread before the optimizer step at (phase index, steps done in it)."""
+    from ofa_engine.training import loop
+    real = loop._PhaseSteps.step
+
+    def step_or_pause(self, x, y):
+        state = self.run.state
+        if (state["phase"], state["step"]) == (phase, step):
+            print(f"PAUSED phase {phase} step {step}", flush=True)
+            threading.Event().wait()     # until the test kills the process
+        return real(self, x, y)
+    loop._PhaseSteps.step = step_or_pause
+
+
 def main(argv: list[str]) -> int:
     from ofa_engine.training.loop import train
 
@@ -52,6 +70,8 @@ def main(argv: list[str]) -> int:
     out = argv[0]
     resume = "--resume" in argv
     max_steps = int(argv[argv.index("--max-steps") + 1]) if "--max-steps" in argv else None
+    if "--pause-at" in argv:
+        pause_before_step(*(int(v) for v in argv[argv.index("--pause-at") + 1].split(":")))
     train_set, val_set, calib = synthetic_sets()
     final = train(SearchSpace.preset(SPACE), tiny_recipe(), train_set, val_set, calib, out,
                   resume=resume, max_steps=max_steps, progress=False)

@@ -109,7 +109,7 @@ def test_specialize_precision_defaults_to_the_profile_and_shows_in_the_result():
     assert_clean(at)
 
 
-@pytest.mark.slow
+@pytest.mark.slow   # an int8 specialization: ONNX Runtime's quantizer calibrates on 2,000 images
 def test_specialize_stm32f746_in_int8_downloads_a_file_within_its_flash():
     at = open_page()
     at.selectbox(key="spec_profile").set_value("stm32f746").run()
@@ -241,6 +241,25 @@ def test_cards_have_units_noisy_latency_is_remeasured_and_the_model_predicts():
     assert any("'huge.png' is 5000 x 4000 pixels; allowed: at most 16,777,216" in e for e in errors(at)), errors(at)
 
 
+def test_user_errors_shows_the_users_mistake_and_reports_a_bug_as_a_bug(monkeypatch, caplog):
+    """`user_errors` shows the engine's message for a user's mistake (ValueError); a KeyError
+    is a bug: logged with its traceback, and shown as an unexpected failure, not as the user's."""
+    import logging
+
+    import app.resources as resources
+    shown = []
+    monkeypatch.setattr(resources.st, "error", lambda text, **kwargs: shown.append(plain(text)))
+    with resources.user_errors("The profile JSON"):
+        raise ValueError("profile: missing field(s) ['quality']")
+    with caplog.at_level(logging.ERROR, logger="ofa_app"), resources.user_errors("The profile JSON"):
+        {}["quality"]
+    assert shown[0] == "The profile JSON: profile: missing field(s) ['quality']"
+    assert shown[1].startswith("The profile JSON failed unexpectedly (KeyError: 'quality')")
+    assert "server log" in shown[1]
+    assert [r.exc_info[0] for r in caplog.records if r.exc_info] == [KeyError]
+    assert KeyError not in resources.USER_ERRORS
+
+
 def test_format_gives_significant_digits_and_units():
     from app import format as fmt
     assert fmt.sig(0.51634) == "0.516" and fmt.sig(449.93) == "450" and fmt.sig(0.99996) == "1.00"
@@ -261,7 +280,7 @@ def test_latency_is_over_budget_only_when_its_spread_clears_the_budget(median, i
 
 
 # ------------------------------------------------------------------------------ deploy everywhere
-@pytest.mark.slow
+@pytest.mark.slow   # five specializations, three of them int8 (quantized)
 def test_deploy_everywhere_specializes_each_device_and_zips_them_with_a_manifest():
     import io
     import zipfile

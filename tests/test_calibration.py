@@ -99,14 +99,39 @@ def test_calibrate_refuses_a_profile_this_machine_cannot_measure():
         calibrate_profile("stm32f746", measure=lambda p, t, b: [1.0] * len(p))
 
 
-def test_calibrate_profile_cli_measures_for_real(tmp_path, capsys):
+def test_calibrate_profile_cli_measures_the_exported_subnets_and_writes_the_rescaled_profile(tmp_path, capsys,
+                                                                                               monkeypatch):
+    """The CLI exports the reference subnets, measures them with the profile's threads and batch
+    size, and writes the profile rescaled by measured / predicted. The measurement is a fake
+    that answers 2.5 x the prediction (a real one is a different number on every machine; it is
+    run for real in test_calibrate_profile_reports_progress_per_round)."""
+    import onnx
+
+    from ofa_engine.devices import calibration
+    from ofa_engine.runtime.measure import LatencyStats
+    base = load_profile("cpu-ort-1t")
+    predicted = base.predict_latency_ms(reference_configs(base, 2))
+    calls = []
+
+    def fake_measure_many(paths, threads, batch_size, rounds, **kwargs):
+        calls.append({"threads": threads, "batch_size": batch_size, "rounds": rounds,
+                      "inputs": [onnx.load(p).graph.input[0].type.tensor_type.shape.dim[-1].dim_value for p in paths]})
+        return [LatencyStats(2.5 * ms, 2.4 * ms, 2.6 * ms, 0.2 * ms, 10, threads, batch_size) for ms in predicted]
+
+    monkeypatch.setattr(calibration, "measure_many", fake_measure_many)
     out = tmp_path / "now.json"
     assert main(["calibrate-profile", "cpu-ort-1t", "--out", str(out), "--subnets", "2", "--rounds", "1"]) == 0
     summary = json.loads(capsys.readouterr().out)
-    assert summary["subnets"] == 2 and 0.05 < summary["scale"] < 20 and summary["out"] == str(out)
+    # Measured the two reference subnets' ONNX files (their input sizes), once, as the profile runs.
+    sizes = [c.image_size for c in reference_configs(base, 2)]
+    assert calls == [{"threads": 1, "batch_size": 1, "rounds": 1, "inputs": sizes}]
+    assert summary["subnets"] == 2 and summary["scale"] == 2.5 and summary["out"] == str(out)
+    assert summary["mape_before"] == 1.5 and summary["mape_after"] == 0.0
     calibrated = load_profile(out)
     assert calibrated.name == "cpu-ort-1t-calibrated"
-    assert calibrated.provenance["calibration"]["scale"] == pytest.approx(summary["scale"], rel=1e-3)
+    assert calibrated.provenance["calibration"]["scale"] == pytest.approx(2.5, rel=1e-12)
+    np.testing.assert_allclose(calibrated.predict_latency_ms(population()), 2.5 * base.predict_latency_ms(population()),
+                               rtol=1e-12)
     assert main(["calibrate-profile", "cpu-ort-1t", "--out", str(tmp_path / "no" / "x.json")]) == 2
     assert main(["calibrate-profile", "stm32f412", "--out", str(tmp_path / "y.json")]) == 2
     assert not (tmp_path / "y.json").exists()

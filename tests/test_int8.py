@@ -173,7 +173,7 @@ def test_cli_precision_flag(capsys, tmp_path):
     assert not list(tmp_path.iterdir())
 
 
-@pytest.mark.slow
+@pytest.mark.slow   # an int8 specialization per MCU profile (quantizer calibration)
 @pytest.mark.parametrize("name", ["stm32f412", "stm32f746", "stm32h743"])
 def test_mcu_specialize_int8_fits_the_flash_budget(name, tmp_path):
     profile = load_profile(name)
@@ -205,7 +205,7 @@ def test_latency_model_per_precision():
     assert lookalike.for_precision("int8") is lookalike
 
 
-@pytest.mark.slow
+@pytest.mark.slow   # an int8 specialization (quantizer calibration)
 def test_cpu_specialize_in_int8_searches_with_the_int8_latency_model():
     spec = specialize("cpu-ort-1t", precision="int8", strategy="random")
     int8 = load_profile("cpu-ort-1t").for_precision("int8")

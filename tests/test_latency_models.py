@@ -13,6 +13,7 @@ from ofa_engine.predictors.latency import (LATENCY_MODELS, MODEL_TYPES, Analytic
                                        architecture_features, evaluate_latency_model, fit_latency_model,
                                        fit_profile_latency, profile_fit, select_ridge, kendall_tau, latency_metrics, latency_model_from_dict,
                                        split_indices, total_macs, unique_blocks)
+from tests.helpers_numbers import assert_close_tree
 
 SPACE = SearchSpace.preset("tiny-fmnist")
 
@@ -354,5 +355,9 @@ def test_the_bundled_w10_profile_refits_from_its_two_runs():
     refit = fit_profile_from_csv([latency / "w1.0-1t.csv", latency / "w1.0-1t-repeat.csv"], "cpu-ort-1t-w1.0",
                                  space="ofa-mbv3-w1.0")
     bundled = load_profile("cpu-ort-1t-w1.0")
-    assert refit.latency_model.to_dict() == bundled.latency_model.to_dict()
-    assert dict(refit.quality) == dict(bundled.quality) and refit.quality["ridge"] > 0
+    # The bundled file was fitted on another processor: BLAS differs there in the 14th digit
+    # (issue 32), so floats agree to REFIT_REL (1e-9 relative); names, counts and the selected
+    # penalty exactly.
+    assert_close_tree(refit.latency_model.to_dict(), bundled.latency_model.to_dict())
+    assert_close_tree(dict(refit.quality), dict(bundled.quality))
+    assert refit.quality["ridge"] == bundled.quality["ridge"] > 0

@@ -243,9 +243,45 @@ def test_a_package_without_its_weights_loads_and_ranks_without_torch():
     assert out.stdout.split() == ["[]", "True"], out.stdout
 
 
-def test_public_names_import_from_the_package():
+def _public_names() -> list[str]:
     import ofa_engine
-    for name in ofa_engine.__all__:
-        assert getattr(ofa_engine, name) is not None, name
+    return list(ofa_engine.__all__)
+
+
+@pytest.mark.parametrize("name", _public_names())
+def test_public_name_is_the_object_of_its_module(name):
+    """Each public name is the object of that name in the module the package says it comes
+    from (a class or a function, not a stand-in)."""
+    import importlib
+
+    import ofa_engine
+    value = getattr(ofa_engine, name)
+    source = importlib.import_module(f"ofa_engine.{ofa_engine._PUBLIC[name]}")
+    assert value is getattr(source, name), (name, value)
+    assert callable(value) and value.__name__ == name and value.__module__ == source.__name__, name
+
+
+def test_no_public_name_is_also_a_subpackage():
+    """A public name that is also a subpackage (`search` was) means the module or the function
+    depending on what was imported first: the import system sets `ofa_engine.<sub>` to the
+    submodule once it is imported. Checked in a fresh interpreter after importing every
+    subpackage, so each public name is still the object of its module."""
+    import ofa_engine
+    subpackages = sorted(p.name for p in Path(ofa_engine.__file__).parent.iterdir()
+                         if (p / "__init__.py").is_file() or p.suffix == ".py")
+    code = ("import importlib, ofa_engine\n"
+            f"for sub in {[Path(s).stem for s in subpackages if s != '__init__.py' and s != '__main__.py']!r}:\n"
+            "    importlib.import_module('ofa_engine.' + sub)\n"
+            "for name, module in ofa_engine._PUBLIC.items():\n"
+            "    value = getattr(ofa_engine, name)\n"
+            "    assert value is getattr(importlib.import_module('ofa_engine.' + module), name), name\n"
+            "print('ok')")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert out.stdout.split() == ["ok"], out.stdout + out.stderr
+
+
+def test_public_names_are_listed_and_an_unknown_name_is_refused():
+    import ofa_engine
+    assert ofa_engine.__all__ == sorted(set(ofa_engine.__all__)) and set(ofa_engine.__all__) <= set(dir(ofa_engine))
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         ofa_engine.nope  # noqa: B018

@@ -184,13 +184,36 @@ def test_measure_many_interleaves_rounds_and_validates(tiny_bytes):
 
 def test_machine_speed_summarises_a_fixed_workload():
     speed = measure.machine_speed(0.05, min_samples=12)
-    assert speed.samples >= 12 and 0 < speed.seconds < 5
+    assert speed.samples >= 12 and speed.seconds > 0
     assert 0 < speed.p10_ms <= speed.median_ms <= speed.p90_ms
     assert speed.spread == pytest.approx((speed.p90_ms - speed.p10_ms) / speed.median_ms)
     assert speed.steady == (speed.spread <= measure.STEADY_SPREAD)
     data = speed.to_dict()
     assert measure.MachineSpeed(**{k: data[k] for k in ("median_ms", "p10_ms", "p90_ms", "samples", "seconds")}) == speed
     assert measure.speed_samples(0.01, work=100, min_samples=7).shape[0] >= 7
+
+
+def test_speed_samples_stop_once_the_time_is_spent_and_not_before_the_minimum(monkeypatch):
+    """On a clock that moves 1 ms per reading (a fake: no real timing), the samples take 1 ms
+    each and the loop stops once `seconds` are spent, or at `min_samples` if that is later."""
+    from types import SimpleNamespace
+    readings = []
+
+    def clock() -> int:
+        readings.append(len(readings) * 1_000_000)
+        return readings[-1]
+
+    monkeypatch.setattr(measure, "time", SimpleNamespace(perf_counter_ns=clock))
+    times = measure.speed_samples(0.010, work=10, min_samples=2)
+    assert np.all(times == 1.0) and 2 <= len(times) <= 10        # within the 10 ms budget
+    assert readings[-1] <= 10_000_000 + 3_000_000                 # stopped within a sample of the end
+    readings.clear()
+    times = measure.speed_samples(0.001, work=10, min_samples=7)  # the budget ends before the minimum
+    assert np.all(times == 1.0) and len(times) == 7
+    readings.clear()
+    speed = measure.machine_speed(0.010, work=10, min_samples=2)
+    assert speed.median_ms == speed.p10_ms == speed.p90_ms == 1.0 and speed.steady
+    assert speed.seconds == pytest.approx(speed.samples / 1e3)
 
 
 def test_machine_speed_says_what_unsteady_means():

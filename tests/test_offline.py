@@ -11,7 +11,7 @@ import pytest
 from tests.helpers_browser import CHROMIUM, chromium, serve_app
 
 pytestmark = [
-    pytest.mark.slow,
+    pytest.mark.slow,   # a served app driven by a real chromium
     pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no chromium at {CHROMIUM} (apt-get install chromium)"),
 ]
 pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")

@@ -37,7 +37,7 @@ def measured_kit(tmp_path_factory):
     return kit
 
 
-@pytest.mark.slow
+@pytest.mark.slow   # the measured_kit fixture exports a kit and times every subnet in ONNX Runtime
 def test_kit_contents(measured_kit):
     files = sorted(p.name for p in measured_kit.iterdir())
     assert files == sorted([f"m{i:03d}.onnx" for i in range(N)]
@@ -55,7 +55,7 @@ def test_kit_contents(measured_kit):
     assert "python runner.py" in (measured_kit / "README.txt").read_text()
 
 
-@pytest.mark.slow
+@pytest.mark.slow   # the measured_kit fixture (real timings)
 def test_round_trip_fit_profile_via_cli(measured_kit, tmp_path, capsys):
     out = tmp_path / "my.json"
     code = main(["fit-profile", str(measured_kit / "results.csv"), "--name", "my device", "--out", str(out)])
@@ -73,11 +73,28 @@ def test_round_trip_fit_profile_via_cli(measured_kit, tmp_path, capsys):
     configs, measured, threads, batch, runs = read_latency_csv(measured_kit / "results.csv", SPACE)
     assert (threads, batch, runs) == (1, 1, 30)   # 3 rounds x 10 runs
     predicted = profile.predict_latency_ms(configs)
-    assert np.all(predicted > 0)
-    assert kendall_tau(predicted, measured) > 0.6
-    assert np.corrcoef(np.log(predicted), np.log(measured))[0, 1] > 0.8
+    assert np.all(predicted > 0) and len(measured) == N and np.all(measured > 0)
+    # How well the fit ranks real measurements depends on how quiet this machine is: the fit's
+    # quality is tested on seeded latencies (test_fit_profile_ranks_a_noisy_device_like_its_truth).
     validation = load_validation(tmp_path / "my.validation.csv")
     assert len(validation["configs"]) == profile.quality["n_test"]
+
+
+def test_fit_profile_ranks_a_noisy_device_like_its_truth(tmp_path, capsys):
+    """fit-profile on a kit's subnets measured on a seeded synthetic device: the bundled
+    cpu-ort-1t model x 1.7 with 10% log-normal noise (a noisy machine). The fitted profile ranks
+    them like the measurements and like the noise-free truth (0.88 and 0.91 when written)."""
+    configs = kit_configs(SPACE, N, seed=0, image_sizes=SIZES)
+    truth = 1.7 * load_profile("cpu-ort-1t").predict_latency_ms(configs)
+    measured = truth * np.exp(np.random.default_rng(0).normal(0, 0.1, len(configs)))
+    run = _synthetic_run(tmp_path / "results.csv", configs, measured, threads=1)
+    out = tmp_path / "noisy.json"
+    assert main(["fit-profile", str(run), "--space", "tiny-fmnist", "--name", "noisy", "--out", str(out)]) == 0, \
+        capsys.readouterr().err
+    predicted = load_profile(str(out)).predict_latency_ms(configs)
+    assert kendall_tau(predicted, measured) > 0.8
+    assert kendall_tau(predicted, truth) > 0.85
+    assert np.corrcoef(np.log(predicted), np.log(measured))[0, 1] > 0.95
 
 
 def _rewrite(src: Path, dst: Path, edit) -> Path:
@@ -98,7 +115,7 @@ def _set_cell(index, column, value):
     return edit
 
 
-@pytest.mark.slow
+@pytest.mark.slow   # the measured_kit fixture (real timings)
 @pytest.mark.parametrize("edit, message", [
     (lambda rows, cols: (rows, [c for c in cols if c != "median_ms"]),
      r"missing column\(s\) \['median_ms'\]"),

@@ -3,6 +3,8 @@ each registered thing works through the public API."""
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 
@@ -79,8 +81,20 @@ def test_every_bundled_profile_loads_from_the_registry(name):
 
 
 @pytest.mark.parametrize("kind", LATENCY_MODELS.names())
-def test_every_latency_model_type_is_a_class_of_that_type(kind):
-    assert isinstance(LATENCY_MODELS.get(kind), type)
+def test_every_latency_model_type_writes_its_registered_name_and_is_rebuilt_as_that_class(kind):
+    """A profile's `latency_model.type` picks the class from the registry: each class writes the
+    name it is registered under, and its dict (through JSON) rebuilds an equal model of it."""
+    import json
+
+    from ofa_engine.predictors.latency import LatencyModel, latency_model_from_dict
+    from tests.test_latency_models import SPACE, _models
+    cls = LATENCY_MODELS.get(kind)
+    assert issubclass(cls, LatencyModel) and cls.type == kind
+    (model,) = [m for m in _models() if isinstance(m, cls)]
+    data = json.loads(json.dumps(model.to_dict()))
+    assert data["type"] == kind
+    again = latency_model_from_dict(data, SPACE)
+    assert type(again) is cls and again == model
 
 
 @pytest.mark.parametrize("command", COMMANDS.names())
@@ -90,19 +104,46 @@ def test_every_command_has_help(command, capsys):
 
 
 def test_a_lookup_during_another_threads_load_waits_for_the_whole_registry():
-    import threading
-    import time
-    started = threading.Event()
+    """The first thread's loader is held half-way (one name registered) until the second
+    thread's lookup is blocked on the registry's lock; released, that lookup sees both names.
+    The order is forced by events, not by sleeping."""
+    half_way, release = threading.Event(), threading.Event()
+    seen: list[list[str]] = []
 
-    def slow_loader():
+    def held_loader():
         registry.register("a", 1)
-        started.set()
-        time.sleep(0.2)
+        half_way.set()
+        assert release.wait(60), "the test never released the loader"
         registry.register("b", 2)
 
-    registry = Registry("thing", loader=slow_loader)
+    registry = Registry("thing", loader=held_loader)
+    registry._lock = lock = _ReportingLock()
     first = threading.Thread(target=registry.names)
     first.start()
-    started.wait(5)
-    assert registry.names() == ["a", "b"]
-    first.join()
+    assert half_way.wait(60)                  # half filled; the loader holds the lock
+    second = threading.Thread(target=lambda: seen.append(registry.names()))
+    second.start()
+    assert lock.contended.wait(60)            # the second lookup waits for the lock ...
+    assert seen == []                         # ... and has returned nothing
+    release.set()
+    first.join(60)
+    second.join(60)
+    assert not first.is_alive() and not second.is_alive()
+    assert seen == [["a", "b"]]               # the whole registry, never the half-filled one
+
+
+class _ReportingLock:
+    """A re-entrant lock that says when a thread had to wait for it (another thread held it)."""
+
+    def __init__(self):
+        self._lock = threading.RLock()
+        self.contended = threading.Event()
+
+    def __enter__(self):
+        if not self._lock.acquire(blocking=False):
+            self.contended.set()
+            self._lock.acquire()
+        return self
+
+    def __exit__(self, *exc):
+        self._lock.release()

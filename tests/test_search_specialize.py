@@ -79,7 +79,7 @@ def test_specialize_in_memory_and_infeasible(ranges):
     assert info.value.smallest["latency_ms"] == pytest.approx(smallest, rel=0.5)
 
 
-@pytest.mark.slow
+@pytest.mark.slow   # several whole specializations at once
 def test_concurrent_specialize_each_gets_its_own_result(ranges):
     from ofa_engine.search import Constraints
     from ofa_engine import specialize

@@ -18,7 +18,7 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -548,38 +548,49 @@ def test_distilling_first_phase_is_refused(tmp_path):
         run_tiny(tmp_path, recipe=H.tiny_recipe(phases=(Phase("kernel", 1, 0.1, kernel_sizes=(3, 5, 7)),)))
 
 
-@pytest.mark.slow
+@pytest.mark.slow   # two training processes (killed, then resumed)
 def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(reference, tmp_path):
-    """SIGKILL a training process mid-way through the kernel phase, resume: same final weights."""
+    """SIGKILL a training process mid-way through the kernel phase, resume: same final weights.
+
+    The process pauses at a known point (helpers_train.py --pause-at: before the kernel phase's
+    4th step; the checkpoint after its 2nd step written, the 3rd step done and not saved) and
+    says so on stdout; the kill follows that line, not a poll of the checkpoint file."""
     out = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, str(REPO / "tests" / "helpers_train.py"), str(out)],
-                            env=subprocess_env(), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    killed_at = None
+    proc = subprocess.Popen([sys.executable, str(REPO / "tests" / "helpers_train.py"), str(out), "--pause-at", "1:3"],
+                            env=subprocess_env(), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, errors="replace")
+    lines: list[str] = []
+    paused = threading.Event()
+
+    def read() -> None:
+        for line in proc.stdout:
+            lines.append(line)
+            if line.startswith("PAUSED"):
+                paused.set()
+        paused.set()     # end of output: the process ended without pausing
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
     try:
-        deadline = time.time() + 240
-        while time.time() < deadline and proc.poll() is None:
-            try:
-                state = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=True,
-                                   mmap=True)["state"]
-            except (FileNotFoundError, RuntimeError, EOFError, pickle.UnpicklingError):
-                state = None
-            if state is not None and state["phase"] == 1 and state["step"] > 0:
-                os.kill(proc.pid, signal.SIGKILL)
-                killed_at = dict(state)
-                break
-            time.sleep(0.05)
+        paused.wait(600)   # a hang guard only: the pause is an event, whenever it comes
+        assert any(line.startswith("PAUSED phase 1 step 3") for line in lines), \
+            f"never paused (rc {proc.poll()}):\n{''.join(lines)[-3000:]}"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(60)
     finally:
-        if proc.poll() is None and killed_at is None:
+        if proc.poll() is None:
             proc.kill()
-        output = proc.communicate(timeout=60)[0].decode(errors="replace")
-    assert killed_at is not None, f"never saw a mid-phase checkpoint (rc {proc.returncode}):\n{output[-3000:]}"
+            proc.wait(60)
+        reader.join(60)
     assert proc.returncode == -signal.SIGKILL
     assert not (out / "supernet.pt").exists()
+    state = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=True)["state"]
+    assert (state["phase"], state["epoch"], state["step"]) == (1, 0, 2)   # the last checkpoint, step 3 lost
     final = run_tiny(out, resume=True)
     assert_same_weights(weights(final), weights(reference / "supernet.pt"))
 
 
-@pytest.mark.slow
+@pytest.mark.slow   # torchrun with two training processes
 def test_ddp_two_processes(reference, tmp_path):
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
