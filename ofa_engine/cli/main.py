@@ -17,6 +17,7 @@ import sys
 import threading
 from typing import Iterator, Sequence
 
+from ..files import exception_reason
 from ..runtime.common import ExportVerificationError, QuantizationRefusedError
 from . import core, devices, packages, predictors, search  # noqa: F401  (each registers its commands)
 from .args import COMMANDS, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageError
@@ -101,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The net under the bounded parsing and validation: an input that still got this far is
         # refused as the user's, not shown as a crash.
         print(f"error: the input is too large or too deeply nested ({type(exc).__name__}: "
-              f"{str(exc)[:200]}); see docs/limits.md", file=sys.stderr)
+              f"{exception_reason(exc)}); see docs/limits.md", file=sys.stderr)
         return EXIT_USAGE
     except (ExportVerificationError, QuantizationRefusedError) as exc:   # not the user's fault, not a crash
         print(f"error: {exc}", file=sys.stderr)

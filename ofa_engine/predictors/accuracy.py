@@ -25,6 +25,7 @@ file beside it with metadata (space, supernet digest, quality, the command that 
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import zipfile
 from dataclasses import dataclass, field
@@ -36,7 +37,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ..datasets.images import ASSETS_DIR
 from ..families.mbv3.space import SearchSpace, SubnetConfig
-from ..files import atomic_write, atomic_write_json, read_json, resolve_name_or_path
+from ..files import atomic_paths, exception_reason, read_json, resolve_name_or_path
 from .metrics import kendall_tau, split_indices as train_test_split  # noqa: F401  (API)
 
 if TYPE_CHECKING:
@@ -124,7 +125,8 @@ class AccuracyPredictor:
 
     # ------------------------------------------------------------------ files
     def save(self, path: str | Path, metadata: Mapping[str, Any] | None = None) -> Path:
-        """Write `path` (.npz) and its metadata JSON beside it, atomically; returns the npz path."""
+        """Write `path` (.npz) and its metadata JSON beside it, atomically and as a pair (the
+        arrays first, the metadata that describes them last); returns the npz path."""
         npz_path, json_path = _paths(path)
         if metadata is not None:
             self.metadata = dict(metadata)
@@ -136,8 +138,10 @@ class AccuracyPredictor:
             arrays[f"weight_{i}"], arrays[f"bias_{i}"] = w, b
         npz_path.parent.mkdir(parents=True, exist_ok=True)
         meta = {"format": FORMAT, "version": VERSION, "space": self.space.name, **self.metadata}
-        atomic_write(npz_path, lambda fh: np.savez(fh, **arrays))
-        atomic_write_json(json_path, meta)
+        with atomic_paths(npz_path, json_path) as (tmp_npz, tmp_json):
+            with open(tmp_npz, "wb") as fh:
+                np.savez(fh, **arrays)
+            tmp_json.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
         return npz_path
 
 
@@ -314,9 +318,8 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
     except AccuracyPredictorError:
         raise
     except Exception as exc:  # zip, npy header and "Object arrays cannot be loaded" all differ
-        first_line = (str(exc).splitlines() or [""])[0][:200]
         raise AccuracyPredictorError(f"{path}: not a readable .npz of plain arrays "
-                                     f"({type(exc).__name__}: {first_line})") from None
+                                     f"({type(exc).__name__}: {exception_reason(exc)})") from None
 
 
 class _Quality(BaseModel):
