@@ -147,12 +147,14 @@ def main() -> None:
         f"onnxruntime {onnxruntime.__version__}, torch {torch.__version__}.",
         "",
         "`export_onnx(..., precision=\"int8\")` and `specialize(..., precision=\"int8\")` (CLI `--precision int8`)"
-        " fold BN into the convolutions, export the float file, and quantize it with "
-        "`onnxruntime.quantization.quantize_static` (runtime/quantize.py):",
+        " fold BN into the convolutions, export the float file, and quantize it as "
+        "`onnxruntime.quantization.quantize_static` does (runtime/quantize.py; the percentile calibration "
+        "computed in one vectorised pass, docs/specialize-speed.md):",
         "",
         f"- scheme: {SCHEME};",
         "- calibrated on the 2,000 bundled calibration images (`load_split(\"calib\")`), preprocessed "
-        "as the subnet's input (`runtime.preprocess`);",
+        "as the subnet's input (`runtime.preprocess`); `specialize` on the first 500 of its package's "
+        "(`INT8_CALIBRATION_IMAGES`, chosen by measurement in docs/specialize-speed.md);",
         f"- checked on the 2,000 bundled test images (`load_split(\"test2k\")`): the top-1 agreement with the "
         f"float model is recorded in the file's metadata (`quantization`) and a file below "
         f"`AGREEMENT_FLOOR` = {AGREEMENT_FLOOR:.2f} is refused (`QuantizationRefusedError`);",

@@ -80,7 +80,8 @@ def _float_onnx(tiny_net, path: Path) -> None:
 
 @pytest.mark.parametrize("method", ["minmax", "entropy", "percentile"])
 def test_int8_calibration_writes_quantize_static_s_file_and_prints_nothing(method, tiny_net, tmp_path, capfd):
-    """The quiet calibration gives ONNX Runtime's `quantize_static` file byte for byte."""
+    """The quiet calibration (the percentile method's own one-pass computation included) gives
+    ONNX Runtime's `quantize_static` file byte for byte."""
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                           quantize_static)
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -99,8 +100,17 @@ def test_int8_calibration_writes_quantize_static_s_file_and_prints_nothing(metho
             return None if batch is None else {"input": batch}
 
     capfd.readouterr()
+    # ORT's own session setting (no graph optimisation): the same activations, so the same file.
     ranges = q._calibration_ranges(tmp_path / "prepared.onnx", tmp_path / "augmented.onnx", Reader(), method,
-                                   q.PERCENTILE)
+                                   q.PERCENTILE, graph_optimization="ORT_DISABLE_ALL")
+    if method == "percentile":
+        # The default (optimised graph, ~3x faster): the activations differ by float rounding,
+        # the ranges by no more than that. (Compared before the quantizer adjusts them in place.)
+        fast = q._calibration_ranges(tmp_path / "prepared.onnx", tmp_path / "augmented.onnx", Reader(), method,
+                                     q.PERCENTILE)
+        assert set(fast.data) == set(ranges.data)
+        for name, data in ranges.data.items():
+            np.testing.assert_allclose(fast.data[name].range_value, data.range_value, rtol=1e-4, atol=1e-5)
     q._quantize_qdq(tmp_path / "prepared.onnx", tmp_path / "ours.onnx", ranges, method, q.PERCENTILE)
     assert capfd.readouterr().out == ""
 
@@ -113,6 +123,24 @@ def test_int8_calibration_writes_quantize_static_s_file_and_prints_nothing(metho
     if method != "minmax":
         assert "histogram" in capfd.readouterr().out   # what the quiet calibration does not print
     assert (tmp_path / "ours.onnx").read_bytes() == (tmp_path / "ort.onnx").read_bytes()
+
+
+def test_percentile_range_is_ort_s_histogram_rule():
+    """The one-pass percentile range equals ORT's histogram collector's (the quiet copy of it),
+    on arrays with ties, saturated and constant values and sizes where p N is an integer."""
+    from ofa_engine.runtime import quantize as q
+    rng = np.random.default_rng(0)
+    for i in range(60):
+        n = int(rng.choice([1, 2, 37, 1000, 10000, 20000, 100000]))
+        x = rng.standard_normal(n).astype(np.float32) * np.float32(rng.uniform(0.1, 10))
+        x = [x, np.maximum(x, 0), np.clip(x, -1, 6), np.round(x * 4) / 4, np.full(n, 3.0, np.float32)][i % 5]
+        for percentile in (99.99, 99.0):
+            collector = q._quiet_collector(method="percentile", symmetric=True, num_bins=q.PERCENTILE_BINS,
+                                           num_quantized_bins=128, percentile=percentile, scenario="same")
+            collector.collect({"t": [x]})
+            expected = collector.compute_collection_result()["t"][:2]
+            got = q._percentile_range(x, percentile / 100)
+            assert [float(v) for v in got] == [float(v) for v in expected], (n, i % 5, percentile)
 
 
 @pytest.mark.parametrize("method", ["entropy", "percentile"])
