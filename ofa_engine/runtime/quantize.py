@@ -242,11 +242,10 @@ def _calibration_ranges(prepared: Path, augmented: Path, reader: Any, method: st
     if method == "percentile":
         return _percentile_ranges(prepared, reader, percentile, graph_optimization)
     from onnxruntime.quantization.calibrate import CalibrationMethod, create_calibrator
-    calibrate_method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-                        "percentile": CalibrationMethod.Percentile}[method]
+    calibrate_method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy}[method]
     calibrator = create_calibrator(prepared, _op_types(), augmented_model_path=os.fspath(augmented),
                                    calibrate_method=calibrate_method, extra_options={})
-    if method != "minmax":   # the min-max calibrator prints nothing
+    if method == "entropy":   # the min-max calibrator prints nothing
         calibrator.collector = _quiet_collector(
             method=calibrator.method, symmetric=calibrator.symmetric, num_bins=calibrator.num_bins,
             num_quantized_bins=calibrator.num_quantized_bins, percentile=calibrator.percentile,
@@ -367,55 +366,24 @@ def _quantize_qdq(prepared: Path, out_path: str | os.PathLike, ranges: Any, meth
 
 
 def _quiet_collector(**options: Any) -> Any:
-    """ORT's `HistogramCollector` without its `print`s (and taking a last batch smaller than the
-    others): `collect` and `compute_collection_result` dispatch as ORT's do, and the percentile
-    and entropy thresholds are computed as ORT's `compute_percentile` / `compute_entropy` do
-    (restated from onnxruntime 1.32's calibrate.py; tests/test_reliability.py checks that the
-    files are byte for byte `quantize_static`'s)."""
+    """ORT's `HistogramCollector` for the entropy method without its `print`s (and taking a
+    last batch smaller than the others): `collect` and `compute_collection_result` do what ORT's
+    do for entropy (restated from onnxruntime 1.32's calibrate.py; tests/test_reliability.py
+    checks that the files are byte for byte `quantize_static`'s). The percentile method does not
+    come here (`_percentile_ranges`), nor min-max (its calibrator prints nothing)."""
     from onnxruntime.quantization.calibrate import HistogramCollector
 
     class QuietHistogramCollector(HistogramCollector):
         def collect(self, name_to_arr):
-            name_to_arr = _EvenBatches(name_to_arr)
-            if self.method == "percentile" and self.symmetric:
-                return self.collect_absolute_value(name_to_arr)
-            if self.method in ("percentile", "entropy", "distribution"):
-                return self.collect_value(name_to_arr)
-            raise ValueError("Only 'entropy', 'percentile' or 'distribution' methods are supported")
+            if self.method != "entropy":
+                raise ValueError(f"calibration method {self.method!r} is not used here")
+            return self.collect_value(_EvenBatches(name_to_arr))
 
         def compute_collection_result(self):
             if not self.histogram_dict:
                 raise ValueError("Histogram has not been collected. Please run collect() first.")
-            if self.method == "entropy":
-                return {tensor: (*self.get_entropy_threshold(histogram, self.num_quantized_bins), *histogram[:2])
-                        for tensor, histogram in self.histogram_dict.items()}
-            if self.method == "percentile":
-                return self._percentile_thresholds()
-            raise ValueError(f"calibration method {self.method!r} is not used here")
-
-        def _percentile_thresholds(self):
-            if self.percentile < 0 or self.percentile > 100:
-                raise ValueError("Invalid percentile. Must be in range 0 <= percentile <= 100.")
-            thresholds = {}
-            for tensor, histogram in self.histogram_dict.items():
-                hist, hist_edges = histogram[0], histogram[1]
-                cdf = np.cumsum(hist / hist.sum())
-                if self.symmetric:
-                    idx_right = np.searchsorted(cdf, self.percentile / 100.0)
-                    low = -np.array(hist_edges[idx_right], dtype=hist_edges.dtype)
-                    high = np.array(hist_edges[idx_right], dtype=hist_edges.dtype)
-                else:
-                    cut = (100.0 - self.percentile) / 200.0
-                    low = np.array(hist_edges[np.searchsorted(cdf, cut)], dtype=hist_edges.dtype)
-                    high = np.array(hist_edges[np.searchsorted(cdf, 1.0 - cut)], dtype=hist_edges.dtype)
-                min_value, max_value = histogram[2], histogram[3]
-                if low < min_value:
-                    low = min_value
-                if high > max_value:
-                    high = max_value
-                # (ORT keeps the first two histogram counts beside the range; kept alike.)
-                thresholds[tensor] = (low, high, *hist[:2])
-            return thresholds
+            return {tensor: (*self.get_entropy_threshold(histogram, self.num_quantized_bins), *histogram[:2])
+                    for tensor, histogram in self.histogram_dict.items()}
 
     return QuietHistogramCollector(**options)
 
