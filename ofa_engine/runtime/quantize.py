@@ -3,8 +3,11 @@
 `quantize_onnx` takes a float file (BN already folded, see `export_onnx(..., precision="int8")`),
 calibrates the activation ranges on preprocessed calibration images as
 `onnxruntime.quantization.quantize_static` does (the default percentile method computed in one
-vectorised pass, `_percentile_ranges`) and writes a QDQ file with ORT's QDQ quantizer:
-per-channel symmetric int8 weights, per-tensor int8 activations, int32 biases. The quantized
+vectorised pass, `_percentile_ranges`) and writes the QDQ file `quantize_static` writes:
+per-channel symmetric int8 weights, per-tensor int8 activations, int32 biases. Our own writer
+(`_prepare` + `_write_qdq`, numpy) writes it for the graphs of our exports, byte for byte the
+file of ORT's quant_pre_process + QDQ quantizer, which still write it for any other graph
+(`_quantize_with_ort`; tests/test_int8_writer.py compares the two). The quantized
 (compacted) file is then checked against the float one: its top-1 agreement on evaluation
 images must reach `AGREEMENT_FLOOR`, else it is refused (`QuantizationRefusedError`) and
 nothing is written.
@@ -19,9 +22,12 @@ The calibration method was chosen by measured accuracy on subnets of the bundled
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
+import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +43,7 @@ from .ort import make_session
 __all__ = ["PRECISIONS", "CALIBRATION_METHODS", "DEFAULT_CALIBRATION", "AGREEMENT_FLOOR", "SCHEME",
            "PERCENTILE", "QuantizationRefusedError", "QuantizationReport", "check_precision",
            "check_calibration_method", "check_images", "quantize_onnx", "weight_bytes", "top1",
-           "quantization_metadata", "estimate_overhead_bytes"]
+           "quantization_metadata", "estimate_overhead_bytes", "QUANTIZERS"]
 
 PRECISIONS = ("fp32", "int8")
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
@@ -137,22 +143,25 @@ def _top1_both(models: list, x: np.ndarray, batch_size: int = 250) -> list[np.nd
 def quantize_onnx(float_path: str | os.PathLike, out_path: str | os.PathLike, calibration: np.ndarray,
                   evaluation: np.ndarray, labels: np.ndarray | None = None, *,
                   method: str = DEFAULT_CALIBRATION, floor: float = AGREEMENT_FLOOR,
-                  metadata: Mapping[str, str] | None = None, percentile: float = PERCENTILE
-                  ) -> QuantizationReport:
+                  metadata: Mapping[str, str] | None = None, percentile: float = PERCENTILE,
+                  quantizer: str = "writer", timings: dict[str, float] | None = None) -> QuantizationReport:
     """Quantize the float file at `float_path` into `out_path` (not atomic: the caller writes into
     a temporary path) and check it.
 
     `calibration`, `evaluation`: preprocessed float32 (N, C, S, S) images (`check_images`);
     `labels` (optional) of `evaluation`, for the two accuracies. `metadata`: the float file's
     metadata_props, copied, plus `precision` and `quantization` (the report, JSON).
-    `percentile`: the "percentile" method's (benchmarks compare values). Raises
-    `ValueError` for bad images or method, `QuantizationRefusedError` when the agreement with the
-    float file is below `floor`.
+    `percentile`: the "percentile" method's (benchmarks compare values). `quantizer`: "writer"
+    (ours, where it handles every node; else ORT's) or "ort" (ONNX Runtime's pre-processing and
+    QDQ quantizer: the reference, the same file). `timings`, when given, receives the seconds of
+    "calibrate" (preparation included), "write" and "evaluate". Raises `ValueError` for bad
+    images, method or quantizer, `QuantizationRefusedError` when the agreement with the float
+    file is below `floor`.
     """
-    from onnxruntime.quantization import CalibrationDataReader
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
     method = check_calibration_method(method)
+    if quantizer not in QUANTIZERS:
+        raise ValueError(f"quantizer = {quantizer!r}; allowed: {', '.join(QUANTIZERS)}")
+    clock = _Stopwatch(timings)
     float_model = onnx.load(os.fspath(float_path), load_external_data=False)
     dims = float_model.graph.input[0].type.tensor_type.shape.dim
     shape = tuple(int(d.dim_value) for d in dims[1:])
@@ -160,28 +169,28 @@ def quantize_onnx(float_path: str | os.PathLike, out_path: str | os.PathLike, ca
     evaluation = check_images(evaluation, shape, "evaluation")
     if labels is not None and len(labels) != len(evaluation):
         raise ValueError(f"{len(labels)} labels for {len(evaluation)} evaluation images")
-    input_name = float_model.graph.input[0].name
 
-    class Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self.batches = iter(range(0, len(calibration), CALIBRATION_BATCH))
-
-        def get_next(self) -> dict | None:
-            start = next(self.batches, None)
-            return None if start is None else {input_name: calibration[start:start + CALIBRATION_BATCH]}
-
-    with tempfile.TemporaryDirectory(prefix="ofa-quantize-") as tmp:
-        prepared = Path(tmp) / "prepared.onnx"
-        quant_pre_process(os.fspath(float_path), os.fspath(prepared))
-        ranges = _calibration_ranges(prepared, Path(tmp) / "augmented.onnx", Reader(), method, percentile)
-        _quantize_qdq(prepared, out_path, ranges, method, percentile)
-
+    # Our QDQ writer (`_write_qdq`) where it handles every node; ONNX Runtime's quant_pre_process
+    # and QDQ quantizer otherwise: the same file either way (tests/test_int8_writer.py).
     # The agreement (and the int8 accuracy) is measured on the compacted file, the one that gets
-    # written: no second pass over the file ORT's quantizer wrote. (The compaction renames
-    # tensors and drops all-zero zero points; tests/test_int8.py runs the written file and
-    # checks the agreement its metadata states.) The float and int8 passes share the threads.
-    proto = _compact(onnx.load(os.fspath(out_path)))
-    expected, predicted = _top1_both([os.fspath(float_path), proto.SerializeToString()], evaluation)
+    # written. (The compaction renames tensors and drops all-zero zero points; tests/test_int8.py
+    # runs the written file and checks the agreement its metadata states.)
+    proto = None
+    prepared = _prepare(float_model) if quantizer == "writer" else None
+    if prepared is not None:
+        try:
+            with clock("calibrate"):
+                ranges = _writer_ranges(prepared, calibration, method, percentile)
+            with clock("write"):
+                proto = _compact(_write_qdq(prepared, ranges))
+        except _Unsupported:
+            proto = None
+    if proto is None:
+        with clock("calibrate"):   # ORT's pre-processing, calibration and quantizer together
+            proto = _compact(_quantize_with_ort(float_path, out_path, calibration, method, percentile))
+    # The float and int8 passes share the threads.
+    with clock("evaluate"):
+        expected, predicted = _top1_both([os.fspath(float_path), proto.SerializeToString()], evaluation)
     agreement = float((expected == predicted).mean())
     report = QuantizationReport(
         method=method, calibration_images=len(calibration), evaluation_images=len(evaluation),
@@ -205,6 +214,57 @@ def quantize_onnx(float_path: str | os.PathLike, out_path: str | os.PathLike, ca
     onnx.checker.check_model(proto, full_check=True)
     onnx.save(proto, os.fspath(out_path))
     return report
+
+
+QUANTIZERS = ("writer", "ort")
+
+
+class _Stopwatch:
+    """`with clock(stage):` adds the stage's seconds to `timings` (nothing when it is None)."""
+
+    def __init__(self, timings: dict[str, float] | None) -> None:
+        self.timings = timings
+
+    @contextlib.contextmanager
+    def __call__(self, stage: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            if self.timings is not None:
+                self.timings[stage] = self.timings.get(stage, 0.0) + time.perf_counter() - start
+
+
+def _quantize_with_ort(float_path: str | os.PathLike, out_path: str | os.PathLike, calibration: np.ndarray,
+                       method: str, percentile: float) -> onnx.ModelProto:
+    """`quantize_static`'s way for a graph `_write_qdq` does not handle: ORT's quant_pre_process
+    (shape inference, HardSwish inlined), the calibration of `_calibration_ranges` and ORT's QDQ
+    quantizer, whose file is written to `out_path` and returned (not compacted)."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+    with tempfile.TemporaryDirectory(prefix="ofa-quantize-") as tmp:
+        prepared = Path(tmp) / "prepared.onnx"
+        quant_pre_process(os.fspath(float_path), os.fspath(prepared))
+        ranges = _calibration_ranges(prepared, Path(tmp) / "augmented.onnx",
+                                     _reader(onnx.load(os.fspath(prepared), load_external_data=False),
+                                             calibration), method, percentile)
+        _quantize_qdq(prepared, out_path, ranges, method, percentile)
+    return onnx.load(os.fspath(out_path))
+
+
+def _reader(model: onnx.ModelProto, calibration: np.ndarray) -> Any:
+    """ORT's `CalibrationDataReader` of the calibration images in batches of CALIBRATION_BATCH."""
+    from onnxruntime.quantization import CalibrationDataReader
+    input_name = model.graph.input[0].name
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.batches = iter(range(0, len(calibration), CALIBRATION_BATCH))
+
+        def get_next(self) -> dict | None:
+            start = next(self.batches, None)
+            return None if start is None else {input_name: calibration[start:start + CALIBRATION_BATCH]}
+
+    return Reader()
 
 
 # What `quantize_onnx` asks of ONNX Runtime's quantizer: QDQ, per-channel symmetric int8 weights,
@@ -280,15 +340,24 @@ def _percentile_ranges(prepared: Path, reader: Any, percentile: float,
     selector = CalibraterBase.__new__(CalibraterBase)
     selector.op_types_to_calibrate = _op_types()
     tensors, value_infos = CalibraterBase.select_tensors_to_calibrate(selector, model)
+    feeds = [feed for feed in iter(reader.get_next, None) if feed]
+    ranges = _tensor_percentile_ranges(model, [value_infos[name] for name in sorted(tensors)], feeds, percentile,
+                                       graph_optimization)
+    return TensorsData(CalibrationMethod.Percentile,
+                       {name: TensorData(lowest=low, highest=high) for name, (low, high) in ranges.items()})
+
+
+def _tensor_percentile_ranges(model: onnx.ModelProto, tensors: list[Any], feeds: list[dict], percentile: float,
+                              graph_optimization: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """`_percentile_ranges` of the tensors (`ValueInfoProto`s, sorted by name) of `model` (changed:
+    they become graph outputs) over the input `feeds`: {name: (low, high)}."""
     inputs = {i.name for i in model.graph.input}
     outputs = {o.name for o in model.graph.output}
-    for name in sorted(tensors):
-        if name not in outputs and name not in inputs:
-            model.graph.output.append(value_infos[name])
+    for info in tensors:
+        if info.name not in outputs and info.name not in inputs:
+            model.graph.output.append(info)
     session = make_session(model.SerializeToString(), threads=1, graph_optimization=graph_optimization)
     names = [o.name for o in session.get_outputs()]
-    feeds = list(iter(reader.get_next, None))
-    feeds = [feed for feed in feeds if feed]
     if not feeds:
         raise ValueError("No data is collected.")
     q = float(percentile) / 100.0
@@ -298,13 +367,11 @@ def _percentile_ranges(prepared: Path, reader: Any, percentile: float,
     # go of the GIL): a range depends on the set of values, not their order.
     with ThreadPoolExecutor(WORKERS) as pool:
         outputs = list(pool.map(lambda feed: dict(zip(names, session.run(None, feed))), feeds))
-        values = {name: [out[name] if name in out else np.asarray(feed[name])
-                         for out, feed in zip(outputs, feeds)] for name in sorted(tensors)}
+        values = {info.name: [out[info.name] if info.name in out else np.asarray(feed[info.name])
+                              for out, feed in zip(outputs, feeds)] for info in tensors}
         del outputs
-        ranges = dict(zip(values, pool.map(lambda arrs: _percentile_range(
+        return dict(zip(values, pool.map(lambda arrs: _percentile_range(
             np.concatenate([a.ravel() for a in arrs]), q), values.values())))
-    return TensorsData(CalibrationMethod.Percentile,
-                       {name: TensorData(lowest=low, highest=high) for name, (low, high) in ranges.items()})
 
 
 def _percentile_range(x: np.ndarray, q: float) -> tuple[np.ndarray, np.ndarray]:
@@ -403,6 +470,358 @@ class _EvenBatches:
             if isinstance(arr, list) and len({np.shape(a) for a in arr}) > 1:
                 arr = np.concatenate([np.ravel(a) for a in arr])
             yield name, arr
+
+
+# ------------------------------------------------------------------------------ our QDQ writer
+# `quantize_static`'s file for the graphs of our exports, written with numpy: ORT's
+# quant_pre_process (~0.3 s) and QDQ quantizer (~1-2 s, per-channel loops in Python) replaced
+# by `_prepare` and `_write_qdq`, which give the same file byte for byte after `_compact`
+# (tests/test_int8_writer.py checks it against ORT's path on subnets of the bundled supernet).
+# What follows restates onnxruntime 1.32's onnxruntime/quantization (qdq_quantizer.py,
+# base_quantizer.py, quant_utils.py, onnx_model.py) for these ops and options only.
+
+
+class _Unsupported(Exception):
+    """A graph `_write_qdq` does not handle: ORT's quantizer writes it (`_quantize_with_ort`)."""
+
+
+# How quant_pre_process's ORT optimiser writes each operator's attributes: ORT fills in the
+# schema's defaults and writes them in its own order. {op: (attributes in ORT's order, the
+# defaults it adds)}; a node whose attributes are not exactly the others (what our exporter
+# writes) goes the ORT way. HardSwish is inlined, as ORT inlines its function body.
+_ORT_ATTRIBUTES: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
+    "Conv": (("auto_pad", "dilations", "group", "strides", "kernel_shape", "pads"), {"auto_pad": "NOTSET"}),
+    "HardSigmoid": (("beta", "alpha"), {"beta": 0.5}),
+    "ReduceMean": (("keepdims", "axes"), {}),
+    "Flatten": (("axis",), {}),
+    "Gemm": (("alpha", "beta", "transA", "transB"), {"transA": 0}),
+    "Relu": ((), {}), "Mul": ((), {}), "Add": ((), {}), "HardSwish": ((), {}),
+}
+# The opsets ORT's optimiser writes into the prepared file (its registered domains).
+_ORT_OPSETS = (("ai.onnx.ml", 5), ("ai.onnx.training", 1), ("ai.onnx.preview", 1), ("com.microsoft", 1),
+               ("ai.onnx.preview.training", 1), ("com.microsoft.experimental", 1), ("com.microsoft.nchwc", 1),
+               ("org.pytorch.aten", 1))
+# The ops of `_ORT_ATTRIBUTES` that `quantize_static` calibrates and quantizes (`_op_types()`):
+# HardSigmoid and ReduceMean are not, their tensors are those of their neighbours.
+_QUANTIZED_OPS = frozenset({"Conv", "Gemm", "Relu", "Mul", "Add", "Flatten"})
+# quant_utils.__producer__ / __version__: the producer ORT's quantizer stamps on its file.
+_ORT_PRODUCER, _ORT_PRODUCER_VERSION = "onnx.quantize", "0.1.0"
+_INT8_MIN, _INT8_MAX, _INT32_MAX = -128, 127, 2 ** 31 - 1
+
+
+def _prepare(model: onnx.ModelProto) -> onnx.ModelProto | None:
+    """The float `model` as ORT's quant_pre_process writes it, for the graphs `_write_qdq`
+    handles (None for any other): every HardSwish inlined into HardSigmoid(alpha=1/6, beta=0.5)
+    and Mul, the inlined tensors named as ORT names them, the attributes filled in and ordered as
+    ORT writes them, ORT's opset imports. (No shape inference: nothing downstream needs it.)"""
+    graph = model.graph
+    if len(graph.input) != 1 or len(graph.output) != 1 or graph.input[0].type.tensor_type.elem_type != 1:
+        return None
+    names = {t for node in graph.node for t in (*node.input, *node.output)}
+    floats = {i.name: i for i in graph.initializer}
+    if any(i.data_type != onnx.TensorProto.FLOAT for i in graph.initializer):
+        return None
+    nodes, inlined, bias_users = [], 0, set()
+    for node in graph.node:
+        spec = _ORT_ATTRIBUTES.get(node.op_type)
+        if spec is None or node.domain not in ("", "ai.onnx") or len(node.output) != 1:
+            return None
+        order, defaults = spec
+        given = {a.name: a for a in node.attribute}
+        if set(given) != set(order) - set(defaults) or (node.op_type == "HardSigmoid" and "beta" in given):
+            return None
+        if node.op_type in ("Conv", "Gemm"):
+            # weights and biases initializers, each bias of one node, the data input not
+            if node.input[0] in floats or node.input[1] not in floats or len(node.input) not in (2, 3):
+                return None
+            if len(node.input) == 3:
+                if node.input[2] not in floats or node.input[2] in bias_users:
+                    return None
+                bias_users.add(node.input[2])
+        elif any(t in floats for t in node.input):
+            return None
+        if node.op_type == "HardSwish":
+            hs = "_inlfunc_HardSwish_HS_X" if inlined == 0 else f"_inlfunc_HardSwish_token_{inlined - 1}_HS_X"
+            inlined += 1
+            if hs in names:
+                return None
+            sigmoid = onnx.helper.make_node("HardSigmoid", [node.input[0]], [hs])
+            sigmoid.attribute.extend([onnx.helper.make_attribute("beta", 0.5),
+                                      onnx.helper.make_attribute("alpha", 1.0 / 6.0)])
+            mul = onnx.helper.make_node("Mul", [node.input[0], hs], [node.output[0]])
+            sigmoid.name = mul.name = ""   # ORT writes the inlined nodes' empty names
+            nodes += [sigmoid, mul]
+            continue
+        copy = onnx.NodeProto()
+        copy.CopyFrom(node)
+        del copy.attribute[:]
+        copy.attribute.extend(given[name] if name in given else onnx.helper.make_attribute(name, defaults[name])
+                              for name in order)
+        nodes.append(copy)
+    prepared = onnx.ModelProto()
+    prepared.CopyFrom(model)
+    del prepared.graph.node[:]
+    prepared.graph.node.extend(nodes)
+    prepared.opset_import.extend(onnx.helper.make_opsetid(domain, version) for domain, version in _ORT_OPSETS)
+    prepared.graph.doc_string = model.graph.doc_string   # ORT writes it, empty or not
+    return prepared
+
+
+def _calibrated_tensors(prepared: onnx.ModelProto) -> list[str]:
+    """The tensors `quantize_static` calibrates (CalibraterBase.select_tensors_to_calibrate): the
+    inputs and outputs, not initializers, of the nodes it quantizes, sorted by name."""
+    floats = {i.name for i in prepared.graph.initializer}
+    return sorted({t for node in prepared.graph.node if node.op_type in _QUANTIZED_OPS
+                   for t in (*node.input, *node.output) if t and t not in floats})
+
+
+def _writer_ranges(prepared: onnx.ModelProto, calibration: np.ndarray, method: str, percentile: float
+                   ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The calibrated (low, high) of every tensor of `_calibrated_tensors(prepared)`: the ranges
+    `_calibration_ranges` gives for the file quant_pre_process writes."""
+    input_name = prepared.graph.input[0].name
+    if method == "percentile":
+        augmented = onnx.ModelProto()
+        augmented.CopyFrom(prepared)
+        tensors = [onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None)
+                   for name in _calibrated_tensors(prepared)]
+        feeds = [{input_name: calibration[start:start + CALIBRATION_BATCH]}
+                 for start in range(0, len(calibration), CALIBRATION_BATCH)]
+        return _tensor_percentile_ranges(augmented, tensors, feeds, percentile, "ORT_ENABLE_ALL")
+    with tempfile.TemporaryDirectory(prefix="ofa-quantize-") as tmp:
+        path = Path(tmp) / "prepared.onnx"
+        onnx.save(prepared, os.fspath(path))
+        ranges = _calibration_ranges(path, Path(tmp) / "augmented.onnx", _reader(prepared, calibration), method,
+                                     percentile)
+    return {name: data.range_value for name, data in ranges.data.items()}
+
+
+def _activation_qparams(ranges: Mapping[str, tuple[Any, Any]]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """{tensor: (int8 zero point, float32 scale)} of the activations' asymmetric int8 quantization
+    of their (low, high): quant_utils.compute_scale_zp (qmin -128, qmax 127), all at once."""
+    names = list(ranges)
+    bounds = [np.asarray(bound) for n in names for bound in ranges[n]]
+    if any(b.size != 1 or b.dtype != np.float32 for b in bounds):   # (ORT's min-max ranges are of shape (1,))
+        raise _Unsupported("ranges that are not float32 numbers")
+    low, high = np.array([b.reshape(()) for b in bounds]).reshape(-1, 2).T
+    low = np.minimum(low, np.float32(0)).astype(np.float64)
+    high = np.maximum(high, np.float32(0)).astype(np.float64)
+    scale = (high - low) / (float(_INT8_MAX) - float(_INT8_MIN))
+    tiny = scale < np.finfo(np.float32).tiny
+    with np.errstate(divide="ignore", invalid="ignore"):
+        zero = np.where(tiny, 0.0, np.round(float(_INT8_MIN) - low / scale)).astype(np.int8)
+    scale = np.where(tiny, np.float32(1.0), scale.astype(np.float32))
+    return {name: (zero[i], scale[i]) for i, name in enumerate(names)}
+
+
+def _weight_scales(weight: np.ndarray, axis: int) -> np.ndarray:
+    """The per-channel (along `axis`) float32 scales of `weight`'s symmetric int8 quantization
+    (range -127..127: compute_scale_zp with symmetric=True; zero points 0)."""
+    absmax = np.abs(np.moveaxis(weight, axis, 0).reshape(weight.shape[axis], -1)).max(axis=1)
+    scale = (2.0 * absmax.astype(np.float64)) / (127.0 - -127.0)
+    return np.where(scale < np.finfo(np.float32).tiny, np.float32(1.0), scale.astype(np.float32))
+
+
+def _bias_safe_weight_scales(weight_scale: np.ndarray, input_scale: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """QDQQuantizer._adjust_weight_scale_for_int32_bias (per channel), all channels at once: a
+    channel's weight scale is raised where input scale x weight scale would be too small for its
+    bias to fit in int32."""
+    qrange = np.float64(_INT32_MAX) - np.float64(-_INT32_MAX)
+    # float32 as ORT computes it (python floats times a float32 stay float32), then float64
+    smallest = (np.float32(1.0001) * (np.float32(2.0) * np.abs(bias))).astype(np.float64) / qrange
+    candidate = np.float64(input_scale.item()) * weight_scale.astype(np.float64)
+    raise_it = (candidate < smallest) & (candidate > 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        raised = (weight_scale.astype(np.float64) * (smallest / candidate)).astype(np.float32)
+    return np.where(raise_it, raised, weight_scale)
+
+
+def _write_qdq(prepared: onnx.ModelProto, ranges: Mapping[str, tuple[Any, Any]]) -> onnx.ModelProto:
+    """ORT's QDQQuantizer(prepared, per_channel=True, QInt8 weights and activations, ranges,
+    ActivationSymmetric=False, WeightSymmetric=True).quantize_model(), as ORT saves it, for a
+    graph of `_prepare`: per-channel symmetric int8 weights (Gemm's along axis 0 when transB),
+    int32 biases, a QuantizeLinear -> DequantizeLinear pair with asymmetric int8 parameters on
+    every activation a quantized node reads or writes, a Relu after a Conv folded into it,
+    Flatten's output on its input's parameters. Raises `_Unsupported` where ORT would do
+    something this does not restate."""
+    graph = prepared.graph
+    floats = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    graph_input, graph_output = graph.input[0].name, graph.output[0].name
+    nodes = []
+    for node in graph.node:
+        copy = onnx.NodeProto()
+        copy.CopyFrom(node)
+        nodes.append(copy)
+    readers = Counter(t for node in nodes for t in node.input if t)
+    producers = {node.output[0]: node for node in nodes}
+
+    # BaseQuantizer.adjust_tensor_ranges: a Relu's only input takes the Relu's range.
+    ranges = dict(ranges)
+    for node in nodes:
+        if (node.op_type == "Relu" and readers[node.input[0]] == 1 and node.input[0] in ranges
+                and node.output[0] in ranges):
+            ranges[node.input[0]] = ranges[node.output[0]]
+
+    # quantize_model's marking pass: {tensor: None (activation) | weight axis | (input, node) shared}
+    marked: dict[str, Any] = {}
+    biases: dict[str, tuple[str, str, float]] = {}   # bias: (input, weight, beta)
+    removed: set[int] = set()
+
+    def mark(name: str) -> None:
+        if name and name not in marked:
+            marked[name] = None
+
+    for i, node in enumerate(nodes):
+        op, x, y = node.op_type, node.input[0], node.output[0]
+        if op in ("Conv", "Gemm"):
+            mark(x)
+            mark(y)
+            trans_b = op == "Gemm" and any(a.name == "transB" and a.i for a in node.attribute)
+            marked[node.input[1]] = 0 if op == "Conv" or trans_b else 1
+            if len(node.input) == 3:
+                beta = next((a for a in node.attribute if a.name == "beta"), None)
+                biases[node.input[2]] = (x, node.input[1], 1.0 if beta is None else float(beta.f))
+                if beta is not None:
+                    beta.f = 1.0   # set_default_beta: the bias carries beta
+        elif op == "Relu":
+            if x not in marked and x not in biases:
+                continue
+            if y in ranges and x in ranges and readers[x] == 1 and x not in (graph_input, graph_output):
+                producers[y] = producers.pop(x)   # the producer writes the Relu's output; the Relu goes
+                producers[y].output[0] = y
+                marked.pop(x, None)
+                removed.add(i)
+            else:
+                mark(x)
+            mark(y)
+        elif op in ("Mul", "Add"):
+            for name in (*node.input, *node.output):
+                mark(name)
+        elif op == "Flatten":
+            if x in marked or x in biases:
+                marked[y] = (x, node.name)
+
+    activations = _activation_qparams(ranges)
+    weights = {name: _weight_scales(floats[name], axis) for name, axis in marked.items()
+               if isinstance(axis, int) and not isinstance(axis, bool)}
+    for bias, (x, weight, _) in biases.items():
+        if x in ranges and x in marked and weight in weights:
+            weights[weight] = _bias_safe_weight_scales(weights[weight], activations[x][1], floats[bias])
+
+    new_nodes: list[onnx.NodeProto] = []
+    new_inits: list[onnx.TensorProto] = []
+    params: dict[str, tuple[str, str]] = {}   # tensor: (scale, zero point) initializer names
+    renamed_inputs: dict[str, str] = {}
+
+    def qdq_pair(name: str, scale: str, zero: str) -> None:
+        q_input, dq_output = name, name + "_DequantizeLinear_Output"
+        if name == graph_output:
+            q_input, dq_output = name + "_QuantizeLinear_Input", name
+            for node in nodes:
+                node.output[:] = [q_input if t == name else t for t in node.output]
+        else:
+            renamed_inputs[name] = dq_output
+        new_nodes.append(onnx.helper.make_node("QuantizeLinear", [q_input, scale, zero],
+                                               [name + "_QuantizeLinear_Output"], name + "_QuantizeLinear"))
+        new_nodes.append(onnx.helper.make_node("DequantizeLinear", [name + "_QuantizeLinear_Output", scale, zero],
+                                               [dq_output], name + "_DequantizeLinear"))
+
+    for name, kind in marked.items():   # _quantize_normal_tensors
+        if isinstance(kind, tuple):
+            continue
+        scale_name, zero_name = name + "_scale", name + "_zero_point"
+        if name in weights:
+            scale, w = weights[name], floats[name]
+            shape = [1] * w.ndim
+            shape[kind] = len(scale)
+            q = np.clip((w / scale.reshape(shape)).round(), _INT8_MIN, _INT8_MAX).astype(np.int8)
+            new_inits += [onnx.helper.make_tensor(zero_name, onnx.TensorProto.INT8, [len(scale)], [0] * len(scale)),
+                          onnx.helper.make_tensor(scale_name, onnx.TensorProto.FLOAT, [len(scale)], scale.tolist()),
+                          numpy_helper.from_array(q, name + "_quantized")]
+            renamed_inputs[name] = name + "_DequantizeLinear_Output"
+            new_nodes.append(onnx.helper.make_node(
+                "DequantizeLinear", [name + "_quantized", scale_name, zero_name],
+                [name + "_DequantizeLinear_Output"], name + "_DequantizeLinear", axis=kind))
+        elif name in floats or name not in activations:
+            raise _Unsupported(f"tensor {name!r}: an activation initializer or one without a range")
+        else:
+            zero, scale = activations[name]
+            new_inits += [onnx.helper.make_tensor(zero_name, onnx.TensorProto.INT8, [], [int(zero)]),
+                          onnx.helper.make_tensor(scale_name, onnx.TensorProto.FLOAT, [], [float(scale)])]
+            qdq_pair(name, scale_name, zero_name)
+        params[name] = (scale_name, zero_name)
+    pending = [name for name, kind in marked.items() if isinstance(kind, tuple)]
+    while pending:   # _quantize_sharing_param_tensors
+        ready = [name for name in pending if marked[name][0] in params]
+        if not ready:
+            raise _Unsupported("a Flatten whose input is not quantized")
+        for name in pending:
+            if marked[name][0] in params:
+                params[name] = params[marked[name][0]]
+                qdq_pair(name, *params[name])
+        pending = [name for name in pending if name not in params]
+    scales = {init.name: init for init in new_inits if init.data_type == onnx.TensorProto.FLOAT}
+    for bias, (x, weight, beta) in biases.items():   # _quantize_bias_tensors
+        if x not in params or weight not in params:
+            raise _Unsupported(f"bias {bias!r} of an unquantized input")
+        input_scale = numpy_helper.to_array(scales[params[x][0]])
+        bias_scale = input_scale * numpy_helper.to_array(scales[params[weight][0]]) * beta
+        q = np.clip((floats[bias].astype(np.float64) / bias_scale.astype(np.float64)).round(),
+                    float(-_INT32_MAX - 1), float(_INT32_MAX)).astype(np.int32)
+        zero = (numpy_helper.from_array(np.zeros(bias_scale.size, np.int32), bias + "_quantized_zero_point")
+                if bias_scale.size > 1 else
+                onnx.helper.make_tensor(bias + "_quantized_zero_point", onnx.TensorProto.INT32, [], [0]))
+        new_inits += [numpy_helper.from_array(q.reshape(floats[bias].shape), bias + "_quantized"),
+                      numpy_helper.from_array(bias_scale.astype(np.float32).reshape(-1), bias + "_quantized_scale"),
+                      zero]
+        new_nodes.append(onnx.helper.make_node(
+            "DequantizeLinear", [bias + "_quantized", bias + "_quantized_scale", bias + "_quantized_zero_point"],
+            [bias], bias + "_DequantizeLinear", **({"axis": 0} if bias_scale.size > 1 else {})))
+
+    kept = [node for i, node in enumerate(nodes) if i not in removed]
+    for node in kept:
+        node.input[:] = [renamed_inputs.get(t, t) for t in node.input]
+    all_nodes = kept + new_nodes
+    used = {t for node in all_nodes for t in node.input} | {graph_output}
+    inits = [i for i in graph.initializer if i.name in used and i.name not in biases] + new_inits
+    model = onnx.ModelProto()
+    model.CopyFrom(prepared)
+    del model.graph.node[:], model.graph.initializer[:], model.graph.value_info[:]
+    model.graph.node.extend(_ort_topological_order(all_nodes, [i.name for i in inits] + [graph_input]))
+    model.graph.initializer.extend(inits)
+    model.producer_name, model.producer_version = _ORT_PRODUCER, _ORT_PRODUCER_VERSION
+    return model
+
+
+def _ort_topological_order(nodes: list[onnx.NodeProto], sources: list[str]) -> list[onnx.NodeProto]:
+    """`nodes` in the order ORT's ONNXModel.topological_sort puts them before the quantizer saves
+    its file: nodes without inputs, then those that the sorted initializer and input names
+    (`sources`) complete, then breadth first from those."""
+    waiting = [sum(1 for t in node.input if t) for node in nodes]
+    readers: dict[str, list[int]] = {}
+    order = [node for node, count in zip(nodes, waiting) if count == 0]
+    for i, node in enumerate(nodes):
+        if waiting[i]:
+            for t in node.input:
+                if t:
+                    readers.setdefault(t, []).append(i)
+
+    def release(name: str) -> None:
+        for i in readers.get(name, ()):
+            waiting[i] -= 1
+            if waiting[i] == 0:
+                order.append(nodes[i])
+
+    for name in sorted(set(sources)):
+        release(name)
+    done = 0
+    while done < len(order):
+        for t in order[done].output:
+            release(t)
+        done += 1
+    if len(order) != len(nodes):
+        raise _Unsupported("the graph is not a DAG")
+    return order
 
 
 def _compact(proto: onnx.ModelProto) -> onnx.ModelProto:
