@@ -33,6 +33,7 @@ _PUBLIC = {
     "SearchSpace": "families.mbv3.space", "SubnetConfig": "families.mbv3.space",
     "list_presets": "families.mbv3.space",
     "analyze": "families.mbv3.analytics",
+    "deployment_bytes": "families.mbv3.analytics",
     "Supernet": "families.mbv3.supernet", "build_supernet": "families.mbv3.supernet",
     "import_official_ofa": "families.mbv3.official",
     "export_onnx": "runtime.export",

@@ -54,12 +54,18 @@ def test_mcu_profile_predicts_and_specializes_a_package_of_another_space(package
     metrics = analyze(package.space, pop)
     np.testing.assert_allclose(evaluator.latency_of(genes), metrics["macs"] / (0.5 * 216e6) * 1e3, rtol=1e-12)
     assert not np.allclose(metrics["macs"], analyze(SearchSpace.preset("tiny-fmnist"), pop)["macs"])
-    spec = specialize("stm32f746", {"macs_m": 2.0}, supernet=package_dir, precision="fp32",
-                      strategy_options={"population": 20, "generations": 5}, out=tmp_path / "m.onnx")
-    report = spec.report
-    assert report["profile"] == "stm32f746" and report["measured"]["macs"] <= 2e6
-    assert report["predicted"]["latency_ms"] == pytest.approx(report["predicted"]["macs"] / (0.5 * 216e6) * 1e3)
-    assert report["predicted"]["peak_memory_kb"] <= 320 and report["predicted"]["flash_kb"] <= 1024
+    # The search under the device's memory (an int8 file of this package's random weights would
+    # not pass the agreement floor, and the MCU profiles model int8 files only).
+    from ofa_engine.search import Constraints, search
+    result = search(evaluator, Constraints(macs_m=2.0).with_device_memory(mcu.for_space(package.space)),
+                    "evolution", 0, population=20, generations=5)
+    predicted = result.predicted
+    assert predicted["macs"] <= 2e6
+    assert predicted["latency_ms"] == pytest.approx(predicted["macs"] / (0.5 * 216e6) * 1e3)
+    assert predicted["peak_memory_kb"] <= 320 and predicted["flash_kb"] <= 1024
+    with pytest.raises(ValueError, match="allowed precision: int8"):
+        specialize("stm32f746", {"macs_m": 2.0}, supernet=package_dir, precision="fp32", out=tmp_path / "m.onnx")
+    assert not list(tmp_path.iterdir())
 
 
 def test_learned_profile_is_refused_for_another_space_with_a_clear_message(package_dir):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from ofa_engine.families.mbv3.analytics import analyze
+from ofa_engine.families.mbv3.analytics import analyze, deployment_bytes
 from ofa_engine.search import (STRATEGIES, Constraints, Evaluator, InfeasibleBudgetError, budget_ranges,
                                search)
 from ofa_engine.search.core import check_budget
@@ -134,8 +134,17 @@ def test_evaluator_metrics_units_and_fallback(tiny_eval):
     m = tiny_eval.metrics(pop)
     a = analyze(space, pop)
     np.testing.assert_array_equal(m["macs"], a["macs"])
-    np.testing.assert_allclose(m["peak_memory_kb"], a["peak_activation_bytes"] / 1024)
-    np.testing.assert_allclose(m["flash_kb"], a["flash_bytes"] / 1024)
+    # Memory is that of a file in the evaluator's precision (the profile's: fp32): 4 bytes per
+    # activation value, the float file's weights and biases (tests/test_deployment_bytes.py).
+    assert tiny_eval.precision == "fp32"
+    np.testing.assert_allclose(m["peak_memory_kb"], 4 * a["peak_activation_bytes"] / 1024)
+    np.testing.assert_allclose(m["flash_kb"], deployment_bytes(space, pop, "fp32")["flash_bytes"] / 1024)
+    int8 = Evaluator(space, tiny_eval.profile, tiny_eval.accuracy_predictor, precision="int8").metrics(pop)
+    np.testing.assert_allclose(int8["peak_memory_kb"], a["peak_activation_bytes"] / 1024)
+    np.testing.assert_allclose(int8["flash_kb"], deployment_bytes(space, pop, "int8")["flash_bytes"] / 1024)
+    assert (int8["flash_kb"] > a["flash_bytes"] / 1024).all()   # scales and zero points too
+    with pytest.raises(ValueError, match="precision = 'int4'; allowed: fp32, int8"):
+        Evaluator(space, tiny_eval.profile, tiny_eval.accuracy_predictor, precision="int4")
     np.testing.assert_allclose(m["latency_ms"], tiny_eval.profile.predict_latency_ms(pop))
     np.testing.assert_allclose(m["accuracy"], tiny_eval.accuracy_predictor.predict(pop))
     slow = Evaluator(space, tiny_eval.profile, LinearAccuracy(space, encoded=False), fast=False)

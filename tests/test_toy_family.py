@@ -165,7 +165,9 @@ def test_evaluator_metrics_on_configs(toy_eval):
     m = toy_eval.metrics(configs)
     a = SPACE.analytic_efficiency(ALL_GENES[::7])
     np.testing.assert_array_equal(m["macs"], a["macs"])
-    np.testing.assert_allclose(m["peak_memory_kb"], a["peak_activation_bytes"] / 1024)
+    # fp32 (no profile precision): 4 bytes per activation value; no deployed Flash: `flash_bytes`
+    np.testing.assert_allclose(m["peak_memory_kb"], 4 * a["peak_activation_bytes"] / 1024)
+    np.testing.assert_allclose(m["flash_kb"], a["flash_bytes"] / 1024)
     np.testing.assert_allclose(m["latency_ms"], ToyLatency().predict_latency_ms(configs))
     np.testing.assert_allclose(m["accuracy"], toy_eval.accuracy_predictor.predict(configs))
     assert set(a) == set(ANALYTIC_METRICS) and not toy_eval.fast_path

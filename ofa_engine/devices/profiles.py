@@ -181,6 +181,16 @@ class DeviceProfile:
         out = self.latency_model.predict_ms(self._space_for(space), configs_or_pop)
         return np.asarray(out, dtype=np.float64).reshape(-1)
 
+    def latency_gather_form(self) -> tuple[np.ndarray, np.ndarray, Any] | None:
+        """(block table, fixed table, finish) of the bound space such that `predict_latency_ms(c)`
+        equals `finish(latency_features.gather(space, c, block, fixed))` number for number, or
+        None when the latency model has no such form (see `LatencyModel.gather_form`)."""
+        form = self.latency_model.gather_form(self.search_space)
+        if form is None:
+            return None
+        block, fixed, finish = form
+        return block, fixed, lambda sums: np.asarray(finish(sums), dtype=np.float64).reshape(-1)
+
     def memory_usage_kb(self, configs_or_pop: Any, space: SearchSpace | str | None = None) -> dict[str, np.ndarray]:
         """`peak_memory_kb` (int8 activations) and `flash_kb` (int8 weights) of each config, from
         `analyze`, in KB: the figures the `memory` limits apply to."""
@@ -228,9 +238,13 @@ class DeviceProfile:
 
     @property
     def precisions(self) -> tuple[str, ...]:
-        """The precisions a file can be exported in for this device, its own first: every
-        profile offers both (an fp32 file for a microcontroller is a reference, not a deployment)."""
-        return (self.precision,) + tuple(p for p in ("fp32", "int8") if p != self.precision)
+        """The precisions this profile can predict the latency of, its own first: its own, and
+        another where the bundled profile has a latency model measured in it
+        (`PRECISION_LATENCY_MODELS`: cpu-ort-1t's int8 model). `specialize` refuses the others:
+        the microcontroller profiles' analytical model counts int8 kernels, and an fp32 file's
+        latency, Flash and SRAM on them would be numbers of another file."""
+        return (self.precision,) + tuple(p for p in ("fp32", "int8")
+                                         if p != self.precision and self.for_precision(p).precision == p)
 
     def for_precision(self, precision: str) -> "DeviceProfile":
         """This profile for files of `precision`: itself when that is its own precision; for a

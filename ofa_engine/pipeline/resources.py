@@ -59,16 +59,18 @@ class _Resources:
                 self._inputs[key] = preprocess(images, self.space, size)
             return self._inputs[key]
 
-    def evaluator(self, profile: Any) -> Evaluator:
-        """One shared evaluator per distinct profile (by content), so that its budget ranges are
-        computed once however often the profile is loaded again."""
+    def evaluator(self, profile: Any, precision: str | None = None) -> Evaluator:
+        """One shared evaluator per distinct profile (by content) and precision (None: the
+        profile's, else fp32; see `Evaluator`), so that its budget ranges are computed once
+        however often the profile is loaded again."""
         to_json = getattr(profile, "to_json", None)
-        key = to_json() if callable(to_json) else None
+        precision = precision if precision is not None else getattr(profile, "precision", None) or "fp32"
+        key = (to_json(), precision) if callable(to_json) else ("no profile", precision) if profile is None else None
         with self._lock:
             if key is None:
-                return Evaluator(self.space, profile, self.predictor)
+                return Evaluator(self.space, profile, self.predictor, precision=precision)
             if key not in self._evaluators:
-                self._evaluators[key] = Evaluator(self.space, profile, self.predictor)
+                self._evaluators[key] = Evaluator(self.space, profile, self.predictor, precision=precision)
             return self._evaluators[key]
 
 

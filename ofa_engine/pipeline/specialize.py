@@ -3,9 +3,12 @@
 search (predicted metrics) -> extract the subnet from the package's supernet -> recalibrate its
 BN statistics on the package's calibration images -> export ONNX (verified in ONNX Runtime; the
 package's labels in its metadata) -> measure: accuracy of the exported file (ONNX Runtime) on
-the package's evaluation images, latency with ONNX Runtime when the profile is this machine, MACs and params counted on the extracted network, Flash counted from its layers
-(int8 weights + int32 per-channel biases, BN folded), peak activation memory from `analyze` on
-the extracted config (an analytic count, not a measurement; `measured_sources` says which is which).
+the package's evaluation images, latency with ONNX Runtime when the profile is this machine, MACs and params counted on the extracted network, Flash counted in the
+written file (its weights and biases, and for int8 every scale and zero point), peak activation
+memory in the file's precision from `deployment_bytes` on the config (an analytic count, not a
+measurement). `measured_sources` says how each figure was obtained and `labels` what it is
+(measured here, predicted, analytic, counted in the file), in the words the app shows. A
+precision the profile cannot predict the latency of is refused (`DeviceProfile.precisions`).
 
 The supernet is a package (`ofa_engine.packages`: a bundled name, a folder or a .zip). Without
 an accuracy predictor the search ranks by MACs, an explicit proxy that the report names
@@ -30,7 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..families.mbv3.analytics import analyze
+from ..families.mbv3.analytics import analyze, deployment_bytes
 from ..files import atomic_paths
 from ..progress import Progress, report as report_progress
 from ..search.constraints import Constraints
@@ -121,17 +124,6 @@ def count_macs(model: nn.Module, image_size: int, in_channels: int) -> int:
     return int(total[0])
 
 
-def count_flash_bytes(model: nn.Module) -> int:
-    """int8 deployment size: 1 byte per conv / linear weight, 4 per bias or folded-BN channel."""
-    total = 0
-    for m in model.modules():
-        if isinstance(m, (nn.Conv2d, nn.Linear)):
-            total += m.weight.numel() + (4 * m.bias.numel() if m.bias is not None else 0)
-        elif isinstance(m, nn.BatchNorm2d):
-            total += 4 * m.num_features
-    return total
-
-
 def _predicted(predicted: Mapping[str, Any], source: str) -> dict[str, Any]:
     """The search's predictions, saying where the accuracy came from: with the MACs proxy the
     search's score is not an accuracy, so it is reported apart and `accuracy` is None."""
@@ -141,6 +133,31 @@ def _predicted(predicted: Mapping[str, Any], source: str) -> dict[str, Any]:
         out["accuracy"] = None
     out["accuracy_source"] = source
     return out
+
+
+# What each figure of a report is, in the words the app shows (`FIGURE_KINDS`).
+MEASURED_HERE = "measured here"                  # on this machine, on the written file or the extracted net
+MEASURED_ON_DEVICE = "measured on the device"    # from a profile's own measurements
+PREDICTED = "predicted by a learned model"       # a model fitted to measurements (accuracy, latency)
+ANALYTIC = "computed analytically"               # a formula on the config
+FIGURE_KINDS = (MEASURED_HERE, MEASURED_ON_DEVICE, PREDICTED, ANALYTIC)
+
+
+def _labels(prof: Any, latency_measured: bool, accuracy_source: str) -> dict[str, dict[str, str]]:
+    """For the report's `predicted` and `measured` figures, what each one is (`FIGURE_KINDS`);
+    a figure the report does not have (no predicted accuracy under the MACs proxy, no device
+    latency, a latency not measured here) has no label."""
+    predicted = {"peak_memory_kb": ANALYTIC, "flash_kb": ANALYTIC, "macs": ANALYTIC, "params": ANALYTIC}
+    if accuracy_source == "predictor":
+        predicted["accuracy"] = PREDICTED
+    if prof is not None:
+        predicted["latency_ms"] = ANALYTIC if getattr(prof, "kind", None) == "analytical" else PREDICTED
+    # Flash is counted in the written file; MACs and params on the extracted network.
+    measured = {"accuracy": MEASURED_HERE, "peak_memory_kb": ANALYTIC, "flash_kb": MEASURED_HERE,
+                "macs": MEASURED_HERE, "params": MEASURED_HERE}
+    if latency_measured:
+        measured["latency_ms"] = MEASURED_HERE
+    return {"predicted": predicted, "measured": measured}
 
 
 def specialize(profile: Any, constraints: Constraints | Mapping[str, float] | None = None,
@@ -169,6 +186,12 @@ def specialize(profile: Any, constraints: Constraints | Mapping[str, float] | No
     from ..runtime.quantize import check_precision
     prof = _load_profile(profile)
     precision = check_precision(getattr(prof, "precision", "fp32") if precision is None else precision)
+    allowed = getattr(prof, "precisions", None)
+    if allowed is not None and precision not in allowed:
+        # Its latency, Flash and SRAM figures would be those of another file.
+        raise ValueError(f"profile '{getattr(prof, 'name', 'custom')}' predicts the latency of "
+                         f"{' and '.join(allowed)} files only, not {precision}; allowed precision: "
+                         f"{', '.join(allowed)}")
     if hasattr(prof, "for_precision"):
         prof = prof.for_precision(precision)     # its latency model for files of that precision
     res = load_resources(supernet)
@@ -185,7 +208,7 @@ def specialize(profile: Any, constraints: Constraints | Mapping[str, float] | No
     if not isinstance(constraints, Constraints):
         constraints = Constraints.from_dict(constraints)
     effective = constraints.with_device_memory(prof)
-    evaluator = res.evaluator(prof)
+    evaluator = res.evaluator(prof, precision)   # Flash and peak memory of a file of this precision
 
     from ..runtime.evaluation import calibrate_bn
     from ..runtime.quantize import estimate_overhead_bytes
@@ -208,15 +231,17 @@ def specialize(profile: Any, constraints: Constraints | Mapping[str, float] | No
         timings["extract_calibrate"] = timings.get("extract_calibrate", 0.0) + time.perf_counter() - t
         if file_limit is None:
             break
-        # The overhead depends on the layers' shapes only: BN is recalibrated once, after the loop.
-        flash = int(analyze(space, cfg)["flash_bytes"])
-        excess = flash + estimate_overhead_bytes(net) - file_limit
+        # The search bounds what the device stores (`deployment_bytes`); the file also holds its
+        # graph. The overhead depends on the layers' shapes only: BN is recalibrated once, after
+        # the loop.
+        excess = int(analyze(space, cfg)["flash_bytes"]) + estimate_overhead_bytes(net) - file_limit
         if excess <= 0:
             break
         if attempt == FIT_ATTEMPTS - 1:
             raise ValueError(f"no int8 file found within the Flash budget of {prof.flash_kb:g} KB after "
                              f"{FIT_ATTEMPTS} searches; set a smaller flash_kb constraint")
-        searched = searched.tightened(flash_kb=(flash - excess) / 1024)
+        stored = int(deployment_bytes(space, cfg, "int8")["flash_bytes"])
+        searched = searched.tightened(flash_kb=(stored - excess) / 1024)
     t = time.perf_counter()
     calibrate_bn(net, res.inputs("calib", cfg.image_size), workers=WORKERS)
     timings["extract_calibrate"] = timings.get("extract_calibrate", 0.0) + time.perf_counter() - t
@@ -260,8 +285,12 @@ def specialize(profile: Any, constraints: Constraints | Mapping[str, float] | No
                                   batch_size=int(getattr(prof, "batch_size", None) or 1))
         timings["latency"] = time.perf_counter() - t
 
-    metrics = analyze(space, cfg)
+    deployed = deployment_bytes(space, cfg, precision)
     sizes = weight_bytes(onnx_bytes)
+    # What the device stores of this file: its weights and biases, and for int8 their scales and
+    # the activations' scales and zero points (the graph's structure aside).
+    file_flash = (sizes["weight_bytes"] + sizes["scale_bytes"] + sizes["zero_point_bytes"]
+                  + sizes["activation_qparam_bytes"])
     accuracies = {precision: measured_accuracy}
     if quantization is not None:
         accuracies = {"fp32": quantization["float_accuracy"], "int8": measured_accuracy}
@@ -269,8 +298,8 @@ def specialize(profile: Any, constraints: Constraints | Mapping[str, float] | No
         "accuracy": measured_accuracy,
         "latency_ms": None if latency is None else float(latency.median_ms),
         "latency_iqr_ms": None if latency is None else float(latency.iqr_ms),
-        "peak_memory_kb": metrics["peak_activation_bytes"] / 1024,
-        "flash_kb": count_flash_bytes(net) / 1024,
+        "peak_memory_kb": deployed["peak_activation_bytes"] / 1024,
+        "flash_kb": file_flash / 1024,
         "macs": count_macs(net, cfg.image_size, space.in_channels),
         "params": int(sum(p.numel() for p in net.parameters())),
         "precision": precision,
@@ -296,8 +325,11 @@ def specialize(profile: Any, constraints: Constraints | Mapping[str, float] | No
                            f"batch {latency.batch_size}") if latency is not None
                           else "not measured: no device profile" if prof is None
                           else "not measured: the profile is not this machine",
-            "peak_memory_kb": "analytic (analyze on the extracted config, int8 activations)",
-            "flash_kb": "counted on the extracted network (int8 weights, int32 biases, BN folded)",
+            "peak_memory_kb": (f"analytic (MCUNet's method on the config, {precision} activations: "
+                               f"{'1 byte' if precision == 'int8' else '4 bytes'} per value)"),
+            "flash_kb": ("counted in the written file: its int8 weights, int32 biases, their scales and the "
+                         "activations' scales and zero points" if precision == "int8"
+                         else "counted in the written file: its float32 weights and biases (BN folded)"),
             "macs": "counted by forward hooks on the extracted network",
             "params": "counted on the extracted network",
             "accuracies": ("the same images: the float model (BN folded) and the int8 file, both in ONNX Runtime"
@@ -307,6 +339,7 @@ def specialize(profile: Any, constraints: Constraints | Mapping[str, float] | No
                              else "the float32 initializers of the exported file"),
         },
         "precision": precision,
+        "labels": _labels(prof, latency is not None, res.accuracy_source),
         "search": {"strategy": result.strategy, "evaluations": result.evaluations,
                    "wall_time_s": round(result.wall_time_s, 4), "seed": result.seed, "options": result.options},
         # The model's size and hash: whoever reads the report can check that the file beside it

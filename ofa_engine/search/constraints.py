@@ -7,6 +7,7 @@ that converts the limit into that metric's unit.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, fields
 from typing import Any, Mapping
@@ -83,7 +84,12 @@ class Constraints:
 
     def items(self) -> list[tuple[str, str, float]]:
         """(field, metric, limit in the metric's unit) for every given bound."""
-        return [(name, METRIC_OF[name][0], value * METRIC_OF[name][1]) for name, value in self.to_dict().items()]
+        return list(self._bounds)
+
+    @functools.cached_property
+    def _bounds(self) -> tuple[tuple[str, str, float], ...]:
+        # Computed once: the feasibility checks of a search read it thousands of times.
+        return tuple((name, METRIC_OF[name][0], value * METRIC_OF[name][1]) for name, value in self.to_dict().items())
 
     def __bool__(self) -> bool:
         return bool(self.to_dict())
@@ -116,16 +122,16 @@ class Constraints:
     # ------------------------------------------------------------- vectorised checks
     def feasible(self, metrics: Mapping[str, np.ndarray]) -> np.ndarray:
         """(N,) bool: every bound met."""
-        n = len(next(iter(metrics.values())))
-        ok = np.ones(n, bool)
-        for _, metric, limit in self.items():
-            ok &= np.asarray(metrics[metric]) <= limit
-        return ok
+        ok = None
+        for _, metric, limit in self._bounds:
+            met = np.asarray(metrics[metric]) <= limit
+            ok = met if ok is None else np.logical_and(ok, met, out=ok)
+        return np.ones(len(next(iter(metrics.values()))), bool) if ok is None else ok
 
     def violation(self, metrics: Mapping[str, np.ndarray]) -> np.ndarray:
         """(N,) float: sum over bounds of the relative excess max(0, value / limit - 1); 0 when feasible."""
         n = len(next(iter(metrics.values())))
         total = np.zeros(n)
-        for _, metric, limit in self.items():
+        for _, metric, limit in self._bounds:
             total += np.maximum(0.0, np.asarray(metrics[metric], np.float64) / limit - 1.0)
         return total

@@ -2,8 +2,9 @@
 
 A strategy only sees a `Problem`: the search space (`ofa_engine.space.interface`) and its
 genome (sample / mutate / cross / encode), a cheap vectorised
-feasibility check (`problem.feasible`, efficiency only) and `problem.evaluate`, which predicts
-every metric of a batch and records it in the history. The best result is chosen the same way
+feasibility check (`problem.feasible`, the bounded metrics only) and `problem.evaluate`, which
+predicts every metric of a batch and records it in the history (`evaluate_accuracy`: accuracy
+now, the rest when the history is read). The best result is chosen the same way
 for every strategy: the most accurate feasible candidate ever evaluated (first one on ties).
 """
 
@@ -37,7 +38,11 @@ class Problem:
         # whose sampler finds nothing feasible under a tight budget.
         self.seeds = seeds
         self._needs_latency = any(metric == "latency_ms" for _, metric, _ in constraints.items())
-        self._chunks: list[tuple[int, np.ndarray, dict[str, np.ndarray]]] = []
+        # The metrics the bounds read: all a feasibility check computes.
+        self._bounded = tuple(dict.fromkeys(metric for _, metric, _ in constraints.items()))
+        # (iteration of each row, genes, metrics): `evaluate_accuracy` leaves all but accuracy
+        # to `_complete_history`.
+        self._chunks: list[tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]] = []
         self.evaluations = 0
         self.predictor_calls = 0   # distinct configs sent to the accuracy predictor
         self._accuracy_cache: dict[bytes, float] = {}
@@ -47,63 +52,89 @@ class Problem:
         return self.evaluator.efficiency_of(genes, latency=self._needs_latency)
 
     def feasible(self, genes: np.ndarray) -> np.ndarray:
-        return self.constraints.feasible(self.efficiency(genes))
-
-    def check(self, genes: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """(feasible, efficiency metrics): the metrics can be handed to `evaluate` to skip recomputing."""
-        eff = self.efficiency(genes)
-        return self.constraints.feasible(eff), eff
+        """(N,) bool: every bound met (only the bounded metrics are computed)."""
+        if not self._bounded:
+            return np.ones(len(genes), bool)
+        return self.constraints.feasible(self.evaluator.efficiency_of(genes, metrics=self._bounded))
 
     def violation(self, genes: np.ndarray) -> np.ndarray:
-        return self.constraints.violation(self.efficiency(genes))
+        if not self._bounded:
+            return np.zeros(len(genes))
+        return self.constraints.violation(self.evaluator.efficiency_of(genes, metrics=self._bounded))
 
-    def evaluate(self, genes: np.ndarray, iteration: int,
-                 efficiency: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
-        """All predicted metrics of `genes` plus `feasible` and `violation`; recorded in the history.
-        `efficiency`: their efficiency metrics if already known (from `check`)."""
+    def evaluate(self, genes: np.ndarray, iteration: int) -> dict[str, np.ndarray]:
+        """All predicted metrics of `genes` plus `feasible` and `violation`; recorded in the history."""
         genes = np.asarray(genes, np.int64)
-        if efficiency is None:
-            metrics = self.evaluator.efficiency_of(genes)
-        else:
-            metrics = dict(efficiency)
-            if self.evaluator.has_latency and not self._needs_latency:
-                metrics["latency_ms"] = self.evaluator.latency_of(genes)
-        metrics["accuracy"] = self._accuracy(genes)
-        metrics["feasible"] = self.constraints.feasible(metrics)
-        metrics["violation"] = self.constraints.violation(metrics)
-        self._chunks.append((iteration, genes, metrics))
+        metrics = self._efficiency_record(genes, self._accuracy(genes))
+        self._chunks.append((np.full(len(genes), iteration, np.int32), genes, metrics))
         self.evaluations += len(genes)
         return metrics
 
+    def evaluate_accuracy(self, genes: np.ndarray, iteration: int) -> np.ndarray:
+        """`evaluate(genes, iteration)["accuracy"]`, recorded the same way, for strategies that
+        rank by accuracy alone (evolution: its children are feasible by construction). The
+        other metrics are computed when the history is read, for all such batches at once:
+        the same numbers, without a per-batch cost."""
+        genes = np.asarray(genes, np.int64)
+        accuracy = self._accuracy(genes)
+        self._chunks.append((np.full(len(genes), iteration, np.int32), genes, {"accuracy": accuracy}))
+        self.evaluations += len(genes)
+        return accuracy
+
+    def _efficiency_record(self, genes: np.ndarray, accuracy: np.ndarray) -> dict[str, np.ndarray]:
+        metrics = self.evaluator.efficiency_of(genes)
+        metrics["accuracy"] = accuracy
+        metrics["feasible"] = self.constraints.feasible(metrics)
+        metrics["violation"] = self.constraints.violation(metrics)
+        return metrics
+
+    def _complete_history(self) -> None:
+        """Merge the history into one batch, computing the metrics of the rows that
+        `evaluate_accuracy` recorded all at once (the same per-row numbers as `evaluate`)."""
+        if all("feasible" in metrics for _, _, metrics in self._chunks):
+            return
+        iterations = np.concatenate([it for it, _, _ in self._chunks])
+        genes = np.concatenate([g for _, g, _ in self._chunks])
+        accuracy = np.concatenate([m["accuracy"] for _, _, m in self._chunks])
+        if all("feasible" not in m for _, _, m in self._chunks):
+            metrics = self._efficiency_record(genes, accuracy)
+        else:
+            deferred = np.concatenate([np.full(len(g), "feasible" not in m) for _, g, m in self._chunks])
+            computed = self._efficiency_record(genes[deferred], accuracy[deferred])
+            metrics = {}
+            for key, value in computed.items():
+                merged = np.empty(len(genes), value.dtype)
+                merged[deferred] = value
+                merged[~deferred] = np.concatenate([m[key] for _, _, m in self._chunks if "feasible" in m])
+                metrics[key] = merged
+        self._chunks = [(iterations, genes, metrics)]
+
     def _accuracy(self, genes: np.ndarray) -> np.ndarray:
         """Predicted accuracy, memoised per search: evolution revisits many configs (children
-        equal to a parent or to each other), so only configs not seen before reach the predictor.
-        Keys ignore inactive genes (they do not change the net)."""
-        keys = [row.tobytes() for row in self.genome.canonical(genes)]
+        equal to a parent or to each other), so only configs not seen before reach the predictor,
+        in the order they first appear. Keys ignore inactive genes (they do not change the net)."""
+        active = self.genome.active(genes)
+        keys = self.genome.keys(genes, active)
         cache = self._accuracy_cache
-        out = np.empty(len(genes))
-        missing: dict[bytes, int] = {}
-        for i, key in enumerate(keys):
-            if key in cache:
-                out[i] = cache[key]
-            elif key not in missing:
-                missing[key] = i
-        if missing:
-            rows = np.fromiter(missing.values(), np.int64, len(missing))
-            values = self.evaluator.accuracy_of(genes[rows])
+        known = [cache.get(key) for key in keys]
+        if None in known:
+            first: dict[bytes, int] = {}
+            for i, (key, value) in enumerate(zip(keys, known)):
+                if value is None and key not in first:
+                    first[key] = i
+            rows = np.fromiter(first.values(), np.int64, len(first))
+            values = self.evaluator.accuracy_of(genes[rows], active[rows])
             self.predictor_calls += len(rows)
-            for key, value in zip(missing, values):
-                cache[key] = float(value)
-            for i, key in enumerate(keys):
-                if key in missing:
-                    out[i] = cache[key]
-        return out
+            cache.update(zip(first, values.tolist()))
+            known = [cache[key] for key in keys]
+        return np.array(known, np.float64)
 
     def history(self) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        self._complete_history()
         if not self._chunks:
             empty = {k: np.zeros(0) for k in ("iteration",) + METRIC_NAMES + ("feasible", "violation")}
             return empty, np.zeros((0, self.genome.num_genes), np.int8)
-        hist = {"iteration": np.concatenate([np.full(len(g), it, np.int32) for it, g, _ in self._chunks])}
+        hist = {"iteration": np.concatenate([it for it, _, _ in self._chunks])}
         for key in METRIC_NAMES + ("feasible", "violation"):
             hist[key] = np.concatenate([m[key] for _, _, m in self._chunks])
         # int8 genes: 50k candidates x ~40 genes stay ~2 MB.

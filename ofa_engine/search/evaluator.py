@@ -11,7 +11,7 @@ import numpy as np
 
 from ..families import search_space
 from ..families.mbv3.tables import EfficiencyTables
-from ..space.interface import DiscreteSearchSpace
+from ..space.interface import ACTIVATION_BYTES, DEPLOYED_FLASH, DiscreteSearchSpace
 
 __all__ = ["Evaluator", "EfficiencyTables", "METRIC_NAMES", "EFFICIENCY_METRICS", "efficiency_metrics"]
 
@@ -19,12 +19,23 @@ EFFICIENCY_METRICS = ("latency_ms", "peak_memory_kb", "flash_kb", "macs", "param
 METRIC_NAMES = ("accuracy",) + EFFICIENCY_METRICS
 
 
-def efficiency_metrics(analytic: Mapping[str, Any]) -> dict[str, Any]:
-    """The evaluator's analytic metrics (KB for memory) of a space's `analytic_efficiency`;
-    works on numpy arrays and on torch tensors alike."""
-    return {"peak_memory_kb": analytic["peak_activation_bytes"] / 1024.0,
-            "flash_kb": analytic["flash_bytes"] / 1024.0,
-            "macs": analytic["macs"], "params": analytic["params"]}
+# The analytic metric (`ANALYTIC_METRICS`) behind each of the evaluator's, and its divisor
+# (Flash and peak memory depend on the precision: `Evaluator.analytic_source`).
+_ANALYTIC_SOURCE = {"peak_memory_kb": ("peak_activation_bytes", 1024.0), "flash_kb": ("flash_bytes", 1024.0),
+                    "macs": ("macs", None), "params": ("params", None)}
+PRECISIONS = tuple(DEPLOYED_FLASH)
+_UNSET = object()
+
+
+def efficiency_metrics(analytic: Mapping[str, Any], evaluator: "Evaluator | None" = None) -> dict[str, Any]:
+    """The evaluator's analytic metrics (KB for memory) of a space's `analytic_efficiency`, in
+    `evaluator`'s precision (`Evaluator.analytic_source`; None: int8 weights and 1 byte per
+    activation value, as `analyze` counts them); works on numpy arrays and on torch tensors alike."""
+    out = {}
+    for metric in ("peak_memory_kb", "flash_kb", "macs", "params"):
+        source, divisor = _ANALYTIC_SOURCE[metric] if evaluator is None else evaluator.analytic_source(metric)
+        out[metric] = analytic[source] if divisor is None else analytic[source] / divisor
+    return out
 
 
 class Evaluator:
@@ -38,14 +49,21 @@ class Evaluator:
     `decode` form, a profile name, or None (no latency: `latency_ms` is NaN and a latency bound
     is refused). `accuracy_predictor`: anything
     with `.predict(batch) -> (N,)` fraction (optionally `.predict_encoded(encoding)`), or a
-    predictor name.
+    predictor name. `precision` ("fp32" or "int8"; None: the profile's, else fp32): that of the
+    files the search is for: Flash is what such a file stores (weights, biases and, for int8,
+    every scale and zero point) and peak memory counts its activations' bytes
+    (`analytic_source`).
 
     Read-only after construction, so one evaluator may serve many threads.
     """
 
     def __init__(self, space: DiscreteSearchSpace | Any, profile: Any = None, accuracy_predictor: Any = None,
-                 *, fast: bool = True):
+                 *, fast: bool = True, precision: str | None = None):
         self.space = search_space(space, fast=fast)
+        precision = precision if precision is not None else getattr(profile, "precision", None) or "fp32"
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision = {precision!r}; allowed: {', '.join(PRECISIONS)}")
+        self.precision = precision
         if isinstance(profile, str):
             from ..devices.profiles import load_profile
             profile = load_profile(profile)
@@ -70,6 +88,9 @@ class Evaluator:
         self.genome = self.space.genome
         self._cache_lock = threading.Lock()
         self._cache: dict[str, Any] = {}
+        self._kernel: Any = _UNSET
+        self._deployed_flash: bool | None = None
+        self._kernel_lock = threading.Lock()
 
     @property
     def fast_path(self) -> bool:
@@ -88,25 +109,81 @@ class Evaluator:
     def analytic_of(self, genes: np.ndarray) -> dict[str, np.ndarray]:
         return self.space.analytic_efficiency(genes)
 
-    def efficiency_of(self, genes: np.ndarray, latency: bool = True) -> dict[str, np.ndarray]:
-        """Efficiency metrics of a genome array; `latency=False` skips the profile (NaN)."""
+    def analytic_source(self, metric: str) -> tuple[str, float | None]:
+        """(the space's analytic metric, its divisor) behind one of the evaluator's metrics, in
+        this evaluator's precision: Flash is the deployed file's (`DEPLOYED_FLASH`; a space that
+        does not compute it counts `flash_bytes`), peak memory `peak_activation_bytes` values of
+        `ACTIVATION_BYTES` each."""
+        source, divisor = _ANALYTIC_SOURCE[metric]
+        if metric == "peak_memory_kb":
+            return source, divisor / ACTIVATION_BYTES[self.precision]
+        if metric == "flash_kb" and self._has_deployed_flash():
+            return DEPLOYED_FLASH[self.precision], divisor
+        return source, divisor
+
+    def _has_deployed_flash(self) -> bool:
+        # Not `cached`: this runs inside cached computations (budget ranges). Racing threads
+        # compute the same answer.
+        if self._deployed_flash is None:
+            probe = self.space.analytic_efficiency(self.genome.uniform("min"))
+            self._deployed_flash = DEPLOYED_FLASH[self.precision] in probe
+        return self._deployed_flash
+
+    def efficiency_of(self, genes: np.ndarray, latency: bool = True,
+                      metrics: tuple[str, ...] = EFFICIENCY_METRICS) -> dict[str, np.ndarray]:
+        """Efficiency metrics of a genome array: all of `EFFICIENCY_METRICS`, or those named in
+        `metrics` (the search's feasibility checks ask only for the bounded ones);
+        `latency=False` skips the profile (NaN)."""
         genes = np.asarray(genes, np.int64)
-        a = efficiency_metrics(self.analytic_of(genes))
-        lat = self.latency_of(genes) if latency else np.full(len(genes), np.nan)
-        return {"latency_ms": lat, **a}
+        kernel = self.genome_kernel()
+        want_latency = "latency_ms" in metrics and latency and self.profile is not None
+        kernel_latency = want_latency and kernel is not None and "latency_ms" in kernel.names
+        analytic_names = [self.analytic_source(m)[0] for m in metrics if m != "latency_ms"]
+        if kernel is not None:
+            analytic = kernel(genes, analytic_names + ["latency_ms"] * kernel_latency)
+        else:
+            analytic = self.analytic_of(genes)
+        out = {}
+        for metric in metrics:
+            if metric == "latency_ms":
+                if kernel_latency:
+                    out[metric] = analytic["latency_ms"]
+                else:
+                    out[metric] = self.latency_of(genes) if want_latency else np.full(len(genes), np.nan)
+            else:
+                source, divisor = self.analytic_source(metric)
+                out[metric] = analytic[source] if divisor is None else analytic[source] / divisor
+        return out
 
     def latency_of(self, genes: np.ndarray) -> np.ndarray:
         if self.profile is None:
             return np.full(len(genes), np.nan)
-        batch = self.space.decode(np.asarray(genes, np.int64))
+        genes = np.asarray(genes, np.int64)
+        kernel = self.genome_kernel()
+        if kernel is not None and "latency_ms" in kernel.names:
+            return kernel(genes, ["latency_ms"])["latency_ms"]
+        batch = self.space.decode(genes)
         return np.asarray(self.profile.predict_latency_ms(batch), np.float64).reshape(-1)
 
-    def accuracy_of(self, genes: np.ndarray) -> np.ndarray:
+    def genome_kernel(self) -> Any:
+        """The space's `efficiency_kernel` for this profile (the exact tables' fast path, latency
+        included where the profile's model allows), built on first use; None when the space has
+        none."""
+        if self._kernel is _UNSET:
+            # Its own lock: `cached` computations (budget ranges) call this.
+            with self._kernel_lock:
+                if self._kernel is _UNSET:
+                    build = getattr(self.space, "efficiency_kernel", None)
+                    self._kernel = build(self.profile) if build is not None else None
+        return self._kernel
+
+    def accuracy_of(self, genes: np.ndarray, active: np.ndarray | None = None) -> np.ndarray:
+        """Predicted accuracy of a genome array (`active`: its genome `active` mask if known)."""
         genes = np.asarray(genes, np.int64)
         predict_encoded = getattr(self.accuracy_predictor, "predict_encoded", None)
         if predict_encoded is not None:
             # Genomes are valid by construction: skip the batch's re-validation.
-            out = predict_encoded(self.genome.encode(genes))
+            out = predict_encoded(self.genome.encode(genes, active))
         else:
             out = self.accuracy_predictor.predict(self.space.decode(genes))
         return np.asarray(out, np.float64).reshape(-1)

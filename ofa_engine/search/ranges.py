@@ -21,17 +21,12 @@ from .evaluator import Evaluator
 
 __all__ = ["budget_ranges", "exact_extreme", "refine"]
 
-# evaluator metric -> (the space's analytic metric, its units per evaluator unit)
-_ANALYTIC = {"macs": ("macs", 1.0), "params": ("params", 1.0), "flash_kb": ("flash_bytes", 1024.0),
-             "peak_memory_kb": ("peak_activation_bytes", 1024.0)}
-
-
 def exact_extreme(evaluator: Evaluator, metric: str, mode: str) -> tuple[float, np.ndarray]:
     """(value in the metric's unit, genome (1, G)) of the exact min or max of an analytic metric
     ('macs', 'params', 'flash_kb', 'peak_memory_kb'), for spaces with exact extremes."""
-    analytic, scale = _ANALYTIC[metric]
+    analytic, scale = evaluator.analytic_source(metric)   # in the evaluator's precision
     value, genes = evaluator.space.exact_extreme(analytic, mode)
-    if scale != 1.0:
+    if scale is not None and scale != 1.0:
         value /= scale
     return value, genes
 

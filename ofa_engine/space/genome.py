@@ -11,6 +11,7 @@ free, which repair relies on.
 
 from __future__ import annotations
 
+import functools
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
@@ -46,6 +47,7 @@ class CategoricalGenome:
         columns_per_gene = self.cardinality[self.encoded_genes]
         self.encoding_offsets = np.concatenate([[0], np.cumsum(columns_per_gene)[:-1]]).astype(np.int64)
         self.encoding_size = int(columns_per_gene.sum())
+        self._largest_option = self.cardinality - 1
 
     def active(self, genes: np.ndarray) -> np.ndarray:
         """(N, G) bool: True where the gene's choice changes the config."""
@@ -54,11 +56,17 @@ class CategoricalGenome:
             return np.ones(genes.shape, bool)
         return self._active(genes)
 
-    def canonical(self, genes: np.ndarray) -> np.ndarray:
-        """int8 copy with inactive genes set to 0: equal rows are the same config."""
+    def canonical(self, genes: np.ndarray, active: np.ndarray | None = None) -> np.ndarray:
+        """int8 copy with inactive genes set to 0: equal rows are the same config. `active`:
+        the genes' `active` mask if already known."""
         canon = np.asarray(genes).astype(np.int8)
-        canon[~self.active(genes)] = 0
+        canon *= self.active(genes) if active is None else active
         return canon
+
+    def keys(self, genes: np.ndarray, active: np.ndarray | None = None) -> list[bytes]:
+        """One hashable key per genome, equal for equal configs (the bytes of `canonical`)."""
+        canon = np.ascontiguousarray(self.canonical(genes, active))
+        return canon.view(np.dtype((np.void, canon.shape[1]))).reshape(-1).tolist()
 
     # ------------------------------------------------------------- variation
     def random(self, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -79,15 +87,25 @@ class CategoricalGenome:
         """Each gene redrawn uniformly with probability `prob`; the genes of a group named in
         `group_probs` with that group's probability instead (groups this genome lacks, or given
         None, are ignored: a strategy can ask for a resolution probability of any family)."""
-        p = np.full(self.num_genes, float(prob))
-        for name, value in (group_probs or {}).items():
-            if value is not None and name in self.groups:
-                p[self.groups[name]] = value
+        p, divisor = self._mutation_probs(float(prob), tuple(sorted((group_probs or {}).items())))
         # One uniform draw per gene: u < p redraws, and u / p is then uniform on [0, 1).
         u = rng.random(genes.shape)
-        redraw = u < p
-        fresh = (u / np.maximum(p, 1e-12) * self.cardinality).astype(np.int64)
-        return np.where(redraw, np.minimum(fresh, self.cardinality - 1), genes)
+        fresh = u / divisor
+        fresh *= self.cardinality
+        fresh = fresh.astype(np.int64)
+        np.minimum(fresh, self._largest_option, out=fresh)
+        return np.where(u < p, fresh, genes)
+
+    @functools.lru_cache(maxsize=16)
+    def _mutation_probs(self, prob: float, group_probs: tuple[tuple[str, float | None], ...]
+                        ) -> tuple[np.ndarray, np.ndarray]:
+        """(per-gene redraw probability, the divisor that maps u < p onto [0, 1)); strategies
+        mutate thousands of times with the same probabilities."""
+        p = np.full(self.num_genes, prob)
+        for name, value in group_probs:
+            if value is not None and name in self.groups:
+                p[self.groups[name]] = value
+        return p, np.maximum(p, 1e-12)
 
     def crossover(self, a: np.ndarray, b: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Uniform crossover: every gene from either parent with probability 1/2."""
@@ -118,14 +136,15 @@ class CategoricalGenome:
         return np.concatenate(moves) if moves else g[:0]
 
     # ------------------------------------------------------------- encoding
-    def encode(self, genes: np.ndarray) -> np.ndarray:
+    def encode(self, genes: np.ndarray, active: np.ndarray | None = None) -> np.ndarray:
         """One-hot float32 (N, encoding_size): per encoded gene, its option's column is 1;
-        inactive genes are all zeros."""
+        inactive genes are all zeros. `active`: the genes' `active` mask if already known."""
         genes = np.asarray(genes, np.int64)
+        active = self.active(genes) if active is None else active
         n = len(genes)
         out = np.zeros((n, self.encoding_size), np.float32)
         # Flat positions of every encoded gene's column; one masked scatter sets them all.
         flat = genes[:, self.encoded_genes] + self.encoding_offsets
         flat += (np.arange(n) * self.encoding_size)[:, None]
-        out.reshape(-1)[flat[self.active(genes)[:, self.encoded_genes]]] = 1.0
+        out.reshape(-1)[flat[active[:, self.encoded_genes]]] = 1.0
         return out

@@ -17,11 +17,17 @@ import numpy as np
 
 from .genome import CategoricalGenome
 
-__all__ = ["ANALYTIC_METRICS", "DiscreteSearchSpace"]
+__all__ = ["ANALYTIC_METRICS", "DEPLOYED_FLASH", "ACTIVATION_BYTES", "DiscreteSearchSpace"]
 
 # Efficiency a family computes from the architecture alone: int64 arrays, MACs and params as
 # counts, the peak activation memory and the deployed weights in bytes.
 ANALYTIC_METRICS = ("macs", "params", "peak_activation_bytes", "flash_bytes")
+# What a deployed file of each precision stores (weights, biases and, for int8, every scale and
+# zero point): analytic metrics a family may add to `ANALYTIC_METRICS` (MobileNetV3 does,
+# `analytics.deployment_bytes`); without them the evaluator counts `flash_bytes` for every
+# precision. Activations take ACTIVATION_BYTES per value (`peak_activation_bytes` counts values).
+DEPLOYED_FLASH = {"fp32": "flash_bytes_fp32", "int8": "flash_bytes_int8"}
+ACTIVATION_BYTES = {"fp32": 4, "int8": 1}
 
 
 class DiscreteSearchSpace(ABC):

@@ -7,18 +7,18 @@ the stage-grouped lattice of grid search and the differentiable relaxation of gr
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ...space.interface import ANALYTIC_METRICS, DiscreteSearchSpace
+from ...space.interface import ANALYTIC_METRICS, DEPLOYED_FLASH, DiscreteSearchSpace
 from .. import FAMILIES
-from .analytics import analyze
+from .analytics import analyze, deployment_bytes
 from .genome import MobileNetV3Genome
 from .space import PRESETS, SearchSpace, SubnetConfig, is_population
-from .tables import EfficiencyTables, efficiency_tables
+from .tables import TABLE_COLUMNS, TABLE_METRICS, EfficiencyTables, efficiency_tables
 
-__all__ = ["MobileNetV3Family"]
+__all__ = ["MobileNetV3Family", "GenomeKernel"]
 
 
 @FAMILIES.register("mbv3")
@@ -73,8 +73,26 @@ class MobileNetV3Family(DiscreteSearchSpace):
     # ------------------------------------------------------------- efficiency
     def analytic_efficiency(self, genes: np.ndarray) -> dict[str, np.ndarray]:
         if self.tables is not None:
-            return self.tables.compute(genes)
-        return analyze(self.space, self.decode(genes))
+            return self.tables.compute(genes, TABLE_METRICS)
+        configs = self.decode(genes)
+        out = analyze(self.space, configs)
+        for precision, name in DEPLOYED_FLASH.items():
+            out[name] = deployment_bytes(self.space, configs, precision)["flash_bytes"]
+        return out
+
+    def efficiency_kernel(self, profile: Any = None) -> "GenomeKernel | None":
+        """Analytic metrics and the latency of `profile` (a `DeviceProfile` bound to this space,
+        or None) computed straight from genomes by the exact tables (see `GenomeKernel`); None
+        without tables."""
+        if self.tables is None:
+            return None
+        form = getattr(profile, "latency_gather_form", None)
+        try:
+            latency = form() if form is not None else None
+        except ValueError:
+            # e.g. a lookup table that lacks keys: the profile's own prediction says so when asked.
+            latency = None
+        return GenomeKernel(self.space, self.tables, latency)
 
     @property
     def has_exact_extremes(self) -> bool:
@@ -89,15 +107,15 @@ class MobileNetV3Family(DiscreteSearchSpace):
         t, g, space = self.tables, self.genome, self.space
         if t is None:
             return super().exact_extreme(metric, mode)
-        if metric not in ANALYTIC_METRICS:
-            raise ValueError(f"metric '{metric}'; allowed: {list(ANALYTIC_METRICS)}")
+        if metric not in TABLE_METRICS:
+            raise ValueError(f"metric '{metric}'; allowed: {list(TABLE_METRICS)}")
         pick, arg = (np.min, np.argmin) if mode == "min" else (np.max, np.argmax)
         W, R, K, E = t.shape
         slots, maxd = space.num_slots, space.max_depth
         if metric == "peak_activation_bytes":
             per_slot, fixed, combine = t.peak.astype(np.float64), t.fixed_peak.astype(np.float64), "max"
         else:
-            col = {"macs": 0, "params": 1, "flash_bytes": 2}[metric]
+            col = TABLE_COLUMNS[metric]
             per_slot, fixed, combine = t.values[..., col].astype(np.float64), t.fixed_values[:, col].astype(np.float64), "sum"
         per_slot = per_slot.reshape(slots, W * R, K * E)
         slot_val, slot_arg = pick(per_slot, 2), arg(per_slot, 2)                 # (slots, WR)
@@ -151,3 +169,48 @@ class MobileNetV3Family(DiscreteSearchSpace):
         genes[:, genome.e_genes] = choice[:, slot_group, 1]
         genes[:, genome.d_genes] = choice[:, stage_group, 2]
         return genes
+
+
+class GenomeKernel:
+    """The search's hot path: metrics of a genome array from one row index of the exact tables.
+
+    `kernel(genes, names)` -> {name: (N,) array} for names among `ANALYTIC_METRICS` (int64,
+    equal to `analyze`) and "latency_ms" when a latency form was given (a `DeviceProfile`'s
+    `latency_gather_form`): then the profile's `predict_latency_ms` of the decoded genes, number
+    for number, since the gathered table is the same and summed in the same order. A latency
+    model that sums the MACs table (macs-linear, analytical-mcu) reuses the MACs: their float
+    sum is an exact integer, so it equals the integer sum converted.
+    """
+
+    def __init__(self, space: SearchSpace, tables: EfficiencyTables, latency_form: Any = None):
+        self.tables = tables
+        self.names = tuple(TABLE_METRICS) + (("latency_ms",) if latency_form is not None else ())
+        self._latency = self._latency_from_macs = self._finish = None
+        if latency_form is None:
+            return
+        block, fixed, self._finish = latency_form
+        g = tables.genome
+        # latency_features orders each option axis as the space lists it, the genome ascending.
+        order = [[list(values).index(v) for v in genome_values] for values, genome_values in
+                 ((space.resolutions, g.resolutions), (space.kernel_sizes, g.kernel_sizes),
+                  (space.expand_ratios, g.expand_ratios))]
+        block = np.asarray(block)[:, order[0]][:, :, :, order[1]][:, :, :, :, order[2]]
+        self._latency = tables.slot_table(block, np.asarray(fixed)[:, order[0]])
+        macs, macs_fixed = tables.metric_tables["macs"]
+        self._latency_from_macs = (np.array_equal(self._latency[0], macs) and np.array_equal(self._latency[1], macs_fixed)
+                                   and int(macs.max()) * tables.slot_active.shape[0] + int(macs_fixed.max()) < 2 ** 53)
+
+    def __call__(self, genes: np.ndarray, names: Sequence[str]) -> dict[str, np.ndarray]:
+        t = self.tables
+        index = t.row_index(genes)
+        out = t.compute(genes, [n for n in names if n != "latency_ms"], index)
+        if "latency_ms" in names:
+            if self._finish is None:
+                raise ValueError("this kernel has no latency model; allowed metrics: " + ", ".join(self.names))
+            if self._latency_from_macs:
+                macs = out["macs"] if "macs" in out else t.compute(genes, ("macs",), index)["macs"]
+                sums = macs.astype(np.float64)
+            else:
+                sums = t.gather(self._latency, index)
+            out["latency_ms"] = self._finish(sums)
+        return out

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from .genome import MobileNetV3Genome
-from .tables import EfficiencyTables
+from .tables import TABLE_COLUMNS, EfficiencyTables
 
 __all__ = ["MobileNetV3Relaxation"]
 
@@ -28,9 +28,15 @@ class MobileNetV3Relaxation:
         W, R, K, E = tables.shape
         slots, maxd = g.num_slots, int(g.slot_index.max()) + 1
         f32 = torch.float32
-        self.t_sum = torch.tensor(tables.values.reshape(slots, W, R, K, E, 3), dtype=f32)
+        columns = tables.values.shape[-1]
+        # MACs, params, Flash (int8 weights) as before; the deployed files' Flash (`TABLE_COLUMNS`
+        # from 3 on) in a contraction of their own, so the first three sum as they always did.
+        self.t_sum = torch.tensor(tables.values.reshape(slots, W, R, K, E, columns)[..., :3], dtype=f32)
+        self.t_deployed = torch.tensor(tables.values.reshape(slots, W, R, K, E, columns)[..., 3:], dtype=f32)
         self.t_peak = torch.tensor(tables.peak.reshape(slots, W, R, K, E), dtype=f32)
-        self.f_sum = torch.tensor(tables.fixed_values.reshape(W, R, 3), dtype=f32)
+        self.f_sum = torch.tensor(tables.fixed_values.reshape(W, R, columns)[..., :3], dtype=f32)
+        self.f_deployed = torch.tensor(tables.fixed_values.reshape(W, R, columns)[..., 3:], dtype=f32)
+        self.deployed_names = [name for name, col in sorted(TABLE_COLUMNS.items(), key=lambda kv: kv[1]) if col >= 3]
         self.f_peak = torch.tensor(tables.fixed_peak.reshape(W, R), dtype=f32)
         self.keeps = torch.tensor(g.depths[:, None] > np.arange(maxd)[None, :], dtype=f32)   # (D, maxd)
         self.slots = slots
@@ -48,5 +54,9 @@ class MobileNetV3Relaxation:
         sums = torch.einsum("nw,nr,wrm->nm", pw, pr, self.f_sum) + (slot_sum * active[..., None]).sum(1)
         slot_peak = torch.einsum("nw,nr,nsk,nse,swrke->ns", pw, pr, pk, pe, self.t_peak) * active
         peak = torch.maximum(torch.einsum("nw,nr,wr->n", pw, pr, self.f_peak), slot_peak.max(1).values)
+        slot_deployed = torch.einsum("nw,nr,nsk,nse,swrkem->nsm", pw, pr, pk, pe, self.t_deployed)
+        deployed = (torch.einsum("nw,nr,wrm->nm", pw, pr, self.f_deployed)
+                    + (slot_deployed * active[..., None]).sum(1))
         return enc, {"macs": sums[:, 0], "params": sums[:, 1], "flash_bytes": sums[:, 2],
-                     "peak_activation_bytes": peak}
+                     "peak_activation_bytes": peak,
+                     **{name: deployed[:, i] for i, name in enumerate(self.deployed_names)}}

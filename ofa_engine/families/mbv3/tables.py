@@ -16,14 +16,28 @@ from __future__ import annotations
 import functools
 import threading
 import warnings
+from typing import Sequence
 
 import numpy as np
 
-from .analytics import LayerTally, analyze
+from ...space.interface import ANALYTIC_METRICS, DEPLOYED_FLASH
+from .analytics import ACTIVATION_QPARAM_BYTES, LayerTally, analyze, deployment_bytes
 from .layout import walk
 from .space import SearchSpace
 
-__all__ = ["EfficiencyTables", "efficiency_tables"]
+__all__ = ["EfficiencyTables", "efficiency_tables", "TABLE_METRICS", "TABLE_COLUMNS"]
+
+# `analyze`'s metrics and the Flash of a deployed file per precision (`deployment_bytes`).
+TABLE_METRICS = tuple(ANALYTIC_METRICS) + tuple(DEPLOYED_FLASH.values())
+# Columns of `values` (the peak is apart: a maximum, not a sum).
+TABLE_COLUMNS = {"macs": 0, "params": 1, "flash_bytes": 2, DEPLOYED_FLASH["fp32"]: 3, DEPLOYED_FLASH["int8"]: 4}
+
+
+def _tally_columns(t: LayerTally) -> np.ndarray:
+    """(N, 5) the summed metrics of `TABLE_COLUMNS` of a tally (`deployment_bytes`' formulas)."""
+    fp32 = 4 * (t.weights + t.biases)
+    int8 = t.flash + 4 * (t.channels + t.biases) + ACTIVATION_QPARAM_BYTES * t.activations
+    return np.stack([t.macs, t.params, t.flash, fp32, int8], 1)
 
 
 class EfficiencyTables:
@@ -42,67 +56,100 @@ class EfficiencyTables:
         slots = space.num_slots
         blocks = walk(space, wid, g.resolutions[res], np.repeat(g.kernel_sizes[k][:, None], slots, 1),
                       np.repeat(g.expand_ratios[e][:, None], slots, 1), np.ones((n_combo, slots), bool))
-        self.values = np.zeros((slots, n_combo, 3), np.int64)   # macs, params, flash
+        self.values = np.zeros((slots, n_combo, len(TABLE_COLUMNS)), np.int64)   # `TABLE_COLUMNS`
         self.peak = np.zeros((slots, n_combo), np.int64)
         fixed = LayerTally(n_combo)
         for b in blocks:
             if b.kind == "block":
                 t = LayerTally(n_combo)
                 t.block(b, space.num_classes)
-                self.values[b.slot] = np.stack([t.macs, t.params, t.flash], 1)
+                self.values[b.slot] = _tally_columns(t)
                 self.peak[b.slot] = t.peak
             else:
                 fixed.block(b, space.num_classes)
-        self.values_flat = self.values.reshape(-1, 3)
-        self.peak_flat = self.peak.reshape(-1)
-        self.slot_offset = np.arange(slots) * n_combo
         # Stem and head depend on (wid, resolution) only: the first kernel / expand combination.
         first = np.arange(W * R) * (K * E)
-        self.fixed_values = np.stack([fixed.macs, fixed.params, fixed.flash], 1)[first]
+        self.fixed_values = _tally_columns(fixed)[first]
         self.fixed_peak = fixed.peak[first]
         self._prepare_gather()
 
     def _prepare_gather(self) -> None:
         g = self.genome
-        # One table of (macs, params, flash, peak) rows plus a zero row for inactive slots.
-        self.rows = np.concatenate([np.concatenate([self.values_flat, self.peak_flat[:, None]], 1),
-                                    np.zeros((1, 4), np.int64)])
-        self.zero_row = len(self.rows) - 1
-        self.fixed_rows = np.concatenate([self.fixed_values, self.fixed_peak[:, None]], 1)
-        # A slot is active when its stage's depth index reaches this value.
+        slots, n_combo = self.peak.shape
+        n_depths = len(g.depths)
+        # A slot is active when its stage's depth index reaches `min_depth_index`. Each metric
+        # gets one flat table of rows (slot, depth index of its stage, combination), zero where
+        # that depth leaves the slot out, so that no mask is needed at gather time.
         self.min_depth_index = np.searchsorted(g.depths, g.slot_index + 1)
-
-    def combo_index(self, genes: np.ndarray) -> np.ndarray:
-        """(N, slots) row of each slot's entry in `rows` (the zero row when the slot is inactive)."""
-        g = self.genome
+        self.slot_active = np.arange(n_depths)[None, :] >= self.min_depth_index[:, None]   # (slots, D)
+        fixed = {name: self.fixed_values[:, col] for name, col in TABLE_COLUMNS.items()}
+        fixed["peak_activation_bytes"] = self.fixed_peak
+        per_slot = {name: self.values[..., col] for name, col in TABLE_COLUMNS.items()}
+        per_slot["peak_activation_bytes"] = self.peak
+        self.metric_tables = {name: (self._fold(per_slot[name]), np.ascontiguousarray(fixed[name]))
+                              for name in TABLE_METRICS}
+        # A slot's row number is linear in the genes: genes @ index_weights + index_offset.
         W, R, K, E = self.shape
-        wr = genes[:, g.wid_gene] * R + genes[:, g.res_gene]
-        idx = genes[:, g.ks_genes] * E
-        idx += genes[:, g.e_genes]
-        idx += self.slot_offset
-        idx += (wr * (K * E))[:, None]
-        inactive = genes[:, g.d_genes].take(g.slot_stage, axis=1) < self.min_depth_index
-        idx[inactive] = self.zero_row
-        return idx
+        weights = np.zeros((g.num_genes, slots))
+        slot = np.arange(slots)
+        gene = np.arange(g.num_genes)
+        weights[g.wid_gene], weights[g.res_gene] = R * K * E, K * E
+        weights[gene[g.ks_genes], slot] = E
+        weights[gene[g.e_genes], slot] = 1
+        weights[gene[g.d_genes][g.slot_stage], slot] = n_combo
+        self.index_weights = weights    # float64: one BLAS product, exact for these small integers
+        self.index_offset = slot * (n_depths * n_combo)
 
-    def compute(self, genes: np.ndarray) -> dict[str, np.ndarray]:
-        """`analyze`'s four metrics (int64 arrays) of a genome array."""
+    def _fold(self, per_slot: np.ndarray) -> np.ndarray:
+        """(slots, combos) -> flat (slots * D * combos,), zero where the depth drops the slot."""
+        folded = np.where(self.slot_active[:, :, None], per_slot[:, None, :], 0)
+        return folded.astype(per_slot.dtype).reshape(-1)
+
+    def row_index(self, genes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """((N, slots) row of each slot in the per-slot tables, (N,) row of its (wid,
+        resolution) in the fixed tables) of a genome array."""
         g = self.genome
-        wr = genes[:, g.wid_gene] * self.shape[1] + genes[:, g.res_gene]
-        # np.take, not fancy indexing: ~20x faster on these small 2-D gathers.
-        values = np.take(self.rows, self.combo_index(genes), axis=0)      # (N, slots, 4)
-        fixed = np.take(self.fixed_rows, wr, axis=0)
-        totals = values.sum(1) + fixed
-        peak = np.maximum(values[:, :, 3].max(1), fixed[:, 3])
-        return {"macs": totals[:, 0], "params": totals[:, 1], "peak_activation_bytes": peak,
-                "flash_bytes": totals[:, 2]}
+        slot_rows = (genes @ self.index_weights).astype(np.int64)
+        slot_rows += self.index_offset
+        return slot_rows, genes[:, g.wid_gene] * self.shape[1] + genes[:, g.res_gene]
+
+    def compute(self, genes: np.ndarray, metrics: Sequence[str] = ANALYTIC_METRICS,
+                index: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+        """`analyze`'s metrics (int64 arrays) of a genome array: all four, or those named among
+        `TABLE_METRICS` (`index`: the genes' `row_index` if already known)."""
+        index = self.row_index(genes) if index is None else index
+        return {name: self.gather(self.metric_tables[name], index, peak=name == "peak_activation_bytes")
+                for name in metrics}
+
+    @staticmethod
+    def gather(table: tuple[np.ndarray, np.ndarray], index: tuple[np.ndarray, np.ndarray], peak: bool = False
+               ) -> np.ndarray:
+        """(N,) sum (`peak`: max) over slots of a per-slot table, plus (max with) its fixed part.
+        np.take, not fancy indexing: several times faster on these small gathers. For a float
+        table these are the additions of `latency_features.gather` in its order (a contiguous
+        (N, slots) row sum with 0.0 for inactive slots, then the fixed term): equal results."""
+        slot_rows, fixed_row = index
+        values = np.take(table[0], slot_rows)
+        fixed = np.take(table[1], fixed_row)
+        return np.maximum(values.max(1), fixed) if peak else values.sum(1) + fixed
+
+    def slot_table(self, block_table: np.ndarray, fixed_table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """A quantity given as `latency_features` tables ((W, R, slots, K, E) per slot and (W, R)
+        fixed, option axes in the genome's order) in the layout `gather` reads."""
+        W, R, K, E = self.shape
+        per_slot = np.moveaxis(np.asarray(block_table, np.float64), 2, 0).reshape(len(self.slot_active), -1)
+        return self._fold(per_slot), np.asarray(fixed_table, np.float64).reshape(-1)
 
     def verify(self, n: int = 256, seed: int = 0) -> bool:
-        """True when the tables equal `analyze` on a seeded sample plus the extreme configs."""
+        """True when the tables equal `analyze` and `deployment_bytes` on a seeded sample plus
+        the extreme configs."""
         g = self.genome
         genes = np.concatenate([g.random(n, np.random.default_rng(seed)), g.uniform("min"), g.uniform("max")])
-        expected = analyze(self.space, g.to_population(genes))
-        got = self.compute(genes)
+        population = g.to_population(genes)
+        expected = analyze(self.space, population)
+        for precision, name in DEPLOYED_FLASH.items():
+            expected[name] = deployment_bytes(self.space, population, precision)["flash_bytes"]
+        got = self.compute(genes, TABLE_METRICS)
         return all(np.array_equal(expected[k], got[k]) for k in expected)
 
 

@@ -103,6 +103,15 @@ def _relative_fit(x: np.ndarray, y: np.ndarray, ridge: float = 0.0) -> np.ndarra
     return ridge_solve(x, y, ridge * len(y), row_scale=1.0 / y, standardize=True, unpenalized=[-1])
 
 
+def _on_column(predict: Any) -> Any:
+    """`finish` of a one-feature model: its `predict` on the gathered sums as (N, 1) rows."""
+    return lambda sums: predict(sums[:, None])
+
+
+def _unchanged(sums: np.ndarray) -> np.ndarray:
+    return sums
+
+
 def _linear_range(lo: float, hi: float, slope: float, intercept: float) -> tuple[float, float]:
     ends = (lo * slope + intercept, hi * slope + intercept)
     return min(ends), max(ends)
@@ -130,7 +139,19 @@ class LatencyModel:
     def predict_ms(self, space: SearchSpace | str, configs: Configs) -> np.ndarray:
         """Milliseconds of configs (one, a list or a population), (N,) float64."""
         space = _space(space)
-        return self.predict(self.feature_rows(space, configs))
+        form = self.gather_form(space)
+        if form is None:
+            return self.predict(self.feature_rows(space, configs))
+        block, fixed, finish = form
+        return finish(gather(space, configs, block, fixed))
+
+    def gather_form(self, space: SearchSpace) -> tuple[np.ndarray, np.ndarray, Any] | None:
+        """(block table, fixed table, finish) such that `predict_ms(space, configs)` is
+        `finish(latency_features.gather(space, configs, block, fixed))`, for models whose
+        prediction is a sum over blocks followed by a per-config function (every model here);
+        None otherwise. Lets a caller that has its own gather (the search's genome tables)
+        compute the same numbers."""
+        return None
 
     def prediction_range(self, space: SearchSpace | str) -> tuple[float, float]:
         """Exact (smallest, largest) prediction over every subnet of `space`."""
@@ -188,6 +209,11 @@ class MacsLinearModel(LatencyModel):
         if self.ms_per_mmac is None:
             raise self._unfitted()
         return _rows(x, 1, self.type)[:, 0] * (self.ms_per_mmac / 1e6) + self.intercept_ms
+
+    def gather_form(self, space):
+        if self.ms_per_mmac is None:
+            raise self._unfitted()
+        return (*macs_tables(space), _on_column(self.predict))
 
     def prediction_range(self, space):
         space = _space(space)
@@ -251,6 +277,9 @@ class LookupTableModel(LatencyModel):
         """Sum of the measured block, stem and head ms of each config (before calibration)."""
         space = _space(space)
         return gather(space, configs, *self.tables(space))
+
+    def gather_form(self, space):
+        return (*self.tables(space), _on_column(self.predict))
 
     def feature_rows(self, space, configs):
         return self.raw_sum_ms(space, configs)[:, None]
@@ -353,10 +382,9 @@ class BlockLinearModel(LatencyModel):
             self._weights[space.name] = (block @ w[:nb], fixed @ w[nb:] + self.intercept_ms)
         return self._weights[space.name]
 
-    def predict_ms(self, space, configs):
-        space = _space(space)
+    def gather_form(self, space):
         _check_space(self.space, space, self.type)
-        return gather(space, configs, *self._tables(space))
+        return (*self._tables(space), _unchanged)
 
     def prediction_range(self, space):
         space = _space(space)
@@ -417,6 +445,11 @@ class AnalyticalMCUModel(LatencyModel):
         if self.macs_per_cycle is None:
             raise self._unfitted()
         return _rows(x, 1, self.type)[:, 0] / (self.macs_per_cycle * self.clock_mhz * 1e3) + self.overhead_ms
+
+    def gather_form(self, space):
+        if self.macs_per_cycle is None:
+            raise self._unfitted()
+        return (*macs_tables(space), _on_column(self.predict))
 
     def prediction_range(self, space):
         space = _space(space)

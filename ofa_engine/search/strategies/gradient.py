@@ -74,7 +74,7 @@ class Gradient(SearchStrategy):
             samples = [self._gumbel(l, n, tau, gen) for l in logits]
             enc, analytic = relax(samples)
             accuracy = net(enc).reshape(-1)
-            values = efficiency_metrics(analytic)
+            values = efficiency_metrics(analytic, ev)   # in the precision searched for
             if latency_w is not None:
                 values["latency_ms"] = torch.cat([enc, values["macs"][:, None] / 1e6, torch.ones(n, 1)], 1) @ latency_w
             excess = sum(torch.relu(values[metric] / limit - 1) for _, metric, limit in bounds) if bounds else 0.0
