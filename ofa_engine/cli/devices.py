@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..devices.mcu import MCU_PARTS, write_mcu_profiles
+from ..devices.mcu_kit import DEFAULT_MCU_KIT_SUBNETS
 from ..devices.profile_kit import DEFAULT_KIT_SUBNETS
 from ..devices.profiles import PROFILES_DIR
 from ..families.mbv3.space import list_presets
@@ -115,9 +116,15 @@ def _space_or_package_arguments(parser: argparse.ArgumentParser, required: bool)
 def _kit_arguments(parser: argparse.ArgumentParser) -> None:
     _space_or_package_arguments(parser, required=True)
     parser.add_argument("--out", required=True, metavar="DIR", help="folder to create (must be empty)")
-    parser.add_argument("--n", type=int, default=DEFAULT_KIT_SUBNETS,
+    parser.add_argument("--n", type=int, default=None,
                         help=f"number of subnets, spread over the space (default {DEFAULT_KIT_SUBNETS}: enough for "
-                             f"fit-profile --prior, docs/latency-fewshot.md; from scratch measure 100)")
+                             f"fit-profile --prior, docs/latency-fewshot.md; from scratch measure 100; with --mcu "
+                             f"{DEFAULT_MCU_KIT_SUBNETS})")
+    parser.add_argument("--mcu", metavar="DEVICE", default=None,
+                        help=f"a microcontroller kit instead (docs/mcu-kit.md): int8 ONNX files that fit this "
+                             f"device's SRAM and Flash, for its own toolchain (STM32Cube.AI / X-CUBE-AI, TFLite "
+                             f"Micro after a conversion), a results.csv template and a README; DEVICE: a "
+                             f"microcontroller profile ({', '.join(MCU_PARTS)}) or a profile JSON")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     parser.add_argument("--batch-size", type=int, default=1, help="batch size to measure (default 1)")
     parser.add_argument("--image-sizes", metavar="S,S", default=None,
@@ -126,7 +133,8 @@ def _kit_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="write into a non-empty --out")
 
 
-@register("profile-kit", "write a kit of ONNX subnets + runner to measure latency on your own device",
+@register("profile-kit", "write a kit of ONNX subnets + runner to measure latency on your own device "
+                        "(--mcu: int8 files + a template for a microcontroller's toolchain)",
           _kit_arguments)
 def run_profile_kit(args: argparse.Namespace) -> int:
     from ..devices.profile_kit import write_profile_kit
@@ -138,11 +146,26 @@ def run_profile_kit(args: argparse.Namespace) -> int:
         except ValueError:
             raise ValueError(f"--image-sizes {args.image_sizes!r}; allowed: comma-separated integers "
                              f"from {list(space.resolutions)}") from None
-    out = write_profile_kit(space, args.out, n=args.n, seed=args.seed, batch_size=args.batch_size,
-                            image_sizes=sizes, overwrite=args.force, supernet=args.supernet)
+    if args.mcu is not None:
+        from ..devices.mcu_kit import write_mcu_kit
+        if args.batch_size != 1:
+            raise ValueError(f"--batch-size {args.batch_size} with --mcu; allowed: 1 (a microcontroller "
+                             f"runs one input at a time; the files have a static batch of 1)")
+        out = write_mcu_kit(space, args.mcu, args.out, n=DEFAULT_MCU_KIT_SUBNETS if args.n is None else args.n,
+                            seed=args.seed, image_sizes=sizes, overwrite=args.force, progress=_progress,
+                            supernet=args.supernet)
+        next_step = (f"time each m*.onnx on the board and fill in latency_ms of {out / 'results.csv'} "
+                     f"({out / 'README.md'}); then fit-profile {out / 'results.csv'} --name ...")
+    else:
+        out = write_profile_kit(space, args.out, n=DEFAULT_KIT_SUBNETS if args.n is None else args.n,
+                                seed=args.seed, batch_size=args.batch_size, image_sizes=sizes, overwrite=args.force,
+                                supernet=args.supernet)
+        next_step = f"python {out / 'runner.py'} {out}"
     result: dict[str, Any] = {"kit": str(out), "space": space.name,
-                              "models": len(list(out.glob("m*.onnx"))),
-                              "next": f"python {out / 'runner.py'} {out}"}
+                              "models": len(list(out.glob("m*.onnx"))), "next": next_step}
+    if args.mcu is not None:
+        from ..devices.mcu_kit import mcu_target
+        result["device"] = mcu_target(args.mcu).name
     if args.zip:
         archive = shutil.make_archive(str(out), "zip", root_dir=out.parent, base_dir=out.name)
         result["zip"] = archive
@@ -153,7 +176,8 @@ def run_profile_kit(args: argparse.Namespace) -> int:
 def _fit_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("csv", metavar="RESULTS_CSV", nargs="+",
                         help="results.csv written by the kit's runner.py; several runs of the same kit "
-                             "(e.g. at different times) are averaged per subnet (geometric mean)")
+                             "(e.g. at different times) are averaged per subnet (geometric mean); or the filled "
+                             "results.csv template of a microcontroller kit (profile-kit --mcu)")
     parser.add_argument("--name", required=True, help="device name, e.g. \"my device\"")
     parser.add_argument("--out", default=None, metavar="JSON",
                         help="profile to write (the held-out predictions go next to it, .validation.csv); "
@@ -164,8 +188,10 @@ def _fit_arguments(parser: argparse.ArgumentParser) -> None:
                         help="latency model to fit (default learned)")
     parser.add_argument("--test-fraction", type=float, default=0.2, help="held-out share (default 0.2)")
     parser.add_argument("--seed", type=int, default=0, help="split seed (default 0)")
-    parser.add_argument("--ram-kb", type=float, default=None, help="RAM limit for activations in KB")
-    parser.add_argument("--flash-kb", type=float, default=None, help="storage limit for weights in KB")
+    parser.add_argument("--ram-kb", type=float, default=None,
+                        help="RAM limit for activations in KB (a microcontroller kit: its SRAM, default the device's)")
+    parser.add_argument("--flash-kb", type=float, default=None,
+                        help="storage limit for weights in KB (a microcontroller kit: default the device's Flash)")
     parser.add_argument("--runtime-version", default=None, help="onnxruntime version on the device")
     parser.add_argument("--machine", default=None, help="description of the device (provenance)")
     parser.add_argument("--local", action="store_true",

@@ -10,10 +10,15 @@
 
 Latency does not depend on weight values, so the kit's subnets carry all-zero conv and linear
 weights: same graphs and shapes, and the files compress to almost nothing in the zip.
+
+A microcontroller runs no Python: its kit (`devices.mcu_kit`, CLI `profile-kit --mcu DEVICE`)
+holds int8 files for the board's own toolchain and a results template instead, and
+`fit_profile_from_csv` recognises the filled template and fits a measured int8 profile.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -23,7 +28,7 @@ import shutil
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -36,10 +41,10 @@ from .profiles import DeviceProfile, today, write_validation_csv
 
 log = logging.getLogger(__name__)
 
-__all__ = ["write_profile_kit", "kit_zip_bytes", "kit_configs", "read_latency_csv",
+__all__ = ["write_profile_kit", "kit_zip_bytes", "kit_configs", "kit_candidates", "read_latency_csv",
            "fit_profile_from_csv", "read_latency_runs", "MIN_ROWS", "MAX_CSV_BYTES", "MAX_CSV_ROWS",
            "MAX_KIT_MODELS", "KIT_README", "profile_slug", "latency_spread", "kit_machine_speed", "load_prior",
-           "DEFAULT_KIT_SUBNETS"]
+           "DEFAULT_KIT_SUBNETS", "check_out_dir", "replace_dir", "csv_text", "kit_manifest", "space_provenance"]
 
 MIN_ROWS = 20
 # Kit subnets are chosen from a pool of this many random candidates per subnet (at least KIT_POOL_MIN).
@@ -91,13 +96,26 @@ def kit_configs(space: SearchSpace, n: int, seed: int = 0,
                 image_sizes: Sequence[int] | None = None) -> list[SubnetConfig]:
     """`n` distinct subnets to measure, spread over the space: the smallest and the largest
     first (so the fit spans the whole range), then, from a seeded pool of `KIT_POOL_FACTOR` x n
-    uniform random candidates (at least `KIT_POOL_MIN`), the farthest-point choice in the
-    latency features (`predictors.latency.fewshot.spread_indices`: each next subnet is the
-    one least like those chosen), not plain random draws, which bunch up in the middle of the
-    MACs range. `image_sizes` restricts the resolutions (e.g. for a quick test)."""
+    uniform random candidates (at least `KIT_POOL_MIN`, `kit_candidates`), the farthest-point
+    choice in the latency features (`predictors.latency.fewshot.spread_indices`: each next
+    subnet is the one least like those chosen), not plain random draws, which bunch up in the
+    middle of the MACs range. `image_sizes` restricts the resolutions (e.g. for a quick test)."""
     from ..predictors.latency import architecture_features
     from ..predictors.latency.fewshot import spread_indices
 
+    configs = kit_candidates(space, n, seed, image_sizes)
+    if len(configs) <= n:
+        return configs
+    features, _ = architecture_features(space, configs)
+    return [configs[i] for i in spread_indices(features, n, first=(0, 1))]
+
+
+def kit_candidates(space: SearchSpace, n: int, seed: int = 0,
+                   image_sizes: Sequence[int] | None = None) -> list[SubnetConfig]:
+    """The seeded pool `kit_configs` chooses `n` subnets from: the smallest subnet (at the
+    smallest of `image_sizes`), the largest (at the largest), then up to max(`KIT_POOL_MIN`,
+    `KIT_POOL_FACTOR` x n) distinct uniform random subnets. `ValueError` for a bad `n` or
+    `image_sizes`."""
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 2 <= n <= MAX_KIT_MODELS:
         raise ValueError(f"n = {n!r}; allowed: an integer 2..{MAX_KIT_MODELS} (MAX_KIT_MODELS; >= "
                          f"{MIN_ROWS} to fit a profile from scratch, >= 5 with a --prior)")
@@ -118,10 +136,7 @@ def kit_configs(space: SearchSpace, n: int, seed: int = 0,
         if cfg not in seen:
             seen.add(cfg)
             configs.append(cfg)
-    if len(configs) <= n:
-        return configs
-    features, _ = architecture_features(space, configs)
-    return [configs[i] for i in spread_indices(features, n, first=(0, 1))]
+    return configs
 
 
 def write_profile_kit(space: SearchSpace | str, out_dir: str | os.PathLike, n: int = 100, seed: int = 0,
@@ -140,6 +155,15 @@ def write_profile_kit(space: SearchSpace | str, out_dir: str | os.PathLike, n: i
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
             or not 1 <= batch_size <= MAX_BATCH_SIZE:
         raise ValueError(f"batch_size = {batch_size!r}; allowed: an integer 1..{MAX_BATCH_SIZE} (MAX_BATCH_SIZE)")
+    out = check_out_dir(out_dir, overwrite)
+    configs = kit_configs(space, n, seed, image_sizes)
+    with replace_dir(out) as partial:
+        _write_kit_files(space, partial, configs, seed, batch_size, progress, package=supernet)
+    return out
+
+
+def check_out_dir(out_dir: str | os.PathLike, overwrite: bool) -> Path:
+    """`out_dir` as a kit's folder: a path that is not a file, empty unless `overwrite`."""
     if not os.fspath(out_dir).strip():
         raise ValueError("--out '' names no folder; allowed: a folder path such as kit/")
     out = Path(out_dir)
@@ -148,15 +172,19 @@ def write_profile_kit(space: SearchSpace | str, out_dir: str | os.PathLike, n: i
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise ValueError(f"--out '{out}' is not empty; choose a new folder (or pass --force to "
                          f"overwrite the kit in it)")
-    configs = kit_configs(space, n, seed, image_sizes)
+    return out
+
+
+@contextlib.contextmanager
+def replace_dir(out: Path) -> Iterator[Path]:
+    """A private folder beside `out` to write a kit into, renamed into place when the block
+    ends without error: a full disk or a kill midway leaves no partial kit, and a rerun starts
+    clean. An existing `out` (empty, or overwritten) goes only once the new kit is complete."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    # The kit is written into a private folder beside `out` and renamed into place at the end:
-    # a full disk or a kill midway leaves no partial kit, and a rerun starts clean.
     partial = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
     try:
-        _write_kit_files(space, partial, configs, seed, batch_size, progress, package=supernet)
+        yield partial
         if out.is_dir():
-            # Empty, or `overwrite`: the old kit goes only once the new one is complete.
             old = out.with_name(f".{out.name}.{os.getpid()}.old")
             out.rename(old)
             partial.rename(out)
@@ -166,7 +194,6 @@ def write_profile_kit(space: SearchSpace | str, out_dir: str | os.PathLike, n: i
     finally:
         if partial.exists():
             shutil.rmtree(partial, ignore_errors=True)
-    return out
 
 
 def _write_kit_files(space: SearchSpace, out: Path, configs: Sequence[SubnetConfig], seed: int,
@@ -225,22 +252,15 @@ def read_latency_csv(csv_path: str | os.PathLike, space: SearchSpace, min_rows: 
     latency dataset with the same columns), checked row by row: `ValueError` naming the row
     (1 = first data row) and column."""
     path = Path(csv_path)
-    if not path.is_file():
-        raise FileNotFoundError(2, "No such latency CSV", str(path))
-    size = path.stat().st_size
-    if size > MAX_CSV_BYTES:
-        raise ValueError(f"'{path}' is {size:,} bytes; allowed: at most {MAX_CSV_BYTES:,} "
-                         f"(MAX_CSV_BYTES)")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise ValueError(f"'{path}' is not a UTF-8 CSV file") from None
+    text = csv_text(path)
     reader = csv.DictReader(io.StringIO(text))
     columns = reader.fieldnames or []
     missing = [c for c in REQUIRED_COLUMNS if c not in columns]
     if missing:
+        from .mcu_kit import REQUIRED_TEMPLATE_COLUMNS
         raise ValueError(f"'{path}': missing column(s) {missing}; a latency CSV has the columns "
-                         f"{list(measure.RESULT_COLUMNS)} (the profile kit's results.csv)")
+                         f"{list(measure.RESULT_COLUMNS)} (the profile kit's results.csv), or, filled in from a "
+                         f"microcontroller kit (profile-kit --mcu), {list(REQUIRED_TEMPLATE_COLUMNS)} and more")
     configs, latencies, threads, batches, runs = [], [], set(), set(), set()
     for row_number, row in enumerate(reader, start=1):
         if row_number > MAX_CSV_ROWS:
@@ -283,6 +303,20 @@ def read_latency_csv(csv_path: str | os.PathLike, space: SearchSpace, min_rows: 
         raise ValueError(f"'{path}' has {len(configs)} measured subnets; allowed: at least {min_rows} "
                          f"{hint} (write the kit with a larger --n)")
     return configs, np.array(latencies), threads.pop(), batches.pop(), (min(runs) if runs else None)
+
+
+def csv_text(path: Path) -> str:
+    """The text of a latency CSV: an existing UTF-8 file of at most `MAX_CSV_BYTES`."""
+    if not path.is_file():
+        raise FileNotFoundError(2, "No such latency CSV", str(path))
+    size = path.stat().st_size
+    if size > MAX_CSV_BYTES:
+        raise ValueError(f"'{path}' is {size:,} bytes; allowed: at most {MAX_CSV_BYTES:,} "
+                         f"(MAX_CSV_BYTES)")
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(f"'{path}' is not a UTF-8 CSV file") from None
 
 
 def read_latency_runs(csv_paths: Sequence[str | os.PathLike], space: SearchSpace, min_rows: int = MIN_ROWS
@@ -362,7 +396,15 @@ def kit_machine_speed(csv_path: str | os.PathLike) -> dict[str, Any] | None:
     return {"spread": round(speed.spread, 4), "steady": speed.steady, "summary": speed.describe()}
 
 
-def _kit_manifest(csv_path: Path) -> dict[str, Any] | None:
+def _header(path: Path) -> list[str]:
+    try:
+        with open(path, encoding="utf-8", newline="") as fh:
+            return next(csv.reader([fh.readline()]), [])
+    except (OSError, UnicodeDecodeError):
+        return []
+
+
+def kit_manifest(csv_path: Path) -> dict[str, Any] | None:
     manifest = csv_path.parent / "manifest.json"
     if not manifest.is_file():
         return None
@@ -375,7 +417,7 @@ def _kit_manifest(csv_path: Path) -> dict[str, Any] | None:
 
 def _space_of(csv_path: Path, space: SearchSpace | str | None) -> SearchSpace:
     from .profiles import space_fingerprint
-    manifest = _kit_manifest(csv_path)
+    manifest = kit_manifest(csv_path)
     name = manifest.get("space") if manifest is not None else None
     if space is not None:
         space = SearchSpace.preset(space) if isinstance(space, str) else space
@@ -398,7 +440,7 @@ def _space_of(csv_path: Path, space: SearchSpace | str | None) -> SearchSpace:
                      f"it; pass --space")
 
 
-def _space_provenance(space: SearchSpace) -> dict[str, str]:
+def space_provenance(space: SearchSpace) -> dict[str, str]:
     """`space_fingerprint` for a space that is not the preset of its name (a package's own)."""
     from ..families.mbv3.space import list_presets
     from .profiles import space_fingerprint
@@ -450,6 +492,25 @@ def fit_profile_from_csv(csv_path: str | os.PathLike | Sequence[str | os.PathLik
         if not path.is_file():
             raise FileNotFoundError(2, "No such latency CSV", str(path))
     space = _space_of(csv_paths[0], space)
+    from .mcu_kit import MCU_KIT_FORMAT, fit_mcu_profile, is_mcu_results
+    if any(is_mcu_results(p) for p in csv_paths):
+        for option, value in (("--prior", prior), ("--method", method), ("--local", measure_locally or None)):
+            if value is not None:
+                raise ValueError(f"{option} does not apply to a microcontroller kit's results.csv (it is fitted "
+                                 f"from scratch, from at least {MIN_ROWS} timed files); leave it out")
+        if len(csv_paths) > 1:
+            raise ValueError(f"{len(csv_paths)} CSVs given; allowed: one filled results.csv of a microcontroller "
+                             f"kit (average repeated timings into its latency_ms column)")
+        return fit_mcu_profile(csv_paths[0], name, space, display_name=display_name, model=model,
+                               test_fraction=test_fraction, seed=seed, ram_kb=ram_kb, flash_kb=flash_kb,
+                               runtime_version=runtime_version, machine=machine, command=command,
+                               validation_out=validation_out)
+    for path in csv_paths:
+        manifest = kit_manifest(path)
+        if manifest is not None and manifest.get("format") == MCU_KIT_FORMAT:
+            raise ValueError(f"'{path}' is in a microcontroller kit's folder but is not its filled results.csv "
+                             f"template (columns {_header(path)}); allowed: that template with latency_ms "
+                             f"filled in (README.md of the kit)")
     if prior is not None:
         return _fit_with_prior(csv_paths, space, name, prior, method, display_name=display_name,
                                ram_kb=ram_kb, flash_kb=flash_kb, runtime_version=runtime_version,
@@ -463,7 +524,7 @@ def fit_profile_from_csv(csv_path: str | os.PathLike | Sequence[str | os.PathLik
     profile = _measured_profile(
         name, display_name, space, batch_size, threads, ram_kb, flash_kb, runtime_version, measure_locally,
         latency_model=fit.model, quality=fit.quality,
-        provenance={"machine": _machine(machine, measure_locally), "date": today(), **_space_provenance(space),
+        provenance={"machine": _machine(machine, measure_locally), "date": today(), **space_provenance(space),
                     "command": command or ("python -m ofa_engine fit-profile "
                                            + " ".join(str(p) for p in csv_paths) + f" --name {name!r}"),
                     "latency_data": ", ".join(p.name for p in csv_paths),
@@ -560,7 +621,7 @@ def _fit_with_prior(csv_paths: Sequence[Path], space: SearchSpace, name: str,
     profile = _measured_profile(
         name, display_name, space, batch_size, threads, ram_kb, flash_kb, runtime_version, measure_locally,
         latency_model=fitted.to_dict(), quality=quality,
-        provenance={"machine": _machine(machine, measure_locally), "date": today(), **_space_provenance(space),
+        provenance={"machine": _machine(machine, measure_locally), "date": today(), **space_provenance(space),
                     "command": command or ("python -m ofa_engine fit-profile "
                                            + " ".join(str(p) for p in csv_paths) + f" --name {name!r} "
                                            f"--prior {reference.name}"),
