@@ -10,7 +10,17 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["sig", "budget", "quantity", "memory_kb", "memory_bytes", "percent", "latency_spread"]
+__all__ = ["sig", "budget", "quantity", "memory_kb", "memory_bytes", "memory_limit", "percent", "latency_spread",
+           "FIGURE_SOURCES", "figure_source", "default_figure_kinds"]
+
+# What a figure is, in the same words on every page (and, once the engine's report carries them in
+# `report["labels"]`, the report's): one of four kinds.
+FIGURE_SOURCES = {
+    "measured_here": "measured here",                      # on this server, on the exported file
+    "measured_on_device": "measured on the device",        # from a profile's measurements
+    "learned_model": "predicted by a learned model",       # a predictor fitted to measurements
+    "analytical": "computed analytically",                 # a formula or a count on the network
+}
 
 
 def sig(value: float, digits: int = 3) -> str:
@@ -74,3 +84,36 @@ def latency_spread(median_ms: float, iqr_ms: float | None) -> str:
     if iqr_ms is None or (isinstance(iqr_ms, float) and not math.isfinite(iqr_ms)):
         return quantity(median_ms, "ms")
     return f"{quantity(median_ms, 'ms')} (IQR {quantity(iqr_ms, 'ms', 2)})"
+
+
+def memory_limit(kb: float | None) -> str:
+    """A memory bound as set (a device's SRAM, a budget): up to 4 significant digits, no
+    trailing zeros, in KB below 1024 KB and MB above, as `memory_kb` ('320 KB', '1 MB', '3.125 KB')."""
+    text = memory_kb(kb, 4)
+    number, _, unit = text.partition(" ")
+    if "." in number:
+        number = number.rstrip("0").rstrip(".")
+    return f"{number} {unit}".strip()
+
+
+def figure_source(kind: str) -> str:
+    """The words for what a figure is: 'measured here', 'measured on the device', 'predicted by a
+    learned model' or 'computed analytically' (FIGURE_SOURCES); a kind that is already those
+    words (an engine label) is returned as it is."""
+    if kind in FIGURE_SOURCES:
+        return FIGURE_SOURCES[kind]
+    if kind in FIGURE_SOURCES.values():
+        return kind
+    raise ValueError(f"figure kind '{kind}' is unknown; allowed: {', '.join(FIGURE_SOURCES)}")
+
+
+def default_figure_kinds(profile_kind: str | None, accuracy_source: str = "predictor") -> dict[str, dict[str, str]]:
+    """{"predicted": {field: kind}, "measured": {field: kind}} of a specialize report's figures, as
+    the engine computes them today; a report's own `labels` take their place where it has them.
+    `profile_kind`: the profile's kind ('analytical', 'measured', ...; None: no profile)."""
+    latency = "analytical" if profile_kind in (None, "analytical") else "learned_model"
+    return {"predicted": {"accuracy": "learned_model" if accuracy_source == "predictor" else "analytical",
+                          "latency_ms": latency, "peak_memory_kb": "analytical", "flash_kb": "analytical",
+                          "macs": "analytical"},
+            "measured": {"accuracy": "measured_here", "latency_ms": "measured_here",
+                         "peak_memory_kb": "analytical", "flash_kb": "analytical", "macs": "analytical"}}

@@ -14,11 +14,15 @@ import os
 import re
 import sys
 import threading
+import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import streamlit as st
+
+from ofa_engine.runtime.common import QuantizationRefusedError   # no torch / ONNX: light
 
 ROOT = Path(__file__).resolve().parent.parent
 BUNDLED_SUPERNET = "tiny-fmnist"   # the default package; the cpu-ort-* profiles and this machine's are for its space
@@ -31,11 +35,12 @@ MAX_IMAGE_UPLOAD_PIXELS = 4096 * 4096  # checked from the header before the imag
 
 log = logging.getLogger("ofa_app")
 
-# Errors a user can cause: the engine raises these with a message naming the field, the value
-# and what is allowed (ValueError covers InfeasibleBudgetError and ProfileError). Not KeyError:
-# the engine turns a user's missing field or unknown name into a ValueError, so a KeyError is a
-# bug, logged with its traceback and never shown as the user's mistake.
-USER_ERRORS = (ValueError, FileNotFoundError)
+# Errors a user can cause or act on: the engine raises these with a message naming the field,
+# the value and what is allowed (ValueError covers InfeasibleBudgetError and ProfileError), and
+# an int8 file that disagrees with its float model is refused with the measured agreement. Not
+# KeyError: the engine turns a user's missing field or unknown name into a ValueError, so a
+# KeyError is a bug, logged with its traceback and never shown as the user's mistake.
+USER_ERRORS = (ValueError, FileNotFoundError, QuantizationRefusedError)
 
 
 _TORCH_READY = threading.Event()   # set once `import torch` has finished (the warm-up's, or a page's)
@@ -58,23 +63,137 @@ def configure_threads() -> None:
         torch.set_num_threads(threads)
 
 
-_WARMUP: list[threading.Thread] = []
-_WARMUP_LOCK = threading.Lock()
+# --------------------------------------------------------------------------------- warm-up
+@dataclass(frozen=True)
+class WarmupStep:
+    """One step of the warm-up: `name` for the server log, `label` for a page that waits on it.
+    `needed`: a specialization waits for it (the needed steps come first); the others run only
+    while no specialization does. `ahead`: it only pays a first specialization's costs ahead of
+    time, so it is skipped once a specialization has run (that one paid them)."""
+
+    name: str
+    label: str
+    run: Callable[[], object]
+    needed: bool = True
+    ahead: bool = False
+
+
+class Warmup:
+    """Steps run once each, in order, in one background thread (`start` starts it once, however
+    many sessions and reruns call it). A specialization runs inside `alone()`: it waits for the
+    needed steps and for the step running, and no step starts while it runs. A step that raises
+    ends the warm-up (logged): what needed it raises the same error again where it is used, and
+    the page shows it."""
+
+    def __init__(self, steps: Sequence[WarmupStep], then: Callable[[], object] | None = None,
+                 name: str = "ofa-warmup"):
+        self.steps = tuple(steps)
+        needed = [i for i, step in enumerate(self.steps) if step.needed]
+        if needed and needed[-1] != len(needed) - 1:
+            raise ValueError(f"warm-up steps {[s.name for s in self.steps]}: the needed ones must come first")
+        self._needed = len(needed)
+        self.then = then   # run after the steps, failed or not, in the same thread
+        self.name = name
+        self.seconds: dict[str, float] = {}   # step name -> its wall time, once it has run
+        self.skipped: list[str] = []
+        self._changed = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._next = 0            # index of the step running or about to run (len(steps): finished)
+        self._busy = False        # a step is running
+        self._finished = False
+        self._alone = 0           # specializations running (or waiting to run) alone
+        self._used = False        # a specialization has started
+
+    def start(self) -> threading.Thread:
+        with self._changed:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+                self._thread.start()
+            return self._thread
+
+    @property
+    def started(self) -> bool:
+        with self._changed:
+            return self._thread is not None
+
+    @property
+    def finished(self) -> bool:
+        with self._changed:
+            return self._finished
+
+    def _run(self) -> None:
+        try:
+            for index, step in enumerate(self.steps):
+                with self._changed:
+                    self._next = index
+                    self._changed.notify_all()
+                    while not step.needed and self._alone:
+                        self._changed.wait()
+                    if step.ahead and self._used:
+                        self.skipped.append(step.name)
+                        continue
+                    self._busy = True
+                started = time.perf_counter()
+                try:
+                    step.run()
+                finally:
+                    with self._changed:
+                        self._busy = False
+                        self._changed.notify_all()
+                self.seconds[step.name] = time.perf_counter() - started
+                log.info("warm-up: %s done (%.2f s)", step.name, self.seconds[step.name])
+        except Exception:  # noqa: BLE001 - the page that needs it raises it again and shows it
+            log.exception("warming up the engine failed")
+        finally:
+            with self._changed:
+                self._finished = True
+                self._next = len(self.steps)
+                self._changed.notify_all()
+            log.info("engine warm: %s%s", ", ".join(f"{name} {s:.2f} s" for name, s in self.seconds.items()),
+                     f"; skipped: {', '.join(self.skipped)}" if self.skipped else "")
+            if self.then is not None:
+                self.then()
+
+    def _ready(self) -> bool:
+        return self._finished or self._thread is None or (self._next >= self._needed and not self._busy)
+
+    @contextlib.contextmanager
+    def alone(self, on_step: Callable[[int, int, str], None] | None = None,
+              tick_s: float = 0.25) -> Iterator[bool]:
+        """Run the block with the needed steps done and no step running (at once when the
+        warm-up is over or was never started); no step starts until the block is over. Yields
+        whether it waited. `on_step(done, total, label)` (the engine's progress signature, the
+        step's label as the stage) is called while it waits, when a step starts and every
+        `tick_s`, outside the lock."""
+        waited = False
+        with self._changed:
+            self._alone += 1
+            self._used = True
+        try:
+            while True:
+                with self._changed:
+                    if self._ready():
+                        break
+                    running = self._next
+                waited = True
+                if on_step is not None:
+                    on_step(running, len(self.steps), self.steps[running].label)
+                with self._changed:
+                    if not self._ready() and self._next == running:
+                        self._changed.wait(tick_s)
+            yield waited
+        finally:
+            with self._changed:
+                self._alone -= 1
+                self._changed.notify_all()
+
+
 # Set when the first script run of the process is over (`first_page_done`): the warm-up imports
-# torch only then (or after FIRST_PAGE_WAIT_S without a visitor), so that the ~4 s torch import
-# does not share the GIL with the home page's first run, which does not need it.
+# torch only then (or after FIRST_PAGE_WAIT_S without a visitor): torch's import, ~2 s of one
+# core and mostly the GIL, beside the home page's first run (which does not need it) made the
+# page appear about a second later.
 _FIRST_PAGE = threading.Event()
 FIRST_PAGE_WAIT_S = 10.0
-FIRST_PAGE_GRACE_S = 2.0
-
-
-_NEXT_RUN = threading.Event()     # set when a run starts after the first one
-
-
-def page_run_started() -> None:
-    """Called by the entry script at the start of every run."""
-    if _FIRST_PAGE.is_set():
-        _NEXT_RUN.set()
 
 
 def first_page_done() -> None:
@@ -82,65 +201,120 @@ def first_page_done() -> None:
     _FIRST_PAGE.set()
 
 
+def _wait_first_page() -> None:
+    _FIRST_PAGE.wait(FIRST_PAGE_WAIT_S)
+
+
+def _warmup_steps() -> list[WarmupStep]:
+    """What the first Specialize click needs, in the order it needs it; each step loads into the
+    engine's and the app's process-wide caches (the same objects the pages then get)."""
+    loaded: dict[str, Any] = {}
+
+    def package() -> None:
+        from ofa_engine.packages import load_package
+        from ofa_engine.packages.package import bundled_packages
+        from ofa_engine.pipeline.resources import load_resources
+        # The same object as the pages' `_package(path)`: the engine caches by path.
+        loaded["resources"] = load_resources(load_package(str(bundled_packages()[BUNDLED_SUPERNET]), weights=False))
+
+    def ranges() -> None:
+        from ofa_engine.devices.profiles import load_profile
+        from ofa_engine.search import budget_ranges
+        budget_ranges(loaded["resources"].evaluator(load_profile("cpu-ort-1t")))
+
+    def torch() -> None:
+        import torch  # noqa: F401 - then configure_threads may touch it
+        _TORCH_READY.set()
+        configure_threads()
+
+    def onnx() -> None:
+        import onnx  # noqa: F401 - ~0.8 s here, most of it in its ml_dtypes extension
+
+    def pipeline() -> None:
+        import ofa_engine.pipeline.specialize  # noqa: F401
+        import ofa_engine.runtime.export  # noqa: F401 - torch.onnx
+        import ofa_engine.runtime.measure  # noqa: F401 - onnxruntime
+
+    def supernet() -> None:
+        loaded["resources"].supernet   # noqa: B018 - loads and validates the weights
+
+    def first_calls() -> None:
+        first_specialize_calls(loaded["resources"])
+
+    def charts() -> None:
+        import altair
+        import pandas
+        # The first chart loads Vega-Lite's schema to validate itself.
+        altair.Chart(pandas.DataFrame({"x": [0.0]})).mark_point().encode(x="x:Q").to_dict()
+
+    # Before the first page: what needs no torch (the page's own runs interleave with these
+    # imports; onnx's one long step, its ml_dtypes extension, comes first, before the browser
+    # has loaded the page's scripts). After it: torch and what needs it.
+    return [WarmupStep("package without weights+predictor+data", "loading the supernet package", package),
+            WarmupStep("budget ranges", "computing the budget ranges", ranges),
+            WarmupStep("onnx", "loading ONNX", onnx),
+            WarmupStep("altair+pandas", "loading the charts", charts),
+            WarmupStep("first page", "loading torch", _wait_first_page),
+            WarmupStep("torch", "loading torch", torch),
+            WarmupStep("onnxruntime+exporter", "loading ONNX Runtime and the exporter", pipeline),
+            WarmupStep("supernet", "loading the supernet's weights", supernet),
+            WarmupStep("first calls", "preparing the images and a first export", first_calls, needed=False,
+                       ahead=True)]
+
+
+def first_specialize_calls(resources: Any) -> None:
+    """The first-time costs of a specialization, paid on a throwaway subnet: the preprocessed
+    calibration and evaluation images at every resolution (the engine's cache, the same tensors
+    `specialize` reads), then BN recalibration on two worker threads, ONNX export verified in
+    ONNX Runtime and an ONNX Runtime accuracy pass, all on the smallest subnet and a few images.
+    Nothing shared is written but those caches: the subnet is a new module, dropped after."""
+    import tempfile
+    from ofa_engine.pipeline.specialize import WORKERS, onnx_accuracy
+    from ofa_engine.runtime.evaluation import calibrate_bn
+    from ofa_engine.runtime.export import export_onnx
+
+    space = resources.space
+    for size in space.resolutions:
+        resources.inputs("calib", size)
+        resources.inputs("test2k", size)
+    cfg = space.smallest()
+    net = resources.supernet.extract(cfg)
+    calibrate_bn(net, resources.inputs("calib", cfg.image_size)[:2 * WORKERS], batch_size=2, workers=WORKERS)
+    with tempfile.TemporaryDirectory(prefix="ofa-warmup-") as folder:
+        onnx_bytes = Path(export_onnx(net, cfg, Path(folder) / "model.onnx", space=space)).read_bytes()
+    onnx_accuracy(onnx_bytes, resources.inputs("test2k", cfg.image_size)[:2 * WORKERS], resources.test.labels[:2 * WORKERS],
+                  batch_size=2)
+
+
+_WARMUP_LOCK = threading.Lock()
+# Then (not meanwhile: it would time a busy CPU) this machine's latency profile, in its own
+# process; the pages keep the reference profiles until it is ready. (A lambda: defined below.)
+ENGINE_WARMUP = Warmup(_warmup_steps(), then=lambda: start_this_machine())
+
+
 def start_warmup() -> threading.Thread:
-    """Load the bundled package without its weights (space, predictor, images, profiles: no
-    torch) and the default profile's budget ranges in a background thread, once per process;
-    then, once the first page has rendered, torch and the supernet; then start measuring this
-    machine (`start_this_machine`, a subprocess). Pages render meanwhile: what they need waits
-    for the engine's own locks (`load_package`, `load_resources`), so nothing is loaded twice,
-    and only the pages that need the weights (a specialization, How OFA works) wait for torch."""
+    """Start the engine's warm-up (`ENGINE_WARMUP`) in a background thread, once per process:
+    the bundled package without its weights (space, predictor, images, profiles: no torch), the
+    default profile's budget ranges, onnx and the chart libraries; then, once the first page has
+    rendered, the rest of what the first specialization needs (torch, ONNX Runtime and the
+    exporter, the supernet's weights) and a throwaway first call of its first-time paths; then
+    start measuring this machine (`start_this_machine`, a subprocess). Pages render meanwhile: what they need waits for the
+    engine's own locks (`load_package`, `load_resources`) or Python's import lock, so nothing is
+    loaded twice; a specialization runs in `engine_alone`."""
     with _WARMUP_LOCK:
-        if not _WARMUP:
+        if not ENGINE_WARMUP.started:
             # The bundled profiles' registry fills itself on first use without a lock: filled here,
             # before the thread, a page never lists it half-filled (empty) while the warm-up loads one.
             from ofa_engine.devices.profiles import list_profiles
             list_profiles()
+        return ENGINE_WARMUP.start()
 
-            def warm() -> None:
-                import time
-                clock, steps = time.perf_counter(), []
 
-                def done(what: str) -> None:
-                    nonlocal clock
-                    steps.append(f"{what} {time.perf_counter() - clock:.2f} s")
-                    clock = time.perf_counter()
-                try:
-                    from ofa_engine.devices.profiles import load_profile
-                    from ofa_engine.packages import load_package
-                    from ofa_engine.packages.package import bundled_packages
-                    from ofa_engine.pipeline.resources import load_resources
-                    from ofa_engine.search import budget_ranges
-                    # The same object as the pages' `_package(path)`: the engine caches by path.
-                    resources = load_resources(load_package(str(bundled_packages()[BUNDLED_SUPERNET]),
-                                                            weights=False))
-                    done("package without weights+predictor+data")
-                    budget_ranges(resources.evaluator(load_profile("cpu-ort-1t")))
-                    done("budget ranges")
-                    if _FIRST_PAGE.wait(FIRST_PAGE_WAIT_S):
-                        # The run is over, but its page is still on its way to the browser (the
-                        # server's event loop sends it) and being drawn there: an import holding
-                        # the GIL and a core now would stall both by seconds. Unless the visitor
-                        # already asks for more (a click: that run may need torch).
-                        _NEXT_RUN.wait(FIRST_PAGE_GRACE_S)
-                    done("first page")
-                    import torch  # noqa: F401 - then configure_threads may touch it
-                    _TORCH_READY.set()
-                    configure_threads()
-                    done("torch")
-                    resources.supernet   # noqa: B018 - loads and validates the weights
-                    done("supernet")
-                    import altair, pandas  # noqa: F401 - the charts' and tables' (app/lazy.py)
-                    done("altair+pandas")
-                    log.info("engine warm: %s", ", ".join(steps))
-                except Exception:  # noqa: BLE001 - the page that needs it reports the error
-                    log.exception("warming up the engine failed")
-                # Then (not meanwhile: it would time a busy CPU) this machine's latency profile, in
-                # its own process; the pages keep the reference profiles until it is ready.
-                start_this_machine()
-            thread = threading.Thread(target=warm, name="ofa-warmup", daemon=True)
-            thread.start()
-            _WARMUP.append(thread)
-        return _WARMUP[0]
+def engine_alone(on_step: Callable[[int, int, str], None] | None = None) -> contextlib.AbstractContextManager[bool]:
+    """`with engine_alone(on_step) as waited:` around a specialization: it waits for what the
+    warm-up still has to load for it (`on_step(done, total, label)` says what), and no warm-up
+    step runs beside it, so none shares the CPU with its search or its latency measurement."""
+    return ENGINE_WARMUP.alone(on_step)
 
 
 # Inline Markdown of st.markdown / st.error (emphasis, code, links, HTML, math, colour and icon
@@ -326,10 +500,15 @@ def profile_label(name: str) -> str:
     return label if threads is None else f"{label}: {machine_label(threads)}"
 
 
-def get_evaluator(name: str):
-    """The search evaluator of a profile: the engine keeps one per profile (with its cached
-    budget ranges) and replaces it when a session uploads a different profile of that name."""
-    return get_engine().evaluator(get_profile(name))
+def get_evaluator(name: str, precision: str | None = None):
+    """The search evaluator of a profile for files of `precision` (None: the profile's own): its
+    latency model for that precision, Flash and peak memory of such a file. The engine keeps one
+    per profile and precision (with its cached budget ranges) and replaces it when a session
+    uploads a different profile of that name."""
+    profile = get_profile(name)
+    if precision is not None and precision != profile.precision:
+        profile = profile.for_precision(precision)
+    return get_engine().evaluator(profile, precision)
 
 
 # ------------------------------------------------------------------------------ this machine

@@ -2,12 +2,15 @@
 
     python -m app.serve [streamlit options, e.g. --server.port 8501]
 
-the same as `streamlit run app/streamlit_app.py [options]`, except that torch, the supernet,
-the predictor, the data and the default profile's budget ranges start loading in a background
-thread (`app.resources.start_warmup`) while the server itself starts and the browser loads the
-page, instead of when the first visitor's script run asks for them; after them, this machine's
-latency profile is measured in a background process unless cached (`start_this_machine`;
-OFA_APP_PROFILE_AT_START=0: not). `make run` and the Dockerfile use it.
+the same as `streamlit run app/streamlit_app.py [options]`, except that what the first
+specialization needs (the package, its budget ranges, onnx and the chart libraries while the
+server starts and the browser loads the page; torch, ONNX Runtime, the supernet's weights and a
+throwaway first export once the first page is drawn) loads in a background thread
+(`app.resources.start_warmup`), instead of when the first visitor's script run asks for it; a
+Specialize clicked meanwhile waits for it, saying which step is running. After it, this
+machine's latency profile is measured in a background process unless cached
+(`start_this_machine`; OFA_APP_PROFILE_AT_START=0: not). `make run` and the Dockerfile use it.
+The server log has each warm-up step's time.
 """
 
 from __future__ import annotations

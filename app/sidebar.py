@@ -45,12 +45,13 @@ def supernet_picker() -> None:
 def _picked() -> None:
     st.session_state[SUPERNET_KEY] = st.session_state["supernet_choice"]
     # Results of another supernet do not describe this one.
-    for key in ("specialization", "deployment", "landscape"):
+    for key in ("specialization", "deployment", "deployment_settings", "deploy_settings", "landscape"):
         st.session_state.pop(key, None)
-    from app.widgets import BUDGETS
+    from app.widgets import BUDGETS, forget
     for page in ("spec", "cmp"):      # budgets of another space's ranges: back to this one's defaults
         for field in BUDGETS:
             st.session_state.pop(f"{page}_{field}", None)
+    forget(tuple(f"{page}_{field}" for page in ("spec", "cmp") for field in BUDGETS))
 
 
 def describe_package() -> None:

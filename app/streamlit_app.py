@@ -15,9 +15,9 @@ if str(ROOT) not in sys.path:  # `streamlit run` puts app/ on the path, not the 
 
 from app.resources import start_warmup  # noqa: E402
 
-# The package (without its weights), the predictor and the budget ranges load in the background
-# while the server starts; torch and the supernet after the first page (torch alone takes ~4 s
-# to import here, and the home page does not need it).
+# The package (without its weights), the predictor, the budget ranges, onnx and the chart
+# libraries load in the background while the server starts; torch, the supernet and the rest of
+# what a specialization needs after the first page (the home page needs no torch).
 start_warmup()
 
 import streamlit as st  # noqa: E402
@@ -44,9 +44,8 @@ pages = {
     ],
 }
 
-from app.resources import first_page_done, page_run_started  # noqa: E402
+from app.resources import first_page_done  # noqa: E402
 
-page_run_started()
 try:
     supernet_picker()
     describe_package()

@@ -441,15 +441,21 @@ def test_own_data_train_package_predictor_specialize(tmp_path, capsys):
     assert json.loads(metadata["labels"]) == ["circle", "square", "triangle"]
     assert json.loads(metadata["preprocessing"])["channels"] == 3
 
-    # The app picks the package (from $OFA_SUPERNETS) and specializes it under an MCU profile.
+    # The app picks the package (from $OFA_SUPERNETS) and specializes it under an MCU profile,
+    # which deploys int8: this package, trained for a few steps on 30 random images, predicts
+    # near-ties that int8 rounding flips, and the app says why its file is refused (a package
+    # that passes is downloaded in test_app_packages).
     pytest.importorskip("streamlit")
-    from test_app_packages import check_downloaded_onnx, open_app, pick, specialize_in_app
+    from test_app_packages import open_app, pick
     with pytest.MonkeyPatch.context() as patch:
         at = open_app(patch, tmp_path)
         pick(at, "shapes-pkg")
-        done = specialize_in_app(at, "stm32f746")
-    assert done["report"]["predicted"]["accuracy_source"] == "predictor"
-    check_downloaded_onnx(done, tmp_path, ("circle", "square", "triangle"))
+        at.selectbox(key="spec_profile").set_value("stm32f746").run()
+        at.main.button[0].click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    refusal = " ".join(e.value for e in at.error)
+    assert "agrees with the float model" in refusal and "unexpectedly" not in refusal, refusal
+    assert "specialization" not in at.session_state
 
     # Zipped, the same package specializes to the same subnet.
     archive = shutil.make_archive(str(tmp_path / "shapes"), "zip", tmp_path, pkg.name)

@@ -99,7 +99,9 @@ with user_errors("Block parameters"):
 
 if table is not None:
     st.subheader(f"Comparison at input {shape[0]}x{shape[1]}x{shape[2]}, {int(channels_out)} output channels")
-    shown = table.drop(columns=[] if measure else ["latency_ms", "latency_iqr_ms"])
+    # The descriptions in a static table of their own: in a grid cell a long one was cut off.
+    st.table(pd.DataFrame({"block": table["block"], "what it is": table["description"]}).set_index("block"))
+    shown = table.drop(columns=["description"] + ([] if measure else ["latency_ms", "latency_iqr_ms"]))
     # Memory in KB, or MB when the largest value is over 10 MB (never raw bytes).
     in_mb = float(table[list(MEMORY)].to_numpy().max()) > 10 * 1024
     labels = {k: (v.replace("(KB)", "(MB)") if in_mb and k in MEMORY else v) for k, v in COLUMNS.items()}
@@ -108,7 +110,6 @@ if table is not None:
     units = {"macs_m": " M", "params_k": " K", "latency_ms": " ms", "latency_iqr_ms": " ms"}
     st.dataframe(shown.rename(columns=labels), hide_index=True, width="stretch", column_config={
         "block": st.column_config.TextColumn(width="medium"),
-        "description": st.column_config.TextColumn(width="large"),
         **{label: st.column_config.NumberColumn(
             format=("%.3f" if "latency" in key else "%.2f") + units.get(key, " MB" if in_mb else " KB"))
            for key, label in labels.items()}})

@@ -10,7 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from app.resources import USER_ERRORS, accuracy_source, get_evaluator, log, md
-from app.widgets import budget_controls, budget_feasibility, describe_profile, profile_picker
+from app.widgets import budget_controls, budget_feasibility, describe_profile, keep, profile_picker
 from ofa_engine.search import STRATEGIES, Constraints, InfeasibleBudgetError, search
 
 st.title("Compare search strategies")
@@ -22,14 +22,16 @@ if accuracy_source() != "predictor":
     st.info("This package has no accuracy predictor: every strategy ranks by the MACs proxy "
             "(`accuracy_source: proxy: MACs`), so the 'accuracy' columns below are its score, not an accuracy.",
             icon=":material/info:")
-left, right = st.columns([4, 1])
-with left:
-    profile_name = profile_picker("cmp_profile")
+# The profile on a row of its own: its name is long, and a narrow box cut it off.
+profile_name = profile_picker("cmp_profile")
 if profile_name is None:
     st.stop()
-seed = right.number_input("Seed", 0, 10_000, 0, key="cmp_seed")
+right, _ = st.columns([1, 5])
+# Settings kept across page switches (app.widgets.keep: the kept value is the default).
+seed = right.number_input("Seed", 0, 10_000, keep("cmp_seed", 0), key="cmp_seed")
 describe_profile(profile_name)
-strategies = st.multiselect("Strategies", STRATEGIES, default=list(STRATEGIES), key="cmp_strategies")
+strategies = st.multiselect("Strategies", STRATEGIES, default=keep("cmp_strategies", list(STRATEGIES)),
+                            key="cmp_strategies")
 limits, submitted = budget_controls(profile_name, "cmp", "Run all strategies", ":material/play_arrow:",
                                     disabled=not strategies)
 if limits is None:
@@ -109,14 +111,14 @@ if done is not None:
     left.markdown("**Best accuracy within budget vs candidates evaluated**")
     left.altair_chart(alt.Chart(curves).mark_line(interpolate="step-after").encode(
         x=alt.X("evaluations:Q", scale=alt.Scale(type="log"), title="candidates evaluated (log)"),
-        y=alt.Y("best accuracy (%):Q", scale=alt.Scale(zero=False)),
+        y=alt.Y("best accuracy (%):Q", title="best predicted accuracy (%)", scale=alt.Scale(zero=False)),
         color=alt.Color("strategy:N", legend=alt.Legend(orient="bottom", columns=3)),
         tooltip=["strategy", "evaluations", alt.Tooltip("best accuracy (%):Q", format=".2f")],
     ).properties(height=340), width="stretch")
     right.markdown("**Quality vs time** (point size: evaluations)")
     right.altair_chart(alt.Chart(table).mark_circle(opacity=0.8).encode(
-        x=alt.X("time (s):Q", scale=alt.Scale(zero=False)),
-        y=alt.Y("accuracy (%):Q", scale=alt.Scale(zero=False)),
+        x=alt.X("time (s):Q", title="search time here (s)", scale=alt.Scale(zero=False)),
+        y=alt.Y("accuracy (%):Q", title="predicted accuracy (%)", scale=alt.Scale(zero=False)),
         # Legends below the plot: at the side, the size legend's labels ("40,000") were clipped.
         size=alt.Size("evaluations:Q", scale=alt.Scale(range=[60, 600]),
                       legend=alt.Legend(orient="bottom", format="~s", labelLimit=0)),   # 10k, 20k

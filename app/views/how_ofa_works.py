@@ -13,12 +13,14 @@ import torch
 
 from app import charts
 from app import format as fmt
+from app.summary import SUMMARY_CAPTION, summary_svg
 from app.resources import (get_accuracy_predictor, get_package, get_space, get_split, get_supernet, md,
                            measured_samples, predictor_csv, predictor_samples, user_errors)
-from ofa_engine import SubnetConfig, analyze
+from ofa_engine import SubnetConfig, analyze, deployment_bytes
 from ofa_engine.runtime.preprocess import preprocess
 
 st.title("How Once-for-All works")
+st.image(summary_svg(), caption=SUMMARY_CAPTION)
 st.markdown(
     "One **supernet** is trained once; every subnet shares its weights. A subnet is a choice of "
     "kernel size and expand ratio per block, depth per stage, a width multiplier and an input "
@@ -73,11 +75,13 @@ drift_frame = pd.DataFrame(drift)
 cropped = float(np.abs(kernels[min(depthwise.kernel_sizes)]
                        - full[(big - 3) // 2:(big + 3) // 2, (big - 3) // 2:(big + 3) // 2]).max())
 st.caption(f"Largest difference between the active 3x3 kernel and a plain centre crop of the 7x7 "
-           f"for this channel: {cropped:.4f}. Below: how far each learned transform moved from the "
-           f"identity (Frobenius norm of M - I per row).")
+           f"for this channel: {cropped:.4f}. Below: how much training changed each learned transform; 0 "
+           f"would mean the small kernel is still a plain crop of the large one. (The bar is the distance of "
+           f"the matrix M from the identity I: the Frobenius norm of M - I, divided by the square root of its "
+           f"number of rows so that the 25x25 and 9x9 matrices compare.)")
 st.altair_chart(alt.Chart(drift_frame).mark_bar().encode(
-    x=alt.X("slot:O", title="block slot"), xOffset="transform:N",
-    y=alt.Y("distance from identity:Q"), color="transform:N",
+    x=alt.X("slot:O", title="block slot (0: stage 1, block 1; hover for the block)"), xOffset="transform:N",
+    y=alt.Y("distance from identity:Q", title="change from a plain crop (no unit)"), color="transform:N",
     tooltip=["block", "transform", alt.Tooltip("distance from identity:Q", format=".4f")],
 ).properties(height=200), width="stretch")
 
@@ -109,7 +113,9 @@ m2.metric("Params", fmt.quantity(stats["params"] / 1e6, "M") if stats["params"] 
           else fmt.quantity(stats["params"] / 1e3, "K"),
           f"{stats['params'] / largest['params'] - 1:+.0%} vs largest", delta_color="off")
 m3.metric("Peak memory (int8)", fmt.memory_bytes(stats["peak_activation_bytes"]))
-m4.metric("Flash (int8)", fmt.memory_bytes(stats["flash_bytes"]))
+m4.metric("Flash (int8 file)", fmt.memory_bytes(deployment_bytes(space, cfg, "int8")["flash_bytes"]),
+          help="What the device stores of its int8 file: int8 weights, int32 biases, their scales and the "
+               "activations' scales and zero points (computed analytically; equal to the downloaded file's).")
 try:
     if get_package().accuracy_source != "predictor":
         raise ValueError("this package has no accuracy predictor (the search ranks by MACs)")
@@ -139,7 +145,8 @@ cuts = pd.DataFrame([{"expand": f"e={e}", "channels": block.middle_channels(max_
 imp = pd.DataFrame({"channel": np.arange(len(importance)), "L1 importance": importance})
 channel_axis = alt.X("channel:Q", title="middle channel (index after sorting)",
                      scale=alt.Scale(domain=[0, len(importance)], nice=False))
-bars = alt.Chart(imp).mark_bar(width=3).encode(x=channel_axis, y="L1 importance:Q", tooltip=["channel", "L1 importance"])
+bars = alt.Chart(imp).mark_bar(width=3).encode(x=channel_axis, y=alt.Y("L1 importance:Q", title="importance (sum of |weights|)"),
+                                               tooltip=["channel", "L1 importance"])
 rules = alt.Chart(cuts).mark_rule(strokeDash=[5, 3], color="#e45756").encode(
     x=alt.X("channels:Q", scale=alt.Scale(domain=[0, len(importance)], nice=False)), tooltip=["expand", "channels"])
 labels = alt.Chart(cuts).mark_text(align="left", dx=3, dy=-5, color="#e45756").encode(
@@ -197,8 +204,8 @@ else:
     frame = st.session_state.get("landscape")
 if frame is not None:
     frame = frame.assign(macs_m=frame["macs"] / 1e6, accuracy_pct=frame["accuracy"] * 100)
-    st.altair_chart(charts.tradeoff_chart(frame, "macs_m", "accuracy_pct", x_title="MACs (M)",
-                                          y_title="accuracy (%)", tooltip=["macs_m", "accuracy_pct", "config"]),
+    st.altair_chart(charts.tradeoff_chart(frame, "macs_m", "accuracy_pct", x_title="MACs (millions)",
+                                          y_title="accuracy measured on held-out images (%)", tooltip=["macs_m", "accuracy_pct", "config"]),
                     width="stretch")
     best = frame.loc[frame["accuracy"].idxmax()]
     st.caption(f"Range: {frame['macs_m'].min():.2f}-{frame['macs_m'].max():.2f} M MACs, accuracy "

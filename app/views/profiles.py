@@ -48,9 +48,9 @@ def summary_row(name: str) -> dict:
             "within 10 %": score("within_10pct", fmt.percent),
             "held-out subnets": score("n_test", lambda v: f"{int(v)}"),
             "latency model": profile.latency_model.to_dict().get("type"),
-            "SRAM/RAM": fmt.memory_kb(memory.get("sram_kb", memory.get("ram_kb")), 4)
+            "SRAM/RAM": fmt.memory_limit(memory.get("sram_kb", memory.get("ram_kb")))
             if memory.get("sram_kb", memory.get("ram_kb")) is not None else "no limit",
-            "Flash": fmt.memory_kb(memory["flash_kb"], 4) if memory.get("flash_kb") is not None else "no limit",
+            "Flash": fmt.memory_limit(memory["flash_kb"]) if memory.get("flash_kb") is not None else "no limit",
             "kind": profile.kind, "source": "this session" if name in session_profiles() else "bundled",
             "threads": str(profile.threads) if profile.threads is not None else "n/a",   # one type per column
             "batch": profile.batch_size, "latency from": latency_source(profile)}
@@ -65,6 +65,9 @@ st.caption(f"Profiles for the space `{md(get_space().name)}` of the chosen super
               "analytical MCU profiles work for any space, a measured one needs the profile kit run for this "
               "space (`profile-kit --supernet PKG`, then `fit-profile --supernet PKG`)." if unavailable else ""))
 if rows:
+    st.caption("How good each latency model is, on subnets measured on the device but kept out of the fit: "
+               "MAPE is the average error (lower is better), Kendall tau how well it orders the subnets (1: "
+               "perfectly); an analytical profile was not fitted to measurements, so it has no score.")
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", column_config={
         "device": st.column_config.TextColumn(width="large"),
         "latency from": st.column_config.TextColumn(width="medium")})
@@ -78,8 +81,8 @@ def validation_chart(measured: np.ndarray, predicted: np.ndarray) -> alt.LayerCh
     hi = float(max(frame["measured (ms)"].max(), frame["predicted (ms)"].max())) * 1.05
     lo = float(min(frame["measured (ms)"].min(), frame["predicted (ms)"].min())) * 0.95
     scale = alt.Scale(domain=[lo, hi], nice=False, zero=False)
-    x = alt.X("measured (ms):Q", title="measured (ms)", scale=scale)
-    y = alt.Y("predicted (ms):Q", title="predicted (ms)", scale=scale)
+    x = alt.X("measured (ms):Q", title="latency measured on the device (ms)", scale=scale)
+    y = alt.Y("predicted (ms):Q", title="latency predicted by the model (ms)", scale=scale)
     line = alt.Chart(pd.DataFrame({"measured (ms)": [lo, hi], "predicted (ms)": [lo, hi]})).mark_line(
         color="#888", strokeDash=[4, 4], clip=True).encode(x=x, y=y)
     points = alt.Chart(frame).mark_circle(size=50, opacity=0.7).encode(
@@ -145,16 +148,29 @@ if names:
         with left:
             if validation is not None:
                 what = validation.get("what", "held-out subnets")
-                st.markdown(f"**Predicted vs measured latency** on {len(validation['measured_ms'])} {what}")
+                st.markdown(f"**Latency predicted by the model vs measured on the device**, on "
+                            f"{len(validation['measured_ms'])} {what} (dashed: prediction = measurement)")
                 st.altair_chart(validation_chart(np.asarray(validation["measured_ms"]),
                                                  np.asarray(validation["predicted_ms"])), width="content")
             else:
-                st.markdown("**Analytical latency vs MACs** (400 random subnets; no measurements)")
+                # What the curve is depends on the profile: a formula, or a model fitted to measurements
+                # whose held-out data is not at hand (this machine's profile, an uploaded JSON).
+                if profile.quality:
+                    st.markdown(f"**Latency {fmt.figure_source('learned_model')} vs MACs** (400 random subnets; "
+                                "the measurements it was fitted to are not shown here: its scores are on the right)")
+                else:
+                    st.markdown(f"**Latency {fmt.figure_source('analytical')} vs MACs** (400 random subnets; "
+                                "no device measured)")
                 st.altair_chart(alt.Chart(analytical_curve(profile.to_json())).mark_circle(size=20).encode(
-                    x="MACs (M):Q", y="predicted latency (ms):Q").properties(height=340), width="stretch")
+                    x=alt.X("MACs (M):Q", title="MACs (millions)"),
+                    y=alt.Y("predicted latency (ms):Q", title="latency of the profile's model (ms)"),
+                ).properties(height=340), width="stretch")
         with right:
             if profile.quality:
                 q = profile.quality
+                st.markdown(f"On {int(q.get('n_test') or 0)} subnets measured on the device but kept out of the "
+                            f"fit, the model was off by {fmt.percent(q['mape'])} on average (MAPE) and ranked them "
+                            f"almost as measured (Kendall tau: 1 is the same order).")
                 a, b = st.columns(2)
                 a.metric("MAPE", fmt.percent(q["mape"]))
                 b.metric("Kendall tau", fmt.sig(q["kendall_tau"]))
@@ -203,11 +219,42 @@ def read_upload(upload, kind: str) -> bytes:
 kit_tab, csv_tab, json_tab = st.tabs(["1. Download the profile kit", "2. Upload measured latencies (CSV)",
                                       "Upload a profile (JSON)"], key="add_device_tab", on_change="rerun")
 with kit_tab:
-    st.markdown("The kit holds N subnets as ONNX files, a manifest and a runner that needs only "
-                "Python, numpy and onnxruntime: copy it to the device, run "
-                "`python runner.py .` and it writes `results.csv`.")
-    n = st.slider("Subnets in the kit", 20, 200, 60, step=10, key="kit_n")
-    if st.button("Prepare the profile kit", icon=":material/inventory_2:"):
+    kit_kind = st.radio("Your device", ["runs Python (a CPU, a phone, a board with Linux)", "a microcontroller"],
+                        horizontal=True, key="kit_kind")
+mcu_kit = kit_kind == "a microcontroller"
+with kit_tab:
+    if mcu_kit:
+        from ofa_engine.devices.mcu_kit import DEFAULT_MCU_KIT_SUBNETS
+        st.markdown("A microcontroller runs no Python: this kit holds N **int8** ONNX files that fit the chosen "
+                    "board (static batch-1 input, standard operators: what STM32Cube.AI / X-CUBE-AI imports; "
+                    "TFLite Micro after your own onnx2tf conversion), a `results.csv` template and a README. "
+                    "Time each file on the board with your toolchain, fill in `latency_ms`, and upload the "
+                    "file in tab 2: the fitted profile keeps the board's SRAM and Flash.")
+        boards = [n for n in profile_names() if get_profile(n).memory.get("flash_kb") is not None]
+        board = st.selectbox("Board (its SRAM and Flash limit the files)", boards, key="mcu_kit_board")
+        n = st.slider("Subnets in the kit", 20, 60, DEFAULT_MCU_KIT_SUBNETS, step=1, key="mcu_kit_n")
+    else:
+        st.markdown("The kit holds N subnets as ONNX files, a manifest and a runner that needs only "
+                    "Python, numpy and onnxruntime: copy it to the device, run "
+                    "`python runner.py .` and it writes `results.csv`.")
+        n = st.slider("Subnets in the kit", 20, 200, 60, step=10, key="kit_n")
+    if mcu_kit and st.button("Prepare the microcontroller kit", icon=":material/memory:"):
+        from ofa_engine.devices.mcu_kit import mcu_kit_zip_bytes
+        bar = st.progress(0.0, text=f"Quantizing {n} subnets to int8 ONNX ...")
+
+        def mcu_kit_progress(done: int, total: int, message: str) -> None:   # the engine's Progress
+            bar.progress(min(done / max(total, 1), 1.0), text=f"{done} of {total}: {message}")
+
+        with user_errors("Building the microcontroller kit"):
+            st.session_state["mcu_kit_zip"] = (board, n, mcu_kit_zip_bytes(get_space(), board, n=n,
+                                                                           progress=mcu_kit_progress))
+        bar.empty()
+    if mcu_kit and "mcu_kit_zip" in st.session_state:
+        kit_board, kit_n, kit = st.session_state["mcu_kit_zip"]
+        st.download_button(f"Download the {kit_board} kit ({kit_n} int8 files, {fmt.memory_bytes(len(kit))})", kit,
+                           file_name=f"ofa-mcu-kit-{kit_board}.zip", mime="application/zip",
+                           icon=":material/download:", on_click="ignore")
+    if not mcu_kit and st.button("Prepare the profile kit", icon=":material/inventory_2:"):
         from ofa_engine.devices.profile_kit import kit_zip_bytes
         bar = st.progress(0.0, text=f"Exporting {n} subnets to ONNX ...")
 
@@ -217,7 +264,7 @@ with kit_tab:
         with user_errors("Building the kit"):
             st.session_state["kit_zip"] = (n, kit_zip_bytes(get_space(), n=n, progress=kit_progress))
         bar.empty()
-    if "kit_zip" in st.session_state:
+    if not mcu_kit and "kit_zip" in st.session_state:
         kit_n, kit = st.session_state["kit_zip"]
         st.download_button(f"Download profile kit ({kit_n} subnets, {fmt.memory_bytes(len(kit))})", kit,
                            file_name="ofa-profile-kit.zip", mime="application/zip",
@@ -225,7 +272,8 @@ with kit_tab:
 
 with csv_tab:
     st.markdown("Upload the kit's `results.csv` (columns `file,config,median_ms,q1_ms,q3_ms,runs,threads,"
-                "batch_size`). A latency model is fitted on 80 % of the subnets and scored on the rest; the "
+                "batch_size`; or the microcontroller kit's template with `latency_ms` filled in, one run). "
+                "A latency model is fitted on 80 % of the subnets and scored on the rest; the "
                 "profile lives in this browser session only. On a noisy device, run the kit several times "
                 "and upload every `results.csv`: each subnet's latency is then the geometric mean of its runs.")
     c1, c2, c3 = st.columns(3)

@@ -12,9 +12,9 @@ from app import charts
 from app.lazy import lazy_module
 from app import format as fmt
 from app.resources import (USER_ERRORS, configure_threads, get_package, get_profile, get_space, latency_provenance, log,
-                           md, user_errors)
-from app.widgets import (BUDGETS, budget_controls, budget_feasibility, candidates_chart, describe_profile,
-                         metric_cards, prediction_panel, profile_picker, progress_frame)
+                           md, user_errors, engine_alone)
+from app.widgets import (BUDGETS, budget_controls, budget_feasibility, candidates_chart, describe_profile, keep,
+                         metric_cards, prediction_panel, profile_picker, progress_frame, searched_limits_for)
 from ofa_engine.search import STRATEGIES
 
 # Imported on first use: the home page's first run draws no chart (app/lazy.py).
@@ -28,25 +28,28 @@ st.markdown(f"Choose a device and a budget; the engine searches the trained once
             "fits, extracts it and exports it to ONNX. *Deploy everywhere* does it for every device at once.")
 
 space = get_space()
-left, middle, right = st.columns([3, 2, 1])
-with left:
-    profile_name = profile_picker("spec_profile")
+# The profile on a row of its own: its name is long, and a narrow box cut it off.
+profile_name = profile_picker("spec_profile")
 if profile_name is None:
     st.stop()
-strategy = middle.selectbox("Search strategy", STRATEGIES, index=STRATEGIES.index("evolution"),
+middle, right, _ = st.columns([2, 1, 3])
+# Settings kept across page switches (app.widgets.keep: the kept value is the default).
+strategy = middle.selectbox("Search strategy", STRATEGIES,
+                            index=STRATEGIES.index(keep("spec_strategy", "evolution")),
                             key="spec_strategy", help="See 'Compare strategies' for how they differ.")
-seed = right.number_input("Seed", 0, 10_000, 0, key="spec_seed")
+seed = right.number_input("Seed", 0, 10_000, keep("spec_seed", 0), key="spec_seed")
 describe_profile(profile_name)
 precisions = list(get_profile(profile_name).precisions)   # the profile's deployment precision first
-precision = st.radio("Precision of the ONNX file", precisions, index=0, horizontal=True,
+precision = st.radio("Precision of the ONNX file", precisions,
+                     index=precisions.index(keep(f"spec_precision_{profile_name}", precisions[0])), horizontal=True,
                      key=f"spec_precision_{profile_name}",
                      help="int8: static post-training quantization (QDQ), calibrated on 2,000 images, "
                           "what a microcontroller runs; fp32: the float network. The default is the "
                           "profile's deployment precision.")
-limits, submitted = budget_controls(profile_name, "spec", "Specialize", ":material/bolt:")
+limits, submitted = budget_controls(profile_name, "spec", "Specialize", ":material/bolt:", precision=precision)
 if limits is None:
     st.stop()
-feasible = budget_feasibility(profile_name, limits, "spec")   # the reason in the open, before any click
+feasible = budget_feasibility(profile_name, limits, "spec", precision)   # the reason in the open, before any click
 
 
 STAGES = {"load": "loading the supernet and predictors", "search": "searching",
@@ -61,23 +64,35 @@ def slug(text: str) -> str:
 
 
 def run_specialization() -> None:
-    from ofa_engine.search import Constraints, InfeasibleBudgetError
-    from ofa_engine import specialize
-
-    configure_threads()
-    profile = get_profile(profile_name)
     with st.status("Specializing ...", expanded=True) as status:
         started = time.perf_counter()
         bar = st.progress(0.0, text="starting")
+
+        def warming(done: int, total: int, step: str) -> None:
+            bar.progress(min(max(done / total, 0.0), 1.0),
+                         text=f"first run since the server started: {step} ({time.perf_counter() - started:.1f} s)")
 
         def progress(done: int, total: int, stage: str) -> None:
             bar.progress(min(max(done / total, 0.0), 1.0),
                          text=f"{STAGES.get(stage, stage)} ({time.perf_counter() - started:.1f} s)")
 
+        from ofa_engine.search import Constraints, InfeasibleBudgetError
+
         try:
-            constraints = Constraints(**limits)
-            spec = specialize(profile, constraints, strategy=strategy, seed=int(seed), progress=progress,
-                              precision=precision, supernet=package)
+            # The first click after a start waits for what the warm-up still loads (by step); no
+            # warm-up step runs beside it: it would slow the search and skew the measured latency.
+            with engine_alone(warming) as waited:
+                if waited:
+                    bar.progress(0.0, text="starting")
+                waited_s = time.perf_counter() - started
+                from ofa_engine import specialize
+
+                configure_threads()
+                profile = get_profile(profile_name)
+                # A latency budget on a measured profile is searched with its safety margin (app.budgets).
+                constraints = Constraints(**searched_limits_for(profile_name, limits, precision))
+                spec = specialize(profile, constraints, strategy=strategy, seed=int(seed), progress=progress,
+                                  precision=precision, supernet=package)
             spec.report["latency_source"] = latency_provenance(profile)
         except USER_ERRORS as exc:
             status.update(label="No subnet: the budget cannot be met" if isinstance(exc, InfeasibleBudgetError)
@@ -93,6 +108,8 @@ def run_specialization() -> None:
                      icon=":material/error:")
             return
         elapsed = time.perf_counter() - started
+        log.info("specialize: %.2f s (waited %.2f s for the warm-up; stages %s)", elapsed, waited_s,
+                 spec.report.get("timings_s"))
         status.update(label=f"Done in {elapsed:.1f} s: {spec.result.evaluations:,} candidates evaluated "
                             f"with {strategy}", state="complete", expanded=False)
     st.session_state["specialization"] = {
