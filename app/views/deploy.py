@@ -149,8 +149,9 @@ if go:
         with st.spinner("Checking every budget ..."):
             refused = budget_refusals(chosen, refusal)
         if refused:
-            st.error(f"**Nothing was specialized: {len(refused)} of {len(chosen)} budgets cannot be met.** "
-                     "Raise them, or remove those devices, and press the button again.", icon=":material/error:")
+            st.error(f"**Nothing was specialized: {len(refused)} of {len(chosen)} devices cannot be specialized as "
+                     "set** (a budget no subnet meets, or a precision the profile does not model). Change them, or "
+                     "remove those devices, and press the button again.", icon=":material/error:")
             for name, reason in refused.items():
                 st.error(f"{md(name)}: {md(reason)}", icon=":material/block:")
             st.stop()
