@@ -486,15 +486,17 @@ def get_profile(name: str):
 
 
 def profile_label(name: str) -> str:
-    """'Display name [name]' of a bundled profile, 'name (this session)' of an uploaded one; a
-    cpu-ort-1t/2t profile says whose machine its latency is (reference or this one). The label
-    needs no session state: a select box formats its value outside the script run too."""
+    """'Device [name]' of a bundled profile (the device without the machine its display name
+    starts with, so that the chosen profile is not cut off in its box; the caption below it says
+    the rest), 'name (this session)' of an uploaded one; a cpu-ort-1t/2t profile says whose
+    machine its latency is (reference or this one). The label needs no session state: a select
+    box formats its value outside the script run too."""
     if name not in bundled_profile_names():
         return f"{name} (this session)"
     threads = this_machine_threads(name)
     measured = None if threads is None else this_machine_profile(threads)
     try:
-        label = f"{(measured or get_bundled_profile(name)).display_name} [{name}]"
+        label = f"{device_name(measured or get_bundled_profile(name))} [{name}]"
     except USER_ERRORS:
         return name
     return label if threads is None else f"{label}: {machine_label(threads)}"

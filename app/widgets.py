@@ -9,11 +9,11 @@ import numpy as np
 import streamlit as st
 
 from app import charts
-from app.budgets import at_position, default_budget, latency_verdict, position_in, slider_bounds, snap  # noqa: F401
+from app.budgets import at_position, default_budget, latency_verdict, position_in, slider_bounds, snap
 from app.lazy import lazy_module
 from app import format as fmt
-from app.resources import (USER_ERRORS, bundled_profile_names, device_name, get_evaluator, get_profile, machine_label,
-                           md, profile_names, this_machine_profile, this_machine_threads, user_errors)
+from app.resources import (USER_ERRORS, get_evaluator, get_profile, md, profile_label, profile_names,
+                           user_errors)
 
 # Imported on first use: the home page's first run draws no chart (app/lazy.py).
 pd = lazy_module("pandas")
@@ -51,22 +51,6 @@ def forget(prefixes: tuple[str, ...]) -> None:
         del positions[key]
 
 
-def short_profile_label(name: str) -> str:
-    """'Device [name]' of a bundled profile (a measured CPU profile: '...: whose machine'), 'name
-    (this session)' of an uploaded one: the device without the machine its display name starts
-    with, so that the chosen profile is not cut off in its box (the caption below says the rest)."""
-    if name not in bundled_profile_names():
-        return f"{name} (this session)"
-    threads = this_machine_threads(name)
-    measured = None if threads is None else this_machine_profile(threads)
-    try:
-        from app.resources import get_bundled_profile
-        label = f"{device_name(measured or get_bundled_profile(name))} [{name}]"
-    except USER_ERRORS:
-        return name
-    return label if threads is None else f"{label}: {machine_label(threads)}"
-
-
 def profile_picker(key: str) -> str | None:
     """Select box over bundled + this session's profiles; None (with a message) when there is none."""
     names: list[str] = []
@@ -77,7 +61,7 @@ def profile_picker(key: str) -> str | None:
         return None
     chosen = keep(key, "cpu-ort-1t" if "cpu-ort-1t" in names else names[0])
     index = names.index(chosen) if chosen in names else 0    # a session profile of another supernet: gone
-    return st.selectbox("Device profile", names, index=index, format_func=short_profile_label, key=key)
+    return st.selectbox("Device profile", names, index=index, format_func=profile_label, key=key)
 
 
 def describe_profile(name: str) -> None:

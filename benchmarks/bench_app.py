@@ -21,16 +21,13 @@ then saves docs-sized screenshots of every page as DIR/app-<page>.png.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime
 import os
 import re
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Iterator
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout, no install
@@ -39,34 +36,10 @@ sys.path.insert(0, str(ROOT))  # run from a checkout, no install
 os.environ.setdefault("OFA_APP_PROFILE_AT_START", "0")
 
 from ofa_engine.devices.profile_kit import cpu_model  # noqa: E402
-from tests.helpers_browser import chromium, free_port, serve_app, wait_healthy, wait_idle  # noqa: E402
+from tests.helpers_browser import chromium, serve_app, wait_idle  # noqa: E402
 
 PAGES = [("specialize", ""), ("deploy", "deploy"), ("compare", "compare"), ("profiles", "profiles"),
          ("how-ofa-works", "how_ofa_works"), ("building-blocks", "building_blocks")]
-
-
-@contextlib.contextmanager
-def serve(root: Path, log_path: Path) -> Iterator[str]:
-    """`python -m app.serve` of the checkout at `root` on a free port (tests/helpers_browser.py's
-    serve_app, for any checkout: `--before` times another one with the same bench)."""
-    port = free_port()
-    env = {**os.environ, "OFA_APP_TORCH_THREADS": os.environ.get("OFA_APP_TORCH_THREADS", "1")}
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "app.serve", "--server.port", str(port), "--server.address", "127.0.0.1",
-             "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-            cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
-        url = f"http://127.0.0.1:{port}"
-        try:
-            wait_healthy(url, 120, proc)
-            yield url
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
 
 
 def browser_run(root: Path, log_path: Path) -> dict[str, float]:
@@ -78,7 +51,7 @@ def browser_run(root: Path, log_path: Path) -> dict[str, float]:
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         spawned = time.time()
         started = time.perf_counter()
-        with serve(root, log_path) as url:
+        with serve_app(log_path, timeout=120, root=root) as url:
             healthy = time.perf_counter() - started
             page.goto(url)
             button = page.get_by_role("button", name="Specialize")

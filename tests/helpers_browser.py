@@ -44,17 +44,19 @@ def wait_healthy(url: str, timeout: float, proc: subprocess.Popen | None = None)
 
 
 @contextlib.contextmanager
-def serve_app(log_path: str | os.PathLike | None = None, timeout: float = 120.0) -> Iterator[str]:
-    """`python -m app.serve` (`streamlit run app/streamlit_app.py` with the engine warming up) on a
-    free local port; yields the base URL once
-    /_stcore/health answers; stops the server afterwards."""
+def serve_app(log_path: str | os.PathLike | None = None, timeout: float = 120.0,
+              root: str | os.PathLike = ROOT) -> Iterator[str]:
+    """`python -m app.serve` (`streamlit run app/streamlit_app.py` with the engine warming up) of
+    the checkout at `root` (this one by default; benchmarks/bench_app.py --before serves another)
+    on a free local port; yields the base URL once /_stcore/health answers; stops the server
+    afterwards."""
     port = free_port()
     env = {**os.environ, "OFA_APP_TORCH_THREADS": os.environ.get("OFA_APP_TORCH_THREADS", "1")}
     log = open(log_path, "w") if log_path else subprocess.DEVNULL
     proc = subprocess.Popen(
         [sys.executable, "-m", "app.serve", "--server.port", str(port),
          "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(url, timeout, proc)

@@ -43,10 +43,9 @@ def refusal(name: str, budget: float | None, precision: str | None = None) -> st
     meets `budget` and the device's memory; None when it can."""
     from ofa_engine.search import Constraints, InfeasibleBudgetError, check_budget
     profile = get_profile(name)
-    if precision is not None and precision not in profile.precisions:
-        return (f"{name} predicts the latency of {' and '.join(profile.precisions)} files only; "
-                f"allowed precision: {', '.join(profile.precisions)}")
     try:
+        if precision is not None:
+            profile.check_precision(precision)
         limits = {} if budget is None else {"latency_ms": float(budget)}
         check_budget(get_evaluator(name, precision), Constraints(**limits).with_device_memory(profile))
     except (InfeasibleBudgetError, *USER_ERRORS) as exc:

@@ -31,7 +31,6 @@ import json
 import os
 import statistics
 import tempfile
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -42,7 +41,7 @@ from ..families.mbv3.analytics import analyze
 from ..families.mbv3.space import SearchSpace, SubnetConfig
 from ..files import atomic_write_text
 from ..progress import Progress, report
-from .profile_kit import MAX_CSV_ROWS, MIN_ROWS, kit_candidates, profile_slug
+from .profile_kit import MAX_CSV_ROWS, MIN_ROWS, kit_candidates, profile_slug, zip_folder
 from .profiles import DeviceProfile, load_profile, space_fingerprint, today, write_validation_csv
 
 __all__ = ["McuTarget", "mcu_target", "mcu_kit_configs", "int8_file_bytes_bound", "write_mcu_kit",
@@ -369,11 +368,7 @@ def mcu_kit_zip_bytes(space: SearchSpace | str, device: Any, n: int = DEFAULT_MC
     with tempfile.TemporaryDirectory(prefix="ofa-mcu-kit-") as tmp:
         kit = write_mcu_kit(space, device, Path(tmp) / "kit", n=n, seed=seed, image_sizes=image_sizes,
                             progress=progress, calibration_images=calibration_images)
-        buffer = io.BytesIO()
-        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
-            for path in sorted(kit.iterdir()):
-                zf.write(path, f"{folder}/{path.name}")
-        return buffer.getvalue()
+        return zip_folder(kit, folder)
 
 
 # ---------------------------------------------------------------------- reading the template

@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 __all__ = ["write_profile_kit", "kit_zip_bytes", "kit_configs", "kit_candidates", "read_latency_csv",
            "fit_profile_from_csv", "read_latency_runs", "MIN_ROWS", "MAX_CSV_BYTES", "MAX_CSV_ROWS",
            "MAX_KIT_MODELS", "KIT_README", "profile_slug", "latency_spread", "kit_machine_speed", "load_prior",
-           "DEFAULT_KIT_SUBNETS", "check_out_dir", "replace_dir", "csv_text", "kit_manifest", "space_provenance"]
+           "DEFAULT_KIT_SUBNETS", "check_out_dir", "replace_dir", "csv_text", "kit_manifest", "space_provenance", "zip_folder"]
 
 MIN_ROWS = 20
 # Kit subnets are chosen from a pool of this many random candidates per subnet (at least KIT_POOL_MIN).
@@ -238,11 +238,16 @@ def kit_zip_bytes(space: SearchSpace | str, n: int = 100, seed: int = 0, batch_s
     with tempfile.TemporaryDirectory(prefix="ofa-kit-") as tmp:
         kit = write_profile_kit(space, Path(tmp) / "kit", n=n, seed=seed, batch_size=batch_size,
                                 image_sizes=image_sizes, progress=progress)
-        buffer = io.BytesIO()
-        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
-            for path in sorted(kit.iterdir()):
-                zf.write(path, f"{folder}/{path.name}")
-        return buffer.getvalue()
+        return zip_folder(kit, folder)
+
+
+def zip_folder(kit: Path, folder: str) -> bytes:
+    """The files of the kit folder `kit` as a zip, each under `folder/`."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+        for path in sorted(kit.iterdir()):
+            zf.write(path, f"{folder}/{path.name}")
+    return buffer.getvalue()
 
 
 # ---------------------------------------------------------------------- reading results

@@ -246,6 +246,16 @@ class DeviceProfile:
         return (self.precision,) + tuple(p for p in ("fp32", "int8")
                                          if p != self.precision and self.for_precision(p).precision == p)
 
+    def check_precision(self, precision: str) -> str:
+        """`precision` if this profile can predict the latency of its files (`precisions`),
+        else `ValueError` naming the allowed ones."""
+        allowed = self.precisions
+        if precision not in allowed:
+            # Its latency, Flash and SRAM figures would be those of another file.
+            raise ValueError(f"profile '{self.name}' predicts the latency of {' and '.join(allowed)} files only, "
+                             f"not {precision}; allowed precision: {', '.join(allowed)}")
+        return precision
+
     def for_precision(self, precision: str) -> "DeviceProfile":
         """This profile for files of `precision`: itself when that is its own precision; for a
         bundled profile with a latency model measured in that precision (`PRECISION_LATENCY_MODELS`),

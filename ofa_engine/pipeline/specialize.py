@@ -186,12 +186,8 @@ def specialize(profile: Any, constraints: Constraints | Mapping[str, float] | No
     from ..runtime.quantize import check_precision
     prof = _load_profile(profile)
     precision = check_precision(getattr(prof, "precision", "fp32") if precision is None else precision)
-    allowed = getattr(prof, "precisions", None)
-    if allowed is not None and precision not in allowed:
-        # Its latency, Flash and SRAM figures would be those of another file.
-        raise ValueError(f"profile '{getattr(prof, 'name', 'custom')}' predicts the latency of "
-                         f"{' and '.join(allowed)} files only, not {precision}; allowed precision: "
-                         f"{', '.join(allowed)}")
+    if hasattr(prof, "check_precision"):
+        prof.check_precision(precision)   # before any work
     if hasattr(prof, "for_precision"):
         prof = prof.for_precision(precision)     # its latency model for files of that precision
     res = load_resources(supernet)

@@ -28,6 +28,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from ...space.interface import ACTIVATION_BYTES
 from .layout import BlockGeometry, walk_configs
 from .space import SearchSpace, SubnetConfig, is_population
 
@@ -71,6 +72,14 @@ class LayerTally:
         self.biases += np.where(mask, biases + bn_channels, 0)
         self.channels += np.where(mask, out_channels, 0)
         self.activations += np.where(mask, activations, 0)
+
+    def deployed_flash(self, precision: str) -> np.ndarray:
+        """What a file of `precision` stores (see the module's docstring): fp32 weights and
+        biases; or int8 weights, int32 biases, a scale per weight and bias channel and each
+        quantized activation's scale and zero point."""
+        if precision == "fp32":
+            return 4 * (self.weights + self.biases)
+        return self.flash + 4 * (self.channels + self.biases) + ACTIVATION_QPARAM_BYTES * self.activations
 
     def tensors(self, count, mask=True) -> None:
         """Quantized activation tensors written by operators that are not layers."""
@@ -123,20 +132,27 @@ class LayerTally:
                 "flash_bytes": self.flash}
 
 
-def analyze(space: SearchSpace | str, cfg: SubnetConfig | Mapping[str, Any] | Sequence[SubnetConfig]
-            ) -> dict[str, Any]:
-    """`macs`, `params`, `peak_activation_bytes` and `flash_bytes` of one config (ints) or of a
-    list of configs or a population (int64 arrays), without building any network."""
+def _tally(space: SearchSpace | str, cfg: Any) -> tuple[LayerTally, SearchSpace, bool]:
+    """Every layer of `cfg` (one config, a list or a population) counted, and whether it was one."""
     space = SearchSpace.preset(space) if isinstance(space, str) else space
     single = isinstance(cfg, SubnetConfig) or (isinstance(cfg, Mapping) and not is_population(cfg))
     blocks = walk_configs(space, cfg)
     t = LayerTally(blocks[0].in_size.shape[0])
     for b in blocks:
         t.block(b, space.num_classes)
-    result = t.result()
-    if single:
-        return {key: int(value[0]) for key, value in result.items()}
-    return result
+    return t, space, single
+
+
+def _as_given(result: dict[str, np.ndarray], single: bool) -> dict[str, Any]:
+    return {key: int(value[0]) for key, value in result.items()} if single else result
+
+
+def analyze(space: SearchSpace | str, cfg: SubnetConfig | Mapping[str, Any] | Sequence[SubnetConfig]
+            ) -> dict[str, Any]:
+    """`macs`, `params`, `peak_activation_bytes` and `flash_bytes` of one config (ints) or of a
+    list of configs or a population (int64 arrays), without building any network."""
+    t, _, single = _tally(space, cfg)
+    return _as_given(t.result(), single)
 
 
 def deployment_bytes(space: SearchSpace | str, cfg: SubnetConfig | Mapping[str, Any] | Sequence[SubnetConfig],
@@ -148,17 +164,6 @@ def deployment_bytes(space: SearchSpace | str, cfg: SubnetConfig | Mapping[str, 
     precision."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision = {precision!r}; allowed: {', '.join(PRECISIONS)}")
-    space = SearchSpace.preset(space) if isinstance(space, str) else space
-    single = isinstance(cfg, SubnetConfig) or (isinstance(cfg, Mapping) and not is_population(cfg))
-    blocks = walk_configs(space, cfg)
-    t = LayerTally(blocks[0].in_size.shape[0])
-    for b in blocks:
-        t.block(b, space.num_classes)
-    if precision == "fp32":
-        result = {"flash_bytes": 4 * (t.weights + t.biases), "peak_activation_bytes": 4 * t.peak}
-    else:
-        result = {"flash_bytes": t.flash + 4 * (t.channels + t.biases) + ACTIVATION_QPARAM_BYTES * t.activations,
-                  "peak_activation_bytes": t.peak}
-    if single:
-        return {key: int(value[0]) for key, value in result.items()}
-    return result
+    t, _, single = _tally(space, cfg)
+    return _as_given({"flash_bytes": t.deployed_flash(precision),
+                      "peak_activation_bytes": ACTIVATION_BYTES[precision] * t.peak}, single)

@@ -21,7 +21,7 @@ from typing import Sequence
 import numpy as np
 
 from ...space.interface import ANALYTIC_METRICS, DEPLOYED_FLASH
-from .analytics import ACTIVATION_QPARAM_BYTES, LayerTally, analyze, deployment_bytes
+from .analytics import LayerTally, analyze, deployment_bytes
 from .layout import walk
 from .space import SearchSpace
 
@@ -35,9 +35,7 @@ TABLE_COLUMNS = {"macs": 0, "params": 1, "flash_bytes": 2, DEPLOYED_FLASH["fp32"
 
 def _tally_columns(t: LayerTally) -> np.ndarray:
     """(N, 5) the summed metrics of `TABLE_COLUMNS` of a tally (`deployment_bytes`' formulas)."""
-    fp32 = 4 * (t.weights + t.biases)
-    int8 = t.flash + 4 * (t.channels + t.biases) + ACTIVATION_QPARAM_BYTES * t.activations
-    return np.stack([t.macs, t.params, t.flash, fp32, int8], 1)
+    return np.stack([t.macs, t.params, t.flash, t.deployed_flash("fp32"), t.deployed_flash("int8")], 1)
 
 
 class EfficiencyTables:
