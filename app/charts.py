@@ -6,8 +6,9 @@ from typing import Sequence
 
 import numpy as np
 
+from app import layers
 from app.lazy import lazy_module
-from ofa_engine.families.mbv3.layout import walk_configs
+from ofa_engine.space.family import DESCRIBE_FIELDS
 
 # Imported on first use: the home page's first run draws no chart (app/lazy.py).
 alt = lazy_module("altair")
@@ -25,43 +26,80 @@ METRIC_LABELS = {
 }
 
 
+# The layer chart's colours, light to dark, for the first choice's smallest to largest value.
+LAYER_PALETTE = ("#9ecae9", "#4c78a8", "#1f3f6e")
+
+
+def _choice_columns(rows: Sequence[dict]) -> dict[str, str]:
+    """{choice name: its column}: the name, or "choice NAME" where a row field has that name."""
+    return {n: n if n not in DESCRIBE_FIELDS else f"choice {n}" for n in layers.choice_names(rows)}
+
+
+def _layer_frame(rows: Sequence[dict], split_choices: bool = False) -> pd.DataFrame:
+    """Rows of `describe` as a table: the row's fields (shapes as "24x8x8"), the choices in one
+    column ("kernel 5, expand 4") and, if `split_choices`, each in its own column (`_choice_columns`)."""
+    columns = _choice_columns(rows) if split_choices else {}
+    return pd.DataFrame([{"layer": r["layer"], "group": r["group"], "kind": r["kind"],
+                          "choices": ", ".join(f"{n} {v}" for n, v in r["choices"].items()),
+                          **{c: r["choices"].get(n) for n, c in columns.items()},
+                          "in_shape": layers.shape_text(r["in_shape"]), "out_shape": layers.shape_text(r["out_shape"]),
+                          "width": r["width"], "macs": r["macs"], "params": r["params"]} for r in rows])
+
+
 def config_table(space, cfg) -> pd.DataFrame:
-    """One row per active block of `cfg`: stage, block, kernel, expand ratio, channels, stride."""
-    rows = []
-    for geometry in walk_configs(space, cfg):
-        b = geometry.row(0)
-        if b["kind"] != "block" or not b["active"]:
-            continue
-        size = b["out_size"]
-        rows.append({"stage": b["stage"] + 1, "block": b["index"] + 1,
-                     "label": f"S{b['stage'] + 1}.B{b['index'] + 1}",
-                     "kernel": b["kernel"], "expand": b["expand_ratio"], "in_channels": b["in_channels"],
-                     "middle_channels": b["mid_channels"], "out_channels": b["out_channels"],
-                     "stride": b["stride"], "feature_map": f"{size}x{size}", "se": b["se"],
-                     "activation": b["activation"]})
-    return pd.DataFrame(rows)
+    """One row per active layer of `cfg` as its family describes it: layer, group, kind, the
+    elastic choices made there, activation shapes, widest inner dimension, MACs and params."""
+    return _layer_frame([r for r in layers.describe(space, cfg) if r["active"]])
 
 
 def config_picture(space, cfg, height: int = 220) -> alt.Chart:
-    """The active blocks of `cfg` left to right: bar height = expanded (middle) channels,
-    colour = kernel size, label = kernel and expand ratio; stages separated by facets."""
-    frame = config_table(space, cfg)
-    frame["text"] = [f"k{k}\ne{e}" for k, e in zip(frame["kernel"], frame["expand"])]
-    palette = ["#9ecae9", "#4c78a8", "#1f3f6e", "#0b1f3a"]
-    kernel_scale = alt.Scale(domain=list(space.kernel_sizes), range=palette[:len(space.kernel_sizes)])
-    max_mid = space.middle_channels(max(space.channels(len(space.width_mults) - 1).stages), max(space.expand_ratios))
+    """The active elastic layers of `cfg` left to right (`app.layers.chart_layers`): bar height =
+    the layer's width (MobileNetV3: expanded channels), colour = its first choice (the kernel),
+    label = every choice ("k5 e4"); one facet per group (stage). The scales are the space's, from
+    its smallest and largest subnets, so that two subnets' pictures compare."""
+    rows = layers.chart_layers(layers.describe(space, cfg))
+    smallest, largest = layers.extremes(space)
+    widest = layers.chart_layers(largest)
+    columns = _choice_columns(rows)
+    short = layers.choice_labels(list(columns))
+    frame = _layer_frame(rows, split_choices=True)
+    frame["text"] = ["\n".join(f"{short[n]}{v}" for n, v in r["choices"].items()) for r in rows]
+    groups = list(dict.fromkeys(r["group"] for r in widest + rows))
+    top = max(r["width"] for r in widest + rows)
+    per_group = max(sum(r["group"] == g for r in widest) for g in groups)
     base = alt.Chart(frame).encode(
-        x=alt.X("label:N", sort=None, title=None, axis=alt.Axis(labelAngle=0)),
-        tooltip=["label", "kernel", "expand", "in_channels", "middle_channels", "out_channels",
-                 "stride", "feature_map", "se", "activation"])
+        x=alt.X("layer:N", sort=None, title=None, axis=alt.Axis(labelAngle=0)),
+        tooltip=["layer", "kind", *columns.values(), "in_shape", "width", "out_shape",
+                 alt.Tooltip("macs:Q", format=","), alt.Tooltip("params:Q", format=",")])
+    first = next(iter(columns), None)
+    colour = (_choice_colour(first, columns[first], smallest + largest + rows) if first is not None
+              else alt.value(LAYER_PALETTE[1]))
     bars = base.mark_bar(stroke="#333", strokeWidth=0.5).encode(
-        y=alt.Y("middle_channels:Q", title="expanded channels", scale=alt.Scale(domain=[0, max_mid])),
-        color=alt.Color("kernel:O", scale=kernel_scale, title="kernel",
-                        legend=alt.Legend(symbolType="square", symbolStrokeWidth=0, symbolOpacity=1)))
-    text = base.mark_text(dy=-16, fontSize=10, lineBreak="\n").encode(y="middle_channels:Q", text="text:N")
-    return (bars + text).properties(height=height, width=34 * space.max_depth).facet(
-        column=alt.Column("stage:O", title=None, header=alt.Header(labelExpr="'stage ' + datum.value")),
-        spacing=4).resolve_scale(x="independent")
+        y=alt.Y("width:Q", title="width (widest inner dimension)", scale=alt.Scale(domain=[0, top])), color=colour)
+    text = base.mark_text(dy=-8 * max(len(columns), 1), fontSize=10, lineBreak="\n").encode(y="width:Q", text="text:N")
+    return (bars + text).properties(height=height, width=34 * per_group).facet(
+        column=alt.Column("group:N", title=None, sort=groups), spacing=4).resolve_scale(x="independent")
+
+
+def _choice_colour(name: str, field: str, rows: Sequence[dict]) -> alt.Color:
+    """Colour by the choice `name` (column `field`): light to dark over the values the space's
+    extreme subnets and `rows` take (numbers), else one colour per value."""
+    values = list(dict.fromkeys(r["choices"][name] for r in rows if name in r["choices"]))
+    legend = alt.Legend(symbolType="square", symbolStrokeWidth=0, symbolOpacity=1)
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values) and min(values) < max(values):
+        low, high = min(values), max(values)
+        return alt.Color(f"{field}:O", title=name, legend=legend, scale=alt.Scale(
+            domain=sorted(values), range=[_blend((v - low) / (high - low)) for v in sorted(values)]))
+    return alt.Color(f"{field}:N", title=name, legend=legend)
+
+
+def _blend(share: float) -> str:
+    """The colour at `share` (0 to 1) along LAYER_PALETTE, linearly between its stops."""
+    stops = [tuple(int(c[i:i + 2], 16) for i in (1, 3, 5)) for c in LAYER_PALETTE]
+    where = share * (len(stops) - 1)
+    i = min(int(where), len(stops) - 2)
+    t = where - i
+    return "#" + "".join(f"{round(a + (b - a) * t):02x}" for a, b in zip(stops[i], stops[i + 1]))
 
 
 def heatmap(matrix: np.ndarray, title: str, size: int = 160, highlight: tuple[int, int, int] | None = None

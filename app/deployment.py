@@ -17,6 +17,7 @@ from typing import Any, Callable, Mapping
 
 from app import format as fmt
 from app.budgets import identical_configs, latency_verdict, shared_deadlines
+from app.layers import subnet_summary
 
 __all__ = ["file_name", "result_rows", "deployment_zip", "default_budgets", "budget_refusals",
            "coincidence_notes", "VERDICT_WORDS"]
@@ -74,7 +75,7 @@ def result_rows(deployment: list[dict], space) -> list[dict]:
         searched = e.get("searched_ms")
         out.append({
             "profile": e["profile"], "device": e.get("device_short", e["device"]), "precision": e["precision"],
-            "subnet": f"width x{space.width_mults[cfg['wid']]}, {cfg['image_size']} px, depths {cfg['d']}",
+            "subnet": subnet_summary(space, cfg),
             "accuracy": fmt.percent(measured["accuracy"]),
             "latency budget": "none" if e["budget_ms"] is None else fmt.budget(e["budget_ms"], "ms") + (
                 f" (searched under {fmt.budget(float(f'{searched:.4g}'), 'ms')})" if searched is not None
@@ -117,7 +118,7 @@ def coincidence_notes(deployment: list[dict], space) -> list[str]:
     for names in identical_configs((n, e["report"]["config"]) for n, e in ok.items()):
         bounds = {n: _binding_bound(ok[n]["report"]) for n in names}
         cfg = ok[names[0]]["report"]["config"]
-        subnet = f"width x{space.width_mults[cfg['wid']]}, {cfg['image_size']} px, depths {cfg['d']}"
+        subnet = subnet_summary(space, cfg)
         who = ", ".join(names[:-1]) + f" and {names[-1]}"
         kinds = set(bounds.values())
         if kinds == {"latency"}:

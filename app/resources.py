@@ -669,7 +669,8 @@ def predictor_samples() -> "Any | None":
 @st.cache_data(show_spinner=False, max_entries=4)
 def _measured_samples(path: str, n: int, seed: int, images: int) -> "Any":
     import pandas as pd
-    from ofa_engine import analyze, extract_calibrated
+    from app.layers import config_json, family
+    from ofa_engine import extract_calibrated
     from ofa_engine.runtime.evaluation import accuracy
 
     package = _package(path)
@@ -678,11 +679,11 @@ def _measured_samples(path: str, n: int, seed: int, images: int) -> "Any":
     calib = calib.subset(np.arange(min(images, len(calib))))
     test = test.subset(np.arange(min(images, len(test))))
     configs = [space.sample(np.random.default_rng([seed, i])) for i in range(n)]
-    macs = analyze(space, configs)["macs"]
+    macs = family(space).analyze(configs)["macs"]
     rows = []
     for cfg, m in zip(configs, macs):
         net = extract_calibrated(supernet, cfg, calib)
-        rows.append({"config": cfg.to_json(), "macs": int(m),
+        rows.append({"config": config_json(cfg), "macs": int(m),
                      "accuracy": float(accuracy(net, test.images, test.labels, space))})
     return pd.DataFrame(rows)
 

@@ -8,6 +8,7 @@ from typing import Any
 import streamlit as st
 
 from app import format as fmt
+from app.layers import space_summary
 from app.resources import (BUNDLED_SUPERNET, SUPERNET_KEY, THIS_MACHINE_PROFILES, USER_ERRORS, get_package, machine_label,
                            md, package_entries, selected_package_path, start_this_machine, this_machine_status,
                            unavailable_profile_names, user_errors)
@@ -65,8 +66,8 @@ def describe_package() -> None:
             f"**The model**: supernet `{md(package.name)}`, a {package.num_classes}-class {colour} image "
             f"classifier ({md(labels)}) trained on {md((package.provenance.get('dataset') or 'unstated data').split(' (')[0])}, "
             f"at {min(package.resolutions)}-{max(package.resolutions)} px input. "
-            f"Every subnet you specialize is one of its {len(space.width_mults)} widths x "
-            f"{len(space.resolutions)} resolutions x per-block kernel, expand ratio and depth choices.")
+            f"Every subnet you specialize is one of its {len(space.resolutions)} resolutions x its elastic "
+            f"choices: {md(space_summary(space))}.")
         if package.accuracy_source != "predictor":
             st.sidebar.caption(":orange[This package has no accuracy predictor: the search ranks subnets by "
                                "MACs (an explicit proxy), and predicted accuracies are not shown.]")

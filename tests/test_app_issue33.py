@@ -81,7 +81,8 @@ def test_coinciding_subnets_are_explained_on_the_page():
     deployment = [{"profile": n, "report": report} for n in ("stm32f412", "stm32f746")] + [
         {"profile": "x", "report": None}]
     (note,) = coincidence_notes(deployment, space)
-    assert note.startswith("stm32f412 and stm32f746 got the same subnet (width x")
+    assert note.startswith("stm32f412 and stm32f746 got the same subnet (width 0.75, kernel 3, expand 3, 28 px, "
+                           "depths [2, 2, 2, 2, 2])")
     assert "latency budget is what limits" in note
     memory_bound = {**report, "predicted": {"latency_ms": 5.0, "flash_kb": 1020.0, "peak_memory_kb": 20.0}}
     (note,) = coincidence_notes([{"profile": n, "report": memory_bound} for n in ("a", "b")], space)

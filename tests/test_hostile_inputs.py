@@ -295,12 +295,12 @@ def test_latency_csv_row_cap(tmp_path, monkeypatch):
     path.write_text(csv_text(MAX_CSV_ROWS + 500))
     assert path.stat().st_size <= profile_kit.MAX_CSV_BYTES     # the row cap, not the byte cap
     parsed = Counter()
-    real = profile_kit.SubnetConfig.from_json
+    real = profile_kit.loads_json
 
-    def from_json(text):
-        parsed["configs"] += 1
-        return real(text)
-    monkeypatch.setattr(profile_kit.SubnetConfig, "from_json", staticmethod(from_json))
+    def loads_json(text, what, **limits):
+        parsed["configs"] += what == "subnet config"
+        return real(text, what, **limits)
+    monkeypatch.setattr(profile_kit, "loads_json", loads_json)
     with pytest.raises(ValueError, match="MAX_CSV_ROWS"):
         read_latency_csv(path, SPACE)
     assert parsed["configs"] == MAX_CSV_ROWS

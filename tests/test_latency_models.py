@@ -64,7 +64,7 @@ def test_lut_is_the_sum_of_its_blocks():
     lut = LookupTableModel(SPACE.name, _lut().blocks)            # scale 1, offset 0
     cfg = SPACE.sample(5)
     from ofa_engine.families.mbv3.layout import walk_configs
-    from ofa_engine.predictors.latency import block_key, head_key, stem_key
+    from ofa_engine.families.mbv3.latency_features import block_key, head_key, stem_key
     expected = lut.blocks[stem_key(SPACE, cfg.wid, cfg.image_size)] + lut.blocks[head_key(SPACE, cfg.wid, 2)]
     blocks = [b.row(0) for b in walk_configs(SPACE, cfg) if b.kind == "block"]
     assert [b["slot"] for b in blocks if b["active"]] == SPACE.active_slots(cfg)

@@ -49,7 +49,7 @@ def test_a_registry_fills_itself_once_on_first_lookup():
 def test_every_preset_of_every_family_is_a_search_space(family, preset):
     space = search_space(preset)
     assert isinstance(space, DiscreteSearchSpace) and isinstance(space, FAMILIES.get(family))
-    assert space.name == preset and PRESETS.get(preset).name == preset
+    assert space.name == preset and FAMILIES.get(family).preset(preset).name == preset
     genes = space.genome.random(64, np.random.default_rng(0))
     again = space.to_genes(space.to_configs(genes))
     canonical = space.genome.canonical
@@ -59,7 +59,7 @@ def test_every_preset_of_every_family_is_a_search_space(family, preset):
 
 
 def test_an_unknown_space_names_the_families_and_presets():
-    with pytest.raises(ValueError, match=r"unknown search space 'nope'; known: .*tiny-fmnist.*families: mbv3"):
+    with pytest.raises(ValueError, match=r"unknown search space 'nope'; known: .*tiny-fmnist.*vit-fmnist.*families: mbv3, vit"):
         search_space("nope")
 
 

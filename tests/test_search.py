@@ -14,7 +14,7 @@ from ofa_engine.families.mbv3.analytics import analyze, deployment_bytes
 from ofa_engine.search import (STRATEGIES, Constraints, Evaluator, InfeasibleBudgetError, budget_ranges,
                                search)
 from ofa_engine.search.core import check_budget
-from ofa_engine.search.evaluator import EfficiencyTables
+from ofa_engine.families.mbv3.tables import EfficiencyTables
 from ofa_engine.search.strategies import STRATEGY_REGISTRY, make_strategy
 from ofa_engine.search.strategies.evolution import Evolution
 from ofa_engine.families.mbv3.space import SearchSpace, SubnetConfig

@@ -803,7 +803,6 @@ def _with(path: tuple, value):
     (_with(("phases", 1, "subnets_per_step"), 0), r"phase 'kernel': subnets_per_step = 0; allowed: an integer >= 1"),
     (_with(("phases", 1, "kernel_sizes"), [3, "5"]), r"phase 'kernel': kernel_sizes = '5'; allowed: null or a list"),
     (_with(("phases", 1, "sort_channels"), "middle:x"), r"phase 'kernel': sort_channels = 'middle:x'; allowed: "),
-    (_with(("phases", 1, "fixed_config"), {"wid": 0}), r"phase 'kernel': fixed_config: .*missing"),
     (_with(("phases", 1), [1, 2]), r"phase 1 = \[1, 2\]; allowed: a JSON object of phase fields"),
     (_with(("phases",), {"name": "full"}), r"phases = .*allowed: a list of at least one phase"),
     ([1, 2, 3], r"a recipe must be a JSON object of recipe fields, got list"),
@@ -812,6 +811,14 @@ def _with(path: tuple, value):
 def test_recipe_refuses_bad_values_naming_field_value_and_allowed(data, message):
     with pytest.raises(ValueError, match=message):
         Recipe.from_dict(data)
+
+
+def test_recipe_read_for_a_space_checks_its_fixed_config():
+    # A recipe names no family: its fixed_config is checked against the space it trains.
+    data = _with(("phases", 1, "fixed_config"), {"wid": 0})
+    Recipe.from_dict(data)
+    with pytest.raises(ValueError, match=r"phase 'kernel': fixed_config: .*missing"):
+        Recipe.from_dict(data, SPACE)
 
 
 def test_recipe_missing_phase_field_is_named():

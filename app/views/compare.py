@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from app.layers import config_json
 from app.resources import USER_ERRORS, accuracy_source, get_evaluator, log, md
 from app.widgets import budget_controls, budget_feasibility, describe_profile, keep, profile_picker
 from ofa_engine.search import STRATEGIES, Constraints, InfeasibleBudgetError, search
@@ -76,7 +77,7 @@ if submitted and feasible:
                          "latency (ms)": p.get("latency_ms"), "peak memory (KB)": p["peak_memory_kb"],
                          "Flash (KB)": p["flash_kb"], "MACs (M)": p["macs"] / 1e6,
                          "evaluations": result.evaluations, "time (s)": wall,
-                         "config": result.config.to_json()})
+                         "config": config_json(result.config)})
             curves.append(curve(result, strategy))
         if not failed and rows:
             status.update(label=f"Ran {len(rows)} of {len(strategies)} strategies", state="complete",

@@ -15,6 +15,7 @@ from app.resources import (USER_ERRORS, configure_threads, device_name, engine_a
                            user_errors)
 from app.deployment import (budget_refusals, coincidence_notes, default_budgets, deployment_zip, file_name,
                             result_rows)
+from app.layers import config_of
 from app.summary import SUMMARY_CAPTION, summary_svg
 from app.widgets import keep, prediction_panel, searched_limits_for
 
@@ -187,7 +188,7 @@ if ok:
                             "latency from": e.get("latency_source", ""),
                             "predicted latency (ms)": e["report"]["predicted"].get("latency_ms"),
                             "latency budget (ms)": e["budget_ms"],
-                            "subnet": f"{e['report']['config']['image_size']} px, "
+                            "subnet": f"{config_of(space, e['report']['config']).image_size} px, "
                                       f"{fmt.quantity(e['report']['measured']['macs'] / 1e6, 'M')} MACs"}
                            for e in ok])
     y = alt.Y("profile:N", sort=None, title=None, axis=alt.Axis(labelLimit=0))
@@ -217,4 +218,5 @@ if ok:
                         format_func=lambda p: next(e["device"] for e in ok if e["profile"] == p))
     chosen_entry = next(e for e in ok if e["profile"] == pick)
     st.caption(f"`{file_name(chosen_entry)}` from the zip, run in ONNX Runtime on this server.")
-    prediction_panel(chosen_entry["onnx_bytes"], chosen_entry["report"]["config"]["image_size"], "deploy_predict")
+    prediction_panel(chosen_entry["onnx_bytes"], config_of(space, chosen_entry["report"]["config"]).image_size,
+                     "deploy_predict")

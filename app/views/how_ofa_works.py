@@ -1,170 +1,47 @@
-"""How OFA works: the elastic dimensions of the real bundled supernet, and the landscape of
-random subnets."""
+"""How OFA works: the idea, the sections of the chosen supernet's family (registered in
+`app.families.EXPLANATIONS`: MobileNetV3's kernel transforms, its subnet builder, its channel
+sorting), elastic resolution and the landscape of random subnets."""
 
 from __future__ import annotations
 
-import json
-
-import altair as alt
 import numpy as np
-import pandas as pd
 import streamlit as st
-import torch
 
 from app import charts
-from app import format as fmt
+from app.families import explanation
+from app.layers import family, space_summary
 from app.summary import SUMMARY_CAPTION, summary_svg
-from app.resources import (get_accuracy_predictor, get_package, get_space, get_split, get_supernet, md,
-                           measured_samples, predictor_csv, predictor_samples, user_errors)
-from ofa_engine import SubnetConfig, analyze, deployment_bytes
+from app.resources import (get_package, get_space, get_split, md, measured_samples, predictor_csv, predictor_samples,
+                           user_errors)
 from ofa_engine.runtime.preprocess import preprocess
 
 st.title("How Once-for-All works")
 st.image(summary_svg(), caption=SUMMARY_CAPTION)
-st.markdown(
-    "One **supernet** is trained once; every subnet shares its weights. A subnet is a choice of "
-    "kernel size and expand ratio per block, depth per stage, a width multiplier and an input "
-    f"resolution. Everything below is read from the chosen `{md(get_package().name)}` supernet (the sidebar "
-    "picks another).")
-
 space = get_space()
-supernet = get_supernet()
-
-
-def slot_label(slot: int) -> str:
-    stage, index = divmod(slot, space.max_depth)
-    return f"stage {stage + 1}, block {index + 1}"
-
-
-# ------------------------------------------------------------------------ elastic kernel
-st.header("1. Elastic kernel: centre crop + learned transform")
+fam = family(space)
 st.markdown(
-    "Each depthwise convolution stores only its **7x7** kernel. The 5x5 kernel is the centre 5x5 "
-    "of it passed through a learned 25x25 matrix shared by all channels (`transform_7to5`); the "
-    "3x3 kernel is the centre of that 5x5 through a 9x9 matrix (`transform_5to3`). The matrices "
-    "start as the identity; training moves them so that small kernels work on their own.")
-left, right = st.columns(2)
-slot = left.selectbox("Block", range(space.num_slots), format_func=slot_label, key="kernel_slot")
-depthwise = supernet.blocks[slot].depth_conv.conv
-max_channels = depthwise.weight.shape[0]
-channel = right.slider("Channel", 0, max_channels - 1, 0, key="kernel_channel")
+    "One **supernet** is trained once; every subnet shares its weights. A subnet is a choice among the "
+    f"supernet's elastic dimensions ({md(space_summary(space))}) and an input resolution. Training shrinks "
+    "progressively: the largest network first, then one elastic dimension after another is opened, each "
+    "step training random subnets among the choices opened so far while a larger network teaches them "
+    f"(knowledge distillation). Everything below is read from the chosen `{md(get_package().name)}` supernet "
+    "(the sidebar picks another).")
 
-with torch.no_grad():
-    full = depthwise.weight[channel, 0].numpy()
-    kernels = {k: depthwise.active_weight(channel + 1, k)[channel, 0].numpy() for k in depthwise.kernel_sizes}
-    transforms = {(big, small): getattr(depthwise, f"transform_{big}to{small}").numpy()
-                  for big, small in depthwise.transform_pairs()}
-
-row = []
-big = max(depthwise.kernel_sizes)
-row.append(charts.heatmap(full, f"stored {big}x{big} (crop outlined)", 150, ((big - 5) // 2, (big - 5) // 2, 5)))
-for (b, s), matrix in transforms.items():
-    row.append(charts.heatmap(matrix, f"transform {b}to{s} ({s * s}x{s * s})", 150))
-    crop = ((s - 3) // 2, (s - 3) // 2, 3) if s > min(depthwise.kernel_sizes) else None
-    row.append(charts.heatmap(kernels[s], f"active {s}x{s}", 150, crop))
-st.altair_chart(alt.hconcat(*row).resolve_scale(color="independent"), width="content")
-
-drift = []
-for s_ in range(space.num_slots):
-    conv = supernet.blocks[s_].depth_conv.conv
-    for b, s in conv.transform_pairs():
-        m = getattr(conv, f"transform_{b}to{s}").detach().numpy()
-        drift.append({"block": slot_label(s_), "slot": s_, "transform": f"{b}to{s}",
-                      "distance from identity": float(np.linalg.norm(m - np.eye(len(m))) / np.sqrt(len(m)))})
-drift_frame = pd.DataFrame(drift)
-cropped = float(np.abs(kernels[min(depthwise.kernel_sizes)]
-                       - full[(big - 3) // 2:(big + 3) // 2, (big - 3) // 2:(big + 3) // 2]).max())
-st.caption(f"Largest difference between the active 3x3 kernel and a plain centre crop of the 7x7 "
-           f"for this channel: {cropped:.4f}. Below: how much training changed each learned transform; 0 "
-           f"would mean the small kernel is still a plain crop of the large one. (The bar is the distance of "
-           f"the matrix M from the identity I: the Frobenius norm of M - I, divided by the square root of its "
-           f"number of rows so that the 25x25 and 9x9 matrices compare.)")
-st.altair_chart(alt.Chart(drift_frame).mark_bar().encode(
-    x=alt.X("slot:O", title="block slot (0: stage 1, block 1; hover for the block)"), xOffset="transform:N",
-    y=alt.Y("distance from identity:Q", title="change from a plain crop (no unit)"), color="transform:N",
-    tooltip=["block", "transform", alt.Tooltip("distance from identity:Q", format=".4f")],
-).properties(height=200), width="stretch")
-
-# ------------------------------------------------------------------------ build a subnet
-st.header("2. Depth, expand ratio, width and resolution: build a subnet")
-st.markdown(
-    "**Depth** keeps the first *d* blocks of a stage (the later ones are skipped). The "
-    "**expand ratio** sets the inverted bottleneck's middle width; the **width multiplier** "
-    "scales every layer's channels; the **resolution** is the input size. The bars are the "
-    "active blocks (height = expanded channels, colour = kernel).")
-c1, c2, c3, c4 = st.columns(4)
-wid = c1.select_slider("Width multiplier", options=list(range(len(space.width_mults))),
-                       value=len(space.width_mults) - 1, format_func=lambda i: f"x{space.width_mults[i]}")
-image_size = c2.select_slider("Resolution", options=list(space.resolutions), value=max(space.resolutions))
-kernel = c3.select_slider("Kernel (all blocks)", options=list(space.kernel_sizes), value=max(space.kernel_sizes))
-expand = c4.select_slider("Expand ratio (all blocks)", options=list(space.expand_ratios),
-                          value=max(space.expand_ratios))
-depth_cols = st.columns(space.num_stages)
-depths = [col.select_slider(f"Depth, stage {i + 1}", options=list(space.depths), value=max(space.depths),
-                            key=f"depth_{i}") for i, col in enumerate(depth_cols)]
-cfg = SubnetConfig(wid=wid, ks=[kernel] * space.num_slots, e=[expand] * space.num_slots, d=depths,
-                   image_size=image_size)
-stats = {k: float(v[0]) for k, v in analyze(space, [cfg]).items()}
-largest = {k: float(v[0]) for k, v in analyze(space, [space.largest()]).items()}
-m1, m2, m3, m4, m5 = st.columns(5)
-m1.metric("MACs", fmt.quantity(stats["macs"] / 1e6, "M"), f"{stats['macs'] / largest['macs'] - 1:+.0%} vs largest",
-          delta_color="off")
-m2.metric("Params", fmt.quantity(stats["params"] / 1e6, "M") if stats["params"] >= 1e6
-          else fmt.quantity(stats["params"] / 1e3, "K"),
-          f"{stats['params'] / largest['params'] - 1:+.0%} vs largest", delta_color="off")
-m3.metric("Peak memory (int8)", fmt.memory_bytes(stats["peak_activation_bytes"]))
-m4.metric("Flash (int8 file)", fmt.memory_bytes(deployment_bytes(space, cfg, "int8")["flash_bytes"]),
-          help="What the device stores of its int8 file: int8 weights, int32 biases, their scales and the "
-               "activations' scales and zero points (computed analytically; equal to the downloaded file's).")
-try:
-    if get_package().accuracy_source != "predictor":
-        raise ValueError("this package has no accuracy predictor (the search ranks by MACs)")
-    predicted = float(get_accuracy_predictor().predict([cfg])[0])
-    m5.metric("Predicted accuracy", fmt.percent(predicted))
-except Exception as exc:  # noqa: BLE001 - a missing predictor must not break the page
-    m5.metric("Predicted accuracy", "n/a", help=str(exc))
-st.altair_chart(charts.config_picture(space, cfg), width="content")
-with st.expander("Layer table and config JSON"):
-    st.dataframe(charts.config_table(space, cfg), hide_index=True, width="stretch")
-    st.code(json.dumps(cfg.to_dict()), language="json")
-
-# ------------------------------------------------------------------------ channel sorting
-st.header("3. Width: channels sorted by importance")
-st.markdown(
-    "A smaller expand ratio keeps the **first** middle channels of a block, so training sorts them "
-    "by importance (L1 norm of the weights that read them, `reorganize_channels`): the channels "
-    "a small subnet keeps are the ones that matter most. Dashed lines: the channels kept at each "
-    "expand ratio for the widest input.")
-slot2 = st.selectbox("Block", range(space.num_slots), format_func=slot_label, key="sort_slot", index=3)
-block = supernet.blocks[slot2]
-with torch.no_grad():
-    importance = block.point_linear.conv.weight.abs().sum((0, 2, 3)).numpy()
-max_in = block.inverted_bottleneck.conv.weight.shape[1]
-cuts = pd.DataFrame([{"expand": f"e={e}", "channels": block.middle_channels(max_in, e)}
-                     for e in space.expand_ratios])
-imp = pd.DataFrame({"channel": np.arange(len(importance)), "L1 importance": importance})
-channel_axis = alt.X("channel:Q", title="middle channel (index after sorting)",
-                     scale=alt.Scale(domain=[0, len(importance)], nice=False))
-bars = alt.Chart(imp).mark_bar(width=3).encode(x=channel_axis, y=alt.Y("L1 importance:Q", title="importance (sum of |weights|)"),
-                                               tooltip=["channel", "L1 importance"])
-rules = alt.Chart(cuts).mark_rule(strokeDash=[5, 3], color="#e45756").encode(
-    x=alt.X("channels:Q", scale=alt.Scale(domain=[0, len(importance)], nice=False)), tooltip=["expand", "channels"])
-labels = alt.Chart(cuts).mark_text(align="left", dx=3, dy=-5, color="#e45756").encode(
-    x="channels:Q", y=alt.value(10), text="expand:N")
-st.altair_chart((bars + rules + labels).properties(height=220), width="stretch")
-share = [{"expand ratio": e, "channels kept": block.middle_channels(max_in, e),
-          "share of total importance": importance[:block.middle_channels(max_in, e)].sum() / importance.sum(),
-          "share if unsorted (expected)": block.middle_channels(max_in, e) / len(importance)}
-         for e in space.expand_ratios]
-st.dataframe(pd.DataFrame(share), hide_index=True, column_config={
-    "share of total importance": st.column_config.NumberColumn(format="%.3f"),
-    "share if unsorted (expected)": st.column_config.NumberColumn(format="%.3f")})
+# ------------------------------------------------------------------------ the family's own sections
+family_sections = explanation(fam.family)
+section = family_sections(1) if family_sections is not None else 1
 
 # ------------------------------------------------------------------------ resolution
-st.header("4. Elastic resolution")
+st.header(f"{section}. Elastic resolution")
 res_low, res_high = min(space.resolutions), max(space.resolutions)
-macs_at = {size: analyze(space, [SubnetConfig(**{**space.largest().to_dict(), "image_size": size})])["macs"][0]
-           for size in (res_low, res_high)}
+
+
+def largest_at(size: int):
+    """The largest subnet at input size `size`."""
+    return fam.config_from_dict({**space.largest().to_dict(), "image_size": size})
+
+
+macs_at = {size: fam.analyze([largest_at(size)])["macs"][0] for size in (res_low, res_high)}
 st.markdown("The same network runs at every resolution (global pooling before the classifier). "
             "MACs grow with the pixels of every feature map, which is less than the square of the "
             "input size: each stride-2 layer rounds its map up, and the layers after the pooling "
@@ -177,15 +54,15 @@ index = st.slider("Test image", 0, len(test) - 1, 0, key="res_image")
 columns = st.columns(len(space.resolutions))
 for column, size in zip(columns, space.resolutions):
     x = preprocess(test.images[index:index + 1], space, size)[0, 0].numpy()
-    pixels = np.clip(x * space.std[0] + space.mean[0], 0, 1)
+    pixels = (x - x.min()) / max(float(x.max() - x.min()), 1e-12)   # the normalised input, back to 0..1
     pixels = np.kron(pixels, np.ones((112 // size + 1,) * 2))  # nearest-neighbour upscale to see the pixels
-    macs = analyze(space, [SubnetConfig(**{**space.largest().to_dict(), "image_size": size})])["macs"][0]
+    macs = fam.analyze([largest_at(size)])["macs"][0]
     column.image(pixels, caption=f"{size}x{size}: {macs / 1e6:.2f} M MACs (largest)", clamp=True)
 st.caption(f"Label: {md(get_package().labels[int(test.labels[index])])}"
            + (" (channel 1 of the input shown)" if space.in_channels > 1 else ""))
 
 # ------------------------------------------------------------------------ landscape
-st.header("5. The landscape of random subnets")
+st.header(f"{section + 1}. The landscape of random subnets")
 frame = predictor_samples()
 if frame is not None:
     images = ("the 5,000 Fashion-MNIST holdout images training never saw"

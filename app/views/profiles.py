@@ -92,11 +92,12 @@ def validation_chart(measured: np.ndarray, predicted: np.ndarray) -> alt.LayerCh
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def analytical_curve(profile_json: str) -> pd.DataFrame:
-    from ofa_engine import analyze
+    from app.layers import family
     space = get_space()
     profile = load_profile(json.loads(profile_json), space=space)
-    pop = space.sample_population(400, np.random.default_rng(0))
-    return pd.DataFrame({"MACs (M)": analyze(space, pop)["macs"] / 1e6,
+    fam = family(space)
+    pop = fam.decode(fam.genome.random(400, np.random.default_rng(0)))
+    return pd.DataFrame({"MACs (M)": fam.analyze(pop)["macs"] / 1e6,
                          "predicted latency (ms)": profile.predict_latency_ms(pop)})
 
 

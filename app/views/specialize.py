@@ -8,7 +8,7 @@ import time
 
 import streamlit as st
 
-from app import charts
+from app import charts, layers
 from app.lazy import lazy_module
 from app import format as fmt
 from app.resources import (USER_ERRORS, configure_threads, get_package, get_profile, get_space, latency_provenance, log,
@@ -171,8 +171,7 @@ d2.download_button("Download report (JSON)", json.dumps(report, indent=2, defaul
                    mime="application/json", icon=":material/description:", on_click="ignore")
 
 cfg = result.config
-st.markdown(f"**Chosen subnet**: width x{space.width_mults[cfg.wid]}, resolution {cfg.image_size}x{cfg.image_size}, "
-            f"depths {list(cfg.d)} per stage")
+st.markdown(f"**Chosen subnet**: {layers.subnet_summary(space, cfg)}")
 st.altair_chart(charts.config_picture(space, cfg), width="content")
 
 st.subheader("See the model work")
@@ -198,5 +197,5 @@ with progress_col:
 
 with st.expander("Layer table, config and report"):
     st.dataframe(charts.config_table(space, cfg), hide_index=True, width="stretch")
-    st.code(cfg.to_json(), language="json")
+    st.code(layers.config_json(cfg), language="json")
     st.json(report, expanded=False)

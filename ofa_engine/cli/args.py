@@ -10,13 +10,10 @@ from __future__ import annotations
 import argparse
 import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
-from ..families.mbv3.space import SearchSpace, SubnetConfig, list_presets
+from ..families import family_of, preset_names
 from ..registry import Registry
-
-if TYPE_CHECKING:
-    from ..families.mbv3.supernet import Supernet
 
 __all__ = ["COMMANDS", "Command", "EXIT_FAILURE", "EXIT_OK", "EXIT_USAGE", "UsageError", "config_argument",
            "load_config", "load_package_arg", "load_source", "load_space", "load_trained", "load_weights",
@@ -53,7 +50,7 @@ def register(name: str, help: str, add_arguments: Callable[[argparse.ArgumentPar
 
 def space_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--space", required=True, metavar="NAME",
-                        help=f"search space, one of {', '.join(list_presets())}")
+                        help=f"search space, one of {', '.join(preset_names())}")
 
 
 def precision_argument(parser: argparse.ArgumentParser, default: str | None = "fp32") -> None:
@@ -68,21 +65,22 @@ def config_argument(parser: argparse.ArgumentParser) -> None:
                         help="subnet: largest, smallest, random:SEED, a JSON object or a JSON file")
 
 
-def load_space(name: str) -> SearchSpace:
+def load_space(name: str) -> Any:
+    """The preset space `name` of whichever family has it; `ValueError` naming --space."""
     try:
-        return SearchSpace.preset(name)
+        return family_of(name, fast=False).space
     except ValueError as exc:
         raise ValueError(f"--space: {exc}") from None
 
 
-def load_config(space: SearchSpace, text: str) -> SubnetConfig:
+def load_config(space: Any, text: str) -> Any:
     try:
         return space.parse_config(text)
     except ValueError as exc:
         raise ValueError(f"--config: {exc}") from None
 
 
-def load_weights(supernet: Supernet, path: str) -> None:
+def load_weights(supernet: Any, path: str) -> None:
     """Load a supernet state dict saved by `torch.save` (optionally under "state_dict") or as
     safetensors; `ValueError` naming the file when it cannot be read or does not fit."""
     import torch
@@ -104,9 +102,8 @@ def load_weights(supernet: Supernet, path: str) -> None:
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f"--weights: '{path}' does not hold a state dict (name -> tensor)")
-    expected = supernet.state_dict()
-    from ..families.mbv3.supernet import state_dict_problems
-    problems = state_dict_problems(expected, state)
+    with torch.device("meta"):   # shapes only: nothing allocated, no random draws
+        problems = family_of(supernet.space, fast=False).supernet_problems(state)
     if problems:
         raise ValueError(f"--weights: '{path}' is not a supernet of space "
                          f"'{supernet.space.name}': {'; '.join(problems)}")
@@ -119,7 +116,7 @@ def print_json(data: dict[str, Any]) -> None:
     print("{\n" + ",\n".join(lines) + "\n}")
 
 
-def load_trained(name_or_path: str) -> Supernet:
+def load_trained(name_or_path: str) -> Any:
     from ..training.bundled import load_supernet
     try:
         return load_supernet(name_or_path)

@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from ..families.mbv3.analytics import analyze
-from ..families.mbv3.space import SearchSpace, list_presets
+from ..datasets.labels import FASHION_MNIST_LABELS
+from ..families import family_of, preset_names
 from ..files import check_output_path, read_json
 from ..runtime.common import MAX_OPSET, MIN_OPSET
 from .args import (EXIT_OK, SUPERNET_HELP, UsageError, config_argument, load_config, load_source, load_space,
                    load_weights, precision_argument, print_json, register, space_argument)
+
+
+def _analyze(space: Any, cfg: Any) -> dict[str, Any]:
+    """The closed-form metrics of `cfg` by its space's family."""
+    return family_of(space, fast=False).analyze(cfg)
 
 
 # ---------------------------------------------------------------------- analyze
@@ -29,7 +34,7 @@ def _analyze_arguments(parser: argparse.ArgumentParser) -> None:
 def run_analyze(args: argparse.Namespace) -> int:
     space = load_space(args.space)
     cfg = load_config(space, args.config)
-    print_json({"space": space.name, "config": cfg.to_dict(), "metrics": analyze(space, cfg)})
+    print_json({"space": space.name, "config": cfg.to_dict(), "metrics": _analyze(space, cfg)})
     return EXIT_OK
 
 
@@ -37,7 +42,7 @@ def run_analyze(args: argparse.Namespace) -> int:
 def _export_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--space", metavar="NAME",
-                        help=f"search space (fresh or --weights), one of {', '.join(list_presets())}")
+                        help=f"search space (fresh or --weights), one of {', '.join(preset_names())}")
     source.add_argument("--supernet", metavar="PKG",
                         help=SUPERNET_HELP + "; the subnet's BN statistics are recalibrated on its "
                              "calibration images (unless --no-bn-recalibration)")
@@ -79,12 +84,11 @@ def run_export(args: argparse.Namespace) -> int:
         cfg = load_config(space, args.config)
         import torch
 
-        from ..families.mbv3.supernet import build_supernet
         # A fixed seed makes an export without --weights reproducible, without touching the
         # caller's global RNG.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
-            supernet = build_supernet(space)
+            supernet = family_of(space, fast=False).build_supernet()
         if args.weights is not None:
             load_weights(supernet, args.weights)
         else:
@@ -101,7 +105,7 @@ def run_export(args: argparse.Namespace) -> int:
         "bytes": Path(path).stat().st_size,
         "space": space.name,
         "config": cfg.to_dict(),
-        "metrics": analyze(space, cfg),
+        "metrics": _analyze(space, cfg),
         "opset": args.opset,
     }
     if args.supernet is not None:
@@ -133,8 +137,6 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from ..datasets.images import load_split
     from ..runtime.evaluation import accuracy
     from ..training.bundled import extract_calibrated
-
-    from ..families.mbv3.space import FASHION_MNIST_LABELS
     supernet, package = load_source(args.supernet)
     space = supernet.space
     cfg = load_config(space, args.config)
@@ -153,7 +155,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     net = extract_calibrated(supernet, cfg, package.calibration if package is not None else None)
     print_json({"supernet": str(args.supernet), "config": cfg.to_dict(), "split": split,
                  "images": len(data), "accuracy": accuracy(net, data.images, data.labels, space),
-                 "macs": analyze(space, cfg)["macs"]})
+                 "macs": _analyze(space, cfg)["macs"]})
     return EXIT_OK
 
 
@@ -186,7 +188,7 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
 def run_train(args: argparse.Namespace) -> int:
     from ..datasets.images import load_image_folder, load_split
 
-    space = SearchSpace.preset(args.space)
+    space = load_space(args.space)
     if args.data == "fashion-mnist":
         train_set, val_set = load_split("train"), load_split("holdout")
         calib = train_set.subset(np.random.default_rng(1).choice(len(train_set), 2000, replace=False))
@@ -204,8 +206,9 @@ def run_train(args: argparse.Namespace) -> int:
             normalisation = {"in_channels": channels,
                              "mean": tuple(round(float(v), 4) for v in pixels.mean(axis=(0, 2, 3))),
                              "std": tuple(round(max(float(v), 1e-3), 4) for v in pixels.std(axis=(0, 2, 3)))}
-        space = dataclasses.replace(space, name=f"{space.name}-custom", num_classes=len(data.classes),
-                                    labels=tuple(data.classes), **normalisation)
+        space = family_of(space, fast=False).space_from_dict(
+            {**space.to_dict(), "name": f"{space.name}-custom", "num_classes": len(data.classes),
+             "labels": tuple(data.classes), **normalisation}, f"--data {args.data}")
     else:
         raise ValueError(f"--data must be 'fashion-mnist' or 'folder:PATH', got '{args.data}'")
     if args.max_train_images is not None:
@@ -219,7 +222,7 @@ def run_train(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.recipe:
-        recipe = Recipe.from_dict(read_json(args.recipe, f"--recipe {args.recipe}"))
+        recipe = Recipe.from_dict(read_json(args.recipe, f"--recipe {args.recipe}"), space)
     else:
         recipe = default_recipe(space)
     if args.scratch_config:

@@ -17,7 +17,7 @@ from ..devices.mcu import MCU_PARTS, write_mcu_profiles
 from ..devices.mcu_kit import DEFAULT_MCU_KIT_SUBNETS
 from ..devices.profile_kit import DEFAULT_KIT_SUBNETS
 from ..devices.profiles import PROFILES_DIR
-from ..families.mbv3.space import list_presets
+from ..families import preset_names
 from ..predictors.latency.fewshot import DEFAULT_FEWSHOT_METHOD, FEWSHOT_METHODS
 from ..runtime.measure import MANY_ROUNDS, MANY_RUNS, MANY_WARMUP
 from .args import (EXIT_OK, UsageError, load_package_arg, load_space, precision_argument, print_json, register,
@@ -107,7 +107,7 @@ def run_latency_blocks(args: argparse.Namespace) -> int:
 def _space_or_package_arguments(parser: argparse.ArgumentParser, required: bool) -> None:
     group = parser.add_mutually_exclusive_group(required=required)
     group.add_argument("--space", metavar="NAME", default=None,
-                       help=f"search space, one of {', '.join(list_presets())}"
+                       help=f"search space, one of {', '.join(preset_names())}"
                             + ("" if required else " (default: from the kit's manifest.json)"))
     group.add_argument("--supernet", metavar="PKG", default=None,
                        help="a supernet package (bundled name, folder or .zip; docs/packages.md): its space")

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..files import atomic_write, exception_reason
+from .labels import FASHION_MNIST_LABELS
 
 __all__ = ["ImageSet", "load_split", "load_image_folder", "sample_image_folder", "open_image", "FASHION_MNIST_DIR", "ASSETS_DIR",
            "DataMissingError", "SPLIT_SEED", "HOLDOUT_SIZE", "MAX_IMAGE_PIXELS", "MAX_FOLDER_IMAGES",
@@ -80,7 +81,6 @@ def _read_idx(path: Path) -> np.ndarray:
 
 
 def _fashion_mnist(part: str) -> ImageSet:
-    from ..families.mbv3.space import FASHION_MNIST_LABELS
     image_file, label_file = (FASHION_MNIST_DIR / f for f in _FILES[part])
     if not image_file.exists() or not label_file.exists():
         raise DataMissingError(
@@ -107,7 +107,6 @@ def load_split(name: str) -> ImageSet:
             raise DataMissingError(f"bundled subset {path} is missing: re-create it with "
                                    f"`python -m ofa_engine make-subsets`")
         with np.load(path, allow_pickle=False) as f:
-            from ..families.mbv3.space import FASHION_MNIST_LABELS
             return ImageSet(f["images"], f["labels"].astype(np.int64), FASHION_MNIST_LABELS)
     if name == "test":
         return _fashion_mnist("test")

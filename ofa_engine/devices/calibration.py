@@ -31,7 +31,6 @@ from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
-from ..families.mbv3.space import SubnetConfig
 from ..progress import Progress
 from ..runtime.export import export_subnets
 from ..runtime.measure import MANY_ROUNDS, MANY_RUNS, MANY_WARMUP, measure_many
@@ -51,7 +50,7 @@ class Calibration(NamedTuple):
 
     profile: DeviceProfile        # the rescaled copy
     scale: float                  # measured / predicted, geometric mean over the references
-    configs: list[SubnetConfig]   # the reference subnets
+    configs: list[Any]   # the reference subnets
     measured_ms: np.ndarray       # their latency now
     predicted_ms: np.ndarray      # what the uncalibrated profile predicted for them
     seconds: float                # wall time of export + measurement
@@ -66,7 +65,7 @@ class Calibration(NamedTuple):
 
 
 def reference_configs(profile: DeviceProfile, n: int = DEFAULT_SUBNETS, seed: int = REFERENCE_SEED
-                      ) -> list[SubnetConfig]:
+                      ) -> list[Any]:
     """`n` reference subnets: the largest, the smallest and random ones covering every width
     and resolution evenly (`latency_dataset.sample_configs`), so the factor is not taken at one
     end of the latency range."""

@@ -9,7 +9,9 @@ Two datasets feed the latency predictors (`latency_models`):
 
 Both append one row at a time (flushed) and skip rows already present, so an interrupted run
 resumes where it stopped. Latency does not depend on weight values: subnets come from a
-freshly initialised supernet (seed 0).
+freshly initialised supernet (seed 0). What is sampled and how a block is cut out of the
+supernet belong to the space's family (its `LatencyFeatures`: `dataset_configs`,
+`unique_blocks`, `block_module`).
 """
 
 from __future__ import annotations
@@ -27,13 +29,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..families.mbv3.analytics import analyze
-from ..families.mbv3.space import SearchSpace, SubnetConfig
-from ..families.mbv3.supernet import Supernet
-from ..predictors.latency import unique_blocks
+from ..families import family_of
+from ..predictors.latency import features_of
 from ..progress import Progress
 from ..runtime.export import EXPORT_LOCK, export_subnets, torch_threads, untrained_supernet
 from ..runtime.measure import MANY_ROUNDS, MANY_RUNS, MANY_WARMUP, measure_many
+from .profiles import config_json, configs_from_json
 
 __all__ = ["DATASET_COLUMNS", "BLOCK_COLUMNS", "sample_configs", "build_latency_dataset", "read_latency_dataset",
            "measure_block_table", "read_block_table"]
@@ -43,20 +44,14 @@ DATASET_COLUMNS = ("config", "macs", "params", "peak_activation_bytes", "flash_b
 BLOCK_COLUMNS = ("key", "kind", "median_ms", "q1_ms", "q3_ms", "runs", "threads", "batch_size")
 
 
-def sample_configs(space: SearchSpace, n: int, seed: int = 0) -> list[SubnetConfig]:
-    """`n` configs: the largest, the smallest, then random ones whose (width, resolution) pairs
-    cycle through every combination in a seeded order (so all widths and resolutions are evenly
-    covered) with the per-block choices drawn uniformly."""
+def sample_configs(space: Any, n: int, seed: int = 0) -> list[Any]:
+    """`n` configs of `space` (a space object or preset name): the largest, the smallest, then
+    random ones that cover the space's coarse choices evenly (the family's
+    `LatencyFeatures.dataset_configs`; MobileNetV3: every (width, resolution) pair in a seeded
+    cycle, the per-block choices drawn uniformly)."""
     if n < 2:
         raise ValueError(f"--n = {n}; allowed: an integer >= 2 (the largest and smallest come first)")
-    if n == 2:
-        return [space.largest(), space.smallest()]
-    rng = np.random.default_rng(seed)
-    pop = space.sample_population(n - 2, rng)
-    combos = np.array([(w, r) for w in range(len(space.width_mults)) for r in space.resolutions])
-    picks = np.concatenate([rng.permutation(len(combos)) for _ in range(-(-(n - 2) // len(combos)))])[:n - 2]
-    pop["wid"], pop["image_size"] = combos[picks, 0], combos[picks, 1]
-    return [space.largest(), space.smallest()] + space.from_arrays(pop)
+    return features_of(space).dataset_configs(n, seed)
 
 
 def _existing(path: Path, column: str, columns: tuple[str, ...]) -> set[str]:
@@ -80,7 +75,7 @@ def _open_append(path: Path, columns: tuple[str, ...]):
     return fh, writer
 
 
-def build_latency_dataset(space: SearchSpace | str, n: int, out: str | os.PathLike, *, threads: int = 1,
+def build_latency_dataset(space: Any, n: int, out: str | os.PathLike, *, threads: int = 1,
                           batch_size: int = 1, seed: int = 0, runs: int = MANY_RUNS, rounds: int = MANY_ROUNDS,
                           warmup: int = MANY_WARMUP, onnx_cache: str | os.PathLike | None = None,
                           first: int | None = None, progress: Progress | None = None,
@@ -97,22 +92,23 @@ def build_latency_dataset(space: SearchSpace | str, n: int, out: str | os.PathLi
     int8 file the quantizer's own check refuses (`QuantizationRefusedError`) is left out (no
     row; tried again by a rerun) instead of stopping the dataset.
     """
-    space = SearchSpace.preset(space) if isinstance(space, str) else space
+    fam = family_of(space, fast=False)
+    space = fam.space
     out = Path(out)
     if not out.parent.is_dir():
         raise FileNotFoundError(2, "Output directory does not exist", str(out.parent))
     configs = sample_configs(space, n, seed)[:first]
     done = _existing(out, "config", DATASET_COLUMNS)
-    todo = [c for c in configs if c.to_json() not in done]
+    todo = [c for c in configs if config_json(c) not in done]
     if not todo:
         return out
-    metrics = analyze(space, todo)
+    metrics = fam.analyze(todo)
     cache = Path(onnx_cache) if onnx_cache is not None else None
     with tempfile.TemporaryDirectory(prefix="ofa-latency-") as tmp:
         folder = cache if cache is not None else Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
         suffix = "" if precision == "fp32" else f"-{precision}"
-        targets = [folder / (hashlib.sha1(f"{space.name}:{c.to_json()}".encode()).hexdigest()[:16] + suffix + ".onnx")
+        targets = [folder / (hashlib.sha1(f"{space.name}:{config_json(c)}".encode()).hexdigest()[:16] + suffix + ".onnx")
                    for c in todo]
         if skip_refused:
             from ..runtime.common import QuantizationRefusedError
@@ -123,7 +119,7 @@ def build_latency_dataset(space: SearchSpace | str, n: int, out: str | os.PathLi
                     kept.append(i)
                 except QuantizationRefusedError:
                     if progress is not None:
-                        progress(0, rounds, f"skipped a subnet whose {precision} file was refused: {cfg.to_json()}")
+                        progress(0, rounds, f"skipped a subnet whose {precision} file was refused: {config_json(cfg)}")
             todo, targets = [todo[i] for i in kept], [targets[i] for i in kept]
             metrics = {k: np.asarray(v)[kept] for k, v in metrics.items()}
             if not todo:
@@ -134,7 +130,7 @@ def build_latency_dataset(space: SearchSpace | str, n: int, out: str | os.PathLi
         fh, writer = _open_append(out, DATASET_COLUMNS)
         try:
             for i, (cfg, stats) in enumerate(zip(todo, all_stats)):
-                writer.writerow([cfg.to_json(), *(int(metrics[m][i]) for m in
+                writer.writerow([config_json(cfg), *(int(metrics[m][i]) for m in
                                                   ("macs", "params", "peak_activation_bytes", "flash_bytes")),
                                  f"{stats.median_ms:.5f}", f"{stats.q1_ms:.5f}", f"{stats.q3_ms:.5f}",
                                  stats.runs, threads, batch_size])
@@ -143,9 +139,12 @@ def build_latency_dataset(space: SearchSpace | str, n: int, out: str | os.PathLi
     return out
 
 
-def read_latency_dataset(path: str | os.PathLike) -> tuple[list[SubnetConfig], np.ndarray, list[dict[str, str]]]:
+def read_latency_dataset(path: str | os.PathLike, space: Any = None
+                         ) -> tuple[list[Any], np.ndarray, list[dict[str, str]]]:
     """(configs, median_ms, rows) of a dataset CSV written by `build_latency_dataset` or the
-    profile-kit runner (any CSV with `config` and `median_ms` columns)."""
+    profile-kit runner (any CSV with `config` and `median_ms` columns). The configs are of
+    `space` (a space object or preset name), validated; without one, of the first preset
+    space that accepts them all (`profiles.configs_from_json`)."""
     path = Path(path)
     with open(path, newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)
@@ -155,26 +154,11 @@ def read_latency_dataset(path: str | os.PathLike) -> tuple[list[SubnetConfig], n
         rows = list(reader)
     if not rows:
         raise ValueError(f"'{path}' has no rows")
-    configs = []
-    for i, row in enumerate(rows):
-        try:
-            configs.append(SubnetConfig.from_json(row["config"]))
-        except ValueError as exc:
-            raise ValueError(f"'{path}' row {i + 2}: {exc}") from None
+    configs = configs_from_json([row["config"] for row in rows], space, f"'{path}'")
     return configs, np.array([float(r["median_ms"]) for r in rows]), rows
 
 
 # ---------------------------------------------------------------------- isolated blocks
-class _Head(nn.Module):
-    def __init__(self, net):
-        super().__init__()
-        self.final_expand, self.feature_mix, self.classifier = net.final_expand, net.feature_mix, net.classifier
-
-    def forward(self, x):
-        x = self.feature_mix(self.final_expand(x).mean((2, 3), keepdim=True))
-        return self.classifier(torch.flatten(x, 1))
-
-
 def _onnx_bytes(module: nn.Module, shape: tuple[int, ...]) -> bytes:
     buffer = io.BytesIO()
     with warnings.catch_warnings():
@@ -187,29 +171,7 @@ def _onnx_bytes(module: nn.Module, shape: tuple[int, ...]) -> bytes:
     return buffer.getvalue()
 
 
-def _block_module(space: SearchSpace, supernet: Supernet, entry: dict[str, Any]) -> tuple[nn.Module, tuple]:
-    """The isolated module of a `unique_blocks` entry and its input shape (batch 1)."""
-    d = [space.max_depth] * space.num_stages
-    slot = entry.get("slot", 0)
-    ks = [entry.get("ks", space.kernel_sizes[0])] * space.num_slots
-    e = [entry.get("e", space.expand_ratios[0])] * space.num_slots
-    cfg = SubnetConfig(wid=entry["wid"], ks=ks, e=e, d=d, image_size=entry["image_size"])
-    with torch.no_grad():
-        net = supernet.extract(cfg)
-    x = torch.zeros(1, space.in_channels, cfg.image_size, cfg.image_size)
-    with torch.no_grad():
-        stem = nn.Sequential(net.first_conv, net.blocks[0])
-        if entry["kind"] == "stem":
-            return stem, tuple(x.shape)
-        h = stem(x)
-        for i in range(slot if entry["kind"] == "block" else space.num_slots):
-            h = net.blocks[1 + i](h)
-    if entry["kind"] == "block":
-        return net.blocks[1 + slot], tuple(h.shape)
-    return _Head(net), tuple(h.shape)
-
-
-def measure_block_table(space: SearchSpace | str, out: str | os.PathLike, *, threads: int = 1,
+def measure_block_table(space: Any, out: str | os.PathLike, *, threads: int = 1,
                         batch_size: int = 1, runs: int = MANY_RUNS, rounds: int = MANY_ROUNDS,
                         warmup: int = MANY_WARMUP, keys: Sequence[str] | None = None,
                         progress: Progress | None = None) -> Path:
@@ -217,11 +179,12 @@ def measure_block_table(space: SearchSpace | str, out: str | os.PathLike, *, thr
     isolation; append rows to the CSV `out` (resumable). The "lut" model's table.
     `keys` restricts the measurement to those keys (tests). `progress(round, rounds, message)`
     after each measuring round."""
-    space = SearchSpace.preset(space) if isinstance(space, str) else space
+    features = features_of(space)
+    space = features.space
     out = Path(out)
     if not out.parent.is_dir():
         raise FileNotFoundError(2, "Output directory does not exist", str(out.parent))
-    entries = unique_blocks(space)
+    entries = features.unique_blocks()
     if keys is not None:
         unknown = sorted(set(keys) - {e["key"] for e in entries})
         if unknown:
@@ -235,7 +198,7 @@ def measure_block_table(space: SearchSpace | str, out: str | os.PathLike, *, thr
     models = []
     with torch_threads(1):
         for entry in todo:
-            module, shape = _block_module(space, supernet, entry)
+            module, shape = features.block_module(entry, supernet)
             models.append(_onnx_bytes(module, shape))
     all_stats = measure_many(models, threads=threads, batch_size=batch_size, rounds=rounds, runs=runs,
                              warmup=warmup, progress=progress)

@@ -37,12 +37,11 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..families.mbv3.analytics import analyze
-from ..families.mbv3.space import SearchSpace, SubnetConfig
-from ..files import atomic_write_text
+from ..families import family_of
+from ..files import atomic_write_text, loads_json
 from ..progress import Progress, report
 from .profile_kit import MAX_CSV_ROWS, MIN_ROWS, kit_candidates, profile_slug, zip_folder
-from .profiles import DeviceProfile, load_profile, space_fingerprint, today, write_validation_csv
+from .profiles import DeviceProfile, config_json, load_profile, space_fingerprint, today, write_validation_csv
 
 __all__ = ["McuTarget", "mcu_target", "mcu_kit_configs", "int8_file_bytes_bound", "write_mcu_kit",
            "mcu_kit_zip_bytes", "is_mcu_results", "read_mcu_results", "McuResults", "fit_mcu_profile",
@@ -99,44 +98,28 @@ def mcu_target(device: str | os.PathLike | Mapping[str, Any] | DeviceProfile | M
 
 
 # ---------------------------------------------------------------------- choosing the subnets
-def int8_file_bytes_bound(space: SearchSpace, configs: Sequence[SubnetConfig]) -> np.ndarray:
+def _analyze(space: Any, configs: Any) -> dict[str, Any]:
+    """The closed-form metrics of the family of `space` (`NetworkFamily.analyze`)."""
+    return family_of(space, fast=False).analyze(configs)
+
+
+def int8_file_bytes_bound(space: Any, configs: Sequence[Any]) -> np.ndarray:
     """An upper bound on the bytes of each config's int8 QDQ file, vectorised over configs:
     `analyze`'s `flash_bytes` (int8 weights, int32 biases) plus what
     `runtime.quantize.estimate_overhead_bytes` bounds for the extracted net (a float32 scale
     per output channel of every conv / linear weight and per bias channel, the graph), counted
-    from the layer walk instead of a built network (tests check both agree)."""
-    from ..families.mbv3.layout import walk_configs
+    by the family (`LatencyFeatures.int8_scale_counts`) instead of on a built network (tests
+    check both agree)."""
+    from ..predictors.latency import features_of
     from ..runtime.quantize import FIXED_GRAPH_BYTES, LAYER_GRAPH_BYTES
 
-    blocks = walk_configs(space, configs)
-    overhead = np.full(blocks[0].in_size.shape[0], FIXED_GRAPH_BYTES, np.int64)
-
-    def layer(out_channels: Any, has_bias: bool, mask: Any = True) -> None:
-        nonlocal overhead
-        overhead = overhead + np.where(mask, 4 * np.asarray(out_channels) * (2 if has_bias else 1)
-                                       + LAYER_GRAPH_BYTES, 0)
-
-    for b in blocks:
-        if b.kind == "stem":
-            layer(b.out_channels, True)
-        elif b.kind == "head":
-            # final expand (BN folded), feature mix (no bias), classifier (bias)
-            layer(b.mid_channels, True)
-            layer(b.out_channels, False)
-            layer(space.num_classes, True)
-        else:
-            if b.expands:
-                layer(b.mid_channels, True, b.active)
-            layer(b.mid_channels, True, b.active)              # depthwise
-            if b.se:
-                layer(b.se_channels, True, b.active)
-                layer(b.mid_channels, True, b.active)
-            layer(b.out_channels, True, b.active)              # project
-    return np.asarray(analyze(space, list(configs))["flash_bytes"], np.int64) + overhead
+    scales, layers = features_of(space).int8_scale_counts(configs)
+    overhead = FIXED_GRAPH_BYTES + 4 * scales + LAYER_GRAPH_BYTES * layers
+    return np.asarray(_analyze(space, list(configs))["flash_bytes"], np.int64) + overhead
 
 
-def mcu_kit_configs(space: SearchSpace, device: Any, n: int = DEFAULT_MCU_KIT_SUBNETS, seed: int = 0,
-                    image_sizes: Sequence[int] | None = None) -> list[SubnetConfig]:
+def mcu_kit_configs(space: Any, device: Any, n: int = DEFAULT_MCU_KIT_SUBNETS, seed: int = 0,
+                    image_sizes: Sequence[int] | None = None) -> list[Any]:
     """`n` distinct subnets that fit `device` (an MCU profile, see `mcu_target`) as int8 files:
     from the seeded pool of `profile_kit.kit_candidates`, those whose int8 file
     (`int8_file_bytes_bound`) fits the Flash and whose int8 activations (`analyze`'s
@@ -149,13 +132,13 @@ def mcu_kit_configs(space: SearchSpace, device: Any, n: int = DEFAULT_MCU_KIT_SU
     target = mcu_target(device)
     pool = kit_candidates(space, n, seed, image_sizes)
     file_bytes = int8_file_bytes_bound(space, pool)
-    metrics = analyze(space, pool)
+    metrics = _analyze(space, pool)
     fits = (file_bytes <= target.flash_kb * 1024) & (metrics["peak_activation_bytes"] <= target.sram_kb * 1024)
     if not fits.any():
         i = int(np.argmin(metrics["macs"]))
         raise ValueError(
             f"no subnet of space '{space.name}' fits {target.name} as an int8 file: the smallest "
-            f"({pool[i].to_json()}) needs up to {file_bytes[i] / 1024:,.0f} KB of Flash (limit "
+            f"({config_json(pool[i])}) needs up to {file_bytes[i] / 1024:,.0f} KB of Flash (limit "
             f"{target.flash_kb:g} KB) and {metrics['peak_activation_bytes'][i] / 1024:,.1f} KB of SRAM (limit "
             f"{target.sram_kb:g} KB); allowed: a space whose subnets fit (e.g. tiny-fmnist) or a larger device")
     index = np.flatnonzero(fits)
@@ -253,7 +236,7 @@ Flash {flash_kb:g} KB; --ram-kb / --flash-kb override them).
 """
 
 
-def write_mcu_kit(space: SearchSpace | str, device: Any, out_dir: str | os.PathLike,
+def write_mcu_kit(space: Any, device: Any, out_dir: str | os.PathLike,
                   n: int = DEFAULT_MCU_KIT_SUBNETS, seed: int = 0, image_sizes: Sequence[int] | None = None,
                   overwrite: bool = False, progress: Progress | None = None, supernet: str | None = None,
                   calibration_images: int | None = None) -> Path:
@@ -268,7 +251,7 @@ def write_mcu_kit(space: SearchSpace | str, device: Any, out_dir: str | os.PathL
     from ..runtime.export import LATENCY_CALIBRATION_IMAGES
     from .profile_kit import check_out_dir, replace_dir
 
-    space = SearchSpace.preset(space) if isinstance(space, str) else space
+    space = family_of(space, fast=False).space
     target = mcu_target(device)
     images = LATENCY_CALIBRATION_IMAGES if calibration_images is None else calibration_images
     if isinstance(images, bool) or not isinstance(images, (int, np.integer)) or not 1 <= images <= 1000:
@@ -280,7 +263,7 @@ def write_mcu_kit(space: SearchSpace | str, device: Any, out_dir: str | os.PathL
     return out
 
 
-def _write_mcu_files(space: SearchSpace, target: McuTarget, out: Path, configs: Sequence[SubnetConfig],
+def _write_mcu_files(space: Any, target: McuTarget, out: Path, configs: Sequence[Any],
                      seed: int, images: int, progress: Progress | None, package: str | None) -> None:
     import torch
 
@@ -288,7 +271,7 @@ def _write_mcu_files(space: SearchSpace, target: McuTarget, out: Path, configs: 
     from ..runtime.export import export_onnx, torch_threads, untrained_supernet
 
     os.chmod(out, 0o755)   # mkdtemp makes it 0700; a kit is meant to be copied and shared
-    metrics = analyze(space, list(configs))
+    metrics = _analyze(space, list(configs))
     limit = int(target.flash_kb * 1024)
     models = []
     with torch_threads(1):
@@ -319,7 +302,7 @@ def _write_mcu_files(space: SearchSpace, target: McuTarget, out: Path, configs: 
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(TEMPLATE_COLUMNS)
     for m in models:
-        writer.writerow([m["file"], target.name, SubnetConfig(**m["config"]).to_json(), m["macs"],
+        writer.writerow([m["file"], target.name, json.dumps(m["config"], separators=(",", ":")), m["macs"],
                          m["onnx_file_bytes"], m["analytic_peak_activation_bytes"], "", "", ""])
     atomic_write_text(out / MCU_RESULTS_FILE, buffer.getvalue())
     table = "\n".join(f"| {m['file']} | 1x{'x'.join(map(str, m['input_shape'][1:]))} | {m['macs']:,} | "
@@ -358,7 +341,7 @@ def _static_batch_one(path: Path) -> None:
         make_session(os.fspath(tmp), threads=1).run(None, {"input": np.zeros(shape, np.float32)})
 
 
-def mcu_kit_zip_bytes(space: SearchSpace | str, device: Any, n: int = DEFAULT_MCU_KIT_SUBNETS, seed: int = 0,
+def mcu_kit_zip_bytes(space: Any, device: Any, n: int = DEFAULT_MCU_KIT_SUBNETS, seed: int = 0,
                       image_sizes: Sequence[int] | None = None, progress: Progress | None = None,
                       folder: str | None = None, calibration_images: int | None = None) -> bytes:
     """The MCU profile kit of `device` as a zip (everything under `folder/`, default
@@ -395,14 +378,14 @@ class McuResults:
 
     device: str
     files: list[str]
-    configs: list[SubnetConfig]
+    configs: list[Any]
     latency_ms: np.ndarray
     measured_ram_kb: np.ndarray      # NaN where not filled in
     measured_flash_kb: np.ndarray
     manifest: dict[str, Any] | None
 
 
-def read_mcu_results(csv_path: str | os.PathLike, space: SearchSpace, min_rows: int = MIN_ROWS) -> McuResults:
+def read_mcu_results(csv_path: str | os.PathLike, space: Any, min_rows: int = MIN_ROWS) -> McuResults:
     """The filled template at `csv_path`, checked row by row: a `ValueError` names the row (1 =
     first data row), the file, the column, the value and what is allowed. A manifest.json beside
     it must be the MCU kit's, and then every row's file and config must be one of its models."""
@@ -444,7 +427,7 @@ def read_mcu_results(csv_path: str | os.PathLike, space: SearchSpace, min_rows: 
                              f"{len(models)} files, m000.onnx ...); allowed: the rows of the kit's template")
         devices.add(row["device"].strip())
         try:
-            cfg = space.validate(SubnetConfig.from_json(row["config"]))
+            cfg = family_of(space, fast=False).config_from_dict(loads_json(row["config"], "subnet config"))
         except ValueError as exc:
             raise ValueError(f"{where}, column 'config': {exc} (space '{space.name}')") from None
         if models is not None and models[file].get("config") != cfg.to_dict():
@@ -459,7 +442,7 @@ def read_mcu_results(csv_path: str | os.PathLike, space: SearchSpace, min_rows: 
         configs.append(cfg)
         macs_text.append(row["macs"].strip())
     if configs:   # counted once for all rows; the first row that disagrees is named
-        macs = analyze(space, configs)["macs"]
+        macs = _analyze(space, configs)["macs"]
         for i, (text, count) in enumerate(zip(macs_text, macs)):
             if text != str(int(count)):
                 raise ValueError(f"'{path}' row {i + 1} ({files[i]}), column 'macs' = {text!r}, but the config has "
@@ -473,7 +456,7 @@ def read_mcu_results(csv_path: str | os.PathLike, space: SearchSpace, min_rows: 
     recorded = kit_device.get("name") if isinstance(kit_device, dict) else None
     if recorded is not None and device != recorded:
         raise ValueError(f"'{path}': column 'device' = {device!r}, but the kit was written for '{recorded}'")
-    if len(set(c.to_json() for c in configs)) != len(configs):
+    if len(set(config_json(c) for c in configs)) != len(configs):
         raise ValueError(f"'{path}' lists a subnet twice (two rows with the same config); one row per subnet")
     if len(configs) < min_rows:
         raise ValueError(f"'{path}' has {len(configs)} measured files; allowed: at least {min_rows} to fit and "
@@ -499,7 +482,7 @@ def _positive(row: Mapping[str, Any], column: str, where: str, allowed: str, req
 
 
 # ---------------------------------------------------------------------- fitting
-def fit_mcu_profile(csv_path: str | os.PathLike, name: str, space: SearchSpace, *, display_name: str | None = None,
+def fit_mcu_profile(csv_path: str | os.PathLike, name: str, space: Any, *, display_name: str | None = None,
                     model: str = "learned", test_fraction: float = 0.2, seed: int = 0,
                     ram_kb: float | None = None, flash_kb: float | None = None,
                     runtime_version: str | None = None, machine: str | None = None, command: str | None = None,
@@ -579,12 +562,12 @@ def _target_of(results: McuResults, csv_path: str | os.PathLike, ram_kb: float |
                      float(flash_kb if flash_kb is not None else target.flash_kb), target.core, target.clock_mhz)
 
 
-def _toolchain_memory(space: SearchSpace, results: McuResults) -> dict[str, Any]:
+def _toolchain_memory(space: Any, results: McuResults) -> dict[str, Any]:
     """The toolchain's RAM and Flash reports, where filled in, beside the engine's figures: how
     many, their range, and their median ratio to the analytic int8 peak activations (RAM) and to
     the int8 file (Flash; the manifest's file bytes, else the bound)."""
     out: dict[str, Any] = {}
-    metrics = analyze(space, results.configs)
+    metrics = _analyze(space, results.configs)
     file_bytes = int8_file_bytes_bound(space, results.configs).astype(np.float64)
     models = {m.get("file"): m for m in (results.manifest or {}).get("models", []) if isinstance(m, dict)}
     for i, file in enumerate(results.files):

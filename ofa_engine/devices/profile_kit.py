@@ -32,12 +32,12 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from ..families.mbv3.space import SearchSpace, SubnetConfig
-from ..files import atomic_write_text, read_json
+from ..families import family_of, preset_names
+from ..files import atomic_write_text, loads_json, read_json
 from ..progress import Progress, report
 from ..runtime import measure, ort
 from .machine import cpu_model, this_machine  # noqa: F401 - re-exported (the benchmarks print them)
-from .profiles import DeviceProfile, today, write_validation_csv
+from .profiles import DeviceProfile, config_json, today, write_validation_csv
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +92,8 @@ Batch size: {batch_size} (change with --batch-size; the profile records what you
 
 
 # ---------------------------------------------------------------------- writing a kit
-def kit_configs(space: SearchSpace, n: int, seed: int = 0,
-                image_sizes: Sequence[int] | None = None) -> list[SubnetConfig]:
+def kit_configs(space: Any, n: int, seed: int = 0,
+                image_sizes: Sequence[int] | None = None) -> list[Any]:
     """`n` distinct subnets to measure, spread over the space: the smallest and the largest
     first (so the fit spans the whole range), then, from a seeded pool of `KIT_POOL_FACTOR` x n
     uniform random candidates (at least `KIT_POOL_MIN`, `kit_candidates`), the farthest-point
@@ -110,8 +110,8 @@ def kit_configs(space: SearchSpace, n: int, seed: int = 0,
     return [configs[i] for i in spread_indices(features, n, first=(0, 1))]
 
 
-def kit_candidates(space: SearchSpace, n: int, seed: int = 0,
-                   image_sizes: Sequence[int] | None = None) -> list[SubnetConfig]:
+def kit_candidates(space: Any, n: int, seed: int = 0,
+                   image_sizes: Sequence[int] | None = None) -> list[Any]:
     """The seeded pool `kit_configs` chooses `n` subnets from: the smallest subnet (at the
     smallest of `image_sizes`), the largest (at the largest), then up to max(`KIT_POOL_MIN`,
     `KIT_POOL_FACTOR` x n) distinct uniform random subnets. `ValueError` for a bad `n` or
@@ -124,22 +124,23 @@ def kit_candidates(space: SearchSpace, n: int, seed: int = 0,
     if not sizes or bad:
         raise ValueError(f"image_sizes {list(sizes)}; allowed: a non-empty subset of {list(space.resolutions)}")
     rng = np.random.default_rng(seed)
-    configs = [SubnetConfig(**{**space.smallest().to_dict(), "image_size": min(sizes)}),
-               SubnetConfig(**{**space.largest().to_dict(), "image_size": max(sizes)})]
+    at_size = family_of(space, fast=False).config_from_dict
+    configs = [at_size({**space.smallest().to_dict(), "image_size": min(sizes)}),
+               at_size({**space.largest().to_dict(), "image_size": max(sizes)})]
     seen = set(configs)
     pool_size = max(KIT_POOL_MIN, KIT_POOL_FACTOR * n)
     for _ in range(100 * pool_size):
         if len(configs) >= pool_size + 2:
             break
         cfg = space.sample(rng)
-        cfg = SubnetConfig(**{**cfg.to_dict(), "image_size": int(rng.choice(sizes))})
+        cfg = at_size({**cfg.to_dict(), "image_size": int(rng.choice(sizes))})
         if cfg not in seen:
             seen.add(cfg)
             configs.append(cfg)
     return configs
 
 
-def write_profile_kit(space: SearchSpace | str, out_dir: str | os.PathLike, n: int = 100, seed: int = 0,
+def write_profile_kit(space: Any, out_dir: str | os.PathLike, n: int = 100, seed: int = 0,
                       batch_size: int = 1, image_sizes: Sequence[int] | None = None,
                       overwrite: bool = False, progress: Progress | None = None,
                       supernet: str | None = None) -> Path:
@@ -151,7 +152,7 @@ def write_profile_kit(space: SearchSpace | str, out_dir: str | os.PathLike, n: i
     """
     from .profile_schema import MAX_BATCH_SIZE
 
-    space = SearchSpace.preset(space) if isinstance(space, str) else space
+    space = family_of(space, fast=False).space
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
             or not 1 <= batch_size <= MAX_BATCH_SIZE:
         raise ValueError(f"batch_size = {batch_size!r}; allowed: an integer 1..{MAX_BATCH_SIZE} (MAX_BATCH_SIZE)")
@@ -196,7 +197,7 @@ def replace_dir(out: Path) -> Iterator[Path]:
             shutil.rmtree(partial, ignore_errors=True)
 
 
-def _write_kit_files(space: SearchSpace, out: Path, configs: Sequence[SubnetConfig], seed: int,
+def _write_kit_files(space: Any, out: Path, configs: Sequence[Any], seed: int,
                      batch_size: int, progress: Progress | None, package: str | None = None) -> None:
     import torch
 
@@ -231,7 +232,7 @@ def _write_kit_files(space: SearchSpace, out: Path, configs: Sequence[SubnetConf
         fit_target=f"--supernet {package}   # into the package" if package else "--out my-device.json"))
 
 
-def kit_zip_bytes(space: SearchSpace | str, n: int = 100, seed: int = 0, batch_size: int = 1,
+def kit_zip_bytes(space: Any, n: int = 100, seed: int = 0, batch_size: int = 1,
                   image_sizes: Sequence[int] | None = None, progress: Progress | None = None,
                   folder: str = "ofa-profile-kit") -> bytes:
     """The profile kit as a zip (everything under `folder/`), e.g. for a download button."""
@@ -251,8 +252,8 @@ def zip_folder(kit: Path, folder: str) -> bytes:
 
 
 # ---------------------------------------------------------------------- reading results
-def read_latency_csv(csv_path: str | os.PathLike, space: SearchSpace, min_rows: int = MIN_ROWS
-                     ) -> tuple[list[SubnetConfig], np.ndarray, int, int, int | None]:
+def read_latency_csv(csv_path: str | os.PathLike, space: Any, min_rows: int = MIN_ROWS
+                     ) -> tuple[list[Any], np.ndarray, int, int, int | None]:
     """(configs, median_ms, threads, batch_size, runs) from a profile-kit results.csv (or a
     latency dataset with the same columns), checked row by row: `ValueError` naming the row
     (1 = first data row) and column."""
@@ -279,7 +280,7 @@ def read_latency_csv(csv_path: str | os.PathLike, space: SearchSpace, min_rows: 
             raise ValueError(f"'{path}' row {row_number}: has {len(row) - (None in row)} fields where "
                              f"the header has {len(columns)}")
         try:
-            cfg = space.validate(SubnetConfig.from_json(row["config"]))
+            cfg = family_of(space, fast=False).config_from_dict(loads_json(row["config"], "subnet config"))
         except ValueError as exc:
             raise ValueError(f"'{path}' row {row_number}, column 'config': {exc} (space "
                              f"'{space.name}')") from None
@@ -324,8 +325,8 @@ def csv_text(path: Path) -> str:
         raise ValueError(f"'{path}' is not a UTF-8 CSV file") from None
 
 
-def read_latency_runs(csv_paths: Sequence[str | os.PathLike], space: SearchSpace, min_rows: int = MIN_ROWS
-                      ) -> tuple[list[SubnetConfig], np.ndarray, int, int, int | None]:
+def read_latency_runs(csv_paths: Sequence[str | os.PathLike], space: Any, min_rows: int = MIN_ROWS
+                      ) -> tuple[list[Any], np.ndarray, int, int, int | None]:
     """`read_latency_csv` of one or more runs over the same subnets (the kit run again, at another
     time). A subnet's latency is the geometric mean of its medians over the runs: averaging
     independent runs damps the run-to-run drift of a shared machine. The runs must hold the same
@@ -334,7 +335,7 @@ def read_latency_runs(csv_paths: Sequence[str | os.PathLike], space: SearchSpace
     if not paths:
         raise ValueError("no latency CSV given; allowed: one or more results.csv files")
     configs, first, threads, batch_size, runs = read_latency_csv(paths[0], space, min_rows)
-    keys = [cfg.to_json() for cfg in configs]
+    keys = [config_json(cfg) for cfg in configs]
     if len(set(keys)) != len(keys):
         raise ValueError(f"'{paths[0]}' measures {len(keys) - len(set(keys))} subnet(s) twice; one row "
                          f"per subnet")
@@ -345,7 +346,7 @@ def read_latency_runs(csv_paths: Sequence[str | os.PathLike], space: SearchSpace
             raise ValueError(f"'{path}' was measured with threads={t}, batch_size={b}, '{paths[0]}' with "
                              f"threads={threads}, batch_size={batch_size}; runs of one profile share "
                              f"one setting")
-        by_key = dict(zip((cfg.to_json() for cfg in other), latency))
+        by_key = dict(zip((config_json(cfg) for cfg in other), latency))
         missing = [k for k in keys if k not in by_key]
         if missing or len(other) != len(keys):
             raise ValueError(f"'{path}' does not measure the same subnets as '{paths[0]}' ({len(missing)} of "
@@ -420,12 +421,12 @@ def kit_manifest(csv_path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def _space_of(csv_path: Path, space: SearchSpace | str | None) -> SearchSpace:
+def _space_of(csv_path: Path, space: Any) -> Any:
     from .profiles import space_fingerprint
     manifest = kit_manifest(csv_path)
     name = manifest.get("space") if manifest is not None else None
     if space is not None:
-        space = SearchSpace.preset(space) if isinstance(space, str) else space
+        space = family_of(space, fast=False).space
         # A kit written for another space (or another architecture of the same name) is refused.
         recorded = manifest.get("space_fingerprint") if manifest is not None else None
         if isinstance(name, str) and (name != space.name or (isinstance(recorded, str)
@@ -436,23 +437,26 @@ def _space_of(csv_path: Path, space: SearchSpace | str | None) -> SearchSpace:
                                f"writes a kit for a package's space)")
         return space
     if isinstance(name, str):
-        from ..families.mbv3.space import list_presets
-        if name not in list_presets():
+        if name not in preset_names():
             raise ValueError(f"'{csv_path}': the kit is for space '{name}', a supernet package's own space; "
                              f"pass --supernet PKG (that package)")
-        return SearchSpace.preset(name)
+        return _preset(name)
     raise ValueError(f"cannot tell the search space of '{csv_path}': no kit manifest.json next to "
                      f"it; pass --space")
 
 
-def space_provenance(space: SearchSpace) -> dict[str, str]:
+def space_provenance(space: Any) -> dict[str, str]:
     """`space_fingerprint` for a space that is not the preset of its name (a package's own)."""
-    from ..families.mbv3.space import list_presets
     from .profiles import space_fingerprint
     fingerprint = space_fingerprint(space)
-    if space.name in list_presets() and fingerprint == space_fingerprint(SearchSpace.preset(space.name)):
+    if space.name in preset_names() and fingerprint == space_fingerprint(_preset(space.name)):
         return {}
     return {"space_fingerprint": fingerprint}
+
+
+def _preset(name: str) -> Any:
+    """The space object of the preset `name`."""
+    return family_of(name, fast=False).space
 
 
 def profile_slug(name: str) -> str:
@@ -466,7 +470,7 @@ def profile_slug(name: str) -> str:
 
 # ---------------------------------------------------------------------- fitting
 def fit_profile_from_csv(csv_path: str | os.PathLike | Sequence[str | os.PathLike], name: str, *, display_name: str | None = None,
-                         space: SearchSpace | str | None = None, model: str = "learned",
+                         space: Any = None, model: str = "learned",
                          test_fraction: float = 0.2, seed: int = 0, ram_kb: float | None = None,
                          flash_kb: float | None = None, runtime_version: str | None = None,
                          measure_locally: bool = False, machine: str | None = None,
@@ -574,7 +578,7 @@ def _machine(machine: str | None, measure_locally: bool) -> str:
     return this_machine() if measure_locally else "the device that ran the profile kit"
 
 
-def _measured_profile(name: str, display_name: str | None, space: SearchSpace, batch_size: int, threads: int,
+def _measured_profile(name: str, display_name: str | None, space: Any, batch_size: int, threads: int,
                       ram_kb: float | None, flash_kb: float | None, runtime_version: str | None,
                       measure_locally: bool, *, latency_model: Any, quality: Any,
                       provenance: dict[str, Any]) -> DeviceProfile:
@@ -592,7 +596,7 @@ def _measured_profile(name: str, display_name: str | None, space: SearchSpace, b
         bound_space=space, provenance=provenance)
 
 
-def _fit_with_prior(csv_paths: Sequence[Path], space: SearchSpace, name: str,
+def _fit_with_prior(csv_paths: Sequence[Path], space: Any, name: str,
                     prior: str | os.PathLike | DeviceProfile, method: str | None, *, display_name: str | None,
                     ram_kb: float | None, flash_kb: float | None, runtime_version: str | None,
                     measure_locally: bool, machine: str | None, command: str | None,
@@ -611,8 +615,7 @@ def _fit_with_prior(csv_paths: Sequence[Path], space: SearchSpace, name: str,
     configs, latencies, threads, batch_size, runs = read_latency_runs(csv_paths, space, MIN_FEWSHOT_SUBNETS)
     x, _ = architecture_features(space, configs)
     base = None if method == "scratch" else reference.latency_model
-    fitted = fewshot_fit_rows(base, x, latencies, method)
-    fitted.space = space.name
+    fitted = fewshot_fit_rows(base, x, latencies, method, space=space)
     if not fitted.prediction_range(space)[0] > 0:
         raise ValueError(f"the {len(configs)} measured subnets fit a '{method}' model that predicts <= 0 ms for "
                          f"some subnet of space '{space.name}'; measure more subnets or use --method scale-offset")

@@ -21,7 +21,7 @@ from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fi
                       ValidationError, ValidationInfo, field_validator, model_validator)
 from pydantic_core import PydanticCustomError
 
-from ..families.mbv3.space import list_presets
+from ..families import preset_names
 
 __all__ = ["ProfileError", "ProfileSchema", "RuntimeSchema", "MemorySchema", "QualitySchema",
            "ProvenanceSchema", "validate_profile", "to_plain", "PROFILE_FORMAT", "PROFILE_VERSION", "FIELDS",
@@ -230,10 +230,10 @@ class ProfileSchema(BaseModel):
             if info.data.get("kind") == "measured":
                 raise _rule(f"= '{ANY_SPACE}'; '{ANY_SPACE}' (any space) is for analytical profiles only: a "
                             f"measured profile's latency model is fitted to the subnets of one space; allowed: "
-                            f"{list_presets()}" + (f" or '{own}'" if own else ""))
+                            f"{preset_names()}" + (f" or '{own}'" if own else ""))
             return space
-        if not isinstance(space, str) or (space not in list_presets() and space != own):
-            allowed = list_presets() + ([own] if own and own not in list_presets() else [])
+        if not isinstance(space, str) or (space not in preset_names() and space != own):
+            allowed = preset_names() + ([own] if own and own not in preset_names() else [])
             raise _rule(f"= {space!r}; allowed: {allowed}, or '{ANY_SPACE}' for an analytical profile (any space)")
         return space
 
@@ -282,7 +282,7 @@ _REPORT_ORDER = [f for f in FIELDS if f != "latency_model"] + ["latency_model"]
 def validate_profile(data: Any, source: str, space: Any = None) -> tuple[dict[str, Any], Any]:
     """(the checked profile as plain data in `FIELDS` order, its latency model object), or
     `ProfileError` naming `source`, the field, the value and what is allowed. `space`: a
-    `SearchSpace` beyond the presets that the profile may be for (a package's own space)."""
+    space object beyond the presets that the profile may be for (a package's own space)."""
     context = {"space": space, "space_name": getattr(space, "name", None)}
     try:
         checked = ProfileSchema.model_validate(data, context=context)

@@ -49,10 +49,10 @@ from typing import Any, Mapping, NamedTuple, Sequence
 import numpy as np
 
 from ..datasets.images import ASSETS_DIR
-from ..families.mbv3.analytics import analyze
-from ..families.mbv3.space import SearchSpace, SubnetConfig, list_presets
-from ..files import MAX_JSON_BYTES, atomic_write_text, read_json
+from ..families import family_of, preset_names
+from ..files import MAX_JSON_BYTES, atomic_write_text, loads_json, read_json
 from ..registry import Registry
+from ..space.interface import DiscreteSearchSpace
 from .profile_schema import (ANALYTICAL_MODEL_TYPE, ANY_SPACE, FIELDS, KINDS, MAX_BATCH_SIZE, MAX_THREADS,
                              PROFILE_FORMAT, PROFILE_VERSION, ProfileError, to_plain, validate_profile)
 
@@ -60,7 +60,7 @@ __all__ = ["DeviceProfile", "ProfileError", "load_profile", "list_profiles", "fi
            "load_validation", "write_validation_csv", "validation_path", "today", "BUNDLED_PROFILES",
            "PROFILE_FORMAT", "PROFILE_VERSION", "PROFILES_DIR", "MAX_PROFILE_BYTES", "MAX_THREADS",
            "MAX_BATCH_SIZE", "FIELDS", "KINDS", "ANALYTICAL_MODEL_TYPE", "ANY_SPACE", "profiles_for_space",
-           "ProfileForSpace", "space_fingerprint"]
+           "ProfileForSpace", "space_fingerprint", "configs_from_json", "config_json"]
 
 PROFILES_DIR = ASSETS_DIR / "profiles"
 MAX_PROFILE_BYTES = MAX_JSON_BYTES
@@ -88,8 +88,9 @@ class DeviceProfile:
 
     Build one with `load_profile`, `DeviceProfile.from_dict` or `fit_profile`; constructing it
     directly validates the same way (a `latency_model` may be given as its dict).
-    `bound_space`: the `SearchSpace` its predictions are for (default: the preset its `space`
-    names; none for `space` "*" or a package's space until `for_space` binds one).
+    `bound_space`: the space object (of a registered family) its predictions are for (default:
+    the preset its `space` names; none for `space` "*" or a package's space until `for_space`
+    binds one).
     """
 
     name: str
@@ -103,18 +104,19 @@ class DeviceProfile:
     latency_model: Any   # an ofa_engine.predictors.latency.LatencyModel
     quality: Mapping[str, float] | None
     provenance: Mapping[str, Any]
-    bound_space: SearchSpace | None = field(default=None, repr=False)
+    bound_space: Any = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         bound = self.bound_space
-        if bound is not None and not isinstance(bound, SearchSpace):
-            raise ProfileError(f"bound_space must be a SearchSpace, got {type(bound).__name__}")
+        if bound is not None and not _is_space(bound):
+            raise ProfileError(f"bound_space must be a search space object of a registered network family, "
+                               f"got {type(bound).__name__}")
         data, model = validate_profile(self.to_dict(), "profile", bound)
         for key in ("runtime", "memory", "quality", "provenance"):
             object.__setattr__(self, key, _freeze(data[key]))
         object.__setattr__(self, "latency_model", model)
-        if bound is None and self.space in list_presets():
-            bound = SearchSpace.preset(self.space)
+        if bound is None and self.space in preset_names():
+            bound = _space(self.space)
         elif bound is not None:
             self._check_applies(bound)
         object.__setattr__(self, "bound_space", bound)
@@ -125,15 +127,15 @@ class DeviceProfile:
         """True for a profile that applies to every space (`space` "*": analytical)."""
         return self.space == ANY_SPACE
 
-    def applies_to(self, space: SearchSpace | str) -> bool:
-        """Does this profile's latency model describe `space` (a `SearchSpace` or its name)?"""
+    def applies_to(self, space: Any) -> bool:
+        """Does this profile's latency model describe `space` (a space object or its name)?"""
         try:
             self._check_applies(space)
         except ProfileError:
             return False
         return True
 
-    def _check_applies(self, space: SearchSpace | str) -> None:
+    def _check_applies(self, space: Any) -> None:
         name = space if isinstance(space, str) else space.name
         if self.any_space:
             return
@@ -151,20 +153,20 @@ class DeviceProfile:
                 f"(provenance.space_fingerprint differs: channels, classes, blocks or resolutions); "
                 f"allowed: a profile fitted for this space")
 
-    def for_space(self, space: SearchSpace | str) -> "DeviceProfile":
-        """This profile bound to `space` (a `SearchSpace` or a preset name): itself when it is
+    def for_space(self, space: Any) -> "DeviceProfile":
+        """This profile bound to `space` (a space object or a preset name): itself when it is
         bound to it already; for an analytical profile (any space), a copy whose predictions use
         `space`'s MACs and memory; a `ProfileError` naming both spaces when its latency model
         describes another space."""
         if isinstance(space, str):
             self._check_applies(space)
-            space = SearchSpace.preset(space)
+            space = _space(space)
         self._check_applies(space)
         if self.bound_space is space or self.bound_space == space:
             return self
         return dataclasses.replace(self, bound_space=space)
 
-    def _space_for(self, space: SearchSpace | str | None) -> SearchSpace:
+    def _space_for(self, space: Any) -> Any:
         if space is not None:
             return self.for_space(space).bound_space
         if self.bound_space is None:
@@ -174,8 +176,8 @@ class DeviceProfile:
         return self.bound_space
 
     # ----------------------------------------------------------------- predictions
-    def predict_latency_ms(self, configs_or_pop: Any, space: SearchSpace | str | None = None) -> np.ndarray:
-        """Predicted latency (ms, one batch of `batch_size`) of each config: a `SubnetConfig`,
+    def predict_latency_ms(self, configs_or_pop: Any, space: Any = None) -> np.ndarray:
+        """Predicted latency (ms, one batch of `batch_size`) of each config: a config,
         a list of them or a population; float64 array of shape (N,). `space`: the space of the
         configs (default: the one the profile is bound to)."""
         out = self.latency_model.predict_ms(self._space_for(space), configs_or_pop)
@@ -183,7 +185,8 @@ class DeviceProfile:
 
     def latency_gather_form(self) -> tuple[np.ndarray, np.ndarray, Any] | None:
         """(block table, fixed table, finish) of the bound space such that `predict_latency_ms(c)`
-        equals `finish(latency_features.gather(space, c, block, fixed))` number for number, or
+        equals `finish(features.gather(c, block, fixed))` number for number (`features`: the
+        `LatencyFeatures` of the space's family, `predictors.latency.features_of`), or
         None when the latency model has no such form (see `LatencyModel.gather_form`)."""
         form = self.latency_model.gather_form(self.search_space)
         if form is None:
@@ -191,14 +194,14 @@ class DeviceProfile:
         block, fixed, finish = form
         return block, fixed, lambda sums: np.asarray(finish(sums), dtype=np.float64).reshape(-1)
 
-    def memory_usage_kb(self, configs_or_pop: Any, space: SearchSpace | str | None = None) -> dict[str, np.ndarray]:
+    def memory_usage_kb(self, configs_or_pop: Any, space: Any = None) -> dict[str, np.ndarray]:
         """`peak_memory_kb` (int8 activations) and `flash_kb` (int8 weights) of each config, from
-        `analyze`, in KB: the figures the `memory` limits apply to."""
-        metrics = analyze(self._space_for(space), _as_batch(configs_or_pop))
-        return {"peak_memory_kb": np.asarray(metrics["peak_activation_bytes"], np.float64) / 1024,
-                "flash_kb": np.asarray(metrics["flash_bytes"], np.float64) / 1024}
+        the family's `analyze`, in KB, (N,) arrays: the figures the `memory` limits apply to."""
+        metrics = family_of(self._space_for(space), fast=False).analyze(configs_or_pop)
+        return {"peak_memory_kb": np.asarray(metrics["peak_activation_bytes"], np.float64).reshape(-1) / 1024,
+                "flash_kb": np.asarray(metrics["flash_bytes"], np.float64).reshape(-1) / 1024}
 
-    def fits_memory(self, configs_or_pop: Any, space: SearchSpace | str | None = None) -> np.ndarray:
+    def fits_memory(self, configs_or_pop: Any, space: Any = None) -> np.ndarray:
         """Boolean array: does each config fit the activation-memory and Flash limits?"""
         usage = self.memory_usage_kb(configs_or_pop, space)
         ok = np.ones(usage["flash_kb"].shape, bool)
@@ -210,7 +213,7 @@ class DeviceProfile:
 
     # ----------------------------------------------------------------- properties
     @property
-    def search_space(self) -> SearchSpace:
+    def search_space(self) -> Any:
         """The space the profile is bound to (`ProfileError` when it is not bound to one)."""
         return self._space_for(None)
 
@@ -291,7 +294,7 @@ class DeviceProfile:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], source: str = "profile",
-                  space: SearchSpace | None = None) -> "DeviceProfile":
+                  space: Any = None) -> "DeviceProfile":
         """Validate `data` (a parsed profile JSON) and build the profile; `ProfileError` otherwise.
         `space`: the space to bind it to, which may be a package's own (not a preset)."""
         data, model = validate_profile(data, source, space)
@@ -318,10 +321,10 @@ def list_profiles() -> list[str]:
 
 
 def load_profile(profile: str | os.PathLike | Mapping[str, Any] | DeviceProfile,
-                 space: SearchSpace | None = None) -> DeviceProfile:
+                 space: Any = None) -> DeviceProfile:
     """A profile from a bundled name (see `list_profiles`), a JSON file path, a parsed dict, or
     a `DeviceProfile` (returned as is). `ProfileError` for an invalid or unknown profile.
-    `space`: bind it to this `SearchSpace` (which may be a package's own, not a preset);
+    `space`: bind it to this space object (which may be a package's own, not a preset);
     `ProfileError` when its latency model describes another space."""
     if isinstance(profile, DeviceProfile):
         return profile if space is None else profile.for_space(space)
@@ -347,7 +350,7 @@ def _load_bundled(name: str) -> DeviceProfile:
     return _load_file(BUNDLED_PROFILES.get(name))
 
 
-def _load_file(path: Path, space: SearchSpace | None = None) -> DeviceProfile:
+def _load_file(path: Path, space: Any = None) -> DeviceProfile:
     what = f"profile file '{path}'"
     size = path.stat().st_size
     if size > MAX_PROFILE_BYTES:
@@ -367,8 +370,8 @@ class ProfileForSpace(NamedTuple):
     has_latency_model: bool
 
 
-def profiles_for_space(space: SearchSpace | str, package: Any = None) -> list[ProfileForSpace]:
-    """Which profiles have a latency model for `space` (a `SearchSpace`, a preset name, or a
+def profiles_for_space(space: Any, package: Any = None) -> list[ProfileForSpace]:
+    """Which profiles have a latency model for `space` (a space object, a preset name, or a
     supernet package whose space is meant; `package`: a loaded `SupernetPackage` whose own
     `latency_profiles` are listed too): the bundled profiles (sorted), then the package's. A
     package's profile shadows a bundled one of the same name. Analytical profiles (space "*")
@@ -385,9 +388,9 @@ def profiles_for_space(space: SearchSpace | str, package: Any = None) -> list[Pr
     return rows
 
 
-def space_fingerprint(space: SearchSpace) -> str:
-    """sha256 of what a latency model of `space` depends on: its name and architecture fields
-    (not labels, mean, std or dropout). Recorded in the provenance of a profile fitted by the
+def space_fingerprint(space: Any) -> str:
+    """sha256 of what a latency model of `space` (a dataclass space object) depends on: its name
+    and architecture fields (not labels, mean, std or dropout). Recorded in the provenance of a profile fitted by the
     kit, so that it is not taken for another space of the same name."""
     import hashlib
     fields = {k: v for k, v in dataclasses.asdict(space).items() if k not in ("labels", "mean", "std", "dropout")}
@@ -414,12 +417,48 @@ def _model_dict(model: Any) -> Any:
     return to_plain(model) if isinstance(model, Mapping) else to_plain(model.to_dict())
 
 
-def _as_batch(configs_or_pop: Any) -> Any:
-    if isinstance(configs_or_pop, SubnetConfig):
-        return [configs_or_pop]
-    if isinstance(configs_or_pop, Mapping) and not isinstance(configs_or_pop.get("wid"), np.ndarray):
-        return [configs_or_pop]
-    return configs_or_pop
+def _space(name: str) -> Any:
+    """The space object of a preset name."""
+    return family_of(name, fast=False).space
+
+
+def _is_space(value: Any) -> bool:
+    """Is `value` a space object (not a preset name) of a registered family?"""
+    if isinstance(value, (str, DiscreteSearchSpace)):
+        return False
+    try:
+        family_of(value, fast=False)
+    except ValueError:
+        return False
+    return True
+
+
+def configs_from_json(texts: Sequence[str], space: Any = None, where: str = "", first_row: int = 2) -> list[Any]:
+    """The configs of compact JSON texts (a CSV's `config` column), validated: of `space` (a
+    space object or preset name), or, without one, of the first preset space (`preset_names`)
+    that accepts them all. `ValueError` naming `where` and the row (`first_row` for the first)."""
+    data = []
+    for i, text in enumerate(texts):
+        try:
+            data.append(loads_json(text, "subnet config"))
+        except ValueError as exc:
+            raise ValueError(f"{where} row {i + first_row}: {exc}") from None
+    candidates = [space] if space is not None else preset_names()
+    problem = None
+    for candidate in candidates:
+        fam = family_of(candidate, fast=False)
+        configs = []
+        for i, item in enumerate(data):
+            try:
+                configs.append(fam.config_from_dict(item))
+            except (ValueError, TypeError) as exc:
+                problem = problem or f"{where} row {i + first_row}: {exc}"
+                break
+        else:
+            return configs
+    if space is not None or len(candidates) == 1:
+        raise ValueError(problem)
+    raise ValueError(f"{where}: the configs are of none of the spaces {candidates} (the first: {problem})")
 
 
 def today() -> str:
@@ -433,33 +472,42 @@ def validation_path(name: str) -> Path:
     return PROFILES_DIR / f"{name}.validation.csv"
 
 
-def write_validation_csv(path: str | os.PathLike, configs: Sequence[SubnetConfig],
+def write_validation_csv(path: str | os.PathLike, configs: Sequence[Any],
                          measured_ms: Sequence[float], predicted_ms: Sequence[float]) -> Path:
     """Write held-out subnets as `config,measured_ms,predicted_ms` (config = compact JSON), atomically."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["config", "measured_ms", "predicted_ms"])
     for cfg, measured, predicted in zip(configs, measured_ms, predicted_ms, strict=True):
-        writer.writerow([cfg.to_json(), f"{float(measured):.6f}", f"{float(predicted):.6f}"])
+        writer.writerow([config_json(cfg), f"{float(measured):.6f}", f"{float(predicted):.6f}"])
     return atomic_write_text(path, buffer.getvalue())
 
 
 def load_validation(profile: str | os.PathLike | DeviceProfile) -> dict[str, Any] | None:
-    """Held-out predictions of a measured profile: {"configs": [SubnetConfig], "measured_ms":
+    """Held-out predictions of a measured profile: {"configs": [config], "measured_ms":
     array, "predicted_ms": array}, from `<name>.validation.csv` next to the bundled profiles (or
-    the given CSV path); None when there is none (analytical profiles)."""
+    the given CSV path); None when there is none (analytical profiles). The configs are of the
+    profile's space (`configs_from_json`; a CSV path alone: the preset space they fit)."""
+    space = None
     if isinstance(profile, DeviceProfile):
-        path = validation_path(profile.name)
+        path, space = validation_path(profile.name), profile.bound_space
     elif os.fspath(profile).endswith(".csv"):
         path = Path(profile)
     else:
         path = validation_path(os.fspath(profile))
     if not path.is_file():
         return None
-    configs, measured, predicted = [], [], []
+    texts, measured, predicted = [], [], []
     with open(path, encoding="utf-8", newline="") as fh:
         for row in csv.DictReader(fh):
-            configs.append(SubnetConfig.from_json(row["config"]))
+            texts.append(row["config"])
             measured.append(float(row["measured_ms"]))
             predicted.append(float(row["predicted_ms"]))
+    configs = configs_from_json(texts, space, f"validation file '{path}'")
     return {"configs": configs, "measured_ms": np.array(measured), "predicted_ms": np.array(predicted)}
+
+
+def config_json(config: Any) -> str:
+    """A config as compact JSON (the CSVs' `config` column)."""
+    to_json = getattr(config, "to_json", None)
+    return to_json() if to_json is not None else json.dumps(config.to_dict(), separators=(",", ":"))

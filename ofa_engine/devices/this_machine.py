@@ -343,7 +343,7 @@ def profile_this_machine(space: str = "tiny-fmnist", threads: Sequence[int] = ST
     The same exported subnets serve every thread count. `out`: also write the profile there
     (one thread count; with several, `<out stem>-<T>t.json`). Progress goes to `progress` and
     to each setting's status file (`status_path`), which another process may poll."""
-    from ..families.mbv3.space import SearchSpace
+    from ..families import family_of
     from ..predictors.latency.fewshot import MIN_FEWSHOT_SUBNETS
     from ..runtime.common import QuantizationRefusedError
     from ..runtime.export import export_subnets
@@ -353,7 +353,7 @@ def profile_this_machine(space: str = "tiny-fmnist", threads: Sequence[int] = ST
     threads = _check_setting(threads, precision, n)
     folder = Path(directory or cache_dir())
     folder.mkdir(parents=True, exist_ok=True)
-    space_obj = SearchSpace.preset(space) if isinstance(space, str) else space
+    space_obj = family_of(space, fast=False).space
     paths = {t: cache_path(t, precision, space_obj.name, folder) for t in threads}
     todo = [t for t in threads if refresh or _read_cached(paths[t]) is None]
     statuses = [paths[t].with_suffix(".status.json") for t in todo]

@@ -11,8 +11,8 @@ Cost conventions (`block_cost`, checked against forward-hook counting in the tes
 - `params`: all parameters, BN affine parameters included (running statistics are buffers).
 - `inference_peak_bytes`: sequential execution; for each conv / linear / matmul / softmax layer
   the elements of its input(s) + output; in a block with a residual connection, layers after the
-  block's first one also hold the block input (the rule of `ofa_engine.families.mbv3.analytics`); the maximum
-  over layers, times `dtype_bytes` (4 = float32; 1 = int8). Tensors that merely wait for a later
+  block's first one also hold the block input (the rule of the MobileNetV3 family's closed-form
+  analytics); the maximum over layers, times `dtype_bytes` (4 = float32; 1 = int8). Tensors that merely wait for a later
   layer (V while Q K^T runs) are not counted, so this is a lower bound of a real runtime's peak.
 - `training_activation_bytes`: the tensors saved for backward, approximated as the inputs of
   every conv / linear / BN / activation / softmax / matmul layer (the attention matrix appears

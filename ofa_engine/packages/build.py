@@ -20,6 +20,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ..datasets.images import ImageSet
+from ..families import family_of
 from ..files import atomic_path, atomic_write, atomic_write_json, check_output_path
 from .manifest import MANIFEST_NAME, PACKAGE_FORMAT, PACKAGE_VERSION, PackageError, validate_manifest
 from .package import clear_package_cache, load_package
@@ -75,7 +76,7 @@ def write_package(out: str | os.PathLike, supernet: Any, calibration: ImageSet, 
                   predictor_images: str = "evaluation", space: str | None = None,
                   accuracy_predictor: Any = None, extra_files: Mapping[str, str | os.PathLike] | None = None
                   ) -> Path:
-    """Write a package of `supernet` (a `Supernet`) to the folder `out` (or `out.zip`) and
+    """Write a package of `supernet` (any family's; the manifest names its family) to the folder `out` (or `out.zip`) and
     return its path; the package is then loaded once as a check. `labels`: one per classifier
     output (default: the space's). `space`: a preset name to record instead of the space's
     fields (the official presets). `accuracy_predictor`: an `AccuracyPredictor` to include.
@@ -101,7 +102,8 @@ def write_package(out: str | os.PathLike, supernet: Any, calibration: ImageSet, 
         space_field: Any = space if space is not None else {
             k: list(v) if isinstance(v, tuple) else v for k, v in sp.to_dict().items()}
         manifest: dict[str, Any] = {
-            "format": PACKAGE_FORMAT, "version": PACKAGE_VERSION, "name": name, "family": "mbv3",
+            "format": PACKAGE_FORMAT, "version": PACKAGE_VERSION, "name": name,
+            "family": family_of(sp, fast=False).family,
             "space": space_field,
             "weights": {"file": WEIGHTS_FILE, "format": "safetensors", "sha256": sha256_of(tmp / WEIGHTS_FILE)},
             "labels": labels,

@@ -136,9 +136,10 @@ class Manifest(_Strict):
     format: Literal["ofa-engine/supernet-package"] = Field(description=f"'{PACKAGE_FORMAT}'")
     version: StrictInt = Field(description=f"the manifest version; this ofa_engine reads version {PACKAGE_VERSION}")
     name: StrictStr = Field(description="1..100 letters, digits, '.', '_', '+' or '-', starting with a letter or digit")
-    family: Literal["mbv3"] = Field(description="the network family: 'mbv3' (OFA MobileNetV3)")
+    family: StrictStr = Field(description="the network family: a registered family's name, e.g. 'mbv3' "
+                                          "(OFA MobileNetV3)")
     space: Union[StrictStr, dict[str, Any]] = Field(
-        description="a search-space preset name, or the space's fields as SearchSpace.to_dict() writes them")
+        description="a search-space preset name, or the space's fields as its family's space.to_dict() writes them")
     weights: WeightsRef
     labels: list[StrictStr] = Field(min_length=1, max_length=MAX_LABELS,
                                     description="one class name per classifier output, up to 200 characters each")
@@ -159,6 +160,14 @@ class Manifest(_Strict):
         if value != PACKAGE_VERSION:
             raise ValueError(f"version {PACKAGE_VERSION} (this ofa_engine reads manifests of version "
                              f"{PACKAGE_VERSION} only)")
+        return value
+
+    @field_validator("family")
+    @classmethod
+    def _family(cls, value: str) -> str:
+        from ..families import FAMILIES
+        if value not in FAMILIES.names():
+            raise ValueError(f"a registered network family: {', '.join(repr(n) for n in FAMILIES.names())}")
         return value
 
     @field_validator("name")

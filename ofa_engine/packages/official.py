@@ -2,8 +2,9 @@
 accuracy predictor), with calibration and evaluation images sampled from an ImageNet folder.
 
 Checkpoints are read with `torch.load(weights_only=True)`: a file holding anything other than
-tensors and plain values is refused, never run. The weights are mapped by
-`families.mbv3.official.import_official_ofa`, the predictor by `official_predictor_arrays`.
+tensors and plain values is refused, never run. The weights are mapped by the family that
+recognises them (`NetworkFamily.import_official`: today only MobileNetV3 has official
+checkpoints), the predictor by the space's family (`NetworkFamily.official_predictor`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ import pickle
 from pathlib import Path
 from typing import Any
 
+from ..families import FAMILIES, family_of
 from ..files import exception_reason
+from ..space.family import NetworkFamily
 from .build import accuracy_report, utc_now, write_package
 from .manifest import PackageError
 
@@ -41,13 +44,38 @@ def read_checkpoint(path: str | os.PathLike, what: str) -> Any:
         raise PackageError(f"{what} '{path}' cannot be read ({type(exc).__name__}: {reason})") from None
 
 
+def _official_families() -> list[type]:
+    """The registered families that import official checkpoints (they override `import_official`)."""
+    return [family for _, family in FAMILIES.items()
+            if family.import_official.__func__ is not NetworkFamily.import_official.__func__]
+
+
+def import_official(state: Any) -> Any:
+    """The supernet of an official checkpoint's state dict, imported by the first family that
+    recognises it; `ValueError` with each family's reason otherwise (just the reason when only
+    one family imports official checkpoints)."""
+    reasons = []
+    for family in _official_families():
+        try:
+            return family.import_official(state)
+        except ValueError as exc:
+            reasons.append((family.family, str(exc)))
+    if len(reasons) == 1:
+        raise ValueError(reasons[0][1])
+    raise ValueError("; ".join(f"{name}: {reason}" for name, reason in reasons) or "no family imports official "
+                     "checkpoints")
+
+
 def load_official_predictor(path: str | os.PathLike, space: Any):
     """Our `AccuracyPredictor` computing the official OFA predictor's function (acc_predictor.pth)."""
-    from ..families.mbv3.official import official_predictor_arrays
     from ..predictors.accuracy import AccuracyPredictor
     state = read_checkpoint(path, "--accuracy-predictor")
+    family = family_of(space, fast=False)
     try:
-        weights, biases, base_acc = official_predictor_arrays(state, space)
+        arrays = family.official_predictor(state, space)
+        if arrays is None:
+            raise ValueError(f"family '{family.family}' has no official accuracy predictor")
+        weights, biases, base_acc = arrays
     except ValueError as exc:
         raise PackageError(f"--accuracy-predictor '{path}': {exc}") from None
     return AccuracyPredictor(space, weights, biases, base_acc, 1.0,
@@ -66,12 +94,11 @@ def import_official_package(checkpoint: str | os.PathLike, data_dir: str | os.Pa
     torchvision sorts them: the official class order), stored at `image_size` (default: the
     space's largest resolution)."""
     from ..datasets.images import sample_image_folder
-    from ..families.mbv3.official import import_official_ofa
     from .build import check_destination
     check_destination(out)
     state = read_checkpoint(checkpoint, "--checkpoint")
     try:
-        supernet = import_official_ofa(state).eval()
+        supernet = import_official(state).eval()
     except ValueError as exc:
         raise PackageError(f"--checkpoint '{checkpoint}': {exc}") from None
     space = supernet.space

@@ -29,7 +29,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..datasets.images import ASSETS_DIR, ImageSet
-from ..families.mbv3.space import SearchSpace
+from ..families import family_named, family_of
 from ..files import exception_reason, read_json
 from .manifest import MANIFEST_NAME, ImagesRef, Manifest, PackageError, check_member_name, validate_manifest
 
@@ -55,7 +55,7 @@ class SupernetPackage:
     origin: str                      # the folder or zip it was loaded from, or "bundled:<name>"
     path: Path                       # the folder or the .zip
     manifest: Manifest
-    space: SearchSpace
+    space: Any                       # its family's (manifest.family) space object
     supernet: Any = field(repr=False)
     calibration: ImageSet = field(repr=False)
     evaluation: ImageSet = field(repr=False)
@@ -437,7 +437,7 @@ def _load_folder(root: Path, origin: str, label: str, weights: bool = True) -> S
                            images["evaluation"], predictor, tuple(profiles))
 
 
-def _folder_weights(root: Path, manifest: Manifest, space: SearchSpace, label: str) -> Any:
+def _folder_weights(root: Path, manifest: Manifest, space: Any, label: str) -> Any:
     """The supernet of the weights file in folder `root`: found, its digest checked, loaded and
     checked against the manifest (`_load_weights`)."""
     where = f"{label}{MANIFEST_NAME}" if label.endswith(":") else str(root / MANIFEST_NAME)
@@ -448,17 +448,18 @@ def _folder_weights(root: Path, manifest: Manifest, space: SearchSpace, label: s
     return _load_weights(weights_path, manifest, space, where, display)
 
 
-def _space(manifest: Manifest, where: str) -> SearchSpace:
-    """The manifest's space (a preset or its fields) with the manifest's labels and preprocessing."""
-    from ..families.mbv3.space import space_from_dict
+def _space(manifest: Manifest, where: str) -> Any:
+    """The manifest's space (a preset or its fields, read by the manifest's family) with the
+    manifest's labels and preprocessing."""
+    family = family_named(manifest.family)
     if isinstance(manifest.space, str):
         try:
-            base = SearchSpace.preset(manifest.space)
+            base = family.preset(manifest.space)
         except ValueError as exc:
             raise PackageError(f"{where}: field 'space': {exc}") from None
     else:
         try:
-            base = space_from_dict(manifest.space, f"{where}: field 'space'")
+            base = family.space_from_dict(manifest.space, f"{where}: field 'space'")
         except ValueError as exc:
             raise PackageError(str(exc)) from None
     pre = manifest.preprocessing
@@ -472,8 +473,15 @@ def _space(manifest: Manifest, where: str) -> SearchSpace:
     if tuple(pre.resolutions) != tuple(base.resolutions):
         raise PackageError(f"{where}: field 'preprocessing.resolutions' = {pre.resolutions}, but space "
                            f"'{base.name}' has resolutions {list(base.resolutions)}")
-    return dataclasses.replace(base, mean=tuple(float(v) for v in pre.mean), std=tuple(float(v) for v in pre.std),
-                               labels=tuple(manifest.labels))
+    # Labels that do not fit the classifier are refused where the weights are read, naming both
+    # (`_load_weights`); until then the space keeps its own.
+    labels = tuple(manifest.labels) if len(manifest.labels) == base.num_classes else base.labels
+    try:
+        return family.space_from_dict({**base.to_dict(), "mean": tuple(float(v) for v in pre.mean),
+                                       "std": tuple(float(v) for v in pre.std), "labels": labels},
+                                      f"{where}: field 'space'")
+    except ValueError as exc:
+        raise PackageError(str(exc)) from None
 
 
 def _labels_error(where: str, manifest: Manifest, outputs: int, display: str) -> PackageError:
@@ -481,10 +489,10 @@ def _labels_error(where: str, manifest: Manifest, outputs: int, display: str) ->
                         f"{display} has {outputs} outputs; allowed: one label per output")
 
 
-def _load_weights(path: Path, manifest: Manifest, space: SearchSpace, where: str, display: str):
+def _load_weights(path: Path, manifest: Manifest, space: Any, where: str, display: str):
     import torch
 
-    from ..families.mbv3.supernet import Supernet, state_dict_problems
+    family = family_of(space, fast=False)
     if manifest.weights.format == "torch":
         from ..training.checkpoint import load_supernet_file
         try:
@@ -500,7 +508,10 @@ def _load_weights(path: Path, manifest: Manifest, space: SearchSpace, where: str
             raise PackageError(f"{where}: field 'labels' differs from the labels stored in {display} "
                                f"({list(theirs.labels)[:5]}...)")
         ours = space
-        a, b = dataclasses.asdict(theirs), dataclasses.asdict(ours)
+        if family_of(theirs, fast=False).family != family.family:
+            raise PackageError(f"{display} (field 'weights') is a supernet of family "
+                               f"'{family_of(theirs, fast=False).family}'; field 'family' is '{family.family}'")
+        a, b = theirs.to_dict(), ours.to_dict()
         differ = [k for k in a if k not in ("labels", "name") and a[k] != b[k]]
         if differ or theirs.name != ours.name:
             k = differ[0] if differ else "name"
@@ -522,18 +533,17 @@ def _load_weights(path: Path, manifest: Manifest, space: SearchSpace, where: str
     if space.num_classes != len(manifest.labels):
         raise PackageError(f"{where}: field 'labels' has {len(manifest.labels)} names, but field 'space' "
                            f"has {space.num_classes} classes; allowed: one label per class")
-    with torch.device("meta"):
-        expected = Supernet(space).state_dict()
-    problems = state_dict_problems(expected, state)
+    with torch.device("meta"):   # shapes only: nothing allocated, no random draws
+        problems = family.supernet_problems(state)
     if problems:
         raise PackageError(f"{display} (field 'weights') holds weights of another architecture than "
                            f"space '{space.name}': {'; '.join(problems)}")
-    net = Supernet(space)
+    net = family.build_supernet()
     net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
     return net.eval()
 
 
-def _load_images(path: Path, ref: ImagesRef, manifest: Manifest, space: SearchSpace, display: str,
+def _load_images(path: Path, ref: ImagesRef, manifest: Manifest, space: Any, display: str,
                  count_field: str, where: str) -> ImageSet:
     try:
         with zipfile.ZipFile(path) as zf:

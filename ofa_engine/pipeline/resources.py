@@ -13,7 +13,6 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from ..families.mbv3.space import SearchSpace
 from ..search.evaluator import Evaluator
 
 __all__ = ["load_resources"]
@@ -25,7 +24,7 @@ class _Resources:
     def __init__(self, package: Any):
         self.package = package
         self.name: str = package.name
-        self.space: SearchSpace = package.space
+        self.space: Any = package.space   # its family's space object (`ofa_engine.families.family_of`)
         # The package's predictor, or the explicit MACs proxy (`accuracy_source` says which).
         self.predictor = package.predictor_or_proxy()
         self.accuracy_source: str = package.accuracy_source

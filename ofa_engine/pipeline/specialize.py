@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..families.mbv3.analytics import analyze, deployment_bytes
+from ..families import family_of
 from ..files import atomic_paths
 from ..progress import Progress, report as report_progress
 from ..search.constraints import Constraints
@@ -101,27 +101,6 @@ def onnx_accuracy(onnx_bytes: bytes, inputs: torch.Tensor, labels: np.ndarray, b
     with ThreadPoolExecutor(max(1, workers)) as pool:
         predicted = np.concatenate(list(pool.map(predict, starts)))
     return float((predicted == np.asarray(labels)).mean())
-
-
-def count_macs(model: nn.Module, image_size: int, in_channels: int) -> int:
-    """Multiply-accumulates of every Conv2d and Linear in one batch-1 forward pass (hooks)."""
-    total = [0]
-
-    def conv_hook(m: nn.Conv2d, inputs, output) -> None:
-        total[0] += output.numel() * (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
-
-    def linear_hook(m: nn.Linear, inputs, output) -> None:
-        total[0] += output.numel() * m.in_features
-
-    handles = [m.register_forward_hook(conv_hook if isinstance(m, nn.Conv2d) else linear_hook)
-               for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-    try:
-        with torch.no_grad():
-            model(torch.zeros(1, in_channels, image_size, image_size))
-    finally:
-        for h in handles:
-            h.remove()
-    return int(total[0])
 
 
 def _predicted(predicted: Mapping[str, Any], source: str) -> dict[str, Any]:
@@ -192,6 +171,7 @@ def specialize(profile: Any, constraints: Constraints | Mapping[str, float] | No
         prof = prof.for_precision(precision)     # its latency model for files of that precision
     res = load_resources(supernet)
     space = res.space
+    family = family_of(space, fast=False)   # analytics and counting; the evaluator has its own
     if hasattr(prof, "for_space"):
         prof = prof.for_space(space)   # analytical profiles: any space; a measured one: its own only
     prof_space = getattr(prof, "space", None)
@@ -230,13 +210,13 @@ def specialize(profile: Any, constraints: Constraints | Mapping[str, float] | No
         # The search bounds what the device stores (`deployment_bytes`); the file also holds its
         # graph. The overhead depends on the layers' shapes only: BN is recalibrated once, after
         # the loop.
-        excess = int(analyze(space, cfg)["flash_bytes"]) + estimate_overhead_bytes(net) - file_limit
+        excess = int(family.analyze(cfg)["flash_bytes"]) + estimate_overhead_bytes(net) - file_limit
         if excess <= 0:
             break
         if attempt == FIT_ATTEMPTS - 1:
             raise ValueError(f"no int8 file found within the Flash budget of {prof.flash_kb:g} KB after "
                              f"{FIT_ATTEMPTS} searches; set a smaller flash_kb constraint")
-        stored = int(deployment_bytes(space, cfg, "int8")["flash_bytes"])
+        stored = int(family.deployment_bytes(cfg, "int8")["flash_bytes"])
         searched = searched.tightened(flash_kb=(stored - excess) / 1024)
     t = time.perf_counter()
     calibrate_bn(net, res.inputs("calib", cfg.image_size), workers=WORKERS)
@@ -281,7 +261,7 @@ def specialize(profile: Any, constraints: Constraints | Mapping[str, float] | No
                                   batch_size=int(getattr(prof, "batch_size", None) or 1))
         timings["latency"] = time.perf_counter() - t
 
-    deployed = deployment_bytes(space, cfg, precision)
+    deployed = family.deployment_bytes(cfg, precision)
     sizes = weight_bytes(onnx_bytes)
     # What the device stores of this file: its weights and biases, and for int8 their scales and
     # the activations' scales and zero points (the graph's structure aside).
@@ -296,7 +276,7 @@ def specialize(profile: Any, constraints: Constraints | Mapping[str, float] | No
         "latency_iqr_ms": None if latency is None else float(latency.iqr_ms),
         "peak_memory_kb": deployed["peak_activation_bytes"] / 1024,
         "flash_kb": file_flash / 1024,
-        "macs": count_macs(net, cfg.image_size, space.in_channels),
+        "macs": family.count_macs(net, cfg),
         "params": int(sum(p.numel() for p in net.parameters())),
         "precision": precision,
         "accuracies": accuracies,
@@ -326,7 +306,8 @@ def specialize(profile: Any, constraints: Constraints | Mapping[str, float] | No
             "flash_kb": ("counted in the written file: its int8 weights, int32 biases, their scales and the "
                          "activations' scales and zero points" if precision == "int8"
                          else "counted in the written file: its float32 weights and biases (BN folded)"),
-            "macs": "counted by forward hooks on the extracted network",
+            "macs": ("counted on the extracted network by PyTorch's FLOP counter (convolutions, linear layers "
+                     "and every matrix product)"),
             "params": "counted on the extracted network",
             "accuracies": ("the same images: the float model (BN folded) and the int8 file, both in ONNX Runtime"
                            if precision == "int8" else "the exported float file (see accuracy)"),

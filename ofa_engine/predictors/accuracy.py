@@ -36,7 +36,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ..datasets.images import ASSETS_DIR
-from ..families.mbv3.space import SearchSpace, SubnetConfig
+from ..families import family_of
 from ..files import atomic_paths, exception_reason, read_json, resolve_name_or_path
 from .metrics import kendall_tau, split_indices as train_test_split  # noqa: F401  (API)
 
@@ -81,7 +81,7 @@ class AccuracyPredictor:
     file (may be empty for a predictor that was never saved).
     """
 
-    space: SearchSpace
+    space: Any   # a family's space object
     weights: list[np.ndarray]
     biases: list[np.ndarray]
     baseline_bias: float
@@ -89,6 +89,8 @@ class AccuracyPredictor:
     metadata: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        # The family encodes configs (`NetworkFamily.encode`); bound once, predictions are hot.
+        self._family = family_of(self.space, fast=False)
         self.weights = [_flush_subnormals(w) for w in self.weights]
         self.biases = [_flush_subnormals(b).reshape(-1) for b in self.biases]
         self.baseline_bias = float(self.baseline_bias)
@@ -100,19 +102,19 @@ class AccuracyPredictor:
         """Held-out quality: rmse_points, kendall_tau, n_train, n_test (None when unknown)."""
         return self.metadata.get("quality")
 
-    def predict(self, configs: SubnetConfig | Sequence[SubnetConfig] | Mapping[str, np.ndarray]) -> np.ndarray:
-        """Accuracy fraction of each config (a list of `SubnetConfig` or a population), (N,) float64."""
-        return self.predict_encoded(self.space.encode(configs))
+    def predict(self, configs: Any) -> np.ndarray:
+        """Accuracy fraction of each config (one, a list or a population), (N,) float64."""
+        return self.predict_encoded(self._family.encode(configs))
 
     def predict_encoded(self, x: np.ndarray) -> np.ndarray:
-        """Same as `predict`, from `space.encode` output (N, encoding_size)."""
-        x = _rows(x, self.space.encoding_size)
+        """Same as `predict`, from the family's `encode` output (N, encoding_size)."""
+        x = _rows(x, self._family.encoding_size)
         return _forward(x, self.weights, self.biases, self.target_scale, self.baseline_bias)
 
     @classmethod
-    def from_estimator(cls, space: SearchSpace, estimator: "MLPEnsembleRegressor",
+    def from_estimator(cls, space: Any, estimator: "MLPEnsembleRegressor",
                        metadata: Mapping[str, Any] | None = None) -> "AccuracyPredictor":
-        """The fitted `estimator` (on `space.encode` rows) as a predictor of `space`."""
+        """The fitted `estimator` (on the family's `encode` rows) as a predictor of `space`."""
         estimator._check_fitted()
         return cls(space, weights=list(estimator.weights_), biases=list(estimator.biases_),
                    baseline_bias=estimator.offset_, target_scale=estimator.scale_, metadata=dict(metadata or {}))
@@ -176,11 +178,11 @@ def _flush_subnormals(array) -> np.ndarray:
     return out
 
 
-def _check_shapes(space: SearchSpace, weights: Sequence[np.ndarray], biases: Sequence[np.ndarray], where: str) -> None:
+def _check_shapes(space: Any, weights: Sequence[np.ndarray], biases: Sequence[np.ndarray], where: str) -> None:
     if not 1 <= len(weights) <= _MAX_LAYERS or len(weights) != len(biases):
         raise AccuracyPredictorError(f"{where}: needs 1..{_MAX_LAYERS} layers with one bias each, "
                                      f"got {len(weights)} weights and {len(biases)} biases")
-    width = space.encoding_size
+    width = family_of(space, fast=False).encoding_size
     for i, (w, b) in enumerate(zip(weights, biases)):
         if w.ndim != 2 or w.shape[0] != width or not 1 <= w.shape[1] <= MAX_WIDTH:
             raise AccuracyPredictorError(f"{where}: weight_{i} has shape {w.shape}; expected ({width}, 1..{MAX_WIDTH})")
@@ -223,21 +225,20 @@ class MacsProxy:
 
     source = "proxy: MACs"
 
-    def __init__(self, space: SearchSpace):
-        from ..families.mbv3.analytics import analyze
+    def __init__(self, space: Any):
         self.space = space
-        self._analyze = analyze
-        self._largest = float(analyze(space, space.largest())["macs"])
+        self._analyze = family_of(space, fast=False).analyze
+        self._largest = float(self._analyze(space.largest())["macs"])
         self.metadata: dict[str, Any] = {"proxy": self.source}
 
     def predict(self, configs) -> np.ndarray:
-        macs = self._analyze(self.space, configs)["macs"]
+        macs = self._analyze(configs)["macs"]
         return np.asarray(macs, np.float64).reshape(-1) / self._largest
 
 
 # ---------------------------------------------------------------------- loading
 def load_accuracy_predictor(name_or_path: str | Path = "tiny-fmnist",
-                            space: SearchSpace | None = None) -> AccuracyPredictor:
+                            space: Any = None) -> AccuracyPredictor:
     """A bundled predictor by space name ('tiny-fmnist') or a file written by `save` (the .npz,
     or its .json). `space`: the space the file is for when it is not a preset (a package's own
     space); the file must name it. Never executes code from the file; `AccuracyPredictorError`
@@ -271,7 +272,7 @@ def load_accuracy_predictor(name_or_path: str | Path = "tiny-fmnist",
                                          f"'{space.name}' (the supernet's space)")
     else:
         try:
-            space = SearchSpace.preset(scalar("space", str))
+            space = family_of(scalar("space", str), fast=False).space
         except ValueError as exc:
             raise AccuracyPredictorError(f"{where}: {exc}") from None
     n_layers = scalar("n_layers", int)
@@ -347,7 +348,7 @@ class _Metadata(BaseModel):
     command: Optional[str] = None
 
 
-def _read_metadata(path: Path, space: SearchSpace) -> dict[str, Any]:
+def _read_metadata(path: Path, space: Any) -> dict[str, Any]:
     if not path.exists():
         return {}
     try:
@@ -442,14 +443,14 @@ class MLPEnsembleRegressor:
             raise ValueError("this MLPEnsembleRegressor is not fitted yet: call fit(X, y) first")
 
 
-def fit_accuracy_predictor(space: SearchSpace, configs, accuracies: Sequence[float] | np.ndarray, *,
+def fit_accuracy_predictor(space: Any, configs, accuracies: Sequence[float] | np.ndarray, *,
                            hidden: Sequence[int] = DEFAULT_HIDDEN, epochs: int = 300, batch_size: int = 64,
                            lr: float = 1e-3, weight_decay: float = DEFAULT_WEIGHT_DECAY, seed: int = 0,
                            ensemble: int = DEFAULT_ENSEMBLE) -> AccuracyPredictor:
-    """The shipped model: `MLPEnsembleRegressor` fitted on `space.encode(configs)` ->
+    """The shipped model: `MLPEnsembleRegressor` fitted on the family's `encode(configs)` ->
     `accuracies` (fractions), as an `AccuracyPredictor` of `space` whose metadata records the
     hyper-parameters."""
-    x = space.encode(configs)
+    x = family_of(space, fast=False).encode(configs)
     estimator = MLPEnsembleRegressor(hidden, epochs, batch_size, lr, weight_decay, seed, ensemble).fit(x, accuracies)
     params = estimator.get_params()
     training = {"hidden": params["hidden"], "epochs": epochs, "batch_size": batch_size, "lr": lr,

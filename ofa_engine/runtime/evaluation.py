@@ -9,13 +9,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from .preprocess import preprocess
-from ..families.mbv3.space import SearchSpace
+from .preprocess import ImageSpace, preprocess
 
 __all__ = ["calibrate_bn", "accuracy", "predict_logits"]
 
 
-def _inputs(images, space: SearchSpace | None, image_size: int | None, model: nn.Module) -> torch.Tensor:
+def _inputs(images, space: ImageSpace | None, image_size: int | None, model: nn.Module) -> torch.Tensor:
     """Model input in channels_last, with `model` switched to it in place (values unchanged):
     depthwise-heavy nets run ~3-6x faster so on CPU (measured: BN recalibration of the largest
     tiny-fmnist subnet on 2,000 images, 1 thread, 12.5 s NCHW vs 2.1 s channels_last)."""
@@ -32,7 +31,7 @@ def _inputs(images, space: SearchSpace | None, image_size: int | None, model: nn
 
 
 @torch.no_grad()
-def calibrate_bn(model: nn.Module, images, space: SearchSpace | None = None,
+def calibrate_bn(model: nn.Module, images, space: ImageSpace | None = None,
                  image_size: int | None = None, batch_size: int = 200, workers: int = 1) -> nn.Module:
     """Re-estimate every BatchNorm's running mean/var on `images`, as OFA does for a subnet
     whose shared statistics no longer fit it: average the batch statistics over one pass.
@@ -45,6 +44,8 @@ def calibrate_bn(model: nn.Module, images, space: SearchSpace | None = None,
     """
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers = {workers!r}; allowed: an integer >= 1")
+    if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        return model.eval()   # nothing to recalibrate (a Transformer's LayerNorms keep no statistics)
     x = _inputs(images, space, image_size, model)
     starts = list(range(0, len(x), batch_size))
     groups = [starts[i::workers] for i in range(min(workers, len(starts)))]
@@ -82,14 +83,14 @@ def _calibration_pass(model: nn.Module, x: torch.Tensor, starts: list[int], batc
 
 
 @torch.no_grad()
-def predict_logits(model: nn.Module, images, space: SearchSpace | None = None,
+def predict_logits(model: nn.Module, images, space: ImageSpace | None = None,
                    image_size: int | None = None, batch_size: int = 500) -> torch.Tensor:
     x = _inputs(images, space, image_size, model)
     model.eval()
     return torch.cat([model(x[s:s + batch_size]) for s in range(0, len(x), batch_size)])
 
 
-def accuracy(model: nn.Module, images, labels, space: SearchSpace | None = None,
+def accuracy(model: nn.Module, images, labels, space: ImageSpace | None = None,
              image_size: int | None = None) -> float:
     """Top-1 accuracy (0..1) of `model` on `images`."""
     logits = predict_logits(model, images, space, image_size)

@@ -2,6 +2,8 @@
 
 The file carries everything a third party needs to run it: the subnet config, the space,
 the preprocessing (`preprocessing_spec`) and the class labels, as ONNX metadata_props.
+Any family's subnets export the same way: what depends on the family (the input shape, folding
+BN, building a supernet) comes from the family of the space (`ofa_engine.families.family_of`).
 
 `export_subnets` exports many configs of an untrained supernet for latency measurements
 (the latency datasets, calibration): latency does not depend on weight values.
@@ -14,15 +16,14 @@ import json
 import os
 import threading
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import onnx
 import torch
+from torch import nn
 
-from ..families.mbv3.space import SearchSpace, SubnetConfig
-from ..families.mbv3.static import StaticNet
-from ..families.mbv3.supernet import Supernet, build_supernet
+from ..families import family_of
 from ..files import atomic_path, check_output_path
 from .ort import make_session
 from .preprocess import preprocess, preprocessing_spec
@@ -39,12 +40,15 @@ TOLERANCE = 1e-4
 INPUT_NAME, OUTPUT_NAME = "input", "logits"
 
 
-def export_onnx(model: StaticNet, cfg: SubnetConfig | Mapping[str, Any], path: str | os.PathLike, *,
-                space: SearchSpace | str | None = None, opset: int = MIN_OPSET, precision: str = "fp32",
+def export_onnx(model: nn.Module, cfg: Any, path: str | os.PathLike, *,
+                space: Any = None, opset: int = MIN_OPSET, precision: str = "fp32",
                 calibration: Any = None, evaluation: Any = None,
                 calibration_method: str = DEFAULT_CALIBRATION,
                 agreement_floor: float = AGREEMENT_FLOOR) -> Path:
     """Write `model` (from `Supernet.extract(cfg)`) to `path` as a verified ONNX file.
+
+    `cfg`: the model's config (or its dict); `space`: the space it was extracted from, a family's
+    space object or preset name (None: the preset named by the model's `space_name`).
 
     Input "input" (batch, C, S, S) float32 with a dynamic batch axis; output "logits"
     (batch, num_classes). Metadata: `config`, `space`, `preprocessing`, `labels`, `producer`.
@@ -67,13 +71,13 @@ def export_onnx(model: StaticNet, cfg: SubnetConfig | Mapping[str, Any], path: s
     and `ExportVerificationError` when the file does not match PyTorch.
     """
     check_precision(precision)
-    space, cfg = _check_inputs(model, cfg, space, opset)
+    family, cfg = _check_inputs(model, cfg, space, opset)
     path = check_output_path(path, "path")
     if precision == "int8":
-        return _export_int8(model, space, cfg, path, opset, calibration, evaluation, calibration_method,
+        return _export_int8(model, family, cfg, path, opset, calibration, evaluation, calibration_method,
                             agreement_floor)
     with atomic_path(path) as tmp:
-        write_onnx_unverified(model, space, cfg, tmp, opset)
+        write_onnx_unverified(model, family.space, cfg, tmp, opset)
         max_abs_diff = verify_onnx(tmp, model)
         if not max_abs_diff <= TOLERANCE:   # also catches NaN
             raise ExportVerificationError(
@@ -82,14 +86,14 @@ def export_onnx(model: StaticNet, cfg: SubnetConfig | Mapping[str, Any], path: s
     return path
 
 
-def _export_int8(model: StaticNet, space: SearchSpace, cfg: SubnetConfig, path: Path, opset: int,
+def _export_int8(model: nn.Module, family: Any, cfg: Any, path: Path, opset: int,
                  calibration: Any, evaluation: Any, method: str, floor: float) -> Path:
     import copy
     import tempfile
-    from ..families.mbv3.static import fold_bn
+    space = family.space
     calib_x, _ = _image_inputs(calibration, "calib", space, cfg.image_size, "calibration")
     eval_x, labels = _image_inputs(evaluation, "test2k", space, cfg.image_size, "evaluation")
-    folded = fold_bn(copy.deepcopy(model).eval())
+    folded = family.fold_bn(copy.deepcopy(model).eval())
     with tempfile.TemporaryDirectory(prefix="ofa-export-") as tmpdir:
         float_path = Path(tmpdir) / "float.onnx"
         write_onnx_unverified(folded, space, cfg, float_path, opset)
@@ -105,7 +109,7 @@ def _export_int8(model: StaticNet, space: SearchSpace, cfg: SubnetConfig, path: 
     return path
 
 
-def _image_inputs(images: Any, default_split: str, space: SearchSpace, size: int, what: str
+def _image_inputs(images: Any, default_split: str, space: Any, size: int, what: str
                   ) -> tuple[np.ndarray, np.ndarray | None]:
     """Preprocessed float32 input and the labels (None when unknown) of a calibration / evaluation
     set given as an ImageSet, uint8 images or preprocessed float input (None: the bundled split)."""
@@ -127,24 +131,34 @@ def _image_inputs(images: Any, default_split: str, space: SearchSpace, size: int
     return x, None if labels is None else np.asarray(labels)
 
 
-def verify_onnx(path: str | os.PathLike, model: StaticNet, *, batch_size: int = 2, seed: int = 0) -> float:
+def verify_onnx(path: str | os.PathLike, model: nn.Module, *, batch_size: int = 2, seed: int = 0) -> float:
     """Largest |onnxruntime - PyTorch| over the logits of a seeded random batch.
 
-    `batch_size` 2 differs from the traced batch (1), so this also checks the dynamic batch axis.
+    `model`: an extracted subnet (its `config` gives the image size); the channel count is the
+    one the file's input declares. `batch_size` 2 differs from the traced batch (1), so this also
+    checks the dynamic batch axis.
     """
-    cfg = model.config
-    shape = (batch_size, model.first_conv.conv.in_channels, cfg.image_size, cfg.image_size)
-    x = torch.randn(shape, generator=torch.Generator().manual_seed(seed))
+    try:
+        # One thread: a batch of 2 needs no more, and spinning worker threads slow a shared CPU.
+        session = make_session(path, threads=1)
+    except Exception as exc:  # onnxruntime raises its own exception types
+        raise ExportVerificationError(f"onnxruntime cannot run '{path}': {exc}") from exc
+    channels = session.get_inputs()[0].shape[1]
+    if isinstance(channels, bool) or not isinstance(channels, int):
+        raise ExportVerificationError(f"'{path}': its input's channel axis is {channels!r}, not a fixed count")
+    size = int(model.config.image_size)
+    x = torch.randn((batch_size, channels, size, size), generator=torch.Generator().manual_seed(seed))
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
             expected = model(x).numpy()
+    except RuntimeError as exc:
+        raise ExportVerificationError(f"the PyTorch model cannot run the input of '{path}' "
+                                      f"{tuple(x.shape)}: {exc}") from exc
     finally:
         model.train(was_training)
     try:
-        # One thread: a batch of 2 needs no more, and spinning worker threads slow a shared CPU.
-        session = make_session(path, threads=1)
         (actual,) = session.run([OUTPUT_NAME], {INPUT_NAME: x.numpy()})
     except Exception as exc:  # onnxruntime raises its own exception types
         raise ExportVerificationError(f"onnxruntime cannot run '{path}': {exc}") from exc
@@ -154,12 +168,14 @@ def verify_onnx(path: str | os.PathLike, model: StaticNet, *, batch_size: int = 
     return float(np.max(np.abs(actual.astype(np.float64) - expected.astype(np.float64))))
 
 
-def untrained_supernet(space: SearchSpace, seed: int = 0) -> Supernet:
-    """A freshly initialised supernet of `space` (torch seeded with `seed`, the global RNG left
-    as it was): for latency measurements, which do not depend on weight values."""
+def untrained_supernet(space: Any, seed: int = 0) -> nn.Module:
+    """A freshly initialised supernet of `space` (a family's space object or preset name; torch
+    seeded with `seed`, the global RNG left as it was): for latency measurements, which do not
+    depend on weight values."""
+    family = family_of(space, fast=False)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return build_supernet(space)
+        return family.build_supernet()
 
 
 @contextlib.contextmanager
@@ -179,13 +195,15 @@ def torch_threads(n: int) -> Iterator[None]:
 LATENCY_CALIBRATION_IMAGES = 32
 
 
-def export_subnets(space: SearchSpace, configs: Sequence[SubnetConfig], paths: Sequence[Path],
+def export_subnets(space: Any, configs: Sequence[Any], paths: Sequence[Path],
                    precision: str = "fp32") -> list[Path]:
     """Export each config of an `untrained_supernet(space)` to its path, skipping paths that
     already exist (a resumable cache); returns the paths. `precision="int8"`: quantized files
     calibrated on `LATENCY_CALIBRATION_IMAGES` seeded random inputs (latency only)."""
     check_precision(precision)
     paths = [Path(p) for p in paths]
+    family = family_of(space, fast=False)
+    space = family.space
     # Exports run beside latency measurements; one torch thread is plenty for them.
     with torch_threads(1):
         supernet = untrained_supernet(space)
@@ -194,7 +212,7 @@ def export_subnets(space: SearchSpace, configs: Sequence[SubnetConfig], paths: S
                 options: dict[str, Any] = {}
                 if precision == "int8":
                     x = np.random.default_rng(0).standard_normal(
-                        (LATENCY_CALIBRATION_IMAGES, space.in_channels, cfg.image_size, cfg.image_size))
+                        (LATENCY_CALIBRATION_IMAGES, *family.input_shape(cfg)))
                     options = {"precision": "int8", "calibration": x.astype(np.float32),
                                "evaluation": x.astype(np.float32), "calibration_method": "minmax",
                                "agreement_floor": 0.0}
@@ -215,27 +233,31 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     return out
 
 
-def _check_inputs(model: Any, cfg: Any, space: SearchSpace | str | None, opset: int
-                  ) -> tuple[SearchSpace, SubnetConfig]:
-    if not isinstance(model, StaticNet):
+def _config_json(cfg: Any) -> str:
+    """A config as compact JSON (the metadata's and the error messages' form)."""
+    return json.dumps(cfg.to_dict(), separators=(",", ":"))
+
+
+def _check_inputs(model: Any, cfg: Any, space: Any, opset: int) -> tuple[Any, Any]:
+    """(the family bound to the model's space, the validated config), or ValueError."""
+    # An extracted subnet of any family: a module that knows its config and space (a supernet has
+    # neither, it takes the config at each forward).
+    if not (isinstance(model, nn.Module) and hasattr(model, "config") and hasattr(model, "space_name")):
         raise ValueError(f"export_onnx needs a static subnet from Supernet.extract(cfg), got "
                          f"{type(model).__name__}; extract the subnet first")
     if isinstance(opset, bool) or not isinstance(opset, int) or not MIN_OPSET <= opset <= MAX_OPSET:
         raise ValueError(f"opset = {opset!r}; allowed: an integer {MIN_OPSET}..{MAX_OPSET} (MIN_OPSET..MAX_OPSET)")
-    if space is None:
-        space = SearchSpace.preset(model.space_name)
-    elif isinstance(space, str):
-        space = SearchSpace.preset(space)
-    if space.name != model.space_name:
-        raise ValueError(f"space '{space.name}' does not match the model, which was extracted "
+    family = family_of(model.space_name if space is None else space, fast=False)
+    if family.space.name != model.space_name:
+        raise ValueError(f"space '{family.space.name}' does not match the model, which was extracted "
                          f"from space '{model.space_name}'")
-    cfg = space.validate(cfg)
+    cfg = family.validate(cfg)
     if cfg != model.config:
-        fields = [f for f in ("wid", "ks", "e", "d", "image_size")
-                  if getattr(cfg, f) != getattr(model.config, f)]
+        ours, extracted = cfg.to_dict(), model.config.to_dict()
+        fields = [f for f in ours if ours[f] != extracted.get(f)]
         raise ValueError(f"config does not match the extracted model: field(s) {fields} differ "
-                         f"(model was extracted with {model.config.to_json()})")
-    return space, cfg
+                         f"(model was extracted with {_config_json(model.config)})")
+    return family, cfg
 
 
 # torch.onnx.export keeps process-global state ("GLOBALS.in_onnx_export"): two exports at once
@@ -259,10 +281,13 @@ def _torchscript_export() -> Any:
     return export
 
 
-def write_onnx_unverified(model: StaticNet, space: SearchSpace, cfg: SubnetConfig, path: Path, opset: int) -> None:
+def write_onnx_unverified(model: nn.Module, space: Any, cfg: Any, path: Path, opset: int) -> None:
     """The ONNX file of `model` with its metadata, not checked in ONNX Runtime and not atomic:
-    `export_onnx` is the API; this is its writing step (benchmarks time it alone)."""
-    dummy = torch.zeros(1, space.in_channels, cfg.image_size, cfg.image_size)
+    `export_onnx` is the API; this is its writing step (benchmarks time it alone). `space`: a
+    family's space object or preset name; `cfg`: the model's config."""
+    family = family_of(space, fast=False)
+    space = family.space
+    dummy = torch.zeros(1, *family.input_shape(cfg))
     was_training = model.training
     model.eval()
     try:
@@ -280,7 +305,7 @@ def write_onnx_unverified(model: StaticNet, space: SearchSpace, cfg: SubnetConfi
     proto.doc_string = f"Subnet of the OFA search space '{space.name}' exported by ofa_engine."
     labels = list(space.labels) or [f"class_{i}" for i in range(space.num_classes)]
     metadata = {
-        "config": cfg.to_json(),
+        "config": _config_json(cfg),
         "space": space.name,
         "preprocessing": json.dumps(preprocessing_spec(space, cfg.image_size)),
         "labels": json.dumps(labels),

@@ -2,22 +2,29 @@
 
 Training, evaluation, BN recalibration, the app and the ONNX metadata all go through here, so
 a third party who follows `preprocessing_spec` builds exactly the input our numbers came from.
+A space of any family serves, as long as it has `in_channels`, `mean` and `std` (`ImageSpace`).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..families.mbv3.space import SearchSpace
-
-__all__ = ["preprocess", "preprocessing_spec"]
+__all__ = ["preprocess", "preprocessing_spec", "ImageSpace"]
 
 
-def preprocessing_spec(space: SearchSpace, image_size: int) -> dict[str, Any]:
+class ImageSpace(Protocol):
+    """What preprocessing reads of a search space (every family's space object has it)."""
+
+    in_channels: int
+    mean: Sequence[float]
+    std: Sequence[float]
+
+
+def preprocessing_spec(space: ImageSpace, image_size: int) -> dict[str, Any]:
     """Everything needed to build the input of a subnet at `image_size` from a raw uint8 image."""
     return {
         "input": "uint8 image, HxW (1 channel) or HxWxC, values 0..255",
@@ -35,7 +42,7 @@ def preprocessing_spec(space: SearchSpace, image_size: int) -> dict[str, Any]:
     }
 
 
-def preprocess(images: np.ndarray | torch.Tensor, space: SearchSpace, image_size: int) -> torch.Tensor:
+def preprocess(images: np.ndarray | torch.Tensor, space: ImageSpace, image_size: int) -> torch.Tensor:
     """uint8 images (N,H,W), (N,C,H,W) or (N,H,W,C) -> float32 (N,C,S,S) normalised input."""
     if isinstance(images, torch.Tensor):
         x = images

@@ -14,7 +14,7 @@ nothing is written.
 
 `weight_bytes` counts what a deployment stores for the weights: the quantized initializers
 (int8 weights, int32 biases) apart from their scales and zero points, so that it can be set
-against the analytic `flash_bytes` (families/mbv3/analytics.py).
+against the analytic `flash_bytes` (the family's `analyze`).
 
 The calibration method was chosen by measured accuracy on subnets of the bundled supernet
 (docs/int8.md, written by benchmarks/bench_int8.py).

@@ -9,11 +9,11 @@ See docs/search.md for the strategies, the exact efficiency tables and the bench
 
 from .constraints import CONSTRAINT_FIELDS, Constraints, InfeasibleBudgetError
 from .core import STRATEGIES, Problem, SearchResult, check_budget, search
-from .evaluator import EFFICIENCY_METRICS, METRIC_NAMES, EfficiencyTables, Evaluator
+from .evaluator import EFFICIENCY_METRICS, METRIC_NAMES, Evaluator
 from ..space.genome import CategoricalGenome
 from ..space.interface import DiscreteSearchSpace
 from .ranges import budget_ranges
 
 __all__ = ["CONSTRAINT_FIELDS", "CategoricalGenome", "Constraints", "DiscreteSearchSpace", "EFFICIENCY_METRICS",
-           "EfficiencyTables", "Evaluator", "InfeasibleBudgetError", "METRIC_NAMES", "Problem", "STRATEGIES",
+           "Evaluator", "InfeasibleBudgetError", "METRIC_NAMES", "Problem", "STRATEGIES",
            "SearchResult", "budget_ranges", "check_budget", "search"]

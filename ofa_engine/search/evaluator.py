@@ -10,10 +10,9 @@ from typing import Any, Mapping
 import numpy as np
 
 from ..families import search_space
-from ..families.mbv3.tables import EfficiencyTables
 from ..space.interface import ACTIVATION_BYTES, DEPLOYED_FLASH, DiscreteSearchSpace
 
-__all__ = ["Evaluator", "EfficiencyTables", "METRIC_NAMES", "EFFICIENCY_METRICS", "efficiency_metrics"]
+__all__ = ["Evaluator", "METRIC_NAMES", "EFFICIENCY_METRICS", "efficiency_metrics"]
 
 EFFICIENCY_METRICS = ("latency_ms", "peak_memory_kb", "flash_kb", "macs", "params")
 METRIC_NAMES = ("accuracy",) + EFFICIENCY_METRICS

@@ -15,21 +15,19 @@ from __future__ import annotations
 import csv
 import fcntl
 import io
+import json
 import os
 import time
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 import torch
 
-from ..families.mbv3.analytics import analyze
 from ..datasets.images import ImageSet
+from ..families import family_of
 from ..runtime.evaluation import calibrate_bn
 from ..runtime.preprocess import preprocess
-from ..families.mbv3.space import SearchSpace, SubnetConfig
-from ..families.mbv3.static import fold_bn
-from ..families.mbv3.supernet import Supernet
 from ..progress import Progress, report
 
 __all__ = ["CSV_FIELDS", "PreprocessedImages", "evaluate_holdout", "dataset_configs", "canonical_key", "read_accuracy_csv",
@@ -39,23 +37,25 @@ CSV_FIELDS = ("config", "image_size", "wid", "macs", "accuracy", "seconds")
 DATASET_SEED = 0
 
 
-def canonical_key(space: SearchSpace, cfg: SubnetConfig) -> bytes:
-    """Identity of the network a config describes: slots the depth leaves out do not count."""
-    return space.encode([cfg]).tobytes()
+def canonical_key(space: Any, cfg: Any) -> bytes:
+    """Identity of the network a config describes (its row of the family's encoding: for
+    MobileNetV3, slots the depth leaves out do not count). `space`: a space or its family."""
+    return family_of(space, fast=False).encode([cfg]).tobytes()
 
 
-def dataset_configs(space: SearchSpace, n: int, seed: int = DATASET_SEED) -> list[SubnetConfig]:
+def dataset_configs(space: Any, n: int, seed: int = DATASET_SEED) -> list[Any]:
     """The largest and smallest subnet, then `n` uniformly random ones (seeded), without
     duplicate networks. The list for a given (space, n, seed) never changes; another `n` gives
     other random subnets (a resumed build keeps the rows it has, so the file stays a uniform
     sample either way)."""
     if n < 0:
         raise ValueError(f"--n must be >= 0, got {n}")
-    sampled = space.from_arrays(space.sample_population(n, np.random.default_rng(seed)))
+    family = family_of(space, fast=False)
+    sampled = family.training().random_configs(n, np.random.default_rng(seed))
     seen: set[bytes] = set()
     configs = []
     for cfg in [space.largest(), space.smallest(), *sampled]:
-        key = canonical_key(space, cfg)
+        key = canonical_key(family, cfg)
         if key not in seen:
             seen.add(key)
             configs.append(cfg)
@@ -68,10 +68,11 @@ def _complete_text(path: Path) -> str:
     return text[:text.rfind("\n") + 1]
 
 
-def read_accuracy_csv(path: str | Path, space: SearchSpace | None = None) -> list[dict]:
-    """Rows of an accuracy CSV: dicts with `config` (SubnetConfig), `image_size`, `wid`, `macs`
-    (int), `accuracy` (fraction), `seconds`. A truncated last line is ignored; any other bad row
-    raises `ValueError` naming the file, the line and the problem."""
+def read_accuracy_csv(path: str | Path, space: Any = None) -> list[dict]:
+    """Rows of an accuracy CSV: dicts with `config` (the config of `space`, validated; its JSON
+    dict, unchecked, without a space), `image_size`, `wid`, `macs` (int), `accuracy`
+    (fraction), `seconds`. A truncated last line is ignored; any other bad row raises
+    `ValueError` naming the file, the line and the problem."""
     path = Path(path)
     text = _complete_text(path)
     if not text:
@@ -79,12 +80,15 @@ def read_accuracy_csv(path: str | Path, space: SearchSpace | None = None) -> lis
     reader = csv.DictReader(io.StringIO(text))
     if tuple(reader.fieldnames or ()) != CSV_FIELDS:
         raise ValueError(f"{path}: header is {reader.fieldnames}; expected {list(CSV_FIELDS)}")
+    family = family_of(space, fast=False) if space is not None else None
     rows = []
     for line, raw in enumerate(reader, start=2):
         try:
-            cfg = SubnetConfig.from_json(raw["config"])
-            if space is not None:
-                cfg = space.validate(cfg)
+            cfg = json.loads(raw["config"])
+            if not isinstance(cfg, dict):
+                raise ValueError(f"a subnet config must be a JSON object, got {type(cfg).__name__}")
+            if family is not None:
+                cfg = family.config_from_dict(cfg)
             row = {"config": cfg, "image_size": int(raw["image_size"]), "wid": int(raw["wid"]),
                    "macs": int(raw["macs"]), "accuracy": float(raw["accuracy"]),
                    "seconds": float(raw["seconds"])}
@@ -99,7 +103,7 @@ def read_accuracy_csv(path: str | Path, space: SearchSpace | None = None) -> lis
 class PreprocessedImages:
     """Network input per image size, computed once (preprocessing dominates small subnets)."""
 
-    def __init__(self, images: np.ndarray, space: SearchSpace, channels_last: bool):
+    def __init__(self, images: np.ndarray, space: Any, channels_last: bool):
         self.images, self.space, self.channels_last = images, space, channels_last
         self._by_size: dict[int, torch.Tensor] = {}
 
@@ -111,7 +115,7 @@ class PreprocessedImages:
 
 
 @torch.no_grad()
-def evaluate_holdout(supernet: Supernet, cfg: SubnetConfig, calib: PreprocessedImages,
+def evaluate_holdout(supernet: Any, cfg: Any, calib: PreprocessedImages,
                      holdout: PreprocessedImages, labels: torch.Tensor, batch_size: int,
                      channels_last: bool) -> float:
     """Top-1 accuracy of `cfg` on `holdout` after BN recalibration on `calib` (fraction)."""
@@ -121,7 +125,8 @@ def evaluate_holdout(supernet: Supernet, cfg: SubnetConfig, calib: PreprocessedI
     # Same recalibration (and batch size) as `extract_calibrated`, so the accuracy is that of
     # the network a user deploys.
     calibrate_bn(net, calib(cfg.image_size))
-    fold_bn(net)   # 10-20% faster; argmax as without (logits within ~1e-5); keeps channels_last
+    # 10-20% faster; argmax as without (logits within ~1e-5); keeps channels_last
+    family_of(supernet.space, fast=False).fold_bn(net)
     x = holdout(cfg.image_size)
     correct = 0
     for start in range(0, len(x), batch_size):
@@ -154,7 +159,7 @@ def _drop_cut_off_row(path: Path) -> None:
             fh.truncate(complete)
 
 
-def build_accuracy_dataset(supernet: Supernet, configs: Iterable[SubnetConfig], out: str | Path,
+def build_accuracy_dataset(supernet: Any, configs: Iterable[Any], out: str | Path,
                            holdout: ImageSet, calib: ImageSet, max_new: int | None = None,
                            batch_size: int = 500, channels_last: bool = True,
                            shard: tuple[int, int] = (0, 1),
@@ -172,14 +177,16 @@ def build_accuracy_dataset(supernet: Supernet, configs: Iterable[SubnetConfig], 
         raise ValueError(f"shard {k}/{n}: need 0 <= K < N")
     configs = [cfg for i, cfg in enumerate(configs) if i % n == k]
     space = supernet.space
+    family = family_of(space, fast=False)
+    hooks = family.training()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     done_keys: set[bytes] = set()
     if out.exists():
         _drop_cut_off_row(out)
-        done_keys = {canonical_key(space, row["config"]) for row in read_accuracy_csv(out, space)}
-    todo = [cfg for cfg in configs if canonical_key(space, space.validate(cfg)) not in done_keys]
-    todo = list({canonical_key(space, c): c for c in todo}.values())   # keeps the order
+        done_keys = {canonical_key(family, row["config"]) for row in read_accuracy_csv(out, space)}
+    todo = [cfg for cfg in configs if canonical_key(family, space.validate(cfg)) not in done_keys]
+    todo = list({canonical_key(family, c): c for c in todo}.values())   # keeps the order
     if max_new is not None:
         todo = todo[:max_new]
     if not todo:
@@ -187,7 +194,7 @@ def build_accuracy_dataset(supernet: Supernet, configs: Iterable[SubnetConfig], 
     calib_x = PreprocessedImages(calib.images, space, channels_last)
     holdout_x = PreprocessedImages(holdout.images, space, channels_last)
     labels = torch.as_tensor(np.array(holdout.labels, dtype=np.int64))   # a copy: package arrays are read-only
-    macs = analyze(space, todo)["macs"]
+    macs = family.analyze(todo)["macs"]
     supernet.eval()
     with open(out, "a", encoding="utf-8", newline="") as fh:
         if fh.tell() == 0:
@@ -196,9 +203,10 @@ def build_accuracy_dataset(supernet: Supernet, configs: Iterable[SubnetConfig], 
             start = time.perf_counter()
             acc = evaluate_holdout(supernet, cfg, calib_x, holdout_x, labels, batch_size, channels_last)
             seconds = time.perf_counter() - start
-            _append_row(fh, [cfg.to_json(), cfg.image_size, cfg.wid, int(macs[i]), f"{acc:.6f}",
-                             f"{seconds:.3f}"])
+            wid = hooks.width_index(cfg)
+            _append_row(fh, [json.dumps(cfg.to_dict(), separators=(",", ":")), cfg.image_size, wid, int(macs[i]),
+                             f"{acc:.6f}", f"{seconds:.3f}"])
             report(progress, i + 1, len(todo),
-                   f"acc={acc:.4f} {seconds:.2f}s (r={cfg.image_size}, wid={cfg.wid})")
+                   f"acc={acc:.4f} {seconds:.2f}s (r={cfg.image_size}, wid={wid})")
     return len(todo)
 

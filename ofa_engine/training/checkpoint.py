@@ -3,6 +3,10 @@
 All are written atomically (`ofa_engine.files`): a kill at any moment leaves the previous file
 intact and no temporary file. Supernet files and checkpoints hold only tensors and plain
 values and load with `torch.load(..., weights_only=True)`, which never runs code.
+
+A supernet file names its network family ("family"; a file without one is MobileNetV3's, as
+every file was before there were others) and holds its space's dict; it loads through that
+family (`ofa_engine.families.family_named`).
 """
 
 from __future__ import annotations
@@ -14,8 +18,7 @@ from typing import Any
 
 import torch
 
-from ..families.mbv3.space import space_from_dict  # noqa: F401 - re-exported (it lives with the space)
-from ..families.mbv3.supernet import Supernet
+from ..families import FAMILIES, family_named, family_of
 from ..files import atomic_path, atomic_write_text, exception_reason
 from .recipe import Recipe
 
@@ -23,7 +26,23 @@ __all__ = ["CHECKPOINT_VERSION", "SUPERNET_FORMAT", "space_from_dict", "save_sup
            "save_checkpoint", "load_checkpoint", "trim_log"]
 
 CHECKPOINT_VERSION = 1
+# The "format" tag of every supernet file, whatever its family: the name of the module that
+# first wrote them, kept so that existing files (assets/, packages) stay what they were.
 SUPERNET_FORMAT = "ofa_engine.families.mbv3.supernet"
+# The family of a supernet file or checkpoint that names none (written before families).
+DEFAULT_FAMILY = "mbv3"
+
+
+def space_from_dict(data: Any, where: str = "space", family: str = DEFAULT_FAMILY) -> Any:
+    """The space of `family` (a registered family name) described by `data`; `ValueError`
+    naming `where` and the field otherwise."""
+    return _family(family, where).space_from_dict(data, where)
+
+
+def _family(name: Any, where: str) -> type:
+    if not isinstance(name, str) or name not in FAMILIES.names():
+        raise ValueError(f"{where}: family = {name!r}; allowed: {', '.join(FAMILIES.names())}")
+    return family_named(name)
 
 
 def _torch_save(obj: Any, path: Path) -> Path:
@@ -48,31 +67,33 @@ def _load_supernet_payload(path: Path) -> Any:
 
 
 # ---------------------------------------------------------------------- supernet files
-def save_supernet(supernet: Supernet, path: str | Path, half: bool = False,
+def save_supernet(supernet: Any, path: str | Path, half: bool = False,
                   extra: dict[str, Any] | None = None) -> Path:
     """Weights + the space definition, atomically; loads with weights_only=True."""
     state = {k: (v.half() if half and v.is_floating_point() else v).clone()
              for k, v in supernet.state_dict().items()}
-    payload = {"format": SUPERNET_FORMAT, "version": 1, "space": supernet.space.to_dict(),
-               "state_dict": state, "extra": extra or {}}
+    payload = {"format": SUPERNET_FORMAT, "version": 1, "family": family_of(supernet.space, fast=False).family,
+               "space": supernet.space.to_dict(), "state_dict": state, "extra": extra or {}}
     return _torch_save(payload, Path(path))
 
 
-def load_supernet_file(path: str | Path) -> Supernet:
+def load_supernet_file(path: str | Path) -> Any:
     """A supernet written by `save_supernet`, in eval mode; `ValueError` naming the file and the
     field for anything else."""
     path = Path(path)
     payload = _load_supernet_payload(path)
     if not isinstance(payload, dict) or "state_dict" not in payload or "space" not in payload:
         raise ValueError(f"{path} is not an ofa_engine supernet file (expected keys 'space' and 'state_dict')")
-    space = space_from_dict(payload["space"], f"{path}: field 'space'")
+    family = payload.get("family", DEFAULT_FAMILY)
+    space = space_from_dict(payload["space"], f"{path}: field 'space'",
+                            _family(family, f"{path}: field 'family'").family)
     state = payload["state_dict"]
     if not isinstance(state, dict):
         raise ValueError(f"{path}: field 'state_dict' must map names to tensors, got {type(state).__name__}")
     bad = [str(k) for k, v in state.items() if not (isinstance(k, str) and isinstance(v, torch.Tensor))]
     if bad:
         raise ValueError(f"{path}: field 'state_dict' holds entries that are not named tensors: {bad[:3]}")
-    net = Supernet(space)
+    net = family_of(space, fast=False).build_supernet()
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
     try:
         net.load_state_dict(state)

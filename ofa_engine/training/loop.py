@@ -1,7 +1,9 @@
 """Progressive shrinking with knowledge distillation: resumable, and DDP under torchrun.
 
 Phases run in order, each starting from the previous one's weights: the full network (which
-then becomes the frozen teacher), then elastic kernel, depth, expand ratio and width.
+then becomes the frozen teacher), then phases that make more of the network elastic (for
+MobileNetV3: kernel, depth, expand ratio and width). What a phase's lists mean, how subnets
+are drawn from them and how channels are sorted is the family's (its `TrainingHooks`).
 Every step draws one resolution for the batch and several subnets from the phase's choices;
 their losses are summed into one backward pass (`SubnetsLoss`).
 
@@ -12,7 +14,6 @@ continues exactly where the last checkpoint left off (`checkpoint.py`).
 from __future__ import annotations
 
 import copy
-import dataclasses
 import json
 import math
 import time
@@ -27,8 +28,7 @@ from torch import nn
 from tqdm import tqdm
 
 from ..datasets.images import ImageSet
-from ..families.mbv3.space import SearchSpace, SubnetConfig
-from ..families.mbv3.supernet import Supernet
+from ..families import family_of
 from ..runtime.evaluation import accuracy, calibrate_bn
 from ..runtime.preprocess import preprocess
 from .checkpoint import load_checkpoint, load_supernet_file, save_checkpoint, save_supernet, trim_log
@@ -36,8 +36,8 @@ from .distributed import (DistributedEnv, barrier, gather_rng_states, init_distr
                           sync_buffers)
 from .loss import SubnetsLoss
 from .optim import augment, lr_at, param_groups
-from .recipe import Phase, Recipe, extends
-from .sampling import phase_choices, sample_config, step_configs
+from .recipe import Phase, Recipe, check_recipe, extends
+from .sampling import step_configs
 
 __all__ = ["train"]
 
@@ -46,11 +46,11 @@ __all__ = ["train"]
 class _Run:
     """What a run carries from step to step (and what its checkpoint holds)."""
 
-    space: SearchSpace
+    space: Any                          # the family's space object
     recipe: Recipe
     env: DistributedEnv
     out_dir: Path
-    model: Supernet
+    model: nn.Module                    # the family's supernet
     teacher_state: dict[str, torch.Tensor] | None
     state: dict[str, Any]               # phase, epoch, step, elapsed_s (and init_from)
     arch_rng: np.random.Generator       # resolutions and subnets: the same on every rank
@@ -59,6 +59,8 @@ class _Run:
     steps_per_epoch: int = 0
     t_start: float = 0.0
     fresh: bool = True                  # a new run (not resumed from a checkpoint)
+    family: Any = None                  # the space's NetworkFamily
+    hooks: Any = None                   # ... and its TrainingHooks
     max_steps: int | None = None         # optimizer steps this call may run
     steps_done: int = 0
 
@@ -71,7 +73,7 @@ class _Run:
         return self.out_dir / "log.jsonl"
 
 
-def train(space: SearchSpace, recipe: Recipe, train_set: ImageSet, val_set: ImageSet, calib_set: ImageSet,
+def train(space: Any, recipe: Recipe, train_set: ImageSet, val_set: ImageSet, calib_set: ImageSet,
           out_dir: str | Path, resume: bool = False, max_steps: int | None = None,
           progress: bool = True, init_from: str | Path | None = None) -> Path:
     """Run (or resume) the recipe; returns the path of the final supernet file.
@@ -114,17 +116,20 @@ def train(space: SearchSpace, recipe: Recipe, train_set: ImageSet, val_set: Imag
 
 
 # ---------------------------------------------------------------------- start and checkpoints
-def _start(space: SearchSpace, recipe: Recipe, out_dir: Path, resume: bool,
+def _start(space: Any, recipe: Recipe, out_dir: Path, resume: bool,
            init_from: str | Path | None) -> _Run:
     """A fresh run, or the state of the checkpoint in `out_dir` when resuming."""
+    family = family_of(space, fast=False)
+    check_recipe(space, recipe)
     env = init_distributed()
     torch.manual_seed(recipe.seed)
-    model = Supernet(space)
+    model = family.build_supernet()
     model.to(env.device, memory_format=torch.channels_last)
     run = _Run(space, recipe, env, out_dir, model, teacher_state=None,
                state={"phase": 0, "epoch": 0, "step": 0, "elapsed_s": 0.0},
                arch_rng=np.random.default_rng(recipe.seed),
-               aug_gen=torch.Generator().manual_seed(recipe.seed * 1009 + env.rank))
+               aug_gen=torch.Generator().manual_seed(recipe.seed * 1009 + env.rank),
+               family=family, hooks=family.training())
     if resume and run.ckpt_path.exists():
         if init_from is not None:
             raise ValueError(f"{run.ckpt_path} exists: --resume continues that run (started with or without "
@@ -175,7 +180,7 @@ def _restore(run: _Run, ckpt: dict[str, Any]) -> None:
     run.optimizer_state = ckpt["optimizer"]
 
 
-def _initial_teacher(space: SearchSpace, recipe: Recipe, path: str | Path) -> dict[str, torch.Tensor]:
+def _initial_teacher(space: Any, recipe: Recipe, path: str | Path) -> dict[str, torch.Tensor]:
     """The weights of `path` (a supernet file) standing for the recipe's first phase."""
     first = recipe.phases[0]
     if first.distill or first.fixed_config is not None or len(recipe.phases) < 2:
@@ -197,7 +202,7 @@ def _checkpoint(run: _Run, optimizer: torch.optim.Optimizer | None) -> None:
     state = run.state
     state["elapsed_s"] = time.time() - run.t_start
     device = run.env.device
-    save_checkpoint({"recipe": run.recipe.to_dict(), "space": run.space.to_dict(),
+    save_checkpoint({"recipe": run.recipe.to_dict(), "family": run.family.family, "space": run.space.to_dict(),
                      "model": run.model.state_dict(), "teacher": run.teacher_state,
                      "optimizer": optimizer.state_dict() if optimizer is not None else None,
                      "state": dict(state),
@@ -219,15 +224,6 @@ def _in_place(recipe: Recipe, phase: Phase) -> bool:
     return in_place
 
 
-def _sort_channels(model: Supernet, phase: Phase) -> None:
-    """Reorder channels by importance before a phase that starts to shrink them."""
-    kind, _, arg = phase.sort_channels.partition(":")
-    if kind == "middle":
-        model.reorganize_channels(expand_stage=int(arg or 0), middle=True, stage=False)
-    else:   # "stage": the recipe schema allows nothing else
-        model.reorganize_channels(middle=False, stage=True)
-
-
 def _no_teacher_error(phase: Phase) -> ValueError:
     return ValueError(f"phase '{phase.name}' distils from the full network, but no earlier "
                       f"phase trained it; put a phase with distill=false first")
@@ -240,7 +236,7 @@ def _frozen_teacher(run: _Run, phase: Phase) -> nn.Module:
     # Building modules draws initial weights from the global RNG, which also drives dropout:
     # fork it so that a resumed phase sees the same random stream.
     with torch.random.fork_rng(devices=[]):
-        t_net = Supernet(run.space)
+        t_net = run.family.build_supernet()
         t_net.load_state_dict(run.teacher_state)
         return t_net.extract(run.space.largest()).to(run.env.device, memory_format=torch.channels_last).eval()
 
@@ -252,7 +248,8 @@ def _train_phase(run: _Run, phase: Phase, images: torch.Tensor, labels: torch.Te
     total_steps = max(1, round(phase.epochs * run.steps_per_epoch))
     n_epochs = math.ceil(total_steps / run.steps_per_epoch)
     if state["epoch"] == 0 and state["step"] == 0 and phase.sort_channels:
-        _sort_channels(run.model, phase)
+        # Reorder channels by importance before a phase that starts to shrink them.
+        run.hooks.reorganize(run.model, phase.sort_channels)
     in_place = _in_place(recipe, phase)
     teacher = _frozen_teacher(run, phase) if phase.distill and not in_place else None
 
@@ -260,8 +257,7 @@ def _train_phase(run: _Run, phase: Phase, images: torch.Tensor, labels: torch.Te
     runner = loss_module
     if env.world > 1:
         runner = nn.parallel.DistributedDataParallel(loss_module, find_unused_parameters=True)
-    optimizer = torch.optim.SGD(param_groups(run.model, recipe.weight_decay), lr=phase.lr,
-                                momentum=recipe.momentum, nesterov=True)
+    optimizer = _optimizer(recipe, param_groups(run.model, recipe.weight_decay), phase.lr)
     if run.optimizer_state is not None:
         optimizer.load_state_dict(run.optimizer_state)
         run.optimizer_state = None
@@ -299,6 +295,12 @@ def _train_phase(run: _Run, phase: Phase, images: torch.Tensor, labels: torch.Te
     return False
 
 
+def _optimizer(recipe: Recipe, groups: list[dict], lr: float) -> torch.optim.Optimizer:
+    if recipe.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999))
+    return torch.optim.SGD(groups, lr=lr, momentum=recipe.momentum, nesterov=True)
+
+
 class _PhaseSteps:
     """The optimizer steps of one phase: draw the resolution and subnets, augment, step."""
 
@@ -306,20 +308,20 @@ class _PhaseSteps:
                  teacher: nn.Module | None, in_place: bool, total_steps: int):
         self.run, self.phase, self.runner, self.optimizer = run, phase, runner, optimizer
         self.teacher, self.in_place, self.total_steps = teacher, in_place, total_steps
-        self.choices = phase_choices(run.space, phase)
+        self.choices = run.hooks.phase_choices(phase.elastic_choices(), f"phase {phase.name!r}")
         self.fixed = run.space.validate(phase.fixed_config) if phase.fixed_config else None
         self.lr = phase.lr
 
-    def _configs(self, image_size: int) -> tuple[list[SubnetConfig], list[float] | None, int | None]:
+    def _configs(self, image_size: int) -> tuple[list[Any], list[float] | None, int | None]:
         """The step's subnets, their loss weights and the in-place teacher's index."""
         run, phase = self.run, self.phase
         if self.fixed is not None:
-            configs = [dataclasses.replace(self.fixed, image_size=image_size)]
+            configs = [run.family.config_from_dict({**self.fixed.to_dict(), "image_size": image_size})]
         else:
-            configs = step_configs(run.space, run.recipe, phase, self.choices, run.arch_rng, image_size)
+            configs = step_configs(run.space, run.recipe, phase, self.choices, run.arch_rng, image_size, run.hooks)
         weights, teacher_index = None, None
         if phase.largest_weight != 1.0 or self.in_place:
-            largest = sample_config(run.space, self.choices, run.arch_rng, image_size, largest=True)  # draws nothing
+            largest = run.hooks.sample(self.choices, run.arch_rng, image_size, largest=True)  # draws nothing
             if phase.largest_weight != 1.0:
                 weights = [phase.largest_weight if c == largest else 1.0 for c in configs]
             if self.in_place:
@@ -351,7 +353,7 @@ class _PhaseSteps:
         return float(loss.detach()) / (sum(weights) if weights else len(configs))
 
 
-def _evaluate(model: Supernet, space: SearchSpace, cfg: SubnetConfig, calib: ImageSet, val: ImageSet) -> float:
+def _evaluate(model: nn.Module, space: Any, cfg: Any, calib: ImageSet, val: ImageSet) -> float:
     with torch.random.fork_rng(devices=[]):  # only rank 0 evaluates: keep every rank's RNG in step
         sub = model.extract(cfg)
     calibrate_bn(sub, calib.images, space)

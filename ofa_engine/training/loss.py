@@ -2,26 +2,26 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-from ..families.mbv3.space import SubnetConfig
-from ..families.mbv3.supernet import Supernet
 
 __all__ = ["SubnetsLoss"]
 
 
 class SubnetsLoss(nn.Module):
     """Summed loss of several subnets on one batch: a single forward for DDP. Summing the
-    losses into one backward pass equals accumulating the subnets' gradients."""
+    losses into one backward pass equals accumulating the subnets' gradients. `supernet`: any
+    family's supernet (`forward(x, config)`)."""
 
-    def __init__(self, supernet: Supernet, label_smoothing: float, kd_ratio: float):
+    def __init__(self, supernet: nn.Module, label_smoothing: float, kd_ratio: float):
         super().__init__()
         self.supernet = supernet
         self.label_smoothing, self.kd_ratio = label_smoothing, kd_ratio
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor, configs: list[SubnetConfig],
+    def forward(self, x: torch.Tensor, y: torch.Tensor, configs: list[Any],
                 soft_targets: torch.Tensor | None, weights: list[float] | None = None,
                 teacher_index: int | None = None) -> torch.Tensor:
         """Label-smoothed cross entropy of each config, plus `kd_ratio` times its cross entropy

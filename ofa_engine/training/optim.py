@@ -29,7 +29,8 @@ def augment(images: torch.Tensor, gen: torch.Generator, pad: int = 2) -> torch.T
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """SGD parameter groups: weight decay on weights, none on BN and biases (as OFA)."""
+    """Parameter groups: weight decay on weights, none on normalisation layers and biases (as
+    OFA; the 1-D parameters)."""
     decay, no_decay = [], []
     for p in model.parameters():
         (no_decay if p.dim() == 1 else decay).append(p)

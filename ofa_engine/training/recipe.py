@@ -4,22 +4,31 @@
 schema is declared once, as pydantic models: constructing either one validates it, and
 `Recipe.from_dict` (a recipe file) turns every schema error into a message that names the
 field, the value and what is allowed.
+
+A recipe is family-neutral: a phase lists, per elastic dimension of the network family, the
+values it trains (`Phase.elastic_choices`); what those names mean, the family's default schedule
+and its channel sorts are the family's training hooks (`ofa_engine.space.training`).
+`check_recipe(space, recipe)` checks a recipe against a space's family (the trainer does so
+before it writes anything).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, Optional
+from typing import Annotated, Any, Literal, Mapping, Optional
 
-from pydantic import (BaseModel, ConfigDict, Field, Strict, StrictBool, StrictInt, StrictStr, ValidationError,
-                      field_validator)
+from pydantic import BaseModel, ConfigDict, Field, Strict, StrictBool, StrictInt, StrictStr, ValidationError
 
-from ..families.mbv3.space import SearchSpace, SubnetConfig
+from ..families import family_of
 
-__all__ = ["DISTILL_SOURCES", "Phase", "Recipe", "default_recipe", "twin_recipe", "extends"]
+__all__ = ["DISTILL_SOURCES", "Phase", "Recipe", "default_recipe", "twin_recipe", "extends", "check_recipe",
+           "training_hooks", "MBV3_DIMENSIONS"]
 
 DISTILL_SOURCES = ("teacher", "largest")
+# Phase fields that name elastic dimensions: MobileNetV3's, fields of the recipe file since its
+# first version. Other families' dimensions go in a phase's `choices`.
+MBV3_DIMENSIONS = ("kernel_sizes", "depths", "expand_ratios", "widths")
 
 
 # ---------------------------------------------------------------------- schema
@@ -43,21 +52,18 @@ class _PhaseSchema(BaseModel):
     widths: Optional[tuple[StrictInt, ...]] = Field(None, description="null or a list of width indices")
     subnets_per_step: StrictInt = Field(1, ge=1, description="an integer >= 1")
     distill: StrictBool = Field(True, description="true or false")
-    sort_channels: Optional[StrictStr] = Field(None, pattern=r"^(middle(:\d+)?|stage)$",
-                                               description="null, 'middle:<stage>' or 'stage'")
+    choices: Optional[dict[StrictStr, Optional[tuple[_Number, ...]]]] = Field(
+        None, description="null or an object of elastic dimension names -> lists of numbers")
+    sort_channels: Optional[StrictStr] = Field(None, pattern=r"^[a-z][a-z_-]*(:\d+)?$",
+                                               description="null or one of the family's channel sorts "
+                                                           "(MobileNetV3: 'middle:<stage>' or 'stage')")
     warmup_epochs: _Number = _number(0.0, "a finite number >= 0", ge=0)
-    fixed_config: Optional[dict] = Field(None, description="null or a subnet config object")
+    fixed_config: Optional[dict] = Field(None, description="null or a subnet config object (checked against "
+                                                           "the space by check_recipe)")
     largest_weight: _Number = _number(1.0, "a finite number > 0 (1 = the largest subnet weighs as much as "
                                     "the others)", gt=0)
     distill_from: Literal["teacher", "largest"] = Field(
         "teacher", description=", ".join(repr(s) for s in DISTILL_SOURCES))
-
-    @field_validator("fixed_config")
-    @classmethod
-    def _config(cls, value: dict | None) -> dict | None:
-        if value is not None:
-            SubnetConfig.from_dict(value)
-        return value
 
 
 class _RecipeSchema(BaseModel):
@@ -65,6 +71,7 @@ class _RecipeSchema(BaseModel):
 
     phases: tuple[_PhaseSchema, ...] = Field(min_length=1, description="a list of at least one phase")
     batch_size: StrictInt = Field(256, ge=1, description="an integer >= 1")
+    optimizer: Literal["sgd", "adamw"] = Field("sgd", description="'sgd' or 'adamw'")
     momentum: _Number = _number(0.9, "a finite number >= 0", ge=0)
     weight_decay: _Number = _number(3e-5, "a finite number >= 0", ge=0)
     label_smoothing: _Number = _number(0.1, "a number in 0..1", ge=0, le=1)
@@ -96,8 +103,6 @@ def _message(error: dict, data: dict) -> str:
         return f"{where}: field '{field}' is missing; required: {', '.join(required)}"
     if error["type"] == "too_short" and field == "phases":
         return "a recipe needs at least one phase"
-    if error["type"] == "value_error":   # fixed_config: SubnetConfig's own message
-        return f"{where}: {field}: {error['msg'].removeprefix('Value error, ')}"
     value = error.get("input")
     allowed = schema.model_fields[field].description if field in schema.model_fields else error["msg"]
     return f"{where}: {field} = {value!r}; allowed: {allowed}"
@@ -134,7 +139,11 @@ def _as_tuples(phase: dict) -> dict:
 # ---------------------------------------------------------------------- the recipe
 @dataclass(frozen=True)
 class Phase:
-    """One progressive-shrinking phase. A choice list left as None means 'largest only'."""
+    """One progressive-shrinking phase. A choice list left as None means 'largest only'.
+
+    The elastic dimensions it trains: MobileNetV3's as fields of their own (kernel_sizes,
+    depths, expand_ratios, widths), any family's in `choices` ({name: values}, e.g. a ViT's
+    {"embed_dim": (64, 96)}); `elastic_choices()` gives both as one dict."""
 
     name: str
     epochs: float
@@ -159,9 +168,29 @@ class Phase:
     # itself learns from the labels only). "largest" needs the largest subnet in every step:
     # the recipe's sandwich_largest and at least 3 subnets per step.
     distill_from: str = "teacher"
+    # The values of elastic dimensions other than the four fields above ({name: values}).
+    choices: Mapping[str, tuple] | None = None
 
     def __post_init__(self) -> None:
         _validate_phase(dataclasses.asdict(self), self.name)
+        if self.choices is not None:
+            twice = sorted(set(self.choices) & set(MBV3_DIMENSIONS))
+            if twice:
+                raise ValueError(f"phase {self.name!r}: {twice} given in choices; a dimension with a field of "
+                                 f"its own ({', '.join(MBV3_DIMENSIONS)}) is set there only")
+            object.__setattr__(self, "choices", {k: None if v is None else tuple(v) for k, v in self.choices.items()})
+
+    def elastic_choices(self) -> dict[str, tuple | None]:
+        """{dimension: the values this phase trains} (None: the largest only)."""
+        return {**{name: getattr(self, name) for name in MBV3_DIMENSIONS}, **(self.choices or {})}
+
+    def to_dict(self) -> dict[str, Any]:
+        """Its recipe-file form; `choices` only where it is set (a MobileNetV3 recipe's form is
+        the one it had before `choices` existed)."""
+        data = dataclasses.asdict(self)
+        if data["choices"] is None:
+            del data["choices"]
+        return data
 
 
 @dataclass(frozen=True)
@@ -170,6 +199,9 @@ class Recipe:
 
     phases: tuple[Phase, ...]
     batch_size: int = 256
+    # "sgd": SGD with Nesterov momentum `momentum` (OFA's); "adamw": AdamW (betas 0.9, 0.999),
+    # what Vision Transformers train with. Weight decay on weights only either way.
+    optimizer: str = "sgd"
     momentum: float = 0.9
     weight_decay: float = 3e-5
     label_smoothing: float = 0.1
@@ -187,12 +219,19 @@ class Recipe:
         _validate({**dataclasses.asdict(self), "phases": [dataclasses.asdict(p) for p in self.phases]})
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Its recipe-file form; `optimizer` only where it is not SGD (an SGD recipe's form is
+        the one it had before the field existed)."""
+        data = {**dataclasses.asdict(self), "phases": [p.to_dict() for p in self.phases]}
+        if data["optimizer"] == "sgd":
+            del data["optimizer"]
+        return data
 
     @classmethod
-    def from_dict(cls, data: Any) -> "Recipe":
+    def from_dict(cls, data: Any, space: Any = None) -> "Recipe":
         """A recipe from its JSON form (`to_dict`); `ValueError` naming the field, the value and
-        what is allowed when it does not follow the schema."""
+        what is allowed when it does not follow the schema. With `space` (any family's space
+        object), also checked against it (`check_recipe`) and each `fixed_config` written in the
+        family's own form."""
         if not isinstance(data, dict):
             raise ValueError(f"a recipe must be a JSON object of recipe fields, got {type(data).__name__} "
                              f"{str(data)[:80]}")
@@ -204,10 +243,14 @@ class Recipe:
                 raise ValueError(f"recipe: phase {i} = {p!r}; allowed: a JSON object of phase fields")
         phases = [_as_tuples(p) for p in phases]
         _validate({**data, "phases": phases})
-        for p in phases:
-            if p.get("fixed_config") is not None:
-                p["fixed_config"] = SubnetConfig.from_dict(p["fixed_config"]).to_dict()
-        return cls(**{**data, "phases": tuple(Phase(**p) for p in phases)})
+        if space is not None:
+            for p in phases:
+                if p.get("fixed_config") is not None:
+                    p["fixed_config"] = _fixed_config(space, p["fixed_config"], p["name"])
+        recipe = cls(**{**data, "phases": tuple(Phase(**p) for p in phases)})
+        if space is not None:
+            check_recipe(space, recipe)
+        return recipe
 
     def scaled(self, epoch_scale: float) -> "Recipe":
         return dataclasses.replace(self, phases=tuple(
@@ -223,7 +266,34 @@ def extends(done: Recipe, recipe: Recipe) -> bool:
             and dataclasses.replace(recipe, phases=recipe.phases[:n]) == done)
 
 
-def twin_recipe(space: SearchSpace, cfg: SubnetConfig, base: Recipe | None = None) -> Recipe:
+def training_hooks(space: Any) -> Any:
+    """The `TrainingHooks` of `space`'s family (a family's space object or preset name)."""
+    return family_of(space, fast=False).training()
+
+
+def _fixed_config(space: Any, config: Any, phase: str) -> dict[str, Any]:
+    """A phase's fixed_config validated by `space`, in its family's dict form."""
+    try:
+        return family_of(space, fast=False).validate(config).to_dict()
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"phase {phase!r}: fixed_config: {exc}") from None
+
+
+def check_recipe(space: Any, recipe: Recipe) -> None:
+    """`ValueError` naming the phase and the field for the first thing of `recipe` that the
+    family of `space` cannot train: an elastic dimension it lacks or a value its space lacks,
+    a channel sort it does not know, a fixed_config that is not one of its configs."""
+    hooks = training_hooks(space)
+    for phase in recipe.phases:
+        where = f"phase {phase.name!r}"
+        hooks.phase_choices(phase.elastic_choices(), where)
+        if phase.sort_channels is not None:
+            hooks.check_sort(phase.sort_channels, where)
+        if phase.fixed_config is not None:
+            _fixed_config(space, phase.fixed_config, phase.name)
+
+
+def twin_recipe(space: Any, cfg: Any, base: Recipe | None = None) -> Recipe:
     """The from-scratch baseline for `cfg`: the full-network phase of `base` (same epochs, LR,
     schedule, augmentation, resolution drawn per batch) training only `cfg`'s architecture."""
     base = base or default_recipe(space)
@@ -232,36 +302,7 @@ def twin_recipe(space: SearchSpace, cfg: SubnetConfig, base: Recipe | None = Non
         full, name="scratch", distill=False, fixed_config=space.validate(cfg).to_dict()),))
 
 
-def default_recipe(space: SearchSpace) -> Recipe:
-    """Our recipe (ANCHORS.md's schedule, shortened to fit 2 CPU cores): the full network, then
-    elastic kernel, depth, expand ratio and width, then phases that train everything elastic at
-    once (the last three with in-place distillation). Each version of it, why its phases were
-    added and what they measured: docs/training.md, "The bundled run"."""
-    ks, ds, es = space.kernel_sizes, space.depths, space.expand_ratios
-    es_desc = sorted(es, reverse=True)
-    all_w = tuple(range(len(space.width_mults)))
-    full = dict(kernel_sizes=ks, depths=ds)
-    phases = [
-        Phase("full", epochs=30, lr=0.1, distill=False, warmup_epochs=0.5),
-        Phase("kernel", epochs=4, lr=0.01, kernel_sizes=ks, subnets_per_step=3),
-        Phase("depth", epochs=4, lr=0.008, subnets_per_step=3, **full),
-    ]
-    for stage in range(1, len(es)):
-        phases.append(Phase(f"expand-{stage}", epochs=3 if stage < len(es) - 1 else 4, lr=0.008,
-                            expand_ratios=tuple(sorted(es_desc[:stage + 1])), subnets_per_step=3,
-                            sort_channels=f"middle:{stage - 1}", **full))
-    if len(all_w) > 1:
-        phases.append(Phase("width", epochs=10, lr=0.01, expand_ratios=es, widths=all_w,
-                            subnets_per_step=3, sort_channels="stage", **full))
-    widths = all_w if len(all_w) > 1 else None
-    everything = dict(expand_ratios=es, widths=widths, subnets_per_step=3, **full)
-    phases += [
-        Phase("all", epochs=15, lr=0.01, largest_weight=2.0, **everything),
-        Phase("all-2", epochs=20, lr=0.015, largest_weight=3.0, **everything),
-        Phase("all-3", epochs=12, lr=0.005, largest_weight=6.0, **everything),
-        Phase("all-inplace", epochs=12, lr=0.01, largest_weight=4.0, distill_from="largest", **everything),
-        Phase("all-inplace-2", epochs=10, lr=0.015, largest_weight=4.0, distill_from="largest", **everything),
-        Phase("all-inplace-4sub", epochs=10, lr=0.015, largest_weight=4.0, distill_from="largest",
-              **{**everything, "subnets_per_step": 4}),
-    ]
-    return Recipe(phases=tuple(phases), sandwich_largest=True)
+def default_recipe(space: Any) -> Recipe:
+    """The default progressive-shrinking run of `space`'s family (its training hooks'
+    `default_recipe`; MobileNetV3's: docs/training.md, "The bundled run")."""
+    return Recipe.from_dict(training_hooks(space).default_recipe())

@@ -11,20 +11,24 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ...space.interface import ANALYTIC_METRICS, DEPLOYED_FLASH, DiscreteSearchSpace
+from ...space.family import NetworkFamily
+from ...space.interface import ANALYTIC_METRICS, DEPLOYED_FLASH
 from .. import FAMILIES
-from .analytics import analyze, deployment_bytes
+from .analytics import LayerTally, analyze, deployment_bytes
 from .genome import MobileNetV3Genome
-from .space import PRESETS, SearchSpace, SubnetConfig, is_population
+from .layout import walk_configs
+from .space import PRESETS, SearchSpace, SubnetConfig, is_population, space_from_dict
 from .tables import TABLE_COLUMNS, TABLE_METRICS, EfficiencyTables, efficiency_tables
 
 __all__ = ["MobileNetV3Family", "GenomeKernel"]
 
 
 @FAMILIES.register("mbv3")
-class MobileNetV3Family(DiscreteSearchSpace):
+class MobileNetV3Family(NetworkFamily):
     """`space`: a `SearchSpace` or preset name. `fast`: use the exact efficiency tables where
     they apply (False: `analyze` every time, and no exact extremes)."""
+
+    family = "mbv3"
 
     @staticmethod
     def accepts(space: Any) -> bool:
@@ -33,6 +37,14 @@ class MobileNetV3Family(DiscreteSearchSpace):
     @staticmethod
     def preset_names() -> list[str]:
         return PRESETS.names()
+
+    @classmethod
+    def space_from_dict(cls, data: Any, where: str = "space") -> SearchSpace:
+        return space_from_dict(data, where)
+
+    @classmethod
+    def preset(cls, name: str) -> SearchSpace:
+        return SearchSpace.preset(name)
 
     def __init__(self, space: SearchSpace | str, fast: bool = True):
         self.space = SearchSpace.preset(space) if isinstance(space, str) else space
@@ -69,6 +81,78 @@ class MobileNetV3Family(DiscreteSearchSpace):
 
     def config_from_dict(self, data: Mapping[str, Any]) -> SubnetConfig:
         return self.space.validate(SubnetConfig.from_dict(data))
+
+    # ------------------------------------------------------------- networks
+    def build_supernet(self) -> Any:
+        from .supernet import Supernet   # torch only when a network is built
+        return Supernet(self.space)
+
+    def fold_bn(self, module: Any) -> Any:
+        from .static import fold_bn
+        return fold_bn(module)
+
+    # ------------------------------------------------------------- analytics and predictors
+    def analyze(self, configs: Any) -> dict[str, Any]:
+        return analyze(self.space, configs)
+
+    def deployment_bytes(self, configs: Any, precision: str) -> dict[str, Any]:
+        return deployment_bytes(self.space, configs, precision)
+
+    @property
+    def encoding_size(self) -> int:
+        return self.space.encoding_size
+
+    def encode(self, configs: Any) -> np.ndarray:
+        return self.space.encode(configs)
+
+    def latency_features(self) -> Any:
+        from .latency_features import MobileNetV3LatencyFeatures
+        return MobileNetV3LatencyFeatures(self.space)
+
+    def training(self) -> Any:
+        from .training_hooks import MobileNetV3Training
+        return MobileNetV3Training(self.space)
+
+    @classmethod
+    def import_official(cls, state_dict: Mapping[str, Any]) -> Any:
+        from .official import import_official_ofa
+        return import_official_ofa(state_dict)
+
+    @classmethod
+    def official_predictor(cls, state_dict: Mapping[str, Any], space: Any) -> Any:
+        from .official import official_predictor_arrays
+        return official_predictor_arrays(state_dict, space)
+
+    def describe(self, config: Any) -> list[dict[str, Any]]:
+        """Stem, every block slot (inactive ones too) and head of `config`'s subnet."""
+        cfg = self.validate(config)
+        space = self.space
+        rows = []
+        for geometry in walk_configs(space, cfg):
+            b = geometry.row(0)
+            tally = LayerTally(1)
+            tally.block(geometry, space.num_classes)
+            counts = tally.result()
+            kind, choices = b["kind"], {}
+            if kind == "stem":
+                layer, group, words = "stem", "stem", f"conv {b['kernel']}x{b['kernel']}, stride {b['stride']}"
+            elif kind == "head":
+                layer, group, words = "head", "head", "1x1 convs, pooling, classifier"
+            else:
+                layer = f"S{b['stage'] + 1}.B{b['index'] + 1}" if kind == "block" else "B0"
+                group = f"stage {b['stage'] + 1}" if kind == "block" else "stem"
+                words = (f"MBConv k{b['kernel']} e{b['expand_ratio']}" if b["expands"]
+                         else f"depthwise separable k{b['kernel']}") + (" + SE" if b["se"] else "")
+                if kind == "block":
+                    choices = {"kernel": b["kernel"], "expand": b["expand_ratio"]}
+            if kind in ("stem", "head"):
+                choices = {"width": space.width_mults[cfg.wid]}
+            rows.append({"layer": layer, "group": group, "kind": words, "choices": choices,
+                         "in_shape": (b["in_channels"], b["in_size"], b["in_size"]),
+                         "out_shape": (b["out_channels"], b["out_size"], b["out_size"]),
+                         "width": b["mid_channels"], "macs": int(counts["macs"][0]),
+                         "params": int(counts["params"][0]), "active": bool(b["active"])})
+        return rows
 
     # ------------------------------------------------------------- efficiency
     def analytic_efficiency(self, genes: np.ndarray) -> dict[str, np.ndarray]:

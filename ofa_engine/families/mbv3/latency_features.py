@@ -11,6 +11,9 @@ few milliseconds.
 - Features (`BLOCK_FEATURES`, `FIXED_FEATURES`): MACs of each layer kind, depthwise MACs per
   kernel size, expanded-tensor elements, SE and block counts, stem/head MACs; the learned
   model is linear in them.
+
+`MobileNetV3LatencyFeatures` is these functions behind the family-neutral `LatencyFeatures`
+(`ofa_engine.space.latency`), which the latency models, profiles and kits use.
 """
 
 from __future__ import annotations
@@ -20,19 +23,28 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ...space.latency import Configs, LatencyFeatures
 from .analytics import LayerTally
-from .layout import BlockGeometry, walk
-from .space import SearchSpace, is_population
+from .layout import BlockGeometry, walk, walk_configs
+from .space import SearchSpace, SubnetConfig, is_population
 
 __all__ = ["block_key", "stem_key", "head_key", "block_keys", "fixed_keys", "unique_blocks",
-           "BLOCK_FEATURES", "FIXED_FEATURES", "feature_tables", "macs_tables", "gather",
-           "architecture_features", "total_macs", "table_range", "Configs"]
-
-Configs = Any   # SubnetConfig | Sequence[SubnetConfig] | population (see space.is_population)
+           "BLOCK_FEATURES", "FIXED_FEATURES", "FEATURE_GROUPS", "feature_tables", "macs_tables", "gather",
+           "architecture_features", "total_macs", "table_range", "Configs", "sample_configs", "block_module",
+           "int8_scale_counts", "MobileNetV3LatencyFeatures"]
 
 BLOCK_FEATURES = ("blocks", "expand_macs", "dw_macs_k3", "dw_macs_k5", "dw_macs_k7", "project_macs",
                   "se_blocks", "se_macs", "expanded_elements", "hswish_elements", "residual_elements")
 FIXED_FEATURES = ("stem_macs", "head_macs", "stem_elements")
+# Parts of a block-linear prediction that one device may run at different relative speeds.
+FEATURE_GROUPS: dict[str, tuple[str, ...]] = {
+    "conv1x1": ("expand_macs", "project_macs"),
+    "depthwise": ("dw_macs_k3", "dw_macs_k5", "dw_macs_k7"),
+    "elementwise": ("expanded_elements", "hswish_elements", "residual_elements"),
+    "se": ("se_blocks", "se_macs"),
+    "blocks": ("blocks",),
+    "stem_head": ("stem_macs", "head_macs", "stem_elements"),
+}
 
 
 def _space(space: SearchSpace | str) -> SearchSpace:
@@ -117,7 +129,7 @@ def fixed_keys(space: SearchSpace) -> tuple[np.ndarray, np.ndarray]:
 
 def unique_blocks(space: SearchSpace | str) -> list[dict[str, Any]]:
     """One entry per distinct block key of the space, with a (wid, image_size, slot, ks, e) that
-    realises it: what `latency_data.measure_block_table` measures. Stem and head entries have
+    realises it: what `devices.latency_dataset.measure_block_table` measures. Stem and head entries have
     kind "stem" / "head" and a (wid, image_size)."""
     space = _space(space)
     keys = block_keys(space)
@@ -278,3 +290,153 @@ def total_macs(space: SearchSpace | str, configs: Configs) -> np.ndarray:
     """MACs per config (same count as `analytics.analyze`), float64, by table gather."""
     space = _space(space)
     return gather(space, configs, *macs_tables(space))
+
+
+# ---------------------------------------------------------------------- datasets and isolated blocks
+def sample_configs(space: SearchSpace, n: int, seed: int = 0) -> list[SubnetConfig]:
+    """`n` >= 2 configs: the largest, the smallest, then random ones whose (width, resolution)
+    pairs cycle through every combination in a seeded order (so all widths and resolutions are
+    evenly covered) with the per-block choices drawn uniformly."""
+    if n == 2:
+        return [space.largest(), space.smallest()]
+    rng = np.random.default_rng(seed)
+    pop = space.sample_population(n - 2, rng)
+    combos = np.array([(w, r) for w in range(len(space.width_mults)) for r in space.resolutions])
+    picks = np.concatenate([rng.permutation(len(combos)) for _ in range(-(-(n - 2) // len(combos)))])[:n - 2]
+    pop["wid"], pop["image_size"] = combos[picks, 0], combos[picks, 1]
+    return [space.largest(), space.smallest()] + space.from_arrays(pop)
+
+
+def block_module(space: SearchSpace, supernet: Any, entry: dict[str, Any]) -> tuple[Any, tuple[int, ...]]:
+    """The isolated module of a `unique_blocks` entry, cut from `supernet` (a `Supernet` of
+    `space`), and its input shape (batch 1)."""
+    import torch
+    from torch import nn
+
+    d = [space.max_depth] * space.num_stages
+    slot = entry.get("slot", 0)
+    ks = [entry.get("ks", space.kernel_sizes[0])] * space.num_slots
+    e = [entry.get("e", space.expand_ratios[0])] * space.num_slots
+    cfg = SubnetConfig(wid=entry["wid"], ks=ks, e=e, d=d, image_size=entry["image_size"])
+    with torch.no_grad():
+        net = supernet.extract(cfg)
+    x = torch.zeros(1, space.in_channels, cfg.image_size, cfg.image_size)
+    with torch.no_grad():
+        stem = nn.Sequential(net.first_conv, net.blocks[0])
+        if entry["kind"] == "stem":
+            return stem, tuple(x.shape)
+        h = stem(x)
+        for i in range(slot if entry["kind"] == "block" else space.num_slots):
+            h = net.blocks[1 + i](h)
+    if entry["kind"] == "block":
+        return net.blocks[1 + slot], tuple(h.shape)
+    return _head_module(net), tuple(h.shape)
+
+
+def _head_module(net: Any) -> Any:
+    """The head of an extracted subnet (final expand, pool, feature mix, classifier) as a module."""
+    import torch
+    from torch import nn
+
+    class _Head(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.final_expand, self.feature_mix, self.classifier = net.final_expand, net.feature_mix, net.classifier
+
+        def forward(self, x):
+            x = self.feature_mix(self.final_expand(x).mean((2, 3), keepdim=True))
+            return self.classifier(torch.flatten(x, 1))
+
+    return _Head()
+
+
+def int8_scale_counts(space: SearchSpace, configs: Configs) -> tuple[np.ndarray, np.ndarray]:
+    """((N,) float32 scales, (N,) layers) of each config's extracted net: the per-channel
+    scales an int8 QDQ file stores (one per output channel of every conv / linear weight and
+    one per bias channel) and its conv / linear layers, from the layer walk (no network built)."""
+    blocks = walk_configs(space, configs)
+    n = blocks[0].in_size.shape[0]
+    scales, layers = np.zeros(n, np.int64), np.zeros(n, np.int64)
+
+    def layer(out_channels: Any, has_bias: bool, mask: Any = True) -> None:
+        nonlocal scales, layers
+        scales = scales + np.where(mask, np.asarray(out_channels) * (2 if has_bias else 1), 0)
+        layers = layers + np.where(mask, 1, 0)
+
+    for b in blocks:
+        if b.kind == "stem":
+            layer(b.out_channels, True)
+        elif b.kind == "head":
+            # final expand (BN folded), feature mix (no bias), classifier (bias)
+            layer(b.mid_channels, True)
+            layer(b.out_channels, False)
+            layer(space.num_classes, True)
+        else:
+            if b.expands:
+                layer(b.mid_channels, True, b.active)
+            layer(b.mid_channels, True, b.active)              # depthwise
+            if b.se:
+                layer(b.se_channels, True, b.active)
+                layer(b.mid_channels, True, b.active)
+            layer(b.out_channels, True, b.active)              # project
+    return scales, layers
+
+
+# ---------------------------------------------------------------------- the family-neutral interface
+class MobileNetV3LatencyFeatures(LatencyFeatures):
+    """The functions of this module for one `SearchSpace` (or preset name). Tables are
+    (W, R, S, K, E[, F]) per block slot and (W, R[, F]) fixed (stem + head), as above."""
+
+    def __init__(self, space: SearchSpace | str):
+        self.space = _space(space)
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return BLOCK_FEATURES + FIXED_FEATURES
+
+    @property
+    def feature_groups(self) -> dict[str, tuple[str, ...]]:
+        return dict(FEATURE_GROUPS)
+
+    def features(self, configs: Configs) -> tuple[np.ndarray, tuple[str, ...]]:
+        return architecture_features(self.space, configs)
+
+    def total_macs(self, configs: Configs) -> np.ndarray:
+        return total_macs(self.space, configs)
+
+    def count(self, configs: Configs) -> int:
+        return int(self.space.to_arrays(configs)["wid"].shape[0])
+
+    def take(self, configs: Configs, index: np.ndarray) -> dict[str, np.ndarray]:
+        a = self.space.to_arrays(configs)
+        return {k: a[k][index] for k in ("wid", "ks", "e", "d", "image_size")}
+
+    def dataset_configs(self, n: int, seed: int = 0) -> list[SubnetConfig]:
+        return sample_configs(self.space, n, seed)
+
+    def block_keys(self) -> np.ndarray:
+        return block_keys(self.space)
+
+    def fixed_keys(self) -> tuple[np.ndarray, ...]:
+        return fixed_keys(self.space)
+
+    def unique_blocks(self) -> list[dict[str, Any]]:
+        return unique_blocks(self.space)
+
+    def block_module(self, entry, supernet):
+        return block_module(self.space, supernet, entry)
+
+    def int8_scale_counts(self, configs: Configs) -> tuple[np.ndarray, np.ndarray]:
+        return int8_scale_counts(self.space, configs)
+
+    def feature_tables(self) -> tuple[np.ndarray, np.ndarray]:
+        return feature_tables(self.space)
+
+    def macs_tables(self) -> tuple[np.ndarray, np.ndarray]:
+        return macs_tables(self.space)
+
+    def gather(self, configs: Configs, block_table: np.ndarray, fixed_table: np.ndarray) -> np.ndarray:
+        return gather(self.space, configs, block_table, fixed_table)
+
+    def table_range(self, block_table: np.ndarray, fixed_table: np.ndarray) -> tuple[float, float]:
+        return table_range(self.space, block_table, fixed_table)

@@ -20,6 +20,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from ...datasets.labels import FASHION_MNIST_LABELS as _FASHION_MNIST_LABELS
 from ...files import loads_json, read_json
 from ...registry import Registry
 from .genome import MobileNetV3Genome
@@ -371,8 +372,9 @@ _OFA_MBV3 = dict(
     kernel_sizes=(3, 5, 7), expand_ratios=(3, 4, 6), depths=(2, 3, 4),
 )
 
-FASHION_MNIST_LABELS = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                        "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+# The dataset's class names live with the dataset (`ofa_engine.datasets.labels`); kept under
+# this name for the presets below and for callers that import it from here.
+FASHION_MNIST_LABELS = _FASHION_MNIST_LABELS
 
 PRESETS: Registry[SearchSpace] = Registry("search space")
 PRESETS.register("ofa-mbv3-w1.0", SearchSpace(name="ofa-mbv3-w1.0", width_mults=(1.0,),

@@ -7,8 +7,9 @@ of the prior beats fitting the 15 coefficients from scratch. The methods (`FEWSH
 
 - "scale": latency = a * prior(x) (one number);
 - "scale-offset": latency = a * prior(x) + b;
-- "group-scale": the prior's prediction split into its parts (`FEATURE_GROUPS`: 1x1 convs,
-  depthwise convs, elementwise work, SE, per-block overhead, stem and head) and one scale per
+- "group-scale": the prior's prediction split into its parts (the family's
+  `LatencyFeatures.feature_groups`; MobileNetV3: 1x1 convs, depthwise convs, elementwise work,
+  SE, per-block overhead, stem and head) and one scale per
   part plus an offset, pulled towards one common scale by a ridge penalty (a low-rank
   correction of the prior's coefficients: one direction per group);
 - "ridge-prior": every coefficient refitted, with a ridge penalty towards the scale-offset fit
@@ -24,31 +25,21 @@ All fits minimise squared relative error, like the models themselves. The defaul
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
-from ...families.mbv3.latency_features import BLOCK_FEATURES, FIXED_FEATURES, Configs, architecture_features
-from ...families.mbv3.space import SearchSpace
+from ...space.latency import Configs
 from ..linear import ridge_solve
-from .models import LEARNED_KIND, BlockLinearModel, LatencyModel
+from .models import LEARNED_KIND, BlockLinearModel, LatencyModel, features_of
 
-__all__ = ["FEWSHOT_METHODS", "DEFAULT_FEWSHOT_METHOD", "MIN_FEWSHOT_SUBNETS", "FEATURE_GROUPS",
+__all__ = ["FEWSHOT_METHODS", "DEFAULT_FEWSHOT_METHOD", "MIN_FEWSHOT_SUBNETS",
            "fewshot_fit", "fewshot_fit_rows", "spread_indices", "GROUP_PENALTY", "PRIOR_PENALTY"]
 
 FEWSHOT_METHODS = ("scale", "scale-offset", "group-scale", "ridge-prior", "scratch")
 DEFAULT_FEWSHOT_METHOD = "ridge-prior"
 MIN_FEWSHOT_SUBNETS = 5
 
-# Parts of a block-linear prediction that one device may run at different relative speeds.
-FEATURE_GROUPS: dict[str, tuple[str, ...]] = {
-    "conv1x1": ("expand_macs", "project_macs"),
-    "depthwise": ("dw_macs_k3", "dw_macs_k5", "dw_macs_k7"),
-    "elementwise": ("expanded_elements", "hswish_elements", "residual_elements"),
-    "se": ("se_blocks", "se_macs"),
-    "blocks": ("blocks",),
-    "stem_head": ("stem_macs", "head_macs", "stem_elements"),
-}
 # Ridge penalties (on standardised columns, relative-error rows) of the group scales towards
 # their common scale, and of the refitted coefficients towards the prior's scale-offset fit. Not
 # scaled by K: with more subnets the data outweigh the prior. 3 was the best of 0.3 / 3 / 30 on
@@ -57,12 +48,7 @@ GROUP_PENALTY = 3.0
 PRIOR_PENALTY = 3.0
 
 
-def _space(space: SearchSpace | str) -> SearchSpace:
-    return SearchSpace.preset(space) if isinstance(space, str) else space
-
-
-def _prior_rows(prior: BlockLinearModel, x: np.ndarray) -> np.ndarray:
-    names = BLOCK_FEATURES + FIXED_FEATURES
+def _prior_rows(prior: BlockLinearModel, x: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
     return x[:, [names.index(f) for f in prior.features]]
 
 
@@ -81,18 +67,26 @@ def _check(prior: LatencyModel, x: np.ndarray, y: np.ndarray, method: str, min_s
 
 
 def fewshot_fit_rows(prior: BlockLinearModel | None, x: np.ndarray, y: np.ndarray,
-                     method: str = DEFAULT_FEWSHOT_METHOD, *, min_subnets: int = MIN_FEWSHOT_SUBNETS
-                     ) -> BlockLinearModel:
-    """`fewshot_fit` on feature rows: `x` the (K, 14) `architecture_features` of the measured
-    subnets (all features, in their order), `y` their latencies (ms). `min_subnets` is lowered
+                     method: str = DEFAULT_FEWSHOT_METHOD, *, min_subnets: int = MIN_FEWSHOT_SUBNETS,
+                     space: Any = None) -> BlockLinearModel:
+    """`fewshot_fit` on feature rows: `x` the (K, F) `architecture_features` of the measured
+    subnets (all features of the space's family, in their order), `y` their latencies (ms).
+    `space`: the space the rows are of (default: the prior's; a "scratch" fit without either
+    gives a model of no space, whose feature names stay unknown). `min_subnets` is lowered
     only by leave-one-out scoring (K - 1 of the K)."""
     x = np.asarray(x, np.float64)
     y = np.asarray(y, np.float64).reshape(-1)
     _check(prior, x, y, method, max(2, int(min_subnets)))
     k = len(y)
+    if space is None and prior is not None:
+        space = prior.space
+    features = features_of(space) if space is not None else None
     if method == "scratch":
-        return BlockLinearModel(prior.space if prior is not None else "", ridge=_cv_ridge(x, y)).fit(x, y)
-    px = _prior_rows(prior, x)
+        name = features.space.name if features is not None else ""
+        names = features.feature_names if features is not None else None
+        return BlockLinearModel(name, names, ridge=_cv_ridge(x, y)).fit(x, y)
+    names = features.feature_names
+    px = _prior_rows(prior, x, names)
     base = px @ prior.coef + prior.intercept_ms
     w = 1.0 / y
     if method == "scale":
@@ -104,7 +98,7 @@ def fewshot_fit_rows(prior: BlockLinearModel | None, x: np.ndarray, y: np.ndarra
                                 prior.intercept_ms * a + b)
     if method == "group-scale":
         groups = [[i for i, f in enumerate(prior.features) if f in members]
-                  for members in FEATURE_GROUPS.values()]
+                  for members in features.feature_groups.values()]
         z = np.stack([px[:, g] @ prior.coef[g] for g in groups]
                      + [np.full(k, prior.intercept_ms), np.ones(k)], 1)
         # Ridge on s - a (every part at the common scale a is the scale-offset fit).
@@ -150,17 +144,14 @@ def _cv_ridge(x: np.ndarray, y: np.ndarray, folds: int = 5) -> float:
     return float(best[1])
 
 
-def fewshot_fit(space: SearchSpace | str, prior: BlockLinearModel | None, configs: Configs,
+def fewshot_fit(space: Any, prior: BlockLinearModel | None, configs: Configs,
                 latencies_ms: Sequence[float], method: str = DEFAULT_FEWSHOT_METHOD) -> BlockLinearModel:
     """A block-linear latency model of a new device from K >= `MIN_FEWSHOT_SUBNETS` measured
     subnets, on top of `prior` (another device's fitted block-linear model; None only for
     "scratch"). `ValueError` for too few subnets, an unknown method or a prior of another type."""
-    space = _space(space)
-    x, _ = architecture_features(space, configs)
-    model = fewshot_fit_rows(prior, x, latencies_ms, method)
-    if method == "scratch":
-        model.space = space.name
-    return model
+    features = features_of(space)
+    x, _ = features.features(configs)
+    return fewshot_fit_rows(prior, x, latencies_ms, method, space=features)
 
 
 def spread_indices(x: np.ndarray, k: int, first: Sequence[int] = ()) -> np.ndarray:

@@ -8,14 +8,14 @@ device profiles, with the learned model's ridge penalty chosen by `select_ridge`
 
 from __future__ import annotations
 
-from typing import Mapping, NamedTuple, Sequence
+from typing import Any, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
-from ...families.mbv3.latency_features import Configs
-from ...families.mbv3.space import SearchSpace
+from ...space.latency import Configs, LatencyFeatures
 from ..metrics import latency_metrics, split_indices
-from .models import DEFAULT_RIDGE, LEARNED_KIND, BlockLinearModel, LatencyModel, LookupTableModel, MacsLinearModel
+from .models import (DEFAULT_RIDGE, LEARNED_KIND, BlockLinearModel, LatencyModel, LookupTableModel, MacsLinearModel,
+                     features_of)
 
 __all__ = ["fit_latency_model", "evaluate_latency_model", "select_ridge", "profile_fit", "ProfileFit",
            "fit_profile_latency", "LEARNED_RIDGES"]
@@ -23,13 +23,12 @@ __all__ = ["fit_latency_model", "evaluate_latency_model", "select_ridge", "profi
 LEARNED_RIDGES = (0.0, 1e-4, 1e-3, 1e-2)   # candidates for the learned model's ridge penalty
 
 
-def _space(space: SearchSpace | str) -> SearchSpace:
-    return SearchSpace.preset(space) if isinstance(space, str) else space
+SpaceLike = Any   # a family's space object or preset name
 
 
-def _check_fit_inputs(space: SearchSpace, configs: Configs, latencies_ms) -> np.ndarray:
+def _check_fit_inputs(features: LatencyFeatures, configs: Configs, latencies_ms) -> np.ndarray:
     y = np.asarray(latencies_ms, np.float64).reshape(-1)
-    n = space.to_arrays(configs)["wid"].shape[0]
+    n = features.count(configs)
     if y.shape[0] != n:
         raise ValueError(f"{n} configs but {y.shape[0]} latencies")
     if n < 2:
@@ -39,7 +38,7 @@ def _check_fit_inputs(space: SearchSpace, configs: Configs, latencies_ms) -> np.
     return y
 
 
-def fit_latency_model(space: SearchSpace | str, configs: Configs, latencies_ms: Sequence[float],
+def fit_latency_model(space: SpaceLike, configs: Configs, latencies_ms: Sequence[float],
                       kind: str = "learned", *, block_table: Mapping[str, float] | LookupTableModel | None = None,
                       ridge: float = DEFAULT_RIDGE) -> LatencyModel:
     """Fit a latency model to measured configs.
@@ -48,7 +47,7 @@ def fit_latency_model(space: SearchSpace | str, configs: Configs, latencies_ms: 
     block key -> ms or a `LookupTableModel`; fits its calibration scale / offset). All fits
     minimise squared *relative* error.
     """
-    space = _space(space)
+    space = features_of(space)
     y = _check_fit_inputs(space, configs, latencies_ms)
     kind = LEARNED_KIND if kind == "learned" else kind
     if kind == "macs-linear":
@@ -57,36 +56,35 @@ def fit_latency_model(space: SearchSpace | str, configs: Configs, latencies_ms: 
     elif kind == "lut":
         if block_table is None:
             raise ValueError("fitting a 'lut' latency model needs block_table (measured block latencies)")
-        lut = block_table if isinstance(block_table, LookupTableModel) else LookupTableModel(space.name, block_table)
+        lut = block_table if isinstance(block_table, LookupTableModel) else LookupTableModel(space.space.name, block_table)
         x = lut.feature_rows(space, configs)
         model = LookupTableModel(lut.space, lut.blocks, source=lut.source)
     elif kind == LEARNED_KIND:
-        model = BlockLinearModel(space.name, ridge=ridge)
+        model = BlockLinearModel(space.space.name, space.feature_names, ridge=ridge)
         x = model.feature_rows(space, configs)
     else:
         raise ValueError(f"kind = {kind!r}; allowed: 'learned', 'macs-linear', 'lut'")
     return model.fit(x, y)
 
 
-def evaluate_latency_model(model: LatencyModel, space: SearchSpace | str, configs: Configs,
+def evaluate_latency_model(model: LatencyModel, space: SpaceLike, configs: Configs,
                            measured_ms: Sequence[float]) -> dict[str, float]:
     """Quality of `model` on measured configs: rmse_ms, mape, kendall_tau, within_10pct, n_test."""
     return latency_metrics(model.predict_ms(space, configs), measured_ms)
 
 
-def _subset(space: SearchSpace, configs: Configs, index: np.ndarray):
-    a = space.to_arrays(configs)
-    return {k: a[k][index] for k in ("wid", "ks", "e", "d", "image_size")}
+def _subset(space: LatencyFeatures, configs: Configs, index: np.ndarray) -> Configs:
+    return space.take(configs, index)
 
 
-def select_ridge(space: SearchSpace | str, configs: Configs, latencies_ms: Sequence[float],
+def select_ridge(space: SpaceLike, configs: Configs, latencies_ms: Sequence[float],
                  ridges: Sequence[float] = LEARNED_RIDGES, folds: int = 5,
                  seed: int = 0) -> tuple[float, list[tuple[float, float, float]]]:
     """The learned model's ridge penalty chosen by `folds`-fold cross-validation (seeded): the
     one with the most held-out predictions within +-10%, ties broken by the lower MAPE.
     Returns (ridge, rows of (ridge, mean within_10pct, mean mape)); with fewer than
     2 x `folds` subnets there is nothing to cross-validate: (DEFAULT_RIDGE, [])."""
-    space = _space(space)
+    space = features_of(space)
     y = _check_fit_inputs(space, configs, latencies_ms)
     if len(y) < 2 * folds:
         return DEFAULT_RIDGE, []
@@ -94,7 +92,7 @@ def select_ridge(space: SearchSpace | str, configs: Configs, latencies_ms: Seque
     rows = []
     # No penalty is singular when a training fold has fewer subnets than the model has
     # coefficients (numpy raises); such a fold cannot choose it.
-    width = len(BlockLinearModel(space.name).features) + 1
+    width = len(space.feature_names) + 1
     smallest_fold = len(y) - max(len(p) for p in parts)
     # Even with enough subnets, no penalty is singular when two features move together in
     # the sample (numpy raises LinAlgError): that penalty is then not a candidate either.
@@ -127,14 +125,14 @@ class ProfileFit(NamedTuple):
     test: np.ndarray
 
 
-def profile_fit(space: SearchSpace | str, configs: Configs, latencies_ms: Sequence[float],
+def profile_fit(space: SpaceLike, configs: Configs, latencies_ms: Sequence[float],
                 kind: str = "learned", seed: int = 0, test_fraction: float = 0.2) -> ProfileFit:
     """The protocol of a measured device profile: split the subnets (seeded, `test_fraction`
     held out); for the learned model choose the ridge penalty by cross-validation on the training
     part only (`select_ridge`); fit there and score on the held-out part (quality: rmse_ms, mape,
     kendall_tau, within_10pct, n_test, n_train, and ridge for the learned model); then refit on
     all the data with the same options (the shipped model)."""
-    space = _space(space)
+    space = features_of(space)
     y = _check_fit_inputs(space, configs, latencies_ms)
     if not 0.05 <= test_fraction <= 0.5:
         raise ValueError(f"test_fraction = {test_fraction}; allowed: 0.05..0.5")
@@ -156,7 +154,7 @@ def profile_fit(space: SearchSpace | str, configs: Configs, latencies_ms: Sequen
 FALLBACK_RIDGES = (1e-2, 3e-2, 1e-1, 3e-1, 1.0)
 
 
-def _positive_ridge(space: SearchSpace, configs: Configs, y: np.ndarray, ridge: float) -> float:
+def _positive_ridge(space: LatencyFeatures, configs: Configs, y: np.ndarray, ridge: float) -> float:
     """`ridge`, or the first larger penalty whose learned model predicts > 0 ms for every subnet
     of the space (a profile must; `latency_model_from_dict` refuses one that does not). A few
     noisy subnets can fit per-block coefficients whose sum goes negative on subnets far from the
@@ -166,11 +164,11 @@ def _positive_ridge(space: SearchSpace, configs: Configs, y: np.ndarray, ridge: 
         if model.prediction_range(space)[0] > 0:
             return candidate
     raise ValueError(f"the {len(y)} measured subnets fit no latency model that predicts > 0 ms for "
-                     f"every subnet of space '{space.name}' (ridge up to {FALLBACK_RIDGES[-1]:g}); "
+                     f"every subnet of space '{space.space.name}' (ridge up to {FALLBACK_RIDGES[-1]:g}); "
                      f"measure more subnets (profile-kit --n), or fit with --model macs-linear")
 
 
-def fit_profile_latency(space: SearchSpace | str, configs: Configs, latencies_ms: Sequence[float],
+def fit_profile_latency(space: SpaceLike, configs: Configs, latencies_ms: Sequence[float],
                         seed: int = 0, test_fraction: float = 0.2) -> tuple[LatencyModel, dict[str, float]]:
     """`profile_fit` of the learned model: (the shipped model, its held-out quality)."""
     fit = profile_fit(space, configs, latencies_ms, "learned", seed, test_fraction)

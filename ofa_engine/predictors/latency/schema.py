@@ -12,7 +12,7 @@ from typing import Any, Mapping
 
 from pydantic import ValidationError
 
-from ...families.mbv3.space import SearchSpace, list_presets
+from ...families import family_of, preset_names
 from .models import LATENCY_MODELS, MODEL_TYPES, LatencyModel, ModelSchema
 
 __all__ = ["latency_model_from_dict"]
@@ -41,17 +41,21 @@ def _message(kind: str, schema: type[ModelSchema], exc: ValidationError) -> str:
     return f"{kind} latency model: {where} = {error['input']!r}; allowed: {allowed}"
 
 
-def _spaces_to_check(data: Mapping[str, Any], space: SearchSpace | str | None) -> list[SearchSpace]:
+def _space(space: Any) -> Any:
+    return family_of(space, fast=False).space
+
+
+def _spaces_to_check(data: Mapping[str, Any], space: Any) -> list[Any]:
     if space is not None:
-        return [SearchSpace.preset(space) if isinstance(space, str) else space]
+        return [_space(space)]
     name = data.get("space")
     if name is None:
         # A model without a space serves any space: check every registered one.
-        return [SearchSpace.preset(p) for p in list_presets()]
-    return [SearchSpace.preset(name)] if name in list_presets() else []
+        return [_space(p) for p in preset_names()]
+    return [_space(name)] if name in preset_names() else []
 
 
-def _check_positive(model: LatencyModel, kind: str, spaces: list[SearchSpace]) -> None:
+def _check_positive(model: LatencyModel, kind: str, spaces: list[Any]) -> None:
     for space in spaces:
         try:
             smallest, _ = model.prediction_range(space)
@@ -66,7 +70,7 @@ def _check_positive(model: LatencyModel, kind: str, spaces: list[SearchSpace]) -
                              f"over the space is > 0")
 
 
-def latency_model_from_dict(d: Mapping[str, Any], space: SearchSpace | str | None = None) -> LatencyModel:
+def latency_model_from_dict(d: Mapping[str, Any], space: Any = None) -> LatencyModel:
     """Rebuild a model from `to_dict()` output; `ValueError` naming the field that is wrong.
 
     The model must predict > 0 ms for every subnet of `space` (default: the space the dict

@@ -10,7 +10,7 @@ temperature annealed from `tau_start` to `tau_end`. Every sampled config is eval
 history. The most probable config is then projected onto the feasible set by greedy shrinking
 (`repair`) and improved by feasible single-choice hill climbing (`polish`).
 
-A relaxation (MobileNetV3: `ofa_engine.families.mbv3.relaxation`) is callable and has
+A relaxation (a family's `relaxation()`; MobileNetV3's is in its family folder) is callable and has
 `blocks`: a list of integer arrays of gene indices covering every gene once, the genes of a
 block sharing one option count; a block's logits have shape `block.shape + (options,)` and are
 sampled together, in list order. Called with one relaxed sample per block

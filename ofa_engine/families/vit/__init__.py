@@ -1,0 +1,1 @@
+"""families.vit: an elastic Vision Transformer."""
