@@ -102,7 +102,8 @@ class Preprocessing(_Strict):
     std: list[Union[StrictInt, float]] = Field(min_length=1, max_length=64,
                                                description="one positive std per channel")
     resolutions: list[StrictInt] = Field(min_length=1, max_length=64,
-                                         description="the input sizes of the space, 8..1024 pixels")
+                                         description="the input sizes of the space, 1..1024 pixels (a family's "
+                                                     "space bounds its own further)")
     stored_size: Optional[StrictInt] = Field(None, ge=1, le=1024,
                                              description="the size the bundled images are stored at, or null")
 
@@ -116,8 +117,10 @@ class Preprocessing(_Strict):
     @field_validator("resolutions")
     @classmethod
     def _resolutions(cls, value: list) -> list:
-        if any(not 8 <= v <= 1024 for v in value):
-            raise ValueError("integers 8..1024")
+        # Only a sanity bound: the family's space refuses sizes its networks cannot take
+        # (MobileNetV3: below 8), and the resolutions must be the space's (`package._space`).
+        if any(not 1 <= v <= 1024 for v in value):
+            raise ValueError("integers 1..1024")
         return value
 
 

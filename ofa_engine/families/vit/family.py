@@ -91,6 +91,10 @@ class ViTFamily(NetworkFamily):
         ratio (slots past the depth all zero)."""
         return self.genome.encode(self.to_genes(configs))
 
+    def latency_features(self) -> Any:
+        from .latency_features import ViTLatencyFeatures
+        return ViTLatencyFeatures(self.space)
+
     def training(self) -> Any:
         from .training_hooks import ViTTraining
         return ViTTraining(self.space)
