@@ -65,9 +65,11 @@ def describe_package() -> None:
         st.sidebar.caption(
             f"**The model**: supernet `{md(package.name)}`, a {package.num_classes}-class {colour} image "
             f"classifier ({md(labels)}) trained on {md((package.provenance.get('dataset') or 'unstated data').split(' (')[0])}, "
-            f"at {min(package.resolutions)}-{max(package.resolutions)} px input. "
-            f"Every subnet you specialize is one of its {len(space.resolutions)} resolutions x its elastic "
-            f"choices: {md(space_summary(space))}.")
+            + (f"at {min(package.resolutions)}-{max(package.resolutions)} px input. Every subnet you specialize "
+               f"is one of its {len(space.resolutions)} resolutions x its elastic choices: "
+               if len(space.resolutions) > 1 else
+               f"at {space.resolutions[0]} px input. Every subnet you specialize is one of its elastic choices: ")
+            + f"{md(space_summary(space))}.")
         if package.accuracy_source != "predictor":
             st.sidebar.caption(":orange[This package has no accuracy predictor: the search ranks subnets by "
                                "MACs (an explicit proxy), and predicted accuracies are not shown.]")

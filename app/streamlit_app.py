@@ -36,6 +36,7 @@ pages = {
         st.Page(VIEWS / "specialize.py", title="Specialize", icon=":material/tune:", default=True),
         st.Page(VIEWS / "deploy.py", title="Deploy everywhere", icon=":material/devices:"),
         st.Page(VIEWS / "compare.py", title="Compare strategies", icon=":material/leaderboard:"),
+        st.Page(VIEWS / "families.py", title="CNN or Transformer?", icon=":material/compare_arrows:"),
         st.Page(VIEWS / "profiles.py", title="Device profiles", icon=":material/developer_board:"),
     ],
     "Learn": [

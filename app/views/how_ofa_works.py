@@ -32,37 +32,38 @@ family_sections = explanation(fam.family)
 section = family_sections(1) if family_sections is not None else 1
 
 # ------------------------------------------------------------------------ resolution
-st.header(f"{section}. Elastic resolution")
-res_low, res_high = min(space.resolutions), max(space.resolutions)
+# Only for a space with several input resolutions (a ViT's learned position embedding fixes one).
+if len(space.resolutions) > 1:
+    st.header(f"{section}. Elastic resolution")
+    res_low, res_high = min(space.resolutions), max(space.resolutions)
 
+    def largest_at(size: int):
+        """The largest subnet at input size `size`."""
+        return fam.config_from_dict({**space.largest().to_dict(), "image_size": size})
 
-def largest_at(size: int):
-    """The largest subnet at input size `size`."""
-    return fam.config_from_dict({**space.largest().to_dict(), "image_size": size})
-
-
-macs_at = {size: fam.analyze([largest_at(size)])["macs"][0] for size in (res_low, res_high)}
-st.markdown("The same network runs at every resolution (global pooling before the classifier). "
-            "MACs grow with the pixels of every feature map, which is less than the square of the "
-            "input size: each stride-2 layer rounds its map up, and the layers after the pooling "
-            f"cost the same at every size. The largest subnet: {macs_at[res_low] / 1e6:.2f} M MACs at "
-            f"{res_low} px, {macs_at[res_high] / 1e6:.2f} M at {res_high} px "
-            f"({macs_at[res_high] / macs_at[res_low]:.2f}x, against ({res_high}/{res_low})² = "
-            f"{(res_high / res_low) ** 2:.2f}x).")
-test = get_split("test2k")
-index = st.slider("Test image", 0, len(test) - 1, 0, key="res_image")
-columns = st.columns(len(space.resolutions))
-for column, size in zip(columns, space.resolutions):
-    x = preprocess(test.images[index:index + 1], space, size)[0, 0].numpy()
-    pixels = (x - x.min()) / max(float(x.max() - x.min()), 1e-12)   # the normalised input, back to 0..1
-    pixels = np.kron(pixels, np.ones((112 // size + 1,) * 2))  # nearest-neighbour upscale to see the pixels
-    macs = fam.analyze([largest_at(size)])["macs"][0]
-    column.image(pixels, caption=f"{size}x{size}: {macs / 1e6:.2f} M MACs (largest)", clamp=True)
-st.caption(f"Label: {md(get_package().labels[int(test.labels[index])])}"
-           + (" (channel 1 of the input shown)" if space.in_channels > 1 else ""))
+    macs_at = {size: fam.analyze([largest_at(size)])["macs"][0] for size in (res_low, res_high)}
+    st.markdown("The same network runs at every resolution (global pooling before the classifier). "
+                "MACs grow with the pixels of every feature map, which is less than the square of the "
+                "input size: each stride-2 layer rounds its map up, and the layers after the pooling "
+                f"cost the same at every size. The largest subnet: {macs_at[res_low] / 1e6:.2f} M MACs at "
+                f"{res_low} px, {macs_at[res_high] / 1e6:.2f} M at {res_high} px "
+                f"({macs_at[res_high] / macs_at[res_low]:.2f}x, against ({res_high}/{res_low})² = "
+                f"{(res_high / res_low) ** 2:.2f}x).")
+    test = get_split("test2k")
+    index = st.slider("Test image", 0, len(test) - 1, 0, key="res_image")
+    columns = st.columns(len(space.resolutions))
+    for column, size in zip(columns, space.resolutions):
+        x = preprocess(test.images[index:index + 1], space, size)[0, 0].numpy()
+        pixels = (x - x.min()) / max(float(x.max() - x.min()), 1e-12)   # the normalised input, back to 0..1
+        pixels = np.kron(pixels, np.ones((112 // size + 1,) * 2))  # nearest-neighbour upscale to see the pixels
+        macs = fam.analyze([largest_at(size)])["macs"][0]
+        column.image(pixels, caption=f"{size}x{size}: {macs / 1e6:.2f} M MACs (largest)", clamp=True)
+    st.caption(f"Label: {md(get_package().labels[int(test.labels[index])])}"
+               + (" (channel 1 of the input shown)" if space.in_channels > 1 else ""))
+    section += 1
 
 # ------------------------------------------------------------------------ landscape
-st.header(f"{section + 1}. The landscape of random subnets")
+st.header(f"{section}. The landscape of random subnets")
 frame = predictor_samples()
 if frame is not None:
     images = ("the 5,000 Fashion-MNIST holdout images training never saw"
