@@ -44,7 +44,8 @@ def _check_out(out: str) -> None:
 def _package_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run", required=True, metavar="RUN_DIR", help="a finished training run (train --out)")
     parser.add_argument("--data", required=True, metavar="IMAGEFOLDER",
-                        help="the ImageFolder (one sub-folder per class) to sample the images from")
+                        help="the ImageFolder (one sub-folder per class) to sample the images from, or "
+                             "'fashion-mnist' (a run trained on it: the bundled 2k calibration and test images)")
     parser.add_argument("--out", required=True, metavar="PKG", help="package folder to create, or PKG.zip")
     parser.add_argument("--calibration-images", type=int, default=500, metavar="N",
                         help="images for BN recalibration (default 500)")
@@ -67,8 +68,9 @@ def run_package(args: argparse.Namespace) -> int:
         raise ValueError(f"--run '{args.run}' " + ("has no supernet.pt: the run has not finished (resume it "
                          f"with `python -m ofa_engine train --out {args.run} --resume`)" if run_dir.is_dir()
                          else "is not a folder; allowed: a training run folder (train --out)"))
-    if not Path(args.data).is_dir():
-        raise ValueError(f"--data '{args.data}' is not a folder; allowed: an ImageFolder (one sub-folder per class)")
+    if args.data != "fashion-mnist" and not Path(args.data).is_dir():
+        raise ValueError(f"--data '{args.data}' is not a folder; allowed: an ImageFolder (one sub-folder per "
+                         f"class), or 'fashion-mnist'")
     import torch
 
     from ..packages import load_package

@@ -163,14 +163,27 @@ def accuracy_report(supernet: Any, calibration: ImageSet, evaluation: ImageSet) 
     return out
 
 
+FASHION_MNIST_DATA = "fashion-mnist"
+_FMNIST_SOURCES = {
+    "calibration_source": "2,000 Fashion-MNIST training images (the 55k train split, never the holdout), seed 1: "
+                          "python -m ofa_engine make-subsets",
+    "evaluation_source": "2,000 images of the official 10k Fashion-MNIST test set, seed 1: "
+                         "python -m ofa_engine make-subsets",
+}
+
+
 def package_from_run(run_dir: str | os.PathLike, data_dir: str | os.PathLike, out: str | os.PathLike, *,
                      calibration_images: int = 500, evaluation_images: int = 500, seed: int = 0,
                      image_size: int | None = None, name: str | None = None,
                      command: str | None = None) -> Path:
     """A package of a finished training run (`RUN_DIR/supernet.pt`) with `calibration_images`
     and `evaluation_images` sampled from the ImageFolder `data_dir` (seeded, stratified by class,
-    disjoint), stored at `image_size` (default: the space's largest resolution)."""
-    from ..datasets.images import sample_image_folder
+    disjoint), stored at `image_size` (default: the space's largest resolution).
+
+    `data_dir` "fashion-mnist": a run trained on Fashion-MNIST (`train --data fashion-mnist`);
+    the package then holds the bundled 2,000 calibration and 2,000 test images (the bundled
+    tiny-fmnist package's, `make-subsets`; the counts, seed and size arguments do not apply),
+    and its accuracy predictor learns from the 5k holdout, as the bundled package's does."""
     from ..training.checkpoint import load_supernet_file
     run_dir = Path(run_dir)
     check_destination(out)
@@ -182,6 +195,47 @@ def package_from_run(run_dir: str | os.PathLike, data_dir: str | os.PathLike, ou
                          f"`python -m ofa_engine train --out {run_dir} --resume`)")
     supernet = load_supernet_file(weights)
     space = supernet.space
+    log = run_dir / "log.jsonl"
+    if str(data_dir) == FASHION_MNIST_DATA:
+        calib, evaluation, sources, dataset, predictor_images = _fashion_mnist_images(space)
+    else:
+        calib, evaluation, sources, dataset = _folder_images(space, data_dir, calibration_images,
+                                                             evaluation_images, seed, image_size)
+        predictor_images = "evaluation"
+    provenance = {
+        "commands": [f"python -m ofa_engine train --out {run_dir} ... (training run)"]
+                    + ([command] if command else []),
+        "dataset": dataset,
+        "date": utc_now(),
+        "accuracy_report": accuracy_report(supernet, calib, evaluation),
+        "notes": (f"weights: {weights} ({sha256_of(weights)}); training log: "
+                  f"{log if log.exists() else 'none'}"),
+        **sources,
+    }
+    family = family_of(space, fast=False)
+    preset = space.name if space.name in family.preset_names() and family.preset(space.name) == space else None
+    return write_package(out, supernet, calib, evaluation, name=name or Path(out).stem,
+                         labels=list(calib.classes), provenance=provenance, predictor_images=predictor_images,
+                         space=preset)
+
+
+def _fashion_mnist_images(space: Any) -> tuple[ImageSet, ImageSet, dict[str, str], str, str]:
+    from ..datasets.images import load_split
+    from ..datasets.labels import FASHION_MNIST_LABELS
+    if space.in_channels != 1 or space.num_classes != len(FASHION_MNIST_LABELS) or (
+            space.labels and tuple(space.labels) != tuple(FASHION_MNIST_LABELS)):
+        raise PackageError(f"--data {FASHION_MNIST_DATA}: the run's space '{space.name}' has {space.in_channels} "
+                           f"input channel(s) and labels {list(space.labels)[:3]}..., not Fashion-MNIST's "
+                           f"(1 channel, {list(FASHION_MNIST_LABELS)[:3]}...); allowed: a run trained with "
+                           f"--data fashion-mnist, or the ImageFolder the run was trained on")
+    return (load_split("calib"), load_split("test2k"), dict(_FMNIST_SOURCES),
+            "Fashion-MNIST (Debian package dataset-fashion-mnist): 55k training images, 5k holdout "
+            "(split seed 0), 10k test", "fashion-mnist-holdout")
+
+
+def _folder_images(space: Any, data_dir: str | os.PathLike, calibration_images: int, evaluation_images: int,
+                   seed: int, image_size: int | None) -> tuple[ImageSet, ImageSet, dict[str, str], str]:
+    from ..datasets.images import sample_image_folder
     size = image_size if image_size is not None else max(space.resolutions)
     calib, evaluation = sample_image_folder(data_dir, size, space.in_channels, calibration_images,
                                             evaluation_images, seed)
@@ -192,22 +246,11 @@ def package_from_run(run_dir: str | os.PathLike, data_dir: str | os.PathLike, ou
     if len(calib.classes) != space.num_classes:
         raise PackageError(f"--data '{data_dir}' has {len(calib.classes)} classes, the supernet's classifier "
                            f"{space.num_classes} outputs")
-    log = run_dir / "log.jsonl"
     source = (f"{{n}} images sampled from the ImageFolder '{data_dir}' (seed {seed}, stratified by class, "
               f"calibration and evaluation disjoint), stored at {size} x {size}")
-    provenance = {
-        "commands": [f"python -m ofa_engine train --out {run_dir} ... (training run)"]
-                    + ([command] if command else []),
-        "dataset": f"ImageFolder '{data_dir}' ({len(calib.classes)} classes)",
-        "date": utc_now(),
-        "accuracy_report": accuracy_report(supernet, calib, evaluation),
-        "notes": (f"weights: {weights} ({sha256_of(weights)}); training log: "
-                  f"{log if log.exists() else 'none'}"),
-        "calibration_source": source.format(n=calibration_images),
-        "evaluation_source": source.format(n=evaluation_images),
-    }
-    return write_package(out, supernet, calib, evaluation, name=name or Path(out).stem,
-                         labels=list(calib.classes), provenance=provenance)
+    return (calib, evaluation, {"calibration_source": source.format(n=calibration_images),
+                                "evaluation_source": source.format(n=evaluation_images)},
+            f"ImageFolder '{data_dir}' ({len(calib.classes)} classes)")
 
 
 def _folder_of(package: Any) -> Path:

@@ -148,8 +148,12 @@ def _check_phases(run: _Run) -> None:
     phases = run.recipe.phases[run.state["phase"]:]
     for phase in phases:
         _in_place(run.recipe, phase)
-    if phases and phases[0].distill and not _in_place(run.recipe, phases[0]) and run.teacher_state is None:
-        raise _no_teacher_error(phases[0])
+        if phase.distill_from == "file":
+            _file_teacher(run, phase, None)
+    first = phases[0] if phases else None
+    if (first is not None and first.distill and first.distill_from == "teacher"
+            and not _in_place(run.recipe, first) and run.teacher_state is None):
+        raise _no_teacher_error(first)
 
 
 def _make_folder(run: _Run) -> None:
@@ -241,6 +245,46 @@ def _frozen_teacher(run: _Run, phase: Phase) -> nn.Module:
         return t_net.extract(run.space.largest()).to(run.env.device, memory_format=torch.channels_last).eval()
 
 
+class _FileTeacher:
+    """The largest subnet of another trained supernet (`Phase.teacher_file`), frozen: it sees
+    the step's raw images through its own space's preprocessing and resolution, so a CNN can
+    teach a Transformer (DeiT's distillation through a convnet teacher)."""
+
+    def __init__(self, module: nn.Module, space: Any, image_size: int, device: torch.device):
+        self.module, self.space, self.image_size, self.device = module, space, image_size, device
+
+    def __call__(self, raw: torch.Tensor) -> torch.Tensor:
+        x = preprocess(raw, self.space, self.image_size).to(self.device, memory_format=torch.channels_last)
+        return self.module(x)
+
+
+def _file_teacher(run: _Run, phase: Phase, calib_set: ImageSet | None) -> _FileTeacher:
+    """The phase's `teacher_file` loaded and checked (same classes, same input channels); with
+    `calib_set`, its largest subnet extracted and BN-recalibrated on those images."""
+    where = f"phase {phase.name!r}: teacher_file {phase.teacher_file}"
+    if not Path(phase.teacher_file).is_file():
+        raise ValueError(f"{where} does not exist; allowed: a supernet file (e.g. a package's supernet.pt)")
+    with torch.random.fork_rng(devices=[]):   # building and calibrating modules draw from the global RNG
+        try:
+            net = load_supernet_file(phase.teacher_file)
+        except ValueError as exc:
+            raise ValueError(f"phase {phase.name!r}: teacher_file: {exc}") from None
+        t_space = net.space
+        for attr in ("num_classes", "in_channels"):
+            if getattr(t_space, attr) != getattr(run.space, attr):
+                raise ValueError(f"{where} has {attr} {getattr(t_space, attr)}, the run's space "
+                                 f"'{run.space.name}' {getattr(run.space, attr)}; allowed: a supernet of the same "
+                                 f"{attr}")
+        cfg = t_space.largest()
+        if calib_set is None:
+            return _FileTeacher(net, t_space, cfg.image_size, run.env.device)
+        sub = calibrate_bn(net.extract(cfg), calib_set.images, t_space)  # (dropout draws, too)
+    for p in sub.parameters():
+        p.requires_grad_(False)
+    return _FileTeacher(sub.to(run.env.device, memory_format=torch.channels_last).eval(), t_space,
+                        cfg.image_size, run.env.device)
+
+
 def _train_phase(run: _Run, phase: Phase, images: torch.Tensor, labels: torch.Tensor, calib_set: ImageSet,
                  val_eval: ImageSet, progress: bool) -> bool:
     """Train (the rest of) `phase`; True when `max_steps` stopped the run."""
@@ -251,7 +295,10 @@ def _train_phase(run: _Run, phase: Phase, images: torch.Tensor, labels: torch.Te
         # Reorder channels by importance before a phase that starts to shrink them.
         run.hooks.reorganize(run.model, phase.sort_channels)
     in_place = _in_place(recipe, phase)
-    teacher = _frozen_teacher(run, phase) if phase.distill and not in_place else None
+    if phase.distill and phase.distill_from == "file":
+        teacher = _file_teacher(run, phase, calib_set)
+    else:
+        teacher = _frozen_teacher(run, phase) if phase.distill and not in_place else None
 
     loss_module = SubnetsLoss(run.model, recipe.label_smoothing, recipe.kd_ratio)
     runner = loss_module
@@ -305,7 +352,7 @@ class _PhaseSteps:
     """The optimizer steps of one phase: draw the resolution and subnets, augment, step."""
 
     def __init__(self, run: _Run, phase: Phase, runner: nn.Module, optimizer: torch.optim.Optimizer,
-                 teacher: nn.Module | None, in_place: bool, total_steps: int):
+                 teacher: nn.Module | _FileTeacher | None, in_place: bool, total_steps: int):
         self.run, self.phase, self.runner, self.optimizer = run, phase, runner, optimizer
         self.teacher, self.in_place, self.total_steps = teacher, in_place, total_steps
         self.choices = run.hooks.phase_choices(phase.elastic_choices(), f"phase {phase.name!r}")
@@ -334,6 +381,7 @@ class _PhaseSteps:
         space, env, state = run.space, run.env, run.state
         if run.recipe.augment:
             x = augment(x, run.aug_gen)
+        raw = x
         image_size = int(run.arch_rng.choice(space.resolutions))
         x = preprocess(x, space, image_size).to(env.device, memory_format=torch.channels_last)
         y = y.to(env.device)
@@ -341,7 +389,7 @@ class _PhaseSteps:
         soft = None
         if self.teacher is not None:
             with torch.no_grad():
-                soft = F.softmax(self.teacher(x), 1)
+                soft = F.softmax(self.teacher(raw if isinstance(self.teacher, _FileTeacher) else x), 1)
         self.lr = lr_at(phase, state["epoch"] * run.steps_per_epoch + state["step"], self.total_steps,
                         run.steps_per_epoch)
         for group in self.optimizer.param_groups:

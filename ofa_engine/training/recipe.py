@@ -25,7 +25,7 @@ from ..families import family_of
 __all__ = ["DISTILL_SOURCES", "Phase", "Recipe", "default_recipe", "twin_recipe", "extends", "check_recipe",
            "training_hooks", "MBV3_DIMENSIONS"]
 
-DISTILL_SOURCES = ("teacher", "largest")
+DISTILL_SOURCES = ("teacher", "largest", "file")
 # Phase fields that name elastic dimensions: MobileNetV3's, fields of the recipe file since its
 # first version. Other families' dimensions go in a phase's `choices`.
 MBV3_DIMENSIONS = ("kernel_sizes", "depths", "expand_ratios", "widths")
@@ -62,8 +62,10 @@ class _PhaseSchema(BaseModel):
                                                            "the space by check_recipe)")
     largest_weight: _Number = _number(1.0, "a finite number > 0 (1 = the largest subnet weighs as much as "
                                     "the others)", gt=0)
-    distill_from: Literal["teacher", "largest"] = Field(
+    distill_from: Literal["teacher", "largest", "file"] = Field(
         "teacher", description=", ".join(repr(s) for s in DISTILL_SOURCES))
+    teacher_file: Optional[StrictStr] = Field(None, min_length=1, description="null or the path of a supernet "
+                                              "file (with distill_from 'file')")
 
 
 class _RecipeSchema(BaseModel):
@@ -167,9 +169,14 @@ class Phase:
     # in-place distillation: the teacher moves with the shared weights; the largest subnet
     # itself learns from the labels only). "largest" needs the largest subnet in every step:
     # the recipe's sandwich_largest and at least 3 subnets per step.
+    # ... or "file": the largest subnet of another trained supernet, `teacher_file` (a supernet
+    # file of any family with the same classes, e.g. a CNN teaching a Transformer as in DeiT),
+    # frozen; then every subnet of the step, the largest included, learns from the labels and
+    # from it.
     distill_from: str = "teacher"
     # The values of elastic dimensions other than the four fields above ({name: values}).
     choices: Mapping[str, tuple] | None = None
+    teacher_file: str | None = None
 
     def __post_init__(self) -> None:
         _validate_phase(dataclasses.asdict(self), self.name)
@@ -179,17 +186,24 @@ class Phase:
                 raise ValueError(f"phase {self.name!r}: {twice} given in choices; a dimension with a field of "
                                  f"its own ({', '.join(MBV3_DIMENSIONS)}) is set there only")
             object.__setattr__(self, "choices", {k: None if v is None else tuple(v) for k, v in self.choices.items()})
+        if (self.distill_from == "file") != (self.teacher_file is not None):
+            raise ValueError(f"phase {self.name!r}: distill_from 'file' and teacher_file go together "
+                             f"(distill_from = {self.distill_from!r}, teacher_file = {self.teacher_file!r}); "
+                             f"allowed: both, or neither")
+        if self.distill_from == "file" and not self.distill:
+            raise ValueError(f"phase {self.name!r}: distill_from 'file' with distill false; allowed: distill true")
 
     def elastic_choices(self) -> dict[str, tuple | None]:
         """{dimension: the values this phase trains} (None: the largest only)."""
         return {**{name: getattr(self, name) for name in MBV3_DIMENSIONS}, **(self.choices or {})}
 
     def to_dict(self) -> dict[str, Any]:
-        """Its recipe-file form; `choices` only where it is set (a MobileNetV3 recipe's form is
-        the one it had before `choices` existed)."""
+        """Its recipe-file form; `choices` and `teacher_file` only where they are set (a
+        MobileNetV3 recipe's form is the one it had before they existed)."""
         data = dataclasses.asdict(self)
-        if data["choices"] is None:
-            del data["choices"]
+        for field in ("choices", "teacher_file"):
+            if data[field] is None:
+                del data[field]
         return data
 
 
