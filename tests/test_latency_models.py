@@ -319,9 +319,10 @@ def test_models_predicting_non_positive_latency_are_refused(data, message):
 
 def test_bundled_profiles_models_pass_the_positivity_check():
     from ofa_engine.devices.profiles import list_profiles, load_profile
+    from ofa_engine.families import family_of
     for name in list_profiles():
         profile = load_profile(name)
-        space = SPACE if profile.space in ("*", SPACE.name) else SearchSpace.preset(profile.space)
+        space = SPACE if profile.space in ("*", SPACE.name) else family_of(profile.space, fast=False).space
         model = profile.latency_model
         assert latency_model_from_dict(model.to_dict(), space=space) == model
         assert model.prediction_range(space)[0] > 0

@@ -289,7 +289,9 @@ def _quote(text: str) -> str:
 
 def _this_machine_arguments(parser: argparse.ArgumentParser) -> None:
     from ..devices.this_machine import STARTUP_ROUNDS, STARTUP_RUNS, STARTUP_SUBNETS, STARTUP_THREADS
-    parser.add_argument("--space", default="tiny-fmnist", help="search space (default tiny-fmnist)")
+    parser.add_argument("--space", default="tiny-fmnist", metavar="SPACE[,SPACE]",
+                        help="search space(s), comma-separated, measured one after the other (default "
+                             "tiny-fmnist; each needs a bundled cpu-ort profile of it as prior, e.g. vit-fmnist)")
     parser.add_argument("--threads", default=",".join(map(str, STARTUP_THREADS)), metavar="N[,N]",
                         help="ONNX Runtime thread counts to profile, comma-separated (default "
                              f"{','.join(map(str, STARTUP_THREADS))}: the bundled cpu-ort profiles)")
@@ -324,7 +326,12 @@ def _thread_list(text: str) -> list[int]:
 def run_profile_this_machine(args: argparse.Namespace) -> int:
     from ..devices import this_machine as tm
     threads = _thread_list(args.threads)
-    load_space(args.space)
+    spaces = _space_list(args.space)
+    for space in spaces:   # every space and its prior are checked before anything is measured
+        for t in threads:
+            tm.reference_profile_name(t, args.precision, space)
+    if args.out is not None and len(spaces) > 1:
+        raise UsageError(f"--out takes the profile of one space; got --space {args.space!r} (several)")
     if args.out is not None and not Path(args.out).parent.is_dir():
         raise FileNotFoundError(2, "Output directory does not exist", str(Path(args.out).parent))
     if not args.status:
@@ -333,24 +340,40 @@ def run_profile_this_machine(args: argparse.Namespace) -> int:
         argv += (["--out", args.out] if args.out else []) + (["--refresh"] if args.refresh else [])
         command = "python -m ofa_engine profile-this-machine " + " ".join(_quote(a) for a in argv)
         start = time.time()
-        tm.profile_this_machine(args.space, threads, args.precision, n=args.n, rounds=args.rounds, runs=args.runs,
-                                refresh=args.refresh, directory=args.cache_dir, out=args.out,
-                                progress=_progress, command=command)
+        for space in spaces:   # one after the other: two measurements at once would slow each other
+            tm.profile_this_machine(space, threads, args.precision, n=args.n, rounds=args.rounds, runs=args.runs,
+                                    refresh=args.refresh, directory=args.cache_dir, out=args.out,
+                                    progress=_progress, command=command)
         seconds = round(time.time() - start, 1)
-    result: dict[str, Any] = {}
-    for t in threads:
-        status = tm.this_machine_status(t, args.precision, args.space, args.cache_dir)
-        result[f"{t}t"] = {"ready": status.ready, "profile": str(status.profile_path) if status.profile_path else None,
-                           "message": status.message,
-                           "label": tm.latency_label(t, args.precision, args.space, args.cache_dir)}
-        profile = tm.load_this_machine_profile(t, args.precision, args.space, args.cache_dir) if status.ready else None
-        speed = profile.provenance.get("machine_speed") if profile is not None else None
-        if speed is not None:   # how steady the machine was while measured (runtime.measure.machine_speed)
-            result[f"{t}t"]["machine_speed"] = {"spread": speed.get("spread"), "steady": speed.get("steady")}
+    results = {space: _this_machine_result(tm, args, space, threads) for space in spaces}
+    # One space: its thread counts at the top (the output before several spaces were allowed).
+    result: dict[str, Any] = results[spaces[0]] if len(spaces) == 1 else results
     if not args.status:
         result["seconds"] = seconds
     print_json(result)
     return EXIT_OK
+
+
+def _space_list(text: str) -> list[str]:
+    """The preset spaces of a comma-separated --space (names as `load_space` gives them)."""
+    spaces = [load_space(s.strip()).name for s in text.split(",") if s.strip()]
+    if not spaces:
+        raise UsageError(f"--space {text!r}; allowed: one or more of {', '.join(preset_names())}, comma-separated")
+    return list(dict.fromkeys(spaces))
+
+
+def _this_machine_result(tm: Any, args: argparse.Namespace, space: str, threads: list[int]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for t in threads:
+        status = tm.this_machine_status(t, args.precision, space, args.cache_dir)
+        result[f"{t}t"] = {"ready": status.ready, "profile": str(status.profile_path) if status.profile_path else None,
+                           "message": status.message,
+                           "label": tm.latency_label(t, args.precision, space, args.cache_dir)}
+        profile = tm.load_this_machine_profile(t, args.precision, space, args.cache_dir) if status.ready else None
+        speed = profile.provenance.get("machine_speed") if profile is not None else None
+        if speed is not None:   # how steady the machine was while measured (runtime.measure.machine_speed)
+            result[f"{t}t"]["machine_speed"] = {"spread": speed.get("spread"), "steady": speed.get("steady")}
+    return result
 
 
 def _mcu_arguments(parser: argparse.ArgumentParser) -> None:

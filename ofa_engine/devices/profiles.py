@@ -78,7 +78,8 @@ BUNDLED_PROFILES: Registry[Path] = Registry("bundled device profile", loader=_re
 # Latency models of a bundled profile in another precision than its own, fitted on this
 # machine's datasets (benchmarks/int8_latency_model.py, docs/int8.md): name -> precision -> file.
 PRECISION_LATENCY_MODELS: dict[str, dict[str, Path]] = {
-    "cpu-ort-1t": {"int8": ASSETS_DIR / "latency" / "cpu-ort-1t-int8.model.json"}}
+    "cpu-ort-1t": {"int8": ASSETS_DIR / "latency" / "cpu-ort-1t-int8.model.json"},
+    "cpu-ort-1t-vit-fmnist": {"int8": ASSETS_DIR / "latency" / "cpu-ort-1t-vit-fmnist-int8.model.json"}}
 
 
 # ---------------------------------------------------------------------- the profile
@@ -243,9 +244,10 @@ class DeviceProfile:
     def precisions(self) -> tuple[str, ...]:
         """The precisions this profile can predict the latency of, its own first: its own, and
         another where the bundled profile has a latency model measured in it
-        (`PRECISION_LATENCY_MODELS`: cpu-ort-1t's int8 model). `specialize` refuses the others:
-        the microcontroller profiles' analytical model counts int8 kernels, and an fp32 file's
-        latency, Flash and SRAM on them would be numbers of another file."""
+        (`PRECISION_LATENCY_MODELS`: the int8 models of cpu-ort-1t and cpu-ort-1t-vit-fmnist).
+        `specialize` refuses the others: the microcontroller profiles' analytical model counts
+        int8 kernels, and an fp32 file's latency, Flash and SRAM on them would be numbers of
+        another file."""
         return (self.precision,) + tuple(p for p in ("fp32", "int8")
                                          if p != self.precision and self.for_precision(p).precision == p)
 

@@ -4,15 +4,18 @@ The bundled `cpu-ort-*` profiles were fitted on another VM. The first time the a
 `python -m ofa_engine profile-this-machine`) runs here, `profile_this_machine` measures a
 few subnets spread over the space (`profile_kit.kit_configs`: farthest-point choice in the
 latency features, the largest and smallest first), in ONNX Runtime with the interleaved rounds
-of `runtime.measure.measure_many`, and fits each profile few-shot on top of the bundled one
-(`predictors.latency.fewshot`, method chosen in docs/latency-fewshot.md). The result is an
-ordinary profile (`load_profile(path)`) cached on disk under a key of what the latency
-depends on (`cache_key`: CPU model, core count, ORT version, threads, precision, space) and
-reused from then on; `refresh=True` measures again. Around each thread count's measurement the
-run also times how steady the machine is (`runtime.measure.machine_speed`, half a second before
-and after) and keeps it in the profile's provenance (`machine_speed`): on a machine whose speed
-swings within a second, no measurement, and so no profile, is closer than that swing, and the
-label says so (docs/latency-measurement.md).
+of `runtime.measure.measure_many`, and fits each profile few-shot on top of the bundled one of
+that space (`reference_profile_name`: tiny-fmnist's cpu-ort-1t / cpu-ort-2t, vit-fmnist's
+cpu-ort-1t-vit-fmnist; `predictors.latency.fewshot`, method chosen in docs/latency-fewshot.md).
+Several spaces are measured one after the other by one process
+(`start_profile_this_machine(("tiny-fmnist", "vit-fmnist"))`), never at once: two measurements
+would slow each other. The result is an ordinary profile (`load_profile(path)`) cached on disk
+under a key of what the latency depends on (`cache_key`: CPU model, core count, ORT version,
+threads, precision, space) and reused from then on; `refresh=True` measures again. Around each
+thread count's measurement the run also times how steady the machine is
+(`runtime.measure.machine_speed`, half a second before and after) and keeps it in the profile's
+provenance (`machine_speed`): on a machine whose speed swings within a second, no measurement,
+and so no profile, is closer than that swing, and the label says so (docs/latency-measurement.md).
 
 The app calls, without blocking a page:
 
@@ -55,11 +58,12 @@ from .profiles import DeviceProfile, ProfileError, load_profile, today
 __all__ = ["Status", "cache_key", "cache_dir", "cache_path", "status_path", "this_machine_status",
            "load_this_machine_profile", "start_profile_this_machine", "profile_this_machine",
            "latency_label", "reference_profile_name", "STARTUP_SUBNETS", "STARTUP_ROUNDS", "STARTUP_RUNS",
-           "STARTUP_WARMUP", "STARTUP_THREADS", "CACHE_ENV"]
+           "STARTUP_WARMUP", "STARTUP_THREADS", "CACHE_ENV", "DEFAULT_SPACE"]
 
 log = logging.getLogger(__name__)
 
 CACHE_ENV = "OFA_CACHE_DIR"
+DEFAULT_SPACE = "tiny-fmnist"  # the bundled package's space: the default setting of every function here
 STARTUP_THREADS = (1, 2)       # the bundled CPU profiles the app offers
 # The start-up run: subnets, and measure_many's rounds / timed runs / warm-up per burst. Sized
 # to stay under 60 s of one core for fp32 at 1 and 2 threads (docs/latency-fewshot.md).
@@ -85,7 +89,7 @@ class Status:
 
 
 # ---------------------------------------------------------------------- the cache
-def cache_key(threads: int, precision: str = "fp32", space: str = "tiny-fmnist") -> dict[str, Any]:
+def cache_key(threads: int, precision: str = "fp32", space: str = DEFAULT_SPACE) -> dict[str, Any]:
     """What a latency profile of this machine depends on: CPU model, logical core count, ONNX
     Runtime version, threads, precision and search space (a dict of JSON values)."""
     cpu, cores, ort_version = _machine()
@@ -121,13 +125,13 @@ def cache_dir() -> Path:
     return Path(base) / "ofa_engine"
 
 
-def cache_path(threads: int, precision: str = "fp32", space: str = "tiny-fmnist",
+def cache_path(threads: int, precision: str = "fp32", space: str = DEFAULT_SPACE,
                directory: str | os.PathLike | None = None) -> Path:
     """Where the cached profile of this setting lives (it may not exist yet)."""
     return Path(directory or cache_dir()) / f"{_key_id(cache_key(threads, precision, space))}.json"
 
 
-def status_path(threads: int, precision: str = "fp32", space: str = "tiny-fmnist",
+def status_path(threads: int, precision: str = "fp32", space: str = DEFAULT_SPACE,
                 directory: str | os.PathLike | None = None) -> Path:
     """The status JSON a measuring run rewrites for this setting."""
     return cache_path(threads, precision, space, directory).with_suffix(".status.json")
@@ -150,7 +154,7 @@ def _read_cached(path: Path) -> DeviceProfile | None:
     return profile
 
 
-def load_this_machine_profile(threads: int = 1, precision: str = "fp32", space: str = "tiny-fmnist",
+def load_this_machine_profile(threads: int = 1, precision: str = "fp32", space: str = DEFAULT_SPACE,
                               directory: str | os.PathLike | None = None) -> DeviceProfile | None:
     """The measured profile of this machine for the setting, from the cache; None if there is
     none yet (or the cached file is corrupt: logged, and the next run rebuilds it)."""
@@ -185,7 +189,7 @@ def _read_status(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def this_machine_status(threads: int = 1, precision: str = "fp32", space: str = "tiny-fmnist",
+def this_machine_status(threads: int = 1, precision: str = "fp32", space: str = DEFAULT_SPACE,
                         directory: str | os.PathLike | None = None) -> Status:
     """Where the profile of this machine stands for the setting (reads two small files; never
     blocks, never measures)."""
@@ -206,19 +210,44 @@ def this_machine_status(threads: int = 1, precision: str = "fp32", space: str = 
     return Status(False, min(max(progress, 0.0), 1.0), None, message, running)
 
 
-def reference_profile_name(threads: int = 1, precision: str = "fp32") -> str:
-    """The bundled profile a setting starts from (the few-shot prior): cpu-ort-<threads>t if
-    bundled, else cpu-ort-1t."""
+def reference_profile_name(threads: int = 1, precision: str = "fp32", space: str = DEFAULT_SPACE) -> str:
+    """The bundled profile a setting starts from (the few-shot prior): among the bundled ONNX
+    Runtime CPU profiles of `space` (tiny-fmnist: cpu-ort-1t and cpu-ort-2t; vit-fmnist:
+    cpu-ort-1t-vit-fmnist), the one measured at `threads`, else the one with the fewest threads.
+    `ValueError` naming the spaces that have one when `space` has none. (`precision` picks no
+    other file: the prior is that profile's model for the precision, `for_precision`.)"""
+    candidates = _bundled_cpu_profiles()
+    mine = sorted((t != int(threads), t, name) for name, (s, t) in candidates.items() if s == space)
+    if not mine:
+        spaces = sorted({s for s, _ in candidates.values()})
+        raise ValueError(f"space {space!r} has no bundled ONNX Runtime CPU profile to start this machine's "
+                         f"profile from; allowed spaces: {', '.join(spaces)}")
+    return mine[0][2]
+
+
+def _bundled_cpu_profiles() -> dict[str, tuple[str, int]]:
+    """Bundled measured ONNX Runtime CPU profile name -> (space, threads), read from the files'
+    fields (a few small JSON files; the app asks again only when a cache file changes)."""
     from .profiles import BUNDLED_PROFILES
-    name = f"cpu-ort-{int(threads)}t"
-    return name if name in BUNDLED_PROFILES else "cpu-ort-1t"
+    found = {}
+    for name, path in BUNDLED_PROFILES.items():
+        try:
+            data = read_json(path, f"bundled profile '{name}'")
+        except (ValueError, OSError):
+            continue   # load_profile names what is wrong with it where it is used
+        if not isinstance(data, dict) or not isinstance(data.get("runtime"), dict):
+            continue
+        if (data.get("kind") == "measured" and data["runtime"].get("engine") == "onnxruntime"
+                and isinstance(data.get("threads"), int) and isinstance(data.get("space"), str)):
+            found[name] = (data["space"], data["threads"])
+    return found
 
 
-def _reference_profile(threads: int, precision: str) -> DeviceProfile:
-    return load_profile(reference_profile_name(threads, precision)).for_precision(precision)
+def _reference_profile(threads: int, precision: str, space: str = DEFAULT_SPACE) -> DeviceProfile:
+    return load_profile(reference_profile_name(threads, precision, space)).for_precision(precision)
 
 
-def latency_label(threads: int = 1, precision: str = "fp32", space: str = "tiny-fmnist",
+def latency_label(threads: int = 1, precision: str = "fp32", space: str = DEFAULT_SPACE,
                   directory: str | os.PathLike | None = None) -> str:
     """The honest label of the latency predictions for the setting: the measured profile's
     provenance when it is ready (and, when the machine's speed was unsteady while measured,
@@ -233,7 +262,7 @@ def latency_label(threads: int = 1, precision: str = "fp32", space: str = "tiny-
         if isinstance(speed, Mapping) and speed.get("steady") is False and isinstance(speed.get("spread"), (int, float)):
             label += f"; its speed swung by {100 * float(speed['spread']):.0f}% while measured: expect as much scatter"
         return label
-    reference = _reference_profile(threads, precision)
+    reference = _reference_profile(threads, precision, space)
     p = reference.provenance
     return f"reference machine ({p.get('machine')}, {p.get('date')}), not this one"
 
@@ -254,7 +283,7 @@ def _loo_quality(space: Any, prior: Any, x: np.ndarray, y: np.ndarray, method: s
     predicted = np.empty_like(y)
     for i in range(len(y)):
         keep = np.arange(len(y)) != i
-        fitted = fewshot_fit_rows(prior, x[keep], y[keep], method, min_subnets=len(y) - 1)
+        fitted = fewshot_fit_rows(prior, x[keep], y[keep], method, min_subnets=len(y) - 1, space=space)
         predicted[i] = fitted.predict(x[i:i + 1])[0]
     quality = latency_metrics(predicted, y)
     return {k: int(v) if k == "n_test" else float(v) for k, v in quality.items()}
@@ -276,18 +305,20 @@ def fit_this_machine_profile(space: Any, threads: int, precision: str, configs: 
 
     import onnxruntime
 
-    reference = _reference_profile(threads, precision)
+    reference = _reference_profile(threads, precision, space.name)
     prior = reference.latency_model
-    x, _ = architecture_features(space, list(configs))
+    x, _ = architecture_features(space, _configs_of(space, configs))
     y = np.asarray(latencies_ms, np.float64)
     method = DEFAULT_FEWSHOT_METHOD
-    model = fewshot_fit_rows(prior, x, y, method)
+    model = fewshot_fit_rows(prior, x, y, method, space=space)
     if not model.prediction_range(space)[0] > 0:
         method = "scale-offset"
-        model = fewshot_fit_rows(prior, x, y, method)
+        model = fewshot_fit_rows(prior, x, y, method, space=space)
     quality = _loo_quality(space, prior, x, y, method)
     key = dict(key or cache_key(threads, precision, space.name))
-    suffix = "" if precision == "fp32" else f"-{precision}"
+    # The default space's names stay as they were; another space's name and display name say which.
+    details = [d for d, shown in ((space.name, space.name != DEFAULT_SPACE), (precision, precision != "fp32")) if shown]
+    suffix = "".join(f"-{d}" for d in details)
     provenance: dict[str, Any] = {
         "machine": this_machine(), "date": today(), "command": command or "profile_this_machine()",
         "cache_key": key, "subnets": len(y), "fit": method, "prior": reference.name,
@@ -306,13 +337,26 @@ def fit_this_machine_profile(space: Any, threads: int, precision: str, configs: 
     return DeviceProfile(
         name=f"this-machine-{threads}t{suffix}",
         display_name=f"This machine ({cpu_model()}): ONNX Runtime CPU, {threads} thread{'s' * (threads > 1)}"
-                     + (f", {precision}" if precision != "fp32" else ""),
+                     + "".join(f", {d}" for d in details),
         kind="measured", space=space.name, batch_size=1, threads=int(threads),
         runtime={"engine": "onnxruntime", "version": onnxruntime.__version__, "provider": "CPUExecutionProvider",
                  "graph_optimization": "ORT_ENABLE_ALL", "execution_mode": "sequential", "measure_locally": True,
                  "precision": precision},
         memory={"ram_kb": None, "flash_kb": None}, latency_model=model.to_dict(), quality=quality,
         provenance=provenance)
+
+
+def _configs_of(space: Any, configs: Sequence[Any]) -> list[Any]:
+    """`configs` validated as configs of `space`; `ValueError` naming the space and the first
+    config that is not one of it (a config of another family would otherwise fail deep in the
+    features with that family's message)."""
+    from ..families import family_of
+    family = family_of(space, fast=False)
+    try:
+        return [family.validate(cfg) for cfg in configs]
+    except ValueError as exc:
+        raise ValueError(f"the measured subnets must be configs of space '{family.space.name}' "
+                         f"(family '{family.family}'): {exc}") from None
 
 
 def _check_setting(threads: Sequence[int], precision: str, n: int) -> tuple[int, ...]:
@@ -330,7 +374,7 @@ def _check_setting(threads: Sequence[int], precision: str, n: int) -> tuple[int,
     return threads
 
 
-def profile_this_machine(space: str = "tiny-fmnist", threads: Sequence[int] = STARTUP_THREADS,
+def profile_this_machine(space: str = DEFAULT_SPACE, threads: Sequence[int] = STARTUP_THREADS,
                          precision: str = "fp32", *, n: int = STARTUP_SUBNETS, rounds: int = STARTUP_ROUNDS,
                          runs: int = STARTUP_RUNS, warmup: int = STARTUP_WARMUP, refresh: bool = False,
                          directory: str | os.PathLike | None = None, out: str | os.PathLike | None = None,
@@ -351,9 +395,11 @@ def profile_this_machine(space: str = "tiny-fmnist", threads: Sequence[int] = ST
     from .profile_kit import kit_configs
 
     threads = _check_setting(threads, precision, n)
+    space_obj = family_of(space, fast=False).space
+    for t in threads:   # a space without a bundled prior is refused before anything is measured
+        _reference_profile(t, precision, space_obj.name)
     folder = Path(directory or cache_dir())
     folder.mkdir(parents=True, exist_ok=True)
-    space_obj = family_of(space, fast=False).space
     paths = {t: cache_path(t, precision, space_obj.name, folder) for t in threads}
     todo = [t for t in threads if refresh or _read_cached(paths[t]) is None]
     statuses = [paths[t].with_suffix(".status.json") for t in todo]
@@ -415,23 +461,31 @@ def profile_this_machine(space: str = "tiny-fmnist", threads: Sequence[int] = ST
     return paths
 
 
-def start_profile_this_machine(space: str = "tiny-fmnist", threads: Sequence[int] = STARTUP_THREADS,
+def start_profile_this_machine(space: str | Sequence[str] = DEFAULT_SPACE, threads: Sequence[int] = STARTUP_THREADS,
                                precision: str = "fp32", *, refresh: bool = False,
                                directory: str | os.PathLike | None = None,
                                extra_args: Sequence[str] = ()) -> subprocess.Popen | None:
     """Start `python -m ofa_engine profile-this-machine` in the background (its own process,
     output to `<cache>/profile-this-machine.log`) and return it; None when every setting is
-    already cached (and not `refresh`) or a run for one of them is alive. Poll
-    `this_machine_status` for its progress."""
+    already cached (and not `refresh`) or a run for one of them is alive. `space`: one space or
+    several (e.g. ("tiny-fmnist", "vit-fmnist")), measured one after the other in that one
+    process, each at every thread count. Poll `this_machine_status` for its progress."""
+    spaces = [space] if isinstance(space, str) else list(dict.fromkeys(space))
     threads = _check_setting(threads, precision, STARTUP_SUBNETS)
+    if not spaces:
+        raise ValueError("space: none given; allowed: one or more preset space names, e.g. tiny-fmnist")
+    for name in spaces:   # refused here, not in the background process's log
+        for t in threads:
+            reference_profile_name(t, precision, name)
     folder = Path(directory or cache_dir())
-    statuses = {t: this_machine_status(t, precision, space, folder) for t in threads}
+    settings = [(name, t) for name in spaces for t in threads]
+    statuses = {s: this_machine_status(s[1], precision, s[0], folder) for s in settings}
     if any(s.running for s in statuses.values()):
         return None
     if not refresh and all(s.ready for s in statuses.values()):
         return None
     folder.mkdir(parents=True, exist_ok=True)
-    argv = [sys.executable, "-m", "ofa_engine", "profile-this-machine", "--space", space,
+    argv = [sys.executable, "-m", "ofa_engine", "profile-this-machine", "--space", ",".join(spaces),
             "--threads", ",".join(str(t) for t in threads), "--precision", precision,
             "--cache-dir", str(folder), *(["--refresh"] if refresh else []), *extra_args]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -442,8 +496,8 @@ def start_profile_this_machine(space: str = "tiny-fmnist", threads: Sequence[int
                                    env=env, start_new_session=True)
     # Mark the run as started at once, so that a second caller does not start another (unless
     # the child has already written its own status).
-    for t in threads:
-        path = cache_path(t, precision, space, folder).with_suffix(".status.json")
+    for name, t in settings:
+        path = cache_path(t, precision, name, folder).with_suffix(".status.json")
         data = _read_status(path)
         if data is None or data.get("pid") != process.pid:
             atomic_write_json(path, {"state": "running", "progress": 0.0, "message": "starting",

@@ -52,6 +52,18 @@ def _prior_rows(prior: BlockLinearModel, x: np.ndarray, names: tuple[str, ...]) 
     return x[:, [names.index(f) for f in prior.features]]
 
 
+def _check_space(prior: BlockLinearModel, x: np.ndarray, features: Any) -> None:
+    """The prior and the rows describe one space: the prior's model was fitted for it, and the
+    rows carry its family's features (a prior of another space would pick the wrong columns)."""
+    name = features.space.name
+    if prior.space and prior.space != name:
+        raise ValueError(f"the few-shot prior was fitted for space '{prior.space}', the measured subnets are of "
+                         f"space '{name}'; allowed: a prior of space '{name}' (a measured profile of it)")
+    if x.ndim != 2 or x.shape[1] != len(features.feature_names):
+        raise ValueError(f"x has shape {x.shape}; allowed: (K, {len(features.feature_names)}), the latency "
+                         f"features of space '{name}' ({', '.join(features.feature_names)})")
+
+
 def _check(prior: LatencyModel, x: np.ndarray, y: np.ndarray, method: str, min_subnets: int) -> None:
     if method not in FEWSHOT_METHODS:
         raise ValueError(f"few-shot method {method!r}; allowed: {list(FEWSHOT_METHODS)}")
@@ -86,6 +98,7 @@ def fewshot_fit_rows(prior: BlockLinearModel | None, x: np.ndarray, y: np.ndarra
         names = features.feature_names if features is not None else None
         return BlockLinearModel(name, names, ridge=_cv_ridge(x, y)).fit(x, y)
     names = features.feature_names
+    _check_space(prior, x, features)
     px = _prior_rows(prior, x, names)
     base = px @ prior.coef + prior.intercept_ms
     w = 1.0 / y
