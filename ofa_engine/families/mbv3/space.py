@@ -21,8 +21,9 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from ...datasets.labels import FASHION_MNIST_LABELS as _FASHION_MNIST_LABELS
-from ...files import loads_json, read_json
+from ...files import loads_json
 from ...registry import Registry
+from ...space.config_text import parse_config_text
 from .genome import MobileNetV3Genome
 from .layout import ChannelPlan, channel_plan, make_divisible
 
@@ -226,24 +227,7 @@ class SearchSpace:
 
     def parse_config(self, text: str) -> SubnetConfig:
         """Parse 'largest', 'smallest', 'random:SEED', a JSON object or a path to a JSON file."""
-        text = text.strip()
-        if text == "largest":
-            return self.largest()
-        if text == "smallest":
-            return self.smallest()
-        if text.startswith("random:"):
-            seed = text.split(":", 1)[1]
-            if not seed.isdigit():
-                raise ValueError(f"'random:SEED' needs a non-negative integer seed, got '{seed}'")
-            return self.sample(int(seed))
-        if text.startswith("{"):
-            return self.validate(SubnetConfig.from_json(text))
-        try:
-            data = read_json(text, f"config file '{text}'")
-        except OSError as exc:
-            raise ValueError(f"config '{text}' is neither largest, smallest, random:SEED, a JSON "
-                             f"object nor a readable file ({exc.strerror})") from None
-        return self.validate(SubnetConfig.from_dict(data))
+        return parse_config_text(self, text, SubnetConfig)
 
     # ----------------------------------------------------------------- encoding
     @property

@@ -23,8 +23,9 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from ...files import loads_json, read_json
+from ...files import loads_json
 from ...registry import Registry
+from ...space.config_text import parse_config_text
 from .genome import ViTGenome
 
 __all__ = ["PRESETS", "ViTConfig", "ViTSpace", "CONFIG_FIELDS", "list_presets"]
@@ -204,24 +205,7 @@ class ViTSpace:
 
     def parse_config(self, text: str) -> ViTConfig:
         """Parse 'largest', 'smallest', 'random:SEED', a JSON object or a path to a JSON file."""
-        text = text.strip()
-        if text == "largest":
-            return self.largest()
-        if text == "smallest":
-            return self.smallest()
-        if text.startswith("random:"):
-            seed = text.split(":", 1)[1]
-            if not seed.isdigit():
-                raise ValueError(f"'random:SEED' needs a non-negative integer seed, got '{seed}'")
-            return self.sample(int(seed))
-        if text.startswith("{"):
-            return self.validate(ViTConfig.from_json(text))
-        try:
-            data = read_json(text, f"config file '{text}'")
-        except OSError as exc:
-            raise ValueError(f"config '{text}' is neither largest, smallest, random:SEED, a JSON "
-                             f"object nor a readable file ({exc.strerror})") from None
-        return self.validate(ViTConfig.from_dict(data))
+        return parse_config_text(self, text, ViTConfig)
 
     @functools.cached_property
     def genome(self) -> ViTGenome:
