@@ -96,27 +96,34 @@ def elastic_depth_groups(space: Any) -> list[str]:
 def subnet_summary(space: Any, config: Any) -> str:
     """One line: each choice's values over the active layers, the resolution and the number of
     active layers of each group with elastic depth ("width 1.0, kernel 3-7, expand 3-6, 28 px,
-    depths [2, 3, 4, 2, 2]")."""
+    depths [2, 3, 4, 2, 2]"; one such group: "depth 3")."""
     rows = [row for row in describe(space, config) if row["active"]]
     parts = [f"{name} {choice_span(row['choices'][name] for row in rows if name in row['choices'])}"
              for name in choice_names(rows)]
     parts.append(f"{config_of(space, config).image_size} px")
     groups = elastic_depth_groups(space)
-    if groups:
-        parts.append(f"depths {[sum(row['group'] == g for row in rows) for g in groups]}")
+    depths = [sum(row["group"] == g for row in rows) for g in groups]
+    if len(groups) == 1:        # one group (a Transformer's encoder): its depth, not a list of one
+        parts.append(f"depth {depths[0]}")
+    elif groups:
+        parts.append(f"depths {depths}")
     return ", ".join(parts)
 
 
 def space_summary(space: Any) -> str:
     """The elastic choices of `space` in words ("width 0.5-1.0, kernel 3-7, expand 3-6 and the
-    depth of 5 groups"), from its smallest and largest subnets."""
+    depth of 5 groups"; one group with elastic depth: "... and depth 3-5"), from its smallest and
+    largest subnets."""
     smallest, largest = extremes(space)
     rows = [row for row in smallest + largest if row["active"]]
     parts = [f"{name} {choice_span(row['choices'][name] for row in rows if name in row['choices'])}"
              for name in choice_names(rows)]
     groups = elastic_depth_groups(space)
-    if groups:
-        parts.append(f"the depth of {len(groups)} group{'s' if len(groups) > 1 else ''}")
+    if len(groups) == 1:        # one group (a Transformer's encoder): the layers it may keep
+        rows_of = [[row for row in side if row["active"] and row["group"] == groups[0]] for side in (smallest, largest)]
+        parts.append(f"depth {choice_span(len(side) for side in rows_of)}")
+    elif groups:
+        parts.append(f"the depth of {len(groups)} groups")
     if not parts:
         return "no elastic choice but the resolution"
     return ", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else parts[0]

@@ -300,10 +300,13 @@ def card_values(report: Mapping[str, Any], limits: Mapping[str, float],
         return f"{short} {text}"
 
     acc_p, acc_m = number(predicted.get("accuracy")), number(measured.get("accuracy"))
+    # Under the MACs proxy nothing predicts the accuracy: the card says so instead of naming a source.
+    ranked_by_macs = acc_p is None and predicted.get("accuracy_source", "predictor") != "predictor"
     cards = [{"field": "accuracy", "label": "Accuracy", "value": fmt.percent(acc_p),
-              "source": kinds["predicted"]["accuracy"],
+              "source": "" if ranked_by_macs else kinds["predicted"]["accuracy"],
               "delta": None if acc_m is None else with_source("measured", "accuracy", fmt.percent(acc_m)),
-              "note": None, "verdict": None, "searched": None}]
+              "note": "not predicted: no accuracy predictor, the search ranked by MACs" if ranked_by_macs else None,
+              "verdict": None, "searched": None}]
     for field, label, unit, scale in (("latency_ms", "Latency", "ms", 1.0), ("peak_memory_kb", "Peak memory", "KB", 1.0),
                                       ("flash_kb", "Flash", "KB", 1.0), ("macs_m", "MACs", "M", 1e6)):
         key = "macs" if field == "macs_m" else field
@@ -433,8 +436,20 @@ def prediction_panel(onnx_bytes: bytes, image_size: int, key: str, count: int = 
                        + ", ".join(f"{md(classes[int(c)])} ({fmt.percent(float(p[c]))})" for c in top[1:]))
 
 
-def candidates_chart(result, limits: Mapping[str, float], x_field: str) -> Any:
-    """Accuracy vs the budgeted metric for every evaluated candidate, budget line, chosen point."""
+# The search's score on a chart's axis: with the MACs proxy (a package without an accuracy
+# predictor) it is the candidate's MACs as a share of the largest subnet's, not an accuracy.
+SCORE_TITLES = {"predictor": "predicted accuracy (%)",
+                "proxy": "MACs, % of the largest subnet (proxy)"}
+
+
+def score_title(accuracy_source: str) -> str:
+    """The axis title of the search's score for a report's `accuracy_source`."""
+    return SCORE_TITLES["predictor" if accuracy_source == "predictor" else "proxy"]
+
+
+def candidates_chart(result, limits: Mapping[str, float], x_field: str, accuracy_source: str = "predictor") -> Any:
+    """The search's score (predicted accuracy, or the MACs proxy's: `score_title`) vs the
+    budgeted metric for every evaluated candidate, budget line, chosen point."""
     frame = history_frame(result)
     column = BUDGETS[x_field][2] if x_field in BUDGETS else x_field
     x = "macs_m" if column == "macs" else column
@@ -445,7 +460,7 @@ def candidates_chart(result, limits: Mapping[str, float], x_field: str) -> Any:
     base = charts.tradeoff_chart(feasible if len(feasible) else frame, x, "accuracy_pct",
                                  budget=limits.get(x_field), chosen=chosen,
                                  x_title=f"{BUDGETS.get(x_field, (x, ''))[0]} ({BUDGETS.get(x_field, ('', x))[1]})",
-                                 y_title="predicted accuracy (%)", tooltip=["iteration", x, "accuracy_pct"])
+                                 y_title=score_title(accuracy_source), tooltip=["iteration", x, "accuracy_pct"])
     import altair as alt
     over = alt.Chart(frame[~frame["feasible"].astype(bool)]).mark_circle(size=18, opacity=0.25, color="#bab0ac").encode(
         x=f"{x}:Q", y="accuracy_pct:Q", tooltip=["iteration", x, "accuracy_pct"])

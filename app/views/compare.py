@@ -11,7 +11,7 @@ import streamlit as st
 
 from app.layers import config_json
 from app.resources import USER_ERRORS, accuracy_source, get_evaluator, log, md
-from app.widgets import budget_controls, budget_feasibility, describe_profile, keep, profile_picker
+from app.widgets import budget_controls, budget_feasibility, describe_profile, keep, profile_picker, score_title
 from ofa_engine.search import STRATEGIES, Constraints, InfeasibleBudgetError, search
 
 st.title("Compare search strategies")
@@ -112,14 +112,14 @@ if done is not None:
     left.markdown("**Best accuracy within budget vs candidates evaluated**")
     left.altair_chart(alt.Chart(curves).mark_line(interpolate="step-after").encode(
         x=alt.X("evaluations:Q", scale=alt.Scale(type="log"), title="candidates evaluated (log)"),
-        y=alt.Y("best accuracy (%):Q", title="best predicted accuracy (%)", scale=alt.Scale(zero=False)),
+        y=alt.Y("best accuracy (%):Q", title=f"best {score_title(accuracy_source())}", scale=alt.Scale(zero=False)),
         color=alt.Color("strategy:N", legend=alt.Legend(orient="bottom", columns=3)),
         tooltip=["strategy", "evaluations", alt.Tooltip("best accuracy (%):Q", format=".2f")],
     ).properties(height=340), width="stretch")
     right.markdown("**Quality vs time** (point size: evaluations)")
     right.altair_chart(alt.Chart(table).mark_circle(opacity=0.8).encode(
         x=alt.X("time (s):Q", title="search time here (s)", scale=alt.Scale(zero=False)),
-        y=alt.Y("accuracy (%):Q", title="predicted accuracy (%)", scale=alt.Scale(zero=False)),
+        y=alt.Y("accuracy (%):Q", title=score_title(accuracy_source()), scale=alt.Scale(zero=False)),
         # Legends below the plot: at the side, the size legend's labels ("40,000") were clipped.
         size=alt.Size("evaluations:Q", scale=alt.Scale(range=[60, 600]),
                       legend=alt.Legend(orient="bottom", format="~s", labelLimit=0)),   # 10k, 20k

@@ -19,13 +19,19 @@ st.title("How Once-for-All works")
 st.image(summary_svg(), caption=SUMMARY_CAPTION)
 space = get_space()
 fam = family(space)
+# How the family trains by default (MobileNetV3: progressive shrinking, phase by phase; the ViT:
+# every elastic choice at once with the sandwich rule): the phases' names say which.
+phases = [phase["name"] for phase in fam.training().default_recipe()["phases"]]
+resolution = (" and an input resolution" if len(space.resolutions) > 1
+              else f", at its one input resolution ({space.resolutions[0]} px)")
 st.markdown(
     "One **supernet** is trained once; every subnet shares its weights. A subnet is a choice among the "
-    f"supernet's elastic dimensions ({md(space_summary(space))}) and an input resolution. Training shrinks "
-    "progressively: the largest network first, then one elastic dimension after another is opened, each "
-    "step training random subnets among the choices opened so far while a larger network teaches them "
-    f"(knowledge distillation). Everything below is read from the chosen `{md(get_package().name)}` supernet "
-    "(the sidebar picks another).")
+    f"supernet's elastic dimensions ({md(space_summary(space))}){resolution}. Training starts from the "
+    "largest network alone, then trains subnets among the elastic choices while a larger network teaches "
+    "them (knowledge distillation): one elastic dimension after another (progressive shrinking, OFA's) or "
+    "all at once, the smallest, the largest and random subnets in every step (the sandwich rule, BigNAS's). "
+    f"The default recipe of this family (`{md(fam.family)}`) has the phases {md(' → '.join(phases))}. "
+    f"Everything below is read from the chosen `{md(get_package().name)}` supernet (the sidebar picks another).")
 
 # ------------------------------------------------------------------------ the family's own sections
 family_sections = explanation(fam.family)

@@ -14,7 +14,8 @@ from app import format as fmt
 from app.resources import (USER_ERRORS, configure_threads, get_package, get_profile, get_space, latency_provenance, log,
                            md, user_errors, engine_alone)
 from app.widgets import (BUDGETS, budget_controls, budget_feasibility, candidates_chart, describe_profile, keep,
-                         metric_cards, prediction_panel, profile_picker, progress_frame, searched_limits_for)
+                         metric_cards, prediction_panel, profile_picker, progress_frame, score_title,
+                         searched_limits_for)
 from ofa_engine.search import STRATEGIES
 
 # Imported on first use: the home page's first run draws no chart (app/lazy.py).
@@ -179,19 +180,21 @@ st.caption("The downloaded ONNX file itself, run in ONNX Runtime on this server.
 prediction_panel(done["onnx_bytes"], cfg.image_size, "spec_predict")
 
 budgeted = [f for f in done["limits"] if f in BUDGETS] or ["macs_m"]
+accuracy_source = (report.get("predicted") or {}).get("accuracy_source", "predictor")
+score = "best predicted accuracy" if accuracy_source == "predictor" else "best MACs proxy score"
 chart_col, progress_col = st.columns([3, 2])
 with chart_col:
     x_field = st.radio("Candidates against", budgeted, horizontal=True, key="spec_chart_metric",
                        format_func=lambda f: BUDGETS[f][0]) if len(budgeted) > 1 else budgeted[0]
     st.markdown(f"**All {result.evaluations:,} evaluated candidates** (red: Pareto front of those within "
                 f"budget; diamond: chosen; dashed: budget)")
-    st.altair_chart(candidates_chart(result, done["limits"], x_field), width="stretch")
+    st.altair_chart(candidates_chart(result, done["limits"], x_field, accuracy_source), width="stretch")
 with progress_col:
-    st.markdown("**Search progress**: best predicted accuracy within budget")
+    st.markdown(f"**Search progress**: {score} within budget")
     progress_data = progress_frame(result)
     st.altair_chart(alt.Chart(progress_data).mark_line(point=True, interpolate="step-after").encode(
         x=alt.X("evaluations:Q", title="candidates evaluated"),
-        y=alt.Y("best accuracy (%):Q", scale=alt.Scale(zero=False)),
+        y=alt.Y("best accuracy (%):Q", title=score_title(accuracy_source), scale=alt.Scale(zero=False)),
         tooltip=["iteration", "evaluations", alt.Tooltip("best accuracy (%):Q", format=".2f")],
     ).properties(height=380), width="stretch")
 
