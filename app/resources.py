@@ -9,6 +9,7 @@ argument (no active-subnet state), predictors and profiles are immutable, and pe
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import re
@@ -25,7 +26,7 @@ import streamlit as st
 from ofa_engine.runtime.common import QuantizationRefusedError   # no torch / ONNX: light
 
 ROOT = Path(__file__).resolve().parent.parent
-BUNDLED_SUPERNET = "tiny-fmnist"   # the default package; the cpu-ort-* profiles and this machine's are for its space
+BUNDLED_SUPERNET = "tiny-fmnist"   # the default package; its space's this-machine profiles are measured first
 SUPERNET_KEY = "supernet"          # st.session_state: the chosen package's path (a str)
 PREDICTOR_CSV_NAME = "accuracy-dataset.csv"
 PROFILES_DIR = ROOT / "assets" / "profiles"
@@ -404,6 +405,18 @@ def get_supernet():
     return get_engine().supernet
 
 
+@st.cache_resource(show_spinner=False)
+def _has_batchnorm(path: str) -> bool:
+    from torch import nn
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in _engine(path).supernet.modules())
+
+
+def has_batchnorm() -> bool:
+    """Whether the chosen package's network has BatchNorm, whose statistics a subnet recalibrates
+    after extraction (MobileNetV3: yes; the ViT's LayerNorms keep none). Loads the supernet."""
+    return _has_batchnorm(selected_package_path())
+
+
 def get_split(name: str):
     """The package's images: "calib" its calibration images, anything else ("test2k") its
     evaluation images (the bundled package: 2,000 Fashion-MNIST test images)."""
@@ -462,7 +475,16 @@ def session_profiles() -> dict[str, Any]:
 def profile_names() -> list[str]:
     """The profiles offered for the chosen package: those with a latency model for its space
     (analytical MCU profiles: any space; measured ones: their own space), then this session's."""
-    offered = [n for n, has in _profiles_for(selected_package_path()) if has]
+    path = selected_package_path()
+    offered = [n for n, has in _profiles_for(path) if has]
+    # This machine's profiles that replace no bundled one (the ViT at 2 threads), once measured,
+    # after the space's other CPU entries.
+    space = _package(path).space.name
+    for entry in space_entries(space):
+        if entry.replaces or entry.name in offered or this_machine_profile(entry.threads, space) is None:
+            continue
+        before = [i for i, n in enumerate(offered) if (e := this_machine_entry(n)) is not None and e.space == space]
+        offered.insert(before[-1] + 1 if before else len(offered), entry.name)
     return offered + [n for n in session_profiles() if n not in offered]
 
 
@@ -473,13 +495,14 @@ def unavailable_profile_names() -> list[str]:
 
 def get_profile(name: str):
     """The profile `name` for the chosen package: this session's upload, else the package's or the
-    bundled one bound to its space; for cpu-ort-1t/2t, this machine's measured profile once ready."""
+    bundled one bound to its space; for an entry of this machine (cpu-ort-1t/2t,
+    cpu-ort-1t-vit-fmnist, this-machine-2t-vit-fmnist), this machine's measured profile once ready."""
     custom = session_profiles()
     if name in custom:
         return custom[name]
-    threads = this_machine_threads(name)
-    if threads is not None:
-        measured = this_machine_profile(threads)
+    entry = this_machine_entry(name)
+    if entry is not None:
+        measured = this_machine_profile(entry.threads, entry.space)
         if measured is not None:
             return measured
     return _package_profile(selected_package_path(), name)
@@ -488,18 +511,18 @@ def get_profile(name: str):
 def profile_label(name: str) -> str:
     """'Device [name]' of a bundled profile (the device without the machine its display name
     starts with, so that the chosen profile is not cut off in its box; the caption below it says
-    the rest), 'name (this session)' of an uploaded one; a cpu-ort-1t/2t profile says whose
-    machine its latency is (reference or this one). The label needs no session state: a select
-    box formats its value outside the script run too."""
-    if name not in bundled_profile_names():
+    the rest), 'name (this session)' of an uploaded one; an entry of this machine's profiles
+    (cpu-ort-1t/2t, ...) says whose machine its latency is (reference or this one). The label
+    needs no session state: a select box formats its value outside the script run too."""
+    entry = this_machine_entry(name)
+    if name not in bundled_profile_names() and (entry is None or entry.replaces):
         return f"{name} (this session)"
-    threads = this_machine_threads(name)
-    measured = None if threads is None else this_machine_profile(threads)
+    measured = None if entry is None else this_machine_profile(entry.threads, entry.space)
     try:
         label = f"{device_name(measured or get_bundled_profile(name))} [{name}]"
     except USER_ERRORS:
         return name
-    return label if threads is None else f"{label}: {machine_label(threads)}"
+    return label if entry is None else f"{label}: {machine_label(entry.threads, entry.space)}"
 
 
 def get_evaluator(name: str, precision: str | None = None):
@@ -514,21 +537,103 @@ def get_evaluator(name: str, precision: str | None = None):
 
 
 # ------------------------------------------------------------------------------ this machine
-# The cpu-ort-1t/2t profiles were fitted on a reference VM; the app measures this machine in the
-# background (a subprocess) and, once its profile is cached, uses it for those two entries.
-THIS_MACHINE_PROFILES = {"cpu-ort-1t": 1, "cpu-ort-2t": 2}
+# The bundled ONNX Runtime CPU profiles were fitted on reference VMs (tiny-fmnist's cpu-ort-1t/2t
+# on an Intel VM, vit-fmnist's cpu-ort-1t-vit-fmnist on an AMD VM). The app measures this machine
+# in the background, one subprocess, for every bundled package's space that has such a profile,
+# one space after the other (tiny-fmnist first: its profiles are ready as early as before), at
+# each of THIS_MACHINE_THREADS. Once cached, a profile replaces its space's bundled profile of
+# that thread count, or, where the space has none (the ViT at 2 threads: its prior is the
+# 1-thread profile), is offered under its own name.
+THIS_MACHINE_THREADS = (1, 2)
 THIS_MACHINE_ENV = "OFA_APP_PROFILE_AT_START"   # "0": do not measure this machine at start-up (tests)
 _THIS_MACHINE: list[Any] = []   # the process started by this server, if any
 
 
-def this_machine_threads(name: str) -> int | None:
-    """The thread count of a cpu-ort-* profile name that this machine's profile replaces."""
-    return THIS_MACHINE_PROFILES.get(name)
+@dataclass(frozen=True)
+class MachineEntry:
+    """A device-list entry that this machine's profile of (`space`, `threads`) serves: `name` is
+    the bundled profile it replaces once measured (`replaces`), or this machine's own profile
+    name, offered only once measured."""
+
+    name: str
+    space: str
+    threads: int
+    replaces: bool
+
+
+def _manifest_space(manifest: Any) -> str:
+    space = manifest.space
+    return str(space if isinstance(space, str) else space.get("name", ""))
+
+
+@functools.lru_cache(maxsize=1)   # bundled files only; called from the warm-up's thread too
+def this_machine_spaces() -> tuple[str, ...]:
+    """The bundled packages' spaces that have a bundled ONNX Runtime CPU profile (the few-shot
+    prior of this machine's), BUNDLED_SUPERNET's first, then in listing order."""
+    from ofa_engine.devices.this_machine import reference_profile_name
+    from ofa_engine.packages import list_packages
+    spaces = []
+    for entry in list_packages():
+        if entry.error is not None:
+            continue
+        space = _manifest_space(entry.manifest)
+        try:
+            reference_profile_name(THIS_MACHINE_THREADS[0], "fp32", space)
+        except ValueError:   # no bundled CPU profile of that space: nothing to start from
+            continue
+        spaces.append(space)
+    return tuple(sorted(dict.fromkeys(spaces), key=lambda space: space != BUNDLED_SUPERNET))
+
+
+def this_machine_profile_name(space: str, threads: int) -> str:
+    """The name this machine's fp32 profile takes (`fit_this_machine_profile`): 'this-machine-1t'
+    for the default space, 'this-machine-2t-vit-fmnist' for another."""
+    from ofa_engine.devices.this_machine import DEFAULT_SPACE
+    return f"this-machine-{threads}t" + ("" if space == DEFAULT_SPACE else f"-{space}")
+
+
+@functools.lru_cache(maxsize=1)
+def this_machine_entries() -> tuple[MachineEntry, ...]:
+    """Every entry this machine's profiles serve: per measured space and thread count, the
+    bundled profile of that space measured at that thread count (tiny-fmnist: cpu-ort-1t,
+    cpu-ort-2t; vit-fmnist: cpu-ort-1t-vit-fmnist), else this machine's own profile name."""
+    from ofa_engine.devices.profiles import load_profile
+    from ofa_engine.devices.this_machine import reference_profile_name
+    entries = []
+    for space in this_machine_spaces():
+        for threads in THIS_MACHINE_THREADS:
+            prior = reference_profile_name(threads, "fp32", space)
+            if load_profile(prior).threads == threads:
+                entries.append(MachineEntry(prior, space, threads, True))
+            else:
+                entries.append(MachineEntry(this_machine_profile_name(space, threads), space, threads, False))
+    return tuple(entries)
+
+
+def this_machine_entry(name: str) -> MachineEntry | None:
+    """The entry `name` if this machine's profile serves it (e.g. cpu-ort-1t), else None."""
+    return next((e for e in this_machine_entries() if e.name == name), None)
+
+
+def space_entries(space: str) -> list[MachineEntry]:
+    """This machine's entries for `space` (none for a space it does not measure)."""
+    return [e for e in this_machine_entries() if e.space == space]
+
+
+def entries_text(names: Sequence[str]) -> str:
+    """Entry names in a sentence: a shared prefix written once ('cpu-ort-1t/2t'), else joined by 'and'."""
+    names = list(names)
+    prefix = os.path.commonprefix(names)
+    prefix = prefix[:prefix.rfind("-") + 1]
+    if len(names) > 1 and prefix:
+        return prefix + "/".join(n[len(prefix):] for n in names)
+    return " and ".join(names)
 
 
 def start_this_machine(refresh: bool = False) -> Any:
     """Start measuring this machine in the background, once per process (or again with
-    `refresh`); never waits. Not when $OFA_APP_PROFILE_AT_START is "0" (unless `refresh`: a
+    `refresh`); never waits. Every space of `this_machine_spaces()` is measured, one after the
+    other, by the one process. Not when $OFA_APP_PROFILE_AT_START is "0" (unless `refresh`: a
     user asked). Returns the process or None (cached, already running, or disabled)."""
     if not refresh and os.environ.get(THIS_MACHINE_ENV, "1").strip() == "0":
         return None
@@ -537,7 +642,7 @@ def start_this_machine(refresh: bool = False) -> Any:
             return None
         from ofa_engine.devices.this_machine import start_profile_this_machine
         try:
-            process = start_profile_this_machine(space=BUNDLED_SUPERNET, threads=tuple(THIS_MACHINE_PROFILES.values()),
+            process = start_profile_this_machine(space=this_machine_spaces(), threads=THIS_MACHINE_THREADS,
                                                  refresh=refresh)
         except Exception:  # noqa: BLE001 - the reference profiles stay in use; the log says why
             log.exception("starting the measurement of this machine failed")
@@ -546,16 +651,16 @@ def start_this_machine(refresh: bool = False) -> Any:
         return process
 
 
-def this_machine_status(threads: int):
+def this_machine_status(threads: int, space: str = BUNDLED_SUPERNET):
     from ofa_engine.devices.this_machine import this_machine_status as status
-    return status(threads, "fp32", BUNDLED_SUPERNET)
+    return status(threads, "fp32", space)
 
 
-def _cache_file(threads: int) -> tuple[str, float | None]:
-    """This machine's cached profile for `threads`: its path and modification time (None: absent),
-    the key under which the app caches what it reads from it."""
+def _cache_file(threads: int, space: str) -> tuple[str, float | None]:
+    """This machine's cached profile for `threads` and `space`: its path and modification time
+    (None: absent), the key under which the app caches what it reads from it."""
     from ofa_engine.devices.this_machine import cache_path
-    path = cache_path(threads, "fp32", BUNDLED_SUPERNET)
+    path = cache_path(threads, "fp32", space)
     try:
         return str(path), path.stat().st_mtime_ns
     except OSError:
@@ -563,35 +668,39 @@ def _cache_file(threads: int) -> tuple[str, float | None]:
 
 
 @st.cache_resource(show_spinner=False, max_entries=16)
-def _this_machine_profile(threads: int, path: str, stamp: float | None):
+def _this_machine_profile(threads: int, space: str, path: str, stamp: float | None):
     from ofa_engine.devices.this_machine import load_this_machine_profile
-    return load_this_machine_profile(threads, "fp32", BUNDLED_SUPERNET, Path(path).parent)
+    return load_this_machine_profile(threads, "fp32", space, Path(path).parent)
 
 
-def this_machine_profile(threads: int):
-    """This machine's measured profile for `threads` (read again when its file changes), or None."""
-    path, stamp = _cache_file(threads)
-    return None if stamp is None else _this_machine_profile(threads, path, stamp)
+def this_machine_profile(threads: int, space: str = BUNDLED_SUPERNET):
+    """This machine's measured profile for `threads` and `space` (read again when its file
+    changes), or None."""
+    path, stamp = _cache_file(threads, space)
+    return None if stamp is None else _this_machine_profile(threads, space, path, stamp)
 
 
 @st.cache_resource(show_spinner=False, max_entries=16)
-def _machine_label(threads: int, path: str, stamp: float | None) -> str:
+def _machine_label(threads: int, space: str, path: str, stamp: float | None) -> str:
     from ofa_engine.devices.this_machine import latency_label
-    return latency_label(threads, "fp32", BUNDLED_SUPERNET, Path(path).parent)
+    return latency_label(threads, "fp32", space, Path(path).parent)
 
 
-def machine_label(threads: int) -> str:
+def machine_label(threads: int, space: str = BUNDLED_SUPERNET) -> str:
     """'reference machine (X, date), not this one' until this machine is measured, then 'this
     machine (X), measured DATE from N subnets' (the engine's `latency_label`)."""
-    return _machine_label(threads, *_cache_file(threads))
+    return _machine_label(threads, space, *_cache_file(threads, space))
 
 
 def latency_provenance(profile: Any) -> str:
     """Whose latency a profile predicts: machine and date (this machine's or the reference's)."""
-    threads = this_machine_threads(getattr(profile, "name", ""))
-    if threads is not None or str(getattr(profile, "name", "")).startswith("this-machine-"):
-        threads = threads or int(getattr(profile, "threads", None) or 1)
-        return machine_label(threads)
+    name = str(getattr(profile, "name", ""))
+    entry = this_machine_entry(name)
+    if entry is not None:
+        return machine_label(entry.threads, entry.space)
+    if name.startswith("this-machine-"):
+        return machine_label(int(getattr(profile, "threads", None) or 1),
+                             str(getattr(profile, "space", None) or BUNDLED_SUPERNET))
     p = dict(getattr(profile, "provenance", {}) or {})
     machine, date = p.get("machine"), p.get("date")
     return f"{machine or 'analytical model'}, {date or 'undated'}"
@@ -614,14 +723,14 @@ def latency_source(profile: Any) -> str:
     'reference machine (Intel Xeon VM, 2026-11-28), not this one', 'analytical model (no device
     measured), DATE' or 'MACHINE, DATE'."""
     name = str(getattr(profile, "name", ""))
-    threads = this_machine_threads(name)
-    measured = this_machine_profile(threads) if threads is not None else (
+    entry = this_machine_entry(name)
+    measured = this_machine_profile(entry.threads, entry.space) if entry is not None else (
         profile if name.startswith("this-machine-") else None)
     if measured is not None:
         return f"this machine, measured {dict(measured.provenance or {}).get('date') or 'undated'}"
     p = dict(getattr(profile, "provenance", {}) or {})
     match = _MACHINE_PREFIX.match(str(getattr(profile, "display_name", "")))
-    if threads is not None:
+    if entry is not None:
         return f"reference machine ({match['machine'] if match else p.get('machine')}), not this one"
     if match:
         return match["machine"]
@@ -690,8 +799,8 @@ def _measured_samples(path: str, n: int, seed: int, images: int) -> "Any":
 
 def measured_samples(n: int, seed: int, images: int) -> "Any":
     """Accuracy of `n` random subnets of the chosen package measured on `images` evaluation
-    images (BN recalibrated on as many calibration images): the slow fallback when the package
-    has no predictor data."""
+    images (BN, if the network has any, recalibrated on as many calibration images): the slow
+    fallback when the package has no predictor data."""
     return _measured_samples(selected_package_path(), n, seed, images)
 
 

@@ -9,9 +9,9 @@ import streamlit as st
 
 from app import format as fmt
 from app.layers import space_summary
-from app.resources import (BUNDLED_SUPERNET, SUPERNET_KEY, THIS_MACHINE_PROFILES, USER_ERRORS, get_package, machine_label,
-                           md, package_entries, selected_package_path, start_this_machine, this_machine_status,
-                           unavailable_profile_names, user_errors)
+from app.resources import (SUPERNET_KEY, USER_ERRORS, entries_text, get_package, machine_label, md, package_entries,
+                           selected_package_path, space_entries, start_this_machine, this_machine_spaces,
+                           this_machine_status, unavailable_profile_names, user_errors)
 
 
 def _entry_label(entry: Any) -> str:
@@ -94,46 +94,53 @@ def describe_package() -> None:
                 st.caption(md(provenance["notes"]))
 
 
-def _machine_status_body() -> None:
-    statuses = {t: this_machine_status(t) for t in THIS_MACHINE_PROFILES.values()}
+def _machine_status_body(space: str) -> None:
+    entries = space_entries(space)
+    statuses = {e.threads: this_machine_status(e.threads, space) for e in entries}
+    replaced = [e for e in entries if e.replaces]     # listed (with the reference's latency) until measured
     running = [s for s in statuses.values() if s.running]
     if st.session_state.get("machine_was_running") and not running:
         st.session_state["machine_was_running"] = False
         st.rerun()    # the whole page: the cpu-ort-1t/2t entries now use this machine's profile
     st.session_state["machine_was_running"] = bool(running)
     if all(s.ready for s in statuses.values()):
-        st.caption(f"**This machine**: measured; cpu-ort-1t/2t predict with its profile "
-                   f"({md(machine_label(1))}).")
+        st.caption(f"**This machine**: measured; {md(entries_text([e.name for e in entries]))} predict with its "
+                   f"profile ({md(machine_label(1, space))}).")
     elif running:
         progress = min(s.progress for s in running)
         st.progress(progress, text=f"Measuring this machine ({md(running[0].message)})")
-        st.caption(f"Until it is ready, cpu-ort-1t/2t latencies are the {md(machine_label(1))}.")
+        st.caption(f"Until it is ready, {md(entries_text([e.name for e in replaced]))} latencies are the "
+                   f"{md(machine_label(1, space))}.")
     else:   # none measured, or some (a run that measured one thread count only, or died)
         missing = [t for t, s in statuses.items() if not s.ready]
         threads = ", ".join(f"{t} thread{'s' * (t > 1)}" for t in missing)
-        labels = "; ".join(f"{t} thread{'s' * (t > 1)}: {md(machine_label(t))}" for t in statuses)
+        labels = "; ".join(f"{e.threads} thread{'s' * (e.threads > 1)}: {md(machine_label(e.threads, space))}"
+                           for e in replaced)
         st.caption(f"**This machine** is not measured at {threads} ({md(statuses[missing[0]].message)}); "
-                   f"cpu-ort-1t/2t latencies are from: {labels}.")
+                   f"{md(entries_text([e.name for e in replaced]))} latencies are from: {labels}.")
     if st.button("Re-measure this machine", key="remeasure_machine", icon=":material/speed:", disabled=bool(running),
-                 help="Measures ~20 subnets in ONNX Runtime at 1 and 2 threads in a background process "
-                      "(about a minute of one core) and refits the cpu-ort-1t/2t profiles for this machine."):
+                 help=f"Measures ~20 subnets of each bundled space ({', '.join(this_machine_spaces())}) in ONNX "
+                      "Runtime at 1 and 2 threads in a background process (about a minute of one core per space) "
+                      "and refits this machine's profiles (the cpu-ort-* entries' latency)."):
         with user_errors("Starting the measurement"):
             start_this_machine(refresh=True)
             st.rerun()
 
 
 def machine_status() -> None:
-    """This machine's profile: ready, its progress while measuring (polled every 2 s), or not
-    measured; and a button to measure again. Only for the bundled space (the cpu-ort profiles')."""
+    """This machine's profile for the chosen package's space: ready, its progress while
+    measuring (polled every 2 s), or not measured; and a button to measure again. Only for a
+    space this machine is measured for (a bundled package's with a bundled CPU profile)."""
     try:
-        if get_package().space.name != BUNDLED_SUPERNET:
-            return
+        space = get_package().space.name
     except USER_ERRORS:
         return
-    running = any(this_machine_status(t).running for t in THIS_MACHINE_PROFILES.values())
+    if space not in this_machine_spaces():
+        return
+    running = any(this_machine_status(e.threads, space).running for e in space_entries(space))
     with st.sidebar:
         fragment = getattr(st, "fragment", None)
         if fragment is not None and running:     # polled while measuring; a plain block otherwise
-            fragment(run_every=2.0)(_machine_status_body)()
+            fragment(run_every=2.0)(_machine_status_body)(space)
         else:
-            _machine_status_body()
+            _machine_status_body(space)

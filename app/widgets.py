@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import streamlit as st
@@ -27,6 +27,22 @@ BUDGETS: dict[str, tuple[str, str, str, float]] = {
 }
 MAX_POINTS = 2500  # candidates drawn in the browser (the history may hold tens of thousands)
 KEPT = "_kept_settings"   # st.session_state: the settings' last values, kept across page switches
+
+
+# What each stage of the engine's `specialize` does, for the Specialize page's progress bar.
+STAGES = {"load": "loading the supernet and predictors", "search": "searching",
+          "extract": "extracting the subnet and recalibrating its BatchNorm",
+          "export": "exporting to ONNX and verifying it in ONNX Runtime (int8: quantizing and checking it)",
+          "measure accuracy": "measuring accuracy on 2,000 test images",
+          "measure latency": "measuring latency with ONNX Runtime", "done": "done"}
+# A network without BatchNorm (the ViT: LayerNorm) has no statistics to recalibrate.
+STAGES_WITHOUT_BN = {**STAGES, "extract": "extracting the subnet (no BatchNorm to recalibrate)"}
+
+
+def stage_text(stage: str, has_batchnorm: Callable[[], bool]) -> str:
+    """What `stage` does; `has_batchnorm()` (whether the network has BatchNorm) is asked at the
+    extraction only, when the engine loads the supernet anyway."""
+    return (STAGES_WITHOUT_BN if stage == "extract" and not has_batchnorm() else STAGES).get(stage, stage)
 
 
 def keep(key: str, default: Any) -> Any:

@@ -106,11 +106,12 @@ def test_start_once_per_process_never_in_tests_and_the_button_measures_again(cac
     monkeypatch.setenv(resources.THIS_MACHINE_ENV, "1")
     resources.start_this_machine()
     resources.start_this_machine()                                     # once per process
-    assert starts == [{"space": "tiny-fmnist", "threads": (1, 2), "refresh": False}]
+    # Every bundled package's space with a bundled CPU profile, the CNN's first, in the one run.
+    assert starts == [{"space": ("tiny-fmnist", "vit-fmnist"), "threads": (1, 2), "refresh": False}]
     at = open_app()
     at.sidebar.button(key="remeasure_machine").click().run()
     assert not at.exception, [e.value for e in at.exception]
-    assert starts[-1] == {"space": "tiny-fmnist", "threads": (1, 2), "refresh": True}
+    assert starts[-1] == {"space": ("tiny-fmnist", "vit-fmnist"), "threads": (1, 2), "refresh": True}
 
 
 def test_progress_is_shown_while_measuring(cache, starts):
@@ -126,3 +127,139 @@ def test_progress_is_shown_while_measuring(cache, starts):
     assert "Measuring this machine (measuring subnet 8 of 20)" in bar.proto.text
     assert at.sidebar.button(key="remeasure_machine").disabled
     assert "not this one" in label_of(at, "cpu-ort-1t")
+
+
+# ------------------------------------------------------------------------------ every bundled space (issue 35)
+VIT = "vit-fmnist"
+
+
+def write_cached_space_profile(space_name: str, threads: int, slowdown: float = 2.0):
+    """`write_cached_profile` for any space: latencies made up from its bundled prior's model."""
+    from ofa_engine.families import family_of
+    space = family_of(space_name, fast=False).space
+    configs = kit_configs(space, 8, seed=0)
+    reference = load_profile(tm.reference_profile_name(threads, "fp32", space_name))
+    latencies = slowdown * np.asarray(reference.predict_latency_ms(configs), float)
+    profile = tm.fit_this_machine_profile(space, threads, "fp32", configs, latencies)
+    path = tm.cache_path(threads, "fp32", space_name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    profile.save(path)
+    assert tm.this_machine_status(threads, "fp32", space_name).ready
+    return profile
+
+
+def mark_running(space_name: str, progress: float, message: str) -> None:
+    """A run under way for the space (this process stands in for the measuring one)."""
+    import json
+    import os
+    for threads in (1, 2):
+        path = tm.status_path(threads, "fp32", space_name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"state": "running", "progress": progress, "message": message,
+                                    "pid": os.getpid()}))
+
+
+def open_vit(at: AppTest | None = None) -> AppTest:
+    from ofa_engine.packages.package import bundled_packages
+    at = at or open_app()
+    at.sidebar.selectbox(key="supernet_choice").set_value(str(bundled_packages()[VIT])).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_the_entries_this_machine_serves_per_space():
+    import app.resources as resources
+    entries = {e.name: (e.space, e.threads, e.replaces) for e in resources.this_machine_entries()}
+    assert resources.this_machine_spaces() == ("tiny-fmnist", VIT)     # the CNN's first
+    assert entries == {"cpu-ort-1t": ("tiny-fmnist", 1, True), "cpu-ort-2t": ("tiny-fmnist", 2, True),
+                       "cpu-ort-1t-vit-fmnist": (VIT, 1, True),
+                       "this-machine-2t-vit-fmnist": (VIT, 2, False)}   # no bundled 2-thread ViT profile
+    assert resources.entries_text(["cpu-ort-1t", "cpu-ort-2t"]) == "cpu-ort-1t/2t"
+    assert resources.entries_text(["cpu-ort-1t-vit-fmnist", "this-machine-2t-vit-fmnist"]) == (
+        "cpu-ort-1t-vit-fmnist and this-machine-2t-vit-fmnist")
+
+
+def test_the_vit_package_gets_this_machine_in_place_of_its_cpu_profile(cache, starts):
+    reference = load_profile("cpu-ort-1t-vit-fmnist").provenance
+    at = open_vit()
+    label = label_of(at, "cpu-ort-1t-vit-fmnist")
+    assert f"reference machine ({reference['machine']}, {reference['date']}), not this one" in label, label
+    assert not any("this-machine-2t-vit-fmnist" in o for o in at.selectbox(key="spec_profile").options)
+    sidebar = " ".join(c.value for c in at.sidebar.caption)
+    assert ("is not measured at 1 thread, 2 threads (not measured on this machine yet); cpu-ort-1t-vit-fmnist "
+            "latencies are from: 1 thread: reference machine (") in sidebar, sidebar
+
+    mark_running(VIT, 0.0, "starting")            # the one run measures the CNN first
+    at = open_vit()
+    (bar,) = at.sidebar.get("progress")
+    assert "Measuring this machine (starting)" in bar.proto.text
+    assert "Until it is ready, cpu-ort-1t-vit-fmnist latencies are the reference machine (" in " ".join(
+        c.value for c in at.sidebar.caption)
+
+    mine = {t: write_cached_space_profile(VIT, t) for t in (1, 2)}
+    at = open_vit()
+    label = label_of(at, "cpu-ort-1t-vit-fmnist")
+    assert "this machine (" in label and f"measured {mine[1].provenance['date']} from 8 subnets" in label, label
+    label = label_of(at, "this-machine-2t-vit-fmnist")
+    assert label.startswith("ONNX Runtime CPU, 2 threads, vit-fmnist [this-machine-2t-vit-fmnist]: this machine ("), (
+        label)
+    names = [o[o.index("[") + 1:o.index("]")] if "[" in o else o for o in at.selectbox(key="spec_profile").options]
+    assert names.index("this-machine-2t-vit-fmnist") == names.index("cpu-ort-1t-vit-fmnist") + 1   # right after it
+    sidebar = " ".join(c.value for c in at.sidebar.caption)
+    assert ("**This machine**: measured; cpu-ort-1t-vit-fmnist and this-machine-2t-vit-fmnist predict with its "
+            "profile (this machine (") in sidebar, sidebar
+    at.selectbox(key="spec_profile").set_value("this-machine-2t-vit-fmnist").run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert "Latency predictions from: this machine (" in " ".join(c.value for c in at.caption)
+    # The CNN's entries are another space's: still the reference machine's.
+    at = open_app()
+    assert "not this one" in label_of(at, "cpu-ort-1t")
+
+
+def test_the_cnn_sidebar_and_labels_are_unchanged_while_the_vit_is_measured(cache, starts):
+    mark_running(VIT, 0.3, "measuring subnet 6 of 20")
+    at = open_app()
+    assert not at.sidebar.get("progress")                  # the CNN's space is not being measured
+    assert "not measured" in " ".join(c.value for c in at.sidebar.caption)
+    assert "not this one" in label_of(at, "cpu-ort-1t")
+
+
+# ------------------------------------------------------------------------------ CNN or Transformer? on this CPU
+def open_families() -> AppTest:
+    from app.resources import package_entries
+    package_entries.clear()
+    at = open_app()
+    at.switch_page("views/families.py").run()
+    assert not at.exception and not at.error, [e.value for e in at.exception] + [e.value for e in at.error]
+    return at
+
+
+def test_the_family_comparison_says_what_this_machine_lacks_until_both_spaces_are_measured(cache, starts):
+    write_cached_profile(1)
+    mark_running(VIT, 0.4, "exported subnet 8/20")
+    at = open_families()
+    assert not any(o.startswith("This machine") for o in at.selectbox(key="fam_profile").options)
+    (info,) = [i.value for i in at.info if "No bundled CPU profile predicts both families" in i.value]
+    assert "This machine, 1 thread: `vit-fmnist`: measuring at start, 40 % (exported subnet 8/20)" in info, info
+    # 2 threads: neither space measured; the CNN's is not running.
+    assert ("This machine, 2 threads: `tiny-fmnist`: not measured on this machine yet, `vit-fmnist`: measuring at "
+            "start, 40 %") in info, info
+
+
+def test_the_family_comparison_offers_this_machine_for_both_families_once_measured(cache, starts):
+    cnn = write_cached_profile(1)
+    vit = write_cached_space_profile(VIT, 1)
+    at = open_families()
+    options = at.selectbox(key="fam_profile").options
+    assert "This machine, 1 thread" in options and "This machine, 2 threads" not in options
+    (info,) = [i.value for i in at.info if "No bundled CPU profile predicts both families" in i.value]
+    assert "This machine, 2 threads: `tiny-fmnist`: not measured" in info and "1 thread:" not in info, info
+    at.selectbox(key="fam_profile").set_value("This machine, 1 thread").run()
+    at.radio(key="fam_field").set_value("latency_ms").run()
+    assert not at.exception and not at.error and not at.warning, [w.value for w in at.warning]
+    (served,) = [c.value for c in at.caption if c.value.startswith("**This machine, 1 thread** predicts each family")]
+    assert f"`mbv3` (`tiny-fmnist`): {cnn.name} (this machine (" in served, served
+    assert f"`vit` (`vit-fmnist`): {vit.name} (this machine (" in served, served
+    assert (cnn.name, vit.name) == ("this-machine-1t", "this-machine-1t-vit-fmnist")
+    achievable = next(c.value for c in at.caption if c.value.startswith("Achievable on this profile"))
+    assert "`mbv3`" in achievable and "`vit`" in achievable      # a latency range for each family

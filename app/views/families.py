@@ -6,7 +6,11 @@ Each subnet is the engine's `specialize` (search, extract, export, accuracy of t
 in ONNX Runtime on the package's evaluation images): a few seconds per family on this machine.
 The packages are those the supernet picker lists (bundled, and $OFA_SUPERNETS). A profile whose
 latency model describes another space (the measured CPU profiles are per space) is said to be so;
-a package without an accuracy predictor (ranked by MACs) too."""
+a package without an accuracy predictor (ranked by MACs) too. No bundled CPU profile predicts two
+spaces (each was fitted to one, on its own reference machine), so the CPU device that compares
+the families is this machine: "This machine, T threads" predicts each family through this
+machine's profile of that family's space at T threads, offered once every compared space's is
+measured (the app measures them at start); until then the page says what is missing."""
 
 from __future__ import annotations
 
@@ -20,13 +24,16 @@ import streamlit as st
 from app import format as fmt
 from app.budgets import default_budget, latency_margin, searched_limits, slider_bounds
 from app.layers import subnet_summary
-from app.resources import (USER_ERRORS, bundled_profile_names, configure_threads, engine_alone, get_bundled_profile,
-                           log, md, package_entries, selected_package_path, session_profiles, this_machine_profile,
-                           this_machine_threads, user_errors)
+from app.resources import (THIS_MACHINE_THREADS, USER_ERRORS, bundled_profile_names, configure_threads, engine_alone,
+                           get_bundled_profile, log, machine_label, md, package_entries, selected_package_path,
+                           session_profiles, this_machine_entry, this_machine_profile, this_machine_spaces,
+                           this_machine_status, user_errors)
 from app.widgets import BUDGETS, keep
 
 RESULT = "families_comparison"   # st.session_state: the last comparison {"settings", "rows"}
 SEED, STRATEGY = 0, "evolution"
+# Devices that predict every family: this machine, each family through its own space's profile.
+MACHINE_DEVICES = {f"This machine, {t} thread{'s' * (t > 1)}": t for t in THIS_MACHINE_THREADS}
 GET_ONE = """python -m ofa_engine train --space vit-fmnist --out runs/vit-fmnist --threads 2   # --resume after a stop
 python -m ofa_engine package --run runs/vit-fmnist --data IMAGEFOLDER --out supernets/vit-fmnist
 OFA_SUPERNETS=supernets make run                                                 # the picker lists it"""
@@ -49,15 +56,23 @@ def packages_by_family() -> dict[str, list[Any]]:
 
 def profile_for(path: str, name: str) -> tuple[Any, Any, str | None]:
     """(the profile `name` as the app resolves it: this session's upload, this machine's measured
-    cpu-ort profile, the package's own, the bundled one; the first of those bound to the package's
-    space, or None; the engine's reason why none is). A measured CPU profile predicts the latency
-    of the space it was fitted to only; an analytical one of any space."""
+    profile (a `MACHINE_DEVICES` entry: of the package's space; cpu-ort-1t...: of that profile's),
+    the package's own, the bundled one; the first of those bound to the package's space, or None;
+    the engine's reason why none is). A measured CPU profile predicts the latency of the space it
+    was fitted to only; an analytical one of any space."""
     package = package_at(path)
+    if name in MACHINE_DEVICES:
+        threads, space = MACHINE_DEVICES[name], package.space.name
+        measured = this_machine_profile(threads, space)
+        if measured is None:
+            return None, None, (f"this machine's profile of space '{space}' at {threads} thread"
+                                f"{'s' * (threads > 1)} is not measured yet")
+        return measured, measured.for_space(package.space), None
     candidates = []
     if name in session_profiles():
         candidates.append(session_profiles()[name])
-    threads = this_machine_threads(name)
-    measured = None if threads is None else this_machine_profile(threads)
+    entry = this_machine_entry(name)
+    measured = None if entry is None else this_machine_profile(entry.threads, entry.space)
     if measured is not None:
         candidates.append(measured)
     candidates += [p for p in package.latency_profiles if p.name == name]
@@ -74,10 +89,40 @@ def profile_for(path: str, name: str) -> tuple[Any, Any, str | None]:
     return candidates[0], None, reason
 
 
+def machine_missing(spaces: list[str], threads: int) -> list[str]:
+    """What this machine's profiles of `spaces` at `threads` lack, one phrase per space (none: ready)."""
+    missing = []
+    for space in spaces:
+        if this_machine_profile(threads, space) is not None:
+            continue
+        if space not in this_machine_spaces():
+            missing.append(f"`{md(space)}`: not measured here (the app measures only the bundled packages' spaces "
+                           "that have a bundled CPU profile to start from)")
+            continue
+        status = this_machine_status(threads, space)
+        missing.append(f"`{md(space)}`: measuring at start, {round(100 * status.progress)} % ({md(status.message)})"
+                       if status.running else f"`{md(space)}`: {md(status.message)}")
+    return missing
+
+
+def machine_devices(paths: list[str]) -> tuple[list[str], dict[str, list[str]]]:
+    """(the `MACHINE_DEVICES` that predict every compared package: this machine's profiles of
+    their spaces at that thread count are all measured; for the others, what is missing)."""
+    spaces = list(dict.fromkeys(package_at(path).space.name for path in paths))
+    ready, missing = [], {}
+    for name, threads in MACHINE_DEVICES.items():
+        lacking = machine_missing(spaces, threads)
+        if lacking:
+            missing[name] = lacking
+        else:
+            ready.append(name)
+    return ready, missing
+
+
 def offered_profiles(paths: list[str]) -> list[str]:
-    """Every profile a compared package can use or is refused by: the bundled ones, the packages'
-    own, this session's uploads."""
-    names = list(bundled_profile_names())
+    """Every profile a compared package can use or is refused by: this machine (when it predicts
+    every compared package), the bundled ones, the packages' own, this session's uploads."""
+    names = machine_devices(paths)[0] + list(bundled_profile_names())
     for path in paths:
         names += [p.name for p in package_at(path).latency_profiles if p.name not in names]
     return names + [n for n in session_profiles() if n not in names]
@@ -116,6 +161,17 @@ def searched_bounds(path: str, profile: Any, bound: Any, precision: str, limits:
     return Constraints(**searched).with_device_memory(profile).to_dict()
 
 
+def latency_profile_text(profile: Any, bound: Any) -> str:
+    """Which profile predicted a row's latency, and whose machine: 'this-machine-1t (this machine
+    (X), measured DATE from N subnets)', 'stm32f746'; or that none could."""
+    if bound is None:
+        return f"none ({getattr(profile, 'name', 'no profile')} has no latency model for this space)"
+    name = str(getattr(profile, "name", ""))
+    if name.startswith("this-machine-"):
+        return f"{name} ({machine_label(int(profile.threads or 1), str(profile.space))})"
+    return name
+
+
 def best_subnet(path: str, profile_name: str, field: str, budget: float) -> dict[str, Any]:
     """One row of the comparison: the package's best subnet under the budget on the profile (the
     engine's `specialize`), or why there is none."""
@@ -137,7 +193,7 @@ def best_subnet(path: str, profile_name: str, field: str, budget: float) -> dict
             "latency predicted (ms)": predicted.get("latency_ms"), "latency measured here (ms)": measured["latency_ms"],
             "peak memory (KB)": measured["peak_memory_kb"], "Flash (KB)": measured["flash_kb"],
             "MACs (M)": measured["macs"] / 1e6, "params (K)": measured["params"] / 1e3,
-            "precision": report["precision"],
+            "precision": report["precision"], "latency profile": latency_profile_text(profile, bound),
             "ranked by": "accuracy predictor" if predicted["accuracy_source"] == "predictor" else "MACs (proxy)",
             "note": "" if bound is not None else "no latency: the profile has no latency model for this space",
             "config": report["config"]}
@@ -183,7 +239,19 @@ profile_name = left.selectbox("Device profile", profile_options, key="fam_profil
 field = middle.radio("Budget on", list(BUDGETS), format_func=lambda f: BUDGETS[f][0], key="fam_field",
                      index=list(BUDGETS).index(keep("fam_field", "latency_ms")), horizontal=True)
 
+ready_machine, missing_machine = machine_devices(list(paths.values()))
+if missing_machine:
+    lacking = "; ".join(f"{md(name)}: " + ", ".join(parts) for name, parts in missing_machine.items())
+    st.info("No bundled CPU profile predicts both families (each was fitted to one space, on its own reference "
+            "machine). **This machine** does, each family through its own space's profile measured here at the same "
+            f"thread count, once those are measured; not yet: {lacking}.", icon=":material/info:")
 bound_profiles = {family: profile_for(path, profile_name) for family, path in paths.items()}
+if profile_name in MACHINE_DEVICES:
+    st.caption(f"**{md(profile_name)}** predicts each family through its own space's profile of this machine "
+               "(the same machine, the same thread count): " + "; ".join(
+                   f"`{md(family)}` (`{md(package_at(paths[family]).space.name)}`): "
+                   f"{md(latency_profile_text(profile, bound))}"
+                   for family, (profile, bound, _) in bound_profiles.items()) + ".")
 for family, (profile, bound, refusal) in bound_profiles.items():
     package = package_at(paths[family])
     if bound is None:
@@ -242,7 +310,7 @@ if done["settings"] != settings:
 frame = pd.DataFrame(done["rows"])
 shown = [c for c in ("family", "package", "accuracy predicted", "accuracy measured", "latency predicted (ms)",
                      "latency measured here (ms)", "peak memory (KB)", "Flash (KB)", "MACs (M)", "params (K)",
-                     "precision", "ranked by", "subnet", "note") if c in frame.columns]
+                     "precision", "latency profile", "ranked by", "subnet", "note") if c in frame.columns]
 st.dataframe(frame[shown], hide_index=True, width="stretch", key="fam_table", column_config={
     "accuracy predicted": st.column_config.NumberColumn(format="percent"),
     "accuracy measured": st.column_config.NumberColumn(format="percent"),

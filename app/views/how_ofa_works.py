@@ -11,8 +11,8 @@ from app import charts
 from app.families import explanation
 from app.layers import family, space_summary
 from app.summary import SUMMARY_CAPTION, summary_svg
-from app.resources import (get_package, get_space, get_split, md, measured_samples, predictor_csv, predictor_samples,
-                           user_errors)
+from app.resources import (get_package, get_space, get_split, has_batchnorm, md, measured_samples, predictor_csv,
+                           predictor_samples, user_errors)
 from ofa_engine.runtime.preprocess import preprocess
 
 st.title("How Once-for-All works")
@@ -75,7 +75,8 @@ if frame is not None:
     images = ("the 5,000 Fashion-MNIST holdout images training never saw"
               if get_package().manifest.predictor_images == "fashion-mnist-holdout" else "the package's evaluation images")
     st.markdown(f"{len(frame):,} subnets (the largest, the smallest, then uniformly random ones), each "
-                f"extracted, BN-recalibrated and measured on {images}: the accuracy predictor's training data "
+                f"{'extracted, BN-recalibrated and measured' if has_batchnorm() else 'extracted and measured'} "
+                f"on {images}: the accuracy predictor's training data "
                 f"(`{md(predictor_csv().name)}` of the package). Red: the Pareto front.")
 else:
     st.info(f"The package `{md(get_package().name)}` has no accuracy-predictor data set (`accuracy-dataset.csv`, "
@@ -83,7 +84,8 @@ else:
             "sample instead (a few seconds per subnet on this machine).", icon=":material/info:")
     n = st.slider("Subnets to measure", 4, 16, 6)
     if st.button("Measure random subnets"):
-        with st.spinner("Extracting, recalibrating and evaluating subnets ..."), user_errors("Measuring"):
+        with st.spinner("Extracting, recalibrating and evaluating subnets ..." if has_batchnorm()
+                        else "Extracting and evaluating subnets ..."), user_errors("Measuring"):
             st.session_state["landscape"] = measured_samples(n, 0, 500)
     frame = st.session_state.get("landscape")
 if frame is not None:

@@ -11,11 +11,11 @@ import streamlit as st
 from app import charts, layers
 from app.lazy import lazy_module
 from app import format as fmt
-from app.resources import (USER_ERRORS, configure_threads, get_package, get_profile, get_space, latency_provenance, log,
-                           md, user_errors, engine_alone)
+from app.resources import (USER_ERRORS, configure_threads, get_package, get_profile, get_space, has_batchnorm,
+                           latency_provenance, log, md, user_errors, engine_alone)
 from app.widgets import (BUDGETS, budget_controls, budget_feasibility, candidates_chart, describe_profile, keep,
                          metric_cards, prediction_panel, profile_picker, progress_frame, score_title,
-                         searched_limits_for)
+                         searched_limits_for, stage_text)
 from ofa_engine.search import STRATEGIES
 
 # Imported on first use: the home page's first run draws no chart (app/lazy.py).
@@ -53,13 +53,6 @@ if limits is None:
 feasible = budget_feasibility(profile_name, limits, "spec", precision)   # the reason in the open, before any click
 
 
-STAGES = {"load": "loading the supernet and predictors", "search": "searching",
-          "extract": "extracting the subnet and recalibrating its BatchNorm",
-          "export": "exporting to ONNX and verifying it in ONNX Runtime (int8: quantizing and checking it)",
-          "measure accuracy": "measuring accuracy on 2,000 test images",
-          "measure latency": "measuring latency with ONNX Runtime", "done": "done"}
-
-
 def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
@@ -75,7 +68,7 @@ def run_specialization() -> None:
 
         def progress(done: int, total: int, stage: str) -> None:
             bar.progress(min(max(done / total, 0.0), 1.0),
-                         text=f"{STAGES.get(stage, stage)} ({time.perf_counter() - started:.1f} s)")
+                         text=f"{stage_text(stage, has_batchnorm)} ({time.perf_counter() - started:.1f} s)")
 
         from ofa_engine.search import Constraints, InfeasibleBudgetError
 

@@ -152,11 +152,16 @@ def _images_ref(root: Path, file_name: str, data: ImageSet, provenance: Mapping[
 
 
 def accuracy_report(supernet: Any, calibration: ImageSet, evaluation: ImageSet) -> dict[str, Any]:
-    """Top-1 of the largest and smallest subnets on `evaluation`, BN recalibrated on `calibration`."""
+    """Top-1 of the largest and smallest subnets on `evaluation`, BN recalibrated on `calibration`
+    (a network without BatchNorm, such as the ViT, has nothing to recalibrate: "bn" says so)."""
+    from torch import nn
+
     from ..runtime.evaluation import accuracy, calibrate_bn
     space = supernet.space
+    has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in supernet.modules())
     out: dict[str, Any] = {"images": len(evaluation), "calibration_images": len(calibration),
-                           "bn": "recalibrated on the package's calibration images"}
+                           "bn": ("recalibrated on the package's calibration images" if has_bn
+                                  else "none: the network has no BatchNorm, nothing to recalibrate")}
     for which, cfg in (("largest", space.largest()), ("smallest", space.smallest())):
         net = calibrate_bn(supernet.extract(cfg), calibration.images, space)
         out[which] = round(float(accuracy(net, evaluation.images, evaluation.labels, space)), 6)

@@ -286,6 +286,10 @@ def specialize(profile: Any, constraints: Constraints | Mapping[str, float] | No
     if quantization is not None:
         measured["int8_agreement"] = quantization["agreement"]
         measured["weight_qparam_bytes"] = sizes["scale_bytes"] + sizes["zero_point_bytes"]
+    # Only a network with BatchNorm (MobileNetV3, not the ViT's LayerNorms) has statistics to
+    # recalibrate and fold: the sources say so only for one.
+    from torch import nn
+    has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in net.modules())
     report = {
         "space": space.name, "supernet": res.name,
         "profile": "none" if prof is None else str(getattr(prof, "name", "custom")),
@@ -295,8 +299,9 @@ def specialize(profile: Any, constraints: Constraints | Mapping[str, float] | No
         "predicted": _predicted(result.predicted, res.accuracy_source),
         "measured": measured,
         "measured_sources": {
-            "accuracy": (f"exported ONNX file in ONNX Runtime on the package's {len(res.test)} evaluation images, "
-                         f"BN recalibrated on its {len(res.calib)} calibration images"),
+            "accuracy": (f"exported ONNX file in ONNX Runtime on the package's {len(res.test)} evaluation images"
+                         + (f", BN recalibrated on its {len(res.calib)} calibration images" if has_bn
+                            else " (no BatchNorm: nothing to recalibrate)")),
             "latency_ms": (f"ONNX Runtime CPU here, median of {latency.runs} runs, {latency.threads} thread(s), "
                            f"batch {latency.batch_size}") if latency is not None
                           else "not measured: no device profile" if prof is None
@@ -305,11 +310,13 @@ def specialize(profile: Any, constraints: Constraints | Mapping[str, float] | No
                                f"{'1 byte' if precision == 'int8' else '4 bytes'} per value)"),
             "flash_kb": ("counted in the written file: its int8 weights, int32 biases, their scales and the "
                          "activations' scales and zero points" if precision == "int8"
-                         else "counted in the written file: its float32 weights and biases (BN folded)"),
+                         else "counted in the written file: its float32 weights and biases"
+                         + (" (BN folded)" if has_bn else "")),
             "macs": ("counted on the extracted network by PyTorch's FLOP counter (convolutions, linear layers "
                      "and every matrix product)"),
             "params": "counted on the extracted network",
-            "accuracies": ("the same images: the float model (BN folded) and the int8 file, both in ONNX Runtime"
+            "accuracies": (f"the same images: the float model{' (BN folded)' if has_bn else ''} and the int8 file, "
+                           "both in ONNX Runtime"
                            if precision == "int8" else "the exported float file (see accuracy)"),
             "weight_bytes": ("the quantized initializers of the int8 file (int8 weights, int32 biases; "
                              "scales and zero points apart)" if precision == "int8"
