@@ -58,6 +58,8 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--targets", default=None,
                    help="largest=A,smallest=B (accuracy fractions); default largest=0.92,smallest=0.88")
+    p.add_argument("--discussion", default='docs/training.md, section "The bundled run"',
+                   help="where the recipe and the targets are discussed (default: the CNN's, docs/training.md)")
     args = p.parse_args()
     if args.targets:
         for item in args.targets.split(","):
@@ -172,8 +174,7 @@ def write_report(args, space, family, results, twins, log, seconds) -> None:
         f"No fine-tuning.",
         "",
         ("Every accuracy target is met; how the recipe got there" if all_met else
-         "Why the targets are missed and what would close them") +
-        ": docs/training.md, section \"The bundled run\".",
+         "Why the targets are missed and what would close them") + f": {args.discussion}.",
         "",
         "## Targets",
         "",

@@ -4,6 +4,7 @@ file teaching a Vision Transformer, as DeiT distils through a convnet teacher.""
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pytest
 import torch
@@ -125,3 +126,19 @@ def test_a_missing_or_mismatched_teacher_file_is_refused_before_anything_is_writ
                                          "of the same num_classes"):
         run_vit(tmp_path / "c", vit_recipe(five))
     assert not (tmp_path / "c").exists()
+
+
+def test_the_bundled_vits_recipe_appends_a_cnn_teacher_phase_to_the_default():
+    """docs/recipes/2026-12-05-vit-cnn-teacher.json trained the bundled ViT: the family's default
+    recipe with one phase appended (a resume of the finished default run accepts it) that
+    distils from the bundled CNN's weights, a file of this repository."""
+    from pathlib import Path
+
+    from ofa_engine.training.recipe import default_recipe, extends
+    root = Path(__file__).resolve().parents[1]
+    recipe = Recipe.from_dict(json.loads((root / "docs/recipes/2026-12-05-vit-cnn-teacher.json").read_text()),
+                              VIT.space)
+    assert extends(default_recipe(VIT.space), recipe) and len(recipe.phases) == 3
+    last = recipe.phases[-1]
+    assert (last.distill_from, last.teacher_file) == ("file", "assets/supernets/tiny-fmnist/supernet.pt")
+    assert (root / last.teacher_file).is_file()
