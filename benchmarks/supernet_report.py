@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from ofa_engine.devices.profile_kit import cpu_model  # noqa: E402
 from ofa_engine import extract_calibrated, load_supernet  # noqa: E402
 from ofa_engine.families import family_of  # noqa: E402
+from ofa_engine.packages import load_package  # noqa: E402
 from ofa_engine.datasets.images import load_split  # noqa: E402
 from ofa_engine.runtime.evaluation import accuracy  # noqa: E402
 
@@ -44,7 +45,7 @@ TARGETS = {"largest": 0.920, "smallest": 0.880, "twin_gap": 0.005}
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--supernet", default="tiny-fmnist")
+    p.add_argument("--supernet", default="tiny-fmnist", help="a supernet file or a package (bundled name or folder)")
     p.add_argument("--log", help="training log.jsonl of the progressive-shrinking run")
     p.add_argument("--scratch", action="append", default=[],
                    help="NAME=CONFIG=FILE: a from-scratch twin (supernet file trained on CONFIG only)")
@@ -70,7 +71,9 @@ def main() -> int:
     torch.set_num_threads(args.threads)
 
     t0 = time.time()
-    supernet = load_supernet(args.supernet)
+    # A supernet file (training's supernet.pt), or a package: a bundled name or a folder.
+    supernet = (load_supernet(args.supernet) if Path(args.supernet).is_file()
+                else load_package(args.supernet).supernet)
     space = supernet.space
     family = family_of(space, fast=False)
     test = load_split(args.split)

@@ -3,9 +3,11 @@ sections from the chosen package's supernet (its `importance()`, `describe` rows
 `block_terms`), and "CNN or Transformer?" puts the best subnet of each installed family side by
 side, saying plainly when the profile cannot predict a family's latency.
 
-The ViT package is written by the engine's package writer into a temporary folder from a seeded,
-freshly initialised supernet sorted by importance (no trained ViT package is bundled yet), with
-images of the bundled tiny-fmnist package; the app finds it through $OFA_SUPERNETS, as a user's."""
+The ViT package of most tests is written by the engine's package writer into a temporary folder
+from a seeded, freshly initialised supernet sorted by importance, with images of the bundled
+tiny-fmnist package; the app finds it through $OFA_SUPERNETS, as a user's. The bundled trained
+`vit-fmnist` package serves the tests of what the pages say about a Transformer (its weights and
+predictor may change: they assert no accuracy)."""
 
 from __future__ import annotations
 
@@ -138,7 +140,15 @@ def test_how_ofa_works_explains_the_transformer_from_the_packages_supernet(vit_p
 
 # ------------------------------------------------------------------------------ CNN or Transformer?
 def test_the_comparison_page_says_how_to_get_a_second_family(monkeypatch, relisted):
+    """With the packages of one family only listed (the bundled ViT package left out)."""
+    import app.resources
     at = open_app(monkeypatch, None)
+    listed = app.resources.package_entries
+
+    def cnn_only():
+        return tuple(e for e in listed() if e.error is not None or e.manifest.family != "vit")
+    cnn_only.clear = listed.clear
+    monkeypatch.setattr(app.resources, "package_entries", cnn_only)
     at.switch_page("views/families.py").run()
     ok(at)
     assert any("Only one network family is installed" in i.value for i in at.info)
@@ -153,6 +163,7 @@ def test_the_comparison_puts_one_subnet_of_each_family_side_by_side(vit_package,
     root, path, _ = vit_package
     at = open_app(monkeypatch, root)
     at.switch_page("views/families.py").run()
+    at.selectbox(key="fam_pkg_vit").set_value(path).run()     # not the bundled vit-fmnist
     at.selectbox(key="fam_profile").set_value("cpu-ort-1t").run()
     at.radio(key="fam_field").set_value("latency_ms").run()
     ok(at)
@@ -185,3 +196,91 @@ def test_the_comparison_puts_one_subnet_of_each_family_side_by_side(vit_package,
     assert "no latency model for this space" in vit["note"]
     cnn = table[table["family"] == "mbv3"].iloc[0]
     assert cnn["ranked by"] == "accuracy predictor" and cnn["latency predicted (ms)"] > 0
+
+
+# ------------------------------------------------------------------------------ the bundled ViT on every page
+BUNDLED_VIT = "vit-fmnist"
+
+
+def bundled_vit_path() -> str:
+    from ofa_engine.packages.package import bundled_packages
+    return str(bundled_packages()[BUNDLED_VIT])
+
+
+def test_a_transformers_depth_is_one_number_not_a_list_of_groups():
+    """The ViT's encoder is its one group with elastic depth: "depth 3-5" and "depth 3", not
+    "the depth of 1 group" and "depths [3]" (MobileNetV3's stages keep their list)."""
+    from app.layers import space_summary, subnet_summary
+    space = load_package(BUNDLED_VIT, weights=False).space
+    assert space_summary(space) == "embed_dim 48-80, heads 2-4, mlp_ratio 1.0-2.0 and depth 3-5"
+    cfg = {"embed_dim": 64, "depth": 3, "num_heads": [3, 4, 4, 2, 3], "mlp_ratio": [2.0, 1.5, 1.0, 1.5, 1.5],
+           "image_size": 28}
+    assert subnet_summary(space, cfg) == "embed_dim 64, heads 3-4, mlp_ratio 1.0-2.0, 28 px, depth 3"
+    cnn = load_package("tiny-fmnist", weights=False).space
+    assert space_summary(cnn).endswith("and the depth of 5 groups")
+    assert subnet_summary(cnn, cnn.smallest()).endswith("depths [2, 2, 2, 2, 2]")
+
+
+def proxy_report() -> dict:
+    """A specialize report of a package without an accuracy predictor (the engine's fields)."""
+    return {"config": {}, "predicted": {"accuracy": None, "accuracy_proxy_score": 0.38, "accuracy_source": "proxy: MACs",
+                                        "latency_ms": 0.3, "peak_memory_kb": 71.0, "flash_kb": 372.6, "macs": 4866304},
+            "measured": {"accuracy": 0.8812, "latency_ms": 0.301, "latency_iqr_ms": 0.016, "peak_memory_kb": 71.0,
+                         "flash_kb": 372.6, "macs": 4866304}}
+
+
+def test_the_accuracy_card_of_a_package_ranked_by_macs_names_no_source_for_an_accuracy_nobody_predicted():
+    from app.widgets import card_values
+    card = card_values(proxy_report(), {"latency_ms": 0.383}, profile_kind="measured")[0]
+    assert (card["field"], card["value"], card["delta"]) == ("accuracy", "n/a", "measured 88.1 %")
+    assert card["source"] == ""    # was "computed analytically", under "n/a"
+    assert card["note"] == "not predicted: no accuracy predictor, the search ranked by MACs"
+    with_predictor = proxy_report()
+    with_predictor["predicted"].update(accuracy=0.9, accuracy_source="predictor")
+    card = card_values(with_predictor, {}, profile_kind="measured")[0]
+    assert (card["source"], card["note"]) == ("predicted by a learned model", None)
+
+
+def test_the_candidates_chart_calls_the_macs_proxy_a_score_not_an_accuracy():
+    from types import SimpleNamespace
+
+    from app.widgets import candidates_chart
+    history = {"iteration": [0, 0, 1], "accuracy": [0.3, 0.5, 0.4], "macs": [3e6, 5e6, 4e6],
+               "latency_ms": [0.25, 0.35, 0.3], "feasible": [True, False, True]}
+    result = SimpleNamespace(history=history, predicted={"accuracy": 0.4, "macs": 4e6, "latency_ms": 0.3})
+
+    def y_titles(source: str) -> set[str]:
+        spec = candidates_chart(result, {"latency_ms": 0.32}, "latency_ms", source).to_dict()
+        return {layer["encoding"]["y"].get("title") for layer in spec["layer"] if "y" in layer.get("encoding", {})} - {None}
+
+    assert y_titles("proxy: MACs") == {"MACs, % of the largest subnet (proxy)"}
+    assert y_titles("predictor") == {"predicted accuracy (%)"}
+
+
+def test_how_ofa_works_says_how_a_transformer_is_trained_and_that_its_resolution_is_fixed(monkeypatch, relisted):
+    """The bundled ViT: one input resolution, its family's recipe (the full network, then every
+    elastic choice at once), not "an input resolution" and progressive shrinking only."""
+    at = open_app(monkeypatch, None)
+    at.sidebar.selectbox(key="supernet_choice").set_value(bundled_vit_path()).run()
+    at.switch_page("views/how_ofa_works.py").run()
+    ok(at)
+    intro = next(m.value for m in at.markdown if "One **supernet** is trained once" in m.value)
+    assert "and depth 3-5), at its one input resolution (28 px)." in intro
+    assert "an input resolution" not in intro
+    assert "The default recipe of this family (`vit`) has the phases full → elastic." in intro
+    assert "the sandwich rule" in intro and "progressive shrinking" in intro
+    assert at.header[0].value == "1. What is elastic in a Transformer: build a subnet"
+    assert "Elastic resolution" not in " ".join(h.value for h in at.header)
+
+
+def test_the_vit_package_is_offered_only_the_profiles_that_predict_its_latency(monkeypatch, relisted):
+    """Specialize, Compare and Deploy list its own CPU profile and the analytical MCU ones; the
+    CNN's CPU profiles are named as not offered in the sidebar."""
+    at = open_app(monkeypatch, None)
+    at.sidebar.selectbox(key="supernet_choice").set_value(bundled_vit_path()).run()
+    ok(at)
+    offered = at.selectbox(key="spec_profile").options
+    assert "cpu-ort-1t-vit-fmnist" in " ".join(offered) and not any("[cpu-ort-1t]" in o for o in offered)
+    assert any("depth 3-5" in c.value for c in at.sidebar.caption)
+    (refused,) = [c.value for c in at.sidebar.caption if c.value.startswith("Not offered for")]
+    assert "vit-fmnist" in refused and "cpu-ort-1t," in refused and "cpu-ort-2t" in refused

@@ -131,6 +131,137 @@ def test_specialize_page_specializes_downloads_an_onnx_that_runs_and_cuts_no_car
     assert np.isfinite(logits).all()
 
 
+# ------------------------------------------------------------------------------ Specialize: the ViT package
+VIT_PACKAGE, VIT_PROFILE = "vit-fmnist", "cpu-ort-1t-vit-fmnist"
+
+
+def preprocess_as_metadata(images: np.ndarray, spec: dict) -> np.ndarray:
+    """uint8 (N,H,W) images as the ONNX file's `preprocessing` metadata says, in numpy: scale,
+    resize (bilinear, no antialias: torch's, the only resize it names), then (x - mean) / std."""
+    assert spec["layout"] == "NCHW" and spec["dtype"] == "float32" and spec["channels"] == 1
+    assert spec["order"] == "scale to [0,1], resize, then (x - mean) / std per channel"
+    x = images[:, None].astype(np.float32) * np.float32(spec["scale"])
+    if list(x.shape[-2:]) != list(spec["resize"]):
+        import torch
+        x = torch.nn.functional.interpolate(torch.from_numpy(x), size=tuple(spec["resize"]), mode=spec["interpolation"],
+                                            align_corners=spec["align_corners"], antialias=spec["antialias"]).numpy()
+    mean = np.asarray(spec["mean"], np.float32).reshape(1, -1, 1, 1)
+    std = np.asarray(spec["std"], np.float32).reshape(1, -1, 1, 1)
+    return np.ascontiguousarray((x - mean) / std, dtype=np.float32)
+
+
+def test_the_vit_package_specializes_under_a_latency_budget_and_its_onnx_has_the_accuracy_the_app_showed(served, tmp_path):
+    """Issue 35: the sidebar's picker chooses the ViT package; the device list offers only
+    profiles that can predict its latency, and its own CPU profile is chosen; a latency budget
+    set with the keyboard; Specialize. The layer chart draws each encoder layer with its heads and
+    MLP width. The downloaded ONNX file, run in ONNX Runtime on the package's evaluation images
+    (real Fashion-MNIST test images) preprocessed as its metadata says, has the accuracy the page
+    showed and the report states, within 0.5 points."""
+    import onnx
+    import onnxruntime as ort
+
+    from app import format as fmt
+    from app.widgets import card_values
+    from ofa_engine.packages import load_package
+
+    url, new_page = served
+    page = new_page(accept_downloads=True)
+    open_app(page, url)
+    page.get_by_test_id("stSidebar").get_by_test_id("stSelectbox").first.click()
+    page.get_by_role("option", name=f"{VIT_PACKAGE} (bundled)").click()
+    profiles = page.get_by_role("combobox", name="Device profile")
+    # Drawn only by the run after the pick: the ViT's own profile is the first it offers.
+    expect(profiles).to_have_value(re.compile(re.escape(f"[{VIT_PROFILE}]")), timeout=RUN_MS)
+    wait_idle(page, RUN_MS)
+    assert_no_exception(page)
+    expect(page.get_by_test_id("stSidebar")).to_contain_text("depth 3-5")   # not "the depth of 1 group"
+    profiles.click()
+    offered = [o.inner_text() for o in page.get_by_role("option").all()]
+    assert any(f"[{VIT_PROFILE}]" in o for o in offered), offered
+    # cpu-ort-1t/2t predict the CNN's space only: not offered for the ViT (analytical MCU profiles are).
+    assert not any(re.search(r"\[cpu-ort-[12]t(-w1\.0)?\]", o) for o in offered), offered
+    assert any("[stm32f746]" in o for o in offered), offered
+    page.keyboard.press("Escape")
+
+    thumb = page.get_by_test_id("stSlider").first.locator("input[type=range]")
+    low, high, step = (float(thumb.get_attribute(a)) for a in ("min", "max", "step"))
+    thumb.focus()
+    thumb.press("Home")   # inside the budget form: no rerun until Specialize submits it
+    for _ in range(round(0.3 * (high - low) / step)):   # a budget a third of the way up its range
+        thumb.press("ArrowRight")
+    budget = float(thumb.get_attribute("value"))
+    assert low < budget < high
+    page.get_by_role("button", name="Specialize", exact=True).click()
+    expect(page.get_by_text("Layer table, config and report").first).to_be_visible(timeout=SPECIALIZE_MS)
+    wait_idle(page, RUN_MS)
+    assert_no_exception(page)
+
+    with page.expect_download(timeout=RUN_MS) as info:
+        page.get_by_role("button", name="Download ONNX").click()
+    onnx_path = tmp_path / info.value.suggested_filename
+    info.value.save_as(onnx_path)
+    with page.expect_download(timeout=RUN_MS) as info:
+        page.get_by_role("button", name="Download report (JSON)").click()
+    report = json.loads(Path(info.value.path()).read_text())
+    assert report["profile"] == VIT_PROFILE and report["supernet"] == VIT_PACKAGE and report["space"] == "vit-fmnist"
+    # Searched with the measured profile's safety margin below the budget (the card says both).
+    assert report["constraints"]["latency_ms"] <= budget + 1e-9
+    assert report["predicted"]["latency_ms"] <= report["constraints"]["latency_ms"] + 1e-9
+    latency_card = page.get_by_test_id("stMetric").nth(1).get_by_test_id("stMetricLabel")
+    expect(latency_card).to_have_text(card_values(report, {"latency_ms": budget})[1]["label"])
+    expect(latency_card).to_contain_text(fmt.budget(budget, "ms"))
+
+    # The accuracy the page showed: the Accuracy card's measured figure and the caption above the downloads.
+    shown = fmt.percent(report["measured"]["accuracy"])
+    accuracy_card = page.get_by_test_id("stMetric").first
+    expect(accuracy_card.get_by_test_id("stMetricLabel")).to_have_text("Accuracy")
+    expect(accuracy_card.get_by_test_id("stMetricDelta")).to_have_text(card_values(report, report["constraints"])[0]["delta"])
+    expect(accuracy_card.get_by_test_id("stMetricDelta")).to_contain_text(shown)
+    expect(page.get_by_text(f"measured accuracy fp32 {shown}").first).to_be_visible()
+    shown_accuracy = float(re.fullmatch(r"([\d.]+) %", shown)[1]) / 100
+
+    # The layer chart: one bar per active encoder layer, its height the MLP's width, its colour the heads.
+    space, cfg = load_package(VIT_PACKAGE, weights=False).space, report["config"]
+    bars = [e.get_attribute("aria-label") for e in
+            page.get_by_test_id("stVegaLiteChart").first.locator("[aria-label^='layer: L']").all()]
+    for slot in range(cfg["depth"]):
+        hidden = space.mlp_hidden(cfg["embed_dim"], cfg["mlp_ratio"][slot])
+        assert any(b.startswith(f"layer: L{slot + 1}; width (widest inner dimension): {hidden}; "
+                                f"heads: {cfg['num_heads'][slot]};") for b in bars), (slot, bars)
+    assert not any(b.startswith(f"layer: L{cfg['depth'] + 1};") for b in bars), bars   # inactive layers: not drawn
+    # What the page says of a Transformer: its encoder's depth is one number, not a list of stages.
+    chosen = page.get_by_test_id("stMarkdownContainer").filter(has_text="Chosen subnet")
+    expect(chosen).to_contain_text(f", depth {cfg['depth']}")
+    expect(chosen).not_to_contain_text("depths [")
+    if report["predicted"]["accuracy_source"] != "predictor":   # ranked by the MACs proxy: said so, not "accuracy"
+        card_column = page.get_by_test_id("stColumn").filter(has=accuracy_card).first
+        expect(card_column).to_contain_text("not predicted: no accuracy predictor, the search ranked by MACs")
+        expect(card_column).not_to_contain_text("computed analytically")
+        expect(page.locator("[aria-label^=\"Y-axis titled 'MACs, % of the largest subnet\"]")).to_have_count(1)
+        expect(page.locator("[aria-label*='predicted accuracy']")).to_have_count(0)
+    page.context.close()
+
+    # The file on the package's evaluation images, preprocessed as its own metadata says.
+    package = load_package(VIT_PACKAGE, weights=False)
+    images, labels = package.evaluation.images, package.evaluation.labels
+    assert f"{len(labels)} evaluation images" in report["measured_sources"]["accuracy"]
+    metadata = {p.key: json.loads(p.value) for p in onnx.load(str(onnx_path)).metadata_props
+                if p.key in ("preprocessing", "config")}
+    assert metadata["config"] == cfg
+    x = preprocess_as_metadata(images, metadata["preprocessing"])
+    from ofa_engine.runtime.preprocess import preprocess
+    np.testing.assert_allclose(x, preprocess(images, space, cfg["image_size"]).numpy(), atol=1e-6)   # the engine's own
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    logits = np.concatenate([session.run(None, {name: x[i:i + 1]})[0] for i in range(len(x))])
+    assert logits.shape == (len(labels), package.num_classes) and np.isfinite(logits).all()
+    accuracy = float((logits.argmax(1) == labels).mean())
+    assert abs(accuracy - report["measured"]["accuracy"]) <= 0.005, (accuracy, report["measured"]["accuracy"])
+    assert abs(accuracy - shown_accuracy) <= 0.005, (accuracy, shown)
+
+
 # ------------------------------------------------------------------------------ Device profiles
 def test_profiles_page_keeps_the_json_tab_and_an_impossible_profile_shows_its_reason_without_a_click(served, tmp_path):
     """A latency CSV first, then a profile JSON: the JSON tab stays open across the reruns (its

@@ -63,3 +63,41 @@ def test_a_run_of_a_changed_space_records_its_fields(tmp_path):
     package_from_run(run, "fashion-mnist", tmp_path / "pkg")
     manifest = json.loads((tmp_path / "pkg" / "manifest.json").read_text())
     assert isinstance(manifest["space"], dict) and manifest["space"]["depths"] == [3, 4]
+
+
+@pytest.mark.slow   # ~20 s on the loaded 2-core VM (training, packaging, a search, an export)
+def test_a_vit_trains_on_your_own_image_folder_and_packages_and_specializes(tmp_path, capsys):
+    """`train --space vit-fmnist --data folder:DATA --channels 3` (the ViT's own data path, as the
+    CNN's in test_packages.py), then package -> specialize -> an ONNX file of 3 channels, 3 classes."""
+    import numpy as np
+    import onnx
+
+    from ofa_engine.training.recipe import Phase, Recipe
+    from tests.test_packages import _shapes_folder
+    data = _shapes_folder(tmp_path / "shapes", per_class=24)
+    recipe = Recipe(phases=(Phase("full", epochs=1, lr=1e-3, distill=False),
+                            Phase("elastic", epochs=1, lr=5e-4, subnets_per_step=3, distill_from="largest",
+                                  choices={"embed_dim": (48, 64, 80), "depth": (3, 4, 5)})),
+                    batch_size=16, optimizer="adamw", sandwich_largest=True, eval_images=8, seed=0)
+    (tmp_path / "recipe.json").write_text(json.dumps(recipe.to_dict()))
+
+    def run(*argv) -> dict:
+        code = main([str(a) for a in argv])
+        out = capsys.readouterr().out
+        assert code == 0, out
+        return json.loads(out[out.index("{"):]) if "{" in out else {}
+
+    run("train", "--space", "vit-fmnist", "--data", f"folder:{data}", "--image-size", 28, "--channels", 3,
+        "--recipe", tmp_path / "recipe.json", "--out", tmp_path / "run", "--threads", 1, "--no-progress")
+    made = run("package", "--run", tmp_path / "run", "--data", data, "--out", tmp_path / "pkg", "--image-size", 28,
+               "--calibration-images", 12, "--evaluation-images", 12)
+    assert (made["channels"], made["classes"], made["labels"]) == (3, 3, ["circle", "square", "triangle"])
+    package = load_package(tmp_path / "pkg")
+    assert package.manifest.family == "vit" and package.calibration.images.shape == (12, 3, 28, 28)
+    assert np.bincount(package.calibration.labels).tolist() == [4, 4, 4]
+    report = run("specialize", "--supernet", tmp_path / "pkg", "--macs-m", 6, "--option", "generations=10",
+                 "--out", tmp_path / "model.onnx")
+    assert report["measured"]["macs"] <= 6e6
+    model = onnx.load(tmp_path / "model.onnx")
+    dims = lambda value: [d.dim_value for d in value.type.tensor_type.shape.dim][1:]  # noqa: E731
+    assert dims(model.graph.input[0]) == [3, 28, 28] and dims(model.graph.output[0]) == [3]

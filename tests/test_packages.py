@@ -22,8 +22,8 @@ from ofa_engine.datasets.images import ImageSet, load_split
 from ofa_engine.datasets.sampling import stratified_split
 from ofa_engine.families.mbv3.space import SearchSpace
 from ofa_engine.families.mbv3.supernet import build_supernet
-from ofa_engine.packages import (ENV_VAR, PackageError, clear_package_cache, list_packages, load_package,
-                                 packages_dir_from_env)
+from ofa_engine.packages import (ENV_VAR, PackageError, bundled_packages, clear_package_cache, list_packages,
+                                 load_package, packages_dir_from_env)
 from ofa_engine.packages.build import write_package
 
 SPACE = SearchSpace.preset("tiny-fmnist")
@@ -95,14 +95,17 @@ def test_list_packages_bundled_and_a_folder(small_package, tmp_path, monkeypatch
     (folder / "broken" / "manifest.json").write_text("{")
     (folder / "notes.txt").write_text("not a package")
     entries = list_packages(folder)
-    assert [e.name for e in entries] == ["tiny-fmnist", "broken", "small"]
-    assert entries[0].source == "bundled" and entries[2].manifest.preprocessing.channels == 1
-    assert entries[1].manifest is None and "not valid JSON" in entries[1].error
+    bundled = list(bundled_packages())
+    assert bundled[:2] == ["tiny-fmnist", "vit-fmnist"]
+    assert [e.name for e in entries] == [*bundled, "broken", "small"]
+    mine = entries[len(bundled):]
+    assert all(e.source == "bundled" for e in entries[:len(bundled)]) and mine[1].manifest.preprocessing.channels == 1
+    assert mine[0].manifest is None and "not valid JSON" in mine[0].error
     monkeypatch.setenv(ENV_VAR, str(folder))
     assert packages_dir_from_env() == folder
     assert main(["packages"]) == 0
     listed = json.loads(capsys.readouterr().out)["packages"]
-    assert [p["name"] for p in listed] == ["tiny-fmnist", "broken", "small"] and "error" in listed[1]
+    assert [p["name"] for p in listed] == [*bundled, "broken", "small"] and "error" in listed[len(bundled)]
     monkeypatch.setenv(ENV_VAR, str(tmp_path / "nope"))
     with pytest.raises(PackageError, match=ENV_VAR):
         packages_dir_from_env()

@@ -76,11 +76,12 @@ def run_package(args: argparse.Namespace) -> int:
     from ..packages import load_package
     from ..packages.build import package_from_run
     torch.set_num_threads(max(1, args.threads))
+    sampling = ("--calibration-images", "--evaluation-images", "--seed", "--image-size")
+    # (the sampling options do not apply to the bundled Fashion-MNIST images: not recorded then)
+    flags = ("--run", "--data", "--out", *(sampling if args.data != "fashion-mnist" else ()), "--name")
     path = package_from_run(args.run, args.data, args.out, calibration_images=args.calibration_images,
                             evaluation_images=args.evaluation_images, seed=args.seed, image_size=args.image_size,
-                            name=args.name, command=_command("package", args, (
-                                "--run", "--data", "--out", "--calibration-images", "--evaluation-images",
-                                "--seed", "--image-size", "--name")))
+                            name=args.name, command=_command("package", args, flags))
     print_json({"package": str(path), **_brief(load_package(path))})
     return EXIT_OK
 

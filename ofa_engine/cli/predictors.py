@@ -79,6 +79,15 @@ def run_accuracy_dataset(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _shown(path: Path) -> str:
+    """`path` relative to the working directory when it lies below it (a recorded command then
+    names no machine's folders), else as it is."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
 def _package_output(out: str | None, package, file_name: str, flag: str) -> Path:
     """`out`, or the file `file_name` in the package folder when `out` is None."""
     if out is not None:
@@ -129,7 +138,7 @@ def run_fit_accuracy_predictor(args: argparse.Namespace) -> int:
     package = None
     if args.supernet is not None and (args.out is None or args.csv is None or args.space is None):
         package = load_source(args.supernet)[1]
-    csv_path = args.csv if args.csv is not None else str(_package_output(None, package, "accuracy-dataset.csv", "--csv"))
+    csv_path = args.csv if args.csv is not None else _shown(_package_output(None, package, "accuracy-dataset.csv", "--csv"))
     if not Path(csv_path).is_file():
         raise FileNotFoundError(2, "No such file (run accuracy-dataset first)", csv_path)
 
