@@ -9,7 +9,7 @@ import numpy as np
 from .. import FAMILIES
 from ...space.family import NetworkFamily
 from .analytics import METRICS, analyze, analyze_values, block_terms, deployment_bytes, fixed_terms
-from .genome import ViTGenome
+from .genome import ViTGenome, ViTPopulation
 from .space import PRESETS, ViTConfig, ViTSpace, space_from_dict
 
 __all__ = ["ViTFamily"]
@@ -57,8 +57,14 @@ class ViTFamily(NetworkFamily):
         return self.genome.to_configs(np.asarray(genes, np.int64))
 
     def to_genes(self, configs: Any) -> np.ndarray:
-        """Genomes of a `ViTConfig`, a config dict or a sequence of either (validated)."""
+        """Genomes of a `ViTPopulation`, a `ViTConfig`, a config dict or a sequence of either
+        (validated)."""
         return self.genome.from_configs(configs)
+
+    def decode(self, genes: np.ndarray) -> ViTPopulation:
+        """A `ViTPopulation`: what this family's predictors and device profiles take (their
+        gathers read its genes, no configs built and validated back)."""
+        return self.genome.to_population(genes)
 
     def config_to_dict(self, config: ViTConfig) -> dict[str, Any]:
         return config.to_dict()

@@ -4,17 +4,22 @@ Gene order: embed_dim, depth, heads per block slot, MLP ratio per block slot. Ev
 list is ascending, so index - 1 is always "one step smaller" (repair relies on it). The heads
 and MLP ratio of a slot are inactive when the depth leaves the slot out. The encoding holds
 every gene in gene order (inactive ones all zeros).
+
+Strategies work on genomes; `ViTGenome.to_population` wraps a genome array as a
+`ViTPopulation`, the batch form `ViTFamily.decode` hands the predictors and device profiles, so
+a search's batches reach the gathers without the genes -> configs -> genes round trip.
 """
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Sequence as SequenceABC
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
 from ...space.genome import CategoricalGenome
 
-__all__ = ["ViTGenome"]
+__all__ = ["ViTGenome", "ViTPopulation"]
 
 
 class ViTGenome(CategoricalGenome):
@@ -67,10 +72,17 @@ class ViTGenome(CategoricalGenome):
                           image_size=self.space.image_size)
                 for c, d, h, r in zip(v["embed_dim"], v["depth"], v["num_heads"], v["mlp_ratio"])]
 
+    def to_population(self, genes: np.ndarray) -> "ViTPopulation":
+        """Genomes (N, G) as a `ViTPopulation` (range-checked; `ValueError` naming the gene)."""
+        return ViTPopulation(self, genes)
+
     def from_configs(self, configs: Sequence[Any] | Any) -> np.ndarray:
         """Genomes of `ViTConfig`s, config dicts, or one of either; validated (`ValueError`
-        naming the field, the value and what is allowed)."""
+        naming the field, the value and what is allowed). A `ViTPopulation` of this genome's
+        space gives its genes as they are (checked when it was made)."""
         from .space import ViTConfig
+        if isinstance(configs, ViTPopulation) and (configs.genome is self or configs.genome.space == self.space):
+            return configs.genes
         if isinstance(configs, (ViTConfig, Mapping)):
             configs = [configs]
         rows = []
@@ -81,3 +93,39 @@ class ViTGenome(CategoricalGenome):
                          *np.searchsorted(self.num_heads, cfg.num_heads).tolist(),
                          *np.searchsorted(self.mlp_ratios, cfg.mlp_ratio).tolist()])
         return np.array(rows, np.int64).reshape(len(rows), self.num_genes)
+
+
+class ViTPopulation(SequenceABC):
+    """Subnets of one `ViTGenome` held as their (N, G) genes: what `ViTFamily.decode` returns.
+
+    The latency features, the analytics and the accuracy predictors read the genes straight
+    from it (`ViTGenome.from_configs` returns them unchecked: they were range-checked here, and
+    every in-range genome is a valid config). As a sequence it is its `ViTConfig`s, built on
+    access, so a consumer written for a list of configs works too. `genes` is read-only.
+    """
+
+    __slots__ = ("genome", "genes")
+
+    def __init__(self, genome: ViTGenome, genes: np.ndarray):
+        genes = np.array(genes, np.int64).reshape(-1, genome.num_genes)   # a copy: read-only below
+        bad = (genes < 0) | (genes >= genome.cardinality)
+        if bad.any():
+            row, gene = (int(i[0]) for i in np.nonzero(bad))
+            raise ValueError(f"gene '{genome.names[gene]}' of row {row} = {int(genes[row, gene])}; "
+                             f"allowed: 0 to {int(genome.cardinality[gene]) - 1}")
+        genes.flags.writeable = False
+        self.genome, self.genes = genome, genes
+
+    def __len__(self) -> int:
+        return int(self.genes.shape[0])
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return ViTPopulation(self.genome, self.genes[index])
+        return self.genome.to_configs(self.genes[index][None])[0]
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.genome.to_configs(self.genes))
+
+    def __repr__(self) -> str:
+        return f"ViTPopulation({self.genome.space.name!r}, {len(self)} subnets)"

@@ -39,6 +39,7 @@ import numpy as np
 
 from ...space.latency import Configs, LatencyFeatures
 from .analytics import block_terms, fixed_terms
+from .genome import ViTPopulation
 from .space import ViTConfig, ViTSpace
 
 __all__ = ["BLOCK_FEATURES", "FIXED_FEATURES", "FEATURE_GROUPS", "block_key", "patch_embed_key", "head_key",
@@ -177,14 +178,19 @@ class ViTLatencyFeatures(LatencyFeatures):
 
     # ------------------------------------------------------------- configs
     def _genes(self, configs: Configs) -> np.ndarray:
-        """Validated genomes (N, G) of one config, its dict or a sequence of either."""
+        """Validated genomes (N, G) of a `ViTPopulation`, one config, its dict or a sequence of
+        either."""
         return self.space.genome.from_configs(configs)
 
     def count(self, configs: Configs) -> int:
         return int(self._genes(configs).shape[0])
 
-    def take(self, configs: Configs, index: np.ndarray) -> list[ViTConfig]:
-        return self.space.genome.to_configs(self._genes(configs)[np.asarray(index, np.int64)])
+    def take(self, configs: Configs, index: np.ndarray) -> list[ViTConfig] | ViTPopulation:
+        """The configs at `index`: a population of a population, else a list of `ViTConfig`s."""
+        genes = self._genes(configs)[np.asarray(index, np.int64)]
+        if isinstance(configs, ViTPopulation):
+            return self.space.genome.to_population(genes)
+        return self.space.genome.to_configs(genes)
 
     def dataset_configs(self, n: int, seed: int = 0) -> list[ViTConfig]:
         """The largest, the smallest, then random configs whose (embed_dim, depth) pairs cycle
