@@ -39,7 +39,7 @@ from ofa_engine.devices.profile_kit import cpu_model  # noqa: E402
 from tests.helpers_browser import chromium, serve_app, wait_idle  # noqa: E402
 
 PAGES = [("specialize", ""), ("deploy", "deploy"), ("compare", "compare"), ("profiles", "profiles"),
-         ("how-ofa-works", "how_ofa_works"), ("building-blocks", "building_blocks")]
+         ("how-ofa-works", "how_ofa_works"), ("building-blocks", "building_blocks"), ("families", "families")]
 
 
 def browser_run(root: Path, log_path: Path) -> dict[str, float]:
@@ -124,6 +124,9 @@ def screenshots(out_dir: Path, log_path: Path) -> list[Path]:
                 page.get_by_role("button", name=re.compile(r"^Download all")).wait_for(timeout=600_000)
             elif name == "compare":
                 page.get_by_role("button", name="Run all strategies").click()
+                page.get_by_test_id("stDataFrame").first.wait_for(timeout=600_000)
+            elif name == "families":
+                page.get_by_role("button", name="Find the best subnet of each family").click()
                 page.get_by_test_id("stDataFrame").first.wait_for(timeout=600_000)
             wait_idle(page, 300_000)
             time.sleep(2)  # charts draw after the script run ends
