@@ -23,14 +23,17 @@ from .args import EXIT_OK, SUPERNET_HELP, UsageError, load_source, load_space, r
 def _accuracy_dataset_arguments(parser: argparse.ArgumentParser) -> None:
     from ..training.accuracy_dataset import DATASET_SEED
     parser.add_argument("--supernet", required=True, metavar="PKG", help=SUPERNET_HELP)
-    parser.add_argument("--n", type=int, default=1000, help="random subnets (plus largest and smallest)")
+    # --subnets: torchrun's own parser takes `--n` for an ambiguous abbreviation of its options
+    parser.add_argument("--n", "--subnets", type=int, default=1000, help="random subnets (plus largest and smallest)")
     parser.add_argument("--seed", type=int, default=DATASET_SEED, help="seed of the random subnets")
     parser.add_argument("--out", metavar="CSV",
                         help="CSV to write or resume (default: accuracy-dataset.csv in the package folder)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--max-new", type=int, default=None, help="stop after this many new rows")
-    parser.add_argument("--shard", default="0/1", metavar="K/N",
-                        help="do every N-th config starting at K (run N processes on one CSV)")
+    parser.add_argument("--shard", default=None, metavar="K/N",
+                        help="do every N-th config starting at K (run N processes on one CSV); under "
+                             "torchrun each rank takes its own (K=RANK, N=WORLD_SIZE) and the parts "
+                             "are merged into the CSV")
     # Measured on the largest subnet (1 thread): 12 s channels_last vs 37-47 s NCHW.
     parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
                         help="run in channels_last memory format (default; 3x faster here)")
@@ -41,10 +44,16 @@ def run_accuracy_dataset(args: argparse.Namespace) -> int:
     import torch
 
     from ..datasets.images import load_split
-    from ..training.accuracy_dataset import build_accuracy_dataset, dataset_configs, read_accuracy_csv
+    from ..training.accuracy_dataset import (build_accuracy_dataset, build_accuracy_dataset_part, dataset_configs,
+                                             part_path, read_accuracy_csv, torchrun_shard)
 
     if args.threads < 1:
         raise ValueError(f"--threads must be >= 1, got {args.threads}")
+    ranks = torchrun_shard()
+    if ranks is not None and args.shard is not None:
+        raise UsageError(f"--shard {args.shard} with torchrun (RANK={ranks[0]}, WORLD_SIZE={ranks[1]}): "
+                         f"torchrun gives each rank its shard; drop --shard, or run without torchrun")
+    shard = _parse_shard(args.shard or "0/1")
     torch.set_num_threads(args.threads)
     supernet, package = load_source(args.supernet)
     out = _package_output(args.out, package, "accuracy-dataset.csv", "--out")
@@ -61,22 +70,33 @@ def run_accuracy_dataset(args: argparse.Namespace) -> int:
             eta = (todo - done) * elapsed / done
             print(f"[{done}/{todo}] {message} elapsed {elapsed / 60:.1f} min, ETA {eta / 60:.1f} min", flush=True)
 
-    try:
-        shard = tuple(int(part) for part in args.shard.split("/"))
-        if len(shard) != 2:
-            raise ValueError
-    except ValueError:
-        raise ValueError(f"--shard must look like K/N (e.g. 0/2), got '{args.shard}'") from None
-    added = build_accuracy_dataset(supernet, configs, out, holdout, calib, max_new=args.max_new,
-                                   channels_last=args.channels_last, shard=shard, progress=progress)
-    total = len(read_accuracy_csv(out, supernet.space))
-    if package is not None and args.out is None:
+    options = {"max_new": args.max_new, "channels_last": args.channels_last, "progress": progress}
+    if ranks is None or ranks[1] == 1:
+        added = build_accuracy_dataset(supernet, configs, out, holdout, calib, shard=shard, **options)
+        merged = None
+    else:
+        added, merged = build_accuracy_dataset_part(supernet, configs, out, holdout, calib, *ranks, **options)
+    total = len(read_accuracy_csv(out, supernet.space)) if out.exists() else 0
+    summary = {"out": str(out), "added": added, "rows": total}
+    if merged is not None:   # the other ranks' parts may still be running: the last one merges
+        summary.update(rank=ranks[0], part=str(part_path(out, *ranks)), merged=merged)
+    if package is not None and args.out is None and merged is not False:
         from ..packages.build import add_command
         add_command(package, f"python -m ofa_engine accuracy-dataset --supernet {args.supernet} --n {args.n} "
                              f"--seed {args.seed}")
-    print(json.dumps({"out": str(out), "added": added, "rows": total,
-                      "seconds": round(time.perf_counter() - started, 1)}), flush=True)
+    print(json.dumps({**summary, "seconds": round(time.perf_counter() - started, 1)}), flush=True)
     return EXIT_OK
+
+
+def _parse_shard(text: str) -> tuple[int, int]:
+    """`K/N` as (K, N); a clear error otherwise (the range is checked by the builder)."""
+    try:
+        shard = tuple(int(part) for part in text.split("/"))
+        if len(shard) != 2:
+            raise ValueError
+    except ValueError:
+        raise ValueError(f"--shard must look like K/N (e.g. 0/2), got '{text}'") from None
+    return shard
 
 
 def _shown(path: Path) -> str:
