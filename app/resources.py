@@ -407,8 +407,8 @@ def get_supernet():
 
 @st.cache_resource(show_spinner=False)
 def _has_batchnorm(path: str) -> bool:
-    from torch import nn
-    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in _engine(path).supernet.modules())
+    from ofa_engine.runtime.evaluation import has_batchnorm as any_batchnorm
+    return any_batchnorm(_engine(path).supernet)
 
 
 def has_batchnorm() -> bool:
@@ -585,20 +585,13 @@ def this_machine_spaces() -> tuple[str, ...]:
     return tuple(sorted(dict.fromkeys(spaces), key=lambda space: space != BUNDLED_SUPERNET))
 
 
-def this_machine_profile_name(space: str, threads: int) -> str:
-    """The name this machine's fp32 profile takes (`fit_this_machine_profile`): 'this-machine-1t'
-    for the default space, 'this-machine-2t-vit-fmnist' for another."""
-    from ofa_engine.devices.this_machine import DEFAULT_SPACE
-    return f"this-machine-{threads}t" + ("" if space == DEFAULT_SPACE else f"-{space}")
-
-
 @functools.lru_cache(maxsize=1)
 def this_machine_entries() -> tuple[MachineEntry, ...]:
     """Every entry this machine's profiles serve: per measured space and thread count, the
     bundled profile of that space measured at that thread count (tiny-fmnist: cpu-ort-1t,
     cpu-ort-2t; vit-fmnist: cpu-ort-1t-vit-fmnist), else this machine's own profile name."""
     from ofa_engine.devices.profiles import load_profile
-    from ofa_engine.devices.this_machine import reference_profile_name
+    from ofa_engine.devices.this_machine import profile_name, reference_profile_name
     entries = []
     for space in this_machine_spaces():
         for threads in THIS_MACHINE_THREADS:
@@ -606,7 +599,7 @@ def this_machine_entries() -> tuple[MachineEntry, ...]:
             if load_profile(prior).threads == threads:
                 entries.append(MachineEntry(prior, space, threads, True))
             else:
-                entries.append(MachineEntry(this_machine_profile_name(space, threads), space, threads, False))
+                entries.append(MachineEntry(profile_name(threads, "fp32", space), space, threads, False))
     return tuple(entries)
 
 

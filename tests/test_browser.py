@@ -65,6 +65,23 @@ def assert_no_exception(page) -> None:
     assert page.get_by_test_id("stException").count() == 0
 
 
+def specialize_and_download(page, tmp_path: Path) -> tuple[Path, dict]:
+    """Click Specialize, wait for its result, download the ONNX file (saved in `tmp_path`) and
+    the JSON report; (the file's path, the report)."""
+    page.get_by_role("button", name="Specialize", exact=True).click()
+    # The result's last element: drawn only by the run that specialized, at its end.
+    expect(page.get_by_text("Layer table, config and report").first).to_be_visible(timeout=SPECIALIZE_MS)
+    wait_idle(page, RUN_MS)
+    assert_no_exception(page)
+    with page.expect_download(timeout=RUN_MS) as info:
+        page.get_by_role("button", name="Download ONNX").click()
+    onnx_path = tmp_path / info.value.suggested_filename
+    info.value.save_as(onnx_path)
+    with page.expect_download(timeout=RUN_MS) as info:
+        page.get_by_role("button", name="Download report (JSON)").click()
+    return onnx_path, json.loads(Path(info.value.path()).read_text())
+
+
 # ------------------------------------------------------------------------------ Specialize
 def test_specialize_page_specializes_downloads_an_onnx_that_runs_and_cuts_no_card_text(served, tmp_path):
     """The latency slider moved to its left end with the keyboard; Specialize then gives a
@@ -84,19 +101,7 @@ def test_specialize_page_specializes_downloads_an_onnx_that_runs_and_cuts_no_car
     thumb.press("Home")   # inside the budget form: no rerun until Specialize submits it
     minimum = float(thumb.get_attribute("min"))
     expect(thumb).to_have_value(thumb.get_attribute("min"))
-    page.get_by_role("button", name="Specialize", exact=True).click()
-    # The result's last element: drawn only by the run that specialized, at its end.
-    expect(page.get_by_text("Layer table, config and report").first).to_be_visible(timeout=SPECIALIZE_MS)
-    wait_idle(page, RUN_MS)
-    assert_no_exception(page)
-
-    with page.expect_download(timeout=RUN_MS) as info:
-        page.get_by_role("button", name="Download ONNX").click()
-    onnx_path = tmp_path / info.value.suggested_filename
-    info.value.save_as(onnx_path)
-    with page.expect_download(timeout=RUN_MS) as info:
-        page.get_by_role("button", name="Download report (JSON)").click()
-    report = json.loads(Path(info.value.path()).read_text())
+    onnx_path, report = specialize_and_download(page, tmp_path)
     assert report["constraints"]["latency_ms"] == pytest.approx(minimum)
     assert report["predicted"]["latency_ms"] <= minimum + 1e-9
 
@@ -191,18 +196,7 @@ def test_the_vit_package_specializes_under_a_latency_budget_and_its_onnx_has_the
         thumb.press("ArrowRight")
     budget = float(thumb.get_attribute("value"))
     assert low < budget < high
-    page.get_by_role("button", name="Specialize", exact=True).click()
-    expect(page.get_by_text("Layer table, config and report").first).to_be_visible(timeout=SPECIALIZE_MS)
-    wait_idle(page, RUN_MS)
-    assert_no_exception(page)
-
-    with page.expect_download(timeout=RUN_MS) as info:
-        page.get_by_role("button", name="Download ONNX").click()
-    onnx_path = tmp_path / info.value.suggested_filename
-    info.value.save_as(onnx_path)
-    with page.expect_download(timeout=RUN_MS) as info:
-        page.get_by_role("button", name="Download report (JSON)").click()
-    report = json.loads(Path(info.value.path()).read_text())
+    onnx_path, report = specialize_and_download(page, tmp_path)
     assert report["profile"] == VIT_PROFILE and report["supernet"] == VIT_PACKAGE and report["space"] == "vit-fmnist"
     # Searched with the measured profile's safety margin below the budget (the card says both).
     assert report["constraints"]["latency_ms"] <= budget + 1e-9

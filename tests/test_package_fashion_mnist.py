@@ -73,7 +73,7 @@ def test_a_vit_trains_on_your_own_image_folder_and_packages_and_specializes(tmp_
     import onnx
 
     from ofa_engine.training.recipe import Phase, Recipe
-    from tests.test_packages import _shapes_folder
+    from tests.test_packages import _shapes_folder, run_cli
     data = _shapes_folder(tmp_path / "shapes", per_class=24)
     recipe = Recipe(phases=(Phase("full", epochs=1, lr=1e-3, distill=False),
                             Phase("elastic", epochs=1, lr=5e-4, subnets_per_step=3, distill_from="largest",
@@ -82,10 +82,7 @@ def test_a_vit_trains_on_your_own_image_folder_and_packages_and_specializes(tmp_
     (tmp_path / "recipe.json").write_text(json.dumps(recipe.to_dict()))
 
     def run(*argv) -> dict:
-        code = main([str(a) for a in argv])
-        out = capsys.readouterr().out
-        assert code == 0, out
-        return json.loads(out[out.index("{"):]) if "{" in out else {}
+        return run_cli(capsys, *argv)
 
     run("train", "--space", "vit-fmnist", "--data", f"folder:{data}", "--image-size", 28, "--channels", 3,
         "--recipe", tmp_path / "recipe.json", "--out", tmp_path / "run", "--threads", 1, "--no-progress")

@@ -374,6 +374,14 @@ def test_export_no_bn_recalibration_keeps_the_supernets_statistics(small_package
 
 
 # ---------------------------------------------------------------------- your own data, end to end
+def run_cli(capsys, *argv) -> dict:
+    """`python -m ofa_engine ARGV` in-process; must succeed; the JSON it printed ({} if none)."""
+    code = main([str(a) for a in argv])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    return json.loads(out[out.index("{"):]) if "{" in out else {}
+
+
 def _shapes_folder(root: Path, per_class: int = 70, seed: int = 0) -> Path:
     """3 classes of drawn shapes (circle, square, triangle), 32 px RGB PNGs on noise."""
     from PIL import Image
@@ -403,10 +411,7 @@ def test_own_data_train_package_predictor_specialize(tmp_path, capsys):
     recipe.write_text(json.dumps(tiny_recipe().to_dict()))
 
     def run(*argv) -> dict:
-        code = main([str(a) for a in argv])
-        out = capsys.readouterr().out
-        assert code == 0, out
-        return json.loads(out[out.index("{"):]) if "{" in out else {}
+        return run_cli(capsys, *argv)
 
     run("train", "--space", "tiny-fmnist", "--data", f"folder:{data}", "--image-size", 32, "--channels", 3,
         "--recipe", recipe, "--out", tmp_path / "run", "--threads", 1, "--no-progress")

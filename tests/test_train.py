@@ -591,13 +591,18 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(reference, tmp_
 
 
 @pytest.mark.slow   # torchrun with two training processes
-def test_ddp_two_processes(reference, tmp_path):
-    out = tmp_path / "ddp"
+def run_two_process_training(helper: str, out: Path) -> None:
+    """`tests/<helper>` under torchrun with 2 processes writing into `out`; both must finish."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           str(REPO / "tests" / "helpers_ddp.py"), str(out)]
+           str(REPO / "tests" / helper), str(out)]
     result = subprocess.run(cmd, env=subprocess_env(), cwd=REPO, capture_output=True, text=True, timeout=400)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     assert result.stdout.count("DONE") == 2
+
+
+def test_ddp_two_processes(reference, tmp_path):
+    out = tmp_path / "ddp"
+    run_two_process_training("helpers_ddp.py", out)
     ranks = json.loads((out / "ranks.json").read_text())
     assert ranks["world_size"] == 2 and len(ranks["sha256"]) == 2
     assert ranks["sha256"][0] == ranks["sha256"][1], "the replicas differ at the end of training"

@@ -57,7 +57,7 @@ from .profiles import DeviceProfile, ProfileError, load_profile, today
 
 __all__ = ["Status", "cache_key", "cache_dir", "cache_path", "status_path", "this_machine_status",
            "load_this_machine_profile", "start_profile_this_machine", "profile_this_machine",
-           "latency_label", "reference_profile_name", "STARTUP_SUBNETS", "STARTUP_ROUNDS", "STARTUP_RUNS",
+           "latency_label", "reference_profile_name", "profile_name", "STARTUP_SUBNETS", "STARTUP_ROUNDS", "STARTUP_RUNS",
            "STARTUP_WARMUP", "STARTUP_THREADS", "CACHE_ENV", "DEFAULT_SPACE"]
 
 log = logging.getLogger(__name__)
@@ -289,6 +289,18 @@ def _loo_quality(space: Any, prior: Any, x: np.ndarray, y: np.ndarray, method: s
     return {k: int(v) if k == "n_test" else float(v) for k, v in quality.items()}
 
 
+def _name_details(space: str, precision: str) -> list[str]:
+    """What a profile's name and display name add to 'this machine, N threads': the space and
+    the precision where they are not the defaults (the default space's names stay as they were)."""
+    return [d for d, shown in ((space, space != DEFAULT_SPACE), (precision, precision != "fp32")) if shown]
+
+
+def profile_name(threads: int, precision: str = "fp32", space: str = DEFAULT_SPACE) -> str:
+    """The name of this machine's profile of a setting: 'this-machine-1t' for the default space
+    in fp32, 'this-machine-2t-vit-fmnist' for another space."""
+    return f"this-machine-{threads}t" + "".join(f"-{d}" for d in _name_details(space, precision))
+
+
 def fit_this_machine_profile(space: Any, threads: int, precision: str, configs: Sequence[Any],
                              latencies_ms: np.ndarray, *, spread: np.ndarray | None = None,
                              key: Mapping[str, Any] | None = None, command: str = "",
@@ -317,8 +329,7 @@ def fit_this_machine_profile(space: Any, threads: int, precision: str, configs: 
     quality = _loo_quality(space, prior, x, y, method)
     key = dict(key or cache_key(threads, precision, space.name))
     # The default space's names stay as they were; another space's name and display name say which.
-    details = [d for d, shown in ((space.name, space.name != DEFAULT_SPACE), (precision, precision != "fp32")) if shown]
-    suffix = "".join(f"-{d}" for d in details)
+    details = _name_details(space.name, precision)
     provenance: dict[str, Any] = {
         "machine": this_machine(), "date": today(), "command": command or "profile_this_machine()",
         "cache_key": key, "subnets": len(y), "fit": method, "prior": reference.name,
@@ -335,7 +346,7 @@ def fit_this_machine_profile(space: Any, threads: int, precision: str, configs: 
     if speed is not None:   # a runtime.measure.MachineSpeed
         provenance["machine_speed"] = speed.to_dict()
     return DeviceProfile(
-        name=f"this-machine-{threads}t{suffix}",
+        name=profile_name(threads, precision, space.name),
         display_name=f"This machine ({cpu_model()}): ONNX Runtime CPU, {threads} thread{'s' * (threads > 1)}"
                      + "".join(f", {d}" for d in details),
         kind="measured", space=space.name, batch_size=1, threads=int(threads),

@@ -154,11 +154,9 @@ def _images_ref(root: Path, file_name: str, data: ImageSet, provenance: Mapping[
 def accuracy_report(supernet: Any, calibration: ImageSet, evaluation: ImageSet) -> dict[str, Any]:
     """Top-1 of the largest and smallest subnets on `evaluation`, BN recalibrated on `calibration`
     (a network without BatchNorm, such as the ViT, has nothing to recalibrate: "bn" says so)."""
-    from torch import nn
-
-    from ..runtime.evaluation import accuracy, calibrate_bn
+    from ..runtime.evaluation import accuracy, calibrate_bn, has_batchnorm
     space = supernet.space
-    has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in supernet.modules())
+    has_bn = has_batchnorm(supernet)
     out: dict[str, Any] = {"images": len(evaluation), "calibration_images": len(calibration),
                            "bn": ("recalibrated on the package's calibration images" if has_bn
                                   else "none: the network has no BatchNorm, nothing to recalibrate")}

@@ -186,7 +186,7 @@ def specialize(profile: Any, constraints: Constraints | Mapping[str, float] | No
     effective = constraints.with_device_memory(prof)
     evaluator = res.evaluator(prof, precision)   # Flash and peak memory of a file of this precision
 
-    from ..runtime.evaluation import calibrate_bn
+    from ..runtime.evaluation import calibrate_bn, has_batchnorm
     from ..runtime.quantize import estimate_overhead_bytes
     # An int8 file holds its weights' scales and its graph besides the weight bytes that the
     # Flash bound counts: the search is repeated with a tighter bound until the file fits.
@@ -288,8 +288,7 @@ def specialize(profile: Any, constraints: Constraints | Mapping[str, float] | No
         measured["weight_qparam_bytes"] = sizes["scale_bytes"] + sizes["zero_point_bytes"]
     # Only a network with BatchNorm (MobileNetV3, not the ViT's LayerNorms) has statistics to
     # recalibrate and fold: the sources say so only for one.
-    from torch import nn
-    has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in net.modules())
+    has_bn = has_batchnorm(net)
     report = {
         "space": space.name, "supernet": res.name,
         "profile": "none" if prof is None else str(getattr(prof, "name", "custom")),

@@ -11,7 +11,7 @@ from torch import nn
 
 from .preprocess import ImageSpace, preprocess
 
-__all__ = ["calibrate_bn", "accuracy", "predict_logits"]
+__all__ = ["calibrate_bn", "accuracy", "predict_logits", "batchnorms", "has_batchnorm"]
 
 
 def _inputs(images, space: ImageSpace | None, image_size: int | None, model: nn.Module) -> torch.Tensor:
@@ -31,6 +31,16 @@ def _inputs(images, space: ImageSpace | None, image_size: int | None, model: nn.
 
 
 @torch.no_grad()
+def batchnorms(model: nn.Module) -> list[nn.Module]:
+    """The BatchNorm layers of `model` (a Transformer's LayerNorms are not among them)."""
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
+def has_batchnorm(model: nn.Module) -> bool:
+    """Whether `model` has BatchNorm statistics to recalibrate (and fold) at all."""
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
 def calibrate_bn(model: nn.Module, images, space: ImageSpace | None = None,
                  image_size: int | None = None, batch_size: int = 200, workers: int = 1) -> nn.Module:
     """Re-estimate every BatchNorm's running mean/var on `images`, as OFA does for a subnet
@@ -44,7 +54,7 @@ def calibrate_bn(model: nn.Module, images, space: ImageSpace | None = None,
     """
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers = {workers!r}; allowed: an integer >= 1")
-    if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+    if not has_batchnorm(model):
         return model.eval()   # nothing to recalibrate (a Transformer's LayerNorms keep no statistics)
     x = _inputs(images, space, image_size, model)
     starts = list(range(0, len(x), batch_size))
@@ -56,7 +66,7 @@ def calibrate_bn(model: nn.Module, images, space: ImageSpace | None = None,
     with ThreadPoolExecutor(len(groups)) as pool:
         list(pool.map(lambda job: _calibration_pass(job[0], x, job[1], batch_size), zip(copies, groups)))
     weights = [len(g) for g in groups]
-    bn_lists = [[m for m in c.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)] for c in copies]
+    bn_lists = [batchnorms(c) for c in copies]
     for bns in zip(*bn_lists):
         for name in ("running_mean", "running_var"):
             total = sum(w * getattr(bn, name) for w, bn in zip(weights, bns))
@@ -66,7 +76,7 @@ def calibrate_bn(model: nn.Module, images, space: ImageSpace | None = None,
 
 
 def _calibration_pass(model: nn.Module, x: torch.Tensor, starts: list[int], batch_size: int) -> None:
-    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    bns = batchnorms(model)
     momenta = [bn.momentum for bn in bns]
     model.eval()
     for bn in bns:

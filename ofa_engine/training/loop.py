@@ -149,7 +149,7 @@ def _check_phases(run: _Run) -> None:
     for phase in phases:
         _in_place(run.recipe, phase)
         if phase.distill_from == "file":
-            _file_teacher(run, phase, None)
+            _load_teacher_file(run, phase)
     first = phases[0] if phases else None
     if (first is not None and first.distill and first.distill_from == "teacher"
             and not _in_place(run.recipe, first) and run.teacher_state is None):
@@ -258,30 +258,34 @@ class _FileTeacher:
         return self.module(x)
 
 
-def _file_teacher(run: _Run, phase: Phase, calib_set: ImageSet | None) -> _FileTeacher:
-    """The phase's `teacher_file` loaded and checked (same classes, same input channels); with
-    `calib_set`, its largest subnet extracted and BN-recalibrated on those images."""
+def _load_teacher_file(run: _Run, phase: Phase) -> nn.Module:
+    """The supernet of the phase's `teacher_file`, checked: it exists and has the run's classes
+    and input channels (`ValueError` naming the phase, the file and what is allowed)."""
     where = f"phase {phase.name!r}: teacher_file {phase.teacher_file}"
     if not Path(phase.teacher_file).is_file():
         raise ValueError(f"{where} does not exist; allowed: a supernet file (e.g. a package's supernet.pt)")
-    with torch.random.fork_rng(devices=[]):   # building and calibrating modules draw from the global RNG
+    with torch.random.fork_rng(devices=[]):   # building modules draws from the global RNG
         try:
             net = load_supernet_file(phase.teacher_file)
         except ValueError as exc:
             raise ValueError(f"phase {phase.name!r}: teacher_file: {exc}") from None
-        t_space = net.space
-        for attr in ("num_classes", "in_channels"):
-            if getattr(t_space, attr) != getattr(run.space, attr):
-                raise ValueError(f"{where} has {attr} {getattr(t_space, attr)}, the run's space "
-                                 f"'{run.space.name}' {getattr(run.space, attr)}; allowed: a supernet of the same "
-                                 f"{attr}")
-        cfg = t_space.largest()
-        if calib_set is None:
-            return _FileTeacher(net, t_space, cfg.image_size, run.env.device)
-        sub = calibrate_bn(net.extract(cfg), calib_set.images, t_space)  # (dropout draws, too)
+    for attr in ("num_classes", "in_channels"):
+        if getattr(net.space, attr) != getattr(run.space, attr):
+            raise ValueError(f"{where} has {attr} {getattr(net.space, attr)}, the run's space "
+                             f"'{run.space.name}' {getattr(run.space, attr)}; allowed: a supernet of the same "
+                             f"{attr}")
+    return net
+
+
+def _file_teacher(run: _Run, phase: Phase, calib_set: ImageSet) -> _FileTeacher:
+    """The largest subnet of the phase's `teacher_file`, BN-recalibrated on `calib_set`, frozen."""
+    net = _load_teacher_file(run, phase)
+    cfg = net.space.largest()
+    with torch.random.fork_rng(devices=[]):   # extracting and calibrating draw too (dropout)
+        sub = calibrate_bn(net.extract(cfg), calib_set.images, net.space)
     for p in sub.parameters():
         p.requires_grad_(False)
-    return _FileTeacher(sub.to(run.env.device, memory_format=torch.channels_last).eval(), t_space,
+    return _FileTeacher(sub.to(run.env.device, memory_format=torch.channels_last).eval(), net.space,
                         cfg.image_size, run.env.device)
 
 
