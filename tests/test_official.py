@@ -19,6 +19,10 @@ import torch
 from ofa_engine.families.mbv3.official import _key_map, import_official_ofa
 from ofa_engine.families.mbv3.space import SearchSpace
 from ofa_engine.families.mbv3.supernet import build_supernet
+from tests.helpers_official import calibrate_bn as _calibrate_bn
+from tests.helpers_official import imagenet_folder
+from tests.helpers_official import official_input as _input
+from tests.helpers_official import run_with_features as _run
 
 PRESETS = {1.0: "ofa-mbv3-w1.0", 1.2: "ofa-mbv3-w1.2"}
 TOL = 1e-4
@@ -60,30 +64,6 @@ def _randomise(module: torch.nn.Module, seed: int) -> None:
             b.fill_(int(torch.randint(1, 10_000, (), generator=gen)))
 
 
-@torch.no_grad()
-def _calibrate_bn(net: torch.nn.Module, x: torch.Tensor, seed: int) -> None:
-    """Set the BN statistics to those of the largest subnet on `x`, then eval mode.
-
-    With purely random statistics the signal fades through the 40-odd BN layers and the
-    output hardly depends on the input, which would make the comparison weak; and this
-    random deep network is chaotic enough that statistics from other images (or perturbed
-    ones) blow the largest subnet's activations up to where float32 rounding exceeds TOL.
-    Smaller subnets read slices of these statistics, which do not match their activations.
-    """
-    gen = torch.Generator().manual_seed(seed)
-    bns = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
-    for bn in bns:
-        bn.reset_running_stats()
-        bn.momentum = None  # cumulative average: exactly the statistics of `x`
-    net.set_max_net()
-    net.train()
-    net(x)
-    net.eval()
-    for bn in bns:
-        bn.momentum = 0.1
-        bn.num_batches_tracked.fill_(int(torch.randint(1, 10_000, (), generator=gen)))
-
-
 def _official_state(supernet) -> dict[str, torch.Tensor]:
     """Our supernet's state under the official names (the inverse of the import)."""
     ours = supernet.state_dict()
@@ -105,28 +85,6 @@ def _configs(space: SearchSpace, image_size: int) -> list:
     # An odd feature-map size after every stride-2 layer (132 -> 66, 33, 17, 9, 5), where a
     # padding that differed from the official one would show.
     return configs + [dataclasses.replace(space.sample(10), image_size=image_size + 4)]
-
-
-def _input(image_size: int, batch: int = 2, seed: int = 0) -> torch.Tensor:
-    # Images of different statistics: with i.i.d. noise alone, the globally pooled features
-    # of a random network hardly depend on the input.
-    gen = torch.Generator().manual_seed(seed)
-    ramp = torch.linspace(-2, 2, image_size)
-    x = torch.randn(batch, 3, image_size, image_size, generator=gen)
-    x[1::2] = 1.5 * x[1::2] + 0.5 * (ramp + ramp[:, None])
-    return x
-
-
-def _run(model, final_expand, x):
-    """(logits, final-expand feature map): the feature map, before global pooling, shows
-    spatial and input-dependent errors that the pooled logits could average away."""
-    seen = []
-    handle = final_expand.register_forward_hook(lambda module, args, out: seen.append(out))
-    try:
-        logits = model(x)
-    finally:
-        handle.remove()
-    return logits, seen[-1]
 
 
 # ---------------------------------------------------------------- against the official code
@@ -300,7 +258,6 @@ def official_package(tmp_path_factory):
     the `ofa` package), and a 1000-class ImageNet-style folder of tiny images, imported with
     `import-official`."""
     pytest.importorskip("ofa")
-    from PIL import Image
     from ofa.imagenet_classification.elastic_nn.networks import OFAMobileNetV3
     from ofa.nas.accuracy_predictor import AccuracyPredictor, MobileNetArchEncoder
 
@@ -323,11 +280,7 @@ def official_package(tmp_path_factory):
     root = tmp_path_factory.mktemp("official")
     torch.save({"state_dict": net.state_dict()}, root / "ofa_mbv3_d234_e346_k357_w1.0.pth")
     torch.save(predictor.state_dict(), root / "acc_predictor.pth")
-    rng = np.random.default_rng(0)
-    for c in range(1000):   # noise like the export check's random batch, at the stored size
-        (root / "imagenet" / f"n{c:08d}").mkdir(parents=True)
-        pixels = np.clip(115 + 58 * rng.standard_normal((128, 128, 3)), 0, 255).astype(np.uint8)
-        Image.fromarray(pixels).save(root / "imagenet" / f"n{c:08d}" / "0.png", compress_level=0)
+    imagenet_folder(root, 128)   # noise like the export check's random batch, at the stored size
     pkg = root / "ofa-w1.0"
     assert main(["import-official", "--checkpoint", str(root / "ofa_mbv3_d234_e346_k357_w1.0.pth"),
                  "--accuracy-predictor", str(root / "acc_predictor.pth"), "--data", str(root / "imagenet"),
