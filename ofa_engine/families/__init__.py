@@ -5,7 +5,8 @@ manifest's `family`). `family_of(x)` turns a family's own space object, or a pre
 that interface, bound to the space; `family_named(name)` gives the class (to read a space from
 a manifest: `family_named(m.family).space_from_dict(m.space)`). The search, the evaluator, the
 pipeline, the predictors, the devices, training and the app reach a family only this way.
-Today: MobileNetV3 (`families/mbv3/`).
+Today: MobileNetV3 (`families/mbv3/`), the ViT (`families/vit/`), ResNet50D (`families/resnet/`)
+and ProxylessNAS (`families/proxyless/`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ __all__ = ["FAMILIES", "search_space", "family_of", "family_named", "preset_name
 def _load_families() -> None:
     from .mbv3 import family  # noqa: F401  (registers "mbv3")
     from .vit import family as _vit  # noqa: F401  (registers "vit")
+    from .resnet import family as _resnet  # noqa: F401  (registers "resnet")
+    from .proxyless import family as _proxyless  # noqa: F401  (registers "proxyless")
 
 
 FAMILIES: Registry[type] = Registry("network family", loader=_load_families)

@@ -1,0 +1,149 @@
+"""The OFA ProxylessNAS family (official `ofa_proxyless_d234_e346_k357_w1.3`) behind the family interface."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+
+from ...space.family import NetworkFamily
+from .. import FAMILIES
+from ..mbv3.analytics import LayerTally
+from .analytics import analyze, analyze_values, block_tally, deployment_bytes
+from .genome import ProxylessGenome, ProxylessPopulation
+from .layout import walk_values
+from .space import PRESETS, ProxylessConfig, ProxylessSpace, space_from_dict
+
+__all__ = ["ProxylessFamily"]
+
+# What `analytic_efficiency` returns: the interface's metrics and both deployed files' Flash.
+EFFICIENCY = ("macs", "params", "peak_activation_bytes", "flash_bytes", "flash_bytes_fp32", "flash_bytes_int8")
+
+
+@FAMILIES.register("proxyless")
+class ProxylessFamily(NetworkFamily):
+    """`space`: a `ProxylessSpace` or preset name. `fast` is accepted for the registry's sake:
+    the analytics are already vectorised, there are no tables to skip."""
+
+    family = "proxyless"
+
+    @staticmethod
+    def accepts(space: Any) -> bool:
+        return isinstance(space, ProxylessSpace) or (isinstance(space, str) and space in PRESETS)
+
+    @staticmethod
+    def preset_names() -> list[str]:
+        return PRESETS.names()
+
+    @classmethod
+    def space_from_dict(cls, data: Any, where: str = "space") -> ProxylessSpace:
+        return space_from_dict(data, where)
+
+    @classmethod
+    def preset(cls, name: str) -> ProxylessSpace:
+        return ProxylessSpace.preset(name)
+
+    def __init__(self, space: ProxylessSpace | str, fast: bool = True):
+        self.space = ProxylessSpace.preset(space) if isinstance(space, str) else space
+        self.name = self.space.name
+
+    @property
+    def genome(self) -> ProxylessGenome:
+        return self.space.genome
+
+    # ------------------------------------------------------------- configs
+    def validate(self, config: ProxylessConfig | Mapping[str, Any]) -> ProxylessConfig:
+        return self.space.validate(config)
+
+    def to_configs(self, genes: np.ndarray) -> list[ProxylessConfig]:
+        return self.genome.to_configs(np.asarray(genes, np.int64))
+
+    def to_genes(self, configs: Any) -> np.ndarray:
+        """Genomes of a `ProxylessPopulation`, a config, a config dict or a sequence of either."""
+        return self.genome.from_configs(configs)
+
+    def decode(self, genes: np.ndarray) -> ProxylessPopulation:
+        """A `ProxylessPopulation`: what this family's predictors and device profiles take."""
+        return self.genome.to_population(genes)
+
+    def config_to_dict(self, config: ProxylessConfig) -> dict[str, Any]:
+        return config.to_dict()
+
+    def config_from_dict(self, data: Mapping[str, Any]) -> ProxylessConfig:
+        return self.space.validate(ProxylessConfig.from_dict(data))
+
+    # ------------------------------------------------------------- efficiency and analytics
+    def analytic_efficiency(self, genes: np.ndarray) -> dict[str, np.ndarray]:
+        out = analyze_values(self.space, self.genome.values(genes))
+        return {name: out[name] for name in EFFICIENCY}
+
+    def analyze(self, configs: Any) -> dict[str, Any]:
+        return analyze(self.space, configs)
+
+    def deployment_bytes(self, configs: Any, precision: str) -> dict[str, Any]:
+        return deployment_bytes(self.space, configs, precision)
+
+    # ------------------------------------------------------------- networks
+    def build_supernet(self) -> Any:
+        from .supernet import ProxylessSupernet   # torch only when a network is built
+        return ProxylessSupernet(self.space)
+
+    def fold_bn(self, module: Any) -> Any:
+        from .static import fold_bn
+        return fold_bn(module)
+
+    # ------------------------------------------------------------- predictors
+    @property
+    def encoding_size(self) -> int:
+        return int(self.genome.encoding_size)
+
+    def encode(self, configs: Any) -> np.ndarray:
+        """One-hot rows of the genome: resolution, then per block slot kernel and expand ratio
+        (slots the depth leaves out all zero)."""
+        return self.genome.encode(self.to_genes(configs))
+
+    def latency_features(self) -> Any:
+        from .latency_features import ProxylessLatencyFeatures
+        return ProxylessLatencyFeatures(self.space)
+
+    # ------------------------------------------------------------- imports
+    @classmethod
+    def import_official(cls, state_dict: Mapping[str, Any]) -> Any:
+        from .official import import_official_proxyless
+        return import_official_proxyless(state_dict)
+
+    @classmethod
+    def official_predictor(cls, state_dict: Mapping[str, Any], space: Any) -> Any:
+        from .official import official_predictor_arrays
+        return official_predictor_arrays(state_dict, space)
+
+    # ------------------------------------------------------------- the app and the reports
+    def describe(self, config: Any) -> list[dict[str, Any]]:
+        """Stem, first block, every block slot (those the depth leaves out inactive) and head."""
+        cfg = self.validate(config)
+        space = self.space
+        values = self.genome.values(self.to_genes(cfg))
+        rows = []
+        for geometry in walk_values(space, values):
+            b = geometry.row(0)
+            tally = LayerTally(1)
+            block_tally(tally, geometry, space.num_classes)
+            kind, choices = b["kind"], {}
+            if kind == "stem":
+                layer, group, words = "stem", "stem", "conv 3x3, stride 2 + ReLU6"
+            elif kind == "head":
+                layer, group, words = "head", "head", "1x1 conv + ReLU6, pooling, classifier"
+            elif kind == "first_block":
+                layer, group, words = "B0", "stem", "depthwise separable k3"
+            else:
+                layer, group = f"S{b['stage'] + 1}.B{b['index'] + 1}", f"stage {b['stage'] + 1}"
+                words = f"MBConv k{b['kernel']} e{b['expand_ratio']}" + (" + residual" if b["residual"] else "")
+                choices = {"kernel": b["kernel"], "expand": b["expand_ratio"]}
+            out_size = b["out_size"]
+            rows.append({"layer": layer, "group": group, "kind": words, "choices": choices,
+                         "in_shape": (b["in_channels"], b["in_size"], b["in_size"]),
+                         "out_shape": ((space.num_classes,) if kind == "head"
+                                       else (b["out_channels"], out_size, out_size)),
+                         "width": b["out_channels"] if kind == "head" else b["mid_channels"],
+                         "macs": int(tally.macs[0]), "params": int(tally.params[0]), "active": bool(b["active"])})
+        return rows

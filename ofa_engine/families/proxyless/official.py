@@ -1,0 +1,208 @@
+"""Import the MIT lab's released OFA ProxylessNAS supernet into our `ProxylessSupernet`.
+
+The official checkpoint `ofa_proxyless_d234_e346_k357_w1.3` (the dict at
+`torch.load(f)["state_dict"]`) holds the weights of `ofa.imagenet_classification.elastic_nn.
+networks.OFAProxylessNASNets(width_mult=1.3, ks_list=[3, 5, 7], expand_ratio_list=[3, 4, 6],
+depth_list=[2, 3, 4])`: 446 entries. Our supernet has the same layers under close names; this
+module maps one naming onto the other and checks every key, shape and dtype before anything is
+loaded, so a wrong file fails with a message instead of a half-loaded network.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from typing import Any, Mapping, NoReturn
+
+import numpy as np
+import torch
+
+from .space import ProxylessSpace
+from .supernet import ProxylessSupernet
+
+__all__ = ["import_official_proxyless", "official_predictor_arrays", "OFFICIAL_PRESET", "key_map"]
+
+OFFICIAL_PRESET = "ofa-proxyless-w1.3"
+
+_LAYER = r"(inverted_bottleneck|depth_conv|point_linear)"
+# (our name pattern, official name template); block indices are shifted by one because the
+# official `blocks.0` (a static MBConvLayer) is our `first_block`.
+_RULES = [
+    (r"first_conv\.(conv\.weight|bn\.\w+)", "first_conv.{0}"),
+    (r"first_block\.(depth_conv|point_linear)\.(conv\.weight|bn\.\w+)", "blocks.0.conv.{0}.{1}"),
+    (rf"blocks\.(\d+)\.{_LAYER}\.conv\.weight", "blocks.{0}.conv.{1}.conv.conv.weight"),
+    (rf"blocks\.(\d+)\.{_LAYER}\.bn\.(\w+)", "blocks.{0}.conv.{1}.bn.bn.{2}"),
+    (r"blocks\.(\d+)\.depth_conv\.conv\.transform_(\d+to\d+)", "blocks.{0}.conv.depth_conv.conv.{1}_matrix"),
+    (r"feature_mix\.(conv\.weight|bn\.\w+)", "feature_mix_layer.{0}"),
+    (r"classifier\.(weight|bias)", "classifier.linear.{0}"),
+]
+
+
+def _official_name(ours: str) -> str:
+    for pattern, template in _RULES:
+        match = re.fullmatch(pattern, ours)
+        if match:
+            groups = list(match.groups())
+            if template.startswith("blocks.{0}"):
+                groups[0] = str(int(groups[0]) + 1)
+            return template.format(*groups)
+    raise AssertionError(f"no official name for our parameter '{ours}'")  # a bug in _RULES
+
+
+@functools.lru_cache(maxsize=None)
+def key_map(preset: str = OFFICIAL_PRESET) -> tuple[tuple[str, str, tuple[int, ...], bool], ...]:
+    """(official key, our key, shape, is_floating) for every state entry, in our order."""
+    with torch.device("meta"):  # shapes only: no memory, no initialisation cost
+        state = ProxylessSupernet(ProxylessSpace.preset(preset)).state_dict()
+    return tuple((_official_name(k), k, tuple(v.shape), v.is_floating_point()) for k, v in state.items())
+
+
+def _legacy_spellings(key: str) -> list[str]:
+    """Other spellings of an official key that `OFAProxylessNASNets.load_state_dict` accepts:
+    `mobile_inverted_conv` for `conv` (older releases), and the static-layer spelling of dynamic
+    layers (`.bn.` for `.bn.bn.`, `.conv.weight` for `.conv.conv.weight`) and vice versa."""
+    key = key.replace(".mobile_inverted_conv.", ".conv.")
+    out = [key]
+    for old, new in ((".bn.bn.", ".bn."), (".conv.conv.weight", ".conv.weight"),
+                     (".linear.linear.", ".linear."), (".linear.", ".linear.linear."),
+                     (".bn.", ".bn.bn."), (".conv.weight", ".conv.conv.weight")):
+        if old in key:
+            out.append(key.replace(old, new, 1))
+    return out
+
+
+def _shape(value: Any) -> str:
+    return str(tuple(value.shape)) if isinstance(value, torch.Tensor) else f"<{type(value).__name__}>"
+
+
+def _fail(message: str) -> NoReturn:
+    raise ValueError(f"not an official OFA ProxylessNAS (w1.3) state dict: {message}")
+
+
+def import_official_proxyless(state_dict: Mapping[str, Any]) -> ProxylessSupernet:
+    """Our `ProxylessSupernet` (preset `ofa-proxyless-w1.3`) holding the weights of the official
+    `ofa_proxyless_d234_e346_k357_w1.3` supernet.
+
+    `state_dict`: the checkpoint's `"state_dict"` entry (the outer checkpoint dict is accepted
+    too, and a `module.` prefix on every key, as `DataParallel` writes, is stripped). Every
+    official entry (446, BN `num_batches_tracked` included) must be present exactly once with
+    the right shape and a real dtype. Raises `ValueError` naming the first offending key, its
+    shape and the expected shape otherwise; nothing is loaded then. The supernet is returned in
+    training mode; call `.eval()` before inference.
+    """
+    if isinstance(state_dict, Mapping) and isinstance(state_dict.get("state_dict"), Mapping):
+        state_dict = state_dict["state_dict"]
+    if not isinstance(state_dict, Mapping):
+        _fail(f"expected a mapping of names to tensors, got {type(state_dict).__name__}")
+    if not state_dict:
+        _fail("the state dict is empty")
+    bad = next((k for k in state_dict if not isinstance(k, str)), None)
+    if bad is not None:
+        _fail(f"key {bad!r} is not a string")
+    items = list(state_dict.items())
+    if all(k.startswith("module.") for k, _ in items):
+        items = [(k[len("module."):], v) for k, v in items]
+
+    table = {official: (ours, shape, floating) for official, ours, shape, floating in key_map(OFFICIAL_PRESET)}
+    given: dict[str, tuple[str, torch.Tensor]] = {}   # official name -> (key as given, tensor)
+    for key, value in items:
+        official = next((k for k in _legacy_spellings(key) if k in table), None)
+        if official is None:
+            _fail(f"unexpected key '{key}' with shape {_shape(value)} (expected shape: none, no such entry in "
+                  f"an official OFA ProxylessNAS)")
+        shape = table[official][1]
+        if not isinstance(value, torch.Tensor):
+            _fail(f"key '{key}' holds a {type(value).__name__}, not a tensor (expected shape {shape})")
+        if official in given:
+            _fail(f"key '{key}' with shape {_shape(value)} names the same entry as '{given[official][0]}' "
+                  f"(expected shape {shape}, once)")
+        given[official] = (key, value)
+
+    mapped: dict[str, torch.Tensor] = {}
+    for official, (ours, shape, floating) in table.items():
+        if official not in given:
+            _fail(f"missing key '{official}' (shape: none, expected shape {shape} for {OFFICIAL_PRESET})")
+        key, value = given[official]
+        if tuple(value.shape) != shape:
+            _fail(f"key '{key}' has shape {_shape(value)}, expected shape {shape} for {OFFICIAL_PRESET}")
+        # Parameters and BN statistics floating point; the BN batch counter any real number type.
+        ok = value.is_floating_point() if floating else not (value.is_complex() or value.dtype == torch.bool)
+        if not ok:
+            _fail(f"key '{key}' with shape {_shape(value)} has dtype {value.dtype}, expected a "
+                  f"{'floating-point' if floating else 'real number'} tensor of shape {shape}")
+        mapped[ours] = value
+    supernet = ProxylessSupernet(ProxylessSpace.preset(OFFICIAL_PRESET))
+    supernet.load_state_dict(mapped, strict=True)
+    return supernet
+
+
+# ---------------------------------------------------------------------- accuracy predictor
+def official_predictor_arrays(state_dict: Mapping[str, Any], space: ProxylessSpace
+                              ) -> tuple[list[Any], list[Any], float]:
+    """(weights (in, out), biases, base_acc) of an `ofa.nas.accuracy_predictor.AccuracyPredictor`
+    for this space (`layers.{0..}.0` Linear + ReLU, a last `layers.N` Linear without bias, plus
+    `base_acc`), re-indexed from its encoding onto ours (`ProxylessFamily.encode`), so that our
+    MLP on our encoding computes its function exactly.
+
+    The lab released no ProxylessNAS predictor; this reads one trained on the official encoder
+    `MobileNetArchEncoder(..., n_stage=6)`: the resolution one-hot, every block's kernel one-hot,
+    every block's expand one-hot, with 24 blocks (SPACE_TYPE "mbv3": 6 stages x 4, the last
+    stage's three extra slots always zero) or 21 (SPACE_TYPE "mbv2"). Ours: the resolution,
+    then per slot kernel and expand together. `ValueError` naming the key and the shape for
+    anything else."""
+    if isinstance(state_dict, Mapping) and isinstance(state_dict.get("state_dict"), Mapping):
+        state_dict = state_dict["state_dict"]
+    if not isinstance(state_dict, Mapping):
+        raise ValueError(f"not an official OFA accuracy predictor: expected a mapping of names to tensors, "
+                         f"got {type(state_dict).__name__}")
+    n_res, n_k, n_e, slots = len(space.resolutions), len(space.kernel_sizes), len(space.expand_ratios), space.num_slots
+    names = [str(k) for k in state_dict if str(k).startswith("layers.")]
+    layer_ids = sorted({int(k.split(".")[1]) for k in names if k.split(".")[1].isdigit()})
+    expected = {"base_acc"} | {f"layers.{i}.0.{p}" for i in layer_ids[:-1] for p in ("weight", "bias")}
+    if layer_ids:
+        expected.add(f"layers.{layer_ids[-1]}.weight")
+    unexpected = sorted(set(map(str, state_dict)) - expected)
+    missing = sorted(expected - set(map(str, state_dict)))
+    if len(layer_ids) < 2 or layer_ids != list(range(len(layer_ids))) or unexpected or missing:
+        raise ValueError(f"not an official OFA accuracy predictor: expected keys layers.I.0.weight / layers.I.0.bias, "
+                         f"a last layers.N.weight and base_acc; missing {missing[:3]}, unexpected {unexpected[:3]}")
+
+    def array(key: str) -> np.ndarray:
+        value = state_dict[key]
+        if not isinstance(value, torch.Tensor) or not value.is_floating_point():
+            raise ValueError(f"official accuracy predictor: '{key}' is not a floating-point tensor")
+        return value.detach().float().numpy()
+
+    weights, biases = [], []
+    for i in layer_ids[:-1]:
+        weights.append(array(f"layers.{i}.0.weight").T.copy())
+        biases.append(array(f"layers.{i}.0.bias").reshape(-1))
+    weights.append(array(f"layers.{layer_ids[-1]}.weight").T.copy())
+    biases.append(np.zeros(1, np.float32))
+    first = weights[0]
+    # The official encoder's block count: 6 stages x 4 slots (SPACE_TYPE "mbv3") or 5 x 4 + 1 ("mbv2").
+    allowed = {n_res + blocks * (n_k + n_e): blocks for blocks in ((space.num_stages) * space.max_depth, slots)}
+    if first.ndim != 2 or first.shape[0] not in allowed:
+        raise ValueError(f"official accuracy predictor: 'layers.0.0.weight' has shape {tuple(first.T.shape)}; "
+                         f"space '{space.name}' needs (hidden, {' or '.join(map(str, allowed))}) ({n_res} resolutions "
+                         f"+ {' or '.join(map(str, allowed.values()))} blocks x ({n_k} kernels + {n_e} expand ratios))")
+    for i, (w, b) in enumerate(zip(weights, biases)):
+        if i and w.shape[0] != weights[i - 1].shape[1]:
+            raise ValueError(f"official accuracy predictor: layer {i} takes {w.shape[0]} inputs, "
+                             f"layer {i - 1} gives {weights[i - 1].shape[1]}")
+        if b.shape != (w.shape[1],):
+            raise ValueError(f"official accuracy predictor: layer {i}'s bias has shape {b.shape}")
+    if weights[-1].shape[1] != 1:
+        raise ValueError(f"official accuracy predictor: the last layer has {weights[-1].shape[1]} outputs; expected 1")
+    base = array("base_acc").reshape(-1)
+    if base.shape != (1,):
+        raise ValueError(f"official accuracy predictor: 'base_acc' has shape {base.shape}; expected (1,)")
+    blocks = allowed[first.shape[0]]
+    # Our column -> the official column. Slot s of ours is the official block s in both layouts
+    # (the mbv3-style encoder reads block 20 as stage 5's first and leaves 21..23 empty).
+    columns = list(range(n_res))
+    for slot in range(slots):
+        columns += [n_res + slot * n_k + j for j in range(n_k)]
+        columns += [n_res + blocks * n_k + slot * n_e + j for j in range(n_e)]
+    weights[0] = first[columns].copy()
+    return weights, biases, float(base[0])
