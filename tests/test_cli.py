@@ -237,7 +237,8 @@ def test_python_dash_m_entry_point(tmp_path):
 
 
 def test_failed_verification_exit_1(capsys, tmp_path, monkeypatch):
-    monkeypatch.setattr("ofa_engine.runtime.export.verify_onnx", lambda path, model: 1.0)
+    from ofa_engine.runtime.export import Verification
+    monkeypatch.setattr("ofa_engine.runtime.export.verification", lambda path, model: Verification(1.0, 3.0))
     out_path = tmp_path / "m.onnx"
     code, out, err = run(capsys, "export", "--space", "tiny-fmnist", "--config", "smallest",
                          "--out", str(out_path))

@@ -123,7 +123,7 @@ def test_export_keeps_training_mode_and_uses_eval(tiny, tmp_path):
 def test_failed_verification_leaves_no_file(tiny, tmp_path, monkeypatch):
     cfg = tiny.space.sample(5)
     net = tiny.extract(cfg)
-    monkeypatch.setattr(export_module, "verify_onnx", lambda path, model: 0.5)
+    monkeypatch.setattr(export_module, "verification", lambda path, model: export_module.Verification(0.5, 3.0))
     target = tmp_path / "model.onnx"
     with pytest.raises(ExportVerificationError, match="differs from PyTorch"):
         export_onnx(net, cfg, target)
@@ -138,7 +138,7 @@ def test_failed_verification_leaves_no_file(tiny, tmp_path, monkeypatch):
 
 def test_nan_output_fails_verification(tiny, tmp_path, monkeypatch):
     cfg = tiny.space.sample(5)
-    monkeypatch.setattr(export_module, "verify_onnx", lambda path, model: float("nan"))
+    monkeypatch.setattr(export_module, "verification", lambda path, model: export_module.Verification(float("nan"), 3.0))
     with pytest.raises(ExportVerificationError):
         export_onnx(tiny.extract(cfg), cfg, tmp_path / "m.onnx")
     assert list(tmp_path.iterdir()) == []
@@ -169,6 +169,24 @@ def test_verify_onnx_detects_a_different_model(tiny, tmp_path):
         other.classifier.bias.add_(1.0)
     assert verify_onnx(path, net) <= 1e-4
     assert verify_onnx(path, other) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_the_tolerance_is_relative_to_the_largest_logit_above_one(tiny, tmp_path, monkeypatch):
+    """float32 rounding grows with the values: 1e-4 of the largest |logit| when that is above 1
+    (a deep ImageNet network's logits on the random batch reach the hundreds), 1e-4 otherwise."""
+    cfg = tiny.space.sample(5)
+    net = tiny.extract(cfg)
+    for diff, largest, ok in ((5e-3, 100.0, True), (2e-2, 100.0, False), (5e-4, 0.5, False), (5e-5, 0.5, True)):
+        monkeypatch.setattr(export_module, "verification",
+                            lambda path, model, d=diff, m=largest: export_module.Verification(d, m))
+        target = tmp_path / "m.onnx"
+        if ok:
+            assert export_onnx(net, cfg, target) == target
+            target.unlink()
+        else:
+            with pytest.raises(ExportVerificationError, match=r"allowed .*largest \|logit\|"):
+                export_onnx(net, cfg, target)
+            assert not target.exists()
 
 
 def test_rejects_supernet_and_mismatched_config(tiny, tmp_path):
