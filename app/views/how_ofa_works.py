@@ -20,8 +20,14 @@ st.image(summary_svg(), caption=SUMMARY_CAPTION)
 space = get_space()
 fam = family(space)
 # How the family trains by default (MobileNetV3: progressive shrinking, phase by phase; the ViT:
-# every elastic choice at once with the sandwich rule): the phases' names say which.
-phases = [phase["name"] for phase in fam.training().default_recipe()["phases"]]
+# every elastic choice at once with the sandwich rule): the phases' names say which. A family that
+# is only imported (the official ProxylessNAS and ResNet50D supernets) has no training hooks here.
+try:
+    phases = [phase["name"] for phase in fam.training().default_recipe()["phases"]]
+    recipe = f"The default recipe of this family (`{md(fam.family)}`) has the phases {md(' → '.join(phases))}. "
+except ValueError:
+    recipe = (f"This family (`{md(fam.family)}`) is not trained here: its supernets are the MIT lab's, trained "
+              "with progressive shrinking and imported (`import-official`). ")
 resolution = (" and an input resolution" if len(space.resolutions) > 1
               else f", at its one input resolution ({space.resolutions[0]} px)")
 st.markdown(
@@ -30,8 +36,7 @@ st.markdown(
     "largest network alone, then trains subnets among the elastic choices while a larger network teaches "
     "them (knowledge distillation): one elastic dimension after another (progressive shrinking, OFA's) or "
     "all at once, the smallest, the largest and random subnets in every step (the sandwich rule, BigNAS's). "
-    f"The default recipe of this family (`{md(fam.family)}`) has the phases {md(' → '.join(phases))}. "
-    f"Everything below is read from the chosen `{md(get_package().name)}` supernet (the sidebar picks another).")
+    f"{recipe}Everything below is read from the chosen `{md(get_package().name)}` supernet (the sidebar picks another).")
 
 # ------------------------------------------------------------------------ the family's own sections
 family_sections = explanation(fam.family)
