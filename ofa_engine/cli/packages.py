@@ -96,9 +96,12 @@ def _brief(package) -> dict:
 # ---------------------------------------------------------------------- import-official
 def _official_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True, metavar="PTH",
-                        help="official checkpoint, e.g. ofa_mbv3_d234_e346_k357_w1.0.pth (read weights_only)")
+                        help="official checkpoint, as the lab names them: ofa_mbv3_d234_e346_k357_w1.0 / _w1.2, "
+                             "ofa_proxyless_d234_e346_k357_w1.3 or ofa_resnet50 (family detected from its keys; "
+                             "read weights_only)")
     parser.add_argument("--accuracy-predictor", metavar="PTH",
-                        help="the official acc_predictor.pth (3x400 MLP + base_acc), imported into the package")
+                        help="the official accuracy predictor of that supernet (3x400 MLP + base_acc: acc_predictor.pth for "
+                             "MobileNetV3, ofa_resnet50_acc_predictor.pth for ResNet50D), imported into the package")
     parser.add_argument("--data", required=True, metavar="IMAGENET_DIR",
                         help="an ImageNet folder (1000 class sub-folders, e.g. the validation set)")
     parser.add_argument("--out", required=True, metavar="PKG", help="package folder to create, or PKG.zip")
@@ -112,7 +115,8 @@ def _official_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
 
 
-@register("import-official", "make a package of an official OFA MobileNetV3 ImageNet checkpoint",
+@register("import-official", "make a package of an official OFA ImageNet checkpoint (MobileNetV3, "
+          "ProxylessNAS or ResNet50D)",
           _official_arguments)
 def run_import_official(args: argparse.Namespace) -> int:
     _positive("--calibration-images", args.calibration_images)

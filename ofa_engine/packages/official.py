@@ -1,10 +1,11 @@
-"""A package of the MIT lab's released OFA MobileNetV3 ImageNet supernets (and, optionally, their
-accuracy predictor), with calibration and evaluation images sampled from an ImageNet folder.
+"""A package of one of the MIT lab's released OFA ImageNet supernets (MobileNetV3 w1.0 / w1.2,
+ProxylessNAS w1.3, ResNet50D; and, optionally, its accuracy predictor), with calibration and
+evaluation images sampled from an ImageNet folder.
 
 Checkpoints are read with `torch.load(weights_only=True)`: a file holding anything other than
 tensors and plain values is refused, never run. The weights are mapped by the family that
-recognises them (`NetworkFamily.import_official`: today only MobileNetV3 has official
-checkpoints), the predictor by the space's family (`NetworkFamily.official_predictor`).
+recognises them (`NetworkFamily.import_official`: the families `mbv3`, `proxyless` and
+`resnet`), the predictor by the space's family (`NetworkFamily.official_predictor`).
 """
 
 from __future__ import annotations
@@ -89,7 +90,8 @@ def import_official_package(checkpoint: str | os.PathLike, data_dir: str | os.Pa
                             evaluation_images: int = 1000, seed: int = 0, image_size: int | None = None,
                             name: str | None = None, command: str | None = None,
                             measure_accuracy: bool = True) -> Path:
-    """A package of an official OFA MobileNetV3 checkpoint (w1.0 or w1.2, detected), with images
+    """A package of an official OFA checkpoint (its family and space detected from the keys and
+    shapes), with images
     sampled from the ImageNet folder `data_dir` (one sub-folder per class, 1000 classes, sorted as
     torchvision sorts them: the official class order), stored at `image_size` (default: the
     space's largest resolution)."""
@@ -115,7 +117,8 @@ def import_official_package(checkpoint: str | os.PathLike, data_dir: str | os.Pa
         "dataset": f"ImageNet (the official OFA supernet); images from '{data_dir}'",
         "date": utc_now(),
         "accuracy_report": accuracy_report(supernet, calib, evaluation) if measure_accuracy else {},
-        "notes": (f"weights: the official checkpoint '{Path(checkpoint).name}', mapped by import_official_ofa; "
+        "notes": (f"weights: the official checkpoint '{Path(checkpoint).name}', mapped onto space '{space.name}' "
+                  f"by the '{family_of(space, fast=False).family}' family's import_official; "
                   f"accuracy predictor: {Path(accuracy_predictor).name if accuracy_predictor else 'none'}. "
                   f"Preprocessing: scale, resize to the subnet's size, ImageNet mean / std (the official "
                   f"evaluation resizes to size / 0.875 and crops the centre instead)"),
