@@ -70,3 +70,39 @@ def imagenet_folder(root: Path, size: int, seed: int = 0) -> Path:
         pixels = np.clip(115 + 58 * rng.standard_normal((size, size, 3)), 0, 255).astype(np.uint8)
         Image.fromarray(pixels).save(folder / f"n{c:08d}" / "0.png", compress_level=0)
     return folder
+
+
+def check_import_refusals(root: Path, checkpoint: str, wrong_state: dict, wrong_message: str,
+                          predictor_message: str, tmp_path: Path, capsys) -> None:
+    """`import-official` refuses, with exit code 2, a message and nothing written: a pickle that
+    would run code (it never runs), the state dict `wrong_state` (its error contains
+    `wrong_message`), and the good checkpoint `root`/`checkpoint` with an accuracy predictor of
+    the wrong input width (its error contains `predictor_message`). `root`/imagenet: the images."""
+    import os
+    import pickle
+
+    from ofa_engine.cli import main
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    evil = tmp_path / "evil.pth"
+    evil.write_bytes(pickle.dumps({"state_dict": Evil()}))
+    wrong = tmp_path / "wrong.pth"
+    torch.save({"state_dict": wrong_state}, wrong)
+    for path, pattern in ((evil, "cannot be read"), (wrong, wrong_message)):
+        assert main(["import-official", "--checkpoint", str(path), "--data", str(root / "imagenet"),
+                     "--out", str(tmp_path / "pkg")]) == 2
+        err = capsys.readouterr().err
+        assert "--checkpoint" in err and pattern in err, err
+    assert not marker.exists() and not (tmp_path / "pkg").exists()
+    bad_predictor = tmp_path / "acc.pth"
+    torch.save({"layers.0.0.weight": torch.zeros(400, 7), "layers.0.0.bias": torch.zeros(400),
+                "layers.1.weight": torch.zeros(1, 400), "base_acc": torch.zeros(1)}, bad_predictor)
+    assert main(["import-official", "--checkpoint", str(root / checkpoint), "--accuracy-predictor",
+                 str(bad_predictor), "--data", str(root / "imagenet"), "--out", str(tmp_path / "pkg")]) == 2
+    err = capsys.readouterr().err
+    assert predictor_message in err, err
+    assert not (tmp_path / "pkg").exists()

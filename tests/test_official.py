@@ -20,7 +20,7 @@ from ofa_engine.families.mbv3.official import _key_map, import_official_ofa
 from ofa_engine.families.mbv3.space import SearchSpace
 from ofa_engine.families.mbv3.supernet import build_supernet
 from tests.helpers_official import calibrate_bn as _calibrate_bn
-from tests.helpers_official import imagenet_folder
+from tests.helpers_official import check_import_refusals, imagenet_folder
 from tests.helpers_official import official_input as _input
 from tests.helpers_official import run_with_features as _run
 
@@ -367,31 +367,6 @@ def test_official_package_searches_under_the_bundled_w10_cpu_latency_profile(off
 
 
 def test_import_official_refuses_a_hostile_or_wrong_checkpoint(official_package, tmp_path, capsys):
-    import os
-    import pickle
-
-    from ofa_engine.cli import main
     _, _, _, root = official_package
-    marker = tmp_path / "pwned"
-
-    class Evil:
-        def __reduce__(self):
-            return (os.system, (f"touch {marker}",))
-
-    evil = tmp_path / "evil.pth"
-    evil.write_bytes(pickle.dumps({"state_dict": Evil()}))
-    wrong = tmp_path / "wrong.pth"
-    torch.save({"state_dict": {"fc.weight": torch.zeros(2)}}, wrong)
-    for checkpoint, pattern in ((evil, "cannot be read"), (wrong, "unexpected key 'fc.weight'")):
-        assert main(["import-official", "--checkpoint", str(checkpoint), "--data", str(root / "imagenet"),
-                     "--out", str(tmp_path / "pkg")]) == 2
-        err = capsys.readouterr().err
-        assert "--checkpoint" in err and pattern in err, err
-    assert not marker.exists() and not (tmp_path / "pkg").exists()
-    bad_predictor = tmp_path / "acc.pth"
-    torch.save({"layers.0.0.weight": torch.zeros(400, 7), "layers.0.0.bias": torch.zeros(400),
-                "layers.1.weight": torch.zeros(1, 400), "base_acc": torch.zeros(1)}, bad_predictor)
-    assert main(["import-official", "--checkpoint", str(root / "ofa_mbv3_d234_e346_k357_w1.0.pth"),
-                 "--accuracy-predictor", str(bad_predictor), "--data", str(root / "imagenet"),
-                 "--out", str(tmp_path / "pkg")]) == 2
-    assert "(hidden, 145)" in capsys.readouterr().err
+    check_import_refusals(root, "ofa_mbv3_d234_e346_k357_w1.0.pth", {"fc.weight": torch.zeros(2)},
+                          "unexpected key 'fc.weight'", "(hidden, 145)", tmp_path, capsys)

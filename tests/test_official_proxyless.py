@@ -19,7 +19,7 @@ from ofa_engine.families.proxyless.official import import_official_proxyless, ke
 from ofa_engine.families.proxyless.space import ProxylessSpace
 from ofa_engine.families.proxyless.supernet import ProxylessSupernet
 from tests.helpers_official import calibrate_bn as _calibrate_bn
-from tests.helpers_official import imagenet_folder
+from tests.helpers_official import check_import_refusals, imagenet_folder
 from tests.helpers_official import official_input as _input
 from tests.helpers_official import run_with_features as _run
 from tests.test_official import _randomise
@@ -286,39 +286,12 @@ def test_official_package_specializes_and_matches_the_official_subnet(official_p
 
 
 def test_import_official_refuses_a_hostile_or_wrong_checkpoint(official_package, tmp_path, capsys):
-    import os
-    import pickle
-
-    from ofa_engine.cli import main
     net, _, _, root = official_package
-    marker = tmp_path / "pwned"
+    state = {**net.state_dict(), "feature_mix_layer.conv.weight": torch.zeros(1664, 400, 1, 1)}
+    check_import_refusals(root, "ofa_proxyless_d234_e346_k357_w1.3.pth", state,
+                          "key 'feature_mix_layer.conv.weight' has shape (1664, 400, 1, 1), expected shape "
+                          "(1664, 416, 1, 1)", "(hidden, 169 or 151)", tmp_path, capsys)
 
-    class Evil:
-        def __reduce__(self):
-            return (os.system, (f"touch {marker}",))
-
-    evil = tmp_path / "evil.pth"
-    evil.write_bytes(pickle.dumps({"state_dict": Evil()}))
-    wrong_shape = tmp_path / "wrong.pth"
-    state = dict(net.state_dict())
-    state["feature_mix_layer.conv.weight"] = torch.zeros(1664, 400, 1, 1)
-    torch.save({"state_dict": state}, wrong_shape)
-    for checkpoint, pattern in ((evil, "cannot be read"),
-                                (wrong_shape, "key 'feature_mix_layer.conv.weight' has shape (1664, 400, 1, 1), "
-                                              "expected shape (1664, 416, 1, 1)")):
-        assert main(["import-official", "--checkpoint", str(checkpoint), "--data", str(root / "imagenet"),
-                     "--out", str(tmp_path / "pkg")]) == 2
-        err = capsys.readouterr().err
-        assert "--checkpoint" in err and pattern in err, err
-    assert not marker.exists() and not (tmp_path / "pkg").exists()
-    bad_predictor = tmp_path / "acc.pth"
-    torch.save({"layers.0.0.weight": torch.zeros(400, 7), "layers.0.0.bias": torch.zeros(400),
-                "layers.1.weight": torch.zeros(1, 400), "base_acc": torch.zeros(1)}, bad_predictor)
-    assert main(["import-official", "--checkpoint", str(root / "ofa_proxyless_d234_e346_k357_w1.3.pth"),
-                 "--accuracy-predictor", str(bad_predictor), "--data", str(root / "imagenet"),
-                 "--out", str(tmp_path / "pkg")]) == 2
-    assert "(hidden, 169 or 151)" in capsys.readouterr().err
-    assert not (tmp_path / "pkg").exists()
 
 
 def test_a_predictor_on_21_block_features_is_read_too():

@@ -18,7 +18,7 @@ from ofa_engine.families import family_of
 from ofa_engine.families.resnet.official import _key_map, import_official_resnet, official_key
 from ofa_engine.families.resnet.space import ResNetSpace
 from tests.helpers_official import calibrate_bn as _calibrate_bn
-from tests.helpers_official import imagenet_folder
+from tests.helpers_official import check_import_refusals, imagenet_folder
 from tests.helpers_official import official_input as _input
 
 TOL = 1e-4
@@ -292,34 +292,9 @@ def test_official_package_specializes_and_matches_the_official_subnet(official_p
 
 
 def test_import_official_refuses_a_hostile_or_wrong_checkpoint(official_package, tmp_path, capsys):
-    import os
-    import pickle
-
-    from ofa_engine.cli import main
     _, _, _, root = official_package
-    marker = tmp_path / "pwned"
-
-    class Evil:
-        def __reduce__(self):
-            return (os.system, (f"touch {marker}",))
-
-    evil = tmp_path / "evil.pth"
-    evil.write_bytes(pickle.dumps({"state_dict": Evil()}))
     state = torch.load(root / "ofa_resnet50.pth", weights_only=True)["state_dict"]
     key = "blocks.3.conv2.conv.conv.weight"
-    wrong_shape = tmp_path / "wrong-shape.pth"
-    torch.save({"state_dict": {**state, key: torch.zeros(88, 88, 1, 1)}}, wrong_shape)
-    for checkpoint, pattern in ((evil, "cannot be read"),
-                                (wrong_shape, f"key '{key}' has shape (88, 88, 1, 1), expected shape (88, 88, 3, 3)")):
-        assert main(["import-official", "--checkpoint", str(checkpoint), "--data", str(root / "imagenet"),
-                     "--out", str(tmp_path / "pkg")]) == 2
-        err = capsys.readouterr().err
-        assert "--checkpoint" in err and pattern in err, err
-    assert not marker.exists() and not (tmp_path / "pkg").exists()
-    bad_predictor = tmp_path / "acc.pth"
-    torch.save({"layers.0.0.weight": torch.zeros(400, 7), "layers.0.0.bias": torch.zeros(400),
-                "layers.1.weight": torch.zeros(1, 400), "base_acc": torch.zeros(1)}, bad_predictor)
-    assert main(["import-official", "--checkpoint", str(root / "ofa_resnet50.pth"),
-                 "--accuracy-predictor", str(bad_predictor), "--data", str(root / "imagenet"),
-                 "--out", str(tmp_path / "pkg")]) == 2
-    assert "(hidden, 82)" in capsys.readouterr().err and not (tmp_path / "pkg").exists()
+    check_import_refusals(root, "ofa_resnet50.pth", {**state, key: torch.zeros(88, 88, 1, 1)},
+                          f"key '{key}' has shape (88, 88, 1, 1), expected shape (88, 88, 3, 3)", "(hidden, 82)",
+                          tmp_path, capsys)

@@ -15,6 +15,7 @@ from typing import Any, Mapping, NoReturn
 
 import torch
 
+from ..official_checkpoints import map_official_state, predictor_layers
 from .space import SearchSpace
 from .supernet import Supernet, build_supernet
 
@@ -75,10 +76,6 @@ def _legacy_spellings(key: str) -> list[str]:
     return out
 
 
-def _shape(value: Any) -> str:
-    return str(tuple(value.shape)) if isinstance(value, torch.Tensor) else f"<{type(value).__name__}>"
-
-
 def _fail(message: str) -> NoReturn:
     raise ValueError(f"not an official OFA MobileNetV3 (w1.0 / w1.2) state dict: {message}")
 
@@ -96,65 +93,9 @@ def import_official_ofa(state_dict: Mapping[str, Any]) -> Supernet:
     when the dict is not such a state dict; nothing is loaded then. The returned supernet is
     in training mode, like `build_supernet`'s; call `.eval()` before inference.
     """
-    if isinstance(state_dict, Mapping) and isinstance(state_dict.get("state_dict"), Mapping):
-        state_dict = state_dict["state_dict"]
-    if not isinstance(state_dict, Mapping):
-        _fail(f"expected a mapping of names to tensors, got {type(state_dict).__name__}")
-    if not state_dict:
-        _fail("the state dict is empty")
-    bad = next((k for k in state_dict if not isinstance(k, str)), None)
-    if bad is not None:
-        _fail(f"key {bad!r} is not a string")
-    items = list(state_dict.items())
-    if all(k.startswith("module.") for k, _ in items):
-        items = [(k[len("module."):], v) for k, v in items]
-
     tables = {p: {off: (ours, shape, floating) for off, ours, shape, floating in _key_map(p)}
               for p in OFFICIAL_PRESETS}
-    names = tables[OFFICIAL_PRESETS[0]]  # every preset has the same official names
-
-    def expected(key: str) -> str:
-        shapes = {p: tables[p][key][1] for p in OFFICIAL_PRESETS}
-        if len(set(shapes.values())) == 1:
-            return str(next(iter(shapes.values())))
-        return " or ".join(f"{s} ({p})" for p, s in shapes.items())
-
-    # 1. Resolve every given key to an official name; values must be tensors.
-    given: dict[str, tuple[str, torch.Tensor]] = {}  # official name -> (key as given, tensor)
-    for key, value in items:
-        official = next((k for k in _legacy_spellings(key) if k in names), None)
-        if official is None:
-            _fail(f"unexpected key '{key}' with shape {_shape(value)} (expected shape: none, "
-                  f"no such entry in an official OFA MobileNetV3)")
-        if not isinstance(value, torch.Tensor):
-            _fail(f"key '{key}' holds a {type(value).__name__}, not a tensor "
-                  f"(expected shape {expected(official)})")
-        if official in given:
-            _fail(f"key '{key}' with shape {_shape(value)} names the same entry as "
-                  f"'{given[official][0]}' (expected shape {expected(official)}, once)")
-        given[official] = (key, value)
-
-    # 2. The width whose shapes all match (else the closest, to name the first mismatch).
-    def matches(preset: str) -> int:
-        return sum(official in given and tuple(given[official][1].shape) == shape
-                   for official, (_, shape, _) in tables[preset].items())
-
-    preset = max(OFFICIAL_PRESETS, key=matches)  # max keeps the first preset on ties
-    mapped: dict[str, torch.Tensor] = {}
-    for official, (ours, shape, floating) in tables[preset].items():
-        if official not in given:
-            _fail(f"missing key '{official}' (shape: none, expected shape {shape} for {preset})")
-        key, value = given[official]
-        if tuple(value.shape) != shape:
-            _fail(f"key '{key}' has shape {_shape(value)}, expected shape {shape} for {preset}")
-        # Parameters and BN statistics must be floating point; the BN batch counter may be
-        # any real number type (it is cast to int64).
-        ok = value.is_floating_point() if floating else not (value.is_complex() or value.dtype == torch.bool)
-        if not ok:
-            _fail(f"key '{key}' with shape {_shape(value)} has dtype {value.dtype}, expected a "
-                  f"{'floating-point' if floating else 'real number'} tensor of shape {shape}")
-        mapped[ours] = value
-
+    preset, mapped = map_official_state(state_dict, tables, _legacy_spellings, _fail, "OFA MobileNetV3")
     supernet = build_supernet(preset)
     supernet.load_state_dict(mapped, strict=True)
     return supernet
@@ -175,54 +116,15 @@ def official_predictor_arrays(state_dict: Mapping[str, Any], space: SearchSpace
     key and the shape for anything else."""
     import numpy as np
 
-    if isinstance(state_dict, Mapping) and isinstance(state_dict.get("state_dict"), Mapping):
-        state_dict = state_dict["state_dict"]
-    if not isinstance(state_dict, Mapping):
-        raise ValueError(f"not an official OFA accuracy predictor: expected a mapping of names to tensors, "
-                         f"got {type(state_dict).__name__}")
+    weights, biases, base_acc = predictor_layers(state_dict)
     n_res, n_k, n_e, slots = (len(space.resolutions), len(space.kernel_sizes), len(space.expand_ratios),
                               space.num_slots)
     official_dim = n_res + slots * (n_k + n_e)
-    names = [k for k in state_dict if k.startswith("layers.")]
-    layer_ids = sorted({int(k.split(".")[1]) for k in names if k.split(".")[1].isdigit()})
-    expected = {"base_acc"} | {f"layers.{i}.0.{p}" for i in layer_ids[:-1] for p in ("weight", "bias")}
-    if layer_ids:
-        expected.add(f"layers.{layer_ids[-1]}.weight")
-    unexpected = sorted(set(map(str, state_dict)) - expected)
-    missing = sorted(expected - set(map(str, state_dict)))
-    if len(layer_ids) < 2 or layer_ids != list(range(len(layer_ids))) or unexpected or missing:
-        raise ValueError(f"not an official OFA accuracy predictor: expected keys layers.I.0.weight / "
-                         f"layers.I.0.bias, a last layers.N.weight and base_acc; missing {missing[:3]}, "
-                         f"unexpected {unexpected[:3]}")
-
-    def array(key: str):
-        value = state_dict[key]
-        if not isinstance(value, torch.Tensor) or not value.is_floating_point():
-            raise ValueError(f"official accuracy predictor: '{key}' is not a floating-point tensor")
-        return value.detach().float().numpy()
-
-    weights, biases = [], []
-    for i in layer_ids[:-1]:
-        weights.append(array(f"layers.{i}.0.weight").T.copy())
-        biases.append(array(f"layers.{i}.0.bias").reshape(-1))
-    weights.append(array(f"layers.{layer_ids[-1]}.weight").T.copy())
-    biases.append(np.zeros(1, np.float32))
     first = weights[0]
-    if first.ndim != 2 or first.shape[0] != official_dim:
+    if first.shape[0] != official_dim:
         raise ValueError(f"official accuracy predictor: 'layers.0.0.weight' has shape "
                          f"{tuple(first.T.shape)}; space '{space.name}' needs (hidden, {official_dim}) "
                          f"({n_res} resolutions + {slots} slots x ({n_k} kernels + {n_e} expand ratios))")
-    for i, (w, b) in enumerate(zip(weights, biases)):
-        if i and w.shape[0] != weights[i - 1].shape[1]:
-            raise ValueError(f"official accuracy predictor: layer {i} takes {w.shape[0]} inputs, "
-                             f"layer {i - 1} gives {weights[i - 1].shape[1]}")
-        if b.shape != (w.shape[1],):
-            raise ValueError(f"official accuracy predictor: layer {i}'s bias has shape {b.shape}")
-    if weights[-1].shape[1] != 1:
-        raise ValueError(f"official accuracy predictor: the last layer has {weights[-1].shape[1]} outputs; expected 1")
-    base = array("base_acc").reshape(-1)
-    if base.shape != (1,):
-        raise ValueError(f"official accuracy predictor: 'base_acc' has shape {base.shape}; expected (1,)")
     # Our column -> the official column (-1: the width column, zero weights).
     columns = list(range(n_res)) + [-1] * len(space.width_mults)
     for slot in range(slots):
@@ -233,4 +135,4 @@ def official_predictor_arrays(state_dict: Mapping[str, Any], space: SearchSpace
         if official >= 0:
             ours[row] = first[official]
     weights[0] = ours
-    return weights, biases, float(base[0])
+    return weights, biases, base_acc

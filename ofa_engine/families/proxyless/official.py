@@ -14,9 +14,9 @@ import functools
 import re
 from typing import Any, Mapping, NoReturn
 
-import numpy as np
 import torch
 
+from ..official_checkpoints import map_official_state, predictor_layers
 from .space import ProxylessSpace
 from .supernet import ProxylessSupernet
 
@@ -71,10 +71,6 @@ def _legacy_spellings(key: str) -> list[str]:
     return out
 
 
-def _shape(value: Any) -> str:
-    return str(tuple(value.shape)) if isinstance(value, torch.Tensor) else f"<{type(value).__name__}>"
-
-
 def _fail(message: str) -> NoReturn:
     raise ValueError(f"not an official OFA ProxylessNAS (w1.3) state dict: {message}")
 
@@ -90,47 +86,9 @@ def import_official_proxyless(state_dict: Mapping[str, Any]) -> ProxylessSuperne
     shape and the expected shape otherwise; nothing is loaded then. The supernet is returned in
     training mode; call `.eval()` before inference.
     """
-    if isinstance(state_dict, Mapping) and isinstance(state_dict.get("state_dict"), Mapping):
-        state_dict = state_dict["state_dict"]
-    if not isinstance(state_dict, Mapping):
-        _fail(f"expected a mapping of names to tensors, got {type(state_dict).__name__}")
-    if not state_dict:
-        _fail("the state dict is empty")
-    bad = next((k for k in state_dict if not isinstance(k, str)), None)
-    if bad is not None:
-        _fail(f"key {bad!r} is not a string")
-    items = list(state_dict.items())
-    if all(k.startswith("module.") for k, _ in items):
-        items = [(k[len("module."):], v) for k, v in items]
-
     table = {official: (ours, shape, floating) for official, ours, shape, floating in key_map(OFFICIAL_PRESET)}
-    given: dict[str, tuple[str, torch.Tensor]] = {}   # official name -> (key as given, tensor)
-    for key, value in items:
-        official = next((k for k in _legacy_spellings(key) if k in table), None)
-        if official is None:
-            _fail(f"unexpected key '{key}' with shape {_shape(value)} (expected shape: none, no such entry in "
-                  f"an official OFA ProxylessNAS)")
-        shape = table[official][1]
-        if not isinstance(value, torch.Tensor):
-            _fail(f"key '{key}' holds a {type(value).__name__}, not a tensor (expected shape {shape})")
-        if official in given:
-            _fail(f"key '{key}' with shape {_shape(value)} names the same entry as '{given[official][0]}' "
-                  f"(expected shape {shape}, once)")
-        given[official] = (key, value)
-
-    mapped: dict[str, torch.Tensor] = {}
-    for official, (ours, shape, floating) in table.items():
-        if official not in given:
-            _fail(f"missing key '{official}' (shape: none, expected shape {shape} for {OFFICIAL_PRESET})")
-        key, value = given[official]
-        if tuple(value.shape) != shape:
-            _fail(f"key '{key}' has shape {_shape(value)}, expected shape {shape} for {OFFICIAL_PRESET}")
-        # Parameters and BN statistics floating point; the BN batch counter any real number type.
-        ok = value.is_floating_point() if floating else not (value.is_complex() or value.dtype == torch.bool)
-        if not ok:
-            _fail(f"key '{key}' with shape {_shape(value)} has dtype {value.dtype}, expected a "
-                  f"{'floating-point' if floating else 'real number'} tensor of shape {shape}")
-        mapped[ours] = value
+    _, mapped = map_official_state(state_dict, {OFFICIAL_PRESET: table}, _legacy_spellings, _fail,
+                                   "OFA ProxylessNAS")
     supernet = ProxylessSupernet(ProxylessSpace.preset(OFFICIAL_PRESET))
     supernet.load_state_dict(mapped, strict=True)
     return supernet
@@ -150,35 +108,8 @@ def official_predictor_arrays(state_dict: Mapping[str, Any], space: ProxylessSpa
     stage's three extra slots always zero) or 21 (SPACE_TYPE "mbv2"). Ours: the resolution,
     then per slot kernel and expand together. `ValueError` naming the key and the shape for
     anything else."""
-    if isinstance(state_dict, Mapping) and isinstance(state_dict.get("state_dict"), Mapping):
-        state_dict = state_dict["state_dict"]
-    if not isinstance(state_dict, Mapping):
-        raise ValueError(f"not an official OFA accuracy predictor: expected a mapping of names to tensors, "
-                         f"got {type(state_dict).__name__}")
+    weights, biases, base_acc = predictor_layers(state_dict)
     n_res, n_k, n_e, slots = len(space.resolutions), len(space.kernel_sizes), len(space.expand_ratios), space.num_slots
-    names = [str(k) for k in state_dict if str(k).startswith("layers.")]
-    layer_ids = sorted({int(k.split(".")[1]) for k in names if k.split(".")[1].isdigit()})
-    expected = {"base_acc"} | {f"layers.{i}.0.{p}" for i in layer_ids[:-1] for p in ("weight", "bias")}
-    if layer_ids:
-        expected.add(f"layers.{layer_ids[-1]}.weight")
-    unexpected = sorted(set(map(str, state_dict)) - expected)
-    missing = sorted(expected - set(map(str, state_dict)))
-    if len(layer_ids) < 2 or layer_ids != list(range(len(layer_ids))) or unexpected or missing:
-        raise ValueError(f"not an official OFA accuracy predictor: expected keys layers.I.0.weight / layers.I.0.bias, "
-                         f"a last layers.N.weight and base_acc; missing {missing[:3]}, unexpected {unexpected[:3]}")
-
-    def array(key: str) -> np.ndarray:
-        value = state_dict[key]
-        if not isinstance(value, torch.Tensor) or not value.is_floating_point():
-            raise ValueError(f"official accuracy predictor: '{key}' is not a floating-point tensor")
-        return value.detach().float().numpy()
-
-    weights, biases = [], []
-    for i in layer_ids[:-1]:
-        weights.append(array(f"layers.{i}.0.weight").T.copy())
-        biases.append(array(f"layers.{i}.0.bias").reshape(-1))
-    weights.append(array(f"layers.{layer_ids[-1]}.weight").T.copy())
-    biases.append(np.zeros(1, np.float32))
     first = weights[0]
     # The official encoder's block count: 6 stages x 4 slots (SPACE_TYPE "mbv3") or 5 x 4 + 1 ("mbv2").
     allowed = {n_res + blocks * (n_k + n_e): blocks for blocks in ((space.num_stages) * space.max_depth, slots)}
@@ -186,17 +117,6 @@ def official_predictor_arrays(state_dict: Mapping[str, Any], space: ProxylessSpa
         raise ValueError(f"official accuracy predictor: 'layers.0.0.weight' has shape {tuple(first.T.shape)}; "
                          f"space '{space.name}' needs (hidden, {' or '.join(map(str, allowed))}) ({n_res} resolutions "
                          f"+ {' or '.join(map(str, allowed.values()))} blocks x ({n_k} kernels + {n_e} expand ratios))")
-    for i, (w, b) in enumerate(zip(weights, biases)):
-        if i and w.shape[0] != weights[i - 1].shape[1]:
-            raise ValueError(f"official accuracy predictor: layer {i} takes {w.shape[0]} inputs, "
-                             f"layer {i - 1} gives {weights[i - 1].shape[1]}")
-        if b.shape != (w.shape[1],):
-            raise ValueError(f"official accuracy predictor: layer {i}'s bias has shape {b.shape}")
-    if weights[-1].shape[1] != 1:
-        raise ValueError(f"official accuracy predictor: the last layer has {weights[-1].shape[1]} outputs; expected 1")
-    base = array("base_acc").reshape(-1)
-    if base.shape != (1,):
-        raise ValueError(f"official accuracy predictor: 'base_acc' has shape {base.shape}; expected (1,)")
     blocks = allowed[first.shape[0]]
     # Our column -> the official column. Slot s of ours is the official block s in both layouts
     # (the mbv3-style encoder reads block 20 as stage 5's first and leaves 21..23 empty).
@@ -205,4 +125,4 @@ def official_predictor_arrays(state_dict: Mapping[str, Any], space: ProxylessSpa
         columns += [n_res + slot * n_k + j for j in range(n_k)]
         columns += [n_res + blocks * n_k + slot * n_e + j for j in range(n_e)]
     weights[0] = first[columns].copy()
-    return weights, biases, float(base[0])
+    return weights, biases, base_acc

@@ -18,6 +18,7 @@ from typing import Any, Mapping, NoReturn
 import numpy as np
 import torch
 
+from ..official_checkpoints import map_official_state, predictor_layers
 from .space import ResNetSpace
 from .supernet import ResNetSupernet, build_supernet
 
@@ -43,23 +44,14 @@ def _key_map(preset: str) -> tuple[tuple[str, str, tuple[int, ...], bool], ...]:
     return tuple((official_key(k), k, tuple(v.shape), v.is_floating_point()) for k, v in state.items())
 
 
-def _official_spelling(key: str, names: Mapping[str, Any]) -> str | None:
-    """The official name `key` stands for, as `OFAResNets.load_state_dict` resolves it (the
-    key itself, or the static-layer spelling: `.linear.` -> `.linear.linear.`, else `bn.` ->
-    `bn.bn.`, else `conv.weight` -> `conv.conv.weight`), or None."""
-    if key in names:
-        return key
-    if ".linear." in key:
-        key = key.replace(".linear.", ".linear.linear.")
-    elif "bn." in key:
-        key = key.replace("bn.", "bn.bn.")
-    elif "conv.weight" in key:
-        key = key.replace("conv.weight", "conv.conv.weight")
-    return key if key in names else None
-
-
-def _shape(value: Any) -> str:
-    return str(tuple(value.shape)) if isinstance(value, torch.Tensor) else f"<{type(value).__name__}>"
+def _spellings(key: str) -> list[str]:
+    """The official names `key` may stand for, as `OFAResNets.load_state_dict` resolves it: the
+    key itself, else its static-layer spelling (`.linear.` -> `.linear.linear.`, else `bn.` ->
+    `bn.bn.`, else `conv.weight` -> `conv.conv.weight`)."""
+    for old, new in ((".linear.", ".linear.linear."), ("bn.", "bn.bn."), ("conv.weight", "conv.conv.weight")):
+        if old in key:
+            return [key, key.replace(old, new)]
+    return [key]
 
 
 def _fail(message: str) -> NoReturn:
@@ -77,102 +69,14 @@ def import_official_resnet(state_dict: Mapping[str, Any]) -> ResNetSupernet:
     first offending key, its shape and the expected shape otherwise; nothing is loaded then.
     The returned supernet is in training mode; call `.eval()` before inference.
     """
-    if isinstance(state_dict, Mapping) and isinstance(state_dict.get("state_dict"), Mapping):
-        state_dict = state_dict["state_dict"]
-    if not isinstance(state_dict, Mapping):
-        _fail(f"expected a mapping of names to tensors, got {type(state_dict).__name__}")
-    if not state_dict:
-        _fail("the state dict is empty")
-    bad = next((k for k in state_dict if not isinstance(k, str)), None)
-    if bad is not None:
-        _fail(f"key {bad!r} is not a string")
-    items = list(state_dict.items())
-    if all(k.startswith("module.") for k, _ in items):
-        items = [(k[len("module."):], v) for k, v in items]
-
     table = {off: (ours, shape, floating) for off, ours, shape, floating in _key_map(OFFICIAL_PRESET)}
-    given: dict[str, tuple[str, torch.Tensor]] = {}   # official name -> (key as given, tensor)
-    for key, value in items:
-        official = _official_spelling(key, table)
-        if official is None:
-            _fail(f"unexpected key '{key}' with shape {_shape(value)} (expected shape: none, no such entry "
-                  f"in the official OFA ResNet50D)")
-        expected = table[official][1]
-        if not isinstance(value, torch.Tensor):
-            _fail(f"key '{key}' holds a {type(value).__name__}, not a tensor (expected shape {expected})")
-        if official in given:
-            _fail(f"key '{key}' with shape {_shape(value)} names the same entry as '{given[official][0]}' "
-                  f"(expected shape {expected}, once)")
-        given[official] = (key, value)
-
-    mapped: dict[str, torch.Tensor] = {}
-    for official, (ours, shape, floating) in table.items():
-        if official not in given:
-            _fail(f"missing key '{official}' (shape: none, expected shape {shape})")
-        key, value = given[official]
-        if tuple(value.shape) != shape:
-            _fail(f"key '{key}' has shape {_shape(value)}, expected shape {shape}")
-        # Parameters and BN statistics must be floating point; the BN batch counter may be any
-        # real number type (it is cast to int64).
-        ok = value.is_floating_point() if floating else not (value.is_complex() or value.dtype == torch.bool)
-        if not ok:
-            _fail(f"key '{key}' with shape {_shape(value)} has dtype {value.dtype}, expected a "
-                  f"{'floating-point' if floating else 'real number'} tensor of shape {shape}")
-        mapped[ours] = value
-
+    _, mapped = map_official_state(state_dict, {OFFICIAL_PRESET: table}, _spellings, _fail, "OFA ResNet50D")
     supernet = build_supernet(OFFICIAL_PRESET)
     supernet.load_state_dict(mapped, strict=True)
     return supernet
 
 
 # ---------------------------------------------------------------------- accuracy predictor
-def _predictor_layers(state_dict: Any) -> tuple[list[np.ndarray], list[np.ndarray], float]:
-    """(weights (in, out), biases, base_acc) of an `ofa.nas.accuracy_predictor.AccuracyPredictor`
-    state dict (`layers.{0..n-1}.0` Linear + ReLU, `layers.n` Linear without bias, `base_acc`);
-    `ValueError` naming the key for anything else."""
-    if isinstance(state_dict, Mapping) and isinstance(state_dict.get("state_dict"), Mapping):
-        state_dict = state_dict["state_dict"]
-    if not isinstance(state_dict, Mapping):
-        raise ValueError(f"not an official OFA accuracy predictor: expected a mapping of names to tensors, "
-                         f"got {type(state_dict).__name__}")
-    names = [str(k) for k in state_dict if str(k).startswith("layers.")]
-    layer_ids = sorted({int(k.split(".")[1]) for k in names if k.split(".")[1].isdigit()})
-    expected = {"base_acc"} | {f"layers.{i}.0.{p}" for i in layer_ids[:-1] for p in ("weight", "bias")}
-    if layer_ids:
-        expected.add(f"layers.{layer_ids[-1]}.weight")
-    unexpected = sorted(set(map(str, state_dict)) - expected)
-    missing = sorted(expected - set(map(str, state_dict)))
-    if len(layer_ids) < 2 or layer_ids != list(range(len(layer_ids))) or unexpected or missing:
-        raise ValueError(f"not an official OFA accuracy predictor: expected keys layers.I.0.weight / "
-                         f"layers.I.0.bias, a last layers.N.weight and base_acc; missing {missing[:3]}, "
-                         f"unexpected {unexpected[:3]}")
-
-    def array(key: str) -> np.ndarray:
-        value = state_dict[key]
-        if not isinstance(value, torch.Tensor) or not value.is_floating_point():
-            raise ValueError(f"official accuracy predictor: '{key}' is not a floating-point tensor")
-        return value.detach().float().numpy()
-
-    weights, biases = [], []
-    for i in layer_ids[:-1]:
-        weights.append(array(f"layers.{i}.0.weight").T.copy())
-        biases.append(array(f"layers.{i}.0.bias").reshape(-1))
-    weights.append(array(f"layers.{layer_ids[-1]}.weight").T.copy())
-    biases.append(np.zeros(1, np.float32))
-    for i, (w, b) in enumerate(zip(weights, biases)):
-        if w.ndim != 2 or (i and w.shape[0] != weights[i - 1].shape[1]):
-            raise ValueError(f"official accuracy predictor: layer {i} has weight shape {tuple(w.T.shape)}, "
-                             f"which does not follow layer {i - 1}")
-        if b.shape != (w.shape[1],):
-            raise ValueError(f"official accuracy predictor: layer {i}'s bias has shape {b.shape}")
-    if weights[-1].shape[1] != 1:
-        raise ValueError(f"official accuracy predictor: the last layer has {weights[-1].shape[1]} outputs; expected 1")
-    base = array("base_acc").reshape(-1)
-    if base.shape != (1,):
-        raise ValueError(f"official accuracy predictor: 'base_acc' has shape {base.shape}; expected (1,)")
-    return weights, biases, float(base[0])
-
-
 def official_predictor_arrays(state_dict: Mapping[str, Any], space: ResNetSpace
                               ) -> tuple[list[Any], list[Any], float]:
     """(weights (in, out), biases, base_acc) of the lab's ResNet accuracy predictor
@@ -187,7 +91,7 @@ def official_predictor_arrays(state_dict: Mapping[str, Any], space: ResNetSpace
     stage depths, the slots' expand ratios, `w`, the resolution. Our stage-depth columns (the
     lab's encoding has no such columns: the depth shows as the slots left zero) get zero
     weights. `ValueError` naming the key and the shape for anything else."""
-    weights, biases, base_acc = _predictor_layers(state_dict)
+    weights, biases, base_acc = predictor_layers(state_dict)
     n_res, n_w, n_e = len(OFFICIAL_RESOLUTIONS), len(space.width_mults), len(space.expand_ratios)
     missing = [r for r in space.resolutions if r not in OFFICIAL_RESOLUTIONS]
     if missing:
