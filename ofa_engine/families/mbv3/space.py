@@ -14,15 +14,14 @@ from __future__ import annotations
 import dataclasses
 import functools
 import itertools
-import json
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, ClassVar, Mapping, Sequence
 
 import numpy as np
 
 from ...datasets.labels import FASHION_MNIST_LABELS as _FASHION_MNIST_LABELS
-from ...files import loads_json
 from ...registry import Registry
+from ...space.config_fields import JsonConfig, as_int, as_ints
 from ...space.config_text import parse_config_text
 from .genome import MobileNetV3Genome
 from .layout import ChannelPlan, channel_plan, make_divisible
@@ -49,8 +48,10 @@ CONFIG_FIELDS = ("wid", "ks", "e", "d", "image_size")
 
 
 @dataclass(frozen=True)
-class SubnetConfig:
+class SubnetConfig(JsonConfig):
     """One subnet of a search space. Immutable, hashable and JSON-serialisable."""
+
+    FIELDS: ClassVar[tuple[str, ...]] = CONFIG_FIELDS
 
     wid: int
     ks: tuple[int, ...]
@@ -61,44 +62,10 @@ class SubnetConfig:
     def __post_init__(self) -> None:
         # Accept lists (e.g. straight from JSON) but store tuples so the value stays immutable.
         for name in ("ks", "e", "d"):
-            value = getattr(self, name)
-            if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
-                raise ValueError(f"config field '{name}' must be a list of integers, got {value!r}")
-            object.__setattr__(self, name, tuple(_as_int(v, name) for v in value))
-        object.__setattr__(self, "wid", _as_int(self.wid, "wid"))
-        object.__setattr__(self, "image_size", _as_int(self.image_size, "image_size"))
+            object.__setattr__(self, name, as_ints(getattr(self, name), name))
+        object.__setattr__(self, "wid", as_int(self.wid, "wid"))
+        object.__setattr__(self, "image_size", as_int(self.image_size, "image_size"))
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"wid": self.wid, "ks": list(self.ks), "e": list(self.e), "d": list(self.d),
-                "image_size": self.image_size}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "SubnetConfig":
-        if not isinstance(data, Mapping):
-            raise ValueError(f"a subnet config must be a JSON object, got {type(data).__name__}")
-        missing = [f for f in CONFIG_FIELDS if f not in data]
-        extra = sorted(set(data) - set(CONFIG_FIELDS))
-        if missing or extra:
-            raise ValueError(
-                f"subnet config must have exactly the fields {list(CONFIG_FIELDS)}; "
-                f"missing {missing}, unexpected {extra}")
-        return cls(**{f: data[f] for f in CONFIG_FIELDS})
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), separators=(",", ":"))
-
-    @classmethod
-    def from_json(cls, text: str) -> "SubnetConfig":
-        # Bounded parse: size and nesting are capped before json sees the text.
-        return cls.from_dict(loads_json(text, "subnet config"))
-
-
-def _as_int(value: Any, field: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        raise ValueError(f"config field '{field}' must hold integers, got {value!r}")
-    return int(value)
 
 
 @dataclass(frozen=True)

@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, ClassVar, Mapping, Sequence
 
 import numpy as np
 
-from ...files import loads_json
 from ...registry import Registry
+from ...space.config_fields import JsonConfig, as_int, as_ints
 from ...space.config_text import parse_config_text
 from ..mbv3.layout import make_divisible
 from .genome import ProxylessGenome
@@ -35,23 +34,12 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def _as_int(value: Any, field: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        raise ValueError(f"config field '{field}' must hold integers, got {value!r}")
-    return int(value)
-
-
-def _as_ints(value: Any, field: str) -> tuple[int, ...]:
-    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Iterable):
-        raise ValueError(f"config field '{field}' must be a list of integers, got {value!r}")
-    return tuple(_as_int(v, field) for v in value)
-
-
 @dataclass(frozen=True)
-class ProxylessConfig:
+class ProxylessConfig(JsonConfig):
     """One subnet of a ProxylessNAS space. Immutable, hashable and JSON-serialisable."""
+
+    FIELDS: ClassVar[tuple[str, ...]] = CONFIG_FIELDS
+    KIND: ClassVar[str] = "ProxylessNAS"
 
     ks: tuple[int, ...]
     e: tuple[int, ...]
@@ -61,30 +49,9 @@ class ProxylessConfig:
     def __post_init__(self) -> None:
         # Accept lists (straight from JSON) but store tuples so the value stays immutable.
         for name in ("ks", "e", "d"):
-            object.__setattr__(self, name, _as_ints(getattr(self, name), name))
-        object.__setattr__(self, "image_size", _as_int(self.image_size, "image_size"))
+            object.__setattr__(self, name, as_ints(getattr(self, name), name))
+        object.__setattr__(self, "image_size", as_int(self.image_size, "image_size"))
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"ks": list(self.ks), "e": list(self.e), "d": list(self.d), "image_size": self.image_size}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "ProxylessConfig":
-        if not isinstance(data, Mapping):
-            raise ValueError(f"a ProxylessNAS subnet config must be a JSON object, got {type(data).__name__}")
-        missing = [f for f in CONFIG_FIELDS if f not in data]
-        extra = sorted(map(str, set(data) - set(CONFIG_FIELDS)))
-        if missing or extra:
-            raise ValueError(f"ProxylessNAS subnet config must have exactly the fields {list(CONFIG_FIELDS)}; "
-                             f"missing {missing}, unexpected {extra}")
-        return cls(**{f: data[f] for f in CONFIG_FIELDS})
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), separators=(",", ":"))
-
-    @classmethod
-    def from_json(cls, text: str) -> "ProxylessConfig":
-        # Bounded parse: size and nesting are capped before json sees the text.
-        return cls.from_dict(loads_json(text, "ProxylessNAS subnet config"))
 
 
 @dataclass(frozen=True)

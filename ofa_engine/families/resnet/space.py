@@ -24,14 +24,13 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any, ClassVar, Mapping
 
 import numpy as np
 
-from ...files import loads_json
 from ...registry import Registry
+from ...space.config_fields import JsonConfig, as_float, as_int, as_list
 from ...space.config_text import parse_config_text
 from .genome import ResNetGenome
 
@@ -51,30 +50,13 @@ def make_divisible(value: float, divisor: int = CHANNEL_DIVISOR) -> int:
     return new + divisor if new < 0.9 * value else new
 
 
-def _as_int(value: Any, field: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        raise ValueError(f"config field '{field}' must hold integers, got {value!r}")
-    return int(value)
-
-
-def _as_float(value: Any, field: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ValueError(f"config field '{field}' must hold numbers, got {value!r}")
-    return float(value)
-
-
-def _as_list(value: Any, field: str) -> Iterable:
-    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Iterable):
-        raise ValueError(f"config field '{field}' must be a list, got {value!r}")
-    return value
-
-
 @dataclass(frozen=True)
-class ResNetConfig:
+class ResNetConfig(JsonConfig):
     """One subnet of a ResNet space (the lab's `set_active_subnet` arguments + `image_size`).
     Immutable, hashable and JSON-serialisable."""
+
+    FIELDS: ClassVar[tuple[str, ...]] = CONFIG_FIELDS
+    KIND: ClassVar[str] = "ResNet"
 
     d: tuple[int, ...]
     e: tuple[float, ...]
@@ -83,32 +65,11 @@ class ResNetConfig:
 
     def __post_init__(self) -> None:
         # Lists straight from JSON are stored as tuples so the value stays immutable.
-        object.__setattr__(self, "d", tuple(_as_int(v, "d") for v in _as_list(self.d, "d")))
-        object.__setattr__(self, "e", tuple(_as_float(v, "e") for v in _as_list(self.e, "e")))
-        object.__setattr__(self, "w", tuple(_as_int(v, "w") for v in _as_list(self.w, "w")))
-        object.__setattr__(self, "image_size", _as_int(self.image_size, "image_size"))
+        object.__setattr__(self, "d", tuple(as_int(v, "d") for v in as_list(self.d, "d")))
+        object.__setattr__(self, "e", tuple(as_float(v, "e") for v in as_list(self.e, "e")))
+        object.__setattr__(self, "w", tuple(as_int(v, "w") for v in as_list(self.w, "w")))
+        object.__setattr__(self, "image_size", as_int(self.image_size, "image_size"))
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"d": list(self.d), "e": list(self.e), "w": list(self.w), "image_size": self.image_size}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "ResNetConfig":
-        if not isinstance(data, Mapping):
-            raise ValueError(f"a ResNet subnet config must be a JSON object, got {type(data).__name__}")
-        missing = [f for f in CONFIG_FIELDS if f not in data]
-        extra = sorted(map(str, set(data) - set(CONFIG_FIELDS)))
-        if missing or extra:
-            raise ValueError(f"ResNet subnet config must have exactly the fields {list(CONFIG_FIELDS)}; "
-                             f"missing {missing}, unexpected {extra}")
-        return cls(**{f: data[f] for f in CONFIG_FIELDS})
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), separators=(",", ":"))
-
-    @classmethod
-    def from_json(cls, text: str) -> "ResNetConfig":
-        # Bounded parse: size and nesting are capped before json sees the text.
-        return cls.from_dict(loads_json(text, "ResNet subnet config"))
 
 
 @dataclass(frozen=True)

@@ -17,45 +17,28 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, ClassVar, Mapping, Sequence
 
 import numpy as np
 
-from ...files import loads_json
 from ...registry import Registry
+from ...space.config_fields import JsonConfig, as_float, as_int, as_list
 from ...space.config_text import parse_config_text
 from .genome import ViTGenome
 
 __all__ = ["PRESETS", "ViTConfig", "ViTSpace", "CONFIG_FIELDS", "list_presets"]
 
 CONFIG_FIELDS = ("embed_dim", "depth", "num_heads", "mlp_ratio", "image_size")
-
-
-def _as_int(value: Any, field: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        raise ValueError(f"config field '{field}' must hold integers, got {value!r}")
-    return int(value)
-
-
-def _as_float(value: Any, field: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ValueError(f"config field '{field}' must hold numbers, got {value!r}")
-    return float(value)
-
-
-def _as_list(value: Any, field: str) -> Iterable:
-    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Iterable):
-        raise ValueError(f"config field '{field}' must be a list (one entry per block slot), got {value!r}")
-    return value
+_PER_SLOT = "a list (one entry per block slot)"
 
 
 @dataclass(frozen=True)
-class ViTConfig:
+class ViTConfig(JsonConfig):
     """One subnet of a ViT space. Immutable, hashable and JSON-serialisable."""
+
+    FIELDS: ClassVar[tuple[str, ...]] = CONFIG_FIELDS
+    KIND: ClassVar[str] = "ViT"
 
     embed_dim: int
     depth: int
@@ -65,33 +48,11 @@ class ViTConfig:
 
     def __post_init__(self) -> None:
         # Accept lists (straight from JSON) but store tuples so the value stays immutable.
-        object.__setattr__(self, "num_heads", tuple(_as_int(v, "num_heads") for v in _as_list(self.num_heads, "num_heads")))
-        object.__setattr__(self, "mlp_ratio", tuple(_as_float(v, "mlp_ratio") for v in _as_list(self.mlp_ratio, "mlp_ratio")))
+        object.__setattr__(self, "num_heads", tuple(as_int(v, "num_heads") for v in as_list(self.num_heads, "num_heads", _PER_SLOT)))
+        object.__setattr__(self, "mlp_ratio", tuple(as_float(v, "mlp_ratio") for v in as_list(self.mlp_ratio, "mlp_ratio", _PER_SLOT)))
         for name in ("embed_dim", "depth", "image_size"):
-            object.__setattr__(self, name, _as_int(getattr(self, name), name))
+            object.__setattr__(self, name, as_int(getattr(self, name), name))
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"embed_dim": self.embed_dim, "depth": self.depth, "num_heads": list(self.num_heads),
-                "mlp_ratio": list(self.mlp_ratio), "image_size": self.image_size}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "ViTConfig":
-        if not isinstance(data, Mapping):
-            raise ValueError(f"a ViT subnet config must be a JSON object, got {type(data).__name__}")
-        missing = [f for f in CONFIG_FIELDS if f not in data]
-        extra = sorted(map(str, set(data) - set(CONFIG_FIELDS)))
-        if missing or extra:
-            raise ValueError(f"ViT subnet config must have exactly the fields {list(CONFIG_FIELDS)}; "
-                             f"missing {missing}, unexpected {extra}")
-        return cls(**{f: data[f] for f in CONFIG_FIELDS})
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), separators=(",", ":"))
-
-    @classmethod
-    def from_json(cls, text: str) -> "ViTConfig":
-        # Bounded parse: size and nesting are capped before json sees the text.
-        return cls.from_dict(loads_json(text, "ViT subnet config"))
 
 
 @dataclass(frozen=True)
