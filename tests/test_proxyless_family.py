@@ -219,3 +219,67 @@ def test_lookup_table_pieces_run(family, supernet):
         with torch.no_grad():
             out = module(torch.zeros(shape))
         assert out.shape[0] == 1
+
+
+# ---------------------------------------------------------------- exact efficiency tables and the search
+def _small_space():
+    pytest.importorskip("streamlit")   # tests/test_app_official_zoo.py imports it
+    from tests.test_app_official_zoo import SPACES
+    return SPACES["proxyless"]
+
+
+@pytest.mark.parametrize("which", ["preset", "small"])
+def test_tables_equal_the_block_by_block_analytics(family, which):
+    from ofa_engine.families.proxyless.analytics import analyze_values, deployment_bytes
+    from ofa_engine.families.proxyless.tables import efficiency_tables
+    fam = family if which == "preset" else family_of(_small_space())
+    space, genome = fam.space, fam.genome
+    genes = np.concatenate([genome.random(2000, np.random.default_rng(0)), genome.uniform("min"),
+                            genome.uniform("max")])
+    expected = analyze_values(space, genome.values(genes))
+    got = efficiency_tables(space).compute(genes)
+    assert sorted(got) == sorted(expected)
+    for key, value in expected.items():
+        assert got[key].dtype == np.int64 and np.array_equal(got[key], value), key
+    population = fam.decode(genes)
+    for key, value in fam.analytic_efficiency(genes).items():
+        np.testing.assert_array_equal(value, expected[key])
+        np.testing.assert_array_equal(fam.analyze(population)[key], expected[key])
+    configs = population[:50]
+    assert list(fam.analyze(list(configs))) == list(fam.analytic_efficiency(genes))
+    for precision in ("fp32", "int8"):
+        walked = deployment_bytes(space, configs, precision)
+        tabled = fam.deployment_bytes(configs, precision)
+        assert all(np.array_equal(tabled[k], walked[k]) for k in walked) and sorted(tabled) == sorted(walked)
+    one = fam.analyze(population[3])       # one config: ints, walked
+    assert one == {key: int(value[3]) for key, value in expected.items()}
+
+
+def test_tables_refuse_bad_input_as_before(family):
+    with pytest.raises(ValueError, match="'e' has value 5; allowed: \\[3, 4, 6\\]"):
+        family.analyze([family.space.largest(), {**family.space.largest().to_dict(), "e": [5] * 21}])
+    with pytest.raises(ValueError, match="precision = 'int4'; allowed: fp32, int8"):
+        family.deployment_bytes([family.space.largest()] * 2, "int4")
+
+
+def test_search_result_is_unchanged_by_the_tables(family):
+    """The default evolution search (seed 0) under a MACs budget returns what the block-by-block
+    analytics gave (recorded before the tables, 2026-12-05)."""
+    from ofa_engine.devices.profiles import load_profile
+    from ofa_engine.predictors.accuracy import MacsProxy
+    from ofa_engine.search.constraints import Constraints
+    from ofa_engine.search.core import search
+    from ofa_engine.search.evaluator import Evaluator
+    space = family.space
+    result = search(Evaluator(space, load_profile("stm32f746"), MacsProxy(space)), Constraints(macs_m=300.0),
+                    "evolution", seed=0)
+    assert result.config.to_dict() == {
+        "ks": [5, 3, 7, 3, 5, 7, 7, 7, 3, 7, 7, 7, 7, 5, 5, 5, 3, 5, 7, 5, 3],
+        "e": [3, 3, 4, 4, 4, 4, 3, 4, 6, 6, 4, 4, 6, 3, 6, 4, 4, 6, 6, 4, 3],
+        "d": [4, 3, 4, 4, 3, 1], "image_size": 152}
+    assert result.evaluations == 50100 and result.predictor_calls == 20170
+    predicted = result.predicted
+    assert (predicted["macs"], predicted["params"], predicted["peak_memory_kb"]) == (299995888, 5877120, 541.5)
+    assert predicted["flash_kb"] == 5971.8212890625
+    assert predicted["accuracy"] == pytest.approx(0.2985306898213746, rel=1e-12)
+    assert predicted["latency_ms"] == pytest.approx(2777.7397037037035, rel=1e-12)

@@ -7,12 +7,14 @@ from typing import Any, Mapping
 import numpy as np
 
 from ...space.family import NetworkFamily
+from ...space.interface import ACTIVATION_BYTES
 from .. import FAMILIES
 from ..mbv3.analytics import LayerTally
-from .analytics import analyze, analyze_values, block_tally, deployment_bytes
+from .analytics import PRECISIONS, analyze, block_tally, deployment_bytes
 from .genome import ProxylessGenome, ProxylessPopulation
 from .layout import walk_values
 from .space import PRESETS, ProxylessConfig, ProxylessSpace, space_from_dict
+from .tables import EfficiencyTables, efficiency_tables
 
 __all__ = ["ProxylessFamily"]
 
@@ -22,8 +24,11 @@ EFFICIENCY = ("macs", "params", "peak_activation_bytes", "flash_bytes", "flash_b
 
 @FAMILIES.register("proxyless")
 class ProxylessFamily(NetworkFamily):
-    """`space`: a `ProxylessSpace` or preset name. `fast` is accepted for the registry's sake:
-    the analytics are already vectorised, there are no tables to skip."""
+    """`space`: a `ProxylessSpace` or preset name. The analytics of several configs
+    (`analytic_efficiency`, `analyze`, `deployment_bytes` of a sequence or a population) come
+    from the exact per-slot tables (`tables.py`, built on first use, once per space: cheap, so
+    `fast` is accepted for the registry's sake and changes nothing); one config is walked
+    block by block (`analytics.py`, the reference the tables are tested against)."""
 
     family = "proxyless"
 
@@ -46,6 +51,11 @@ class ProxylessFamily(NetworkFamily):
     def __init__(self, space: ProxylessSpace | str, fast: bool = True):
         self.space = ProxylessSpace.preset(space) if isinstance(space, str) else space
         self.name = self.space.name
+
+    @property
+    def tables(self) -> EfficiencyTables:
+        """The space's efficiency tables (built on first use, kept per process)."""
+        return efficiency_tables(self.space)
 
     @property
     def genome(self) -> ProxylessGenome:
@@ -74,14 +84,27 @@ class ProxylessFamily(NetworkFamily):
 
     # ------------------------------------------------------------- efficiency and analytics
     def analytic_efficiency(self, genes: np.ndarray) -> dict[str, np.ndarray]:
-        out = analyze_values(self.space, self.genome.values(genes))
+        out = self.tables.compute(genes)
         return {name: out[name] for name in EFFICIENCY}
 
+    def _tabled(self, configs: Any) -> dict[str, np.ndarray] | None:
+        """Every table metric of several configs (or a population); None for one config."""
+        if isinstance(configs, (ProxylessConfig, Mapping)):
+            return None
+        return self.tables.compute(self.genome.from_configs(configs))
+
     def analyze(self, configs: Any) -> dict[str, Any]:
-        return analyze(self.space, configs)
+        out = self._tabled(configs)
+        if out is None:
+            return analyze(self.space, configs)
+        return {name: out[name] for name in EFFICIENCY}
 
     def deployment_bytes(self, configs: Any, precision: str) -> dict[str, Any]:
-        return deployment_bytes(self.space, configs, precision)
+        out = self._tabled(configs) if precision in PRECISIONS else None
+        if out is None:
+            return deployment_bytes(self.space, configs, precision)
+        return {"flash_bytes": out[f"flash_bytes_{precision}"],
+                "peak_activation_bytes": ACTIVATION_BYTES[precision] * out["peak_activation_bytes"]}
 
     # ------------------------------------------------------------- networks
     def build_supernet(self) -> Any:
