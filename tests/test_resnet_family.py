@@ -189,3 +189,97 @@ def test_latency_keys_modules_dataset_and_int8_scales(family, supernet):
         convs = [m for m in net.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
         assert layers[i] == len(convs)
         assert scales[i] == sum(m.weight.shape[0] * (2 if m.bias is not None else 1) for m in convs)
+
+
+# ---------------------------------------------------------------- exact tables and the search's batches
+def _small_space():
+    from test_app_official_zoo import SPACES   # the zoo's small ResNet space (imports streamlit)
+    return SPACES["resnet"]
+
+
+@pytest.mark.parametrize("which", ["preset", "small"])
+def test_tables_equal_the_block_by_block_walk(family, which):
+    from ofa_engine.families.resnet.analytics import analyze, analyze_values, deployment_bytes
+    from ofa_engine.families.resnet.tables import TABLE_METRICS, efficiency_tables
+    space = family.space if which == "preset" else _small_space()
+    genome = space.genome
+    genes = np.concatenate([genome.random(2000, np.random.default_rng(5)),
+                            genome.from_configs([space.largest(), space.smallest()])])
+    walk = analyze_values(space, genome.values(genes))
+    tables = efficiency_tables(space).compute(genes)
+    for name in TABLE_METRICS:
+        assert tables[name].dtype == np.int64
+        np.testing.assert_array_equal(tables[name], walk[name], err_msg=name)
+    fast, slow = family_of(space).analytic_efficiency(genes), family_of(space, fast=False).analytic_efficiency(genes)
+    assert fast.keys() == slow.keys() and all(np.array_equal(fast[k], slow[k]) for k in fast)
+    # A list of configs and a population (the tables) equal one config at a time (the walk).
+    configs = genome.to_configs(genes[-12:])
+    batch, population = analyze(space, configs), analyze(space, genome.to_population(genes[-12:]))
+    for i, cfg in enumerate(configs):
+        one = analyze(space, cfg)
+        assert {k: int(v[i]) for k, v in batch.items()} == one == {k: int(v[i]) for k, v in population.items()}
+    for precision in ("fp32", "int8"):
+        np.testing.assert_array_equal(deployment_bytes(space, configs, precision)["flash_bytes"],
+                                      walk[f"flash_bytes_{precision}"][-12:])
+
+
+def test_decode_is_a_population_of_the_genes(family):
+    from ofa_engine.families.resnet.genome import ResNetPopulation
+    genome = family.genome
+    genes = genome.random(7, np.random.default_rng(1))
+    population = family.decode(genes)
+    assert isinstance(population, ResNetPopulation) and len(population) == 7
+    assert family.to_genes(population) is population.genes and not population.genes.flags.writeable
+    assert list(population) == family.to_configs(genes) and population[2] == family.to_configs(genes)[2]
+    np.testing.assert_array_equal(family.to_genes(population[1:3]), genes[1:3])
+    features = family.latency_features()
+    np.testing.assert_array_equal(features.total_macs(population), features.total_macs(list(population)))
+    bad = genes.copy()
+    bad[3, genome.res_gene] = 99
+    with pytest.raises(ValueError, match=r"gene 'image_size' of row 3 = 99; allowed: 0 to 5"):
+        family.decode(bad)
+
+
+def _random_predictor(space, seed=0):
+    from ofa_engine.predictors.accuracy import AccuracyPredictor
+    rng = np.random.default_rng(seed)
+    sizes = [family_of(space).encoding_size, 32, 1]
+    return AccuracyPredictor(space, weights=[rng.standard_normal((a, b)) * 0.3 for a, b in zip(sizes, sizes[1:])],
+                             biases=[rng.standard_normal(b) * 0.1 for b in sizes[1:]], baseline_bias=0.7,
+                             target_scale=0.05)
+
+
+# Recorded with the block-by-block walk and configs as the search's batches (before the tables
+# and `ResNetPopulation`): the same seed must still give these subnets and numbers.
+RECORDED_SEARCHES = {
+    "preset": (1500.0, {"d": [2, 0, 1, 2, 2], "e": [0.35, 0.35, 0.35, 0.2, 0.2, 0.35, 0.35, 0.2, 0.2, 0.2, 0.2, 0.25,
+                                                     0.2, 0.25, 0.25, 0.35, 0.25, 0.25],
+                        "w": [2, 1, 2, 0, 2, 1], "image_size": 128},
+               {"accuracy": 1.0739951133728027, "latency_ms": 10411.648592592592, "peak_memory_kb": 600.0,
+                "flash_kb": 22736.5654296875, "macs": 1124458048, "params": 23022488}),
+    "small": (1.467, {"d": [2, 1, 2, 1, 2], "e": [0.2, 0.35, 0.25, 0.2, 0.2, 0.35, 0.2, 0.35, 0.25, 0.35, 0.2, 0.25,
+                                                  0.25, 0.25, 0.25, 0.35, 0.2, 0.2],
+                      "w": [0, 0, 0, 2, 2, 1], "image_size": 32},
+              {"accuracy": 0.5815668290455168, "latency_ms": 13.583333333333334, "peak_memory_kb": 6.0,
+               "flash_kb": 177.4482421875, "macs": 1467000, "params": 158979}),
+}
+
+
+@pytest.mark.parametrize("which", ["preset", "small"])
+def test_search_finds_the_recorded_subnet(family, which):
+    """Evolution, seed 0, default options, under a MACs budget on the stm32f746 profile: the
+    preset with a seeded random MLP predictor, the small space with the MACs proxy (a package
+    without a predictor, as the zoo's)."""
+    from ofa_engine.devices.profiles import load_profile
+    from ofa_engine.predictors.accuracy import MacsProxy
+    from ofa_engine.search.constraints import Constraints
+    from ofa_engine.search.core import search
+    from ofa_engine.search.evaluator import Evaluator
+    space = family.space if which == "preset" else _small_space()
+    predictor = _random_predictor(space) if which == "preset" else MacsProxy(space)
+    evaluator = Evaluator(space, load_profile("stm32f746").for_space(space), predictor)
+    macs_m, config, predicted = RECORDED_SEARCHES[which]
+    result = search(evaluator, Constraints(macs_m=macs_m), "evolution", seed=0)
+    assert result.config.to_dict() == config
+    assert {k: result.predicted[k] for k in ("macs", "params")} == {k: predicted[k] for k in ("macs", "params")}
+    assert result.predicted == pytest.approx(predicted, rel=1e-12)

@@ -183,10 +183,16 @@ def analyze_values(space: ResNetSpace, v: Mapping[str, np.ndarray]) -> dict[str,
 
 
 def _tally(space: ResNetSpace | str, cfg: Any) -> tuple[dict[str, np.ndarray], bool]:
+    """(metrics, one config given): one config by the block-by-block walk, a list or a
+    population from the exact tables (`tables`: equal numbers, a gather instead of a walk)."""
     space = ResNetSpace.preset(space) if isinstance(space, str) else space
     single = isinstance(cfg, (ResNetConfig, Mapping))
     genome = space.genome
-    return analyze_values(space, genome.values(genome.from_configs(cfg))), single
+    genes = genome.from_configs(cfg)
+    if single:
+        return analyze_values(space, genome.values(genes)), single
+    from .tables import efficiency_tables   # it builds on this module's terms
+    return efficiency_tables(space).compute(genes), single
 
 
 def _as_given(result: dict[str, np.ndarray], single: bool) -> dict[str, Any]:
@@ -195,7 +201,7 @@ def _as_given(result: dict[str, np.ndarray], single: bool) -> dict[str, Any]:
 
 def analyze(space: ResNetSpace | str, cfg: ResNetConfig | Mapping[str, Any] | Sequence[Any]) -> dict[str, Any]:
     """`macs`, `params`, `peak_activation_bytes` and `flash_bytes` of one config (ints) or of a
-    list of configs (int64 arrays), without building any network."""
+    list of configs or a population (int64 arrays), without building any network."""
     out, single = _tally(space, cfg)
     return _as_given({name: out[name] for name in METRICS}, single)
 
@@ -204,7 +210,8 @@ def deployment_bytes(space: ResNetSpace | str, cfg: ResNetConfig | Mapping[str, 
                      precision: str) -> dict[str, Any]:
     """What a device stores and holds for a file of `precision` ("fp32" or "int8"):
     `flash_bytes` (see the module's docstring) and `peak_activation_bytes` in that precision.
-    Ints for one config, int64 arrays for a list. `ValueError` for another precision."""
+    Ints for one config, int64 arrays for a list or a population. `ValueError` for another
+    precision."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision = {precision!r}; allowed: {', '.join(PRECISIONS)}")
     out, single = _tally(space, cfg)

@@ -11,8 +11,9 @@ from .. import FAMILIES
 from ...space.family import NetworkFamily
 from .analytics import METRICS, analyze, analyze_values, block_terms, deployment_bytes, head_terms, stage_sizes, \
     stem_terms
-from .genome import ResNetGenome
+from .genome import ResNetGenome, ResNetPopulation
 from .space import PRESETS, ResNetConfig, ResNetSpace, space_from_dict
+from .tables import efficiency_tables
 
 __all__ = ["ResNetFamily"]
 
@@ -22,8 +23,8 @@ EFFICIENCY = METRICS + ("flash_bytes_fp32", "flash_bytes_int8")
 
 @FAMILIES.register("resnet")
 class ResNetFamily(NetworkFamily):
-    """`space`: a `ResNetSpace` or preset name. `fast` is accepted for the registry's sake: the
-    closed forms are already vectorised."""
+    """`space`: a `ResNetSpace` or preset name. `fast`: `analytic_efficiency` from the exact
+    tables (`tables`; False: the block-by-block walk, the same numbers, kept to compare)."""
 
     family = "resnet"
 
@@ -46,6 +47,7 @@ class ResNetFamily(NetworkFamily):
     def __init__(self, space: ResNetSpace | str, fast: bool = True):
         self.space = ResNetSpace.preset(space) if isinstance(space, str) else space
         self.name = self.space.name
+        self.fast = fast
 
     @property
     def genome(self) -> ResNetGenome:
@@ -59,8 +61,14 @@ class ResNetFamily(NetworkFamily):
         return self.genome.to_configs(np.asarray(genes, np.int64))
 
     def to_genes(self, configs: Any) -> np.ndarray:
-        """Genomes of a `ResNetConfig`, a config dict or a sequence of either (validated)."""
+        """Genomes of a `ResNetPopulation`, a `ResNetConfig`, a config dict or a sequence of
+        either (validated)."""
         return self.genome.from_configs(configs)
+
+    def decode(self, genes: np.ndarray) -> ResNetPopulation:
+        """A `ResNetPopulation`: what this family's predictors and device profiles take (their
+        gathers read its genes, no configs built and validated back)."""
+        return self.genome.to_population(genes)
 
     def config_to_dict(self, config: ResNetConfig) -> dict[str, Any]:
         return config.to_dict()
@@ -70,7 +78,10 @@ class ResNetFamily(NetworkFamily):
 
     # ------------------------------------------------------------- efficiency
     def analytic_efficiency(self, genes: np.ndarray) -> dict[str, np.ndarray]:
-        out = analyze_values(self.space, self.genome.values(genes))
+        if self.fast:
+            out = efficiency_tables(self.space).compute(genes)
+        else:
+            out = analyze_values(self.space, self.genome.values(genes))
         return {name: out[name] for name in EFFICIENCY}
 
     # ------------------------------------------------------------- networks and analytics

@@ -5,17 +5,23 @@ per block slot), w (two for the stem, one per stage), the resolution. Every opti
 ascending, so index - 1 is always "one step smaller". A slot's expand ratio is inactive when
 its stage's depth leaves the slot out. The encoding (`encode`) holds every gene in gene order,
 one-hot, inactive ones all zeros.
+
+Strategies work on genomes; `ResNetGenome.to_population` wraps a genome array as a
+`ResNetPopulation`, the batch form `ResNetFamily.decode` hands the predictors and device
+profiles, so a search's batches reach the tables and gathers without the genes -> configs ->
+genes round trip.
 """
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Sequence as SequenceABC
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
 from ...space.genome import RESOLUTION, CategoricalGenome
 
-__all__ = ["ResNetGenome"]
+__all__ = ["ResNetGenome", "ResNetPopulation"]
 
 
 class ResNetGenome(CategoricalGenome):
@@ -74,10 +80,17 @@ class ResNetGenome(CategoricalGenome):
                              image_size=int(r))
                 for d0, d, e, w, r in zip(v["d0"], v["depth"], v["expand"], v["w"], v["image_size"])]
 
+    def to_population(self, genes: np.ndarray) -> "ResNetPopulation":
+        """Genomes (N, G) as a `ResNetPopulation` (range-checked; `ValueError` naming the gene)."""
+        return ResNetPopulation(self, genes)
+
     def from_configs(self, configs: Sequence[Any] | Any) -> np.ndarray:
         """Genomes of `ResNetConfig`s, config dicts, or one of either; validated (`ValueError`
-        naming the field, the value and what is allowed)."""
+        naming the field, the value and what is allowed). A `ResNetPopulation` of this genome's
+        space gives its genes as they are (checked when it was made)."""
         from .space import ResNetConfig
+        if isinstance(configs, ResNetPopulation) and (configs.genome is self or configs.genome.space == self.space):
+            return configs.genes
         if isinstance(configs, (ResNetConfig, Mapping)):
             configs = [configs]
         rows = []
@@ -88,3 +101,40 @@ class ResNetGenome(CategoricalGenome):
                          *np.searchsorted(self.expand_ratios, cfg.e).tolist(), *cfg.w,
                          int(np.searchsorted(self.resolutions, cfg.image_size))])
         return np.array(rows, np.int64).reshape(len(rows), self.num_genes)
+
+
+class ResNetPopulation(SequenceABC):
+    """Subnets of one `ResNetGenome` held as their (N, G) genes: what `ResNetFamily.decode`
+    returns.
+
+    The latency features, the analytics and the accuracy predictors read the genes straight
+    from it (`ResNetGenome.from_configs` returns them unchecked: they were range-checked here,
+    and every in-range genome is a valid config). As a sequence it is its `ResNetConfig`s, built
+    on access, so a consumer written for a list of configs works too. `genes` is read-only.
+    """
+
+    __slots__ = ("genome", "genes")
+
+    def __init__(self, genome: ResNetGenome, genes: np.ndarray):
+        genes = np.array(genes, np.int64).reshape(-1, genome.num_genes)   # a copy: read-only below
+        bad = (genes < 0) | (genes >= genome.cardinality)
+        if bad.any():
+            row, gene = (int(i[0]) for i in np.nonzero(bad))
+            raise ValueError(f"gene '{genome.names[gene]}' of row {row} = {int(genes[row, gene])}; "
+                             f"allowed: 0 to {int(genome.cardinality[gene]) - 1}")
+        genes.flags.writeable = False
+        self.genome, self.genes = genome, genes
+
+    def __len__(self) -> int:
+        return int(self.genes.shape[0])
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return ResNetPopulation(self.genome, self.genes[index])
+        return self.genome.to_configs(self.genes[index][None])[0]
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.genome.to_configs(self.genes))
+
+    def __repr__(self) -> str:
+        return f"ResNetPopulation({self.genome.space.name!r}, {len(self)} subnets)"

@@ -35,6 +35,7 @@ import numpy as np
 from ...space.latency import Configs, LatencyFeatures
 from .analytics import analyze_values, block_terms, head_terms, stage_sizes, stem_terms
 from .space import ResNetConfig, ResNetSpace
+from .tables import block_grid, fixed_grid
 
 __all__ = ["BLOCK_FEATURES", "FIXED_FEATURES", "FEATURE_GROUPS", "ResNetLatencyFeatures"]
 
@@ -50,31 +51,9 @@ FEATURE_GROUPS: dict[str, tuple[str, ...]] = {
 }
 
 
-# ---------------------------------------------------------------------- the choices of every block
-@functools.lru_cache(maxsize=8)
-def _grid(space: ResNetSpace) -> dict[str, np.ndarray]:
-    """(slots, W_in, W_out, E, R) int64 arrays of every block slot's input channels `c_in`,
-    middle `mid`, output `c_out`, input size `size`, and per slot `stride`, `first`."""
-    n_w, n_e, n_r = len(space.width_mults), len(space.expand_ratios), len(space.resolutions)
-    shape = (space.num_slots, n_w, n_w, n_e, n_r)
-    out = {k: np.zeros(shape, np.int64) for k in ("c_in", "mid", "c_out", "size")}
-    sizes = stage_sizes(space, np.array(space.resolutions, np.int64))
-    wi, wo, e, r = np.meshgrid(np.arange(n_w), np.arange(n_w), np.arange(n_e), np.arange(n_r), indexing="ij")
-    for slot, (s, i) in enumerate(zip(space.slot_stage, space.slot_index)):
-        widths = np.array(space.stage_out_channels[s], np.int64)
-        prev = np.array(space.stem_out_channels if s == 0 else space.stage_out_channels[s - 1], np.int64)
-        out["c_out"][slot] = widths[wo]
-        out["c_in"][slot] = prev[wi] if i == 0 else widths[wo]
-        out["mid"][slot] = space.middle_table[s][wo, e]
-        out["size"][slot] = (sizes[s] if i == 0 else sizes[s + 1])[r]
-    out["first"] = np.array(space.slot_index, np.int64) == 0
-    out["stride"] = np.array([space.stride(s) if i == 0 else 1 for s, i in zip(space.slot_stage, space.slot_index)])
-    return out
-
-
 def _slot_terms(space: ResNetSpace) -> dict[str, np.ndarray]:
     """`block_terms` of every entry of the block grid, plus `conv3x3_macs` and `elements`."""
-    g = _grid(space)
+    g = block_grid(space)
     parts = {k: [] for k in ("macs", "conv3x3_macs", "elements", "params")}
     for slot in range(space.num_slots):
         c_in, m, c, h = g["c_in"][slot], g["mid"][slot], g["c_out"][slot], g["size"][slot]
@@ -91,18 +70,6 @@ def _slot_terms(space: ResNetSpace) -> dict[str, np.ndarray]:
     return {k: np.stack(v) for k, v in parts.items()}
 
 
-def _fixed_grid(space: ResNetSpace) -> dict[str, np.ndarray]:
-    """(2, W, W, W, R) arrays: stem residual conv kept (0 / 1), w[0], w[1], the last stage's w,
-    the resolution."""
-    n_w, n_r = len(space.width_mults), len(space.resolutions)
-    k, w0, w1, wl, r = np.meshgrid(np.arange(2), np.arange(n_w), np.arange(n_w), np.arange(n_w), np.arange(n_r),
-                                   indexing="ij")
-    return {"kept": k.astype(bool), "mid": np.array(space.stem_mid_channels, np.int64)[w0],
-            "out": np.array(space.stem_out_channels, np.int64)[w1],
-            "last": np.array(space.stage_out_channels[-1], np.int64)[wl],
-            "image_size": np.array(space.resolutions, np.int64)[r]}
-
-
 def _readonly(*tables: np.ndarray) -> tuple[np.ndarray, ...]:
     for table in tables:
         table.flags.writeable = False      # cached and shared: no caller may change them
@@ -114,7 +81,7 @@ def _feature_tables(space: ResNetSpace) -> tuple[np.ndarray, np.ndarray]:
     t = _slot_terms(space)
     block = {"blocks": np.ones(t["macs"].shape, np.int64), "conv1x1_macs": t["macs"] - t["conv3x3_macs"],
              "conv3x3_macs": t["conv3x3_macs"], "elements": t["elements"]}
-    f = _fixed_grid(space)
+    f = fixed_grid(space)
     stem = stem_terms(space, f["mid"], f["out"], f["kept"], f["image_size"])
     h = (f["image_size"] + 1) // 2
     pooled = (h + 1) // 2
@@ -126,7 +93,7 @@ def _feature_tables(space: ResNetSpace) -> tuple[np.ndarray, np.ndarray]:
 
 @functools.lru_cache(maxsize=8)
 def _macs_tables(space: ResNetSpace) -> tuple[np.ndarray, np.ndarray]:
-    f = _fixed_grid(space)
+    f = fixed_grid(space)
     fixed = stem_terms(space, f["mid"], f["out"], f["kept"], f["image_size"])["macs"] + \
         head_terms(space, f["last"])["macs"]
     return _readonly(_slot_terms(space)["macs"].astype(np.float64), np.asarray(fixed, np.float64))
@@ -199,7 +166,7 @@ class ResNetLatencyFeatures(LatencyFeatures):
 
     # ------------------------------------------------------------- lookup-table keys
     def block_keys(self) -> np.ndarray:
-        g = _grid(self.space)
+        g = block_grid(self.space)
         keys = np.empty(g["c_in"].shape, object)
         for i in np.ndindex(keys.shape):
             keys[i] = block_key(int(g["c_in"][i]), int(g["mid"][i]), int(g["c_out"][i]), int(g["size"][i]),
@@ -207,7 +174,7 @@ class ResNetLatencyFeatures(LatencyFeatures):
         return keys
 
     def fixed_keys(self) -> tuple[np.ndarray, np.ndarray]:
-        f = _fixed_grid(self.space)
+        f = fixed_grid(self.space)
         last = stage_sizes(self.space, f["image_size"])[-1]
         stem = np.empty(f["mid"].shape, object)
         head = np.empty(f["mid"].shape, object)
@@ -220,12 +187,12 @@ class ResNetLatencyFeatures(LatencyFeatures):
     def unique_blocks(self) -> list[dict[str, Any]]:
         """One entry per key: blocks ("block": slot, c_in, mid, c_out, size), then stems
         ("stem": image_size, mid, out, kept) and heads ("head": size, channels)."""
-        g, keys = _grid(self.space), self.block_keys()
+        g, keys = block_grid(self.space), self.block_keys()
         seen: dict[str, dict[str, Any]] = {}
         for i in np.ndindex(keys.shape):
             seen.setdefault(keys[i], {"key": keys[i], "kind": "block", "slot": int(i[0]), "c_in": int(g["c_in"][i]),
                                       "mid": int(g["mid"][i]), "c_out": int(g["c_out"][i]), "size": int(g["size"][i])})
-        f = _fixed_grid(self.space)
+        f = fixed_grid(self.space)
         last = stage_sizes(self.space, f["image_size"])[-1]
         stem_keys, head_keys = self.fixed_keys()
         for i in np.ndindex(stem_keys.shape):
