@@ -12,11 +12,12 @@ free, which repair relies on.
 from __future__ import annotations
 
 import functools
-from typing import Callable, Mapping, Sequence
+from collections.abc import Sequence as SequenceABC
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["CategoricalGenome", "RESOLUTION"]
+__all__ = ["CategoricalGenome", "GenePopulation", "RESOLUTION"]
 
 # The group of genes that set the input resolution, in families that have one: OFA's search
 # mutates it with its own probability.
@@ -148,3 +149,42 @@ class CategoricalGenome:
         flat += (np.arange(n) * self.encoding_size)[:, None]
         out.reshape(-1)[flat[active[:, self.encoded_genes]]] = 1.0
         return out
+
+
+class GenePopulation(SequenceABC):
+    """Subnets of one genome held as their (N, G) genes: the batch form a family's `decode`
+    hands its predictors and device profiles (the ViT, ProxylessNAS and ResNet50D families
+    subclass it, to be told apart by type), so a search's batches reach the tables and gathers
+    without the genes -> configs -> genes round trip.
+
+    The genes are range-checked once, here (`ValueError` naming the gene), and read-only; the
+    family's `from_configs` returns them unchecked, since every in-range genome of those
+    families is a valid config. As a sequence it is its configs, built on access
+    (`genome.to_configs`), so a consumer written for a list of configs works too.
+    """
+
+    __slots__ = ("genome", "genes")
+
+    def __init__(self, genome: CategoricalGenome, genes: np.ndarray):
+        genes = np.array(genes, np.int64).reshape(-1, genome.num_genes)   # a copy: read-only below
+        bad = (genes < 0) | (genes >= genome.cardinality)
+        if bad.any():
+            row, gene = (int(i[0]) for i in np.nonzero(bad))
+            raise ValueError(f"gene '{genome.names[gene]}' of row {row} = {int(genes[row, gene])}; "
+                             f"allowed: 0 to {int(genome.cardinality[gene]) - 1}")
+        genes.flags.writeable = False
+        self.genome, self.genes = genome, genes
+
+    def __len__(self) -> int:
+        return int(self.genes.shape[0])
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return type(self)(self.genome, self.genes[index])
+        return self.genome.to_configs(self.genes[index][None])[0]
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.genome.to_configs(self.genes))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.genome.space.name!r}, {len(self)} subnets)"

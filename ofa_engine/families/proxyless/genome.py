@@ -13,12 +13,11 @@ reach the gathers without the genes -> configs -> genes round trip.
 
 from __future__ import annotations
 
-from collections.abc import Sequence as SequenceABC
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ...space.genome import RESOLUTION, CategoricalGenome
+from ...space.genome import RESOLUTION, CategoricalGenome, GenePopulation
 
 __all__ = ["ProxylessGenome", "ProxylessPopulation"]
 
@@ -104,33 +103,8 @@ class ProxylessGenome(CategoricalGenome):
         return np.array(rows, np.int64).reshape(len(rows), self.num_genes)
 
 
-class ProxylessPopulation(SequenceABC):
-    """Subnets of one `ProxylessGenome` held as their (N, G) genes: what `ProxylessFamily.decode`
-    returns. The analytics, latency features and predictors read the genes straight from it; as
-    a sequence it is its `ProxylessConfig`s, built on access. `genes` is read-only."""
+class ProxylessPopulation(GenePopulation):
+    """Subnets of one `ProxylessGenome` held as their genes (`GenePopulation`): what the family's
+    `decode` returns; as a sequence, its `ProxylessConfig`s."""
 
-    __slots__ = ("genome", "genes")
-
-    def __init__(self, genome: ProxylessGenome, genes: np.ndarray):
-        genes = np.array(genes, np.int64).reshape(-1, genome.num_genes)   # a copy: read-only below
-        bad = (genes < 0) | (genes >= genome.cardinality)
-        if bad.any():
-            row, gene = (int(i[0]) for i in np.nonzero(bad))
-            raise ValueError(f"gene '{genome.names[gene]}' of row {row} = {int(genes[row, gene])}; "
-                             f"allowed: 0 to {int(genome.cardinality[gene]) - 1}")
-        genes.flags.writeable = False
-        self.genome, self.genes = genome, genes
-
-    def __len__(self) -> int:
-        return int(self.genes.shape[0])
-
-    def __getitem__(self, index: Any) -> Any:
-        if isinstance(index, slice):
-            return ProxylessPopulation(self.genome, self.genes[index])
-        return self.genome.to_configs(self.genes[index][None])[0]
-
-    def __iter__(self) -> Iterator[Any]:
-        return iter(self.genome.to_configs(self.genes))
-
-    def __repr__(self) -> str:
-        return f"ProxylessPopulation({self.genome.space.name!r}, {len(self)} subnets)"
+    __slots__ = ()
