@@ -58,7 +58,7 @@ def random_predictor(space, seed: int = 0) -> AccuracyPredictor:
 
 
 def _walk_tally(space, cfg):
-    """`analytics._tally` as it was: every batch by the block-by-block walk."""
+    """`analytics.tally` as it was: every batch by the block-by-block walk."""
     single = isinstance(cfg, (ResNetConfig, Mapping))
     genome = space.genome
     return analytics.analyze_values(space, genome.values(genome.from_configs(cfg))), single
@@ -66,13 +66,13 @@ def _walk_tally(space, cfg):
 
 @contextlib.contextmanager
 def old_path(old: bool):
-    saved = ResNetFamily.decode, analytics._tally
+    saved = ResNetFamily.decode, analytics.tally
     if old:
-        ResNetFamily.decode, analytics._tally = DiscreteSearchSpace.decode, _walk_tally
+        ResNetFamily.decode, analytics.tally = DiscreteSearchSpace.decode, _walk_tally
     try:
         yield
     finally:
-        ResNetFamily.decode, analytics._tally = saved
+        ResNetFamily.decode, analytics.tally = saved
 
 
 def run(space, predictor, macs_m: float, old: bool):

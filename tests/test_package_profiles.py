@@ -77,8 +77,10 @@ def test_learned_profile_is_refused_for_another_space_with_a_clear_message(packa
         Evaluator(package.space, "cpu-ort-1t", package.predictor_or_proxy())
     with pytest.raises(ValueError, match=pattern):
         specialize("cpu-ort-1t", {"macs_m": 2.0}, supernet=package_dir)
-    assert profiles_for_space(package) == [("cpu-ort-1t", False), ("cpu-ort-1t-vit-fmnist", False), ("cpu-ort-1t-w1.0", False),
-                                           ("cpu-ort-2t", False), ("stm32f412", True), ("stm32f746", True), ("stm32h743", True)]
+    assert profiles_for_space(package) == [("cpu-ort-1t", False), ("cpu-ort-1t-proxyless-w1.3", False),
+                                           ("cpu-ort-1t-resnet50d", False), ("cpu-ort-1t-vit-fmnist", False),
+                                           ("cpu-ort-1t-w1.0", False), ("cpu-ort-2t", False), ("stm32f412", True),
+                                           ("stm32f746", True), ("stm32h743", True)]
 
 
 def _results_csv(path: Path, space: SearchSpace, n: int = 24) -> Path:

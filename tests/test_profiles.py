@@ -1,4 +1,4 @@
-"""Device profiles: the bundled seven, the schema's errors, the MCU formula and memory figures."""
+"""Device profiles: the bundled nine, the schema's errors, the MCU formula and memory figures."""
 
 import dataclasses
 import json
@@ -14,16 +14,18 @@ from ofa_engine.devices.profiles import (BUNDLED_PROFILES, MAX_BATCH_SIZE, MAX_P
                                          PROFILES_DIR, DeviceProfile, ProfileError, fit_profile, list_profiles,
                                          load_profile, load_validation, validation_path)
 
-BUNDLED = ["cpu-ort-1t", "cpu-ort-1t-vit-fmnist", "cpu-ort-1t-w1.0", "cpu-ort-2t", "stm32f412", "stm32f746",
-           "stm32h743"]
+BUNDLED = ["cpu-ort-1t", "cpu-ort-1t-proxyless-w1.3", "cpu-ort-1t-resnet50d", "cpu-ort-1t-vit-fmnist", "cpu-ort-1t-w1.0",
+           "cpu-ort-2t", "stm32f412", "stm32f746", "stm32h743"]
 SPACE = SearchSpace.preset("tiny-fmnist")
 # The space each measured profile was fitted to (analytical ones apply to every space).
-SPACE_OF = {"cpu-ort-1t-w1.0": "ofa-mbv3-w1.0", "cpu-ort-1t-vit-fmnist": "vit-fmnist"}
-# Those of a MobileNetV3 space or of any space (the ViT's: tests/test_vit_profiles.py).
-MBV3_BUNDLED = [name for name in BUNDLED if SPACE_OF.get(name) != "vit-fmnist"]
+SPACE_OF = {"cpu-ort-1t-w1.0": "ofa-mbv3-w1.0", "cpu-ort-1t-vit-fmnist": "vit-fmnist",
+            "cpu-ort-1t-proxyless-w1.3": "ofa-proxyless-w1.3", "cpu-ort-1t-resnet50d": "ofa-resnet50d"}
+# Those of a MobileNetV3 space or of any space (the ViT's: tests/test_vit_profiles.py; ProxylessNAS's
+# and ResNet50D's: tests/test_zoo_profiles.py).
+MBV3_BUNDLED = [name for name in BUNDLED if SPACE_OF.get(name, "tiny-fmnist") in ("tiny-fmnist", "ofa-mbv3-w1.0")]
 
 
-def test_list_profiles_names_exactly_the_bundled_seven():
+def test_list_profiles_names_exactly_the_bundled_nine():
     assert list_profiles() == BUNDLED
 
 
@@ -315,9 +317,9 @@ def test_profiles_for_space_lists_which_have_a_latency_model():
     from ofa_engine.devices.profiles import profiles_for_space
     assert profiles_for_space("tiny-fmnist") == [(name, name not in SPACE_OF) for name in BUNDLED]
     rows = profiles_for_space(W10)
-    assert rows == [("cpu-ort-1t", False), ("cpu-ort-1t-vit-fmnist", False), ("cpu-ort-1t-w1.0", True),
-                    ("cpu-ort-2t", False), ("stm32f412", True), ("stm32f746", True), ("stm32h743", True)]
-    assert rows[4].name == "stm32f412" and rows[4].has_latency_model
+    assert rows == [(name, SPACE_OF.get(name, "*" if name.startswith("stm32") else "tiny-fmnist") in ("*", W10.name))
+                    for name in BUNDLED]
+    assert [r.name for r in rows if r.has_latency_model] == ["cpu-ort-1t-w1.0", "stm32f412", "stm32f746", "stm32h743"]
 
 
 @pytest.mark.parametrize("name", ["cpu-ort-1t", "stm32f746"])

@@ -121,9 +121,9 @@ def test_supernet_files_name_their_family_and_old_ones_load_as_mbv3(tmp_path):
     old = load_supernet_file(tmp_path / "old.pt")
     assert old.space == SPACE
     assert all(torch.equal(a, b) for a, b in zip(old.state_dict().values(), net.state_dict().values()))
-    payload["family"] = "resnet"
+    payload["family"] = "densenet"
     torch.save(payload, tmp_path / "bad.pt")
-    with pytest.raises(ValueError, match=r"bad.pt: field 'family': family = 'resnet'; allowed: mbv3, vit"):
+    with pytest.raises(ValueError, match=r"bad.pt: field 'family': family = 'densenet'; allowed: mbv3, vit, resnet, proxyless"):
         load_supernet_file(tmp_path / "bad.pt")
 
 
@@ -132,6 +132,6 @@ def test_a_manifest_family_must_be_registered():
     from ofa_engine.packages.manifest import PackageError, validate_manifest
     data = load_package("tiny-fmnist", weights=False).manifest.to_dict()
     assert validate_manifest(data, "m.json").family == "mbv3"
-    with pytest.raises(PackageError, match=r"m.json: field 'family' = 'resnet'; allowed: a registered network "
-                                           r"family: 'mbv3', 'vit'"):
-        validate_manifest({**data, "family": "resnet"}, "m.json")
+    with pytest.raises(PackageError, match=r"m.json: field 'family' = 'densenet'; allowed: a registered network "
+                                           r"family: 'mbv3', 'proxyless', 'resnet', 'vit'"):
+        validate_manifest({**data, "family": "densenet"}, "m.json")

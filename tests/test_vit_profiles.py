@@ -90,7 +90,7 @@ def test_the_prior_of_each_space_is_its_own_bundled_profile():
     assert [tm.reference_profile_name(t, p, SPACE_NAME) for t in (1, 2) for p in ("fp32", "int8")] == [NAME] * 4
     assert tm.reference_profile_name(1, "fp32", "ofa-mbv3-w1.0") == "cpu-ort-1t-w1.0"
     with pytest.raises(ValueError, match="space 'ofa-mbv3-w1.2' has no bundled ONNX Runtime CPU profile.*"
-                                         "allowed spaces: ofa-mbv3-w1.0, tiny-fmnist, vit-fmnist"):
+                                         "allowed spaces: ofa-mbv3-w1.0, ofa-proxyless-w1.3, ofa-resnet50d, tiny-fmnist, vit-fmnist"):
         tm.reference_profile_name(1, "fp32", "ofa-mbv3-w1.2")
 
 

@@ -182,7 +182,7 @@ def analyze_values(space: ResNetSpace, v: Mapping[str, np.ndarray]) -> dict[str,
     return {name: np.asarray(value, np.int64) for name, value in total.items()}
 
 
-def _tally(space: ResNetSpace | str, cfg: Any) -> tuple[dict[str, np.ndarray], bool]:
+def tally(space: ResNetSpace | str, cfg: Any) -> tuple[dict[str, np.ndarray], bool]:
     """(metrics, one config given): one config by the block-by-block walk, a list or a
     population from the exact tables (`tables`: equal numbers, a gather instead of a walk)."""
     space = ResNetSpace.preset(space) if isinstance(space, str) else space
@@ -202,7 +202,7 @@ def _as_given(result: dict[str, np.ndarray], single: bool) -> dict[str, Any]:
 def analyze(space: ResNetSpace | str, cfg: ResNetConfig | Mapping[str, Any] | Sequence[Any]) -> dict[str, Any]:
     """`macs`, `params`, `peak_activation_bytes` and `flash_bytes` of one config (ints) or of a
     list of configs or a population (int64 arrays), without building any network."""
-    out, single = _tally(space, cfg)
+    out, single = tally(space, cfg)
     return _as_given({name: out[name] for name in METRICS}, single)
 
 
@@ -214,6 +214,6 @@ def deployment_bytes(space: ResNetSpace | str, cfg: ResNetConfig | Mapping[str, 
     precision."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision = {precision!r}; allowed: {', '.join(PRECISIONS)}")
-    out, single = _tally(space, cfg)
+    out, single = tally(space, cfg)
     return _as_given({"flash_bytes": out[f"flash_bytes_{precision}"],
                       "peak_activation_bytes": ACTIVATION_BYTES[precision] * out["peak_activation_bytes"]}, single)
