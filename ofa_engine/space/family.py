@@ -21,7 +21,7 @@ with the attributes `config` and `space_name`.
 from __future__ import annotations
 
 from abc import abstractmethod
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 import numpy as np
 
@@ -43,31 +43,59 @@ DESCRIBE_FIELDS = ("layer", "group", "kind", "choices", "in_shape", "out_shape",
 
 
 class NetworkFamily(DiscreteSearchSpace):
-    """A family bound to one of its spaces (`self.space`). `family` is its registered name."""
+    """A family bound to one of its spaces (`self.space`). `family` is its registered name.
+
+    A family that sets `space_type` (its space class), `config_type` (its config class, with
+    `from_dict` and `to_dict`), `presets` (the `Registry` of its preset spaces) and `read_space`
+    (its space's reader of the `to_dict()` form, a staticmethod) gets the space and config
+    methods below from them; one that does not overrides them."""
 
     family: str
     space: Any
+    space_type: ClassVar[type]
+    config_type: ClassVar[type]
+    presets: ClassVar[Any]
+    read_space: ClassVar[Callable[[Any, str], Any]]
+
+    def __init__(self, space: Any, fast: bool = True):
+        """`space`: the family's space object or a preset name. `fast`: use the family's exact
+        tables where it has any (a family without tables ignores it)."""
+        self.space = self.preset(space) if isinstance(space, str) else space
+        self.name = self.space.name
 
     # ------------------------------------------------------------- spaces and configs
-    @staticmethod
-    @abstractmethod
-    def accepts(space: Any) -> bool:
+    @classmethod
+    def accepts(cls, space: Any) -> bool:
         """True for this family's space objects and preset names."""
-
-    @staticmethod
-    @abstractmethod
-    def preset_names() -> list[str]:
-        """The names of this family's preset spaces."""
+        return isinstance(space, cls.space_type) or (isinstance(space, str) and space in cls.presets)
 
     @classmethod
-    @abstractmethod
+    def preset_names(cls) -> list[str]:
+        """The names of this family's preset spaces."""
+        return cls.presets.names()
+
+    @classmethod
     def space_from_dict(cls, data: Any, where: str = "space") -> Any:
         """The space object of its `to_dict()` form; `ValueError` naming `where` and the field."""
+        return cls.read_space(data, where)
 
     @classmethod
-    @abstractmethod
     def preset(cls, name: str) -> Any:
         """The preset space `name` (`ValueError` naming the presets otherwise)."""
+        return cls.presets.get(name)
+
+    @property
+    def genome(self) -> Any:
+        return self.space.genome
+
+    def validate(self, config: Any) -> Any:
+        return self.space.validate(config)
+
+    def config_to_dict(self, config: Any) -> dict[str, Any]:
+        return config.to_dict()
+
+    def config_from_dict(self, data: Mapping[str, Any]) -> Any:
+        return self.space.validate(self.config_type.from_dict(data))
 
     def space_to_dict(self) -> dict[str, Any]:
         return self.space.to_dict()

@@ -15,7 +15,6 @@ from ...space.family import NetworkFamily
 from ...space.interface import ANALYTIC_METRICS, DEPLOYED_FLASH
 from .. import FAMILIES
 from .analytics import LayerTally, analyze, deployment_bytes
-from .genome import MobileNetV3Genome
 from .layout import walk_configs
 from .space import PRESETS, SearchSpace, SubnetConfig, is_population, space_from_dict
 from .tables import TABLE_COLUMNS, TABLE_METRICS, EfficiencyTables, efficiency_tables
@@ -29,36 +28,14 @@ class MobileNetV3Family(NetworkFamily):
     they apply (False: `analyze` every time, and no exact extremes)."""
 
     family = "mbv3"
-
-    @staticmethod
-    def accepts(space: Any) -> bool:
-        return isinstance(space, SearchSpace) or (isinstance(space, str) and space in PRESETS)
-
-    @staticmethod
-    def preset_names() -> list[str]:
-        return PRESETS.names()
-
-    @classmethod
-    def space_from_dict(cls, data: Any, where: str = "space") -> SearchSpace:
-        return space_from_dict(data, where)
-
-    @classmethod
-    def preset(cls, name: str) -> SearchSpace:
-        return SearchSpace.preset(name)
+    space_type, config_type, presets = SearchSpace, SubnetConfig, PRESETS
+    read_space = staticmethod(space_from_dict)
 
     def __init__(self, space: SearchSpace | str, fast: bool = True):
-        self.space = SearchSpace.preset(space) if isinstance(space, str) else space
-        self.name = self.space.name
+        super().__init__(space)
         self.tables: EfficiencyTables | None = efficiency_tables(self.space) if fast else None
 
-    @property
-    def genome(self) -> MobileNetV3Genome:
-        return self.space.genome
-
     # ------------------------------------------------------------- configs
-    def validate(self, config: SubnetConfig | Mapping[str, Any]) -> SubnetConfig:
-        return self.space.validate(config)
-
     def to_configs(self, genes: np.ndarray) -> list[SubnetConfig]:
         return self.genome.to_configs(np.asarray(genes, np.int64))
 
@@ -75,12 +52,6 @@ class MobileNetV3Family(NetworkFamily):
     def decode(self, genes: np.ndarray) -> dict[str, np.ndarray]:
         """A population: what this family's predictors and device profiles take."""
         return self.genome.to_population(np.asarray(genes, np.int64))
-
-    def config_to_dict(self, config: SubnetConfig) -> dict[str, Any]:
-        return config.to_dict()
-
-    def config_from_dict(self, data: Mapping[str, Any]) -> SubnetConfig:
-        return self.space.validate(SubnetConfig.from_dict(data))
 
     # ------------------------------------------------------------- networks
     def build_supernet(self) -> Any:

@@ -11,7 +11,7 @@ from ...space.interface import ACTIVATION_BYTES
 from .. import FAMILIES
 from ..mbv3.analytics import LayerTally
 from .analytics import PRECISIONS, analyze, block_tally, deployment_bytes
-from .genome import ProxylessGenome, ProxylessPopulation
+from .genome import ProxylessPopulation
 from .layout import walk_values
 from .space import PRESETS, ProxylessConfig, ProxylessSpace, space_from_dict
 from .tables import EfficiencyTables, efficiency_tables
@@ -31,40 +31,15 @@ class ProxylessFamily(NetworkFamily):
     block by block (`analytics.py`, the reference the tables are tested against)."""
 
     family = "proxyless"
-
-    @staticmethod
-    def accepts(space: Any) -> bool:
-        return isinstance(space, ProxylessSpace) or (isinstance(space, str) and space in PRESETS)
-
-    @staticmethod
-    def preset_names() -> list[str]:
-        return PRESETS.names()
-
-    @classmethod
-    def space_from_dict(cls, data: Any, where: str = "space") -> ProxylessSpace:
-        return space_from_dict(data, where)
-
-    @classmethod
-    def preset(cls, name: str) -> ProxylessSpace:
-        return ProxylessSpace.preset(name)
-
-    def __init__(self, space: ProxylessSpace | str, fast: bool = True):
-        self.space = ProxylessSpace.preset(space) if isinstance(space, str) else space
-        self.name = self.space.name
+    space_type, config_type, presets = ProxylessSpace, ProxylessConfig, PRESETS
+    read_space = staticmethod(space_from_dict)
 
     @property
     def tables(self) -> EfficiencyTables:
         """The space's efficiency tables (built on first use, kept per process)."""
         return efficiency_tables(self.space)
 
-    @property
-    def genome(self) -> ProxylessGenome:
-        return self.space.genome
-
     # ------------------------------------------------------------- configs
-    def validate(self, config: ProxylessConfig | Mapping[str, Any]) -> ProxylessConfig:
-        return self.space.validate(config)
-
     def to_configs(self, genes: np.ndarray) -> list[ProxylessConfig]:
         return self.genome.to_configs(np.asarray(genes, np.int64))
 
@@ -75,12 +50,6 @@ class ProxylessFamily(NetworkFamily):
     def decode(self, genes: np.ndarray) -> ProxylessPopulation:
         """A `ProxylessPopulation`: what this family's predictors and device profiles take."""
         return self.genome.to_population(genes)
-
-    def config_to_dict(self, config: ProxylessConfig) -> dict[str, Any]:
-        return config.to_dict()
-
-    def config_from_dict(self, data: Mapping[str, Any]) -> ProxylessConfig:
-        return self.space.validate(ProxylessConfig.from_dict(data))
 
     # ------------------------------------------------------------- efficiency and analytics
     def analytic_efficiency(self, genes: np.ndarray) -> dict[str, np.ndarray]:

@@ -11,7 +11,7 @@ from .. import FAMILIES
 from ...space.family import NetworkFamily
 from .analytics import METRICS, analyze, analyze_values, block_terms, deployment_bytes, head_terms, stage_sizes, \
     stem_terms
-from .genome import ResNetGenome, ResNetPopulation
+from .genome import ResNetPopulation
 from .space import PRESETS, ResNetConfig, ResNetSpace, space_from_dict
 from .tables import efficiency_tables
 
@@ -27,36 +27,14 @@ class ResNetFamily(NetworkFamily):
     tables (`tables`; False: the block-by-block walk, the same numbers, kept to compare)."""
 
     family = "resnet"
-
-    @staticmethod
-    def accepts(space: Any) -> bool:
-        return isinstance(space, ResNetSpace) or (isinstance(space, str) and space in PRESETS)
-
-    @staticmethod
-    def preset_names() -> list[str]:
-        return PRESETS.names()
-
-    @classmethod
-    def space_from_dict(cls, data: Any, where: str = "space") -> ResNetSpace:
-        return space_from_dict(data, where)
-
-    @classmethod
-    def preset(cls, name: str) -> ResNetSpace:
-        return ResNetSpace.preset(name)
+    space_type, config_type, presets = ResNetSpace, ResNetConfig, PRESETS
+    read_space = staticmethod(space_from_dict)
 
     def __init__(self, space: ResNetSpace | str, fast: bool = True):
-        self.space = ResNetSpace.preset(space) if isinstance(space, str) else space
-        self.name = self.space.name
+        super().__init__(space)
         self.fast = fast
 
-    @property
-    def genome(self) -> ResNetGenome:
-        return self.space.genome
-
     # ------------------------------------------------------------- configs
-    def validate(self, config: ResNetConfig | Mapping[str, Any]) -> ResNetConfig:
-        return self.space.validate(config)
-
     def to_configs(self, genes: np.ndarray) -> list[ResNetConfig]:
         return self.genome.to_configs(np.asarray(genes, np.int64))
 
@@ -69,12 +47,6 @@ class ResNetFamily(NetworkFamily):
         """A `ResNetPopulation`: what this family's predictors and device profiles take (their
         gathers read its genes, no configs built and validated back)."""
         return self.genome.to_population(genes)
-
-    def config_to_dict(self, config: ResNetConfig) -> dict[str, Any]:
-        return config.to_dict()
-
-    def config_from_dict(self, data: Mapping[str, Any]) -> ResNetConfig:
-        return self.space.validate(ResNetConfig.from_dict(data))
 
     # ------------------------------------------------------------- efficiency
     def analytic_efficiency(self, genes: np.ndarray) -> dict[str, np.ndarray]:

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
 from .. import FAMILIES
 from ...space.family import NetworkFamily
 from .analytics import METRICS, analyze, analyze_values, block_terms, deployment_bytes, fixed_terms
-from .genome import ViTGenome, ViTPopulation
+from .genome import ViTPopulation
 from .space import PRESETS, ViTConfig, ViTSpace, space_from_dict
 
 __all__ = ["ViTFamily"]
@@ -24,35 +24,10 @@ class ViTFamily(NetworkFamily):
     closed forms are already vectorised, there are no tables to skip."""
 
     family = "vit"
-
-    @staticmethod
-    def accepts(space: Any) -> bool:
-        return isinstance(space, ViTSpace) or (isinstance(space, str) and space in PRESETS)
-
-    @staticmethod
-    def preset_names() -> list[str]:
-        return PRESETS.names()
-
-    @classmethod
-    def space_from_dict(cls, data: Any, where: str = "space") -> ViTSpace:
-        return space_from_dict(data, where)
-
-    @classmethod
-    def preset(cls, name: str) -> ViTSpace:
-        return ViTSpace.preset(name)
-
-    def __init__(self, space: ViTSpace | str, fast: bool = True):
-        self.space = ViTSpace.preset(space) if isinstance(space, str) else space
-        self.name = self.space.name
-
-    @property
-    def genome(self) -> ViTGenome:
-        return self.space.genome
+    space_type, config_type, presets = ViTSpace, ViTConfig, PRESETS
+    read_space = staticmethod(space_from_dict)
 
     # ------------------------------------------------------------- configs
-    def validate(self, config: ViTConfig | Mapping[str, Any]) -> ViTConfig:
-        return self.space.validate(config)
-
     def to_configs(self, genes: np.ndarray) -> list[ViTConfig]:
         return self.genome.to_configs(np.asarray(genes, np.int64))
 
@@ -65,12 +40,6 @@ class ViTFamily(NetworkFamily):
         """A `ViTPopulation`: what this family's predictors and device profiles take (their
         gathers read its genes, no configs built and validated back)."""
         return self.genome.to_population(genes)
-
-    def config_to_dict(self, config: ViTConfig) -> dict[str, Any]:
-        return config.to_dict()
-
-    def config_from_dict(self, data: Mapping[str, Any]) -> ViTConfig:
-        return self.space.validate(ViTConfig.from_dict(data))
 
     # ------------------------------------------------------------- efficiency
     def analytic_efficiency(self, genes: np.ndarray) -> dict[str, np.ndarray]:
