@@ -23,6 +23,7 @@ import numpy as np
 from ...registry import Registry
 from ...space.config_fields import JsonConfig, as_int, as_ints
 from ...space.config_text import parse_config_text
+from ...space.space_fields import SpaceFields
 from ..mbv3.layout import make_divisible
 from .genome import ProxylessGenome
 
@@ -235,86 +236,31 @@ def space_from_dict(data: Any, where: str = "space") -> ProxylessSpace:
     """The `ProxylessSpace` of its `to_dict()` form; `ValueError` naming `where`, the field and
     what is allowed (unknown or missing fields, wrong types, values past the MAX_SPACE_* limits,
     a supernet past MAX_SUPERNET_PARAMS). Arithmetic only: nothing is allocated."""
-    if not isinstance(data, dict):
-        raise ValueError(f"{where} must be an object of search-space fields, got {type(data).__name__}")
-    fields = {f.name: f for f in dataclasses.fields(ProxylessSpace)}
-    unknown = sorted(set(map(str, data)) - set(fields))
-    if unknown:
-        raise ValueError(f"{where}: unknown fields {unknown}; allowed: {sorted(fields)}")
-    missing = [n for n, f in fields.items() if f.default is dataclasses.MISSING and n not in data]
-    if missing:
-        raise ValueError(f"{where}: missing fields {missing}")
-
-    def shown(value: Any) -> str:
-        text = repr(value)
-        return text[:80] + "..." if len(text) > 80 else text
-
-    def ints(name: str, low: int, high: int, size: int | None = None) -> tuple[int, ...]:
-        values = data[name]
-        if (not isinstance(values, (list, tuple)) or not 0 < len(values) <= MAX_SPACE_CHOICES
-                or (size is not None and len(values) != size)
-                or any(isinstance(v, bool) or not isinstance(v, int) or not low <= v <= high for v in values)):
-            count = f"{size}" if size is not None else f"1 to {MAX_SPACE_CHOICES}"
-            raise ValueError(f"{where}: field '{name}' = {shown(values)}; allowed: a list of {count} integers "
-                             f"in [{low}, {high}]")
-        return tuple(values)
-
-    def one(name: str, low: int, high: int) -> int:
-        value = data.get(name, fields[name].default)
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            raise ValueError(f"{where}: field '{name}' = {shown(value)}; allowed: an integer in [{low}, {high}]")
-        return value
-
-    def real(name: str, low: float, high: float, open_low: bool = False) -> float:
-        value = data.get(name, fields[name].default)
-        if (isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high
-                or (open_low and value == low)):
-            raise ValueError(f"{where}: field '{name}' = {shown(value)}; allowed: a number in "
-                             f"{'(' if open_low else '['}{low:g}, {high:g}]")
-        return float(value)
-
-    def reals(name: str, low: float, high: float, size: int) -> tuple[float, ...]:
-        values = data.get(name, fields[name].default)
-        if (not isinstance(values, (list, tuple)) or len(values) != size
-                or any(isinstance(v, bool) or not isinstance(v, (int, float)) or not low <= v <= high for v in values)):
-            raise ValueError(f"{where}: field '{name}' = {shown(values)}; allowed: a list of {size} numbers in "
-                             f"[{low:g}, {high:g}]")
-        return tuple(float(v) for v in values)
-
-    name = data["name"]
-    if not isinstance(name, str) or not 0 < len(name) <= 100:
-        raise ValueError(f"{where}: field 'name' = {shown(name)}; allowed: a name of 1..100 characters")
-    in_channels = one("in_channels", 1, MAX_SPACE_IN_CHANNELS)
-    num_classes = one("num_classes", 1, MAX_SPACE_CLASSES)
-    labels = data.get("labels", ())
-    if (not isinstance(labels, (list, tuple)) or (labels and len(labels) != num_classes)
-            or any(not isinstance(x, str) or len(x) > 200 for x in labels)):
-        raise ValueError(f"{where}: field 'labels' = {shown(labels)}; allowed: none, or {num_classes} names of up "
-                         f"to 200 characters")
-    strides = ints("stage_strides", 1, 2)
+    f = SpaceFields(data, ProxylessSpace, where)
+    in_channels = f.one("in_channels", 1, MAX_SPACE_IN_CHANNELS)
+    num_classes = f.one("num_classes", 1, MAX_SPACE_CLASSES)
+    strides = f.ints("stage_strides", 1, 2)
     if not 2 <= len(strides) <= MAX_SPACE_STAGES:
-        raise ValueError(f"{where}: field 'stage_strides' = {shown(strides)}; allowed: 2 to {MAX_SPACE_STAGES} "
-                         f"stages (MAX_SPACE_STAGES)")
-    kernels = ints("kernel_sizes", 1, MAX_SPACE_KERNEL)
+        raise f.fail("stage_strides", f"2 to {MAX_SPACE_STAGES} stages (MAX_SPACE_STAGES)")
+    kernels = f.ints("kernel_sizes", 1, MAX_SPACE_KERNEL)
     if any(k % 2 == 0 for k in kernels):
-        raise ValueError(f"{where}: field 'kernel_sizes' = {shown(kernels)}; allowed: odd kernel sizes")
+        raise f.fail("kernel_sizes", "odd kernel sizes")
     try:
         space = ProxylessSpace(
-            name=name, in_channels=in_channels, num_classes=num_classes,
-            width_mult=real("width_mult", 0.05, 8.0), base_widths=ints("base_widths", 1, MAX_SPACE_CHANNELS),
-            stage_strides=strides, kernel_sizes=kernels, expand_ratios=ints("expand_ratios", 1, MAX_SPACE_EXPAND),
-            depths=ints("depths", 1, MAX_SPACE_DEPTH), resolutions=ints("resolutions", 8, MAX_SPACE_RESOLUTION),
-            channel_divisor=one("channel_divisor", 1, 64), dropout=real("dropout", 0.0, 0.99),
-            bn_eps=real("bn_eps", 0.0, 0.1, open_low=True), bn_momentum=real("bn_momentum", 0.0, 1.0),
-            mean=reals("mean", -10.0, 10.0, in_channels), std=reals("std", 1e-6, 10.0, in_channels),
-            labels=tuple(labels))
+            name=f.name(), in_channels=in_channels, num_classes=num_classes,
+            width_mult=f.real("width_mult", 0.05, 8.0), base_widths=f.ints("base_widths", 1, MAX_SPACE_CHANNELS),
+            stage_strides=strides, kernel_sizes=kernels, expand_ratios=f.ints("expand_ratios", 1, MAX_SPACE_EXPAND),
+            depths=f.ints("depths", 1, MAX_SPACE_DEPTH), resolutions=f.ints("resolutions", 8, MAX_SPACE_RESOLUTION),
+            channel_divisor=f.one("channel_divisor", 1, 64), dropout=f.real("dropout", 0.0, 0.99),
+            bn_eps=f.real("bn_eps", 0.0, 0.1, open_low=True), bn_momentum=f.real("bn_momentum", 0.0, 1.0),
+            mean=f.reals("mean", -10.0, 10.0, in_channels), std=f.reals("std", 1e-6, 10.0, in_channels),
+            labels=f.labels(num_classes))
     except ValueError as exc:
         raise ValueError(f"{where}: {exc}") from None
     widest = max(max(space.widths), max(space.middle_channels(c, max(space.expand_ratios)) for c in space.widths[1:-2]))
     if widest > MAX_SPACE_CHANNELS:
-        raise ValueError(f"{where}: field 'base_widths' = {shown(space.base_widths)}; allowed: layers of at most "
-                         f"{MAX_SPACE_CHANNELS} channels after width_mult and expansion (MAX_SPACE_CHANNELS); "
-                         f"the widest has {widest}")
+        raise f.fail("base_widths", f"layers of at most {MAX_SPACE_CHANNELS} channels after width_mult and "
+                                    f"expansion (MAX_SPACE_CHANNELS); the widest has {widest}")
     params = _supernet_params(space)
     if params > MAX_SUPERNET_PARAMS:
         raise ValueError(f"{where}: the space describes a supernet of about {params:,} parameters; allowed: at most "

@@ -32,6 +32,7 @@ import numpy as np
 from ...registry import Registry
 from ...space.config_fields import JsonConfig, as_float, as_int, as_list
 from ...space.config_text import parse_config_text
+from ...space.space_fields import SpaceFields
 from .genome import ResNetGenome
 
 __all__ = ["PRESETS", "ResNetConfig", "ResNetSpace", "CONFIG_FIELDS", "make_divisible", "space_from_dict",
@@ -282,72 +283,20 @@ def space_from_dict(data: Any, where: str = "space") -> ResNetSpace:
     """The `ResNetSpace` of its `to_dict()` form; `ValueError` naming `where`, the field and
     what is allowed (unknown or missing fields, wrong types, values past the limits above, a
     supernet past MAX_SUPERNET_PARAMS). Arithmetic only: nothing is allocated."""
-    if not isinstance(data, dict):
-        raise ValueError(f"{where} must be an object of search-space fields, got {type(data).__name__}")
-    fields = {f.name: f for f in dataclasses.fields(ResNetSpace)}
-    unknown = sorted(set(map(str, data)) - set(fields))
-    if unknown:
-        raise ValueError(f"{where}: unknown fields {unknown}; allowed: {sorted(fields)}")
-    missing = [n for n, f in fields.items() if f.default is dataclasses.MISSING and n not in data]
-    if missing:
-        raise ValueError(f"{where}: missing fields {missing}")
-
-    def get(name: str) -> Any:
-        return data.get(name, fields[name].default)
-
-    def fail(name: str, allowed: str) -> ValueError:
-        shown = repr(get(name))
-        return ValueError(f"{where}: field '{name}' = {shown[:80] + '...' if len(shown) > 80 else shown}; "
-                          f"allowed: {allowed}")
-
-    def ints(name: str, low: int, high: int, max_len: int = MAX_SPACE_CHOICES) -> tuple[int, ...]:
-        values = get(name)
-        if (not isinstance(values, (list, tuple)) or not 0 < len(values) <= max_len
-                or any(isinstance(v, bool) or not isinstance(v, int) or not low <= v <= high for v in values)):
-            raise fail(name, f"a list of 1 to {max_len} integers in [{low}, {high}]")
-        return tuple(values)
-
-    def one(name: str, low: int, high: int) -> int:
-        value = get(name)
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            raise fail(name, f"an integer in [{low}, {high}]")
-        return value
-
-    def reals(name: str, low: float, high: float, size: int | None = None) -> tuple[float, ...]:
-        values = get(name)
-        if (not isinstance(values, (list, tuple)) or not 0 < len(values) <= MAX_SPACE_CHOICES
-                or (size is not None and len(values) != size)
-                or any(isinstance(v, bool) or not isinstance(v, (int, float)) or not low <= v <= high
-                       for v in values)):
-            count = f"{size}" if size is not None else f"1 to {MAX_SPACE_CHOICES}"
-            raise fail(name, f"a list of {count} numbers in [{low:g}, {high:g}]")
-        return tuple(float(v) for v in values)
-
-    def real(name: str, low: float, high: float) -> float:
-        value = get(name)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not low < value < high:
-            raise fail(name, f"a number in ({low:g}, {high:g})")
-        return float(value)
-
-    name = data["name"]
-    if not isinstance(name, str) or not 0 < len(name) <= 100:
-        raise fail("name", "a name of 1 to 100 characters")
-    in_channels = one("in_channels", 1, MAX_SPACE_IN_CHANNELS)
-    num_classes = one("num_classes", 2, MAX_SPACE_CLASSES)
-    labels = get("labels")
-    if (not isinstance(labels, (list, tuple)) or (labels and len(labels) != num_classes)
-            or any(not isinstance(x, str) or len(x) > 200 for x in labels)):
-        raise fail("labels", f"none, or {num_classes} names of up to 200 characters")
+    f = SpaceFields(data, ResNetSpace, where)
+    in_channels = f.one("in_channels", 1, MAX_SPACE_IN_CHANNELS)
+    num_classes = f.one("num_classes", 2, MAX_SPACE_CLASSES)
     try:
         space = ResNetSpace(
-            name=name, resolutions=ints("resolutions", 8, MAX_SPACE_RESOLUTION), in_channels=in_channels,
-            num_classes=num_classes, depth_list=ints("depth_list", 0, MAX_SPACE_DEPTH),
-            expand_ratios=reals("expand_ratios", 0.01, 4.0), width_mults=reals("width_mults", 0.05, 8.0),
-            base_depths=ints("base_depths", 0, MAX_SPACE_DEPTH, MAX_SPACE_STAGES),
-            stage_widths=ints("stage_widths", 1, MAX_SPACE_CHANNELS, MAX_SPACE_STAGES),
-            stem_channels=one("stem_channels", 1, MAX_SPACE_CHANNELS),
-            mean=reals("mean", -10.0, 10.0, in_channels), std=reals("std", 1e-6, 10.0, in_channels),
-            labels=tuple(labels), bn_eps=real("bn_eps", 0.0, 1.0), bn_momentum=real("bn_momentum", 0.0, 1.0))
+            name=f.name(), resolutions=f.ints("resolutions", 8, MAX_SPACE_RESOLUTION), in_channels=in_channels,
+            num_classes=num_classes, depth_list=f.ints("depth_list", 0, MAX_SPACE_DEPTH),
+            expand_ratios=f.reals("expand_ratios", 0.01, 4.0), width_mults=f.reals("width_mults", 0.05, 8.0),
+            base_depths=f.ints("base_depths", 0, MAX_SPACE_DEPTH, max_len=MAX_SPACE_STAGES),
+            stage_widths=f.ints("stage_widths", 1, MAX_SPACE_CHANNELS, max_len=MAX_SPACE_STAGES),
+            stem_channels=f.one("stem_channels", 1, MAX_SPACE_CHANNELS),
+            mean=f.reals("mean", -10.0, 10.0, in_channels), std=f.reals("std", 1e-6, 10.0, in_channels),
+            labels=f.labels(num_classes), bn_eps=f.real("bn_eps", 0.0, 1.0, open_low=True, open_high=True),
+            bn_momentum=f.real("bn_momentum", 0.0, 1.0, open_low=True, open_high=True))
     except ValueError as exc:
         raise ValueError(f"{where}: {exc}") from None
     widest = max(max(max(c) for c in space.stage_out_channels), max(space.stem_out_channels))

@@ -25,6 +25,7 @@ import numpy as np
 from ...registry import Registry
 from ...space.config_fields import JsonConfig, as_float, as_int, as_list
 from ...space.config_text import parse_config_text
+from ...space.space_fields import SpaceFields
 from .genome import ViTGenome
 
 __all__ = ["PRESETS", "ViTConfig", "ViTSpace", "CONFIG_FIELDS", "list_presets"]
@@ -198,60 +199,19 @@ MAX_SPACE_IN_CHANNELS = 64
 def space_from_dict(data: Any, where: str = "space") -> ViTSpace:
     """The `ViTSpace` of its `to_dict()` form; `ValueError` naming `where`, the field and what
     is allowed (unknown or missing fields, wrong types, values past the limits above)."""
-    if not isinstance(data, dict):
-        raise ValueError(f"{where} must be an object of search-space fields, got {type(data).__name__}")
-    fields = {f.name: f for f in dataclasses.fields(ViTSpace)}
-    unknown = sorted(set(map(str, data)) - set(fields))
-    if unknown:
-        raise ValueError(f"{where}: unknown fields {unknown}; allowed: {sorted(fields)}")
-    required = [n for n, f in fields.items() if f.default is dataclasses.MISSING]
-    missing = [n for n in required if n not in data]
-    if missing:
-        raise ValueError(f"{where}: missing fields {missing}")
-
-    def ints(name: str, low: int, high: int) -> tuple[int, ...]:
-        values = data[name]
-        if (not isinstance(values, (list, tuple)) or not 0 < len(values) <= MAX_SPACE_CHOICES
-                or any(isinstance(v, bool) or not isinstance(v, int) or not low <= v <= high for v in values)):
-            raise ValueError(f"{where}: field '{name}' = {values!r}; allowed: a list of 1 to {MAX_SPACE_CHOICES} "
-                             f"integers in [{low}, {high}]")
-        return tuple(values)
-
-    def one(name: str, low: int, high: int) -> int:
-        value = data[name]
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            raise ValueError(f"{where}: field '{name}' = {value!r}; allowed: an integer in [{low}, {high}]")
-        return value
-
-    def reals(name: str, low: float, high: float, size: int | None = None) -> tuple[float, ...]:
-        values = data.get(name, fields[name].default)
-        if (not isinstance(values, (list, tuple)) or not 0 < len(values) <= MAX_SPACE_CHOICES
-                or (size is not None and len(values) != size)
-                or any(isinstance(v, bool) or not isinstance(v, (int, float)) or not low <= v <= high for v in values)):
-            count = f"{size}" if size is not None else f"1 to {MAX_SPACE_CHOICES}"
-            raise ValueError(f"{where}: field '{name}' = {values!r}; allowed: a list of {count} numbers in "
-                             f"[{low:g}, {high:g}]")
-        return tuple(float(v) for v in values)
-
-    name = data["name"]
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"{where}: field 'name' = {name!r}; allowed: a non-empty string")
-    in_channels = one("in_channels", 1, MAX_SPACE_IN_CHANNELS)
-    labels = data.get("labels", ())
-    if not isinstance(labels, (list, tuple)) or any(not isinstance(x, str) for x in labels):
-        raise ValueError(f"{where}: field 'labels' = {labels!r}; allowed: a list of strings")
-    eps = data.get("layer_norm_eps", fields["layer_norm_eps"].default)
-    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 < eps < 1:
-        raise ValueError(f"{where}: field 'layer_norm_eps' = {eps!r}; allowed: a number in (0, 1)")
+    f = SpaceFields(data, ViTSpace, where)
+    in_channels = f.one("in_channels", 1, MAX_SPACE_IN_CHANNELS)
+    num_classes = f.one("num_classes", 2, MAX_SPACE_CLASSES)
     try:
         return ViTSpace(
-            name=name, in_channels=in_channels, num_classes=one("num_classes", 2, MAX_SPACE_CLASSES),
-            image_size=one("image_size", 1, MAX_SPACE_RESOLUTION), patch_size=one("patch_size", 1, MAX_SPACE_RESOLUTION),
-            embed_dims=ints("embed_dims", 1, MAX_SPACE_WIDTH), depths=ints("depths", 1, MAX_SPACE_DEPTH),
-            num_heads=ints("num_heads", 1, MAX_SPACE_HEADS), mlp_ratios=reals("mlp_ratios", 0.0625, MAX_SPACE_MLP_RATIO),
-            head_dim=one("head_dim", 1, MAX_SPACE_HEAD_DIM), layer_norm_eps=float(eps),
-            mean=reals("mean", -1e3, 1e3, in_channels), std=reals("std", 1e-6, 1e3, in_channels),
-            labels=tuple(labels))
+            name=f.name(), in_channels=in_channels, num_classes=num_classes,
+            image_size=f.one("image_size", 1, MAX_SPACE_RESOLUTION), patch_size=f.one("patch_size", 1, MAX_SPACE_RESOLUTION),
+            embed_dims=f.ints("embed_dims", 1, MAX_SPACE_WIDTH), depths=f.ints("depths", 1, MAX_SPACE_DEPTH),
+            num_heads=f.ints("num_heads", 1, MAX_SPACE_HEADS), mlp_ratios=f.reals("mlp_ratios", 0.0625, MAX_SPACE_MLP_RATIO),
+            head_dim=f.one("head_dim", 1, MAX_SPACE_HEAD_DIM),
+            layer_norm_eps=f.real("layer_norm_eps", 0.0, 1.0, open_low=True, open_high=True),
+            mean=f.reals("mean", -1e3, 1e3, in_channels), std=f.reals("std", 1e-6, 1e3, in_channels),
+            labels=f.labels(num_classes))
     except ValueError as exc:
         raise ValueError(f"{where}: {exc}") from None
 
