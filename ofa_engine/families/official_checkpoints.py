@@ -14,13 +14,51 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping, NoReturn, Sequence
 
+import re
+
 import numpy as np
 import torch
 
-__all__ = ["OfficialTable", "map_official_state", "predictor_layers"]
+__all__ = ["OfficialTable", "map_official_state", "predictor_layers", "key_table", "renamed", "mobilenet_spellings"]
 
 # official key -> (our key, shape, is_floating_point)
 OfficialTable = Mapping[str, tuple[str, tuple[int, ...], bool]]
+
+
+def key_table(state: Mapping[str, torch.Tensor], official_name: Callable[[str], str]
+              ) -> tuple[tuple[str, str, tuple[int, ...], bool], ...]:
+    """(official key, our key, shape, is_floating) of every entry of our supernet's `state` (a
+    meta-device state dict will do: shapes only), in our order."""
+    return tuple((official_name(k), k, tuple(v.shape), v.is_floating_point()) for k, v in state.items())
+
+
+def renamed(ours: str, rules: Sequence[tuple[str, str]]) -> str:
+    """The official name of our key by the first (pattern, template) rule that matches it. The
+    MobileNet-style networks' official `blocks.0` is our `first_block`: in a template starting
+    `blocks.{0}`, the block index is shifted by one."""
+    for pattern, template in rules:
+        match = re.fullmatch(pattern, ours)
+        if match:
+            groups = list(match.groups())
+            if template.startswith("blocks.{0}"):
+                groups[0] = str(int(groups[0]) + 1)
+            return template.format(*groups)
+    raise AssertionError(f"no official name for our parameter '{ours}'")  # a bug in the rules
+
+
+def mobilenet_spellings(key: str) -> list[str]:
+    """The spellings of an official key that the MobileNet-style supernets' `load_state_dict`
+    accepts (`OFAMobileNetV3`, `OFAProxylessNASNets`): `mobile_inverted_conv` for `conv` (older
+    releases), and the static-layer spelling of dynamic layers (`.bn.` for `.bn.bn.`,
+    `.conv.weight` for `.conv.conv.weight`) and vice versa."""
+    key = key.replace(".mobile_inverted_conv.", ".conv.")
+    out = [key]
+    for old, new in ((".bn.bn.", ".bn."), (".conv.conv.weight", ".conv.weight"),
+                     (".linear.linear.", ".linear."), (".linear.", ".linear.linear."),
+                     (".bn.", ".bn.bn."), (".conv.weight", ".conv.conv.weight")):
+        if old in key:
+            out.append(key.replace(old, new, 1))
+    return out
 
 
 def _shape(value: Any) -> str:

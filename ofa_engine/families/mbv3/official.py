@@ -10,12 +10,11 @@ loaded, so a wrong file fails with a message instead of a half-loaded network.
 from __future__ import annotations
 
 import functools
-import re
 from typing import Any, Mapping, NoReturn
 
 import torch
 
-from ..official_checkpoints import map_official_state, predictor_layers
+from ..official_checkpoints import key_table, map_official_state, mobilenet_spellings, predictor_layers, renamed
 from .space import SearchSpace
 from .supernet import Supernet, build_supernet
 
@@ -40,40 +39,12 @@ _RULES = [
 ]
 
 
-def _official_name(ours: str) -> str:
-    for pattern, template in _RULES:
-        match = re.fullmatch(pattern, ours)
-        if match:
-            groups = list(match.groups())
-            if template.startswith("blocks.{0}"):
-                groups[0] = str(int(groups[0]) + 1)
-            return template.format(*groups)
-    raise AssertionError(f"no official name for our parameter '{ours}'")  # a bug in _RULES
-
-
 @functools.lru_cache(maxsize=None)
 def _key_map(preset: str) -> tuple[tuple[str, str, tuple[int, ...], bool], ...]:
     """(official key, our key, shape, is_floating) for every state entry, in our order."""
     with torch.device("meta"):  # shapes only: no memory, no initialisation cost
         state = build_supernet(preset).state_dict()
-    return tuple((_official_name(k), k, tuple(v.shape), v.is_floating_point()) for k, v in state.items())
-
-
-def _legacy_spellings(key: str) -> list[str]:
-    """Other spellings of an official key accepted by `OFAMobileNetV3.load_state_dict`.
-
-    Older releases name the block's layer `mobile_inverted_conv` instead of `conv`, and the
-    official loader also accepts the static-layer spelling of dynamic layers (`.bn.` for
-    `.bn.bn.`, `.conv.weight` for `.conv.conv.weight`) and vice versa.
-    """
-    key = key.replace(".mobile_inverted_conv.", ".conv.")
-    out = [key]
-    for old, new in ((".bn.bn.", ".bn."), (".conv.conv.weight", ".conv.weight"),
-                     (".linear.linear.", ".linear."), (".linear.", ".linear.linear."),
-                     (".bn.", ".bn.bn."), (".conv.weight", ".conv.conv.weight")):
-        if old in key:
-            out.append(key.replace(old, new, 1))
-    return out
+    return key_table(state, lambda ours: renamed(ours, _RULES))
 
 
 def _fail(message: str) -> NoReturn:
@@ -95,7 +66,7 @@ def import_official_ofa(state_dict: Mapping[str, Any]) -> Supernet:
     """
     tables = {p: {off: (ours, shape, floating) for off, ours, shape, floating in _key_map(p)}
               for p in OFFICIAL_PRESETS}
-    preset, mapped = map_official_state(state_dict, tables, _legacy_spellings, _fail, "OFA MobileNetV3")
+    preset, mapped = map_official_state(state_dict, tables, mobilenet_spellings, _fail, "OFA MobileNetV3")
     supernet = build_supernet(preset)
     supernet.load_state_dict(mapped, strict=True)
     return supernet

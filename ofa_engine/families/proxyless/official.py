@@ -11,12 +11,11 @@ loaded, so a wrong file fails with a message instead of a half-loaded network.
 from __future__ import annotations
 
 import functools
-import re
 from typing import Any, Mapping, NoReturn
 
 import torch
 
-from ..official_checkpoints import map_official_state, predictor_layers
+from ..official_checkpoints import key_table, map_official_state, mobilenet_spellings, predictor_layers, renamed
 from .space import ProxylessSpace
 from .supernet import ProxylessSupernet
 
@@ -38,37 +37,12 @@ _RULES = [
 ]
 
 
-def _official_name(ours: str) -> str:
-    for pattern, template in _RULES:
-        match = re.fullmatch(pattern, ours)
-        if match:
-            groups = list(match.groups())
-            if template.startswith("blocks.{0}"):
-                groups[0] = str(int(groups[0]) + 1)
-            return template.format(*groups)
-    raise AssertionError(f"no official name for our parameter '{ours}'")  # a bug in _RULES
-
-
 @functools.lru_cache(maxsize=None)
 def key_map(preset: str = OFFICIAL_PRESET) -> tuple[tuple[str, str, tuple[int, ...], bool], ...]:
     """(official key, our key, shape, is_floating) for every state entry, in our order."""
     with torch.device("meta"):  # shapes only: no memory, no initialisation cost
         state = ProxylessSupernet(ProxylessSpace.preset(preset)).state_dict()
-    return tuple((_official_name(k), k, tuple(v.shape), v.is_floating_point()) for k, v in state.items())
-
-
-def _legacy_spellings(key: str) -> list[str]:
-    """Other spellings of an official key that `OFAProxylessNASNets.load_state_dict` accepts:
-    `mobile_inverted_conv` for `conv` (older releases), and the static-layer spelling of dynamic
-    layers (`.bn.` for `.bn.bn.`, `.conv.weight` for `.conv.conv.weight`) and vice versa."""
-    key = key.replace(".mobile_inverted_conv.", ".conv.")
-    out = [key]
-    for old, new in ((".bn.bn.", ".bn."), (".conv.conv.weight", ".conv.weight"),
-                     (".linear.linear.", ".linear."), (".linear.", ".linear.linear."),
-                     (".bn.", ".bn.bn."), (".conv.weight", ".conv.conv.weight")):
-        if old in key:
-            out.append(key.replace(old, new, 1))
-    return out
+    return key_table(state, lambda ours: renamed(ours, _RULES))
 
 
 def _fail(message: str) -> NoReturn:
@@ -87,7 +61,7 @@ def import_official_proxyless(state_dict: Mapping[str, Any]) -> ProxylessSuperne
     training mode; call `.eval()` before inference.
     """
     table = {official: (ours, shape, floating) for official, ours, shape, floating in key_map(OFFICIAL_PRESET)}
-    _, mapped = map_official_state(state_dict, {OFFICIAL_PRESET: table}, _legacy_spellings, _fail,
+    _, mapped = map_official_state(state_dict, {OFFICIAL_PRESET: table}, mobilenet_spellings, _fail,
                                    "OFA ProxylessNAS")
     supernet = ProxylessSupernet(ProxylessSpace.preset(OFFICIAL_PRESET))
     supernet.load_state_dict(mapped, strict=True)

@@ -18,7 +18,7 @@ from typing import Any, Mapping, NoReturn
 import numpy as np
 import torch
 
-from ..official_checkpoints import map_official_state, predictor_layers
+from ..official_checkpoints import key_table, map_official_state, predictor_layers
 from .space import ResNetSpace
 from .supernet import ResNetSupernet, build_supernet
 
@@ -41,7 +41,7 @@ def _key_map(preset: str) -> tuple[tuple[str, str, tuple[int, ...], bool], ...]:
     """(official key, our key, shape, is_floating) for every state entry, in our order."""
     with torch.device("meta"):  # shapes only: no memory, no initialisation cost
         state = build_supernet(preset).state_dict()
-    return tuple((official_key(k), k, tuple(v.shape), v.is_floating_point()) for k, v in state.items())
+    return key_table(state, official_key)
 
 
 def _spellings(key: str) -> list[str]:
