@@ -29,7 +29,9 @@ from typing import Any, Mapping
 
 import numpy as np
 
-__all__ = ["LatencyFeatures", "Configs"]
+from .genome import GenePopulation
+
+__all__ = ["LatencyFeatures", "GenomeLatencyFeatures", "Configs"]
 
 Configs = Any   # one config | a sequence of configs | a population of the family
 
@@ -129,3 +131,23 @@ class LatencyFeatures(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({getattr(self.space, 'name', self.space)!r})"
+
+
+class GenomeLatencyFeatures(LatencyFeatures):
+    """`LatencyFeatures` of a family whose configs all go through its genome (`space.genome`:
+    `from_configs` validates configs, dicts and populations alike, `to_configs` and
+    `to_population` give them back): counting and taking configs come from there."""
+
+    def _genes(self, configs: Configs) -> np.ndarray:
+        """Validated genomes (N, G) of a population, one config, its dict or a sequence of either."""
+        return self.space.genome.from_configs(configs)
+
+    def count(self, configs: Configs) -> int:
+        return int(self._genes(configs).shape[0])
+
+    def take(self, configs: Configs, index: np.ndarray) -> Any:
+        """The configs at `index`: a population of a population, else a list of configs."""
+        genes = self._genes(configs)[np.asarray(index, np.int64)]
+        if isinstance(configs, GenePopulation):
+            return self.space.genome.to_population(genes)
+        return self.space.genome.to_configs(genes)

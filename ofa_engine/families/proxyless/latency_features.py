@@ -31,10 +31,9 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ...space.latency import Configs, LatencyFeatures
+from ...space.latency import Configs, GenomeLatencyFeatures
 from ..mbv3.analytics import LayerTally
 from .analytics import block_tally
-from .genome import ProxylessPopulation
 from .layout import ACTIVATION, walk
 from .space import ProxylessConfig, ProxylessSpace
 
@@ -147,7 +146,7 @@ def head_key(space: ProxylessSpace, size: int) -> str:
 
 
 # ---------------------------------------------------------------------- the family-neutral interface
-class ProxylessLatencyFeatures(LatencyFeatures):
+class ProxylessLatencyFeatures(GenomeLatencyFeatures):
     """Latency features of a `ProxylessSpace` (or preset name): tables (S, R, K, E[, F]) per
     block slot and (R[, F]) fixed (stem + head), as the module's docstring says."""
 
@@ -170,19 +169,6 @@ class ProxylessLatencyFeatures(LatencyFeatures):
         return _macs_tables(self.space)
 
     # ------------------------------------------------------------- configs
-    def _genes(self, configs: Configs) -> np.ndarray:
-        return self.space.genome.from_configs(configs)
-
-    def count(self, configs: Configs) -> int:
-        return int(self._genes(configs).shape[0])
-
-    def take(self, configs: Configs, index: np.ndarray) -> list[ProxylessConfig] | ProxylessPopulation:
-        """The configs at `index`: a population of a population, else a list of configs."""
-        genes = self._genes(configs)[np.asarray(index, np.int64)]
-        if isinstance(configs, ProxylessPopulation):
-            return self.space.genome.to_population(genes)
-        return self.space.genome.to_configs(genes)
-
     def dataset_configs(self, n: int, seed: int = 0) -> list[ProxylessConfig]:
         """The largest, the smallest, then random configs whose resolutions cycle through every
         resolution in a seeded order, each block's choices and each stage's depth uniform."""

@@ -32,7 +32,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ...space.latency import Configs, LatencyFeatures
+from ...space.latency import Configs, GenomeLatencyFeatures
 from .analytics import analyze_values, block_terms, head_terms, stage_sizes, stem_terms
 from .space import ResNetConfig, ResNetSpace
 from .tables import block_grid, fixed_grid
@@ -115,7 +115,7 @@ def head_key(space: ResNetSpace, size: int, channels: int) -> str:
 
 
 # ---------------------------------------------------------------------- the family-neutral interface
-class ResNetLatencyFeatures(LatencyFeatures):
+class ResNetLatencyFeatures(GenomeLatencyFeatures):
     """Latency features of a `ResNetSpace` (or preset name); tables as the module's docstring says."""
 
     def __init__(self, space: ResNetSpace | str):
@@ -136,15 +136,6 @@ class ResNetLatencyFeatures(LatencyFeatures):
         return _macs_tables(self.space)
 
     # ------------------------------------------------------------- configs
-    def _genes(self, configs: Configs) -> np.ndarray:
-        return self.space.genome.from_configs(configs)
-
-    def count(self, configs: Configs) -> int:
-        return int(self._genes(configs).shape[0])
-
-    def take(self, configs: Configs, index: np.ndarray) -> list[ResNetConfig]:
-        return self.space.genome.to_configs(self._genes(configs)[np.asarray(index, np.int64)])
-
     def dataset_configs(self, n: int, seed: int = 0) -> list[ResNetConfig]:
         """The largest, the smallest, then random configs whose (width, resolution) pairs cycle
         through every combination in a seeded order (every `w` entry at the pair's width), the

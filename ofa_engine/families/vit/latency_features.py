@@ -37,9 +37,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ...space.latency import Configs, LatencyFeatures
+from ...space.latency import Configs, GenomeLatencyFeatures
 from .analytics import block_terms, fixed_terms
-from .genome import ViTPopulation
 from .space import ViTConfig, ViTSpace
 
 __all__ = ["BLOCK_FEATURES", "FIXED_FEATURES", "FEATURE_GROUPS", "block_key", "patch_embed_key", "head_key",
@@ -153,7 +152,7 @@ def _piece_types() -> tuple[type, type]:
 
 
 # ---------------------------------------------------------------------- the family-neutral interface
-class ViTLatencyFeatures(LatencyFeatures):
+class ViTLatencyFeatures(GenomeLatencyFeatures):
     """Latency features of a `ViTSpace` (or preset name). Tables are (E, H, R[, F]) per block,
     indexed by the option indices of embed_dim, heads and mlp_ratio, and (E[, F]) fixed (patch
     embedding + head), as the module's docstring says."""
@@ -177,21 +176,6 @@ class ViTLatencyFeatures(LatencyFeatures):
         return _macs_tables(self.space)
 
     # ------------------------------------------------------------- configs
-    def _genes(self, configs: Configs) -> np.ndarray:
-        """Validated genomes (N, G) of a `ViTPopulation`, one config, its dict or a sequence of
-        either."""
-        return self.space.genome.from_configs(configs)
-
-    def count(self, configs: Configs) -> int:
-        return int(self._genes(configs).shape[0])
-
-    def take(self, configs: Configs, index: np.ndarray) -> list[ViTConfig] | ViTPopulation:
-        """The configs at `index`: a population of a population, else a list of `ViTConfig`s."""
-        genes = self._genes(configs)[np.asarray(index, np.int64)]
-        if isinstance(configs, ViTPopulation):
-            return self.space.genome.to_population(genes)
-        return self.space.genome.to_configs(genes)
-
     def dataset_configs(self, n: int, seed: int = 0) -> list[ViTConfig]:
         """The largest, the smallest, then random configs whose (embed_dim, depth) pairs cycle
         through every combination in a seeded order (widths and depths evenly covered), with
