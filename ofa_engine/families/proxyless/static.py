@@ -10,19 +10,18 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+from .. import static_layers
+from ..static_layers import fold_bn  # noqa: F401  (the family's fold_bn: any ConvBNAct)
 
 __all__ = ["ConvBNAct", "MBConv", "StaticProxyless", "fold_bn"]
 
 
-class ConvBNAct(nn.Sequential):
+class ConvBNAct(static_layers.ConvBNAct):
     """conv -> BN -> (ReLU6)."""
 
     def __init__(self, conv: nn.Conv2d, bn: nn.BatchNorm2d, act: bool):
-        super().__init__()
-        self.conv = conv
-        self.bn = bn
-        self.act = nn.ReLU6() if act else nn.Identity()
+        super().__init__(conv, bn, nn.ReLU6() if act else None)
 
 
 class MBConv(nn.Module):
@@ -61,13 +60,3 @@ class StaticProxyless(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.feature_mix(self.blocks(self.first_conv(x)))
         return self.classifier(self.dropout(x.mean((2, 3))))
-
-
-def fold_bn(net: nn.Module) -> nn.Module:
-    """Fold every BatchNorm of `net`'s `ConvBNAct`s into its conv, in place (eval mode only)."""
-    if net.training:
-        raise ValueError("fold_bn needs a model in eval mode (training BN uses batch statistics)")
-    for module in net.modules():
-        if isinstance(module, ConvBNAct) and isinstance(module.bn, nn.BatchNorm2d):
-            module.conv, module.bn = fuse_conv_bn_eval(module.conv, module.bn), nn.Identity()
-    return net

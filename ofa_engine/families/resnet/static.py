@@ -10,19 +10,18 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+from .. import static_layers
+from ..static_layers import fold_bn  # noqa: F401  (the family's fold_bn: any ConvBNAct)
 
 __all__ = ["ConvBNAct", "ResidualConv", "Bottleneck", "StaticResNet", "fold_bn"]
 
 
-class ConvBNAct(nn.Sequential):
+class ConvBNAct(static_layers.ConvBNAct):
     """conv -> BN -> ReLU (or no activation)."""
 
     def __init__(self, conv: nn.Conv2d, bn: nn.BatchNorm2d, relu: bool):
-        super().__init__()
-        self.conv = conv
-        self.bn = bn
-        self.act = nn.ReLU() if relu else nn.Identity()
+        super().__init__(conv, bn, nn.ReLU() if relu else None)
 
 
 class ResidualConv(nn.Module):
@@ -68,14 +67,3 @@ class StaticResNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.blocks(self.max_pooling(self.input_stem(x)))
         return self.classifier(x.mean((2, 3)))
-
-
-def fold_bn(net: nn.Module) -> nn.Module:
-    """Fold every BatchNorm of `net`'s `ConvBNAct`s into its conv, in place (eval only: the
-    running statistics become the conv's weight and bias, the BN an Identity)."""
-    if net.training:
-        raise ValueError("fold_bn needs a model in eval mode (training BN uses batch statistics)")
-    for module in net.modules():
-        if isinstance(module, ConvBNAct) and isinstance(module.bn, nn.BatchNorm2d):
-            module.conv, module.bn = fuse_conv_bn_eval(module.conv, module.bn), nn.Identity()
-    return net
