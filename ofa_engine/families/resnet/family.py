@@ -110,7 +110,7 @@ class ResNetFamily(NetworkFamily):
                  "in_shape": (space.in_channels, r, r), "out_shape": (out, sizes[0], sizes[0]), "width": out,
                  "macs": int(without["macs"]), "params": int(without["params"]), "active": True},
                 {"layer": "stem.res", "group": "stem", "kind": "residual conv 3x3",
-                 "choices": {"d0": cfg.d[0]}, "in_shape": (mid, h, h), "out_shape": (mid, h, h), "width": mid,
+                 "choices": {}, "in_shape": (mid, h, h), "out_shape": (mid, h, h), "width": mid,
                  "macs": int(with_res["macs"] - without["macs"]), "params": int(with_res["params"] - without["params"]),
                  "active": kept}]
         active, c_in = space.active_slots(cfg), out
