@@ -144,7 +144,10 @@ def test_nan_output_fails_verification(tiny, tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_failed_torch_export_leaves_no_file(tiny, tmp_path, monkeypatch):
+@pytest.mark.parametrize("writer", ["family", "torch"])
+def test_failed_writer_leaves_no_file(tiny, tmp_path, monkeypatch, writer):
+    """The family's graph writer (opset 17) and torch's exporter (opset 18, which the family's
+    writer leaves to it) crash: nothing is left."""
     cfg = tiny.space.sample(6)
 
     def broken_export(model, args, f, **kwargs):
@@ -152,11 +155,18 @@ def test_failed_torch_export_leaves_no_file(tiny, tmp_path, monkeypatch):
             fh.write(b"\x08partial")
         raise RuntimeError("exporter crashed")
 
+    def broken_writer(*args, **kwargs):
+        raise RuntimeError("exporter crashed")
+
     import torch.onnx.utils
+
+    import ofa_engine.families.mbv3.onnx_graph as onnx_graph
     monkeypatch.setattr(torch.onnx, "export", broken_export)
     monkeypatch.setattr(torch.onnx.utils, "export", broken_export)   # the same exporter, without its warning
+    if writer == "family":
+        monkeypatch.setattr(onnx_graph, "onnx_model", broken_writer)
     with pytest.raises(RuntimeError, match="exporter crashed"):
-        export_onnx(tiny.extract(cfg), cfg, tmp_path / "m.onnx")
+        export_onnx(tiny.extract(cfg), cfg, tmp_path / "m.onnx", opset=17 if writer == "family" else 18)
     assert list(tmp_path.iterdir()) == []
 
 

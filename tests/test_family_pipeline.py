@@ -35,8 +35,9 @@ def _hook_macs(model: nn.Module, shape: tuple[int, ...]) -> int:
     return total[0]
 
 
-def test_family_count_macs_equals_analyze_and_the_old_hooks():
+def test_family_count_macs_equals_analyze_the_flop_counter_and_the_old_hooks():
     from ofa_engine.runtime.export import untrained_supernet
+    from ofa_engine.space.family import NetworkFamily
     family = family_of("tiny-fmnist")
     space = family.space
     supernet = untrained_supernet(space)
@@ -44,8 +45,9 @@ def test_family_count_macs_equals_analyze_and_the_old_hooks():
     for _ in range(10):
         cfg = space.sample(rng)
         net = supernet.extract(cfg).eval()
-        counted = family.count_macs(net, cfg)
+        counted = family.count_macs(net, cfg)   # MobileNetV3's: hooks on its convs and classifier
         assert counted == int(family.analyze(cfg)["macs"]) == _hook_macs(net, family.input_shape(cfg)), cfg
+        assert counted == NetworkFamily.count_macs(family, net, cfg), cfg   # PyTorch's FLOP counter
 
 
 def test_specialize_report_keeps_its_subnet_and_counts():

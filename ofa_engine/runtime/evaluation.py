@@ -62,7 +62,7 @@ def calibrate_bn(model: nn.Module, images, space: ImageSpace | None = None,
     if len(groups) <= 1:
         _calibration_pass(model, x, starts, batch_size)
         return model
-    copies = [model] + [copy.deepcopy(model) for _ in groups[1:]]
+    copies = [model] + [_statistics_copy(model) for _ in groups[1:]]
     with ThreadPoolExecutor(len(groups)) as pool:
         list(pool.map(lambda job: _calibration_pass(job[0], x, job[1], batch_size), zip(copies, groups)))
     weights = [len(g) for g in groups]
@@ -73,6 +73,18 @@ def calibrate_bn(model: nn.Module, images, space: ImageSpace | None = None,
             getattr(bns[0], name).copy_(total / sum(weights))
         bns[0].num_batches_tracked.fill_(sum(weights))
     return model
+
+
+def _statistics_copy(module: nn.Module) -> nn.Module:
+    """A copy of `module` for a calibration pass: its own module objects and buffers (the BN
+    statistics the pass rewrites), the parameters shared (the pass only reads them). ~1 ms where
+    `copy.deepcopy` of a subnet takes ~65 ms of a ~0.35 s recalibration."""
+    clone = copy.copy(module)   # a new __dict__: the pass's attribute changes (momentum, training) stay here
+    clone._modules = {name: None if child is None else _statistics_copy(child)
+                      for name, child in module._modules.items()}
+    clone._buffers = {name: None if b is None else b.clone() for name, b in module._buffers.items()}
+    clone._parameters = dict(module._parameters)
+    return clone
 
 
 def _calibration_pass(model: nn.Module, x: torch.Tensor, starts: list[int], batch_size: int) -> None:

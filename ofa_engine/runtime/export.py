@@ -304,23 +304,31 @@ def _torchscript_export() -> Any:
 def write_onnx_unverified(model: nn.Module, space: Any, cfg: Any, path: Path, opset: int) -> None:
     """The ONNX file of `model` with its metadata, not checked in ONNX Runtime and not atomic:
     `export_onnx` is the API; this is its writing step (benchmarks time it alone). `space`: a
-    family's space object or preset name; `cfg`: the model's config."""
+    family's space object or preset name; `cfg`: the model's config. The family writes the graph
+    where it can (`NetworkFamily.onnx_model`: the exporter's graph, without tracing); torch's
+    TorchScript exporter writes it otherwise."""
     family = family_of(space, fast=False)
     space = family.space
-    dummy = torch.zeros(1, *family.input_shape(cfg))
     was_training = model.training
     model.eval()
     try:
-        with EXPORT_LOCK:
-            _torchscript_export()(
-                model, (dummy,), os.fspath(path), opset_version=opset,
-                input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
-                do_constant_folding=True, keep_initializers_as_inputs=False)
+        proto = family.onnx_model(model, opset)
+        exporter = "ofa_engine graph writer"   # the TorchScript exporter's graph (NetworkFamily.onnx_model)
+        if proto is not None:
+            proto.producer_version = torch.__version__.split("+")[0]   # as torch's exporter stamps it
+        else:
+            exporter = "torch.onnx.export (TorchScript)"
+            dummy = torch.zeros(1, *family.input_shape(cfg))
+            with EXPORT_LOCK:
+                _torchscript_export()(
+                    model, (dummy,), os.fspath(path), opset_version=opset,
+                    input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                    dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+                    do_constant_folding=True, keep_initializers_as_inputs=False)
+            proto = onnx.load(os.fspath(path))
     finally:
         model.train(was_training)
 
-    proto = onnx.load(os.fspath(path))
     proto.producer_name = "ofa_engine"
     proto.doc_string = f"Subnet of the OFA search space '{space.name}' exported by ofa_engine."
     labels = list(space.labels) or [f"class_{i}" for i in range(space.num_classes)]
@@ -330,7 +338,7 @@ def write_onnx_unverified(model: nn.Module, space: Any, cfg: Any, path: Path, op
         "preprocessing": json.dumps(preprocessing_spec(space, cfg.image_size)),
         "labels": json.dumps(labels),
         "producer": json.dumps({"name": "ofa_engine", "torch": torch.__version__, "onnx": onnx.__version__,
-                                "exporter": "torch.onnx.export (TorchScript)", "opset": opset}),
+                                "exporter": exporter, "opset": opset}),
     }
     del proto.metadata_props[:]
     for key, value in metadata.items():

@@ -130,6 +130,13 @@ class NetworkFamily(DiscreteSearchSpace):
         preceding layers where the family has such layers, in place; returned."""
         return module
 
+    def onnx_model(self, module: Any, opset: int) -> Any:
+        """The ONNX model (an `onnx.ModelProto`, no metadata) of the extracted, eval-mode
+        `module`, written by the family without tracing, or None (the default): torch's
+        exporter writes it. A family that writes it writes the exporter's graph (the same
+        nodes, initializers and outputs)."""
+        return None
+
     def count_macs(self, module: Any, config: Any) -> int:
         """Multiply-accumulates of one batch-1 forward pass of the extracted `module` of
         `config`, counted by PyTorch's FLOP counter (convolutions, linear layers and every

@@ -62,6 +62,17 @@ class MobileNetV3Family(NetworkFamily):
         from .static import fold_bn
         return fold_bn(module)
 
+    def count_macs(self, module: Any, config: Any) -> int:
+        # Convolutions and the classifier are all its products: hooks on them give the FLOP
+        # counter's number ~10x faster (tests/test_family_pipeline.py).
+        from ..static_layers import layer_macs
+        return layer_macs(module, self.input_shape(config))
+
+    def onnx_model(self, module: Any, opset: int) -> Any:
+        from .onnx_graph import onnx_model
+        config = getattr(module, "config", None)
+        return None if config is None else onnx_model(module, self.input_shape(config), opset)
+
     # ------------------------------------------------------------- analytics and predictors
     def analyze(self, configs: Any) -> dict[str, Any]:
         return analyze(self.space, configs)
