@@ -134,6 +134,27 @@ def test_calibrate_bn_with_two_workers_equals_one_pass():
         calibrate_bn(copy.deepcopy(one), images, supernet.space, workers=0)
 
 
+def test_module_copy_shares_parameters_and_owns_buffers_and_modules():
+    """The copy a calibration worker and the int8 export's BN folding work on: rewriting its BN
+    statistics, folding its BNs or switching its mode leaves the original as it was."""
+    from ofa_engine.families import family_of
+    from ofa_engine.runtime.evaluation import module_copy
+    supernet = load_supernet("tiny-fmnist")
+    net = supernet.extract(supernet.space.sample(3)).eval()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    clone = module_copy(net)
+    assert [p is q for p, q in zip(net.parameters(), clone.parameters())] == [True] * len(list(net.parameters()))
+    x = torch.randn(4, *family_of(supernet.space).input_shape(net.config), generator=torch.Generator().manual_seed(0))
+    clone.train()
+    clone(x)                                       # BN statistics of the copy move
+    assert net.training is False and all(not m.training for m in net.modules())
+    family_of(supernet.space).fold_bn(clone.eval())
+    for name, value in net.state_dict().items():
+        assert torch.equal(value, before[name]), name
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in clone.modules())
+
+
 def test_bundled_predictor_was_fitted_on_the_bundled_supernet_and_dataset():
     """Retraining the supernet invalidates the accuracy data and predictor (assets/supernets/tiny-fmnist/
     PREDICTOR.md): the shipped predictor must name the shipped supernet's digest and the CSV's rows."""

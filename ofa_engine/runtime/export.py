@@ -25,6 +25,7 @@ from torch import nn
 
 from ..families import family_of
 from ..files import atomic_path, check_output_path
+from .evaluation import module_copy
 from .ort import make_session
 from .preprocess import preprocess, preprocessing_spec
 from .common import MAX_OPSET, MIN_OPSET, ExportVerificationError
@@ -97,12 +98,12 @@ def _check_verification(written: Path, model: nn.Module, path: Path) -> None:
 
 def _export_int8(model: nn.Module, family: Any, cfg: Any, path: Path, opset: int,
                  calibration: Any, evaluation: Any, method: str, floor: float) -> Path:
-    import copy
     import tempfile
     space = family.space
     calib_x, _ = _image_inputs(calibration, "calib", space, cfg.image_size, "calibration")
     eval_x, labels = _image_inputs(evaluation, "test2k", space, cfg.image_size, "evaluation")
-    folded = family.fold_bn(copy.deepcopy(model).eval())
+    # fold_bn replaces the copy's convs with new folded ones: the model's own stay as they are.
+    folded = family.fold_bn(module_copy(model).eval())
     with tempfile.TemporaryDirectory(prefix="ofa-export-") as tmpdir:
         float_path = Path(tmpdir) / "float.onnx"
         write_onnx_unverified(folded, space, cfg, float_path, opset)
