@@ -385,6 +385,47 @@ def test_one_encoding_and_a_seeded_genome_as_before(tiny_eval):
     np.testing.assert_array_equal(tiny_eval.space.genome.encode(m2), g.encode(m2))
 
 
+@pytest.mark.parametrize("name", ["tiny-fmnist", "ofa-mbv3-w1.0"])
+def test_variation_and_active_mask_equal_their_reference_forms(name):
+    # mutate / crossover compute only what they keep and the active mask is tabulated by depth:
+    # the same numbers as the plain forms, for the same draws.
+    g = SearchSpace.preset(name).genome
+    genes = g.random(300, np.random.default_rng(1))
+    np.testing.assert_array_equal(g.active(genes), g._active_genes(genes))
+    p, divisor = g._mutation_probs(0.1, (("resolution", 0.5),))
+    u = np.random.default_rng(2).random(genes.shape)
+    fresh = np.minimum((u / divisor * g.cardinality).astype(np.int64), g.cardinality - 1)
+    for rows in (genes, genes[::2], genes.astype(np.int8)):
+        expected = np.where(u[:len(rows)] < p, fresh[:len(rows)], rows)
+        got = g.mutate(rows, np.random.default_rng(2), 0.1, {"resolution": 0.5})
+        assert got.dtype == np.int64 and np.array_equal(got, expected)
+    other = g.random(300, np.random.default_rng(3))
+    expected = np.where(np.random.default_rng(4).random(genes.shape) < 0.5, genes, other)
+    np.testing.assert_array_equal(g.crossover(genes, other, np.random.default_rng(4)), expected)
+
+
+def test_history_merges_deferred_and_evaluated_batches(tiny_eval):
+    from ofa_engine.search.core import Problem
+    g = tiny_eval.genome
+    constraints = Constraints(macs_m=5.0)
+    genes = g.random(40, np.random.default_rng(0))
+    problem = Problem(tiny_eval, constraints, g.uniform("min"))
+    problem.evaluate_accuracy(genes[:10], 0)
+    problem.evaluate(genes[10:25], 1)
+    problem.evaluate_accuracy(genes[25:], 2)
+    hist, hist_genes = problem.history()
+    assert hist_genes.dtype == np.int8 and np.array_equal(hist_genes, genes)
+    assert hist["iteration"].dtype == np.int32 and hist["iteration"].tolist() == [0] * 10 + [1] * 15 + [2] * 15
+    expected = tiny_eval.metrics_of(genes)
+    for key in expected:
+        np.testing.assert_array_equal(hist[key], expected[key])
+    np.testing.assert_array_equal(hist["feasible"], constraints.feasible(expected))
+    problem.evaluate(genes[:3], 3)            # a batch after the history was read
+    again, _ = problem.history()
+    assert len(again["accuracy"]) == 43 and np.array_equal(again["accuracy"][:40], hist["accuracy"])
+    assert problem.evaluations == 43 and problem.predictor_calls == 40
+
+
 def test_evolution_defaults_are_ofa_defaults():
     d = Evolution.Options().model_dump()
     assert (d["population"], d["generations"], d["parent_ratio"], d["mutation_ratio"], d["mutate_prob"],

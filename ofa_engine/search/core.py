@@ -10,8 +10,10 @@ for every strategy: the most accurate feasible candidate ever evaluated (first o
 
 from __future__ import annotations
 
+import operator
 import time
 from dataclasses import dataclass, field
+from itertools import compress, repeat
 from typing import Any, Mapping
 
 import numpy as np
@@ -24,6 +26,8 @@ from .strategies import STRATEGY_REGISTRY, make_strategy
 __all__ = ["Problem", "SearchResult", "search", "check_budget", "STRATEGIES"]
 
 STRATEGIES = tuple(STRATEGY_REGISTRY.names())
+# The history's per-row metrics, besides the iteration.
+_HISTORY_METRICS = METRIC_NAMES + ("feasible", "violation")
 
 
 class Problem:
@@ -40,9 +44,10 @@ class Problem:
         self._needs_latency = any(metric == "latency_ms" for _, metric, _ in constraints.items())
         # The metrics the bounds read: all a feasibility check computes.
         self._bounded = tuple(dict.fromkeys(metric for _, metric, _ in constraints.items()))
-        # (iteration of each row, genes, metrics): `evaluate_accuracy` leaves all but accuracy
-        # to `_complete_history`.
-        self._chunks: list[tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]] = []
+        # (iteration, int8 genes, metrics) per recorded batch: `evaluate_accuracy` leaves all
+        # but accuracy to `_complete_history`. int8: 50k candidates x ~40 genes stay ~2 MB, and
+        # the history is one cheap concatenation.
+        self._chunks: list[tuple[np.ndarray | int, np.ndarray, dict[str, np.ndarray]]] = []
         self.evaluations = 0
         self.predictor_calls = 0   # distinct configs sent to the accuracy predictor
         self._accuracy_cache: dict[bytes, float] = {}
@@ -66,7 +71,7 @@ class Problem:
         """All predicted metrics of `genes` plus `feasible` and `violation`; recorded in the history."""
         genes = np.asarray(genes, np.int64)
         metrics = self._efficiency_record(genes, self._accuracy(genes))
-        self._chunks.append((np.full(len(genes), iteration, np.int32), genes, metrics))
+        self._chunks.append((iteration, genes.astype(np.int8), metrics))
         self.evaluations += len(genes)
         return metrics
 
@@ -77,7 +82,7 @@ class Problem:
         the same numbers, without a per-batch cost."""
         genes = np.asarray(genes, np.int64)
         accuracy = self._accuracy(genes)
-        self._chunks.append((np.full(len(genes), iteration, np.int32), genes, {"accuracy": accuracy}))
+        self._chunks.append((iteration, genes.astype(np.int8), {"accuracy": accuracy}))
         self.evaluations += len(genes)
         return accuracy
 
@@ -91,21 +96,28 @@ class Problem:
     def _complete_history(self) -> None:
         """Merge the history into one batch, computing the metrics of the rows that
         `evaluate_accuracy` recorded all at once (the same per-row numbers as `evaluate`)."""
-        if all("feasible" in metrics for _, _, metrics in self._chunks):
+        chunks = self._chunks
+        if len(chunks) == 1 and not np.isscalar(chunks[0][0]) and "feasible" in chunks[0][2]:
             return
-        iterations = np.concatenate([it for it, _, _ in self._chunks])
-        genes = np.concatenate([g for _, g, _ in self._chunks])
-        accuracy = np.concatenate([m["accuracy"] for _, _, m in self._chunks])
-        if all("feasible" not in m for _, _, m in self._chunks):
+        iterations = np.concatenate([np.full(len(g), it, np.int32) if np.isscalar(it) else it
+                                     for it, g, _ in chunks])
+        genes = np.concatenate([g for _, g, _ in chunks])
+        deferred_chunks = ["feasible" not in m for _, _, m in chunks]
+        if not any(deferred_chunks):
+            metrics = {key: np.concatenate([m[key] for _, _, m in chunks]) for key in _HISTORY_METRICS}
+        elif all(deferred_chunks):
+            accuracy = np.concatenate([m["accuracy"] for _, _, m in chunks])
             metrics = self._efficiency_record(genes, accuracy)
         else:
-            deferred = np.concatenate([np.full(len(g), "feasible" not in m) for _, g, m in self._chunks])
+            accuracy = np.concatenate([m["accuracy"] for _, _, m in chunks])
+            deferred = np.repeat(deferred_chunks, [len(g) for _, g, _ in chunks])
             computed = self._efficiency_record(genes[deferred], accuracy[deferred])
             metrics = {}
-            for key, value in computed.items():
+            for key in _HISTORY_METRICS:
+                value = computed[key]
                 merged = np.empty(len(genes), value.dtype)
                 merged[deferred] = value
-                merged[~deferred] = np.concatenate([m[key] for _, _, m in self._chunks if "feasible" in m])
+                merged[~deferred] = np.concatenate([m[key] for _, _, m in chunks if "feasible" in m])
                 metrics[key] = merged
         self._chunks = [(iterations, genes, metrics)]
 
@@ -116,29 +128,29 @@ class Problem:
         active = self.genome.active(genes)
         keys = self.genome.keys(genes, active)
         cache = self._accuracy_cache
-        known = [cache.get(key) for key in keys]
+        known = list(map(cache.get, keys))
         if None in known:
-            first: dict[bytes, int] = {}
-            for i, (key, value) in enumerate(zip(keys, known)):
-                if value is None and key not in first:
-                    first[key] = i
-            rows = np.fromiter(first.values(), np.int64, len(first))
+            # The configs not seen before, each at the first row that holds it (C-level loops:
+            # this runs once per generation).
+            new = dict.fromkeys(compress(keys, map(operator.is_, known, repeat(None))))
+            first_row = dict(zip(reversed(keys), range(len(keys) - 1, -1, -1)))
+            rows = np.fromiter(map(first_row.__getitem__, new), np.int64, len(new))
             values = self.evaluator.accuracy_of(genes[rows], active[rows])
             self.predictor_calls += len(rows)
-            cache.update(zip(first, values.tolist()))
-            known = [cache[key] for key in keys]
-        return np.array(known, np.float64)
+            cache.update(zip(new, values.tolist()))
+            known = map(cache.__getitem__, keys)
+        return np.fromiter(known, np.float64, len(keys))
 
     def history(self) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        self._complete_history()
+        """(iteration, the metrics, feasible, violation as equal-length arrays; int8 genes)."""
         if not self._chunks:
-            empty = {k: np.zeros(0) for k in ("iteration",) + METRIC_NAMES + ("feasible", "violation")}
+            empty = {k: np.zeros(0) for k in ("iteration",) + _HISTORY_METRICS}
             return empty, np.zeros((0, self.genome.num_genes), np.int8)
-        hist = {"iteration": np.concatenate([it for it, _, _ in self._chunks])}
-        for key in METRIC_NAMES + ("feasible", "violation"):
-            hist[key] = np.concatenate([m[key] for _, _, m in self._chunks])
-        # int8 genes: 50k candidates x ~40 genes stay ~2 MB.
-        genes = np.concatenate([g for _, g, _ in self._chunks]).astype(np.int8)
+        self._complete_history()
+        iterations, genes, metrics = self._chunks[0]
+        hist = {"iteration": iterations}
+        for key in _HISTORY_METRICS:
+            hist[key] = metrics[key]
         return hist, genes
 
 

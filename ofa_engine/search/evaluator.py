@@ -90,6 +90,8 @@ class Evaluator:
         self._kernel: Any = _UNSET
         self._deployed_flash: bool | None = None
         self._kernel_lock = threading.Lock()
+        # `efficiency_of`'s plans (threads that race compute the same plan).
+        self._plans: dict[tuple[bool, tuple[str, ...]], tuple] = {}
 
     @property
     def fast_path(self) -> bool:
@@ -134,25 +136,33 @@ class Evaluator:
         `metrics` (the search's feasibility checks ask only for the bounded ones);
         `latency=False` skips the profile (NaN)."""
         genes = np.asarray(genes, np.int64)
-        kernel = self.genome_kernel()
-        want_latency = "latency_ms" in metrics and latency and self.profile is not None
-        kernel_latency = want_latency and kernel is not None and "latency_ms" in kernel.names
-        analytic_names = [self.analytic_source(m)[0] for m in metrics if m != "latency_ms"]
-        if kernel is not None:
-            analytic = kernel(genes, analytic_names + ["latency_ms"] * kernel_latency)
-        else:
-            analytic = self.analytic_of(genes)
+        key = (latency, tuple(metrics))
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._plans[key] = self._efficiency_plan(latency, key[1])
+        kernel, kernel_names, want_latency, kernel_latency, sources = plan
+        analytic = kernel(genes, kernel_names) if kernel is not None else self.analytic_of(genes)
         out = {}
-        for metric in metrics:
+        for metric, source, divisor in sources:
             if metric == "latency_ms":
                 if kernel_latency:
                     out[metric] = analytic["latency_ms"]
                 else:
                     out[metric] = self.latency_of(genes) if want_latency else np.full(len(genes), np.nan)
             else:
-                source, divisor = self.analytic_source(metric)
                 out[metric] = analytic[source] if divisor is None else analytic[source] / divisor
         return out
+
+    def _efficiency_plan(self, latency: bool, metrics: tuple[str, ...]) -> tuple:
+        """What `efficiency_of` computes for one (latency, metrics) request: (kernel, the
+        kernel's names, latency wanted, latency from the kernel, (metric, source, divisor) per
+        metric). Worked out once per request: the search asks the same thousands of times."""
+        kernel = self.genome_kernel()
+        want_latency = "latency_ms" in metrics and latency and self.profile is not None
+        kernel_latency = want_latency and kernel is not None and "latency_ms" in kernel.names
+        sources = tuple((m, *self.analytic_source(m)) if m != "latency_ms" else (m, None, None) for m in metrics)
+        kernel_names = [source for m, source, _ in sources if m != "latency_ms"] + ["latency_ms"] * kernel_latency
+        return kernel, kernel_names, want_latency, kernel_latency, sources
 
     def latency_of(self, genes: np.ndarray) -> np.ndarray:
         if self.profile is None:

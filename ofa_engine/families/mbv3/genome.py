@@ -18,6 +18,9 @@ from ...space.genome import RESOLUTION, CategoricalGenome
 
 __all__ = ["MobileNetV3Genome"]
 
+# Largest number of depth combinations whose active masks are tabulated (beyond: computed).
+_MAX_ACTIVE_TABLE = 1 << 16
+
 
 class MobileNetV3Genome(CategoricalGenome):
     """Index encoding of a `SearchSpace` (given as `space`; this module does not import it,
@@ -47,11 +50,26 @@ class MobileNetV3Genome(CategoricalGenome):
         encoding = np.concatenate([[self.res_gene, self.wid_gene], np.stack([ks, e], 1).reshape(-1)])
         super().__init__(names, cardinality, groups={RESOLUTION: [self.res_gene]},
                          active=self._active_genes, encoding=encoding)
+        # The active mask depends on the depth genes alone: one row per combination of them,
+        # looked up by the depth genes' mixed-radix number (the search asks once per generation).
+        n_depths = len(self.depths)
+        self._depth_radix = n_depths ** np.arange(s)[::-1]
+        self._active_table = None
+        if n_depths ** s <= _MAX_ACTIVE_TABLE:
+            combos = np.zeros((n_depths ** s, self.num_genes), np.int64)
+            combos[:, self.d_genes] = np.arange(n_depths ** s)[:, None] // self._depth_radix % n_depths
+            self._active_table = self._active_genes(combos)
 
     def active_slots(self, genes: np.ndarray) -> np.ndarray:
         """(N, slots) bool: the slot's block is kept by its stage's depth."""
         depth = self.depths[genes[:, self.d_genes]]                     # (N, stages)
         return self.slot_index[None, :] < depth[:, self.slot_stage]
+
+    def active(self, genes: np.ndarray) -> np.ndarray:
+        if self._active_table is None:
+            return super().active(genes)
+        genes = np.asarray(genes, np.int64).reshape(-1, self.num_genes)
+        return np.take(self._active_table, genes[:, self.d_genes] @ self._depth_radix, 0)
 
     def _active_genes(self, genes: np.ndarray) -> np.ndarray:
         active = np.ones(genes.shape, bool)

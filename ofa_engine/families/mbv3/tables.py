@@ -97,6 +97,10 @@ class EfficiencyTables:
         weights[gene[g.d_genes][g.slot_stage], slot] = n_combo
         self.index_weights = weights    # float64: one BLAS product, exact for these small integers
         self.index_offset = slot * (n_depths * n_combo)
+        # float32 when every row number (and so every partial sum of the product: the terms are
+        # non-negative) is below 2**24, where float32 holds integers exactly: half the bytes.
+        largest_row = int((self.index_offset + (g.cardinality - 1) @ weights).max())
+        self._index_weights = weights.astype(np.float32) if largest_row < 2 ** 24 else weights
 
     def _fold(self, per_slot: np.ndarray) -> np.ndarray:
         """(slots, combos) -> flat (slots * D * combos,), zero where the depth drops the slot."""
@@ -107,7 +111,8 @@ class EfficiencyTables:
         """((N, slots) row of each slot in the per-slot tables, (N,) row of its (wid,
         resolution) in the fixed tables) of a genome array."""
         g = self.genome
-        slot_rows = (genes @ self.index_weights).astype(np.int64)
+        weights = self._index_weights
+        slot_rows = (genes.astype(weights.dtype) @ weights).astype(np.int64)
         slot_rows += self.index_offset
         return slot_rows, genes[:, g.wid_gene] * self.shape[1] + genes[:, g.res_gene]
 

@@ -46,6 +46,10 @@ class Evolution(SearchStrategy):
         n_mutants = int(round(o["mutation_ratio"] * size))
         group_probs = {RESOLUTION: o["resolution_mutate_prob"]}
 
+        # The first round of every generation redraws every child, twice.
+        everyone = np.arange(size)
+        first_slot = np.repeat(everyone, 2)
+        first_split = int(np.searchsorted(first_slot, n_mutants))
         population = sample_feasible(problem, size, rng)
         accuracy = problem.evaluate_accuracy(population, 0)
         for generation in range(1, o["generations"] + 1):
@@ -53,18 +57,22 @@ class Evolution(SearchStrategy):
             parents, parent_accuracy = population[order], accuracy[order]
             first = rng.integers(n_parents, size=size)
             second = rng.integers(n_parents, size=size)
-            children = parents[first]
-            pending = np.arange(size)
+            # A pending child's row still holds its first parent (only found children change).
+            children, other_parent = parents[first], parents[second]
+            pending = everyone
             draws = 2   # candidates per pending child and round: one check covers most redraws
             for _ in range(o["max_redraws"]):
                 # Children 0 .. n_mutants - 1 are mutants, the rest crossovers; `slot` is sorted,
                 # so the mutants' candidates come first.
-                slot = np.repeat(pending, draws)
-                split = int(np.searchsorted(slot, n_mutants))
+                if pending is everyone:
+                    slot, split = first_slot, first_split
+                else:
+                    slot = np.repeat(pending, draws)
+                    split = int(np.searchsorted(slot, n_mutants))
                 crossed = slot[split:]
                 candidates = np.concatenate([
-                    g.mutate(parents[first[slot[:split]]], rng, o["mutate_prob"], group_probs),
-                    g.crossover(parents[first[crossed]], parents[second[crossed]], rng)])
+                    g.mutate(children[slot[:split]], rng, o["mutate_prob"], group_probs),
+                    g.crossover(children[crossed], other_parent[crossed], rng)])
                 # First feasible candidate of each pending child (= redrawing until feasible).
                 hit = problem.feasible(candidates).reshape(-1, draws)
                 found = hit.any(1)
