@@ -154,7 +154,7 @@ def main(argv=None) -> int:
         lines.append(f"| {label} | {median[name]:.4f} | {min(walls):.4f} | {max(walls):.4f} | "
                      + ", ".join(f"{r[1]:.4f}" for r in rows[name]) + " | "
                      + ", ".join(f"{r[2]:.1f}" for r in rows[name]) + " |")
-    lines += ["", f"Ours is **{median['official'] / median['ours']:.0f}x** faster (median over median).", ""]
+    lines += ["", f"Ours is **{median['official'] / median['ours']:.1f}x** faster (median over median).", ""]
     text = "\n".join(lines)
     print(text)
     if args.out is not None:
