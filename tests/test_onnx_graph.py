@@ -13,11 +13,21 @@ import torch
 from onnx import numpy_helper
 
 import ofa_engine.families.mbv3.onnx_graph as onnx_graph
-from ofa_engine import build_supernet, export_onnx
+from ofa_engine import SearchSpace, build_supernet, export_onnx
 from ofa_engine.families import FAMILIES, family_of
 from ofa_engine.runtime.export import INPUT_NAME, OUTPUT_NAME, _torchscript_export, read_metadata
 
 MBV3_PRESETS = FAMILIES.get("mbv3").preset_names()
+# A user's own spaces: what the presets do not have (SE and h-swish in the first block, stages
+# without SE, a stride-1 stage, expand ratio 1 (no inverted bottleneck), 3 input channels).
+_OWN = dict(name="own-a", in_channels=3, num_classes=4, width_mults=(1.0, 1.25),
+            base_widths=(16, 16, 24, 32, 64, 64), first_conv_stride=2, first_block_stride=1,
+            first_block_act="h_swish", first_block_se=True, stage_strides=(1, 2),
+            stage_acts=("h_swish", "relu"), stage_se=(False, True), kernel_sizes=(3, 5, 7),
+            expand_ratios=(1, 3, 6), depths=(1, 2, 3), resolutions=(16, 24))
+OWN_SPACES = [SearchSpace(**_OWN),
+              SearchSpace(**{**_OWN, "name": "own-b", "first_block_se": False, "first_block_act": "relu",
+                             "stage_se": (False, False), "stage_acts": ("relu", "relu"), "in_channels": 1})]
 
 
 def _seeded(supernet: torch.nn.Module, seed: int) -> torch.nn.Module:
@@ -35,14 +45,13 @@ def _seeded(supernet: torch.nn.Module, seed: int) -> torch.nn.Module:
     return supernet
 
 
-@pytest.fixture(scope="module", params=MBV3_PRESETS)
+@pytest.fixture(scope="module", params=MBV3_PRESETS + OWN_SPACES, ids=lambda p: getattr(p, "name", p))
 def supernet(request):
-    return _seeded(build_supernet(request.param), 0)
+    return _seeded(family_of(request.param, fast=False).build_supernet(), 0)
 
 
-def _torch_export(net: torch.nn.Module, tmp_path) -> onnx.ModelProto:
+def _torch_export(net: torch.nn.Module, family, tmp_path) -> onnx.ModelProto:
     """What torch's TorchScript exporter writes for `net` (export_onnx's settings)."""
-    family = family_of(net.space_name, fast=False)
     path = tmp_path / "torch.onnx"
     _torchscript_export()(net.eval(), (torch.zeros(1, *family.input_shape(net.config)),), str(path),
                           opset_version=onnx_graph.OPSET, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
@@ -51,8 +60,8 @@ def _torch_export(net: torch.nn.Module, tmp_path) -> onnx.ModelProto:
     return onnx.load(str(path))
 
 
-def _ours(net: torch.nn.Module) -> onnx.ModelProto:
-    model = family_of(net.space_name, fast=False).onnx_model(net.eval(), onnx_graph.OPSET)
+def _ours(net: torch.nn.Module, family) -> onnx.ModelProto:
+    model = family.onnx_model(net.eval(), onnx_graph.OPSET)
     assert model is not None
     return model
 
@@ -74,7 +83,7 @@ def test_folded_nets_give_the_exporters_file_byte_for_byte(supernet, tmp_path):
     family = family_of(supernet.space, fast=False)
     for cfg in _configs(supernet.space):
         net = family.fold_bn(supernet.extract(cfg).eval())
-        theirs, ours = _torch_export(net, tmp_path), _ours(net)
+        theirs, ours = _torch_export(net, family, tmp_path), _ours(net, family)
         ours.producer_name, ours.producer_version = theirs.producer_name, theirs.producer_version
         assert ours.SerializeToString() == theirs.SerializeToString(), cfg
 
@@ -83,9 +92,10 @@ def test_nets_with_bn_give_the_exporters_graph_and_logits(supernet, tmp_path):
     """With BN (the fp32 path): the same nodes and attributes, the same initializers bit for bit in
     the same order (only the folded ones are named after their conv instead of `onnx::Conv_<id>`),
     and ONNX Runtime's logits equal bit for bit."""
+    family = family_of(supernet.space, fast=False)
     for cfg in _configs(supernet.space):
         net = supernet.extract(cfg).eval()
-        theirs, ours = _torch_export(net, tmp_path), _ours(net)
+        theirs, ours = _torch_export(net, family, tmp_path), _ours(net, family)
         renamed = {}
         assert len(theirs.graph.node) == len(ours.graph.node)
         for a, b in zip(theirs.graph.node, ours.graph.node):
@@ -103,7 +113,7 @@ def test_nets_with_bn_give_the_exporters_graph_and_logits(supernet, tmp_path):
             assert [v.SerializeToString() for v in getattr(theirs.graph, part)] == \
                    [v.SerializeToString() for v in getattr(ours.graph, part)]
         assert (theirs.ir_version, list(theirs.opset_import)) == (ours.ir_version, list(ours.opset_import))
-        x = np.random.default_rng(1).standard_normal((3, *family_of(supernet.space).input_shape(cfg)))
+        x = np.random.default_rng(1).standard_normal((3, *family.input_shape(cfg)))
         x = x.astype(np.float32)
         assert np.array_equal(_logits(theirs, x), _logits(ours, x))
 
