@@ -7,11 +7,10 @@ folds the BNs of any family's extracted net.
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-__all__ = ["ConvBNAct", "fold_bn", "layer_macs"]
+__all__ = ["ConvBNAct", "fold_bn"]
 
 
 class ConvBNAct(nn.Sequential):
@@ -36,27 +35,3 @@ def fold_bn(net: nn.Module) -> nn.Module:
             module.conv, module.bn = fuse_conv_bn_eval(module.conv, module.bn), nn.Identity()
     return net
 
-
-def layer_macs(net: nn.Module, input_shape: tuple[int, ...]) -> int:
-    """Multiply-accumulates of one batch-1 forward pass of a network whose only products are its
-    Conv2d and Linear layers (a CNN's: BN, activations, pooling and SE gates multiply nothing
-    PyTorch's FLOP counter counts), counted with forward hooks on those layers: the FLOP counter's
-    number (tests/test_family_pipeline.py) in a few milliseconds instead of ~50 ms of its
-    dispatch mode."""
-    total = [0]
-
-    def conv(m: nn.Conv2d, inputs: tuple, output: torch.Tensor) -> None:
-        total[0] += output.numel() * (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
-
-    def linear(m: nn.Linear, inputs: tuple, output: torch.Tensor) -> None:
-        total[0] += output.numel() * m.in_features
-
-    handles = [m.register_forward_hook(conv if isinstance(m, nn.Conv2d) else linear)
-               for m in net.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-    try:
-        with torch.no_grad():
-            net(torch.zeros(1, *input_shape))
-    finally:
-        for h in handles:
-            h.remove()
-    return total[0]

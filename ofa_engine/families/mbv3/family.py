@@ -30,6 +30,7 @@ class MobileNetV3Family(NetworkFamily):
     family = "mbv3"
     space_type, config_type, presets = SearchSpace, SubnetConfig, PRESETS
     read_space = staticmethod(space_from_dict)
+    products_in_layers = True   # convolutions and the classifier only
 
     def __init__(self, space: SearchSpace | str, fast: bool = True):
         super().__init__(space)
@@ -61,12 +62,6 @@ class MobileNetV3Family(NetworkFamily):
     def fold_bn(self, module: Any) -> Any:
         from .static import fold_bn
         return fold_bn(module)
-
-    def count_macs(self, module: Any, config: Any) -> int:
-        # Convolutions and the classifier are all its products: hooks on them give the FLOP
-        # counter's number ~10x faster (tests/test_family_pipeline.py).
-        from ..static_layers import layer_macs
-        return layer_macs(module, self.input_shape(config))
 
     def onnx_model(self, module: Any, opset: int) -> Any:
         from .onnx_graph import onnx_model

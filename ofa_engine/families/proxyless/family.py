@@ -33,6 +33,7 @@ class ProxylessFamily(NetworkFamily):
     family = "proxyless"
     space_type, config_type, presets = ProxylessSpace, ProxylessConfig, PRESETS
     read_space = staticmethod(space_from_dict)
+    products_in_layers = True   # convolutions and the classifier only
 
     @property
     def tables(self) -> EfficiencyTables:

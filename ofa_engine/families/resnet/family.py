@@ -29,6 +29,7 @@ class ResNetFamily(NetworkFamily):
     family = "resnet"
     space_type, config_type, presets = ResNetSpace, ResNetConfig, PRESETS
     read_space = staticmethod(space_from_dict)
+    products_in_layers = True   # convolutions and the classifier only
 
     def __init__(self, space: ResNetSpace | str, fast: bool = True):
         super().__init__(space)
