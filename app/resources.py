@@ -733,7 +733,7 @@ def latency_source(profile: Any) -> str:
 @st.cache_resource(show_spinner=False, max_entries=8)
 def _onnx_session(onnx_bytes: bytes):
     from ofa_engine.runtime.ort import make_session
-    return make_session(onnx_bytes, threads=1, allow_spinning=False)
+    return make_session(onnx_bytes, threads=1, allow_spinning=False, fuse_qdq=False)   # int8: QDQ as measured
 
 
 def classify(onnx_bytes: bytes, images: np.ndarray, image_size: int) -> np.ndarray:

@@ -16,8 +16,10 @@ from ofa_engine.devices.profiles import load_profile
 from ofa_engine.runtime.export import read_metadata
 from ofa_engine.runtime.ort import make_session
 from ofa_engine.runtime.preprocess import preprocess
-from ofa_engine.runtime.quantize import (AGREEMENT_FLOOR, SCHEME, QuantizationRefusedError, check_precision,
-                                         estimate_overhead_bytes, quantization_metadata, weight_bytes)
+from ofa_engine.runtime.quantize import (AGREEMENT_FLOOR, EVALUATED_WITH, SCHEME, QuantizationRefusedError,
+                                         check_precision, estimate_overhead_bytes, quantization_metadata,
+                                         weight_bytes)
+from tests.helpers_qdq import qdq_reference_logits
 
 # Enough images to calibrate and to measure agreement, few enough to keep each export ~2 s.
 N_CALIB, N_EVAL = 200, 300
@@ -70,11 +72,15 @@ def test_int8_export_of_random_configs(supernet, sets, tmp_path, seed):
     assert q["calibration_images"] == N_CALIB and q["evaluation_images"] == N_EVAL
     assert AGREEMENT_FLOOR <= q["agreement"] <= 1.0 and q["agreement_floor"] == AGREEMENT_FLOOR
 
-    # The file runs in ORT and its agreement is what the metadata says.
+    # The file runs in ORT and its accuracy is what the metadata says, measured with its QDQ
+    # as written; those predictions are the file's ONNX arithmetic, computed without ORT.
     test = sets[1]
     x = preprocess(test.images, space, cfg.image_size).numpy()
-    int8 = make_session(path).run(None, {"input": x})[0].argmax(1)
+    assert q["evaluated_with"] == EVALUATED_WITH
+    int8 = make_session(path, fuse_qdq=False).run(None, {"input": x})[0].argmax(1)
     assert float((int8 == test.labels).mean()) == pytest.approx(q["int8_accuracy"])
+    reference = qdq_reference_logits(model, x).argmax(1)
+    assert np.mean(int8 == reference) >= 0.995   # a float32 sum order may flip a near tie
 
     # Weight bytes (int8 weights + int32 biases) are exactly the analytic Flash; scales apart.
     sizes = weight_bytes(path)

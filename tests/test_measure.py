@@ -151,6 +151,8 @@ def test_session_factory_honours_the_thread_count(tiny_bytes, tmp_path, threads)
         assert options.graph_optimization_level == onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
     spinning = ort.make_session(tiny_bytes, threads, allow_spinning=False).get_session_options()
     assert spinning.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    as_written = ort.make_session(tiny_bytes, threads, fuse_qdq=False).get_session_options()
+    assert as_written.get_session_config_entry("session.disable_quant_qdq") == "1"
     basic = ort.make_session(tiny_bytes, threads, graph_optimization="ORT_ENABLE_BASIC").get_session_options()
     assert basic.graph_optimization_level == onnxruntime.GraphOptimizationLevel.ORT_ENABLE_BASIC
     for bad in (0, -1, True, 1.5):

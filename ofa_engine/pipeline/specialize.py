@@ -89,9 +89,10 @@ def onnx_accuracy(onnx_bytes: bytes, inputs: torch.Tensor, labels: np.ndarray, b
                   workers: int = WORKERS) -> float:
     """Top-1 accuracy of the exported file itself in ONNX Runtime (1 intra-op thread per
     worker thread; `InferenceSession.run` is thread-safe): the deployed artifact is what gets
-    measured, and ORT runs these depthwise nets ~2x faster than torch."""
+    measured, and ORT runs these depthwise nets ~2x faster than torch. An int8 file runs with
+    its QDQ as written (`runtime.quantize.EVALUATED_WITH`)."""
     from ..runtime.ort import make_session
-    session = make_session(onnx_bytes, threads=1)
+    session = make_session(onnx_bytes, threads=1, fuse_qdq=False)
     x = inputs.numpy()
 
     def predict(start: int) -> np.ndarray:

@@ -23,7 +23,7 @@ CPU_PROVIDERS = ("CPUExecutionProvider",)
 
 
 def make_session(model: str | os.PathLike | bytes, threads: int = 1, *, allow_spinning: bool = True,
-                 graph_optimization: str = "ORT_ENABLE_ALL",
+                 graph_optimization: str = "ORT_ENABLE_ALL", fuse_qdq: bool = True,
                  providers: Sequence[str] = CPU_PROVIDERS) -> onnxruntime.InferenceSession:
     """A session for the ONNX file (path) or serialised model (bytes) `model`.
 
@@ -32,6 +32,15 @@ def make_session(model: str | os.PathLike | bytes, threads: int = 1, *, allow_sp
     is ORT_ENABLE_ALL). `allow_spinning=False` stops idle worker threads from spinning, which
     only helps with several threads and otherwise takes the CPU from a shared machine's
     neighbours. `FileNotFoundError` for a missing file, `ValueError` for a bad thread count.
+
+    `fuse_qdq=False` runs a QDQ (int8) file as written: every QuantizeLinear and
+    DequantizeLinear is a node of its own and the ops between them compute in float, which is the
+    file's arithmetic as ONNX defines it (`session.disable_quant_qdq`; ORT still optimises the
+    float ops). The default lets ORT fuse DQ -> Conv -> Q groups into its integer kernels
+    (QLinearConv), the deployment speed, whose results depend on the CPU: on x86 without VNNI
+    ORT converts int8 activations to uint8 where a quantized tensor has one consumer only, and
+    its u8 x s8 products can saturate. Accuracies of int8 files are measured with
+    `fuse_qdq=False` (docs/int8.md); a float file runs the same either way.
     """
     if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
         raise ValueError(f"threads = {threads!r}; allowed: an integer >= 1")
@@ -42,6 +51,8 @@ def make_session(model: str | os.PathLike | bytes, threads: int = 1, *, allow_sp
     options.graph_optimization_level = getattr(onnxruntime.GraphOptimizationLevel, graph_optimization)
     if not allow_spinning:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if not fuse_qdq:
+        options.add_session_config_entry("session.disable_quant_qdq", "1")
     if not isinstance(model, bytes):
         model = os.fspath(model)
         if not os.path.isfile(model):
