@@ -146,6 +146,25 @@ def test_percentile_range_is_ort_s_histogram_rule(capsys):
             assert [float(v) for v in got] == [float(v) for v in expected], (n, i % 5, percentile)
 
 
+def test_percentile_range_of_batches_is_that_of_their_concatenation():
+    """The calibration's ranges come from a tensor's batches as separate arrays: the same range
+    as on their concatenation (large arrays, where only a tail is sorted, and small ones, ties
+    and a constant array), the owned batches overwritten, the others left as they are."""
+    from ofa_engine.runtime import quantize as q
+    rng = np.random.default_rng(1)
+    for i in range(30):
+        sizes = rng.integers(1, [50, 5000, 200000][i % 3], size=int(rng.integers(1, 6)))
+        whole = rng.standard_normal(int(sizes.sum())).astype(np.float32) * np.float32(rng.uniform(0.1, 10))
+        whole = [whole, np.clip(whole, -1, 6), np.round(whole * 4) / 4, np.full(whole.size, -2.0, np.float32)][i % 4]
+        pieces = np.split(whole, np.cumsum(sizes)[:-1])
+        owned = [bool(rng.integers(2)) for _ in pieces]
+        given = [p.copy() for p in pieces]
+        got = q._percentile_range_of_parts(list(zip(given, owned)), 0.9999)
+        assert [float(v) for v in got] == [float(v) for v in q._percentile_range(whole, 0.9999)], i
+        for piece, kept, mine in zip(pieces, given, owned):
+            np.testing.assert_array_equal(kept, np.abs(piece) if mine else piece)
+
+
 @pytest.mark.parametrize("method", ["entropy", "percentile"])
 def test_int8_calibration_takes_a_set_that_is_not_a_multiple_of_its_batch(method, tiny_net, tmp_path):
     """130 images are calibrated in batches of 100 and 30; ORT's histogram collector cannot stack

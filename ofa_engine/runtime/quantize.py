@@ -372,23 +372,34 @@ def _tensor_percentile_ranges(model: onnx.ModelProto, tensors: list[Any], feeds:
     if q < 0 or q > 1:
         raise ValueError("Invalid percentile. Must be in range 0 <= percentile <= 100.")
     # The batches run side by side (`run` is thread-safe), each tensor's range too (numpy lets
-    # go of the GIL): a range depends on the set of values, not their order.
+    # go of the GIL): a range depends on the set of values, not their order. A tensor's batches
+    # stay separate arrays (`_percentile_range_of_parts`): no copy of the ~0.5 GB of activations.
     with ThreadPoolExecutor(WORKERS) as pool:
         outputs = list(pool.map(lambda feed: dict(zip(names, session.run(None, feed))), feeds))
-        values = {info.name: [out[info.name] if info.name in out else np.asarray(feed[info.name])
-                              for out, feed in zip(outputs, feeds)] for info in tensors}
+        # Session outputs are ours to overwrite; a graph input is the caller's array.
+        parts = {info.name: [(out[info.name], True) if info.name in out else (np.asarray(feed[info.name]), False)
+                             for out, feed in zip(outputs, feeds)] for info in tensors}
         del outputs
-        return dict(zip(values, pool.map(lambda arrs: _percentile_range(
-            np.concatenate([a.ravel() for a in arrs]), q), values.values())))
+        return dict(zip(parts, pool.map(lambda arrays: _percentile_range_of_parts(arrays, q), parts.values())))
 
 
 def _percentile_range(x: np.ndarray, q: float) -> tuple[np.ndarray, np.ndarray]:
     """ORT's symmetric percentile range of the values `x` (see `_percentile_ranges`)."""
-    min_value, max_value = np.nanmin(x), np.nanmax(x)
-    a = np.absolute(x)
-    n = a.size
+    return _percentile_range_of_parts([(x, False)], q)
+
+
+def _percentile_range_of_parts(parts: list[tuple[np.ndarray, bool]], q: float) -> tuple[np.ndarray, np.ndarray]:
+    """`_percentile_range` of the values of all `parts` together, each (array, owned): an owned
+    array is overwritten with its absolute values, the others are left as they are. The same
+    result as on their concatenation, computed without it."""
+    arrays = [a.reshape(-1) for a, _ in parts]
+    min_value, max_value = np.nanmin([np.nanmin(a) for a in arrays]), np.nanmax([np.nanmax(a) for a in arrays])
+    arrays = [np.absolute(a, out=a) if owned else np.absolute(a) for a, (_, owned) in zip(arrays, parts)]
+    n = sum(a.size for a in arrays)
+    dtype = arrays[0].dtype
     # np.histogram's edges for data from min |x| to max |x| (they depend on those two only).
-    edges = np.histogram(np.array([a.min(), a.max()], dtype=a.dtype), bins=PERCENTILE_BINS)[1].astype(a.dtype)
+    low_high = np.array([np.min([a.min() for a in arrays]), np.max([a.max() for a in arrays])], dtype=dtype)
+    edges = np.histogram(low_high, bins=PERCENTILE_BINS)[1].astype(dtype)
     last = PERCENTILE_BINS - 1
 
     def bin_of(v: Any) -> int:   # np.histogram's bin: edges[i] <= v < edges[i + 1], the last one closed
@@ -396,23 +407,28 @@ def _percentile_range(x: np.ndarray, q: float) -> tuple[np.ndarray, np.ndarray]:
 
     k = max(1, min(n, int(np.ceil(q * n))))     # the k-th smallest |x| holds the percentile
     top = n - k + 1                               # ... it is the top-th largest
-    tail = a
+    tail = None
     if top < n // 4:
-        # A guess from a strided sample, lowered to the left edge of its bin, so that only the
-        # values from there up (all of every bin counted below) are partially sorted.
+        # A guess from a strided sample, lowered to the left edge of its bin; only the values
+        # from there up are partially sorted. Any edge at or below the top-th largest |x| gives
+        # the same result (every value of the bins counted below is >= it), so the sample needs
+        # no particular stride; a guess above it leaves fewer than `top` candidates, and then
+        # every value is sorted.
         step = max(1, n // 65536)
-        sample = np.sort(a[::step])
+        sample = np.sort(np.concatenate([a[::step] for a in arrays]))
         guess = edges[bin_of(sample[max(0, len(sample) - 1 - 4 * (top // step + 1) - 8)])]
-        candidate = a[a >= guess]
+        candidate = np.concatenate([a[a >= guess] for a in arrays])
         if candidate.size >= top:
             tail = candidate
+    if tail is None:
+        tail = np.concatenate(arrays)
     value = np.partition(tail, tail.size - top)[tail.size - top]
     b = bin_of(value)   # edges[b] >= the tail's lower bound: counts from the tail alone
     below = n - int(np.count_nonzero(tail >= edges[b]))               # values in bins < b
     upto = n if b == last else n - int(np.count_nonzero(tail >= edges[b + 1]))
     if not (below / n < q - 1e-9 and upto / n >= q + 1e-9):   # a near tie: ORT's own arithmetic
-        hist, hist_edges = np.histogram(a, bins=PERCENTILE_BINS)
-        hist_edges = hist_edges.astype(a.dtype)
+        hist, hist_edges = np.histogram(np.concatenate(arrays), bins=PERCENTILE_BINS)
+        hist_edges = hist_edges.astype(dtype)
         cdf = np.cumsum(hist / hist.sum())
         b = int(np.searchsorted(cdf, q))
         edges = hist_edges
