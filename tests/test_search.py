@@ -402,6 +402,15 @@ def test_variation_and_active_mask_equal_their_reference_forms(name):
     other = g.random(300, np.random.default_rng(3))
     expected = np.where(np.random.default_rng(4).random(genes.shape) < 0.5, genes, other)
     np.testing.assert_array_equal(g.crossover(genes, other, np.random.default_rng(4)), expected)
+    # offspring: mutants then crossovers of chosen rows, the draws and children of the two calls.
+    rows = np.sort(np.random.default_rng(5).integers(0, 300, 120))
+    for n_mutants in (0, 47, 120):
+        rng_a, rng_b = np.random.default_rng(6), np.random.default_rng(6)
+        expected = np.concatenate([g.mutate(genes[rows[:n_mutants]], rng_a, 0.1, {"resolution": 0.5}),
+                                   g.crossover(genes[rows[n_mutants:]], other[rows[n_mutants:]], rng_a)])
+        got = g.offspring(genes, other, rows, n_mutants, rng_b, 0.1, {"resolution": 0.5})
+        assert got.dtype == np.int64 and np.array_equal(got, expected)
+        assert rng_a.random() == rng_b.random()
 
 
 def test_history_merges_deferred_and_evaluated_batches(tiny_eval):

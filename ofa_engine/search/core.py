@@ -99,8 +99,12 @@ class Problem:
         chunks = self._chunks
         if len(chunks) == 1 and not np.isscalar(chunks[0][0]) and "feasible" in chunks[0][2]:
             return
-        iterations = np.concatenate([np.full(len(g), it, np.int32) if np.isscalar(it) else it
-                                     for it, g, _ in chunks])
+        if all(np.isscalar(it) for it, _, _ in chunks):
+            # One iteration number per batch (no merged batch yet): one repeat, not a fill each.
+            iterations = np.repeat(np.array([it for it, _, _ in chunks], np.int32), [len(g) for _, g, _ in chunks])
+        else:
+            iterations = np.concatenate([np.full(len(g), it, np.int32) if np.isscalar(it) else it
+                                         for it, g, _ in chunks])
         genes = np.concatenate([g for _, g, _ in chunks])
         deferred_chunks = ["feasible" not in m for _, _, m in chunks]
         if not any(deferred_chunks):
@@ -130,11 +134,12 @@ class Problem:
         cache = self._accuracy_cache
         known = list(map(cache.get, keys))
         if None in known:
-            # The configs not seen before, each at the first row that holds it (C-level loops:
-            # this runs once per generation).
-            new = dict.fromkeys(compress(keys, map(operator.is_, known, repeat(None))))
-            first_row = dict(zip(reversed(keys), range(len(keys) - 1, -1, -1)))
-            rows = np.fromiter(map(first_row.__getitem__, new), np.int64, len(new))
+            # The configs not seen before, each at the first row that holds it, in row order
+            # (one pass over the rows not cached only: this runs once per generation).
+            new: dict[bytes, int] = {}
+            for row in compress(range(len(keys)), map(operator.is_, known, repeat(None))):
+                new.setdefault(keys[row], row)
+            rows = np.fromiter(new.values(), np.int64, len(new))
             values = self.evaluator.accuracy_of(genes[rows], active[rows])
             self.predictor_calls += len(rows)
             cache.update(zip(new, values.tolist()))

@@ -135,13 +135,18 @@ class Evaluator:
         """Efficiency metrics of a genome array: all of `EFFICIENCY_METRICS`, or those named in
         `metrics` (the search's feasibility checks ask only for the bounded ones);
         `latency=False` skips the profile (NaN)."""
-        genes = np.asarray(genes, np.int64)
         key = (latency, tuple(metrics))
         plan = self._plans.get(key)
         if plan is None:
             plan = self._plans[key] = self._efficiency_plan(latency, key[1])
         kernel, kernel_names, want_latency, kernel_latency, sources = plan
-        analytic = kernel(genes, kernel_names) if kernel is not None else self.analytic_of(genes)
+        if kernel is not None:
+            # Any integer genes (the history's are int8): the kernel's row index converts them.
+            genes = np.asarray(genes)
+            analytic = kernel(genes, kernel_names)
+        else:
+            genes = np.asarray(genes, np.int64)
+            analytic = self.analytic_of(genes)
         out = {}
         for metric, source, divisor in sources:
             if metric == "latency_ms":

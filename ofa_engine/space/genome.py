@@ -29,8 +29,8 @@ class CategoricalGenome:
 
     `names`, `cardinality`: one entry per gene. `groups`: {group name: gene indices}.
     `active`: genes (N, G) -> (N, G) bool, True where a gene's choice matters (None: always).
-    `encoding`: the genes that the one-hot encoding holds, in its order (None: every gene in
-    gene order); each takes as many columns as it has options.
+    `encoding`: the genes that the one-hot encoding holds (each once), in its order (None: every
+    gene in gene order); each takes as many columns as it has options.
     """
 
     def __init__(self, names: Sequence[str], cardinality: Sequence[int],
@@ -48,7 +48,13 @@ class CategoricalGenome:
         columns_per_gene = self.cardinality[self.encoded_genes]
         self.encoding_offsets = np.concatenate([[0], np.cumsum(columns_per_gene)[:-1]]).astype(np.int64)
         self.encoding_size = int(columns_per_gene.sum())
+        # Per gene in gene order: its first encoding column (0 for genes left out) and whether
+        # the encoding holds it.
+        self._gene_columns = np.zeros(self.num_genes, np.int64)
+        self._gene_columns[self.encoded_genes] = self.encoding_offsets
+        self._encoded = np.isin(np.arange(self.num_genes), self.encoded_genes)
         self._largest_option = self.cardinality - 1
+        self._key_dtype = np.dtype((np.void, self.num_genes))   # a genome's bytes as one value
 
     def active(self, genes: np.ndarray) -> np.ndarray:
         """(N, G) bool: True where the gene's choice changes the config."""
@@ -60,14 +66,12 @@ class CategoricalGenome:
     def canonical(self, genes: np.ndarray, active: np.ndarray | None = None) -> np.ndarray:
         """int8 copy with inactive genes set to 0: equal rows are the same config. `active`:
         the genes' `active` mask if already known."""
-        canon = np.asarray(genes).astype(np.int8)
-        canon *= self.active(genes) if active is None else active
-        return canon
+        return np.multiply(genes, self.active(genes) if active is None else active, dtype=np.int8)
 
     def keys(self, genes: np.ndarray, active: np.ndarray | None = None) -> list[bytes]:
         """One hashable key per genome, equal for equal configs (the bytes of `canonical`)."""
         canon = np.ascontiguousarray(self.canonical(genes, active))
-        return canon.view(np.dtype((np.void, canon.shape[1]))).reshape(-1).tolist()
+        return canon.view(self._key_dtype).reshape(-1).tolist()
 
     # ------------------------------------------------------------- variation
     def random(self, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -88,19 +92,40 @@ class CategoricalGenome:
         """Each gene redrawn uniformly with probability `prob`; the genes of a group named in
         `group_probs` with that group's probability instead (groups this genome lacks, or given
         None, are ignored: a strategy can ask for a resolution probability of any family)."""
+        out = np.array(genes, np.int64)
+        self._redraw(out, rng.random(out.shape), prob, group_probs)
+        return out
+
+    def offspring(self, first: np.ndarray, second: np.ndarray, rows: np.ndarray, n_mutants: int,
+                  rng: np.random.Generator, prob: float,
+                  group_probs: Mapping[str, float | None] | None = None) -> np.ndarray:
+        """Children of `rows` of `first`: the first `n_mutants` mutated (`mutate`), the others
+        crossed with the same rows of `second` (`crossover`). The same draws and children as
+        those two calls in that order, in one pass: an evolution makes its children so."""
+        out = first.take(rows, 0).astype(np.int64, copy=False)
+        # mutate's uniforms, then crossover's: one stream of draws.
+        u = rng.random(out.shape)
+        self._redraw(out[:n_mutants], u[:n_mutants], prob, group_probs)
+        crossed = out[n_mutants:]   # `_pick` in place
+        partner = second.take(rows[n_mutants:], 0)
+        crossed -= partner
+        crossed *= u[n_mutants:] < 0.5
+        crossed += partner
+        return out
+
+    def _redraw(self, genes: np.ndarray, u: np.ndarray, prob: float,
+                group_probs: Mapping[str, float | None] | None) -> None:
+        """`mutate` in place: `genes` (contiguous int64) and their uniform draws `u`."""
         p, divisor = self._mutation_probs(float(prob), tuple(sorted((group_probs or {}).items())))
         # One uniform draw per gene: u < p redraws, and u / p is then uniform on [0, 1). Only
         # the redrawn genes (about p of them) are computed, by flat position.
-        u = rng.random(genes.shape)
-        redrawn = np.flatnonzero(u < p)
+        redrawn = (u < p).ravel().nonzero()[0]
         gene = redrawn % self.num_genes
         fresh = u.reshape(-1)[redrawn] / divisor[gene]
         fresh *= self.cardinality[gene]
         fresh = fresh.astype(np.int64)
         np.minimum(fresh, self._largest_option[gene], out=fresh)
-        out = np.array(genes, np.int64)
-        out.reshape(-1)[redrawn] = fresh
-        return out
+        genes.reshape(-1)[redrawn] = fresh
 
     @functools.lru_cache(maxsize=16)
     def _mutation_probs(self, prob: float, group_probs: tuple[tuple[str, float | None], ...]
@@ -149,11 +174,12 @@ class CategoricalGenome:
         active = self.active(genes) if active is None else active
         n = len(genes)
         out = np.zeros((n, self.encoding_size), np.float32)
-        # Flat positions of every encoded gene's column; one masked scatter sets them all.
-        flat = np.take(genes, self.encoded_genes, 1)
-        flat += self.encoding_offsets
+        # Flat positions of every gene's column, in gene order (no reordering gather: each
+        # position is set once, in any order); one masked scatter sets those of the active
+        # encoded genes.
+        flat = genes + self._gene_columns
         flat += np.arange(0, n * self.encoding_size, self.encoding_size)[:, None]
-        out.reshape(-1)[flat[np.take(active, self.encoded_genes, 1)]] = 1.0
+        out.reshape(-1)[flat[active & self._encoded]] = 1.0
         return out
 
 

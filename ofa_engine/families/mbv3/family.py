@@ -257,9 +257,9 @@ class GenomeKernel:
                   (space.expand_ratios, g.expand_ratios))]
         block = np.asarray(block)[:, order[0]][:, :, :, order[1]][:, :, :, :, order[2]]
         self._latency = tables.slot_table(block, np.asarray(fixed)[:, order[0]])
-        macs, macs_fixed = tables.metric_tables["macs"]
-        self._latency_from_macs = (np.array_equal(self._latency[0], macs) and np.array_equal(self._latency[1], macs_fixed)
-                                   and int(macs.max()) * tables.slot_active.shape[0] + int(macs_fixed.max()) < 2 ** 53)
+        macs, start = tables.metric_tables["macs"], tables.fixed_start
+        self._latency_from_macs = (np.array_equal(self._latency, macs)
+                                   and int(macs[:start].max()) * tables.slot_active.shape[0] + int(macs[start:].max()) < 2 ** 53)
 
     def __call__(self, genes: np.ndarray, names: Sequence[str]) -> dict[str, np.ndarray]:
         t = self.tables

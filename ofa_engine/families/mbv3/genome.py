@@ -69,7 +69,7 @@ class MobileNetV3Genome(CategoricalGenome):
         if self._active_table is None:
             return super().active(genes)
         genes = np.asarray(genes, np.int64).reshape(-1, self.num_genes)
-        return np.take(self._active_table, genes[:, self.d_genes] @ self._depth_radix, 0)
+        return self._active_table.take(genes[:, self.d_genes] @ self._depth_radix, 0)
 
     def _active_genes(self, genes: np.ndarray) -> np.ndarray:
         active = np.ones(genes.shape, bool)

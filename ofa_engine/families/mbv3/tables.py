@@ -76,27 +76,31 @@ class EfficiencyTables:
         slots, n_combo = self.peak.shape
         n_depths = len(g.depths)
         # A slot is active when its stage's depth index reaches `min_depth_index`. Each metric
-        # gets one flat table of rows (slot, depth index of its stage, combination), zero where
-        # that depth leaves the slot out, so that no mask is needed at gather time.
+        # gets one flat table: rows (slot, depth index of its stage, combination), zero where
+        # that depth leaves the slot out, so that no mask is needed at gather time, then the
+        # fixed part's rows (wid, resolution) from `fixed_start` on.
         self.min_depth_index = np.searchsorted(g.depths, g.slot_index + 1)
         self.slot_active = np.arange(n_depths)[None, :] >= self.min_depth_index[:, None]   # (slots, D)
+        self.fixed_start = slots * n_depths * n_combo
         fixed = {name: self.fixed_values[:, col] for name, col in TABLE_COLUMNS.items()}
         fixed["peak_activation_bytes"] = self.fixed_peak
         per_slot = {name: self.values[..., col] for name, col in TABLE_COLUMNS.items()}
         per_slot["peak_activation_bytes"] = self.peak
-        self.metric_tables = {name: (self._fold(per_slot[name]), np.ascontiguousarray(fixed[name]))
+        self.metric_tables = {name: np.concatenate([self._fold(per_slot[name]), fixed[name]])
                               for name in TABLE_METRICS}
-        # A slot's row number is linear in the genes: genes @ index_weights + index_offset.
+        # Every row number is linear in the genes: genes @ index_weights + index_offset, one
+        # column per slot and a last one for the fixed part (row wid * R + resolution).
         W, R, K, E = self.shape
-        weights = np.zeros((g.num_genes, slots))
+        weights = np.zeros((g.num_genes, slots + 1))
         slot = np.arange(slots)
         gene = np.arange(g.num_genes)
-        weights[g.wid_gene], weights[g.res_gene] = R * K * E, K * E
+        weights[g.wid_gene, :slots], weights[g.res_gene, :slots] = R * K * E, K * E
         weights[gene[g.ks_genes], slot] = E
         weights[gene[g.e_genes], slot] = 1
         weights[gene[g.d_genes][g.slot_stage], slot] = n_combo
+        weights[g.wid_gene, slots], weights[g.res_gene, slots] = R, 1
         self.index_weights = weights    # float64: one BLAS product, exact for these small integers
-        self.index_offset = slot * (n_depths * n_combo)
+        self.index_offset = np.append(slot * (n_depths * n_combo), self.fixed_start)
         # float32 when every row number (and so every partial sum of the product: the terms are
         # non-negative) is below 2**24, where float32 holds integers exactly: half the bytes.
         largest_row = int((self.index_offset + (g.cardinality - 1) @ weights).max())
@@ -107,17 +111,16 @@ class EfficiencyTables:
         folded = np.where(self.slot_active[:, :, None], per_slot[:, None, :], 0)
         return folded.astype(per_slot.dtype).reshape(-1)
 
-    def row_index(self, genes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """((N, slots) row of each slot in the per-slot tables, (N,) row of its (wid,
-        resolution) in the fixed tables) of a genome array."""
-        g = self.genome
+    def row_index(self, genes: np.ndarray) -> np.ndarray:
+        """(N, slots + 1) rows of a genome array in a metric's flat table: each slot's, then
+        that of its (wid, resolution) in the fixed part."""
         weights = self._index_weights
-        slot_rows = (genes.astype(weights.dtype) @ weights).astype(np.int64)
-        slot_rows += self.index_offset
-        return slot_rows, genes[:, g.wid_gene] * self.shape[1] + genes[:, g.res_gene]
+        rows = (genes.astype(weights.dtype) @ weights).astype(np.int64)
+        rows += self.index_offset
+        return rows
 
     def compute(self, genes: np.ndarray, metrics: Sequence[str] = ANALYTIC_METRICS,
-                index: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+                index: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """`analyze`'s metrics (int64 arrays) of a genome array: all four, or those named among
         `TABLE_METRICS` (`index`: the genes' `row_index` if already known)."""
         index = self.row_index(genes) if index is None else index
@@ -125,23 +128,26 @@ class EfficiencyTables:
                 for name in metrics}
 
     @staticmethod
-    def gather(table: tuple[np.ndarray, np.ndarray], index: tuple[np.ndarray, np.ndarray], peak: bool = False
-               ) -> np.ndarray:
-        """(N,) sum (`peak`: max) over slots of a per-slot table, plus (max with) its fixed part.
-        np.take, not fancy indexing: several times faster on these small gathers. For a float
-        table these are the additions of `latency_features.gather` in its order (a contiguous
-        (N, slots) row sum with 0.0 for inactive slots, then the fixed term): equal results."""
-        slot_rows, fixed_row = index
-        values = np.take(table[0], slot_rows)
-        fixed = np.take(table[1], fixed_row)
-        return np.maximum(values.max(1), fixed) if peak else values.sum(1) + fixed
+    def gather(table: np.ndarray, index: np.ndarray, peak: bool = False) -> np.ndarray:
+        """(N,) sum (`peak`: max) over slots of a flat metric table, plus (max with) its fixed
+        part: one gather of all `row_index` columns. `take`, not fancy indexing: several times
+        faster on these small gathers; the ufuncs' `reduce`, which `sum` and `max` call, without
+        their Python-level wrappers. An integer sum is exact in any order: one row sum. A float
+        table adds the slots first and the fixed term last: the additions of
+        `latency_features.gather` in its order (a row sum over the slots with 0.0 for inactive
+        ones, then the fixed term), so equal results."""
+        values = table.take(index)
+        if peak:
+            return np.maximum.reduce(values, 1)
+        if table.dtype.kind != "f":
+            return np.add.reduce(values, 1)
+        return np.add.reduce(values[:, :-1], 1) + values[:, -1]
 
-    def slot_table(self, block_table: np.ndarray, fixed_table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def slot_table(self, block_table: np.ndarray, fixed_table: np.ndarray) -> np.ndarray:
         """A quantity given as `latency_features` tables ((W, R, slots, K, E) per slot and (W, R)
         fixed, option axes in the genome's order) in the layout `gather` reads."""
-        W, R, K, E = self.shape
         per_slot = np.moveaxis(np.asarray(block_table, np.float64), 2, 0).reshape(len(self.slot_active), -1)
-        return self._fold(per_slot), np.asarray(fixed_table, np.float64).reshape(-1)
+        return np.concatenate([self._fold(per_slot), np.asarray(fixed_table, np.float64).reshape(-1)])
 
     def verify(self, n: int = 256, seed: int = 0) -> bool:
         """True when the tables equal `analyze` and `deployment_bytes` on a seeded sample plus

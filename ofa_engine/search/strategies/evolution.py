@@ -52,13 +52,16 @@ class Evolution(SearchStrategy):
         first_split = int(np.searchsorted(first_slot, n_mutants))
         population = sample_feasible(problem, size, rng)
         accuracy = problem.evaluate_accuracy(population, 0)
+        # Array methods (`take`, `repeat`, `argsort`), not numpy's functions of the same name:
+        # those are Python-level wrappers, slow once each generation's predictor call has
+        # evicted them from the cache.
         for generation in range(1, o["generations"] + 1):
-            order = np.argsort(-accuracy, kind="stable")[:n_parents]
+            order = (-accuracy).argsort(kind="stable")[:n_parents]
             parents, parent_accuracy = population[order], accuracy[order]
-            first = rng.integers(n_parents, size=size)
-            second = rng.integers(n_parents, size=size)
+            # Each child's first and second parent, in one draw: the same numbers as two draws
+            # of `size` (the generator hands out its 32-bit draws in sequence either way).
             # A pending child's row still holds its first parent (only found children change).
-            children, other_parent = parents[first], parents[second]
+            children, other_parent = parents.take(rng.integers(n_parents, size=2 * size), 0).reshape(2, size, -1)
             pending = everyone
             draws = 2   # candidates per pending child and round: one check covers most redraws
             for _ in range(o["max_redraws"]):
@@ -67,16 +70,17 @@ class Evolution(SearchStrategy):
                 if pending is everyone:
                     slot, split = first_slot, first_split
                 else:
-                    slot = np.repeat(pending, draws)
-                    split = int(np.searchsorted(slot, n_mutants))
-                crossed = slot[split:]
-                candidates = np.concatenate([
-                    g.mutate(children[slot[:split]], rng, o["mutate_prob"], group_probs),
-                    g.crossover(children[crossed], other_parent[crossed], rng)])
-                # First feasible candidate of each pending child (= redrawing until feasible).
-                hit = problem.feasible(candidates).reshape(-1, draws)
-                found = hit.any(1)
-                children[pending[found]] = candidates[np.nonzero(found)[0] * draws + hit[found].argmax(1)]
+                    slot = pending.repeat(draws)
+                    split = int(slot.searchsorted(n_mutants))
+                candidates = g.offspring(children, other_parent, slot, split, rng, o["mutate_prob"], group_probs)
+                # First feasible candidate of each pending child (= redrawing until feasible): the
+                # first True of its `draws`, if its row holds one (flat positions, not boolean
+                # indexing of 2-D rows: the cheaper form on these small arrays).
+                hit = problem.feasible(candidates)
+                chosen = hit.reshape(-1, draws).argmax(1)
+                chosen += np.arange(0, len(hit), draws)
+                found = hit[chosen]
+                children[pending[found]] = candidates.take(chosen[found], 0)
                 pending = pending[~found]
                 if len(pending) == 0:
                     break
