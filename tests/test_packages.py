@@ -450,19 +450,28 @@ def test_own_data_train_package_predictor_specialize(tmp_path, capsys):
     assert json.loads(metadata["preprocessing"])["channels"] == 3
 
     # The app picks the package (from $OFA_SUPERNETS) and specializes it under an MCU profile,
-    # which deploys int8: this package, trained for a few steps on 30 random images, predicts
-    # near-ties that int8 rounding flips, and the app says why its file is refused (a package
-    # that passes is downloaded in test_app_packages).
+    # which deploys int8; a file the quantizer refuses (here: an agreement floor above 100 %)
+    # is a user error that the app explains (a package that passes is downloaded in
+    # test_app_packages).
     pytest.importorskip("streamlit")
     from test_app_packages import open_app, pick
+
+    import ofa_engine.runtime.export as export_module
+    quantize = export_module.quantize_onnx
+
+    def refusing(*args, **kwargs):
+        return quantize(*args, **{**kwargs, "floor": 1.01})
+
     with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(export_module, "quantize_onnx", refusing)
         at = open_app(patch, tmp_path)
         pick(at, "shapes-pkg")
         at.selectbox(key="spec_profile").set_value("stm32f746").run()
         at.main.button[0].click().run()
     assert not at.exception, [e.value for e in at.exception]
     refusal = " ".join(e.value for e in at.error)
-    assert "agrees with the float model" in refusal and "unexpectedly" not in refusal, refusal
+    assert "agrees with the float model" in refusal and "below the floor of 101%" in refusal, refusal
+    assert "unexpectedly" not in refusal, refusal
     assert "specialization" not in at.session_state
 
     # Zipped, the same package specializes to the same subnet.
