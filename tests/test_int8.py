@@ -99,6 +99,10 @@ def test_fp32_default_is_unchanged(small, tmp_path):
     cfg, net = small
     path = export_onnx(net, cfg, tmp_path / "f.onnx")
     assert "precision" not in read_metadata(path) and quantization_metadata(path) is None
+    # A float file runs the same in the session that measures int8 files (QDQ as written).
+    x = np.random.default_rng(0).standard_normal((8, 1, cfg.image_size, cfg.image_size)).astype(np.float32)
+    np.testing.assert_array_equal(make_session(path).run(None, {"input": x})[0],
+                                  make_session(path, fuse_qdq=False).run(None, {"input": x})[0])
     # a float file's weights: its float32 initializers, at least 4 bytes per parameter of the
     # folded net (BN folded by the exporter's constant folding)
     assert weight_bytes(path)["weight_bytes"] >= 4 * int(analyze(net.space_name, cfg)["params"]) * 0.9
