@@ -34,4 +34,3 @@ def fold_bn(net: nn.Module) -> nn.Module:
         if isinstance(module, ConvBNAct) and isinstance(module.bn, nn.BatchNorm2d):
             module.conv, module.bn = fuse_conv_bn_eval(module.conv, module.bn), nn.Identity()
     return net
-

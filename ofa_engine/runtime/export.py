@@ -313,9 +313,9 @@ def write_onnx_unverified(model: nn.Module, space: Any, cfg: Any, path: Path, op
     was_training = model.training
     model.eval()
     try:
-        proto = family.onnx_model(model, opset)
-        exporter = "ofa_engine graph writer"   # the TorchScript exporter's graph (NetworkFamily.onnx_model)
+        proto = family.onnx_model(model, opset)   # the TorchScript exporter's graph, or None
         if proto is not None:
+            exporter = "ofa_engine graph writer"
             proto.producer_version = torch.__version__.split("+")[0]   # as torch's exporter stamps it
         else:
             exporter = "torch.onnx.export (TorchScript)"

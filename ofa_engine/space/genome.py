@@ -106,11 +106,8 @@ class CategoricalGenome:
         # mutate's uniforms, then crossover's: one stream of draws.
         u = rng.random(out.shape)
         self._redraw(out[:n_mutants], u[:n_mutants], prob, group_probs)
-        crossed = out[n_mutants:]   # `_pick` in place
-        partner = second.take(rows[n_mutants:], 0)
-        crossed -= partner
-        crossed *= u[n_mutants:] < 0.5
-        crossed += partner
+        crossed = out[n_mutants:]
+        _pick(u[n_mutants:] < 0.5, crossed, second.take(rows[n_mutants:], 0), out=crossed)
         return out
 
     def _redraw(self, genes: np.ndarray, u: np.ndarray, prob: float,
@@ -183,10 +180,11 @@ class CategoricalGenome:
         return out
 
 
-def _pick(mask: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def _pick(mask: np.ndarray, a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """`np.where(mask, a, b)` for integer genes, as arithmetic: `where` branches on every
-    element, and a random mask makes those branches unpredictable (about 3x slower here)."""
-    out = np.subtract(a, b, dtype=np.result_type(a, b))
+    element, and a random mask makes those branches unpredictable (about 3x slower here).
+    `out` may be `a` itself (in place)."""
+    out = np.subtract(a, b, out=out, dtype=np.result_type(a, b))
     out *= mask
     out += b
     return out
