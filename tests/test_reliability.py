@@ -165,6 +165,52 @@ def test_percentile_range_of_batches_is_that_of_their_concatenation():
             np.testing.assert_array_equal(kept, np.abs(piece) if mine else piece)
 
 
+def test_percentile_range_from_batch_summaries_is_that_of_all_values():
+    """The calibration summarises each batch as soon as it has run (min, max, min |x| and the top
+    tail of |x|) and lets its activations go: the same range as from all the values at once, for
+    tensors whose p N is an integer (kept whole), saturated, tied, one-signed and constant
+    values, a last batch smaller than the others, and batches not ours to overwrite."""
+    from ofa_engine.runtime import quantize as q
+    rng = np.random.default_rng(2)
+    kinds = [lambda x: x, lambda x: np.maximum(x, 0), lambda x: np.clip(x, -1, 6), lambda x: np.round(x * 4) / 4,
+             lambda x: np.clip(x / 6 + 0.5, 0, 1), lambda x: -np.abs(x), lambda x: np.full_like(x, 3.0)]
+    seen = set()
+    for i in range(56):
+        batches = [[100, 100, 100, 100, 100], [100, 100, 30], [16, 16, 16], [500]][i % 4]
+        images = sum(batches)
+        per_image = int(rng.choice([20, 40, 37, 1000, 1600, 6]))      # 500 x 20 or 40: p N an integer
+        whole = (rng.standard_normal(images * per_image) * rng.uniform(0.1, 10)).astype(np.float32)
+        whole = kinds[i % len(kinds)](whole).astype(np.float32).reshape(images, per_image)
+        pieces = np.split(whole, np.cumsum(batches)[:-1])
+        owned = [bool(rng.integers(2)) for _ in pieces]
+        given = [p.copy() for p in pieces]
+        summaries = tuple(q._batch_summary(x, mine, len(x), images, 0.9999) for x, mine in zip(given, owned))
+        seen.add(type(summaries[0]).__name__)
+        got = q._range_of_summaries(summaries, 0.9999)
+        assert [float(v) for v in got] == [float(v) for v in q._percentile_range(whole.reshape(-1), 0.9999)], i
+        for piece, kept, mine in zip(pieces, given, owned):
+            if not mine:
+                np.testing.assert_array_equal(kept, piece)
+    assert seen == {"_Tail", "tuple"}   # both ways taken
+
+
+def test_percentile_summaries_refuse_what_they_cannot_give():
+    """A batch kept whole among summarised ones (a value that is not finite) or batches that do
+    not add up to the tensor's values give no range from summaries (the pass computes it again
+    from all the values); a value that is not finite has no range at all (ValueError)."""
+    from ofa_engine.runtime import quantize as q
+    x = np.random.default_rng(3).standard_normal((3, 100, 40)).astype(np.float32)
+    bad = x[2].copy()
+    bad[0, 0] = np.nan
+    parts = (q._batch_summary(x[0], False, 100, 300, 0.9999), q._batch_summary(x[1], False, 100, 300, 0.9999),
+             q._batch_summary(bad, True, 100, 300, 0.9999))
+    assert type(parts[0]).__name__ == "_Tail" and isinstance(parts[2], tuple)
+    assert q._range_of_summaries(parts, 0.9999) is None
+    assert q._range_of_summaries(parts[:2], 0.9999) is None           # 200 images of the 300 assumed
+    with pytest.raises(ValueError, match="not finite"):
+        q._percentile_range_of_parts([(x[0], False), (bad, True)], 0.9999)
+
+
 @pytest.mark.parametrize("method", ["entropy", "percentile"])
 def test_int8_calibration_takes_a_set_that_is_not_a_multiple_of_its_batch(method, tiny_net, tmp_path):
     """130 images are calibrated in batches of 100 and 30; ORT's histogram collector cannot stack

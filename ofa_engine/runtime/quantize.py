@@ -3,14 +3,14 @@
 `quantize_onnx` takes a float file (BN already folded, see `export_onnx(..., precision="int8")`),
 calibrates the activation ranges on preprocessed calibration images as
 `onnxruntime.quantization.quantize_static` does (the default percentile method computed in one
-vectorised pass, `_percentile_ranges`) and writes the QDQ file `quantize_static` writes:
-per-channel symmetric int8 weights, per-tensor int8 activations, int32 biases. Our own writer
-(`_prepare` + `_write_qdq`, numpy) writes it for the graphs of our exports, byte for byte the
-file of ORT's quant_pre_process + QDQ quantizer, which still write it for any other graph
-(`_quantize_with_ort`; tests/test_int8_writer.py compares the two). The quantized
-(compacted) file is then checked against the float one: its top-1 agreement on evaluation
-images must reach `AGREEMENT_FLOOR`, else it is refused (`QuantizationRefusedError`) and
-nothing is written.
+pass that summarises each batch as it runs, `_percentile_ranges`) and writes the QDQ file
+`quantize_static` writes: per-channel symmetric int8 weights, per-tensor int8 activations,
+int32 biases. Our own writer (`_prepare` + `_write_qdq`, numpy) writes it for the graphs of
+our exports, byte for byte the file of ORT's quant_pre_process + QDQ quantizer, which still
+write it for any other graph (`_quantize_with_ort`; tests/test_int8_writer.py compares the two).
+The quantized (compacted) file is then checked against the float one: its top-1 agreement on
+evaluation images must reach `AGREEMENT_FLOOR`, else it is refused (`QuantizationRefusedError`)
+and nothing is written.
 
 `weight_bytes` counts what a deployment stores for the weights: the quantized initializers
 (int8 weights, int32 biases) apart from their scales and zero points, so that it can be set
@@ -30,6 +30,7 @@ import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import repeat
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -339,9 +340,12 @@ def _percentile_ranges(prepared: Path, reader: Any, percentile: float,
     [min, max]. Here the same augmented model runs the same batches (in `WORKERS` threads, with
     ORT's `graph_optimization`: see `_calibration_ranges`); only the bin that holds the
     ceil(p N)-th smallest |x| is needed, and that value is found by a partial sort of the top
-    tail instead of histogramming every value. Where the count of values below a bin edge
-    lands within 1e-9 of p N (where ORT's floating-point cumulative sum could round either way)
-    the full histogram is computed as ORT does."""
+    tail instead of histogramming every value. Each batch is summarised as soon as it has run
+    (its min, max, min |x| and top tail of |x|: `_batch_summary`) and its activations let go, so
+    the pass holds about two batches' activations instead of all of them. Where the count of
+    values below a bin edge may land within 1e-9 of p N (where ORT's floating-point cumulative
+    sum could round either way) the tensor's values are kept whole and the full histogram is
+    computed as ORT does."""
     from onnxruntime.quantization.calibrate import CalibraterBase, CalibrationMethod, TensorData, TensorsData
     from onnxruntime.quantization.quant_utils import load_model_with_shape_infer
     model = load_model_with_shape_infer(Path(prepared))
@@ -371,16 +375,122 @@ def _tensor_percentile_ranges(model: onnx.ModelProto, tensors: list[Any], feeds:
     q = float(percentile) / 100.0
     if q < 0 or q > 1:
         raise ValueError("Invalid percentile. Must be in range 0 <= percentile <= 100.")
-    # The batches run side by side (`run` is thread-safe), each tensor's range too (numpy lets
-    # go of the GIL): a range depends on the set of values, not their order. A tensor's batches
-    # stay separate arrays (`_percentile_range_of_parts`): no copy of the ~0.5 GB of activations.
+    images = sum(len(next(iter(feed.values()))) for feed in feeds)
+
+    def ranges(wanted: list[Any], whole: bool) -> dict[str, Any]:
+        """{name: range} of the `wanted` tensors, from all their values (`whole`) or from their
+        batches' summaries."""
+        def summarize(feed: dict) -> list[Any]:
+            out = dict(zip(names, session.run(None, feed)))
+            batch = len(next(iter(feed.values())))
+            summaries = []
+            for info in wanted:
+                # Session outputs are ours to overwrite; a graph input is the caller's array.
+                x, owned = (out.pop(info.name), True) if info.name in out else (np.asarray(feed[info.name]), False)
+                summaries.append((x, owned) if whole else _batch_summary(x, owned, batch, images, q))
+            return summaries
+
+        parts = zip(*pool.map(summarize, feeds))
+        return dict(zip((info.name for info in wanted), pool.map(_range_of_summaries, parts, repeat(q))))
+
+    # The batches run side by side (`run` is thread-safe), each batch summarised as soon as it has
+    # run (numpy lets go of the GIL) and its activations then let go: a range depends on the set
+    # of values, not their order, and the pass holds about two batches' activations, not all.
+    # A tensor whose summaries cannot give its range (`_range_of_summaries`) is computed from all
+    # its values in a second pass of the same session (the same activations).
     with ThreadPoolExecutor(WORKERS) as pool:
-        outputs = list(pool.map(lambda feed: dict(zip(names, session.run(None, feed))), feeds))
-        # Session outputs are ours to overwrite; a graph input is the caller's array.
-        parts = {info.name: [(out[info.name], True) if info.name in out else (np.asarray(feed[info.name]), False)
-                             for out, feed in zip(outputs, feeds)] for info in tensors}
-        del outputs
-        return dict(zip(parts, pool.map(lambda arrays: _percentile_range_of_parts(arrays, q), parts.values())))
+        result = ranges(tensors, whole=False)
+        again = [info for info in tensors if result[info.name] is None]
+        if again:
+            result.update(ranges(again, whole=True))
+    return result
+
+
+@dataclass
+class _Tail:
+    """One batch of a tensor, summarised by `_batch_summary`: its min and max, min |x|, its |x|
+    values from some point up (every value of the batch among the tensor's `top` largest |x|),
+    its number of values and that of the tensor over all the batches."""
+
+    low: np.ndarray
+    high: np.ndarray
+    abs_low: np.ndarray
+    tail: np.ndarray
+    size: int
+    n: int
+
+
+def _batch_summary(x: np.ndarray, owned: bool, batch: int, images: int, q: float) -> Any:
+    """What `_percentile_range_of_parts` needs of `x`, one batch (of `batch` images) of a tensor
+    calibrated on `images` images in all: a `_Tail` where the top tail of |x| is enough, else
+    `(x, owned)` itself (an owned array may be overwritten).
+
+    The range is the left edge of the histogram bin that holds the top-th largest |x|, once a
+    check on the counts below and up to that bin has passed (`_percentile_range_of_parts`).
+    Every value from the top-th largest up is among some batch's `top` largest, so the batches'
+    tails give that value exactly, the count up to its bin exactly (>= k) and the count below it
+    bounded (<= k - 1). Where those bounds pass the check whatever the data ((k - 1) / n and k / n
+    clear of q by its 1e-9 margin), a tail is enough. Otherwise (p N an integer, or nearly: the
+    count may land on p N, where ORT's floating-point cumulative sum over every bin decides) the
+    batch is kept whole, as it is where its first axis is not the batch's images or a value is
+    not finite."""
+    if x.ndim == 0 or len(x) != batch or batch == 0:
+        return x, owned
+    n = x.size // batch * images
+    k = max(1, min(n, int(np.ceil(q * n))))
+    top = n - k + 1
+    if not ((k - 1) / n < q - 1e-9 and k / n >= q + 1e-9):
+        return x, owned
+    flat = x.reshape(-1)
+    low, high = flat.min(), flat.max()
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return x, owned
+    if low >= 0:           # |x| is x (but for the sign of a zero, which no count or bound sees)
+        absolute, abs_low = flat, abs(low)
+    elif high <= 0:
+        absolute, abs_low = np.negative(flat, out=flat if owned else None), abs(high)
+    else:
+        absolute = np.absolute(flat, out=flat if owned else None)
+        abs_low = absolute.min()
+    tail = absolute
+    if 8 * top < absolute.size:
+        # From a guess on a strided sample, far enough below the batch's top-th largest |x| that
+        # the values from it up number `top` or more; where they do not, the whole batch is kept.
+        step = max(1, absolute.size // 4096)
+        sample = absolute[::step]
+        rank = max(0, sample.size - 1 - 4 * (top // step + 1) - 8)
+        candidates = absolute[absolute >= np.partition(sample, rank)[rank]]
+        if candidates.size >= top:
+            tail = candidates
+    return _Tail(low, high, abs_low, tail, absolute.size, n)
+
+
+def _range_of_summaries(parts: tuple[Any, ...], q: float) -> tuple[np.ndarray, np.ndarray] | None:
+    """`_percentile_range_of_parts` of a tensor's batches from their `_batch_summary`s, the same
+    range; None where they cannot give it (some batches kept whole and others not, or batches
+    whose sizes do not add up to the values their tails assumed)."""
+    kept = [p for p in parts if not isinstance(p, _Tail)]
+    if len(kept) == len(parts):
+        return _percentile_range_of_parts(kept, q)
+    n = parts[0].n
+    if kept or sum(p.size for p in parts) != n:
+        return None
+    dtype = parts[0].tail.dtype
+    min_value, max_value = np.min([p.low for p in parts]), np.max([p.high for p in parts])
+    # np.histogram's edges for data from min |x| to max |x|, as in `_percentile_range_of_parts`.
+    low_high = np.array([np.min([p.abs_low for p in parts]), max(abs(min_value), abs(max_value))], dtype=dtype)
+    edges = np.histogram(low_high, bins=PERCENTILE_BINS)[1].astype(dtype)
+    top = n - max(1, min(n, int(np.ceil(q * n)))) + 1
+    tail = np.concatenate([p.tail for p in parts])
+    value = np.partition(tail, tail.size - top)[tail.size - top]
+    b = min(int(np.searchsorted(edges, value, side="right")) - 1, PERCENTILE_BINS - 1)
+    low = -np.array(edges[b], dtype=dtype)
+    high = np.array(edges[b], dtype=dtype)
+    if low < min_value:
+        low = min_value
+    if high > max_value:
+        high = max_value
+    return low, high
 
 
 def _percentile_range(x: np.ndarray, q: float) -> tuple[np.ndarray, np.ndarray]:
