@@ -50,7 +50,9 @@ class DataMissingError(FileNotFoundError):
 
 @dataclass(frozen=True)
 class ImageSet:
-    """uint8 images (N, H, W) or (N, C, H, W) with int64 labels (N,) and class names."""
+    """uint8 images (N, H, W) or (N, C, H, W) with int64 labels (N,) and class names. (Where
+    `export_onnx` takes an ImageSet, its images may also be the model's input already
+    preprocessed: float32 (N, C, S, S).)"""
 
     images: np.ndarray
     labels: np.ndarray

@@ -132,21 +132,14 @@ def top1(path_or_bytes: str | os.PathLike | bytes, x: np.ndarray, batch_size: in
                            for i in range(0, len(x), batch_size)])
 
 
-def _top1_both(models: list, x: np.ndarray, batch_size: int = 250) -> list[np.ndarray]:
-    """`top1` of each model on `x`, the batches of all of them spread over `WORKERS` threads (one
-    ORT session per model, one intra-op thread each: the same predictions as `top1`;
-    `InferenceSession.run` is thread-safe)."""
-    sessions = [make_session(m, threads=1, fuse_qdq=False) for m in models]
-    jobs = [(s, start) for s in sessions for start in range(0, len(x), batch_size)]
-
-    def predict(job: tuple[Any, int]) -> np.ndarray:
-        session, start = job
-        return session.run(None, {session.get_inputs()[0].name: x[start:start + batch_size]})[0].argmax(1)
-
+def _top1_threads(model: Any, x: np.ndarray, batch_size: int = 250) -> np.ndarray:
+    """`top1` of `model` on `x`, its batches spread over `WORKERS` threads (one ORT session, one
+    intra-op thread: the same predictions; `InferenceSession.run` is thread-safe)."""
+    session = make_session(model, threads=1, fuse_qdq=False)
+    name = session.get_inputs()[0].name
     with ThreadPoolExecutor(WORKERS) as pool:
-        predictions = list(pool.map(predict, jobs))
-    per = len(predictions) // len(sessions)
-    return [np.concatenate(predictions[i * per:(i + 1) * per]) for i in range(len(sessions))]
+        return np.concatenate(list(pool.map(lambda start: session.run(None, {name: x[start:start + batch_size]})[0]
+                                            .argmax(1), range(0, len(x), batch_size))))
 
 
 def quantize_onnx(float_path: str | os.PathLike, out_path: str | os.PathLike, calibration: np.ndarray,
@@ -184,22 +177,27 @@ def quantize_onnx(float_path: str | os.PathLike, out_path: str | os.PathLike, ca
     # The agreement (and the int8 accuracy) is measured on the compacted file, the one that gets
     # written. (The compaction renames tensors and drops all-zero zero points; tests/test_int8.py
     # runs the written file and checks the agreement its metadata states.)
-    proto = None
-    prepared = _prepare(float_model) if quantizer == "writer" else None
-    if prepared is not None:
-        try:
-            with clock("calibrate"):
-                ranges = _writer_ranges(prepared, calibration, method, percentile)
-            with clock("write"):
-                proto = _compact(_write_qdq(prepared, ranges))
-        except _Unsupported:
-            proto = None
-    if proto is None:
-        with clock("calibrate"):   # ORT's pre-processing, calibration and quantizer together
-            proto = _compact(_quantize_with_ort(float_path, out_path, calibration, method, percentile))
-    # The float and int8 passes share the threads.
-    with clock("evaluate"):
-        expected, predicted = _top1_both([os.fspath(float_path), proto.SerializeToString()], evaluation)
+    # The float file's predictions need only the float file: they are computed in the background
+    # from the start, on one more thread that takes whatever CPU the calibration, the writer
+    # and the int8 file's session leave (their serial steps), the int8 file's after it.
+    with ThreadPoolExecutor(1) as background:
+        expected_future = background.submit(top1, os.fspath(float_path), evaluation, 250)
+        proto = None
+        prepared = _prepare(float_model) if quantizer == "writer" else None
+        if prepared is not None:
+            try:
+                with clock("calibrate"):
+                    ranges = _writer_ranges(prepared, calibration, method, percentile)
+                with clock("write"):
+                    proto = _compact(_write_qdq(prepared, ranges))
+            except _Unsupported:
+                proto = None
+        if proto is None:
+            with clock("calibrate"):   # ORT's pre-processing, calibration and quantizer together
+                proto = _compact(_quantize_with_ort(float_path, out_path, calibration, method, percentile))
+        with clock("evaluate"):
+            predicted = _top1_threads(proto.SerializeToString(), evaluation)
+            expected = expected_future.result()
     agreement = float((expected == predicted).mean())
     report = QuantizationReport(
         method=method, calibration_images=len(calibration), evaluation_images=len(evaluation),
