@@ -82,6 +82,8 @@ def load_resources(supernet: Any = "tiny-fmnist") -> _Resources:
     folder, a .zip or a loaded `SupernetPackage`, with or without its weights), loaded on first
     use."""
     from ..packages import load_package
+    from ..runtime.memory import keep_freed_memory
+    keep_freed_memory()   # the passes of every specialization reuse freed pages (runtime/memory.py)
     package = load_package(supernet)            # cached once per process by its path
     with _RESOURCES_LOCK:
         key = id(package)
