@@ -16,7 +16,9 @@ under /tmp, the package and the inputs loaded and every case run once before tim
 the two trees alternate, case by case, so that both see the same machine. A run's wall is the
 time of the `specialize(...)` call; its stages are the report's `timings_s`. The table gives the
 medians, the ratio before / after, and whether both trees chose the same subnets (the same seed
-must give the same subnet unless a change says why). Workers: 1 torch / BLAS thread (specialize
+must give the same subnet unless a change says why), and the median and range of the paired
+ratios (each run before is followed by one after: a ratio that holds on a drifting machine, as
+farm-bench pairs its commands). Workers: 1 torch / BLAS thread (specialize
 spreads BN recalibration and the accuracy pass over its own 2 worker threads).
 """
 
@@ -203,9 +205,9 @@ def main(argv=None) -> int:
              "the runs of the two trees alternating.", ""]
     labels = [t.label for t in trees]
     if len(labels) == 2:
-        lines += [f"| case | runs | {labels[0]} s (median) | {labels[1]} s (median) | speedup | same subnets "
-                  f"| stages before (median s) | stages after (median s) |",
-                  "|---|---:|---:|---:|---:|---|---|---|"]
+        lines += [f"| case | runs | {labels[0]} s (median) | {labels[1]} s (median) | speedup | paired speedup "
+                  f"(median; range) | same subnets | stages before (median s) | stages after (median s) |",
+                  "|---|---:|---:|---:|---:|---:|---|---|---|"]
     else:
         lines += [f"| case | runs | {labels[0]} s (median) | stages (median s) |", "|---|---:|---:|---|"]
     for case in cases:
@@ -213,7 +215,10 @@ def main(argv=None) -> int:
         walls = [statistics.median(r["wall"] for r in rs) for rs in per]
         if len(labels) == 2:
             same = "yes" if per[0][0]["config"] == per[1][0]["config"] else "**no**"
+            # Each run before is followed by one after: their ratio holds while the machine drifts.
+            paired = [b["wall"] / a["wall"] for b, a in zip(*per)]
             lines.append(f"| {case} | {len(per[0])} | {walls[0]:.2f} | {walls[1]:.2f} | {walls[0] / walls[1]:.1f}x | "
+                         f"{statistics.median(paired):.1f}x; {min(paired):.1f}-{max(paired):.1f}x | "
                          f"{same} | {_stages(per[0])} | {_stages(per[1])} |")
         else:
             lines.append(f"| {case} | {len(per[0])} | {walls[0]:.2f} | {_stages(per[0])} |")
