@@ -217,8 +217,8 @@ def main(argv=None) -> int:
             same = "yes" if per[0][0]["config"] == per[1][0]["config"] else "**no**"
             # Each run before is followed by one after: their ratio holds while the machine drifts.
             paired = [b["wall"] / a["wall"] for b, a in zip(*per)]
-            lines.append(f"| {case} | {len(per[0])} | {walls[0]:.2f} | {walls[1]:.2f} | {walls[0] / walls[1]:.1f}x | "
-                         f"{statistics.median(paired):.1f}x; {min(paired):.1f}-{max(paired):.1f}x | "
+            lines.append(f"| {case} | {len(per[0])} | {walls[0]:.2f} | {walls[1]:.2f} | {walls[0] / walls[1]:.2f}x | "
+                         f"{statistics.median(paired):.2f}x; {min(paired):.2f}-{max(paired):.2f}x | "
                          f"{same} | {_stages(per[0])} | {_stages(per[1])} |")
         else:
             lines.append(f"| {case} | {len(per[0])} | {walls[0]:.2f} | {_stages(per[0])} |")
