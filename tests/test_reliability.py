@@ -211,6 +211,42 @@ def test_percentile_summaries_refuse_what_they_cannot_give():
         q._percentile_range_of_parts([(x[0], False), (bad, True)], 0.9999)
 
 
+def test_a_tensor_its_summaries_cannot_give_is_calibrated_again_from_all_its_values(tiny_net, tmp_path,
+                                                                                     monkeypatch):
+    """Where one batch of a tensor is kept whole and the others summarised (a value that is not
+    finite, a first axis that is not the batch), the pass runs the batches again for that tensor
+    and keeps all its values: the same ranges as when every summary could be used."""
+    import onnx
+    import onnxruntime
+    from ofa_engine.runtime import quantize as q
+    _float_onnx(tiny_net, tmp_path / "float.onnx")
+    prepared = q._prepare(onnx.load(tmp_path / "float.onnx"))
+    size = tiny_net.space.smallest().image_size
+    x = np.random.default_rng(4).standard_normal((130, 1, size, size)).astype(np.float32)
+    expected = q._writer_ranges(prepared, x, "percentile", q.PERCENTILE)
+    real, lock, forced, runs = q._batch_summary, threading.Lock(), [], []
+
+    def one_batch_whole(batch_x, owned, batch, images, quantile):
+        summary = real(batch_x, owned, batch, images, quantile)
+        with lock:
+            if isinstance(summary, q._Tail) and not forced:
+                forced.append(True)
+                return batch_x, owned
+        return summary
+
+    real_run = onnxruntime.InferenceSession.run
+
+    def run(self, *args, **kwargs):
+        runs.append(1)
+        return real_run(self, *args, **kwargs)
+
+    monkeypatch.setattr(q, "_batch_summary", one_batch_whole)
+    monkeypatch.setattr(onnxruntime.InferenceSession, "run", run)
+    got = q._writer_ranges(prepared, x, "percentile", q.PERCENTILE)
+    assert forced and len(runs) == 4            # 2 batches (100 + 30), twice
+    assert {k: [float(v) for v in r] for k, r in got.items()} == {k: [float(v) for v in r] for k, r in expected.items()}
+
+
 @pytest.mark.parametrize("method", ["entropy", "percentile"])
 def test_int8_calibration_takes_a_set_that_is_not_a_multiple_of_its_batch(method, tiny_net, tmp_path):
     """130 images are calibrated in batches of 100 and 30; ORT's histogram collector cannot stack

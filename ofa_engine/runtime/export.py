@@ -66,8 +66,9 @@ def export_onnx(model: nn.Module, cfg: Any, path: str | os.PathLike, *,
     calibration images) and checked on `evaluation` (default: the bundled test2k images): a file
     whose top-1 agreement with the float model is below `agreement_floor` is refused
     (`QuantizationRefusedError`). Both sets: an `ImageSet` (its images uint8 or already
-    preprocessed), uint8 images, or preprocessed float32 (N, C, S, S) input. The metadata then also has `precision` and `quantization` (scheme,
-    calibration method and image count, agreement, both accuracies when labels were given).
+    preprocessed), uint8 images, or preprocessed float32 (N, C, S, S) input. The metadata then
+    also has `precision` and `quantization` (scheme, calibration method and image count,
+    agreement, both accuracies when labels were given).
 
     Raises `ValueError` for a model that is not an extracted static net, a `cfg` that is not
     the model's config, an unsupported opset or precision, or a bad calibration / evaluation set,

@@ -5,11 +5,11 @@ of the largest such block freed, at most 32 MB) back to the kernel, and trims th
 heap once more than twice that threshold is free there. The engine's passes allocate the same
 large buffers batch after batch (BN recalibration's activations, 11 MB a 200-image batch for a
 96-channel 12x12 layer; the calibration's and the accuracy passes' arrays), so each batch
-faulted the same pages in again: ~3 us a 4 KB page on these VMs, most of the 9 ms that one
-such layer's BatchNorm took. `keep_freed_memory` raises both thresholds (blocks up to 256 MB come
-from the heap, whose top is trimmed only above 1 GB), and freed pages are used again instead.
-The process then keeps freed memory up to those sizes mapped (measured: ~80 MB more resident
-after four specializations). Numbers: docs/specialize-speed.md.
+faulted the same pages in again (~3 us a 4 KB page on these VMs). `keep_freed_memory` raises
+both thresholds (blocks up to 256 MB come from the heap, whose top is trimmed only above 1 GB),
+and freed pages are used again instead. The process then keeps freed memory up to those sizes
+mapped (~0.1 GB more resident after four specializations here). Numbers:
+docs/specialize-speed.md.
 
 `OFA_KEEP_FREED_MEMORY=0` leaves the allocator as it is; where the C library is not glibc this
 does nothing.
