@@ -5,11 +5,12 @@
 
 For each subnet of the bundled tiny-fmnist supernet (BN recalibrated and folded, written as
 `export_onnx`'s int8 path writes its float file) and each count of calibration images (the
-first N bundled ones), a fresh process runs the percentile calibration that `quantize_onnx`
-runs (`_prepare` + `_writer_ranges`, `WORKERS` threads) and reports its wall time and its peak
-resident memory above what the process held just before (VmHWM, reset by /proc/self/clear_refs,
-less VmRSS; Linux). Uses only what the head before issue 34's fifth part (bd4981e) had, so that
-the same script measures a checkout of it (docs/specialize-speed.md). 1 torch / BLAS thread.
+first N bundled ones), a fresh process runs `quantize_onnx` with 8 evaluation images, so that
+the call is its percentile calibration (`WORKERS` threads), and reports the calibration's wall
+time (its `timings["calibrate"]`) and the call's peak resident memory above what the process
+held just before (VmHWM, reset by /proc/self/clear_refs, less VmRSS; Linux). Uses only what
+the head before issue 34's fifth part (bd4981e) had, so that the same script measures a
+checkout of it (docs/specialize-speed.md). 1 torch / BLAS thread.
 """
 
 from __future__ import annotations
@@ -25,25 +26,25 @@ import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
-import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
 
 def _one(float_path: str, images_path: str, count: int) -> dict:
-    """In this process: the calibration of `float_path` on the first `count` images."""
-    import onnx
-    from ofa_engine.runtime import quantize
+    """In this process: `quantize_onnx` of `float_path` calibrated on the first `count` images and
+    checked on 8 of them (so that the call is its calibration): the calibration's seconds
+    (`timings["calibrate"]`) and the call's peak memory."""
+    from ofa_engine.runtime.quantize import quantize_onnx
     images = np.load(images_path)[:count]
-    prepared = quantize._prepare(onnx.load(float_path))
-    with open("/proc/self/clear_refs", "w") as clear:   # the high-water mark starts again from here
-        clear.write("5")
-    before = _status_kb("VmRSS")
-    start = time.perf_counter()
-    quantize._writer_ranges(prepared, images, "percentile", quantize.PERCENTILE)
-    seconds = time.perf_counter() - start
-    return {"seconds": seconds, "peak_mb": (_status_kb("VmHWM") - before) / 1024}
+    timings: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="ofa-calibration-pass-") as tmp:
+        with open("/proc/self/clear_refs", "w") as clear:   # the high-water mark starts again from here
+            clear.write("5")
+        before = _status_kb("VmRSS")
+        quantize_onnx(float_path, Path(tmp) / "q.onnx", images, images[:8], floor=0.0, timings=timings)
+        peak = _status_kb("VmHWM") - before
+    return {"seconds": timings["calibrate"], "peak_mb": peak / 1024}
 
 
 def _status_kb(field: str) -> int:
