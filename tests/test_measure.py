@@ -155,6 +155,11 @@ def test_session_factory_honours_the_thread_count(tiny_bytes, tmp_path, threads)
     assert as_written.get_session_config_entry("session.disable_quant_qdq") == "1"
     basic = ort.make_session(tiny_bytes, threads, graph_optimization="ORT_ENABLE_BASIC").get_session_options()
     assert basic.graph_optimization_level == onnxruntime.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    assert options.enable_cpu_mem_arena
+    no_arena = ort.make_session(tiny_bytes, threads, memory_arena=False)
+    assert not no_arena.get_session_options().enable_cpu_mem_arena
+    feed = ort.input_feed(no_arena, batch_size=5)
+    np.testing.assert_array_equal(no_arena.run(None, feed)[0], ort.make_session(tiny_bytes, threads).run(None, feed)[0])
     for bad in (0, -1, True, 1.5):
         with pytest.raises(ValueError, match="threads"):
             ort.make_session(tiny_bytes, bad)

@@ -92,7 +92,7 @@ def onnx_accuracy(onnx_bytes: bytes, inputs: torch.Tensor, labels: np.ndarray, b
     measured, and ORT runs these depthwise nets ~2x faster than torch. An int8 file runs with
     its QDQ as written (`runtime.quantize.EVALUATED_WITH`)."""
     from ..runtime.ort import make_session
-    session = make_session(onnx_bytes, threads=1, fuse_qdq=False)
+    session = make_session(onnx_bytes, threads=1, fuse_qdq=False, memory_arena=False)
     x = inputs.numpy()
 
     def predict(start: int) -> np.ndarray:

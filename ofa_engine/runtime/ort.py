@@ -23,7 +23,7 @@ CPU_PROVIDERS = ("CPUExecutionProvider",)
 
 
 def make_session(model: str | os.PathLike | bytes, threads: int = 1, *, allow_spinning: bool = True,
-                 graph_optimization: str = "ORT_ENABLE_ALL", fuse_qdq: bool = True,
+                 graph_optimization: str = "ORT_ENABLE_ALL", fuse_qdq: bool = True, memory_arena: bool = True,
                  providers: Sequence[str] = CPU_PROVIDERS) -> onnxruntime.InferenceSession:
     """A session for the ONNX file (path) or serialised model (bytes) `model`.
 
@@ -41,6 +41,11 @@ def make_session(model: str | os.PathLike | bytes, threads: int = 1, *, allow_sp
     ORT converts int8 activations to uint8 where a quantized tensor has one consumer only, and
     its u8 x s8 products can saturate. Accuracies of int8 files are measured with
     `fuse_qdq=False` (docs/int8.md); a float file runs the same either way.
+
+    `memory_arena=False` allocates each tensor from the C library instead of ONNX Runtime's
+    arena, which grows by doubling: measured faster for batches of 500 images (specialize's
+    accuracy pass: 0.200 -> 0.186 s for the fp32 case, medians of 15 alternating calls), no
+    different for 250. The same results either way.
     """
     if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
         raise ValueError(f"threads = {threads!r}; allowed: an integer >= 1")
@@ -53,6 +58,7 @@ def make_session(model: str | os.PathLike | bytes, threads: int = 1, *, allow_sp
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if not fuse_qdq:
         options.add_session_config_entry("session.disable_quant_qdq", "1")
+    options.enable_cpu_mem_arena = bool(memory_arena)
     if not isinstance(model, bytes):
         model = os.fspath(model)
         if not os.path.isfile(model):
