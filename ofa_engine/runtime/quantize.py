@@ -124,22 +124,22 @@ def check_images(x: Any, shape: tuple[int, int, int], what: str) -> np.ndarray:
     return np.ascontiguousarray(arr, dtype=np.float32)
 
 
-def top1(path_or_bytes: str | os.PathLike | bytes, x: np.ndarray, batch_size: int = 500) -> np.ndarray:
-    """Predicted classes of the ONNX model on `x` (ORT, one thread, QDQ as written: `EVALUATED_WITH`)."""
-    session = make_session(path_or_bytes, threads=1, fuse_qdq=False)
+def top1(path_or_bytes: str | os.PathLike | bytes, x: np.ndarray, batch_size: int = 500, *, threads: int = 1,
+         memory_arena: bool = True) -> np.ndarray:
+    """Predicted classes of the ONNX model on `x` (ORT, one intra-op thread, QDQ as written:
+    `EVALUATED_WITH`), its batches spread over `threads` threads of one session (`run` is
+    thread-safe: the same predictions however many). `memory_arena`: `make_session`'s."""
+    session = make_session(path_or_bytes, threads=1, fuse_qdq=False, memory_arena=memory_arena)
     name = session.get_inputs()[0].name
-    return np.concatenate([session.run(None, {name: x[i:i + batch_size]})[0].argmax(1)
-                           for i in range(0, len(x), batch_size)])
 
+    def predict(start: int) -> np.ndarray:
+        return session.run(None, {name: x[start:start + batch_size]})[0].argmax(1)
 
-def _top1_threads(model: Any, x: np.ndarray, batch_size: int = 250) -> np.ndarray:
-    """`top1` of `model` on `x`, its batches spread over `WORKERS` threads (one ORT session, one
-    intra-op thread: the same predictions; `InferenceSession.run` is thread-safe)."""
-    session = make_session(model, threads=1, fuse_qdq=False)
-    name = session.get_inputs()[0].name
-    with ThreadPoolExecutor(WORKERS) as pool:
-        return np.concatenate(list(pool.map(lambda start: session.run(None, {name: x[start:start + batch_size]})[0]
-                                            .argmax(1), range(0, len(x), batch_size))))
+    starts = range(0, len(x), batch_size)
+    if threads <= 1:
+        return np.concatenate([predict(start) for start in starts])
+    with ThreadPoolExecutor(threads) as pool:
+        return np.concatenate(list(pool.map(predict, starts)))
 
 
 def quantize_onnx(float_path: str | os.PathLike, out_path: str | os.PathLike, calibration: np.ndarray,
@@ -196,7 +196,7 @@ def quantize_onnx(float_path: str | os.PathLike, out_path: str | os.PathLike, ca
             with clock("calibrate"):   # ORT's pre-processing, calibration and quantizer together
                 proto = _compact(_quantize_with_ort(float_path, out_path, calibration, method, percentile))
         with clock("evaluate"):
-            predicted = _top1_threads(proto.SerializeToString(), evaluation)
+            predicted = top1(proto.SerializeToString(), evaluation, 250, threads=WORKERS)
             expected = expected_future.result()
     agreement = float((expected == predicted).mean())
     report = QuantizationReport(
@@ -375,32 +375,31 @@ def _tensor_percentile_ranges(model: onnx.ModelProto, tensors: list[Any], feeds:
         raise ValueError("Invalid percentile. Must be in range 0 <= percentile <= 100.")
     images = sum(len(next(iter(feed.values()))) for feed in feeds)
 
-    def ranges(wanted: list[Any], whole: bool) -> dict[str, Any]:
-        """{name: range} of the `wanted` tensors, from all their values (`whole`) or from their
-        batches' summaries."""
-        def summarize(feed: dict) -> list[Any]:
-            out = dict(zip(names, session.run(None, feed)))
-            batch = len(next(iter(feed.values())))
-            summaries = []
-            for info in wanted:
-                # Session outputs are ours to overwrite; a graph input is the caller's array.
-                x, owned = (out.pop(info.name), True) if info.name in out else (np.asarray(feed[info.name]), False)
-                summaries.append((x, owned) if whole else _batch_summary(x, owned, batch, images, q))
-            return summaries
-
-        parts = zip(*pool.map(summarize, feeds))
-        return dict(zip((info.name for info in wanted), pool.map(_range_of_summaries, parts, repeat(q))))
+    def summarize(feed: dict, wanted: list[Any], whole: bool) -> list[Any]:
+        """The `wanted` tensors of one batch: their values (`whole`) or their `_batch_summary`."""
+        out = dict(zip(names, session.run(None, feed)))
+        batch = len(next(iter(feed.values())))
+        summaries = []
+        for info in wanted:
+            # Session outputs are ours to overwrite; a graph input is the caller's array.
+            x, owned = (out.pop(info.name), True) if info.name in out else (np.asarray(feed[info.name]), False)
+            summaries.append((x, owned) if whole else _batch_summary(x, owned, batch, images, q))
+        return summaries
 
     # The batches run side by side (`run` is thread-safe), each batch summarised as soon as it has
     # run (numpy lets go of the GIL) and its activations then let go: a range depends on the set
     # of values, not their order, and the pass holds about two batches' activations, not all.
     # A tensor whose summaries cannot give its range (`_range_of_summaries`) is computed from all
     # its values in a second pass of the same session (the same activations).
+    result: dict[str, Any] = {}
+    wanted = tensors
     with ThreadPoolExecutor(WORKERS) as pool:
-        result = ranges(tensors, whole=False)
-        again = [info for info in tensors if result[info.name] is None]
-        if again:
-            result.update(ranges(again, whole=True))
+        for whole in (False, True):
+            parts = zip(*pool.map(lambda feed: summarize(feed, wanted, whole), feeds))
+            result.update(zip((info.name for info in wanted), pool.map(_range_of_summaries, parts, repeat(q))))
+            wanted = [info for info in wanted if result[info.name] is None]
+            if not wanted:
+                break
     return result
 
 
