@@ -1,8 +1,9 @@
 """int8 accuracy against the number of calibration images, on the 10k test set; one JSON line a row.
 
-    PYTHONPATH=<checkout> python benchmarks/int8_calibration_images.py [2000,500,250]
+    PYTHONPATH=<checkout> python benchmarks/int8_calibration_images.py [2000,500,250] [RANDOM]
 
-For the largest, the smallest and 5 seeded random subnets (`default_rng(0)`, bench_int8.py's):
+For the largest, the smallest and RANDOM (default 5) seeded random subnets (`default_rng(0)`;
+the first 5 are bench_int8.py's):
 `extract_calibrated`, `export_onnx` in fp32 and in int8 calibrated on the first N bundled
 calibration images for each N given (none given: `export_onnx`'s default, all 2,000), and the
 top-1 accuracy of both files on `load_split("test")` in ONNX Runtime. Uses only APIs that the
@@ -35,13 +36,14 @@ from ofa_engine.runtime.quantize import top1  # noqa: E402
 
 def main() -> int:
     counts = [int(c) for c in sys.argv[1].split(",")] if len(sys.argv) > 1 else [None]
+    randoms = int(sys.argv[2]) if len(sys.argv) > 2 else 5
     torch.set_num_threads(1)
     supernet = load_supernet("tiny-fmnist")
     space = supernet.space
     test, calib = load_split("test"), load_split("calib")
     rng = np.random.default_rng(0)
     subnets = [("largest", space.largest()), ("smallest", space.smallest())]
-    subnets += [(f"random {i}", space.sample(rng)) for i in range(5)]
+    subnets += [(f"random {i}", space.sample(rng)) for i in range(randoms)]
     for name, cfg in subnets:
         net = extract_calibrated(supernet, cfg)
         x = preprocess(test.images, space, cfg.image_size).numpy()
