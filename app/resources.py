@@ -701,7 +701,7 @@ def latency_provenance(profile: Any) -> str:
 
 # "Reference machine (Intel Xeon VM, 2026-11-28): ONNX Runtime CPU, 1 thread", as the measured CPU
 # profiles name themselves: the machine in brackets, then the device.
-_MACHINE_PREFIX = re.compile(r"^(?:Reference machine|This machine) \((?P<machine>[^)]*)\):\s*(?P<device>.+)$")
+_MACHINE_PREFIX = re.compile(r"^(?:Reference machine|This machine) \((?P<machine>.*?)\):\s*(?P<device>.+)$")
 
 
 def device_name(profile: Any) -> str:

@@ -60,7 +60,13 @@ def test_the_bundled_vit_profile_refits_from_its_dataset():
     refit = fit_profile_from_csv(LATENCY / "vit-1t.csv", NAME, space=SPACE_NAME)
     bundled = load_profile(NAME)
     assert_close_tree(refit.latency_model.to_dict(), bundled.latency_model.to_dict())
-    assert_close_tree(dict(refit.quality), dict(bundled.quality))
+    quality, expected = dict(refit.quality), dict(bundled.quality)
+    # Kendall's tau counts the test subnets' pairs; two whose predictions agree to ~1e-12 can
+    # order either way with the CPU's float code path (AVX2 or AVX-512 BLAS: 0.9837 on an Intel
+    # VM against 0.9783 where the profile was fitted): within two of its pairs.
+    pairs = expected["n_test"] * (expected["n_test"] - 1) / 2
+    assert abs(quality.pop("kendall_tau") - expected.pop("kendall_tau")) <= 2 / pairs
+    assert_close_tree(quality, expected)
     assert bundled.quality["n_train"] + bundled.quality["n_test"] == 120
     with pytest.raises(ValueError, match="does not measure the same subnets"):
         fit_profile_from_csv([LATENCY / "vit-1t.csv", LATENCY / "vit-1t-repeat.csv"], NAME, space=SPACE_NAME)
