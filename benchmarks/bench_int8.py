@@ -153,8 +153,9 @@ def main() -> None:
         "",
         f"- scheme: {SCHEME};",
         "- calibrated on the 2,000 bundled calibration images (`load_split(\"calib\")`), preprocessed "
-        "as the subnet's input (`runtime.preprocess`); `specialize` on the first 500 of its package's "
-        "(`INT8_CALIBRATION_IMAGES`, chosen by measurement in docs/specialize-speed.md);",
+        "as the subnet's input (`runtime.preprocess`); `specialize` on 500 of its package's, spread over "
+        "its classes (`INT8_CALIBRATION_IMAGES`, `calibration_subset`; chosen by measurement in "
+        "docs/specialize-speed.md);",
         f"- checked on the 2,000 bundled test images (`load_split(\"test2k\")`): the top-1 agreement with the "
         f"float model is recorded in the file's metadata (`quantization`) and a file below "
         f"`AGREEMENT_FLOOR` = {AGREEMENT_FLOOR:.2f} is refused (`QuantizationRefusedError`);",

@@ -4,7 +4,7 @@ quantizer (the path it replaced, still taken for graphs the writer does not hand
     python benchmarks/bench_quantize.py [--runs 5] [--subnets largest,smallest,random0,random1]
 
 Per subnet of the bundled tiny-fmnist supernet (BN folded, exported as `export_onnx` does): the
-float file is quantized as `specialize` does it (the first 500 calibration images, the 2,000
+float file is quantized as `specialize` does it (its 500 calibration images, the 2,000
 evaluation images of the package, the default percentile calibration), once with the writer
 ("after", `quantizer="writer"`) and once down ORT's path ("before", `quantizer="ort"`); the two
 alternate run by run (stage times from `quantize_onnx(..., timings=...)`). The table gives the medians of the whole call and of its stages in the
@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ofa_engine.devices.machine import cpu_model  # noqa: E402
 from ofa_engine.families.mbv3.static import fold_bn  # noqa: E402
-from ofa_engine.pipeline.specialize import INT8_CALIBRATION_IMAGES, load_resources  # noqa: E402
+from ofa_engine.pipeline.specialize import INT8_CALIBRATION_IMAGES, calibration_subset, load_resources  # noqa: E402
 from ofa_engine.runtime.quantize import quantize_onnx  # noqa: E402
 from ofa_engine.runtime.evaluation import calibrate_bn  # noqa: E402
 from ofa_engine.runtime.export import write_onnx_unverified  # noqa: E402
@@ -66,7 +66,7 @@ def main() -> None:
             calibrate_bn(net, calib_x)
             float_path = Path(tmp) / f"{name}.onnx"
             write_onnx_unverified(fold_bn(copy.deepcopy(net).eval()), space, cfg, float_path, 17)
-            calib = calib_x[:INT8_CALIBRATION_IMAGES].numpy()
+            calib = calib_x[calibration_subset(res.calib)].numpy()
             test = res.test   # uint8 images, preprocessed as export_onnx does
             evaluation = preprocess(np.asarray(test.images), space, cfg.image_size).numpy()
             times = {"before": [], "after": []}

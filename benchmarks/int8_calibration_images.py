@@ -4,8 +4,9 @@
 
 For the largest, the smallest and RANDOM (default 5) seeded random subnets (`default_rng(0)`;
 the first 5 are bench_int8.py's):
-`extract_calibrated`, `export_onnx` in fp32 and in int8 calibrated on the first N bundled
-calibration images for each N given (none given: `export_onnx`'s default, all 2,000), and the
+`extract_calibrated`, `export_onnx` in fp32 and in int8 calibrated on N bundled calibration
+images for each N given (the N that `specialize` would pick, `calibration_subset`; the first N
+in a checkout without it) (none given: `export_onnx`'s default, all 2,000), and the
 top-1 accuracy of both files on `load_split("test")` in ONNX Runtime. Uses only APIs that the
 head before issue 34 (048d96a) had, so that the same script measures a checkout of it
 (docs/specialize-speed.md).
@@ -34,6 +35,17 @@ from ofa_engine.runtime.preprocess import preprocess  # noqa: E402
 from ofa_engine.runtime.quantize import top1  # noqa: E402
 
 
+def _subset(calib, n: int) -> np.ndarray:
+    """The `n` calibration images `specialize` would calibrate on (`calibration_subset`), or the
+    first `n` in a checkout that has no such function (before issue 34)."""
+    try:
+        from ofa_engine.pipeline.specialize import calibration_subset
+    except ImportError:
+        return np.arange(n)
+    index = calibration_subset(calib, n)
+    return np.arange(n) if isinstance(index, slice) else index.numpy()
+
+
 def main() -> int:
     counts = [int(c) for c in sys.argv[1].split(",")] if len(sys.argv) > 1 else [None]
     randoms = int(sys.argv[2]) if len(sys.argv) > 2 else 5
@@ -51,7 +63,7 @@ def main() -> int:
             f32 = export_onnx(net, cfg, Path(tmp) / "f.onnx")
             p32 = top1(f32, x)
             for n in counts:
-                options = {} if n is None else {"calibration": calib.subset(np.arange(n))}
+                options = {} if n is None else {"calibration": calib.subset(_subset(calib, n))}
                 t = time.perf_counter()
                 i8 = export_onnx(net, cfg, Path(tmp) / f"q{n}.onnx", precision="int8", **options)
                 seconds = time.perf_counter() - t

@@ -10,9 +10,10 @@ import pytest
 
 from ofa_engine import analyze, export_onnx, extract_calibrated, load_supernet, specialize
 from ofa_engine.cli.main import main
-from ofa_engine.datasets.images import load_split
+from ofa_engine.datasets.images import ImageSet, load_split
 from ofa_engine.devices.profile_schema import ProfileError
 from ofa_engine.devices.profiles import load_profile
+from ofa_engine.pipeline.specialize import INT8_CALIBRATION_IMAGES, calibration_subset
 from ofa_engine.runtime.export import read_metadata
 from ofa_engine.runtime.ort import make_session
 from ofa_engine.runtime.preprocess import preprocess
@@ -198,6 +199,18 @@ def test_mcu_specialize_int8_fits_the_flash_budget(name, tmp_path):
     assert set(measured["accuracies"]) == {"fp32", "int8"}
     assert measured["accuracies"]["int8"] == measured["accuracy"]
     assert measured["int8_agreement"] >= AGREEMENT_FLOOR
+    assert read_metadata(spec.onnx_path)["quantization"]["calibration_images"] == INT8_CALIBRATION_IMAGES
+
+
+def test_int8_calibration_subset_spreads_over_the_package_classes():
+    calib = load_split("calib")
+    index = calibration_subset(calib)
+    assert len(index) == INT8_CALIBRATION_IMAGES < len(calib)
+    assert np.bincount(calib.labels[index.numpy()]).tolist() == [INT8_CALIBRATION_IMAGES // 10] * 10
+    # a package whose images are grouped by class gets every class too, not the first few
+    grouped = calib.subset(np.argsort(calib.labels, kind="stable"))
+    assert np.bincount(grouped.labels[calibration_subset(grouped).numpy()]).tolist() == [INT8_CALIBRATION_IMAGES // 10] * 10
+    assert calibration_subset(ImageSet(calib.images, None, calib.classes), 7) == slice(0, 7)
 
 
 def test_latency_model_per_precision():

@@ -19,7 +19,7 @@ import torch
 
 from ofa_engine.cli import main
 from ofa_engine.datasets.images import ImageSet, load_split
-from ofa_engine.datasets.sampling import stratified_split
+from ofa_engine.datasets.sampling import stratified_prefix, stratified_split
 from ofa_engine.families.mbv3.space import SearchSpace
 from ofa_engine.families.mbv3.supernet import build_supernet
 from ofa_engine.packages import (ENV_VAR, PackageError, bundled_packages, clear_package_cache, list_packages,
@@ -124,6 +124,25 @@ def test_stratified_split_is_seeded_disjoint_and_balanced():
     assert not np.array_equal(first, stratified_split(labels, 30, 60, seed=2)[0])
     with pytest.raises(ValueError, match="only 180"):
         stratified_split(labels, 100, 100)
+
+
+@pytest.mark.parametrize("n", [1, 7, 30, 95, 180, 500])
+def test_stratified_prefix_takes_the_classes_in_turn_without_a_draw(n):
+    # grouped by class (a package sampled from an image folder), and the same items shuffled
+    grouped = np.repeat([0, 1, 2], [50, 30, 100])
+    for labels in (grouped, np.random.default_rng(n).permutation(grouped)):
+        index = stratified_prefix(labels, n)
+        assert np.array_equal(index, np.unique(index)) and len(index) == min(n, len(labels))
+        counts = np.bincount(labels[index], minlength=3)
+        # every class as often as the others, up to one, as far as it has items
+        assert counts.max() - counts[counts < np.bincount(labels)].min(initial=counts.max()) <= 1
+        # each class's first items in their stored order
+        for c in range(3):
+            mine = np.flatnonzero(labels == c)
+            assert np.array_equal(index[labels[index] == c], mine[:counts[c]])
+    assert stratified_prefix(grouped, 4).tolist() == [0, 1, 50, 80]   # classes by first appearance
+    with pytest.raises(ValueError, match="positive number"):
+        stratified_prefix(grouped, 0)
 
 
 # ---------------------------------------------------------------------- written packages

@@ -41,7 +41,7 @@ from ..settings import check_local_measurement
 from .outputs import output_paths
 from .resources import load_resources
 
-__all__ = ["specialize", "Specialization", "load_resources"]
+__all__ = ["specialize", "Specialization", "load_resources", "calibration_subset"]
 
 # Stages report as `progress(done, STEPS, stage)`: `done` of 100 steps, the stage's name.
 STEPS = 100
@@ -73,10 +73,11 @@ def _load_profile(profile: Any):
 # the best subnet's weights leave no room for its scales and graph).
 FIT_ATTEMPTS = 4
 
-# Calibration images of an int8 file: the first this many of the package's calibration images
-# (BN statistics are still recalibrated on all of them). Chosen by measurement: int8 accuracy on
-# the 10k test set is as close to fp32 with 500 as with 2,000, and the calibration pass, which
-# stores every activation of every image, takes a quarter of the time (docs/specialize-speed.md).
+# Calibration images of an int8 file: this many of the package's calibration images, spread
+# evenly over its classes (`calibration_subset`; BN statistics are still recalibrated on all of
+# them). Chosen by measurement: int8 accuracy on the 10k test set is as close to fp32 with 500 as
+# with 2,000, and the calibration pass takes a quarter of the time; 250 was measured and is not
+# enough (docs/specialize-speed.md).
 INT8_CALIBRATION_IMAGES = 500
 
 # Threads one specialize call spreads its two heaviest steps over (BN recalibration, ONNX
@@ -94,6 +95,16 @@ def onnx_accuracy(onnx_bytes: bytes, inputs: torch.Tensor, labels: np.ndarray, b
     from ..runtime.quantize import top1
     predicted = top1(onnx_bytes, inputs.numpy(), batch_size, threads=workers, memory_arena=False)
     return float((predicted == np.asarray(labels)).mean())
+
+
+def calibration_subset(calibration: Any, n: int = INT8_CALIBRATION_IMAGES) -> Any:
+    """Which of a package's calibration images (an ImageSet) an int8 file is calibrated on:
+    `n` of them spread over their classes (`stratified_prefix`), or the first `n` where they
+    have no labels; a slice or an index array."""
+    if getattr(calibration, "labels", None) is None:
+        return slice(0, n)
+    from ..datasets.sampling import stratified_prefix
+    return torch.from_numpy(stratified_prefix(calibration.labels, n))
 
 
 def _predicted(predicted: Mapping[str, Any], source: str) -> dict[str, Any]:
@@ -225,7 +236,7 @@ def specialize(profile: Any, constraints: Constraints | Mapping[str, float] | No
         # again took 20-35 ms), the evaluation set with its labels.
         from ..datasets.images import ImageSet
         precision_options = {"precision": "int8",
-                             "calibration": res.inputs("calib", cfg.image_size)[:INT8_CALIBRATION_IMAGES],
+                             "calibration": res.inputs("calib", cfg.image_size)[calibration_subset(res.calib)],
                              "evaluation": ImageSet(res.inputs("test2k", cfg.image_size), res.test.labels,
                                                     res.test.classes)}
     # Into a private folder: `out` is only replaced at the end, together with its report.
