@@ -22,9 +22,7 @@ def stratified_split(labels: np.ndarray, n_first: int, n_second: int, seed: int 
                          f"{len(labels)}; allowed: at most {len(labels)} in all")
     rng = np.random.default_rng(seed)
     classes = rng.permutation(np.unique(labels))
-    queues = [rng.permutation(np.flatnonzero(labels == c)) for c in classes]
-    # Round-robin: the k-th image of every class before the (k+1)-th of any.
-    order = [q[k] for k in range(max(len(q) for q in queues)) for q in queues if k < len(q)]
+    order = _round_robin([rng.permutation(np.flatnonzero(labels == c)) for c in classes])
     # The round-robin order continues after the first pick, so the second is stratified too.
     first, second = order[:n_first], order[n_first:n_first + n_second]
     return np.sort(np.array(first, np.int64)), np.sort(np.array(second, np.int64))
@@ -41,11 +39,11 @@ def stratified_prefix(labels: np.ndarray, n: int) -> np.ndarray:
     labels = np.asarray(labels).reshape(-1)
     if n >= len(labels):
         return np.arange(len(labels))
-    _, first, inverse = np.unique(labels, return_index=True, return_inverse=True)
-    inverse = inverse.reshape(-1)
-    by_class = np.argsort(inverse, kind="stable")           # each class's items in stored order
-    counts = np.bincount(inverse)
-    rank = np.empty(len(labels), np.int64)                    # an item's place within its class
-    rank[by_class] = np.arange(len(labels)) - np.repeat(np.cumsum(counts) - counts, counts)
-    turn = np.argsort(np.argsort(first))[inverse]             # its class's turn: by first item
-    return np.sort(np.argsort(rank * len(first) + turn, kind="stable")[:n])
+    _, first = np.unique(labels, return_index=True)
+    classes = labels[np.sort(first)]                    # in the order of their first item
+    return np.sort(np.array(_round_robin([np.flatnonzero(labels == c) for c in classes])[:n], np.int64))
+
+
+def _round_robin(queues: list[np.ndarray]) -> list[int]:
+    """The items of `queues` with the k-th of every queue before the (k+1)-th of any."""
+    return [q[k] for k in range(max(len(q) for q in queues)) for q in queues if k < len(q)]
