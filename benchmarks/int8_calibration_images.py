@@ -5,9 +5,9 @@
 For the largest, the smallest and RANDOM (default 5) seeded random subnets (`default_rng(0)`;
 the first 5 are bench_int8.py's):
 `extract_calibrated`, `export_onnx` in fp32 and in int8 calibrated on N bundled calibration
-images for each N given (the N that `specialize` would pick, `calibration_subset`; the first N
-in a checkout without it) (none given: `export_onnx`'s default, all 2,000), and the
-top-1 accuracy of both files on `load_split("test")` in ONNX Runtime. Uses only APIs that the
+images for each N given: the N that `specialize` would pick (`calibration_subset`; the first N
+in a checkout without it), or with none given `export_onnx`'s default, all 2,000; and the top-1
+accuracy of both files on `load_split("test")` in ONNX Runtime. Uses only APIs that the
 head before issue 34 (048d96a) had, so that the same script measures a checkout of it
 (docs/specialize-speed.md).
 """
