@@ -48,7 +48,7 @@ MARK = "@@bench "   # the worker's result lines (anything else it prints is pass
 
 # ---------------------------------------------------------------- worker (runs inside one tree)
 
-def _budget(profile: str, precision: str | None = None, fraction: float = 0.4) -> dict:
+def budget(profile: str, precision: str | None = None, fraction: float = 0.4) -> dict:
     """latency_ms <= min + fraction x (max - min) of the profile's predicted range in `precision`
     (None: its own), as specialize's evaluator sees it; {} for a profile without latency."""
     from ofa_engine.devices.profiles import load_profile
@@ -77,13 +77,13 @@ def run_case(case: str) -> dict:
     if case == "fp32-cpu":
         return _one("cpu-ort-1t", {"latency_ms": 0.35}, "fp32")
     if case == "int8-mcu":
-        return _one("stm32f746", _budget("stm32f746"), "int8")
+        return _one("stm32f746", budget("stm32f746"), "int8")
     if case == "int8-cpu":
-        return _one("cpu-ort-1t", _budget("cpu-ort-1t", "int8"), "int8")
+        return _one("cpu-ort-1t", budget("cpu-ort-1t", "int8"), "int8")
     if case == "deploy":
         total = {"wall": 0.0, "stages": {}, "config": [], "accuracy": [], "bytes": []}
         for name in DEPLOY_PROFILES:
-            one = _one(name, _budget(name), None)
+            one = _one(name, budget(name), None)
             total["wall"] += one["wall"]
             for key, value in one["stages"].items():
                 total["stages"][key] = total["stages"].get(key, 0.0) + value
