@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     from ofa_engine.families import family_of
     from ofa_engine.pipeline.specialize import calibration_subset, load_resources
     from ofa_engine.runtime.evaluation import calibrate_bn, module_copy
-    from ofa_engine.runtime.export import write_onnx_unverified
+    from ofa_engine.runtime.export import MIN_OPSET, write_onnx_unverified
     from ofa_engine.runtime.quantize import quantize_onnx, top1
     from ofa_engine.search import Constraints, search
 
@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="ofa-int8-parts-") as tmp:
         float_path = Path(tmp) / "float.onnx"
         int8_path = Path(tmp) / "int8.onnx"
-        write_onnx_unverified(folded, space, cfg, float_path, 17)
+        write_onnx_unverified(folded, space, cfg, float_path, MIN_OPSET)   # export_onnx's default, as specialize
         quantize_onnx(float_path, int8_path, subset, evaluation, labels)
         int8_bytes = int8_path.read_bytes()
 
