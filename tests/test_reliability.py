@@ -247,6 +247,21 @@ def test_a_tensor_its_summaries_cannot_give_is_calibrated_again_from_all_its_val
     assert {k: [float(v) for v in r] for k, r in got.items()} == {k: [float(v) for v in r] for k, r in expected.items()}
 
 
+@pytest.mark.parametrize("whole", [0, 1])
+def test_summaries_with_a_batch_kept_whole_in_any_place_ask_for_all_the_values(whole):
+    """Whichever batch of a tensor is kept whole (the first one included: it raised
+    AttributeError), its summaries give no range and the pass computes it from all the values."""
+    from ofa_engine.runtime import quantize as q
+    rng = np.random.default_rng(5)
+    batches = [rng.standard_normal((50, 8, 6, 6)).astype(np.float32) for _ in range(2)]
+    quantile = q.PERCENTILE / 100
+    parts = [q._batch_summary(b.copy(), True, 50, 100, quantile) for b in batches]
+    assert all(isinstance(p, q._Tail) for p in parts)
+    assert q._range_of_summaries(tuple(parts), quantile) == q._percentile_range(np.concatenate(batches), quantile)
+    parts[whole] = (batches[whole].copy(), True)
+    assert q._range_of_summaries(tuple(parts), quantile) is None
+
+
 @pytest.mark.parametrize("method", ["entropy", "percentile"])
 def test_int8_calibration_takes_a_set_that_is_not_a_multiple_of_its_batch(method, tiny_net, tmp_path):
     """130 images are calibrated in batches of 100 and 30; ORT's histogram collector cannot stack

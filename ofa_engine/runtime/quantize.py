@@ -469,8 +469,10 @@ def _range_of_summaries(parts: tuple[Any, ...], q: float) -> tuple[np.ndarray, n
     kept = [p for p in parts if not isinstance(p, _Tail)]
     if len(kept) == len(parts):
         return _percentile_range_of_parts(kept, q)
+    if kept:
+        return None
     n = parts[0].n
-    if kept or sum(p.size for p in parts) != n:
+    if sum(p.size for p in parts) != n:
         return None
     dtype = parts[0].tail.dtype
     min_value, max_value = np.min([p.low for p in parts]), np.max([p.high for p in parts])
