@@ -1,6 +1,6 @@
 """Where the CPU of an int8 `specialize` call goes, part by part, each part timed on its own.
 
-    python benchmarks/int8_cpu_parts.py [--case int8-mcu] [--runs 5]
+    python benchmarks/int8_cpu_parts.py [--case int8-mcu] [--runs 5] [--batches 50,250,500]
 
 bench_specialize.py times the call's stages by wall clock, with both cores shared between them;
 this script takes the case's subnet (bench_specialize's budget, the same call) and times each part
@@ -16,7 +16,9 @@ of the call alone, in this process's CPU seconds (user + system, getrusage), med
 - the whole call (`specialize`), with its page faults;
 
 then ONNX Runtime's profile of the int8 file's predictions: each op type's share of the kernel
-time. The parts add up to more than the call's wall time on 2 cores: the call runs them on both
+time; and with `--batches` (e.g. 50,250,500) the two prediction passes and the calibration at
+each batch size (images per ONNX Runtime run), with whether the results are the same as at the
+first size (the logits bit for bit, the int8 file byte for byte). The parts add up to more than the call's wall time on 2 cores: the call runs them on both
 (see docs/specialize-speed.md, "Where the CPU goes").
 """
 
@@ -93,9 +95,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--case", default="int8-mcu", choices=CASES)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--batches", default="",
+                        help="comma-separated batch sizes to time the prediction passes and the calibration at")
     args = parser.parse_args(argv)
     if args.runs < 1:
         parser.error("--runs must be >= 1")
+    try:
+        batches = [int(b) for b in args.batches.split(",") if b.strip()]
+    except ValueError:
+        parser.error(f"--batches {args.batches!r}: comma-separated integers >= 1")
+    if any(b < 1 for b in batches):
+        parser.error(f"--batches {args.batches!r}: comma-separated integers >= 1")
 
     import torch
     torch.set_num_threads(1)
@@ -105,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     from ofa_engine.pipeline.specialize import calibration_subset, load_resources
     from ofa_engine.runtime.evaluation import calibrate_bn, module_copy
     from ofa_engine.runtime.export import MIN_OPSET, write_onnx_unverified
+    from ofa_engine.runtime import quantize
+    from ofa_engine.runtime.ort import make_session
     from ofa_engine.runtime.quantize import quantize_onnx, top1
     from ofa_engine.search import Constraints, search
 
@@ -145,15 +157,37 @@ def main(argv: list[str] | None = None) -> int:
              f"{len(calib)} images")
         part("BN recalibration, 2 workers", lambda: calibrate_bn(module_copy(net), calib, workers=2),
              "specialize's")
-        part("float file's predictions", lambda: top1(str(float_path), evaluation, 250),
+        part("float file's predictions", lambda: top1(str(float_path), evaluation),
              f"{len(evaluation)} images, 1 thread")
         part("calibration + QDQ writer", lambda: quantize_onnx(
             float_path, Path(tmp) / "q.onnx", subset, evaluation[:8], labels[:8], floor=0.0),
             f"{len(subset)} images (8 evaluation images)")
-        part("int8 file's predictions", lambda: top1(int8_bytes, evaluation, 250),
+        part("int8 file's predictions", lambda: top1(int8_bytes, evaluation),
              f"{len(evaluation)} images, 1 thread, QDQ as written")
         part("the whole call", lambda: bench_specialize.run_case(args.case), "specialize, 2 cores")
-        shares = _op_shares(int8_bytes, evaluation, 250)
+        shares = _op_shares(int8_bytes, evaluation, quantize.EVALUATION_BATCH)
+
+        by_batch = []   # (batch, float CPU s, int8 CPU s, calibration CPU s, same results)
+        reference = None
+        for batch in batches:
+            logits = [np.concatenate([session.run(None, {"input": evaluation[i:i + batch]})[0]
+                                      for i in range(0, len(evaluation), batch)])
+                      for session in (make_session(str(float_path), threads=1, fuse_qdq=False),
+                                      make_session(int8_bytes, threads=1, fuse_qdq=False))]
+            float_cpu = _timed(lambda: top1(str(float_path), evaluation, batch), args.runs)[0]
+            int8_cpu = _timed(lambda: top1(int8_bytes, evaluation, batch), args.runs)[0]
+            saved = quantize.PERCENTILE_BATCH
+            quantize.PERCENTILE_BATCH = batch
+            try:
+                calibration_cpu = _timed(lambda: quantize_onnx(float_path, Path(tmp) / "b.onnx", subset, evaluation[:8],
+                                                               labels[:8], floor=0.0), args.runs)[0]
+            finally:
+                quantize.PERCENTILE_BATCH = saved
+            results = (*logits, (Path(tmp) / "b.onnx").read_bytes())
+            if reference is None:
+                reference = results
+            same = all(np.array_equal(a, b) for a, b in zip(results[:2], reference[:2])) and results[2] == reference[2]
+            by_batch.append((batch, float_cpu, int8_cpu, calibration_cpu, same))
 
     print(f"`python benchmarks/int8_cpu_parts.py --case {args.case} --runs {args.runs}` on "
           f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {cpu_model()}, {os.cpu_count()} logical CPUs; "
@@ -164,6 +198,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {label} | {cpu:.3f} | {wall:.3f} | {faults:,.0f} | {note} |")
     print("\nONNX Runtime's kernel time of the int8 file's predictions, by op type: "
           + ", ".join(f"{op} {share:.0%}" for op, share in shares.items() if share >= 0.005))
+    if by_batch:
+        print(f"\n| images a run | float file's predictions CPU s | int8 file's predictions CPU s | "
+              f"calibration + QDQ writer CPU s | results as at {by_batch[0][0]} |")
+        print("|---:|---:|---:|---:|---|")
+        for batch, float_cpu, int8_cpu, calibration_cpu, same in by_batch:
+            print(f"| {batch} | {float_cpu:.3f} | {int8_cpu:.3f} | {calibration_cpu:.3f} | {'same' if same else '**different**'} |")
     return 0
 
 

@@ -13,13 +13,14 @@ from ofa_engine.cli.main import main
 from ofa_engine.datasets.images import ImageSet, load_split
 from ofa_engine.devices.profile_schema import ProfileError
 from ofa_engine.devices.profiles import load_profile
+from ofa_engine.packages.package import bundled_packages
 from ofa_engine.pipeline.specialize import INT8_CALIBRATION_IMAGES, calibration_subset
 from ofa_engine.runtime.export import read_metadata
 from ofa_engine.runtime.ort import make_session
 from ofa_engine.runtime.preprocess import preprocess
-from ofa_engine.runtime.quantize import (AGREEMENT_FLOOR, EVALUATED_WITH, SCHEME, QuantizationRefusedError,
-                                         check_precision, estimate_overhead_bytes, quantization_metadata,
-                                         weight_bytes)
+from ofa_engine.runtime.quantize import (AGREEMENT_FLOOR, EVALUATED_WITH, EVALUATION_BATCH, PERCENTILE_BATCH, SCHEME,
+                                         QuantizationRefusedError, check_precision, estimate_overhead_bytes,
+                                         quantization_metadata, top1, weight_bytes)
 from tests.helpers_qdq import qdq_reference_logits
 
 # Enough images to calibrate and to measure agreement, few enough to keep each export ~2 s.
@@ -107,6 +108,42 @@ def test_fp32_default_is_unchanged(small, tmp_path):
     # a float file's weights: its float32 initializers, at least 4 bytes per parameter of the
     # folded net (BN folded by the exporter's constant folding)
     assert weight_bytes(path)["weight_bytes"] >= 4 * int(analyze(net.space_name, cfg)["params"]) * 0.9
+
+
+@pytest.mark.parametrize("package", sorted(bundled_packages()))
+def test_an_image_s_logits_do_not_depend_on_its_evaluation_batch(package, tmp_path):
+    """`top1` runs EVALUATION_BATCH images at a time: each image's logits are those of any other
+    batch of 3 or more, bit for bit, for the fp32 and the int8 file of every bundled package's
+    smallest subnet (so the accuracies and agreements reported do not depend on the batch)."""
+    from ofa_engine.pipeline.specialize import load_resources
+    res = load_resources(package)
+    cfg = res.space.smallest()
+    net = extract_calibrated(res.supernet, cfg)
+    calib, test = load_split("calib").subset(np.arange(N_CALIB)), load_split("test2k").subset(np.arange(N_EVAL))
+    files = [export_onnx(net, cfg, tmp_path / "f.onnx"),
+             export_onnx(net, cfg, tmp_path / "q.onnx", precision="int8", calibration=calib, evaluation=test)]
+    x = preprocess(test.images, res.space, cfg.image_size).numpy()
+    for path in files:
+        session = make_session(path, fuse_qdq=False)
+        by_batch = {size: np.concatenate([session.run(None, {"input": x[i:i + size]})[0]
+                                          for i in range(0, len(x), size)])
+                    for size in (EVALUATION_BATCH, 3, 7, 250, len(x))}
+        for size, logits in by_batch.items():
+            np.testing.assert_array_equal(logits, by_batch[len(x)], err_msg=f"{path.name}, batches of {size}")
+        assert np.array_equal(top1(path, x), by_batch[len(x)].argmax(1))
+
+
+def test_the_percentile_calibration_gives_the_same_file_at_any_batch(small, sets, tmp_path, monkeypatch):
+    """The writer's percentile pass (`PERCENTILE_BATCH` images a run) summarises each batch and
+    its ranges depend only on the set of values: the int8 file is the same byte for byte in
+    batches of 7, of PERCENTILE_BATCH and of all 200 images."""
+    from ofa_engine.runtime import quantize
+    cfg, net = small
+    written = {}
+    for batch in (7, PERCENTILE_BATCH, N_CALIB):
+        monkeypatch.setattr(quantize, "PERCENTILE_BATCH", batch)
+        written[batch] = _export(net, cfg, tmp_path / f"q{batch}.onnx", sets).read_bytes()
+    assert written[7] == written[PERCENTILE_BATCH] == written[N_CALIB]
 
 
 def test_agreement_floor_refuses_and_writes_nothing(small, sets, tmp_path):

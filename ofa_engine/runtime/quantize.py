@@ -67,7 +67,18 @@ AGREEMENT_FLOOR = 0.90
 EVALUATED_WITH = "onnxruntime, QDQ as written (session.disable_quant_qdq=1)"
 SCHEME = ("QDQ; weights int8 per-channel symmetric; activations int8 per-tensor asymmetric; "
           "biases int32; BN folded into the convolutions")
+# Images per batch of ONNX Runtime's calibrators (`_reader`: their histograms are merged batch by
+# batch, so the batch is part of their method) and of the percentile pass of our writer
+# (`_writer_ranges`: its ranges depend on the set of values only, the same at any batch size;
+# smaller batches hold fewer activations at once: 50 took ~5% less CPU than 100 and half the
+# arena, docs/specialize-speed.md).
 CALIBRATION_BATCH = 100
+PERCENTILE_BATCH = 50
+# Images per ONNX Runtime run of the prediction passes (`top1`): small enough for a batch's
+# activations to stay in the core's caches. An image's logits do not depend on the batch it is
+# in (bit for bit from 3 images up: tests/test_int8.py); 50 took 20-30% less CPU than 250 or
+# 500 (docs/specialize-speed.md).
+EVALUATION_BATCH = 50
 # Threads of the calibration pass and of the evaluation passes (ONNX Runtime sessions of one
 # intra-op thread each; the results do not depend on it).
 WORKERS = 2
@@ -124,7 +135,7 @@ def check_images(x: Any, shape: tuple[int, int, int], what: str) -> np.ndarray:
     return np.ascontiguousarray(arr, dtype=np.float32)
 
 
-def top1(path_or_bytes: str | os.PathLike | bytes, x: np.ndarray, batch_size: int = 500, *, threads: int = 1,
+def top1(path_or_bytes: str | os.PathLike | bytes, x: np.ndarray, batch_size: int = EVALUATION_BATCH, *, threads: int = 1,
          memory_arena: bool = True) -> np.ndarray:
     """Predicted classes of the ONNX model on `x` (ORT, one intra-op thread, QDQ as written:
     `EVALUATED_WITH`), its batches spread over `threads` threads of one session (`run` is
@@ -181,7 +192,7 @@ def quantize_onnx(float_path: str | os.PathLike, out_path: str | os.PathLike, ca
     # from the start, on one more thread that takes whatever CPU the calibration, the writer
     # and the int8 file's session leave (their serial steps), the int8 file's after it.
     with ThreadPoolExecutor(1) as background:
-        expected_future = background.submit(top1, os.fspath(float_path), evaluation, 250)
+        expected_future = background.submit(top1, os.fspath(float_path), evaluation)
         proto = None
         prepared = _prepare(float_model) if quantizer == "writer" else None
         if prepared is not None:
@@ -196,7 +207,7 @@ def quantize_onnx(float_path: str | os.PathLike, out_path: str | os.PathLike, ca
             with clock("calibrate"):   # ORT's pre-processing, calibration and quantizer together
                 proto = _compact(_quantize_with_ort(float_path, out_path, calibration, method, percentile))
         with clock("evaluate"):
-            predicted = top1(proto.SerializeToString(), evaluation, 250, threads=WORKERS)
+            predicted = top1(proto.SerializeToString(), evaluation, threads=WORKERS)
             expected = expected_future.result()
     agreement = float((expected == predicted).mean())
     report = QuantizationReport(
@@ -718,8 +729,8 @@ def _writer_ranges(prepared: onnx.ModelProto, calibration: np.ndarray, method: s
         augmented.CopyFrom(prepared)
         tensors = [onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None)
                    for name in _calibrated_tensors(prepared)]
-        feeds = [{input_name: calibration[start:start + CALIBRATION_BATCH]}
-                 for start in range(0, len(calibration), CALIBRATION_BATCH)]
+        feeds = [{input_name: calibration[start:start + PERCENTILE_BATCH]}
+                 for start in range(0, len(calibration), PERCENTILE_BATCH)]
         return _tensor_percentile_ranges(augmented, tensors, feeds, percentile, "ORT_ENABLE_ALL")
     with tempfile.TemporaryDirectory(prefix="ofa-quantize-") as tmp:
         path = Path(tmp) / "prepared.onnx"
