@@ -136,8 +136,9 @@ def test_runner_imports_only_numpy_and_onnxruntime():
                 imported |= {alias.name.split(".")[0] for alias in node.names}
             elif isinstance(node, ast.ImportFrom) and node.module != "__future__":
                 imported.add("ort" if node.level == 1 else node.module.split(".")[0])
-    assert imported - {"argparse", "csv", "io", "json", "os", "sys", "time", "dataclasses", "typing"} \
-        == {"numpy", "onnxruntime", "ort"}
+    stdlib = {"argparse", "contextlib", "contextvars", "csv", "dataclasses", "hashlib", "io", "json", "os", "sys",
+              "time", "typing"}
+    assert imported - stdlib == {"numpy", "onnxruntime", "ort"}
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3])
@@ -165,6 +166,63 @@ def test_session_factory_honours_the_thread_count(tiny_bytes, tmp_path, threads)
             ort.make_session(tiny_bytes, bad)
     with pytest.raises(FileNotFoundError):
         ort.make_session(tmp_path / "nope.onnx")
+
+
+def _qdq_bytes() -> bytes:
+    """A one-node-pair QDQ model (QuantizeLinear -> DequantizeLinear) on a (N, 4) input."""
+    import onnx
+    from onnx import TensorProto, helper
+    graph = helper.make_graph(
+        [helper.make_node("QuantizeLinear", ["input", "scale", "zero"], ["q"]),
+         helper.make_node("DequantizeLinear", ["q", "scale", "zero"], ["logits"])], "qdq",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 4])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 4])],
+        [helper.make_tensor("scale", TensorProto.FLOAT, [], [0.1]), helper.make_tensor("zero", TensorProto.INT8, [], [0])])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+
+
+def test_shared_sessions_hand_out_one_session_per_model_and_options(tiny_bytes, tmp_path):
+    """Inside `shared_sessions()` the same model content with the same options is one session,
+    whether given as bytes or as a path; options that cannot change a float model's results
+    (spinning with one thread, the QDQ setting) do not tell sessions apart; everything else
+    does; outside the block, and with shared=False, every call opens its own."""
+    path = tmp_path / "m.onnx"
+    path.write_bytes(tiny_bytes)
+    other, qdq = _tiny_onnx(channels=5), _qdq_bytes()
+    assert ort.make_session(tiny_bytes) is not ort.make_session(tiny_bytes)
+    with ort.shared_sessions():
+        first = ort.make_session(path, 1)
+        assert ort.make_session(tiny_bytes, 1, allow_spinning=False) is first
+        assert ort.make_session(tiny_bytes, 1, fuse_qdq=False) is first
+        assert measure._session(tiny_bytes, 1) is first
+        for kwargs in ({"threads": 2}, {"memory_arena": False}, {"graph_optimization": "ORT_ENABLE_BASIC"},
+                       {"shared": False}):
+            assert ort.make_session(tiny_bytes, **kwargs) is not first, kwargs
+        assert ort.make_session(other) is not first
+        assert ort.make_session(tiny_bytes, 2, allow_spinning=False) is not ort.make_session(tiny_bytes, 2)
+        as_written = ort.make_session(qdq, fuse_qdq=False)
+        assert ort.make_session(qdq) is not as_written and ort.make_session(qdq, fuse_qdq=False) is as_written
+        assert as_written.get_session_options().get_session_config_entry("session.disable_quant_qdq") == "1"
+        with ort.shared_sessions():   # a block of its own
+            assert ort.make_session(tiny_bytes) is not first
+        assert ort.make_session(tiny_bytes) is first
+    assert ort.make_session(tiny_bytes) is not first
+    with pytest.raises(FileNotFoundError), ort.shared_sessions():
+        ort.make_session(tmp_path / "nope.onnx")
+
+
+def test_latency_repeats_take_fresh_sessions_inside_a_shared_block(tiny_bytes, monkeypatch):
+    """`measure_latency(repeats=N)` promises N fresh sessions: a `shared_sessions()` block does not
+    hand it the same one N times (one repeat takes the block's session)."""
+    opened = []
+    real = ort._new_session
+    monkeypatch.setattr(ort, "_new_session", lambda *a, **k: opened.append(1) or real(*a, **k))
+    with ort.shared_sessions():
+        measure_latency(tiny_bytes, repeats=3, warmup=0, runs=2)
+        assert len(opened) == 3
+        ort.make_session(tiny_bytes, 1, allow_spinning=False)
+        measure_latency(tiny_bytes, warmup=0, runs=2)
+        assert len(opened) == 4
 
 
 def test_time_session_times_the_given_feed(tiny_bytes):

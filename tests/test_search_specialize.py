@@ -67,6 +67,20 @@ def test_specialize_end_to_end(tmp_path, ranges):
     check_own_model(spec)
 
 
+def test_an_fp32_specialization_opens_its_file_in_one_session(ranges, monkeypatch):
+    """The export check, the accuracy pass and the one-thread latency measurement of an fp32
+    specialization run the same file in one ONNX Runtime session (`shared_sessions`)."""
+    from ofa_engine import specialize
+    from ofa_engine.runtime import ort as runtime_ort
+    opened = []
+    real = runtime_ort._new_session
+    monkeypatch.setattr(runtime_ort, "_new_session", lambda model, *a: opened.append(model) or real(model, *a))
+    spec = specialize(PROFILE, {"macs_m": ranges["macs_m"]["max"] / 3}, "random", seed=1,
+                      strategy_options={"samples": 50})
+    assert spec.report["measured"]["latency_ms"] > 0 and 0.5 < spec.report["measured"]["accuracy"] <= 1.0
+    assert len(opened) == 1
+
+
 def test_specialize_in_memory_and_infeasible(ranges):
     from ofa_engine.search import Constraints, InfeasibleBudgetError
     from ofa_engine import specialize

@@ -91,11 +91,13 @@ def onnx_accuracy(onnx_bytes: bytes, inputs: torch.Tensor, labels: np.ndarray, b
     worker thread; `InferenceSession.run` is thread-safe): the deployed artifact is what gets
     measured, and ORT runs these depthwise nets ~2x faster than torch. An int8 file runs with
     its QDQ as written (`runtime.quantize.EVALUATED_WITH`), `batch_size` images a run (None:
-    `runtime.quantize.EVALUATION_BATCH`; an image's logits do not depend on it). Without ONNX
-    Runtime's arena (`make_session`): faster for batches of 500, the same for 50."""
+    `runtime.quantize.EVALUATION_BATCH`; an image's logits do not depend on it). With ONNX
+    Runtime's arena, as the export check and the latency measurement open the file: inside
+    `specialize` the three share one session (`runtime.ort.shared_sessions`); without the arena
+    it was faster for batches of 500, and is the same for 50."""
     from ..runtime.quantize import EVALUATION_BATCH, top1
     predicted = top1(onnx_bytes, inputs.numpy(), EVALUATION_BATCH if batch_size is None else batch_size,
-                     threads=workers, memory_arena=False)
+                     threads=workers)
     return float((predicted == np.asarray(labels)).mean())
 
 
@@ -228,48 +230,52 @@ def specialize(profile: Any, constraints: Constraints | Mapping[str, float] | No
     calibrate_bn(net, res.inputs("calib", cfg.image_size), workers=WORKERS)
     timings["extract_calibrate"] = timings.get("extract_calibrate", 0.0) + time.perf_counter() - t
 
-    step("export", 0.5)
-    t = time.perf_counter()
-    from ..runtime.export import export_onnx
-    # export_onnx serialises torch's exporter itself (EXPORT_LOCK); everything else runs concurrently.
-    precision_options: dict[str, Any] = {}
-    if precision == "int8":
-        # Both sets as the process's cached model input (preprocessing the 2,000 evaluation images
-        # again took 20-35 ms), the evaluation set with its labels.
-        from ..datasets.images import ImageSet
-        precision_options = {"precision": "int8",
-                             "calibration": res.inputs("calib", cfg.image_size)[calibration_subset(res.calib)],
-                             "evaluation": ImageSet(res.inputs("test2k", cfg.image_size), res.test.labels,
-                                                    res.test.classes)}
-    # Into a private folder: `out` is only replaced at the end, together with its report.
-    with tempfile.TemporaryDirectory(prefix="ofa-specialize-") as tmp:
-        written = export_onnx(net, cfg, Path(tmp) / "model.onnx", space=space, **precision_options)
-        onnx_bytes = Path(written).read_bytes()
-    timings["export"] = time.perf_counter() - t
-    # Checked before it reaches `out` (the overhead estimate is an upper bound, so this holds).
-    if file_limit is not None and len(onnx_bytes) > file_limit:
-        raise RuntimeError(f"the int8 file is {len(onnx_bytes)} bytes, over the Flash budget of "
-                           f"{file_limit} bytes; nothing was written")
-
-    step("measure accuracy", 0.7)
-    t = time.perf_counter()
-    from ..runtime.quantize import quantization_metadata, weight_bytes
-    quantization = quantization_metadata(onnx_bytes)
-    if quantization is not None and quantization.get("int8_accuracy") is not None:
-        # quantize_onnx measured this very file on the same images (res.test) in ONNX Runtime.
-        measured_accuracy = float(quantization["int8_accuracy"])
-    else:
-        measured_accuracy = onnx_accuracy(onnx_bytes, res.inputs("test2k", cfg.image_size), res.test.labels)
-    timings["accuracy"] = time.perf_counter() - t
-
-    latency = None
-    if getattr(prof, "measures_locally", False):
-        step("measure latency", 0.8)
+    # The export check, the accuracy pass and a one-thread latency measurement open the same
+    # file alike: one ONNX Runtime session for the three (`shared_sessions`).
+    from ..runtime.ort import shared_sessions
+    with shared_sessions():
+        step("export", 0.5)
         t = time.perf_counter()
-        from ..runtime.measure import measure_latency
-        latency = measure_latency(onnx_bytes, threads=int(getattr(prof, "threads", None) or 1),
-                                  batch_size=int(getattr(prof, "batch_size", None) or 1))
-        timings["latency"] = time.perf_counter() - t
+        from ..runtime.export import export_onnx
+        # export_onnx serialises torch's exporter itself (EXPORT_LOCK); everything else runs concurrently.
+        precision_options: dict[str, Any] = {}
+        if precision == "int8":
+            # Both sets as the process's cached model input (preprocessing the 2,000 evaluation images
+            # again took 20-35 ms), the evaluation set with its labels.
+            from ..datasets.images import ImageSet
+            precision_options = {"precision": "int8",
+                                 "calibration": res.inputs("calib", cfg.image_size)[calibration_subset(res.calib)],
+                                 "evaluation": ImageSet(res.inputs("test2k", cfg.image_size), res.test.labels,
+                                                        res.test.classes)}
+        # Into a private folder: `out` is only replaced at the end, together with its report.
+        with tempfile.TemporaryDirectory(prefix="ofa-specialize-") as tmp:
+            written = export_onnx(net, cfg, Path(tmp) / "model.onnx", space=space, **precision_options)
+            onnx_bytes = Path(written).read_bytes()
+        timings["export"] = time.perf_counter() - t
+        # Checked before it reaches `out` (the overhead estimate is an upper bound, so this holds).
+        if file_limit is not None and len(onnx_bytes) > file_limit:
+            raise RuntimeError(f"the int8 file is {len(onnx_bytes)} bytes, over the Flash budget of "
+                               f"{file_limit} bytes; nothing was written")
+
+        step("measure accuracy", 0.7)
+        t = time.perf_counter()
+        from ..runtime.quantize import quantization_metadata, weight_bytes
+        quantization = quantization_metadata(onnx_bytes)
+        if quantization is not None and quantization.get("int8_accuracy") is not None:
+            # quantize_onnx measured this very file on the same images (res.test) in ONNX Runtime.
+            measured_accuracy = float(quantization["int8_accuracy"])
+        else:
+            measured_accuracy = onnx_accuracy(onnx_bytes, res.inputs("test2k", cfg.image_size), res.test.labels)
+        timings["accuracy"] = time.perf_counter() - t
+
+        latency = None
+        if getattr(prof, "measures_locally", False):
+            step("measure latency", 0.8)
+            t = time.perf_counter()
+            from ..runtime.measure import measure_latency
+            latency = measure_latency(onnx_bytes, threads=int(getattr(prof, "threads", None) or 1),
+                                      batch_size=int(getattr(prof, "batch_size", None) or 1))
+            timings["latency"] = time.perf_counter() - t
 
     deployed = family.deployment_bytes(cfg, precision)
     sizes = weight_bytes(onnx_bytes)

@@ -156,10 +156,10 @@ def _positive_int(value, name: str) -> int:
     return int(value)
 
 
-def _session(model: str | os.PathLike | bytes, threads: int):
+def _session(model: str | os.PathLike | bytes, threads: int, shared: bool = True):
     # Spinning worker threads would steal the CPU from the measuring thread's neighbours and
     # make a shared machine noisier; only useful with several threads.
-    return make_session(model, threads, allow_spinning=threads > 1)
+    return make_session(model, threads, allow_spinning=threads > 1, shared=shared)
 
 
 def measure_latency(onnx_path_or_bytes: str | os.PathLike | bytes, threads: int = 1, batch_size: int = 1,
@@ -179,7 +179,7 @@ def measure_latency(onnx_path_or_bytes: str | os.PathLike | bytes, threads: int 
     repeats = _positive_int(repeats, "repeats")
     if isinstance(warmup, bool) or not isinstance(warmup, (int, np.integer)) or warmup < 0:
         raise ValueError(f"warmup = {warmup!r}; allowed: an integer >= 0")
-    sessions = (_session(onnx_path_or_bytes, threads) for _ in range(repeats))
+    sessions = (_session(onnx_path_or_bytes, threads, shared=repeats == 1) for _ in range(repeats))
     times = np.concatenate([time_session(s, input_feed(s, batch_size), int(warmup), runs) for s in sessions])
     q1, median, q3 = np.percentile(times, [25, 50, 75])
     return LatencyStats(float(median), float(q1), float(q3), float(q3 - q1), int(times.size), threads,

@@ -23,6 +23,7 @@ The calibration method was chosen by measured accuracy on subnets of the bundled
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import json
 import os
 import tempfile
@@ -135,8 +136,8 @@ def check_images(x: Any, shape: tuple[int, int, int], what: str) -> np.ndarray:
     return np.ascontiguousarray(arr, dtype=np.float32)
 
 
-def top1(path_or_bytes: str | os.PathLike | bytes, x: np.ndarray, batch_size: int = EVALUATION_BATCH, *, threads: int = 1,
-         memory_arena: bool = True) -> np.ndarray:
+def top1(path_or_bytes: str | os.PathLike | bytes, x: np.ndarray, batch_size: int = EVALUATION_BATCH, *,
+         threads: int = 1, memory_arena: bool = True) -> np.ndarray:
     """Predicted classes of the ONNX model on `x` (ORT, one intra-op thread, QDQ as written:
     `EVALUATED_WITH`), its batches spread over `threads` threads of one session (`run` is
     thread-safe: the same predictions however many). `memory_arena`: `make_session`'s."""
@@ -192,7 +193,9 @@ def quantize_onnx(float_path: str | os.PathLike, out_path: str | os.PathLike, ca
     # from the start, on one more thread that takes whatever CPU the calibration, the writer
     # and the int8 file's session leave (their serial steps), the int8 file's after it.
     with ThreadPoolExecutor(1) as background:
-        expected_future = background.submit(top1, os.fspath(float_path), evaluation)
+        # (In this context: inside `specialize`'s `shared_sessions` block the float file's session
+        # is the one its export check opened.)
+        expected_future = background.submit(contextvars.copy_context().run, top1, os.fspath(float_path), evaluation)
         proto = None
         prepared = _prepare(float_model) if quantizer == "writer" else None
         if prepared is not None:
@@ -377,7 +380,10 @@ def _tensor_percentile_ranges(model: onnx.ModelProto, tensors: list[Any], feeds:
     for info in tensors:
         if info.name not in outputs and info.name not in inputs:
             model.graph.output.append(info)
-    session = make_session(model.SerializeToString(), threads=1, graph_optimization=graph_optimization)
+    # A model of its own, run once: not kept for a `shared_sessions` block (its arena holds a
+    # batch's activations of every tensor).
+    session = make_session(model.SerializeToString(), threads=1, graph_optimization=graph_optimization,
+                           shared=False)
     names = [o.name for o in session.get_outputs()]
     if not feeds:
         raise ValueError("No data is collected.")
