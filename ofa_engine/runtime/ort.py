@@ -68,8 +68,9 @@ def make_session(model: str | os.PathLike | bytes, threads: int = 1, *, allow_sp
 
     `memory_arena=False` allocates each tensor from the C library instead of ONNX Runtime's
     arena, which grows by doubling: measured faster for batches of 500 images (specialize's
-    accuracy pass: 0.200 -> 0.186 s for the fp32 case, medians of 15 alternating calls), no
-    different for 250. The same results either way.
+    accuracy pass when it ran 500 images a run: 0.200 -> 0.186 s for the fp32 case, medians of
+    15 alternating calls), no different for 250 or 50 (its batches now). The same results
+    either way.
 
     `shared`: inside a `shared_sessions()` block, the block's session of the same model and
     options if it has one (False: a new session all the same).
