@@ -98,6 +98,37 @@ def test_writer_gives_ort_s_file_for_the_other_calibrations(supernet, tmp_path, 
     assert ours.read_bytes() == ort.read_bytes()
 
 
+@pytest.mark.parametrize("which", ["largest", "smallest", "random0", "random1", "random2"])
+def test_writer_reads_only_the_ranges_it_says(supernet, tmp_path, which):
+    """quantize_onnx's percentile pass computes only the ranges of `ranges_read()` (a Relu's input
+    takes the Relu's range): those ranges are the numbers computed beside all the others, and the
+    file written from them alone is the file written from all of them; any other range, however
+    wrong, changes nothing; a range it needs and lacks is an error, not another file."""
+    cfg = dict(_configs(supernet.space))[which]
+    prepared = q._prepare(onnx.load(_float_file(supernet, cfg, tmp_path / "float.onnx")))
+    calib, _ = _images(supernet, cfg)
+    calibrated = q._calibrated_tensors(prepared)
+    read = q._qdq_plan(prepared, calibrated).ranges_read()
+    relu_inputs = {n.input[0] for n in prepared.graph.node if n.op_type == "Relu"}
+    assert set(read) < set(calibrated) and relu_inputs & set(calibrated) - set(read)
+    full = q._writer_ranges(prepared, calib, "percentile", q.PERCENTILE)
+    assert set(full) == set(calibrated)
+    some = q._writer_ranges(prepared, calib, "percentile", q.PERCENTILE, read)
+    assert set(some) == set(read)
+    assert {k: [float(v) for v in r] for k, r in some.items()} == {k: [float(v) for v in full[k]] for k in read}
+
+    expected = q._compact(q._write_qdq(prepared, full)).SerializeToString()
+    assert q._compact(q._write_qdq(prepared, some, calibrated)).SerializeToString() == expected
+    wrong = dict(full)
+    for name in set(calibrated) - set(read):
+        wrong[name] = (np.float32(-123.0), np.float32(321.0))
+    assert q._compact(q._write_qdq(prepared, wrong)).SerializeToString() == expected
+    with pytest.raises(ValueError, match="no range for the calibrated tensors"):
+        q._write_qdq(prepared, {k: v for k, v in some.items() if k != read[0]}, calibrated)
+    with pytest.raises(ValueError, match="not among the calibrated tensors"):
+        q._writer_ranges(prepared, calib, "percentile", q.PERCENTILE, read + ["no-such-tensor"])
+
+
 def test_prepared_graph_is_quant_pre_process_s(supernet, tmp_path):
     """The HardSwish inlining and the attributes as quant_pre_process writes them, node for
     node, and the same tensors to calibrate (those of `select_tensors_to_calibrate`)."""
