@@ -118,13 +118,14 @@ def test_writer_reads_only_the_ranges_it_says(supernet, tmp_path, which):
     assert {k: [float(v) for v in r] for k, r in some.items()} == {k: [float(v) for v in full[k]] for k in read}
 
     expected = q._compact(q._write_qdq(prepared, full)).SerializeToString()
-    assert q._compact(q._write_qdq(prepared, some, calibrated)).SerializeToString() == expected
+    plan = q._qdq_plan(prepared, calibrated)
+    assert q._compact(q._write_qdq(prepared, some, plan)).SerializeToString() == expected
     wrong = dict(full)
     for name in set(calibrated) - set(read):
         wrong[name] = (np.float32(-123.0), np.float32(321.0))
     assert q._compact(q._write_qdq(prepared, wrong)).SerializeToString() == expected
     with pytest.raises(ValueError, match="no range for the calibrated tensors"):
-        q._write_qdq(prepared, {k: v for k, v in some.items() if k != read[0]}, calibrated)
+        q._write_qdq(prepared, {k: v for k, v in some.items() if k != read[0]}, q._qdq_plan(prepared, calibrated))
     with pytest.raises(ValueError, match="not among the calibrated tensors"):
         q._writer_ranges(prepared, calib, "percentile", q.PERCENTILE, read + ["no-such-tensor"])
 

@@ -204,13 +204,13 @@ def quantize_onnx(float_path: str | os.PathLike, out_path: str | os.PathLike, ca
                     # Our percentile pass computes only the ranges the file is written from (a
                     # Relu's input takes the Relu's: 21 of the stm32f746 case's 152 tensors, 29%
                     # of the values, unread); ORT's calibrators compute them all.
-                    calibrated = read = None
+                    plan = read = None
                     if method == "percentile":
-                        calibrated = _calibrated_tensors(prepared)
-                        read = _qdq_plan(prepared, calibrated).ranges_read()
+                        plan = _qdq_plan(prepared, _calibrated_tensors(prepared))
+                        read = plan.ranges_read()
                     ranges = _writer_ranges(prepared, calibration, method, percentile, read)
                 with clock("write"):
-                    proto = _compact(_write_qdq(prepared, ranges, calibrated))
+                    proto = _compact(_write_qdq(prepared, ranges, plan))
             except _Unsupported:
                 proto = None
         if proto is None:
@@ -897,7 +897,7 @@ def _qdq_plan(prepared: onnx.ModelProto, calibrated: Any) -> _QDQPlan:
 
 
 def _write_qdq(prepared: onnx.ModelProto, ranges: Mapping[str, tuple[Any, Any]],
-               calibrated: Any = None) -> onnx.ModelProto:
+               plan: _QDQPlan | None = None) -> onnx.ModelProto:
     """ORT's QDQQuantizer(prepared, per_channel=True, QInt8 weights and activations, ranges,
     ActivationSymmetric=False, WeightSymmetric=True).quantize_model(), as ORT saves it, for a
     graph of `_prepare`: per-channel symmetric int8 weights (Gemm's along axis 0 when transB),
@@ -906,10 +906,12 @@ def _write_qdq(prepared: onnx.ModelProto, ranges: Mapping[str, tuple[Any, Any]],
     Flatten's output on its input's parameters. Raises `_Unsupported` where ORT would do
     something this does not restate.
 
-    `calibrated`: the tensors ORT's calibration would have given ranges (None: those of
-    `ranges`); `ranges` then needs only those of `_qdq_plan(...).ranges_read()`: the file
-    depends on no other."""
-    plan = _qdq_plan(prepared, set(ranges) if calibrated is None else calibrated)
+    `plan`: `_qdq_plan(prepared, calibrated)` for the tensors ORT's calibration would have given
+    ranges (None: the plan for those of `ranges`); `ranges` then needs only those of its
+    `ranges_read()`: the file depends on no other. A plan is used up (the writer edits its
+    nodes)."""
+    if plan is None:
+        plan = _qdq_plan(prepared, set(ranges))
     graph = prepared.graph
     floats = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
     graph_input, graph_output = graph.input[0].name, graph.output[0].name
